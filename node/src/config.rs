@@ -1,0 +1,238 @@
+//! `config.toml`: the node's own settings (not consensus rules, which live
+//! in genesis). Unknown keys are errors, so a typo never silently falls back
+//! to a default.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Config file name inside a home.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The whole config file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and peer address.
+    pub node: NodeSection,
+    /// Client API.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// Store.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Core placement.
+    #[serde(default)]
+    pub placement: PlacementSection,
+}
+
+/// `[node]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Human name of this node.
+    pub moniker: String,
+    /// Address to listen on for peers.
+    pub listen_addr: String,
+}
+
+/// `[api]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address of the JSON-RPC / metrics listener.
+    pub listen_addr: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen_addr: "127.0.0.1:26700".into(),
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// LMDB map size in GiB (virtual address space reserved, not disk used).
+    pub map_size_gib: u32,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { map_size_gib: 64 }
+    }
+}
+
+/// `[placement]`: which cores run which roles. Empty lists mean "choose
+/// from the detected core count".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSection {
+    /// Cores for network + consensus + storage commit.
+    #[serde(default)]
+    pub consensus_cores: Vec<u32>,
+    /// Cores for signature verification.
+    #[serde(default)]
+    pub sigverify_cores: Vec<u32>,
+    /// Cores for execution shards.
+    #[serde(default)]
+    pub exec_cores: Vec<u32>,
+}
+
+/// Largest map size accepted (TiB-scale typos are caught).
+pub const MAP_SIZE_GIB_MAX: u32 = 4096;
+
+impl Config {
+    /// The defaults `plume init` writes.
+    pub fn new(moniker: &str, listen_addr: &str, api_addr: &str) -> Self {
+        Config {
+            node: NodeSection {
+                moniker: moniker.into(),
+                listen_addr: listen_addr.into(),
+            },
+            api: ApiSection {
+                listen_addr: api_addr.into(),
+            },
+            storage: StorageSection::default(),
+            placement: PlacementSection::default(),
+        }
+    }
+
+    /// Parse and check, with errors naming `origin` (the file).
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let cfg: Config = toml::from_str(text)
+            .with_context(|| format!("{}: invalid config", origin.display()))?;
+        cfg.check()
+            .with_context(|| format!("{}: invalid config", origin.display()))?;
+        Ok(cfg)
+    }
+
+    /// Read `HOME/config.toml`.
+    pub fn load(home: &Path) -> Result<Self> {
+        let path = home.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        Self::parse(&text, &path)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.node.moniker.is_empty() || self.node.moniker.len() > 64 {
+            bail!("node.moniker must be 1 to 64 characters");
+        }
+        self.node
+            .listen_addr
+            .parse::<SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "node.listen_addr {:?} is not host:port",
+                    self.node.listen_addr
+                )
+            })?;
+        self.api
+            .listen_addr
+            .parse::<SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "api.listen_addr {:?} is not host:port",
+                    self.api.listen_addr
+                )
+            })?;
+        if self.storage.map_size_gib == 0 || self.storage.map_size_gib > MAP_SIZE_GIB_MAX {
+            bail!("storage.map_size_gib must be 1 to {MAP_SIZE_GIB_MAX}");
+        }
+        Ok(())
+    }
+
+    /// The file text with a comment above every setting.
+    pub fn to_commented_toml(&self) -> String {
+        let list = |v: &[u32]| {
+            v.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            r#"# Plume node configuration. Consensus rules live in genesis.json, not here.
+# Unknown keys are errors.
+
+[node]
+# Human-readable name, shown in logs and to peers.
+moniker = "{moniker}"
+# Address this node listens on for peer links (validators connect here).
+listen_addr = "{listen}"
+
+[api]
+# JSON-RPC over HTTP/WebSocket, /metrics and /health.
+listen_addr = "{api}"
+
+[storage]
+# LMDB map size in GiB: address space reserved for the store, not disk used.
+# When the store fills up the node stops with "store full"; raise this.
+map_size_gib = {map}
+
+[placement]
+# Which CPU cores run which roles. Empty lists: chosen from the detected core
+# count (2 cores: core 0 network+consensus+storage, core 1 sigverify+execution).
+# `plume tune --write` fills these from the host's topology.
+consensus_cores = [{cc}]
+sigverify_cores = [{sc}]
+exec_cores = [{ec}]
+"#,
+            moniker = self.node.moniker,
+            listen = self.node.listen_addr,
+            api = self.api.listen_addr,
+            map = self.storage.map_size_gib,
+            cc = list(&self.placement.consensus_cores),
+            sc = list(&self.placement.sigverify_cores),
+            ec = list(&self.placement.exec_cores),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> std::result::Result<Config, String> {
+        Config::parse(text, Path::new("config.toml")).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn commented_defaults_round_trip() {
+        let c = Config::new("v0", "127.0.0.1:26600", "127.0.0.1:26700");
+        assert_eq!(check(&c.to_commented_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let good = Config::new("v0", "127.0.0.1:26600", "127.0.0.1:26700").to_commented_toml();
+        let cases = [
+            (
+                good.replace("moniker = \"v0\"", "moniker = \"v0\"\ncolour = 1"),
+                "unknown field `colour`",
+            ),
+            (
+                good.replace("127.0.0.1:26600", "nowhere"),
+                "node.listen_addr",
+            ),
+            (
+                good.replace("map_size_gib = 64", "map_size_gib = 0"),
+                "storage.map_size_gib",
+            ),
+            (
+                good.replace("map_size_gib = 64", "map_size_gib = \"big\""),
+                "map_size_gib",
+            ),
+            ("[node]\n".to_string(), "missing field `moniker`"),
+        ];
+        for (text, needle) in cases {
+            let err = check(&text).unwrap_err();
+            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+            assert!(err.contains("config.toml"), "{err:?} should name the file");
+        }
+    }
+}

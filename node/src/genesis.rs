@@ -1,0 +1,269 @@
+//! `genesis.json`: the chain's first state and its rules — chain id,
+//! validators (consensus key, proof of possession, network key, address,
+//! power), initial PLUME balances and protocol parameters.
+//!
+//! Parsing is strict (unknown fields are errors) and validation names the
+//! field at fault, e.g. `validators[2].proof_of_possession`.
+
+use crate::keys::ValidatorInfo;
+use anyhow::{bail, Context, Result};
+use plume_crypto::ed25519::Address;
+use plume_crypto::qc::{Validator, ValidatorSet, VALIDATORS_MAX};
+use plume_crypto::{bls, ed25519};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Most initial allocations accepted.
+pub const ALLOCS_MAX: usize = 100_000;
+
+/// The genesis document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Network name; part of every signed transaction and handshake.
+    pub chain_id: String,
+    /// Genesis time, milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    /// The first validator set, in index order.
+    pub validators: Vec<ValidatorInfo>,
+    /// Initial PLUME balances.
+    pub alloc: Vec<Alloc>,
+    /// Protocol parameters.
+    pub params: Params,
+}
+
+/// One initial balance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Alloc {
+    /// Account address (hex, 32 bytes).
+    pub address: String,
+    /// Amount in the smallest PLUME unit, as a decimal string (u128).
+    pub amount: String,
+}
+
+/// Protocol parameters fixed at genesis (changed later only by governance).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Most transactions in one block.
+    pub block_txs_max: u32,
+    /// Gas limit of one block.
+    pub block_gas_limit: u64,
+    /// Gas the base fee steers toward (EIP-1559 target).
+    pub block_gas_target: u64,
+    /// Base fee per gas of the first block.
+    pub base_fee_initial: u64,
+    /// Lowest base fee per gas.
+    pub base_fee_min: u64,
+    /// The base fee moves by at most 1/denominator per block (8: 12.5%).
+    pub base_fee_change_denominator: u64,
+    /// Percent of the base fee burned.
+    pub fee_burn_percent: u8,
+    /// Percent of the unburned base fee that goes to the treasury; the rest
+    /// goes to the validators' fee pool.
+    pub fee_treasury_percent: u8,
+    /// Treasury account (hex address).
+    pub treasury: String,
+    /// Blocks per epoch (validator-set changes take effect at boundaries).
+    pub epoch_blocks: u64,
+    /// Base view timeout in milliseconds before a view change.
+    pub view_timeout_ms: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            block_txs_max: 10_000,
+            block_gas_limit: 300_000_000,
+            block_gas_target: 150_000_000,
+            base_fee_initial: 10,
+            base_fee_min: 1,
+            base_fee_change_denominator: 8,
+            fee_burn_percent: 50,
+            fee_treasury_percent: 20,
+            treasury: hex::encode(
+                plume_crypto::hash(plume_crypto::Domain::Address, b"plume treasury").0,
+            ),
+            epoch_blocks: 10_000,
+            view_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Genesis {
+    /// Parse and validate JSON, with errors naming `origin`.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self> {
+        let g: Genesis = serde_json::from_slice(bytes)
+            .with_context(|| format!("{}: invalid genesis", origin.display()))?;
+        g.validate()
+            .with_context(|| format!("{}: invalid genesis", origin.display()))?;
+        Ok(g)
+    }
+
+    /// Read and validate a genesis file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Check every rule; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let id = &self.chain_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            bail!("chain_id {id:?}: must be 1 to 64 characters of a-z, 0-9, '-' or '.'");
+        }
+        if self.validators.is_empty() {
+            bail!("validators: at least one validator is required");
+        }
+        if self.validators.len() > VALIDATORS_MAX {
+            bail!(
+                "validators: {} listed, at most {VALIDATORS_MAX}",
+                self.validators.len()
+            );
+        }
+        let mut consensus_keys = BTreeSet::new();
+        let mut network_keys = BTreeSet::new();
+        let mut monikers = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for (i, v) in self.validators.iter().enumerate() {
+            let f = |name: &str| format!("validators[{i}].{name}");
+            let key =
+                bls::PublicKey::from_hex(&v.consensus_key).with_context(|| f("consensus_key"))?;
+            let pop = bls::Signature::from_hex(&v.proof_of_possession)
+                .with_context(|| f("proof_of_possession"))?;
+            key.verify_possession(&pop).with_context(|| {
+                format!(
+                    "{}: does not prove possession of consensus_key",
+                    f("proof_of_possession")
+                )
+            })?;
+            let nk =
+                ed25519::PublicKey::from_hex(&v.network_key).with_context(|| f("network_key"))?;
+            v.address
+                .parse::<std::net::SocketAddr>()
+                .with_context(|| format!("{}: {:?} is not host:port", f("address"), v.address))?;
+            if v.power == 0 {
+                bail!("{}: must be at least 1", f("power"));
+            }
+            if v.moniker.is_empty() || v.moniker.len() > 64 {
+                bail!("{}: must be 1 to 64 characters", f("moniker"));
+            }
+            if !consensus_keys.insert(key.to_bytes()) {
+                bail!(
+                    "{}: duplicate validator (same consensus key as an earlier entry)",
+                    f("consensus_key")
+                );
+            }
+            if !network_keys.insert(nk.to_bytes()) {
+                bail!(
+                    "{}: duplicate validator (same network key as an earlier entry)",
+                    f("network_key")
+                );
+            }
+            if !monikers.insert(v.moniker.clone()) {
+                bail!("{}: duplicate moniker {:?}", f("moniker"), v.moniker);
+            }
+            if !addresses.insert(v.address.clone()) {
+                bail!("{}: duplicate address {:?}", f("address"), v.address);
+            }
+        }
+        let total_power: u128 = self.validators.iter().map(|v| v.power as u128).sum();
+        if total_power > u64::MAX as u128 {
+            bail!("validators: total power overflows u64");
+        }
+        if self.alloc.len() > ALLOCS_MAX {
+            bail!("alloc: {} entries, at most {ALLOCS_MAX}", self.alloc.len());
+        }
+        let mut seen = BTreeSet::new();
+        let mut supply: u128 = 0;
+        for (i, a) in self.alloc.iter().enumerate() {
+            let addr =
+                Address::from_hex(&a.address).with_context(|| format!("alloc[{i}].address"))?;
+            if !seen.insert(addr) {
+                bail!("alloc[{i}].address: duplicate address {}", a.address);
+            }
+            let amount: u128 = a.amount.parse().with_context(|| {
+                format!("alloc[{i}].amount: {:?} is not a decimal u128", a.amount)
+            })?;
+            if amount == 0 {
+                bail!("alloc[{i}].amount: must be positive");
+            }
+            supply = supply
+                .checked_add(amount)
+                .with_context(|| format!("alloc[{i}].amount: total supply overflows u128"))?;
+        }
+        let p = &self.params;
+        if p.block_txs_max == 0 {
+            bail!("params.block_txs_max: must be at least 1");
+        }
+        if p.block_gas_target == 0 || p.block_gas_target > p.block_gas_limit {
+            bail!("params.block_gas_target: must be in 1..=block_gas_limit");
+        }
+        if p.base_fee_change_denominator == 0 {
+            bail!("params.base_fee_change_denominator: must be at least 1");
+        }
+        if p.base_fee_initial < p.base_fee_min {
+            bail!("params.base_fee_initial: below params.base_fee_min");
+        }
+        if p.fee_burn_percent > 100 {
+            bail!("params.fee_burn_percent: at most 100");
+        }
+        if p.fee_treasury_percent > 100 {
+            bail!("params.fee_treasury_percent: at most 100");
+        }
+        Address::from_hex(&p.treasury).context("params.treasury")?;
+        if p.epoch_blocks == 0 {
+            bail!("params.epoch_blocks: must be at least 1");
+        }
+        if p.view_timeout_ms == 0 {
+            bail!("params.view_timeout_ms: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The validator set for consensus (call after [`Genesis::validate`]).
+    pub fn validator_set(&self) -> Result<ValidatorSet> {
+        let vals = self
+            .validators
+            .iter()
+            .map(|v| {
+                Ok(Validator {
+                    key: bls::PublicKey::from_hex(&v.consensus_key)?,
+                    power: v.power,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ValidatorSet::new_pop_checked(vals)?)
+    }
+
+    /// Total initial supply.
+    pub fn total_supply(&self) -> u128 {
+        self.alloc
+            .iter()
+            .filter_map(|a| a.amount.parse::<u128>().ok())
+            .sum()
+    }
+}
+
+/// Parse `ADDR=AMOUNT` from the command line.
+pub fn parse_alloc(s: &str) -> Result<Alloc> {
+    let (addr, amount) = s
+        .split_once('=')
+        .with_context(|| format!("--alloc {s:?}: expected ADDRESS=AMOUNT"))?;
+    Address::from_hex(addr).with_context(|| format!("--alloc {s:?}: bad address"))?;
+    amount
+        .parse::<u128>()
+        .with_context(|| format!("--alloc {s:?}: amount is not a decimal u128"))?;
+    Ok(Alloc {
+        address: addr.trim_start_matches("0x").to_lowercase(),
+        amount: amount.to_string(),
+    })
+}
