@@ -81,6 +81,8 @@ enum Cmd {
     },
     /// Run seeded sweeps of the deterministic cluster simulator.
     Sim(plume_sim::cli::SimArgs),
+    /// Inspect this host and propose a core placement plan (changes nothing by itself).
+    Tune(plume_tuning::cli::TuneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +272,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 println!("wrote {}", path.display());
             }
         }
+        Cmd::Tune(args) => plume_tuning::cli::run(&args)?,
         Cmd::Sim(args) => {
             if !plume_sim::cli::run(&args)? {
                 return Ok(ExitCode::from(2));
