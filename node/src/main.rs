@@ -81,8 +81,165 @@ enum Cmd {
     },
     /// Run seeded sweeps of the deterministic cluster simulator.
     Sim(plume_sim::cli::SimArgs),
+    /// Run a validator from its home until Ctrl-C / SIGTERM.
+    Start {
+        /// Node home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// Genesis file (default HOME/genesis.json).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
+    /// Start a local multi-validator network with a workload and report.
+    Devnet {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory for homes, genesis and logs (wiped first).
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Offered load in transactions per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// First port (peers use base+i, APIs base+100+i).
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+        /// Every n-th transaction is a DvP settlement (0 = none).
+        #[arg(long, default_value_t = 10)]
+        settle_every: u64,
+        /// Also write the summary as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Build, sign and submit a transaction to a running node.
+    Tx {
+        #[command(subcommand)]
+        cmd: TxCmd,
+    },
+    /// Query a running node.
+    Query {
+        #[command(subcommand)]
+        cmd: QueryCmd,
+    },
     /// Inspect this host and propose a core placement plan (changes nothing by itself).
     Tune(plume_tuning::cli::TuneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TxCommon {
+    /// Node API address.
+    #[arg(long, default_value = "127.0.0.1:26700")]
+    node: String,
+    /// Payer's account key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Chain id (default: asked from the node).
+    #[arg(long)]
+    chain_id: Option<String>,
+    /// Sequence (default: asked from the node).
+    #[arg(long)]
+    sequence: Option<u64>,
+    /// Max fee per gas.
+    #[arg(long, default_value_t = 1000)]
+    max_fee: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum TxCmd {
+    /// Transfer PLUME or an asset.
+    Transfer {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        /// Amount (smallest unit).
+        #[arg(long)]
+        amount: u128,
+        /// Asset id (`plume` or 64 hex).
+        #[arg(long, default_value = "plume")]
+        asset: String,
+    },
+    /// Atomic multi-leg settlement (DvP / PvP).
+    Settle {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Other signers' key files (every debited account must sign).
+        #[arg(long = "cosigner")]
+        cosigners: Vec<PathBuf>,
+        /// A leg ASSET:FROM:TO:AMOUNT (repeat).
+        #[arg(long = "leg", required = true)]
+        legs: Vec<String>,
+    },
+    /// Create an asset issued by the payer.
+    CreateAsset {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Ticker (A-Z0-9).
+        #[arg(long)]
+        symbol: String,
+        /// Decimals.
+        #[arg(long, default_value_t = 2)]
+        decimals: u8,
+        /// Initial supply.
+        #[arg(long)]
+        supply: u128,
+        /// Issuer may mint and burn later.
+        #[arg(long)]
+        mintable: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueryCmd {
+    /// An account's balance and sequence.
+    Account {
+        /// Address (64 hex).
+        address: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A transaction, its receipt and finality proof.
+    Tx {
+        /// Transaction id (64 hex).
+        hash: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+        /// Genesis file: check the finality proof offline against its validators.
+        #[arg(long)]
+        verify_with: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A finalized block.
+    Block {
+        /// Height.
+        height: u64,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Node status.
+    Status {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,6 +430,32 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
         }
         Cmd::Tune(args) => plume_tuning::cli::run(&args)?,
+        Cmd::Start { home, genesis } => plume_node::runtime::run(&home, genesis.as_deref())?,
+        Cmd::Devnet { validators, dir, duration, rate, base_port, settle_every, json } => {
+            if rate == 0 {
+                bail!("--rate must be at least 1");
+            }
+            plume_node::runtime::install_signal_handlers();
+            let opts = plume_node::devnet::DevnetOptions {
+                validators,
+                dir,
+                duration: std::time::Duration::from_secs(duration),
+                rate,
+                base_port,
+                settle_every,
+                progress: true,
+            };
+            let s = plume_node::devnet::run(&opts, plume_node::runtime::stop_flag())?;
+            plume_node::devnet::print_summary(&s);
+            if let Some(p) = json {
+                write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
+            }
+            if !s.roots_equal || s.finalized == 0 {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Cmd::Tx { cmd } => cmd_tx(cmd)?,
+        Cmd::Query { cmd } => cmd_query(cmd)?,
         Cmd::Sim(args) => {
             if !plume_sim::cli::run(&args)? {
                 return Ok(ExitCode::from(2));
@@ -316,5 +499,121 @@ fn cmd_init(
     );
     println!("  network key:   {}", info.network_key);
     println!("  consensus key: {}", info.consensus_key);
+    Ok(())
+}
+
+fn tx_prelude(c: &TxCommon) -> Result<(plume_crypto::ed25519::SigningKey, String, u64)> {
+    let key = plume_node::txbuild::read_account_key(&c.key)?;
+    let chain = match &c.chain_id {
+        Some(c) => c.clone(),
+        None => plume_node::client::rpc(&c.node, "plume_status", serde_json::json!([]))?["chain_id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("node status has no chain_id"))?
+            .to_string(),
+    };
+    let seq = match c.sequence {
+        Some(s) => s,
+        None => plume_node::client::rpc(
+            &c.node,
+            "plume_getAccount",
+            serde_json::json!([key.public_key().address().to_hex()]),
+        )?["sequence"]
+            .as_u64()
+            .unwrap_or(0),
+    };
+    Ok((key, chain, seq))
+}
+
+fn submit_and_print(c: &TxCommon, tx: plume_execution::Transaction) -> Result<()> {
+    let r = plume_node::client::rpc(&c.node, "plume_submitTransaction", serde_json::json!([hex::encode(tx.to_bytes())]))?;
+    if c.json {
+        println!("{r}");
+    } else {
+        println!("submitted {}", r["hash"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+fn cmd_tx(cmd: TxCmd) -> Result<()> {
+    use plume_node::txbuild::{self, Fees};
+    match cmd {
+        TxCmd::Transfer { common, to, amount, asset } => {
+            let (key, chain, seq) = tx_prelude(&common)?;
+            let to = plume_crypto::ed25519::Address::from_hex(&to).context("--to")?;
+            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
+            let tx = txbuild::transfer(&chain, &key, seq, &to, amount, Some(txbuild::parse_asset(&asset)?), fees, u64::MAX);
+            submit_and_print(&common, tx)
+        }
+        TxCmd::Settle { common, cosigners, legs } => {
+            let (key, chain, seq) = tx_prelude(&common)?;
+            let others = cosigners.iter().map(|p| txbuild::read_account_key(p)).collect::<Result<Vec<_>>>()?;
+            let mut keys = vec![&key];
+            keys.extend(others.iter());
+            let legs = legs.iter().map(|l| txbuild::parse_leg(l)).collect::<Result<Vec<_>>>()?;
+            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
+            let tx = txbuild::settle(&chain, &keys, seq, legs, fees, u64::MAX);
+            submit_and_print(&common, tx)
+        }
+        TxCmd::CreateAsset { common, symbol, decimals, supply, mintable } => {
+            let (key, chain, seq) = tx_prelude(&common)?;
+            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
+            let tx = txbuild::create_asset(&chain, &key, seq, &symbol, decimals, mintable, supply, fees, u64::MAX);
+            let id = plume_execution::tx::asset_id(&key.public_key().address().0, seq);
+            if !common.json {
+                println!("asset id {}", hex::encode(id));
+            }
+            submit_and_print(&common, tx)
+        }
+    }
+}
+
+fn cmd_query(cmd: QueryCmd) -> Result<()> {
+    use plume_node::client::rpc;
+    use serde_json::json;
+    match cmd {
+        QueryCmd::Account { address, node, json: as_json } => {
+            let v = rpc(&node, "plume_getAccount", json!([address]))?;
+            if as_json {
+                println!("{v}");
+            } else {
+                println!("address   {}", v["address"].as_str().unwrap_or(""));
+                println!("balance   {}", v["balance"].as_str().unwrap_or(""));
+                println!("sequence  {}", v["sequence"]);
+                println!("at height {} (state root {})", v["height"], v["state_root"].as_str().unwrap_or(""));
+            }
+        }
+        QueryCmd::Tx { hash, node, verify_with, json: as_json } => {
+            let v = rpc(&node, "plume_getTransaction", json!([hash]))?;
+            if as_json {
+                println!("{v}");
+            } else {
+                println!("tx       {}", v["hash"].as_str().unwrap_or(""));
+                println!("height   {} index {}", v["height"], v["index"]);
+                println!("status   {} ({})", v["receipt"]["status"].as_str().unwrap_or(""), v["receipt"]["reason"].as_str().unwrap_or(""));
+                println!("gas      {}  fee {}  burned {}", v["receipt"]["gas_used"], v["receipt"]["fee_paid"].as_str().unwrap_or(""), v["receipt"]["fee_burned"].as_str().unwrap_or(""));
+            }
+            if let Some(g) = verify_with {
+                let genesis = plume_node::genesis::Genesis::load(&g)?;
+                let proof: plume_node::proof::FinalityProof = serde_json::from_value(v["finality_proof"].clone())
+                    .context("the node's finality proof does not parse")?;
+                let h = plume_node::proof::verify(&proof, &genesis.validator_set()?)?;
+                println!("finality proof VERIFIED offline against {} (block {h})", g.display());
+            }
+        }
+        QueryCmd::Block { height, node, json: as_json } => {
+            let v = rpc(&node, "plume_getBlock", json!([height]))?;
+            if as_json {
+                println!("{v}");
+            } else {
+                println!("height   {}", v["height"]);
+                println!("hash     {}", v["hash"].as_str().unwrap_or(""));
+                println!("view     {}  proposer {}", v["view"], v["proposer"]);
+                println!("batches  {}", v["batches"].as_array().map(|a| a.len()).unwrap_or(0));
+            }
+        }
+        QueryCmd::Status { node } => {
+            println!("{}", serde_json::to_string_pretty(&rpc(&node, "plume_status", json!([]))?)?);
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,179 @@
+//! A small blocking JSON-RPC/HTTP client for `plume tx`, `plume query`,
+//! `plume devnet`'s load generator and the tests. Keep-alive connection,
+//! bounded response size, timeouts on every call.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Largest response accepted.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Time allowed for one call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A keep-alive connection to one node's API.
+#[derive(Debug)]
+pub struct RpcClient {
+    addr: String,
+    stream: Option<TcpStream>,
+    next_id: u64,
+}
+
+impl RpcClient {
+    /// A client for `host:port` (connects lazily).
+    pub fn new(addr: &str) -> Self {
+        RpcClient { addr: addr.to_string(), stream: None, next_id: 1 }
+    }
+
+    fn connect(&mut self) -> Result<&mut TcpStream> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(&self.addr).with_context(|| format!("cannot connect to {}", self.addr))?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(CALL_TIMEOUT))?;
+            s.set_write_timeout(Some(CALL_TIMEOUT))?;
+            self.stream = Some(s);
+        }
+        Ok(self.stream.as_mut().expect("just set"))
+    }
+
+    /// POST a raw body to `/`, return the status and parsed JSON.
+    pub fn post(&mut self, body: &[u8]) -> Result<Value> {
+        // One retry on a fresh connection if a kept-alive one was closed.
+        for attempt in 0..2 {
+            let addr = self.addr.clone();
+            let r = (|| -> Result<Value> {
+                let s = self.connect()?;
+                let head = format!(
+                    "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(head.as_bytes())?;
+                s.write_all(body)?;
+                let (status, resp) = read_response(s)?;
+                if status != 200 {
+                    bail!("HTTP {status}: {}", String::from_utf8_lossy(&resp));
+                }
+                Ok(serde_json::from_slice(&resp)?)
+            })();
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.stream = None;
+                    if attempt == 1 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        unreachable!("loop returns")
+    }
+
+    /// Call one method; a JSON-RPC error becomes an [`RpcError`].
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let v = self.post(req.to_string().as_bytes())?;
+        into_result(v)
+    }
+
+    /// Call the same method with many parameter sets in one batch; returns
+    /// one result per call, in order.
+    pub fn call_batch(&mut self, method: &str, params: &[Value]) -> Result<Vec<Result<Value, RpcError>>> {
+        let calls: Vec<Value> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| json!({"jsonrpc": "2.0", "id": i, "method": method, "params": p}))
+            .collect();
+        let v = self.post(Value::Array(calls).to_string().as_bytes())?;
+        let arr = v.as_array().ok_or_else(|| anyhow!("batch reply is not an array: {v}"))?;
+        let mut out: Vec<Option<Result<Value, RpcError>>> = vec![None; params.len()];
+        for r in arr {
+            let i = r["id"].as_u64().ok_or_else(|| anyhow!("batch reply without id"))? as usize;
+            if i < out.len() {
+                out[i] = Some(match r.get("error") {
+                    Some(e) => Err(RpcError {
+                        code: e["code"].as_i64().unwrap_or(0),
+                        message: e["message"].as_str().unwrap_or("").to_string(),
+                    }),
+                    None => Ok(r["result"].clone()),
+                });
+            }
+        }
+        out.into_iter().map(|o| o.ok_or_else(|| anyhow!("batch reply missing an id"))).collect()
+    }
+}
+
+/// A JSON-RPC error returned by the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node error {code}: {message}")]
+pub struct RpcError {
+    /// Code (see `api::codes`).
+    pub code: i64,
+    /// Message.
+    pub message: String,
+}
+
+fn into_result(v: Value) -> Result<Value> {
+    if let Some(e) = v.get("error") {
+        return Err(RpcError {
+            code: e["code"].as_i64().unwrap_or(0),
+            message: e["message"].as_str().unwrap_or("").to_string(),
+        }
+        .into());
+    }
+    Ok(v.get("result").cloned().unwrap_or(Value::Null))
+}
+
+fn read_response(s: &mut TcpStream) -> Result<(u16, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = resp.parse(&buf)? {
+            let status = resp.code.unwrap_or(0);
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .ok_or_else(|| anyhow!("response without content-length"))?;
+            if len > RESPONSE_BYTES_MAX {
+                bail!("response of {len} bytes is too large");
+            }
+            while buf.len() < head + len {
+                let n = s.read(&mut chunk)?;
+                if n == 0 {
+                    bail!("connection closed mid-response");
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok((status, buf[head..head + len].to_vec()));
+        }
+        if buf.len() > 64 * 1024 {
+            bail!("response head too large");
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            bail!("connection closed before a response");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One-shot JSON-RPC call.
+pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value> {
+    RpcClient::new(addr).call(method, params)
+}
+
+/// One-shot GET; returns status and body text.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    s.set_read_timeout(Some(CALL_TIMEOUT))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let (status, body) = read_response(&mut s)?;
+    Ok((status, String::from_utf8_lossy(&body).to_string()))
+}

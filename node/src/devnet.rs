@@ -1,0 +1,485 @@
+//! `plume devnet`: a real multi-validator network on this machine, with a
+//! workload of signed transfers and delivery-versus-payment settlements.
+//!
+//! It creates the homes and genesis, starts N `plume start` processes,
+//! drives an open-loop load (latency measured from the intended send time),
+//! prints progress every second and ends with a summary: blocks and
+//! transactions finalized, tx/s, finality p50/p99 and whether every
+//! validator has the same state root.
+
+use crate::client::RpcClient;
+use crate::genesis::{Alloc, Genesis, Params};
+use crate::keys::NodeKeys;
+use crate::txbuild::{self, Fees};
+use anyhow::{anyhow, bail, Context, Result};
+use hdrhistogram::Histogram;
+use plume_crypto::ed25519::{Address, SigningKey};
+use plume_execution::tx::{asset_id, Leg, NATIVE_ASSET};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Funded client accounts in a devnet.
+pub const DEVNET_ACCOUNTS: usize = 64;
+/// Initial balance of each client account.
+pub const DEVNET_BALANCE: u128 = 1_000_000_000_000_000;
+/// Transactions per JSON-RPC batch of the load generator.
+const SUBMIT_BATCH_MAX: usize = 500;
+
+/// Options of `plume devnet`.
+#[derive(Clone, Debug)]
+pub struct DevnetOptions {
+    /// Validators.
+    pub validators: usize,
+    /// Directory for homes, genesis and logs.
+    pub dir: PathBuf,
+    /// Load duration.
+    pub duration: Duration,
+    /// Offered load, transactions per second.
+    pub rate: u64,
+    /// First port (peers: base+i, API: base+100+i).
+    pub base_port: u16,
+    /// Every n-th transaction is a DvP settlement (0: none).
+    pub settle_every: u64,
+    /// Print progress lines.
+    pub progress: bool,
+}
+
+/// The summary of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Transactions submitted and accepted by a node.
+    pub submitted: u64,
+    /// Submissions refused.
+    pub rejected: u64,
+    /// Transactions seen final.
+    pub finalized: u64,
+    /// Blocks finalized (height reached).
+    pub blocks: u64,
+    /// Finalized transactions per second over the load window.
+    pub tx_per_s: f64,
+    /// Finality latency percentiles (ms) from the intended send time.
+    pub finality_p50_ms: f64,
+    /// 99th percentile.
+    pub finality_p99_ms: f64,
+    /// Max.
+    pub finality_max_ms: f64,
+    /// Height at which state roots were compared.
+    pub compared_height: u64,
+    /// Whether all validators have the same state root there.
+    pub roots_equal: bool,
+    /// Each validator's (height, root).
+    pub roots: Vec<(u64, String)>,
+}
+
+/// A running local network; dropping it stops every validator.
+pub struct LocalNet {
+    /// Validator processes.
+    pub children: Vec<Option<Child>>,
+    /// Homes.
+    pub homes: Vec<PathBuf>,
+    /// API addresses.
+    pub apis: Vec<String>,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Client account keys.
+    pub accounts: Vec<SigningKey>,
+    exe: PathBuf,
+}
+
+impl std::fmt::Debug for LocalNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNet").field("apis", &self.apis).finish()
+    }
+}
+
+impl Drop for LocalNet {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in self.children.iter_mut().flatten() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Deterministic client account key `i`.
+pub fn account_key(i: usize) -> SigningKey {
+    let d = plume_crypto::hash(plume_crypto::Domain::Address, format!("plume devnet account {i}").as_bytes());
+    SigningKey::from_bytes(&d.0)
+}
+
+impl LocalNet {
+    /// Create homes and genesis for `n` validators in `dir` (wiped first).
+    pub fn create(exe: &Path, dir: &Path, n: usize, base_port: u16) -> Result<LocalNet> {
+        if n == 0 || n > 64 {
+            bail!("--validators must be 1 to 64");
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir.join("accounts"))?;
+        let ncores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let mut homes = Vec::new();
+        let mut validators = Vec::new();
+        let mut apis = Vec::new();
+        for i in 0..n {
+            let home = dir.join(format!("v{i}"));
+            std::fs::create_dir_all(&home)?;
+            let p2p = format!("127.0.0.1:{}", base_port as usize + i);
+            let api = format!("127.0.0.1:{}", base_port as usize + 100 + i);
+            let keys = NodeKeys::generate();
+            keys.save(&home, false)?;
+            let mut cfg = crate::config::Config::new(&format!("v{i}"), &p2p, &api);
+            cfg.storage.map_size_gib = 8;
+            // Spread the validators' roles over the cores.
+            cfg.placement.consensus_cores = vec![(i % ncores) as u32];
+            cfg.placement.sigverify_cores = vec![((i + 1) % ncores) as u32];
+            cfg.placement.exec_cores = vec![((i + 1) % ncores) as u32];
+            crate::fsutil::write_atomic(&home.join(crate::config::CONFIG_FILE), cfg.to_commented_toml().as_bytes(), 0o644)?;
+            validators.push(keys.validator_info(&format!("v{i}"), &p2p, 1));
+            homes.push(home);
+            apis.push(api);
+        }
+        let accounts: Vec<SigningKey> = (0..DEVNET_ACCOUNTS).map(account_key).collect();
+        let mut alloc = Vec::new();
+        for (i, k) in accounts.iter().enumerate() {
+            txbuild::write_account_key(&dir.join("accounts").join(format!("{i}.key")), k)?;
+            alloc.push(Alloc { address: k.public_key().address().to_hex(), amount: DEVNET_BALANCE.to_string() });
+        }
+        let params = Params { view_timeout_ms: 500, ..Params::default() };
+        let genesis = Genesis {
+            chain_id: "plume-devnet".into(),
+            genesis_time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64,
+            validators,
+            alloc,
+            params,
+        };
+        genesis.validate()?;
+        let gbytes = serde_json::to_vec_pretty(&genesis)?;
+        crate::fsutil::write_atomic(&dir.join("genesis.json"), &gbytes, 0o644)?;
+        for h in &homes {
+            crate::fsutil::write_atomic(&h.join("genesis.json"), &gbytes, 0o644)?;
+        }
+        Ok(LocalNet { children: (0..n).map(|_| None).collect(), homes, apis, genesis, accounts, exe: exe.to_path_buf() })
+    }
+
+    /// Start validator `i` (its log goes to HOME/node.log).
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        let home = &self.homes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("node.log"))?;
+        let child = Command::new(&self.exe)
+            .args(["--log-format", "json", "start", "--home"])
+            .arg(home)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting validator {i}"))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL validator `i` (no clean shutdown).
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start all and wait until every API answers.
+    pub fn start_all(&mut self, timeout: Duration) -> Result<()> {
+        for i in 0..self.homes.len() {
+            self.start(i)?;
+        }
+        self.wait_ready(timeout)
+    }
+
+    /// Wait until every running validator's API answers `/health`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.apis.len() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            loop {
+                if crate::client::http_get(&self.apis[i], "/health").is_ok_and(|(s, _)| s == 200) {
+                    break;
+                }
+                if let Some(c) = self.children[i].as_mut() {
+                    if let Ok(Some(st)) = c.try_wait() {
+                        bail!("validator {i} exited ({st}); see {}", self.homes[i].join("node.log").display());
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("validator {i} API {} did not come up", self.apis[i]);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// `plume_status` of validator `i`.
+    pub fn status(&self, i: usize) -> Result<Value> {
+        crate::client::rpc(&self.apis[i], "plume_status", json!([]))
+    }
+
+    /// Wait until all running validators report the same height, at least
+    /// `min_height`, and return (height, roots).
+    pub fn converge(&self, min_height: u64, timeout: Duration) -> Result<(u64, Vec<(u64, String)>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut roots = Vec::new();
+            for i in 0..self.apis.len() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                if let Ok(s) = self.status(i) {
+                    roots.push((s["height"].as_u64().unwrap_or(0), s["state_root"].as_str().unwrap_or("").to_string()));
+                }
+            }
+            let live = self.children.iter().filter(|c| c.is_some()).count();
+            if roots.len() == live && !roots.is_empty() {
+                let h = roots[0].0;
+                if h >= min_height && roots.iter().all(|r| r.0 == h) {
+                    return Ok((h, roots));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("validators did not converge: {roots:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Run `plume devnet`.
+pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
+    let exe = std::env::current_exe()?;
+    let mut net = LocalNet::create(&exe, &opts.dir, opts.validators, opts.base_port)?;
+    println!("devnet: {} validators in {}", opts.validators, opts.dir.display());
+    net.start_all(Duration::from_secs(30))?;
+    println!("devnet: validators up (APIs {})", net.apis.join(", "));
+    let s = drive_load(&net, opts, stop)?;
+    Ok(s)
+}
+
+struct Pending {
+    sent: HashMap<String, Instant>,
+    hist: Histogram<u64>,
+    finalized: u64,
+    height: u64,
+}
+
+/// Drive the open-loop workload against a running network and summarise.
+pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
+    let chain = net.genesis.chain_id.clone();
+    let fees = Fees::default();
+    let n = net.apis.len();
+    // Account 0 issues a security for the DvP settlements.
+    let issuer = &net.accounts[0];
+    let mut seqs: Vec<u64> = vec![0; net.accounts.len()];
+    let bond = asset_id(&issuer.public_key().address().0, 0);
+    if opts.settle_every > 0 {
+        let t = txbuild::create_asset(&chain, issuer, 0, "BOND", 0, false, 1_000_000_000_000, fees, u64::MAX);
+        crate::client::rpc(&net.apis[0], "plume_submitTransaction", json!([hex::encode(t.to_bytes())]))
+            .context("creating the BOND asset")?;
+        seqs[0] = 1;
+        // Wait for it to be final before settlements use it.
+        let h = crate::client::rpc(&net.apis[0], "plume_status", json!([]))?["height"].as_u64().unwrap_or(0);
+        net.converge(h + 2, Duration::from_secs(30))?;
+    }
+    let pending = Arc::new(Mutex::new(Pending {
+        sent: HashMap::new(),
+        hist: Histogram::new_with_bounds(1, 3_600_000, 3).expect("static bounds"),
+        finalized: 0,
+        height: 0,
+    }));
+    // Finality watcher: a block subscription on validator 0.
+    let watcher_stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let pending = pending.clone();
+        let api = net.apis[0].clone();
+        let ws_stop = watcher_stop.clone();
+        std::thread::spawn(move || -> Result<()> {
+            let (mut ws, _) = tungstenite::connect(format!("ws://{api}/ws")).context("devnet: websocket")?;
+            if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+            }
+            ws.send(tungstenite::Message::text(
+                json!({"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}).to_string(),
+            ))?;
+            while !ws_stop.load(Ordering::Relaxed) {
+                let m = match ws.read() {
+                    Ok(m) => m,
+                    Err(tungstenite::Error::Io(e))
+                        if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&m.to_string()) else { continue };
+                let r = &v["params"]["result"];
+                if let Some(hashes) = r["tx_hashes"].as_array() {
+                    let now = Instant::now();
+                    let mut p = pending.lock().expect("not poisoned");
+                    p.height = p.height.max(r["height"].as_u64().unwrap_or(0));
+                    for h in hashes {
+                        if let Some(t) = h.as_str().and_then(|h| p.sent.remove(h)) {
+                            let ms = now.saturating_duration_since(t).as_millis().max(1) as u64;
+                            let _ = p.hist.record(ms.min(3_600_000));
+                            p.finalized += 1;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+
+    let start = Instant::now();
+    let mut sent_total: u64 = 0;
+    let mut rejected: u64 = 0;
+    let mut clients: Vec<RpcClient> = net.apis.iter().map(|a| RpcClient::new(a)).collect();
+    let mut next_print = start + Duration::from_secs(1);
+    let mut target = 0usize;
+    let mut k: u64 = 0;
+    while start.elapsed() < opts.duration && !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * opts.rate as f64) as u64;
+        let want = due.saturating_sub(sent_total).min(SUBMIT_BATCH_MAX as u64) as usize;
+        if want == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            let node = target % n;
+            target += 1;
+            let mut params = Vec::with_capacity(want);
+            let mut intended = Vec::with_capacity(want);
+            for j in 0..want {
+                // Intended send time of this transaction under the fixed rate.
+                let idx = sent_total + j as u64;
+                intended.push(start + Duration::from_secs_f64(idx as f64 / opts.rate as f64));
+                // A client talks to one validator: account a is served by
+                // validator a % n (so its sequences arrive in order).
+                let per_node = (net.accounts.len() - 1) / n;
+                let a = 1 + node + n * (k as usize % per_node.max(1));
+                let b = 1 + ((k as usize * 7 + 3) % (net.accounts.len() - 1));
+                let tx = if opts.settle_every > 0 && k % opts.settle_every == 0 {
+                    // DvP: the issuer delivers 1 BOND, the buyer pays 100 PLUME.
+                    let legs = vec![
+                        Leg { asset: bond, from: issuer.public_key().address().0, to: net.accounts[a].public_key().address().0, amount: 1 },
+                        Leg { asset: NATIVE_ASSET, from: net.accounts[a].public_key().address().0, to: issuer.public_key().address().0, amount: 100 },
+                    ];
+                    txbuild::settle(&chain, &[&net.accounts[a], issuer], seqs[a], legs, fees, u64::MAX)
+                } else {
+                    let to: Address = net.accounts[b].public_key().address();
+                    txbuild::transfer(&chain, &net.accounts[a], seqs[a], &to, 1, None, fees, u64::MAX)
+                };
+                seqs[a] += 1;
+                k += 1;
+                params.push(json!([hex::encode(tx.to_bytes())]));
+            }
+            match clients[node].call_batch("plume_submitTransaction", &params) {
+                Ok(results) => {
+                    let mut p = pending.lock().expect("not poisoned");
+                    for (r, t) in results.into_iter().zip(intended) {
+                        match r {
+                            Ok(v) => {
+                                if let Some(h) = v["hash"].as_str() {
+                                    p.sent.insert(h.to_string(), t);
+                                }
+                            }
+                            Err(_) => rejected += 1,
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("submission to validator {node} failed: {e:#}");
+                    rejected += want as u64;
+                }
+            }
+            sent_total += want as u64;
+        }
+        if opts.progress && Instant::now() >= next_print {
+            next_print += Duration::from_secs(1);
+            let p = pending.lock().expect("not poisoned");
+            println!(
+                "  t={:>4.0}s  submitted {:>8}  finalized {:>8}  rejected {:>6}  height {:>6}  p50 {:>4} ms  p99 {:>5} ms",
+                start.elapsed().as_secs_f64(),
+                sent_total - rejected,
+                p.finalized,
+                rejected,
+                p.height,
+                p.hist.value_at_quantile(0.5),
+                p.hist.value_at_quantile(0.99)
+            );
+        }
+    }
+    let load_secs = start.elapsed().as_secs_f64();
+    // Let the tail finalize.
+    let drain_deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < drain_deadline && !stop.load(Ordering::Relaxed) {
+        if pending.lock().expect("not poisoned").sent.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    watcher_stop.store(true, Ordering::Relaxed);
+    let watcher_result = watcher.join().map_err(|_| anyhow!("finality watcher panicked"))?;
+    if let Err(e) = watcher_result {
+        tracing::warn!("finality watcher: {e:#}");
+    }
+    let status0 = net.status(0)?;
+    let (h, roots) = net.converge(status0["height"].as_u64().unwrap_or(0), Duration::from_secs(20))?;
+    let p = pending.lock().expect("not poisoned");
+    let roots_equal = roots.iter().all(|r| r.1 == roots[0].1);
+    Ok(Summary {
+        submitted: sent_total - rejected,
+        rejected,
+        finalized: p.finalized,
+        blocks: h,
+        tx_per_s: p.finalized as f64 / load_secs.max(1e-9),
+        finality_p50_ms: p.hist.value_at_quantile(0.5) as f64,
+        finality_p99_ms: p.hist.value_at_quantile(0.99) as f64,
+        finality_max_ms: p.hist.max() as f64,
+        compared_height: h,
+        roots_equal,
+        roots,
+    })
+}
+
+/// Print a summary for people.
+pub fn print_summary(s: &Summary) {
+    println!("devnet summary");
+    println!("  submitted            {}", s.submitted);
+    println!("  rejected             {}", s.rejected);
+    println!("  finalized            {}", s.finalized);
+    println!("  blocks               {}", s.blocks);
+    println!("  throughput           {:.0} tx/s", s.tx_per_s);
+    println!("  finality p50 / p99   {:.0} ms / {:.0} ms (max {:.0} ms)", s.finality_p50_ms, s.finality_p99_ms, s.finality_max_ms);
+    println!(
+        "  state roots          {} at height {} ({})",
+        if s.roots_equal { "EQUAL" } else { "DIFFERENT" },
+        s.compared_height,
+        s.roots.first().map(|r| r.1.as_str()).unwrap_or("-")
+    );
+}

@@ -1,0 +1,370 @@
+//! The mempool: verified transactions waiting to be put into a batch.
+//!
+//! - Deduplicated by transaction id.
+//! - Ordered per sender by sequence: a batch only ever takes a sender's
+//!   transactions in sequence order without gaps, so a block never holds a
+//!   sender's sequence `n+1` before `n`.
+//! - Across senders, batches take the highest fee per gas first.
+//! - Bounded by count, bytes and per-sender depth. When full, a new
+//!   transaction that pays more per gas than the cheapest one held evicts
+//!   it (the cheapest sender's *last* pending transaction, so no gap is
+//!   created); otherwise it is refused with `Full`.
+
+use plume_crypto::ed25519::Address;
+use plume_crypto::Digest;
+use plume_execution::PreparedTx;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Most transactions held.
+pub const MEMPOOL_TXS_MAX: usize = 200_000;
+/// Most bytes of encoded transactions held.
+pub const MEMPOOL_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// How far ahead of its next sequence a sender may queue.
+pub const SENDER_SEQUENCE_WINDOW: u64 = 1024;
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// Already held (or already batched).
+    #[error("transaction already in the mempool")]
+    Duplicate,
+    /// The pool is full and the transaction does not pay more than the
+    /// cheapest one held.
+    #[error("mempool full")]
+    Full,
+    /// Sequence already used or batched.
+    #[error("sequence {got} already used (next is {next})")]
+    SequenceUsed {
+        /// The transaction's sequence.
+        got: u64,
+        /// The sender's next sequence.
+        next: u64,
+    },
+    /// Sequence too far ahead.
+    #[error("sequence {got} too far ahead (next is {next}, window {SENDER_SEQUENCE_WINDOW})")]
+    SequenceTooFar {
+        /// The transaction's sequence.
+        got: u64,
+        /// The sender's next sequence.
+        next: u64,
+    },
+}
+
+struct Entry {
+    tx: PreparedTx,
+    bytes: Vec<u8>,
+    fee: u64,
+}
+
+#[derive(Default)]
+struct Sender {
+    /// Next sequence a batch may take for this sender.
+    next: u64,
+    pending: BTreeMap<u64, Entry>,
+}
+
+/// The pool.
+pub struct Mempool {
+    txs_max: usize,
+    bytes_max: usize,
+    senders: HashMap<Address, Sender>,
+    ids: HashMap<Digest, (Address, u64)>,
+    /// (fee, sender, sequence) of every held transaction, cheapest first.
+    by_fee: BTreeSet<(u64, Address, u64)>,
+    bytes: usize,
+    evicted: u64,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool").field("len", &self.len()).field("bytes", &self.bytes).finish()
+    }
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Self::with_limits(MEMPOOL_TXS_MAX, MEMPOOL_BYTES_MAX)
+    }
+}
+
+impl Mempool {
+    /// An empty pool with the default bounds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty pool with other bounds.
+    pub fn with_limits(txs_max: usize, bytes_max: usize) -> Self {
+        Mempool {
+            txs_max,
+            bytes_max,
+            senders: HashMap::new(),
+            ids: HashMap::new(),
+            by_fee: BTreeSet::new(),
+            bytes: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Transactions held.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Transactions evicted so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Admit a verified transaction. `state_next_sequence` is the sender's
+    /// next sequence in the latest executed state (used the first time the
+    /// sender is seen, or to move its cursor forward).
+    pub fn insert(&mut self, tx: PreparedTx, bytes: Vec<u8>, state_next_sequence: u64) -> Result<(), MempoolError> {
+        let Some(sender) = tx.payer().copied() else {
+            return Err(MempoolError::SequenceUsed { got: 0, next: 0 });
+        };
+        if self.ids.contains_key(&tx.hash) {
+            return Err(MempoolError::Duplicate);
+        }
+        let seq = tx.tx.body.sequence;
+        let fee = tx.tx.body.max_fee_per_gas;
+        let s = self.senders.entry(sender).or_default();
+        s.next = s.next.max(state_next_sequence);
+        if seq < s.next {
+            let next = s.next;
+            self.drop_sender_if_empty(&sender);
+            return Err(MempoolError::SequenceUsed { got: seq, next });
+        }
+        if seq >= s.next.saturating_add(SENDER_SEQUENCE_WINDOW) {
+            let next = s.next;
+            self.drop_sender_if_empty(&sender);
+            return Err(MempoolError::SequenceTooFar { got: seq, next });
+        }
+        if s.pending.contains_key(&seq) {
+            // Same sender and sequence, different transaction: keep the first.
+            return Err(MempoolError::Duplicate);
+        }
+        while self.ids.len() >= self.txs_max || self.bytes + bytes.len() > self.bytes_max {
+            let Some(&(cheapest, _, _)) = self.by_fee.first() else {
+                return Err(MempoolError::Full);
+            };
+            if fee <= cheapest {
+                self.drop_sender_if_empty(&sender);
+                return Err(MempoolError::Full);
+            }
+            self.evict_cheapest();
+        }
+        let s = self.senders.entry(sender).or_default();
+        self.bytes += bytes.len();
+        self.ids.insert(tx.hash, (sender, seq));
+        self.by_fee.insert((fee, sender, seq));
+        s.pending.insert(seq, Entry { tx, bytes, fee });
+        Ok(())
+    }
+
+    fn drop_sender_if_empty(&mut self, sender: &Address) {
+        // Senders with nothing pending keep their cursor only while they have
+        // transactions; the state's sequence is authoritative otherwise.
+        if self.senders.get(sender).is_some_and(|s| s.pending.is_empty()) {
+            self.senders.remove(sender);
+        }
+    }
+
+    fn evict_cheapest(&mut self) {
+        let Some(&(fee, sender, _)) = self.by_fee.first() else { return };
+        // Evict the cheapest sender's last pending transaction (no gap).
+        let s = self.senders.get_mut(&sender).expect("by_fee and senders agree");
+        let (&seq, _) = s.pending.iter().next_back().expect("sender has pending");
+        let e = s.pending.remove(&seq).expect("present");
+        self.by_fee.remove(&(e.fee, sender, seq));
+        self.ids.remove(&e.tx.hash);
+        self.bytes -= e.bytes.len();
+        self.evicted += 1;
+        let _ = fee;
+        self.drop_sender_if_empty(&sender);
+    }
+
+    /// The state says `sender`'s next sequence is `next` (after a block):
+    /// drop pending transactions below it and move the cursor forward, so
+    /// transactions that arrived here before their predecessors (sent to
+    /// another validator) become eligible.
+    pub fn advance(&mut self, sender: &Address, next: u64) {
+        let Some(s) = self.senders.get_mut(sender) else { return };
+        if next <= s.next {
+            return;
+        }
+        s.next = next;
+        let stale: Vec<u64> = s.pending.range(..next).map(|(k, _)| *k).collect();
+        for seq in stale {
+            let e = s.pending.remove(&seq).expect("listed");
+            self.by_fee.remove(&(e.fee, *sender, seq));
+            self.ids.remove(&e.tx.hash);
+            self.bytes -= e.bytes.len();
+        }
+        self.drop_sender_if_empty(sender);
+    }
+
+    /// Take up to `txs_max` transactions / `bytes_max` bytes for a batch:
+    /// senders with the best-paying next transaction first, each sender's
+    /// transactions in sequence order without gaps.
+    pub fn take_batch(&mut self, txs_max: usize, bytes_max: usize) -> Vec<(PreparedTx, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        // Candidates: each sender whose next sequence is held, best fee first.
+        let mut heads: Vec<(u64, Address)> = self
+            .senders
+            .iter()
+            .filter_map(|(a, s)| s.pending.get(&s.next).map(|e| (e.fee, *a)))
+            .collect();
+        heads.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        for (_, sender) in heads {
+            loop {
+                if out.len() >= txs_max {
+                    return out;
+                }
+                let s = self.senders.get_mut(&sender).expect("listed sender exists");
+                let Some(e) = s.pending.get(&s.next) else { break };
+                if size + e.bytes.len() > bytes_max {
+                    break;
+                }
+                let seq = s.next;
+                let e = s.pending.remove(&seq).expect("just looked up");
+                s.next += 1;
+                size += e.bytes.len();
+                self.bytes -= e.bytes.len();
+                self.by_fee.remove(&(e.fee, sender, seq));
+                self.ids.remove(&e.tx.hash);
+                out.push((e.tx, e.bytes));
+            }
+            self.drop_sender_if_empty(&sender);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plume_crypto::ed25519::SigningKey;
+    use plume_execution::tx::{Payload, Transaction, TxBody, NATIVE_ASSET};
+
+    fn tx(key: &SigningKey, seq: u64, fee: u64) -> PreparedTx {
+        let body = TxBody {
+            chain_id: "t".into(),
+            signers: vec![key.public_key().to_bytes()],
+            sequence: seq,
+            max_fee_per_gas: fee,
+            priority_fee_per_gas: 0,
+            gas_limit: 100_000,
+            expiry_height: 1000,
+            payload: Payload::Transfer { asset: NATIVE_ASSET, to: [7; 32], amount: 1 },
+        };
+        PreparedTx::new(Transaction::sign(body, &[key]))
+    }
+
+    fn key(i: u8) -> SigningKey {
+        SigningKey::from_bytes(&[i; 32])
+    }
+
+    fn add(m: &mut Mempool, t: PreparedTx) -> Result<(), MempoolError> {
+        let bytes = t.tx.to_bytes();
+        m.insert(t, bytes, 0)
+    }
+
+    #[test]
+    fn batches_follow_sequence_and_fee_order() {
+        let mut m = Mempool::new();
+        let (a, b) = (key(1), key(2));
+        add(&mut m, tx(&a, 1, 10)).unwrap();
+        add(&mut m, tx(&a, 0, 10)).unwrap();
+        add(&mut m, tx(&b, 0, 50)).unwrap();
+        add(&mut m, tx(&a, 3, 10)).unwrap(); // gap at 2: stays
+        let batch = m.take_batch(100, usize::MAX);
+        let order: Vec<(u8, u64)> = batch
+            .iter()
+            .map(|(t, _)| (if t.tx.body.signers[0] == a.public_key().to_bytes() { 1 } else { 2 }, t.tx.body.sequence))
+            .collect();
+        assert_eq!(order, vec![(2, 0), (1, 0), (1, 1)]);
+        assert_eq!(m.len(), 1);
+        add(&mut m, tx(&a, 2, 10)).unwrap();
+        let batch = m.take_batch(100, usize::MAX);
+        assert_eq!(batch.iter().map(|(t, _)| t.tx.body.sequence).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(m.is_empty());
+        assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn duplicates_replays_and_far_sequences_are_refused() {
+        let mut m = Mempool::new();
+        let a = key(1);
+        add(&mut m, tx(&a, 0, 10)).unwrap();
+        assert_eq!(add(&mut m, tx(&a, 0, 10)), Err(MempoolError::Duplicate));
+        assert_eq!(add(&mut m, tx(&a, 0, 11)), Err(MempoolError::Duplicate));
+        m.take_batch(10, usize::MAX);
+        assert_eq!(add(&mut m, tx(&a, 0, 12)), Err(MempoolError::SequenceUsed { got: 0, next: 1 }));
+        let far = SENDER_SEQUENCE_WINDOW + 1;
+        assert_eq!(add(&mut m, tx(&a, far, 10)), Err(MempoolError::SequenceTooFar { got: far, next: 1 }));
+        let t = tx(&a, 5, 10);
+        let bytes = t.tx.to_bytes();
+        assert_eq!(m.insert(t, bytes, 9), Err(MempoolError::SequenceUsed { got: 5, next: 9 }));
+    }
+
+    #[test]
+    fn full_pool_evicts_the_cheapest_senders_last_transaction() {
+        let mut m = Mempool::with_limits(3, usize::MAX);
+        let (a, b, c) = (key(1), key(2), key(3));
+        add(&mut m, tx(&a, 0, 5)).unwrap();
+        add(&mut m, tx(&a, 1, 5)).unwrap();
+        add(&mut m, tx(&b, 0, 20)).unwrap();
+        assert_eq!(add(&mut m, tx(&c, 0, 5)), Err(MempoolError::Full), "not better than the cheapest");
+        add(&mut m, tx(&c, 0, 30)).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.evicted(), 1);
+        let seqs_of_a: Vec<u64> = m
+            .take_batch(10, usize::MAX)
+            .iter()
+            .filter(|(t, _)| t.tx.body.signers[0] == a.public_key().to_bytes())
+            .map(|(t, _)| t.tx.body.sequence)
+            .collect();
+        assert_eq!(seqs_of_a, vec![0], "a's last transaction (seq 1) was evicted, not seq 0");
+    }
+
+    #[test]
+    fn advance_unblocks_a_gap_filled_elsewhere() {
+        let mut m = Mempool::new();
+        let a = key(4);
+        add(&mut m, tx(&a, 1, 10)).unwrap();
+        add(&mut m, tx(&a, 2, 10)).unwrap();
+        assert!(m.take_batch(10, usize::MAX).is_empty(), "seq 0 is missing here");
+        m.advance(&a.public_key().address(), 1);
+        let b = m.take_batch(10, usize::MAX);
+        assert_eq!(b.iter().map(|(t, _)| t.tx.body.sequence).collect::<Vec<_>>(), vec![1, 2]);
+        add(&mut m, tx(&a, 3, 10)).unwrap();
+        add(&mut m, tx(&a, 4, 10)).unwrap();
+        m.advance(&a.public_key().address(), 4);
+        assert_eq!(m.len(), 1, "seq 3 was executed elsewhere and is dropped");
+    }
+
+    #[test]
+    fn batch_limits_are_respected() {
+        let mut m = Mempool::new();
+        let a = key(3);
+        for s in 0..10 {
+            add(&mut m, tx(&a, s, 10)).unwrap();
+        }
+        assert_eq!(m.take_batch(4, usize::MAX).len(), 4);
+        let one = m.take_batch(100, 1).len();
+        assert_eq!(one, 0, "nothing fits in one byte");
+        assert_eq!(m.take_batch(100, usize::MAX).len(), 6);
+    }
+}
