@@ -25,6 +25,25 @@ pub struct Config {
     /// Core placement.
     #[serde(default)]
     pub placement: PlacementSection,
+    /// Mempool bounds.
+    #[serde(default)]
+    pub mempool: MempoolSection,
+}
+
+/// `[mempool]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolSection {
+    /// Most transactions held.
+    pub txs_max: u32,
+    /// Most MiB of transactions held.
+    pub mib_max: u32,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection { txs_max: 200_000, mib_max: 256 }
+    }
 }
 
 /// `[node]`
@@ -99,6 +118,7 @@ impl Config {
             },
             storage: StorageSection::default(),
             placement: PlacementSection::default(),
+            mempool: MempoolSection::default(),
         }
     }
 
@@ -144,6 +164,12 @@ impl Config {
         if self.storage.map_size_gib == 0 || self.storage.map_size_gib > MAP_SIZE_GIB_MAX {
             bail!("storage.map_size_gib must be 1 to {MAP_SIZE_GIB_MAX}");
         }
+        if self.mempool.txs_max == 0 || self.mempool.txs_max > 10_000_000 {
+            bail!("mempool.txs_max must be 1 to 10000000");
+        }
+        if self.mempool.mib_max == 0 || self.mempool.mib_max > 65_536 {
+            bail!("mempool.mib_max must be 1 to 65536");
+        }
         Ok(())
     }
 
@@ -181,6 +207,13 @@ map_size_gib = {map}
 consensus_cores = [{cc}]
 sigverify_cores = [{sc}]
 exec_cores = [{ec}]
+
+[mempool]
+# Bounds of the pool of verified transactions waiting for a batch. When full,
+# a transaction paying more per gas than the cheapest held evicts it;
+# otherwise it is refused with "mempool full".
+txs_max = {mtx}
+mib_max = {mmib}
 "#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
@@ -189,6 +222,8 @@ exec_cores = [{ec}]
             cc = list(&self.placement.consensus_cores),
             sc = list(&self.placement.sigverify_cores),
             ec = list(&self.placement.exec_cores),
+            mtx = self.mempool.txs_max,
+            mmib = self.mempool.mib_max,
         )
     }
 }

@@ -47,6 +47,10 @@ pub struct DevnetOptions {
     pub settle_every: u64,
     /// Print progress lines.
     pub progress: bool,
+    /// Stop after this many transactions (None: run for `duration`).
+    pub count: Option<u64>,
+    /// How long to wait for the tail to finalize after the load.
+    pub drain: Duration,
 }
 
 /// The summary of a run.
@@ -364,8 +368,14 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     let mut next_print = start + Duration::from_secs(1);
     let mut target = 0usize;
     let mut k: u64 = 0;
-    while start.elapsed() < opts.duration && !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_secs_f64() * opts.rate as f64) as u64;
+    while start.elapsed() < opts.duration
+        && !stop.load(Ordering::Relaxed)
+        && opts.count.is_none_or(|c| sent_total < c)
+    {
+        let mut due = (start.elapsed().as_secs_f64() * opts.rate as f64) as u64;
+        if let Some(c) = opts.count {
+            due = due.min(c);
+        }
         let want = due.saturating_sub(sent_total).min(SUBMIT_BATCH_MAX as u64) as usize;
         if want == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -436,7 +446,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     }
     let load_secs = start.elapsed().as_secs_f64();
     // Let the tail finalize.
-    let drain_deadline = Instant::now() + Duration::from_secs(15);
+    let drain_deadline = Instant::now() + opts.drain;
     while Instant::now() < drain_deadline && !stop.load(Ordering::Relaxed) {
         if pending.lock().expect("not poisoned").sent.is_empty() {
             break;

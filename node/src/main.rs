@@ -444,6 +444,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 base_port,
                 settle_every,
                 progress: true,
+                count: None,
+                drain: std::time::Duration::from_secs(30),
             };
             let s = plume_node::devnet::run(&opts, plume_node::runtime::stop_flag())?;
             plume_node::devnet::print_summary(&s);

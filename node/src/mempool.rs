@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub const MEMPOOL_TXS_MAX: usize = 200_000;
 /// Most bytes of encoded transactions held.
 pub const MEMPOOL_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Ids of batched (not yet executed) transactions remembered for
+/// duplicate detection.
+pub const RECENT_IDS_MAX: usize = 262_144;
 /// How far ahead of its next sequence a sender may queue.
 pub const SENDER_SEQUENCE_WINDOW: u64 = 1024;
 
@@ -60,6 +63,10 @@ struct Entry {
 struct Sender {
     /// Next sequence a batch may take for this sender.
     next: u64,
+    /// Highest next-sequence the state has reported.
+    state_seen: u64,
+    /// One past the highest sequence handed to a batch.
+    batched_upto: u64,
     pending: BTreeMap<u64, Entry>,
 }
 
@@ -73,6 +80,8 @@ pub struct Mempool {
     by_fee: BTreeSet<(u64, Address, u64)>,
     bytes: usize,
     evicted: u64,
+    recent: std::collections::VecDeque<Digest>,
+    recent_set: std::collections::HashSet<Digest>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -103,6 +112,8 @@ impl Mempool {
             by_fee: BTreeSet::new(),
             bytes: 0,
             evicted: 0,
+            recent: std::collections::VecDeque::new(),
+            recent_set: std::collections::HashSet::new(),
         }
     }
 
@@ -133,13 +144,18 @@ impl Mempool {
         let Some(sender) = tx.payer().copied() else {
             return Err(MempoolError::SequenceUsed { got: 0, next: 0 });
         };
-        if self.ids.contains_key(&tx.hash) {
+        if self.ids.contains_key(&tx.hash) || self.recent_set.contains(&tx.hash) {
             return Err(MempoolError::Duplicate);
         }
         let seq = tx.tx.body.sequence;
         let fee = tx.tx.body.max_fee_per_gas;
+        if !self.senders.contains_key(&sender) && self.senders.len() >= self.txs_max {
+            // Idle senders (everything batched) are forgotten first.
+            self.senders.retain(|_, s| !s.pending.is_empty());
+        }
         let s = self.senders.entry(sender).or_default();
         s.next = s.next.max(state_next_sequence);
+        s.state_seen = s.state_seen.max(state_next_sequence);
         if seq < s.next {
             let next = s.next;
             self.drop_sender_if_empty(&sender);
@@ -173,9 +189,11 @@ impl Mempool {
     }
 
     fn drop_sender_if_empty(&mut self, sender: &Address) {
-        // Senders with nothing pending keep their cursor only while they have
-        // transactions; the state's sequence is authoritative otherwise.
-        if self.senders.get(sender).is_some_and(|s| s.pending.is_empty()) {
+        // A sender with nothing pending and nothing batched past the state
+        // needs no cursor: the state's sequence is authoritative. (Senders
+        // whose batched transactions are not executed yet keep their cursor
+        // until `advance` catches up.)
+        if self.senders.get(sender).is_some_and(|s| s.pending.is_empty() && s.batched_upto <= s.state_seen) {
             self.senders.remove(sender);
         }
     }
@@ -200,7 +218,9 @@ impl Mempool {
     /// another validator) become eligible.
     pub fn advance(&mut self, sender: &Address, next: u64) {
         let Some(s) = self.senders.get_mut(sender) else { return };
+        s.state_seen = s.state_seen.max(next);
         if next <= s.next {
+            self.drop_sender_if_empty(sender);
             return;
         }
         s.next = next;
@@ -240,13 +260,21 @@ impl Mempool {
                 let seq = s.next;
                 let e = s.pending.remove(&seq).expect("just looked up");
                 s.next += 1;
+                s.batched_upto = s.next;
                 size += e.bytes.len();
                 self.bytes -= e.bytes.len();
                 self.by_fee.remove(&(e.fee, sender, seq));
                 self.ids.remove(&e.tx.hash);
+                if self.recent_set.insert(e.tx.hash) {
+                    self.recent.push_back(e.tx.hash);
+                    if self.recent.len() > RECENT_IDS_MAX {
+                        if let Some(old) = self.recent.pop_front() {
+                            self.recent_set.remove(&old);
+                        }
+                    }
+                }
                 out.push((e.tx, e.bytes));
             }
-            self.drop_sender_if_empty(&sender);
         }
         out
     }
@@ -311,6 +339,7 @@ mod tests {
         assert_eq!(add(&mut m, tx(&a, 0, 10)), Err(MempoolError::Duplicate));
         assert_eq!(add(&mut m, tx(&a, 0, 11)), Err(MempoolError::Duplicate));
         m.take_batch(10, usize::MAX);
+        assert_eq!(add(&mut m, tx(&a, 0, 10)), Err(MempoolError::Duplicate), "batched, not executed yet");
         assert_eq!(add(&mut m, tx(&a, 0, 12)), Err(MempoolError::SequenceUsed { got: 0, next: 1 }));
         let far = SENDER_SEQUENCE_WINDOW + 1;
         assert_eq!(add(&mut m, tx(&a, far, 10)), Err(MempoolError::SequenceTooFar { got: far, next: 1 }));

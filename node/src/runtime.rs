@@ -315,6 +315,7 @@ struct Shared {
     params: plume_execution::Params,
     committee_len: usize,
     started: Instant,
+    net_metrics: std::sync::OnceLock<Arc<plume_netstack::Metrics>>,
 }
 
 /// Run a validator until SIGINT/SIGTERM.
@@ -352,7 +353,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             .0,
         None => bail!("store head {} has no block record", head.finalized_height),
     };
-    let recovered = safety.map(|s| Recovered { safety: s, blocks: vec![committed_block.clone()], committed: committed_block.id });
+    let restarted = safety.is_some() || head.finalized_height > 0;
+    let recovered = restarted.then(|| Recovered {
+        safety,
+        blocks: vec![committed_block.clone()],
+        committed: committed_block.id,
+    });
     tracing::info!(
         me = setup.me,
         height = head.finalized_height,
@@ -379,6 +385,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         params: setup.params.clone(),
         committee_len: setup.committee.len(),
         started: Instant::now(),
+        net_metrics: std::sync::OnceLock::new(),
     });
     let (core_core, sig_core, exec_core) = placement(&setup.config);
 
@@ -578,6 +585,7 @@ async fn core_main(
     net.frame_payload_max = wire::FRAME_BYTES_MAX;
     let ep = Endpoint::start(GlommioTcp, net, plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()))
         .map_err(|e| anyhow!("network: {e}"))?;
+    let _ = shared.net_metrics.set(ep.metrics());
     let view_timeout_us = g.params.view_timeout_ms.saturating_mul(1000);
     let cfg = plume_consensus::Config {
         me: setup.me,
@@ -599,7 +607,10 @@ async fn core_main(
         safety,
         ep: ep.clone(),
         peers,
-        mempool: Mempool::new(),
+        mempool: Mempool::with_limits(
+            setup.config.mempool.txs_max as usize,
+            setup.config.mempool.mib_max as usize * 1024 * 1024,
+        ),
         batches: HashMap::new(),
         batch_order: VecDeque::new(),
         own_pending: BTreeMap::new(),
@@ -1373,6 +1384,11 @@ impl NodeApi for ApiNode {
         s.push_str(&format!("# TYPE plume_view gauge\nplume_view {}\n", m.view.load(Ordering::Relaxed)));
         s.push_str(&format!("# TYPE plume_finalized_height gauge\nplume_finalized_height {}\n", m.height.load(Ordering::Relaxed)));
         m.finality_ms.render("plume_finality_latency_seconds", &mut s);
+        if let Some(nm) = self.shared.net_metrics.get() {
+            for (name, v) in nm.snapshot().pairs() {
+                s.push_str(&format!("plume_net_{name} {v}\n"));
+            }
+        }
         s
     }
 

@@ -30,19 +30,32 @@ fn encode(s: &SafetyState<BlsScheme>) -> Vec<u8> {
     b.extend_from_slice(&s.epoch.to_le_bytes());
     b.extend_from_slice(&s.last_voted_view.to_le_bytes());
     b.extend_from_slice(s.epoch_start.as_bytes());
-    b.extend_from_slice(&wire::encode_qc(&s.high_qc));
+    let qc = wire::encode_qc(&s.high_qc);
+    b.extend_from_slice(&(qc.len() as u32).to_le_bytes());
+    b.extend_from_slice(&qc);
+    if let Some(tc) = &s.high_tc {
+        b.extend_from_slice(&wire::encode_tc(tc));
+    }
     b
 }
 
 fn decode(b: &[u8]) -> Result<SafetyState<BlsScheme>> {
-    if b.len() < 48 {
+    if b.len() < 52 {
         bail!("safety record truncated");
     }
     let epoch = u64::from_le_bytes(b[..8].try_into().expect("8"));
     let last_voted_view = u64::from_le_bytes(b[8..16].try_into().expect("8"));
     let epoch_start = plume_crypto::Digest(b[16..48].try_into().expect("32"));
-    let high_qc = wire::decode_qc(&b[48..]).context("safety record: high certificate")?;
-    Ok(SafetyState { epoch, last_voted_view, high_qc, epoch_start })
+    let qc_len = u32::from_le_bytes(b[48..52].try_into().expect("4")) as usize;
+    let qc_bytes = b.get(52..52 + qc_len).ok_or_else(|| anyhow::anyhow!("safety record truncated"))?;
+    let high_qc = wire::decode_qc(qc_bytes).context("safety record: high certificate")?;
+    let rest = &b[52 + qc_len..];
+    let high_tc = if rest.is_empty() {
+        None
+    } else {
+        Some(wire::decode_tc(rest).context("safety record: timeout certificate")?)
+    };
+    Ok(SafetyState { epoch, last_voted_view, high_qc, high_tc, epoch_start })
 }
 
 fn read_slot(path: &Path) -> Option<(u64, SafetyState<BlsScheme>)> {
@@ -114,7 +127,7 @@ mod tests {
 
     fn state(v: u64) -> SafetyState<BlsScheme> {
         let g = Block::<BlsScheme>::genesis(1);
-        SafetyState { epoch: 0, last_voted_view: v, high_qc: QuorumCert::genesis(0, &g), epoch_start: g.id }
+        SafetyState { epoch: 0, last_voted_view: v, high_qc: QuorumCert::genesis(0, &g), high_tc: None, epoch_start: g.id }
     }
 
     #[test]

@@ -397,6 +397,23 @@ pub fn decode_block(bytes: &[u8]) -> Result<Block<BlsScheme>, WireError> {
     Ok(b)
 }
 
+/// Encode a timeout certificate.
+pub fn encode_tc(tc: &TimeoutCert<BlsScheme>) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.tc(tc);
+    w.0
+}
+
+/// Decode a timeout certificate encoded by [`encode_tc`].
+pub fn decode_tc(bytes: &[u8]) -> Result<TimeoutCert<BlsScheme>, WireError> {
+    let mut r = R { b: bytes };
+    let t = r.tc()?;
+    if !r.b.is_empty() {
+        return Err(WireError("trailing bytes"));
+    }
+    Ok(t)
+}
+
 /// Encode a quorum certificate of the consensus layer.
 pub fn encode_qc(qc: &QuorumCert<BlsScheme>) -> Vec<u8> {
     let mut w = W(Vec::new());
