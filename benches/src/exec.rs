@@ -1,8 +1,331 @@
-//! The `exec` benchmark suite. Not built yet (issue 6).
+//! `plume bench exec`: the ledger state machine alone (no signatures, no
+//! disk). Simple PLUME transfers per second on one core and with 2 shards
+//! at 0%, 10% and 50% of transactions paying one hot account; two-leg DvP
+//! settlements per second; block apply latency for 1,000 and 10,000
+//! transfers, execution only and with the state root computed
+//! (`plume_storage::MemoryState`, its sparse Merkle tree in memory).
 
+use crate::report::{histogram, pin_to_core};
 use crate::{Options, Report};
+use plume_crypto::ed25519::Address;
+use plume_execution::tx::{address_of_key, asset_id, Leg, Payment, SupplyPolicy, NATIVE_ASSET};
+use plume_execution::{
+    apply_block, apply_block_sharded_with, commit, genesis_writes, BlockContext, BlockOutput,
+    Params, Payload, PreparedTx, Status, Transaction, TxBody,
+};
+use plume_storage::{AuthenticatedState, MemoryState};
+use rand::{Rng, SeedableRng};
+use std::hint::black_box;
+use std::time::Instant;
+
+const CHAIN: &str = "plume-bench";
+/// Transactions per measured throughput block.
+const BLOCK_TXS: usize = 10_000;
+/// Settlements per block (each uses 32,000 gas; 300M gas per block).
+const SETTLE_BLOCK: usize = 5_000;
+const BALANCE: u128 = 1_000_000_000_000_000;
+
+fn scaled(n: u64, opts: &Options) -> u64 {
+    ((n as f64 * opts.scale).ceil() as u64).max(1)
+}
+
+struct Account {
+    pk: [u8; 32],
+    addr: Address,
+}
+
+fn account(i: u64) -> Account {
+    let pk = plume_crypto::hash(plume_crypto::Domain::Handshake, &i.to_le_bytes()).0;
+    Account {
+        pk,
+        addr: address_of_key(&pk),
+    }
+}
+
+fn body(signers: &[&Account], sequence: u64, payload: Payload) -> TxBody {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signers: signers.iter().map(|a| a.pk).collect(),
+        sequence,
+        max_fee_per_gas: 1_000,
+        priority_fee_per_gas: 1,
+        gas_limit: 100_000,
+        expiry_height: u64::MAX,
+        payload,
+    }
+}
+
+/// Execution does not check signatures: zero bytes stand in for them.
+fn prep(mut body: TxBody) -> PreparedTx {
+    body.gas_limit = body.intrinsic_gas();
+    let n = body.signers.len();
+    PreparedTx::new(Transaction {
+        body,
+        signatures: vec![[0; 64]; n],
+    })
+}
+
+/// `n` transfers from distinct senders (`senders[i]`, sequence `seq`) to
+/// distinct recipients, `hot_pct` percent of them to `hot` instead.
+fn transfers(
+    accts: &[Account],
+    n: usize,
+    seq: u64,
+    hot_pct: u32,
+    rng: &mut impl Rng,
+) -> Vec<PreparedTx> {
+    let hot = &accts[accts.len() - 1];
+    (0..n)
+        .map(|i| {
+            let from = &accts[2 * i];
+            let to = if rng.gen_range(0..100) < hot_pct {
+                hot
+            } else {
+                &accts[2 * i + 1]
+            };
+            prep(body(
+                &[from],
+                seq,
+                Payload::Transfer {
+                    asset: NATIVE_ASSET,
+                    to: to.addr.0,
+                    amount: 1 + (i as u128 % 7),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Cores of the host (not of this thread's affinity mask, which the suite
+/// narrowed to one core when it pinned the measuring thread).
+fn host_cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn params() -> Params {
+    Params::with_defaults(CHAIN)
+}
+
+/// A state with `n` funded accounts (the last one is the hot account).
+fn funded(n: usize) -> anyhow::Result<(MemoryState, Vec<Account>)> {
+    let accts: Vec<Account> = (0..n as u64).map(account).collect();
+    let allocs: Vec<(Address, u128)> = accts.iter().map(|a| (a.addr, BALANCE)).collect();
+    let mut st = MemoryState::new();
+    st.apply(&genesis_writes(&params(), &allocs)?)?;
+    Ok((st, accts))
+}
+
+fn ctx(height: u64) -> BlockContext {
+    BlockContext {
+        height,
+        proposer: Address([0xee; 32]),
+    }
+}
+
+fn check_all_succeeded(out: &BlockOutput) -> anyhow::Result<()> {
+    if let Some(r) = out.receipts.iter().find(|r| r.status != Status::Success) {
+        anyhow::bail!("benchmark transaction did not succeed: {r:?}");
+    }
+    Ok(())
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux schedstat; None
+/// elsewhere). Throughput per CPU-second is what "per core" means on a
+/// host where other processes share the cores.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Run `block` at height 1 over `st` `reps` times (nothing committed),
+/// with `shards` (1 = plain `apply_block`): transactions per wall-clock
+/// second, and per CPU-second of the calling thread (meaningful for 1).
+fn throughput(
+    st: &MemoryState,
+    block: &[PreparedTx],
+    shards: usize,
+    reps: u64,
+    core0: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let p = params();
+    let cores = host_cores();
+    let pin = move |k: usize| {
+        pin_to_core((core0 + k) % cores);
+    };
+    let run = || {
+        if shards == 1 {
+            apply_block(st, &p, &ctx(1), block)
+        } else {
+            apply_block_sharded_with(st, &p, &ctx(1), block, shards, &pin)
+        }
+    };
+    check_all_succeeded(&run()?)?; // warm-up and sanity
+    black_box(run()?);
+    let cpu0 = thread_cpu_ns();
+    let t = Instant::now();
+    for _ in 0..reps {
+        black_box(run()?);
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let txs = (reps as usize * block.len()) as f64;
+    let cpu = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+        _ => wall,
+    };
+    Ok((txs / wall, txs / cpu))
+}
 
 /// Run the suite.
-pub fn run(_opts: &Options) -> anyhow::Result<Report> {
-    anyhow::bail!("the exec benchmark is not built yet (issue 6)")
+pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    let mut r = Report::new("exec");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+    let core0 = opts.core.unwrap_or(0);
+
+    // Transfers: 1 core and 2 shards, 0/10/50% hot.
+    let (st, accts) = funded(2 * BLOCK_TXS + 1)?;
+    let reps = scaled(30, opts);
+    for hot in [0u32, 10, 50] {
+        let block = transfers(&accts, BLOCK_TXS, 0, hot, &mut rng);
+        let (one, one_cpu) = throughput(&st, &block, 1, reps, core0)?;
+        let (two, _) = throughput(&st, &block, 2, reps, core0)?;
+        r.figure(&format!("transfers_1core_hot{hot}_per_s"), one);
+        r.figure(&format!("transfers_1core_hot{hot}_per_cpu_s"), one_cpu);
+        r.figure(&format!("transfers_2shards_hot{hot}_per_s"), two);
+        r.figure(&format!("shard_speedup_2_hot{hot}"), two / one);
+    }
+
+    // Two-leg DvP settlements: a security against PLUME, both parties sign.
+    {
+        let n = SETTLE_BLOCK;
+        let (mut st, accts) = funded(2 * n + 1)?;
+        let issuer = &accts[2 * n];
+        let sec = asset_id(&issuer.addr.0, 0);
+        let mut setup = vec![prep(body(
+            &[issuer],
+            0,
+            Payload::CreateAsset {
+                symbol: "SEC".into(),
+                decimals: 0,
+                policy: SupplyPolicy::Fixed,
+                initial_supply: 1 << 100,
+            },
+        ))];
+        let sellers: Vec<&Account> = (0..n).map(|i| &accts[2 * i]).collect();
+        for (k, chunk) in sellers.chunks(plume_execution::tx::PAYEES_MAX).enumerate() {
+            setup.push(prep(body(
+                &[issuer],
+                1 + k as u64,
+                Payload::BatchPay {
+                    asset: sec,
+                    payments: chunk
+                        .iter()
+                        .map(|s| Payment {
+                            to: s.addr.0,
+                            amount: 1_000,
+                        })
+                        .collect(),
+                },
+            )));
+        }
+        let out = apply_block(&st, &params(), &ctx(1), &setup)?;
+        check_all_succeeded(&out)?;
+        commit(&mut st, &out)?;
+        let block: Vec<PreparedTx> = (0..n)
+            .map(|i| {
+                let (seller, buyer) = (&accts[2 * i], &accts[2 * i + 1]);
+                prep(body(
+                    &[buyer, seller],
+                    0,
+                    Payload::Settle {
+                        legs: vec![
+                            Leg {
+                                asset: sec,
+                                from: seller.addr.0,
+                                to: buyer.addr.0,
+                                amount: 10,
+                            },
+                            Leg {
+                                asset: NATIVE_ASSET,
+                                from: buyer.addr.0,
+                                to: seller.addr.0,
+                                amount: 5_000,
+                            },
+                        ],
+                    },
+                ))
+            })
+            .collect();
+        let p = params();
+        let run = |shards: usize| -> anyhow::Result<f64> {
+            let cores = host_cores();
+            let pin = move |k: usize| {
+                pin_to_core((core0 + k) % cores);
+            };
+            let go = || apply_block_sharded_with(&st, &p, &ctx(2), &block, shards, &pin);
+            check_all_succeeded(&go()?)?;
+            let reps = scaled(30, opts);
+            let t = Instant::now();
+            for _ in 0..reps {
+                black_box(go()?);
+            }
+            Ok((reps as usize * n) as f64 / t.elapsed().as_secs_f64())
+        };
+        r.figure("settlements_2leg_1core_per_s", run(1)?);
+        r.figure("settlements_2leg_2shards_per_s", run(2)?);
+    }
+
+    // Block apply latency, chained blocks on one state (each account sends
+    // once per block, so sequences advance), with and without the root.
+    for (label, n, blocks) in [("1k", 1_000usize, 200u64), ("10k", 10_000, 40)] {
+        for with_root in [false, true] {
+            let (mut st, accts) = funded(2 * n + 1)?;
+            let p = params();
+            let mut h = histogram();
+            let mut h_root = histogram();
+            for b in 0..scaled(blocks, opts) {
+                let block = transfers(&accts, n, b, 10, &mut rng);
+                let t = Instant::now();
+                let out = apply_block(&st, &p, &ctx(b + 1), &block)?;
+                let exec_ns = t.elapsed().as_nanos() as u64;
+                if with_root {
+                    let t2 = Instant::now();
+                    black_box(commit(&mut st, &out)?);
+                    let root_ns = t2.elapsed().as_nanos() as u64;
+                    h.record((exec_ns + root_ns).max(1))?;
+                    h_root.record(root_ns.max(1))?;
+                } else {
+                    h.record(exec_ns.max(1))?;
+                    commit(&mut st, &out)?;
+                }
+                if b == 0 {
+                    check_all_succeeded(&out)?;
+                }
+            }
+            let name = if with_root {
+                format!("block_{label}_apply_and_root")
+            } else {
+                format!("block_{label}_apply")
+            };
+            r.figure(
+                &format!("{name}_p50_us"),
+                h.value_at_quantile(0.5) as f64 / 1e3,
+            );
+            r.figure(
+                &format!("{name}_p99_us"),
+                h.value_at_quantile(0.99) as f64 / 1e3,
+            );
+            r.latency(&name, &h);
+            if with_root {
+                r.latency(&format!("block_{label}_root_only"), &h_root);
+            }
+        }
+    }
+
+    r.target("transfers_1core_hot0_per_cpu_s", true, 1_000_000.0);
+    r.target("transfers_1core_hot0_per_s", true, 1_000_000.0);
+    r.target("shard_speedup_2_hot0", true, 1.6);
+    Ok(r)
 }

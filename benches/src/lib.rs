@@ -1,9 +1,10 @@
-//! Plume's benchmarks: micro benchmarks per subsystem and (later) the cluster
-//! load generator. Every suite prints hdrhistogram percentiles as a table and
+//! Plume's benchmarks: micro benchmarks per subsystem, and whole-network
+//! benchmarks with an open-loop load generator ([`cluster`]). Every suite prints hdrhistogram percentiles as a table and
 //! can write the same figures as JSON (`plume bench <suite> --json FILE`).
 //!
 //! Start at [`run_suite`]; the shared reporting lives in [`report`].
 
+pub mod cluster;
 pub mod crypto;
 pub mod exec;
 pub mod net;
@@ -13,7 +14,7 @@ pub mod storage;
 pub use report::Report;
 
 /// Names of the suites `plume bench` knows.
-pub const SUITES: &[&str] = &["crypto", "storage", "exec", "net"];
+pub const SUITES: &[&str] = &["crypto", "storage", "exec", "net", "cluster", "sweep"];
 
 /// Options common to every suite.
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct Options {
     /// Scale factor for iteration counts (1.0 = the recorded defaults; CI
     /// smoke runs use less).
     pub scale: f64,
+    /// Settings of `cluster` and `sweep`.
+    pub cluster: cluster::bench::ClusterOptions,
 }
 
 impl Default for Options {
@@ -30,13 +33,15 @@ impl Default for Options {
         Options {
             core: Some(0),
             scale: 1.0,
+            cluster: Default::default(),
         }
     }
 }
 
 /// Run one suite by name.
 pub fn run_suite(name: &str, opts: &Options) -> anyhow::Result<Report> {
-    if let Some(core) = opts.core {
+    // Whole-network suites run many processes: never pin the driver.
+    if let (Some(core), false) = (opts.core, matches!(name, "cluster" | "sweep")) {
         report::pin_to_core(core);
     }
     match name {
@@ -44,6 +49,8 @@ pub fn run_suite(name: &str, opts: &Options) -> anyhow::Result<Report> {
         "storage" => storage::run(opts),
         "exec" => exec::run(opts),
         "net" => net::run(opts),
+        "cluster" => cluster::bench::run_cluster(opts),
+        "sweep" => cluster::bench::run_sweep(opts),
         other => anyhow::bail!(
             "unknown benchmark suite {other:?}; known: {}",
             SUITES.join(", ")

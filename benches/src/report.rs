@@ -83,6 +83,9 @@ pub struct Report {
     pub latencies: BTreeMap<String, Percentiles>,
     /// Targets and whether they were met.
     pub targets: Vec<Target>,
+    /// An SVG plot written beside the JSON (same name, `.svg`).
+    #[serde(skip)]
+    pub plot_svg: Option<String>,
 }
 
 /// A target from MISSION.md and whether the run met it.
@@ -109,6 +112,7 @@ impl Report {
             figures: BTreeMap::new(),
             latencies: BTreeMap::new(),
             targets: Vec::new(),
+            plot_svg: None,
         }
     }
 
@@ -190,6 +194,9 @@ impl Report {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json)?;
         std::fs::rename(&tmp, path)?;
+        if let Some(svg) = &self.plot_svg {
+            std::fs::write(path.with_extension("svg"), svg)?;
+        }
         Ok(())
     }
 }

@@ -74,7 +74,10 @@ pub struct ApiError {
 impl ApiError {
     /// New error.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
     fn to_json(&self) -> Value {
         json!({"code": self.code, "message": self.message})
@@ -98,7 +101,10 @@ pub trait NodeApi: Send + Sync + 'static {
     /// (so their signatures are verified as one batch). The default handles
     /// them one by one.
     fn submit_many(&self, params: &[Value]) -> Vec<Result<Value, ApiError>> {
-        params.iter().map(|p| self.call("plume_submitTransaction", p)).collect()
+        params
+            .iter()
+            .map(|p| self.call("plume_submitTransaction", p))
+            .collect()
     }
     /// Prometheus text exposition.
     fn metrics_text(&self) -> String;
@@ -126,7 +132,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.addr).finish()
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -134,43 +142,52 @@ impl ApiServer {
     /// Bind and start accepting; one thread per connection, at most
     /// [`HTTP_CONNECTIONS_MAX`] (+ [`WS_CONNECTIONS_MAX`] WebSockets).
     pub fn start(addr: &str, node: Arc<dyn NodeApi>) -> anyhow::Result<ApiServer> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("api: cannot listen on {addr}: {e}"))?;
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("api: cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let live = Arc::new(AtomicUsize::new(0));
         let ws_live = Arc::new(AtomicUsize::new(0));
         let stop2 = stop.clone();
-        let acceptor = std::thread::Builder::new().name("api-accept".into()).spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if live.fetch_add(1, Ordering::SeqCst) >= HTTP_CONNECTIONS_MAX {
-                            live.fetch_sub(1, Ordering::SeqCst);
-                            drop(stream);
-                            continue;
+        let acceptor = std::thread::Builder::new()
+            .name("api-accept".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            if live.fetch_add(1, Ordering::SeqCst) >= HTTP_CONNECTIONS_MAX {
+                                live.fetch_sub(1, Ordering::SeqCst);
+                                drop(stream);
+                                continue;
+                            }
+                            let node = node.clone();
+                            let live2 = live.clone();
+                            let ws_live = ws_live.clone();
+                            let stop3 = stop2.clone();
+                            let spawned = std::thread::Builder::new()
+                                .name("api-conn".into())
+                                .spawn(move || {
+                                    let _ =
+                                        serve_connection(stream, node.as_ref(), &ws_live, &stop3);
+                                    live2.fetch_sub(1, Ordering::SeqCst);
+                                });
+                            if spawned.is_err() {
+                                live.fetch_sub(1, Ordering::SeqCst);
+                            }
                         }
-                        let node = node.clone();
-                        let live2 = live.clone();
-                        let ws_live = ws_live.clone();
-                        let stop3 = stop2.clone();
-                        let spawned = std::thread::Builder::new().name("api-conn".into()).spawn(move || {
-                            let _ = serve_connection(stream, node.as_ref(), &ws_live, &stop3);
-                            live2.fetch_sub(1, Ordering::SeqCst);
-                        });
-                        if spawned.is_err() {
-                            live.fetch_sub(1, Ordering::SeqCst);
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(5));
                         }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
-            }
-        })?;
-        Ok(ApiServer { stop, acceptor: Some(acceptor), addr: local })
+            })?;
+        Ok(ApiServer {
+            stop,
+            acceptor: Some(acceptor),
+            addr: local,
+        })
     }
 
     /// Stop accepting (open connections end at their next idle timeout).
@@ -191,12 +208,18 @@ struct HttpRequest {
 
 impl HttpRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Read one request; `Ok(None)` on a clean close.
-fn read_request(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<HttpRequest>> {
+fn read_request(
+    stream: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<HttpRequest>> {
     use std::io::{Error, ErrorKind};
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -204,16 +227,31 @@ fn read_request(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> std::io:
         match req.parse(buf) {
             Ok(httparse::Status::Complete(head_len)) => {
                 let method = req.method.unwrap_or("").to_string();
-                let path = req.path.unwrap_or("").split('?').next().unwrap_or("").to_string();
+                let path = req
+                    .path
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).to_string(),
+                        )
+                    })
                     .collect();
                 let len: usize = headers
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.trim().parse().map_err(|_| Error::new(ErrorKind::InvalidData, "bad content-length")))
+                    .map(|(_, v)| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| Error::new(ErrorKind::InvalidData, "bad content-length"))
+                    })
                     .transpose()?
                     .unwrap_or(0);
                 if len > REQUEST_BYTES_MAX {
@@ -229,7 +267,12 @@ fn read_request(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> std::io:
                 }
                 let body = buf[head_len..head_len + len].to_vec();
                 buf.drain(..head_len + len);
-                return Ok(Some(HttpRequest { method, path, headers, body }));
+                return Ok(Some(HttpRequest {
+                    method,
+                    path,
+                    headers,
+                    body,
+                }));
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > HEAD_BYTES_MAX {
@@ -238,7 +281,11 @@ fn read_request(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> std::io:
                 let mut chunk = [0u8; 16 * 1024];
                 let n = stream.read(&mut chunk)?;
                 if n == 0 {
-                    return if buf.is_empty() { Ok(None) } else { Err(Error::new(ErrorKind::UnexpectedEof, "truncated head")) };
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(Error::new(ErrorKind::UnexpectedEof, "truncated head"))
+                    };
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
@@ -247,7 +294,12 @@ fn read_request(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> std::io:
     }
 }
 
-fn write_response(stream: &mut std::net::TcpStream, status: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+fn write_response(
+    stream: &mut std::net::TcpStream,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     use std::io::Write;
     let reason = match status {
         200 => "OK",
@@ -280,23 +332,40 @@ fn serve_connection(
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => {
-                let body = error_response(Value::Null, &ApiError::new(codes::INVALID_REQUEST, e.to_string())).to_string();
+                let body = error_response(
+                    Value::Null,
+                    &ApiError::new(codes::INVALID_REQUEST, e.to_string()),
+                )
+                .to_string();
                 let _ = write_response(&mut stream, 400, "application/json", body.as_bytes());
                 return Err(e);
             }
         };
         match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/metrics") => {
-                write_response(&mut stream, 200, "text/plain; version=0.0.4", node.metrics_text().as_bytes())?
-            }
+            ("GET", "/metrics") => write_response(
+                &mut stream,
+                200,
+                "text/plain; version=0.0.4",
+                node.metrics_text().as_bytes(),
+            )?,
             ("GET", "/health") => {
                 let (ok, detail) = node.health();
-                write_response(&mut stream, if ok { 200 } else { 503 }, "application/json", detail.to_string().as_bytes())?
+                write_response(
+                    &mut stream,
+                    if ok { 200 } else { 503 },
+                    "application/json",
+                    detail.to_string().as_bytes(),
+                )?
             }
             ("GET", "/ws") => return upgrade_ws(stream, &req, node, ws_live),
             ("POST", "/") | ("POST", "/rpc") => {
                 let reply = handle_rpc_bytes(&req.body, node);
-                write_response(&mut stream, 200, "application/json", reply.to_string().as_bytes())?
+                write_response(
+                    &mut stream,
+                    200,
+                    "application/json",
+                    reply.to_string().as_bytes(),
+                )?
             }
             _ => write_response(&mut stream, 404, "text/plain", b"not found\n")?,
         }
@@ -312,14 +381,22 @@ fn error_response(id: Value, e: &ApiError) -> Value {
 pub fn handle_rpc_bytes(body: &[u8], node: &dyn NodeApi) -> Value {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return error_response(Value::Null, &ApiError::new(codes::PARSE_ERROR, format!("invalid JSON: {e}"))),
+        Err(e) => {
+            return error_response(
+                Value::Null,
+                &ApiError::new(codes::PARSE_ERROR, format!("invalid JSON: {e}")),
+            )
+        }
     };
     match v {
         Value::Array(calls) => {
             if calls.is_empty() || calls.len() > BATCH_CALLS_MAX {
                 return error_response(
                     Value::Null,
-                    &ApiError::new(codes::INVALID_REQUEST, format!("batch must hold 1 to {BATCH_CALLS_MAX} calls")),
+                    &ApiError::new(
+                        codes::INVALID_REQUEST,
+                        format!("batch must hold 1 to {BATCH_CALLS_MAX} calls"),
+                    ),
                 );
             }
             // Submissions in a batch are handed over together.
@@ -327,8 +404,11 @@ pub fn handle_rpc_bytes(body: &[u8], node: &dyn NodeApi) -> Value {
                 c.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
                     && c.get("method").and_then(Value::as_str) == Some("plume_submitTransaction")
             };
-            let submits: Vec<Value> =
-                calls.iter().filter(|c| is_submit(c)).map(|c| c.get("params").cloned().unwrap_or(Value::Null)).collect();
+            let submits: Vec<Value> = calls
+                .iter()
+                .filter(|c| is_submit(c))
+                .map(|c| c.get("params").cloned().unwrap_or(Value::Null))
+                .collect();
             let mut results = node.submit_many(&submits).into_iter();
             Value::Array(
                 calls
@@ -339,7 +419,10 @@ pub fn handle_rpc_bytes(body: &[u8], node: &dyn NodeApi) -> Value {
                             match results.next() {
                                 Some(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
                                 Some(Err(e)) => error_response(id, &e),
-                                None => error_response(id, &ApiError::new(codes::INTERNAL, "missing result")),
+                                None => error_response(
+                                    id,
+                                    &ApiError::new(codes::INTERNAL, "missing result"),
+                                ),
                             }
                         } else {
                             handle_call(c, node)
@@ -355,7 +438,10 @@ pub fn handle_rpc_bytes(body: &[u8], node: &dyn NodeApi) -> Value {
 fn handle_call(call: &Value, node: &dyn NodeApi) -> Value {
     let id = call.get("id").cloned().unwrap_or(Value::Null);
     if call.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return error_response(id, &ApiError::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+        return error_response(
+            id,
+            &ApiError::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+        );
     }
     let Some(method) = call.get("method").and_then(Value::as_str) else {
         return error_response(id, &ApiError::new(codes::INVALID_REQUEST, "method missing"));
@@ -375,11 +461,21 @@ fn upgrade_ws(
 ) -> std::io::Result<()> {
     use std::io::Write;
     let Some(key) = req.header("Sec-WebSocket-Key") else {
-        return write_response(&mut stream, 400, "text/plain", b"expected a WebSocket upgrade\n");
+        return write_response(
+            &mut stream,
+            400,
+            "text/plain",
+            b"expected a WebSocket upgrade\n",
+        );
     };
     if ws_live.fetch_add(1, Ordering::SeqCst) >= WS_CONNECTIONS_MAX {
         ws_live.fetch_sub(1, Ordering::SeqCst);
-        return write_response(&mut stream, 503, "text/plain", b"too many WebSocket connections\n");
+        return write_response(
+            &mut stream,
+            503,
+            "text/plain",
+            b"too many WebSocket connections\n",
+        );
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
@@ -398,7 +494,8 @@ fn upgrade_ws(
 
 /// One WebSocket connection: JSON-RPC calls plus `plume_subscribe`.
 fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
-    let mut ws = tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Server, None);
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Server, None);
     let mut subs: Vec<(u64, flume::Receiver<Value>)> = Vec::new();
     let mut next_sub = 1u64;
     let mut idle = Duration::ZERO;
@@ -406,7 +503,10 @@ fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
         for (id, rx) in &subs {
             while let Ok(n) = rx.try_recv() {
                 let msg = json!({"jsonrpc": "2.0", "method": "plume_subscription", "params": {"subscription": id, "result": n}});
-                if ws.send(tungstenite::Message::text(msg.to_string())).is_err() {
+                if ws
+                    .send(tungstenite::Message::text(msg.to_string()))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -417,7 +517,8 @@ fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
                 m
             }
             Err(tungstenite::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 idle += Duration::from_millis(20);
                 if subs.is_empty() && idle > HTTP_IDLE {
@@ -436,7 +537,10 @@ fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
         let call: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                let r = error_response(Value::Null, &ApiError::new(codes::PARSE_ERROR, format!("invalid JSON: {e}")));
+                let r = error_response(
+                    Value::Null,
+                    &ApiError::new(codes::PARSE_ERROR, format!("invalid JSON: {e}")),
+                );
                 if ws.send(tungstenite::Message::text(r.to_string())).is_err() {
                     return;
                 }
@@ -449,7 +553,10 @@ fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
                 Err(e) => error_response(id, &e),
                 Ok(_) if subs.len() >= WS_SUBSCRIPTIONS_MAX => error_response(
                     id,
-                    &ApiError::new(codes::INVALID_PARAMS, format!("at most {WS_SUBSCRIPTIONS_MAX} subscriptions")),
+                    &ApiError::new(
+                        codes::INVALID_PARAMS,
+                        format!("at most {WS_SUBSCRIPTIONS_MAX} subscriptions"),
+                    ),
                 ),
                 Ok(topic) => match node.subscribe(topic) {
                     Ok(rx) => {
@@ -464,7 +571,10 @@ fn ws_session(stream: std::net::TcpStream, node: &dyn NodeApi) {
         } else {
             handle_call(&call, node)
         };
-        if ws.send(tungstenite::Message::text(reply.to_string())).is_err() {
+        if ws
+            .send(tungstenite::Message::text(reply.to_string()))
+            .is_err()
+        {
             return;
         }
     }
@@ -475,15 +585,19 @@ fn parse_topic(params: &Value) -> Result<Topic, ApiError> {
     match arr.first().and_then(Value::as_str) {
         Some("blocks") => Ok(Topic::Blocks),
         Some("receipts") => {
-            let addr = arr
-                .get(1)
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::new(codes::INVALID_PARAMS, "receipts needs an account address"))?;
+            let addr = arr.get(1).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::new(codes::INVALID_PARAMS, "receipts needs an account address")
+            })?;
             plume_crypto::ed25519::Address::from_hex(addr)
                 .map_err(|e| ApiError::new(codes::INVALID_PARAMS, format!("address: {e}")))?;
-            Ok(Topic::Receipts(addr.trim_start_matches("0x").to_lowercase()))
+            Ok(Topic::Receipts(
+                addr.trim_start_matches("0x").to_lowercase(),
+            ))
         }
-        _ => Err(ApiError::new(codes::INVALID_PARAMS, "params must be [\"blocks\"] or [\"receipts\", ADDRESS]")),
+        _ => Err(ApiError::new(
+            codes::INVALID_PARAMS,
+            "params must be [\"blocks\"] or [\"receipts\", ADDRESS]",
+        )),
     }
 }
 
@@ -496,7 +610,10 @@ mod tests {
         fn call(&self, method: &str, params: &Value) -> Result<Value, ApiError> {
             match method {
                 "echo" => Ok(params.clone()),
-                _ => Err(ApiError::new(codes::METHOD_NOT_FOUND, format!("unknown method {method}"))),
+                _ => Err(ApiError::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!("unknown method {method}"),
+                )),
             }
         }
         fn metrics_text(&self) -> String {
@@ -514,7 +631,10 @@ mod tests {
 
     #[test]
     fn rpc_shapes_and_errors() {
-        let r = handle_rpc_bytes(br#"{"jsonrpc":"2.0","id":7,"method":"echo","params":[1]}"#, &Echo);
+        let r = handle_rpc_bytes(
+            br#"{"jsonrpc":"2.0","id":7,"method":"echo","params":[1]}"#,
+            &Echo,
+        );
         assert_eq!(r, json!({"jsonrpc":"2.0","id":7,"result":[1]}));
         let r = handle_rpc_bytes(b"{nope", &Echo);
         assert_eq!(r["error"]["code"], codes::PARSE_ERROR);
@@ -533,16 +653,21 @@ mod tests {
     fn http_endpoints_and_websocket_subscription() {
         let srv = ApiServer::start("127.0.0.1:0", Arc::new(Echo)).unwrap();
         let addr = srv.addr;
-        let (status, body) = crate::client::http_get(&addr.to_string(), "/metrics").unwrap();
+        let (status, body) =
+            plume_benches::cluster::client::http_get(&addr.to_string(), "/metrics").unwrap();
         assert_eq!(status, 200);
         assert!(body.contains("plume_up 1"));
-        let (status, _) = crate::client::http_get(&addr.to_string(), "/health").unwrap();
+        let (status, _) =
+            plume_benches::cluster::client::http_get(&addr.to_string(), "/health").unwrap();
         assert_eq!(status, 200);
-        let v = crate::client::rpc(&addr.to_string(), "echo", json!({"a": 1})).unwrap();
+        let v = plume_benches::cluster::client::rpc(&addr.to_string(), "echo", json!({"a": 1}))
+            .unwrap();
         assert_eq!(v, json!({"a": 1}));
         let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/ws")).unwrap();
-        ws.send(tungstenite::Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}"#))
-            .unwrap();
+        ws.send(tungstenite::Message::text(
+            r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}"#,
+        ))
+        .unwrap();
         let mut got_sub_id = false;
         let mut got_note = false;
         for _ in 0..4 {

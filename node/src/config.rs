@@ -28,6 +28,31 @@ pub struct Config {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: MempoolSection,
+    /// How this node cuts transaction batches.
+    #[serde(default)]
+    pub batching: BatchingSection,
+}
+
+/// `[batching]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSection {
+    /// Most bytes of transactions in one batch.
+    pub batch_max_bytes: u32,
+    /// Most transactions in one batch.
+    pub batch_max_txs: u32,
+    /// How often a batch is cut from the mempool, in milliseconds.
+    pub batch_delay_ms: u32,
+}
+
+impl Default for BatchingSection {
+    fn default() -> Self {
+        BatchingSection {
+            batch_max_bytes: 4 * 1024 * 1024,
+            batch_max_txs: 2048,
+            batch_delay_ms: 2,
+        }
+    }
 }
 
 /// `[mempool]`
@@ -42,7 +67,10 @@ pub struct MempoolSection {
 
 impl Default for MempoolSection {
     fn default() -> Self {
-        MempoolSection { txs_max: 200_000, mib_max: 256 }
+        MempoolSection {
+            txs_max: 200_000,
+            mib_max: 256,
+        }
     }
 }
 
@@ -119,6 +147,7 @@ impl Config {
             storage: StorageSection::default(),
             placement: PlacementSection::default(),
             mempool: MempoolSection::default(),
+            batching: BatchingSection::default(),
         }
     }
 
@@ -170,6 +199,16 @@ impl Config {
         if self.mempool.mib_max == 0 || self.mempool.mib_max > 65_536 {
             bail!("mempool.mib_max must be 1 to 65536");
         }
+        let b = &self.batching;
+        if b.batch_max_bytes < 1024 || b.batch_max_bytes > 16 * 1024 * 1024 {
+            bail!("batching.batch_max_bytes must be 1024 to 16777216");
+        }
+        if b.batch_max_txs == 0 || b.batch_max_txs > 4096 {
+            bail!("batching.batch_max_txs must be 1 to 4096");
+        }
+        if b.batch_delay_ms == 0 || b.batch_delay_ms > 1000 {
+            bail!("batching.batch_delay_ms must be 1 to 1000");
+        }
         Ok(())
     }
 
@@ -214,6 +253,14 @@ exec_cores = [{ec}]
 # otherwise it is refused with "mempool full".
 txs_max = {mtx}
 mib_max = {mmib}
+
+[batching]
+# Batches of verified transactions are cut from the mempool every
+# batch_delay_ms and sent to the other validators; proposals carry their
+# digests. Bigger batches: more throughput; shorter delay: lower latency.
+batch_max_bytes = {bbytes}
+batch_max_txs = {btxs}
+batch_delay_ms = {bdelay}
 "#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
@@ -224,6 +271,9 @@ mib_max = {mmib}
             ec = list(&self.placement.exec_cores),
             mtx = self.mempool.txs_max,
             mmib = self.mempool.mib_max,
+            bbytes = self.batching.batch_max_bytes,
+            btxs = self.batching.batch_max_txs,
+            bdelay = self.batching.batch_delay_ms,
         )
     }
 }

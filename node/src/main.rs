@@ -51,6 +51,12 @@ enum Cmd {
         /// API listen address.
         #[arg(long, default_value = "127.0.0.1:26700")]
         api_addr: String,
+        /// LMDB map size in GiB.
+        #[arg(long, default_value_t = 64)]
+        map_size_gib: u32,
+        /// Core placement CONSENSUS,SIGVERIFY,EXEC (default: chosen at start).
+        #[arg(long)]
+        placement: Option<String>,
         /// Overwrite existing keys and config (the old keys are lost).
         #[arg(long)]
         force: bool,
@@ -65,11 +71,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: GenesisCmd,
     },
-    /// Run a benchmark suite: crypto, storage, exec, net.
+    /// Run a benchmark suite: crypto, storage, exec, net, cluster, sweep.
     Bench {
         /// Suite name.
         suite: String,
-        /// Also write the figures as JSON to this file.
+        /// Also write the figures as JSON to this file (sweep: and a plot, .svg).
         #[arg(long)]
         json: Option<PathBuf>,
         /// Core to pin the benchmark thread to.
@@ -78,6 +84,24 @@ enum Cmd {
         /// Scale iteration counts (0.1 for a quick smoke run).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// cluster/sweep: validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// cluster: offered tx/s; sweep: first rate (doubled each run).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// cluster/sweep: seconds of load per run.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// cluster/sweep: transaction size in bytes.
+        #[arg(long, default_value_t = 512)]
+        tx_size: usize,
+        /// sweep: p99 finality bound in ms.
+        #[arg(long, default_value_t = 100.0)]
+        bound_ms: f64,
+        /// sweep: node setting to try, name=v1,v2 (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
     },
     /// Run seeded sweeps of the deterministic cluster simulator.
     Sim(plume_sim::cli::SimArgs),
@@ -274,6 +298,9 @@ enum GenesisCmd {
         /// Genesis time in ms since the Unix epoch (default: now).
         #[arg(long)]
         genesis_time_ms: Option<u64>,
+        /// Base view timeout in milliseconds (protocol parameter).
+        #[arg(long)]
+        view_timeout_ms: Option<u64>,
         /// Overwrite an existing output file.
         #[arg(long)]
         force: bool,
@@ -316,9 +343,28 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             moniker,
             listen_addr,
             api_addr,
+            map_size_gib,
+            placement,
             force,
         } => {
-            cmd_init(home, &moniker, &listen_addr, &api_addr, force)?;
+            let mut cfg = Config::new(&moniker, &listen_addr, &api_addr);
+            cfg.storage.map_size_gib = map_size_gib;
+            if let Some(p) = placement {
+                let cores: Vec<u32> = p
+                    .split(',')
+                    .map(|c| c.trim().parse::<u32>())
+                    .collect::<std::result::Result<_, _>>()
+                    .with_context(|| {
+                        format!("--placement {p:?}: expected CONSENSUS,SIGVERIFY,EXEC core numbers")
+                    })?;
+                if cores.len() != 3 {
+                    bail!("--placement {p:?}: expected three core numbers");
+                }
+                cfg.placement.consensus_cores = vec![cores[0]];
+                cfg.placement.sigverify_cores = vec![cores[1]];
+                cfg.placement.exec_cores = vec![cores[2]];
+            }
+            cmd_init(home, cfg, force)?;
         }
         Cmd::Keys {
             cmd: KeysCmd::Show { home, json },
@@ -348,6 +394,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                     allocs,
                     out,
                     genesis_time_ms,
+                    view_timeout_ms,
                     force,
                 },
         } => {
@@ -372,12 +419,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                     .context("system clock before 1970")?
                     .as_millis() as u64,
             };
+            let mut params = Params::default();
+            if let Some(t) = view_timeout_ms {
+                params.view_timeout_ms = t;
+            }
             let g = Genesis {
                 chain_id,
                 genesis_time_ms,
                 validators,
                 alloc,
-                params: Params::default(),
+                params,
             };
             g.validate()
                 .context("the genesis that would be written is invalid")?;
@@ -412,6 +463,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             json,
             core,
             scale,
+            validators,
+            rate,
+            duration,
+            tx_size,
+            bound_ms,
+            params,
         } => {
             if !(scale > 0.0 && scale <= 100.0) {
                 bail!("--scale must be in (0, 100]");
@@ -419,6 +476,15 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             let opts = plume_benches::Options {
                 core: Some(core),
                 scale,
+                cluster: plume_benches::cluster::bench::ClusterOptions {
+                    validators,
+                    rate,
+                    duration_s: duration,
+                    tx_size,
+                    bound_ms,
+                    params,
+                    dir: None,
+                },
             };
             let report = plume_benches::run_suite(&suite, &opts)?;
             print!("{}", report.to_table());
@@ -431,12 +497,20 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Tune(args) => plume_tuning::cli::run(&args)?,
         Cmd::Start { home, genesis } => plume_node::runtime::run(&home, genesis.as_deref())?,
-        Cmd::Devnet { validators, dir, duration, rate, base_port, settle_every, json } => {
+        Cmd::Devnet {
+            validators,
+            dir,
+            duration,
+            rate,
+            base_port,
+            settle_every,
+            json,
+        } => {
             if rate == 0 {
                 bail!("--rate must be at least 1");
             }
             plume_node::runtime::install_signal_handlers();
-            let opts = plume_node::devnet::DevnetOptions {
+            let opts = plume_benches::cluster::localnet::DevnetOptions {
                 validators,
                 dir,
                 duration: std::time::Duration::from_secs(duration),
@@ -446,9 +520,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 progress: true,
                 count: None,
                 drain: std::time::Duration::from_secs(30),
+                tx_size: 0,
             };
-            let s = plume_node::devnet::run(&opts, plume_node::runtime::stop_flag())?;
-            plume_node::devnet::print_summary(&s);
+            let s = plume_benches::cluster::localnet::run(&opts, plume_node::runtime::stop_flag())?;
+            plume_benches::cluster::localnet::print_summary(&s);
             if let Some(p) = json {
                 write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
             }
@@ -467,14 +542,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_init(
-    home: PathBuf,
-    moniker: &str,
-    listen_addr: &str,
-    api_addr: &str,
-    force: bool,
-) -> Result<()> {
-    let cfg = Config::new(moniker, listen_addr, api_addr);
+fn cmd_init(home: PathBuf, cfg: Config, force: bool) -> Result<()> {
+    let (moniker, listen_addr) = (cfg.node.moniker.clone(), cfg.node.listen_addr.clone());
     let cfg_path = home.join(CONFIG_FILE);
     // Check the settings before touching the disk.
     Config::parse(&cfg.to_commented_toml(), &cfg_path)?;
@@ -489,7 +558,7 @@ fn cmd_init(
     keys.save(&home, force)?;
     write_atomic(&cfg_path, cfg.to_commented_toml().as_bytes(), 0o644)
         .with_context(|| format!("writing {}", cfg_path.display()))?;
-    let info = keys.validator_info(moniker, listen_addr, 1);
+    let info = keys.validator_info(&moniker, &listen_addr, 1);
     let vpath = validator_file(&home);
     write_atomic(&vpath, &serde_json::to_vec_pretty(&info)?, 0o644)
         .with_context(|| format!("writing {}", vpath.display()))?;
@@ -505,17 +574,20 @@ fn cmd_init(
 }
 
 fn tx_prelude(c: &TxCommon) -> Result<(plume_crypto::ed25519::SigningKey, String, u64)> {
-    let key = plume_node::txbuild::read_account_key(&c.key)?;
+    let key = plume_benches::cluster::txbuild::read_account_key(&c.key)?;
     let chain = match &c.chain_id {
         Some(c) => c.clone(),
-        None => plume_node::client::rpc(&c.node, "plume_status", serde_json::json!([]))?["chain_id"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("node status has no chain_id"))?
-            .to_string(),
+        None => {
+            plume_benches::cluster::client::rpc(&c.node, "plume_status", serde_json::json!([]))?
+                ["chain_id"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("node status has no chain_id"))?
+                .to_string()
+        }
     };
     let seq = match c.sequence {
         Some(s) => s,
-        None => plume_node::client::rpc(
+        None => plume_benches::cluster::client::rpc(
             &c.node,
             "plume_getAccount",
             serde_json::json!([key.public_key().address().to_hex()]),
@@ -527,7 +599,11 @@ fn tx_prelude(c: &TxCommon) -> Result<(plume_crypto::ed25519::SigningKey, String
 }
 
 fn submit_and_print(c: &TxCommon, tx: plume_execution::Transaction) -> Result<()> {
-    let r = plume_node::client::rpc(&c.node, "plume_submitTransaction", serde_json::json!([hex::encode(tx.to_bytes())]))?;
+    let r = plume_benches::cluster::client::rpc(
+        &c.node,
+        "plume_submitTransaction",
+        serde_json::json!([hex::encode(tx.to_bytes())]),
+    )?;
     if c.json {
         println!("{r}");
     } else {
@@ -537,29 +613,78 @@ fn submit_and_print(c: &TxCommon, tx: plume_execution::Transaction) -> Result<()
 }
 
 fn cmd_tx(cmd: TxCmd) -> Result<()> {
-    use plume_node::txbuild::{self, Fees};
+    use plume_benches::cluster::txbuild::{self, Fees};
     match cmd {
-        TxCmd::Transfer { common, to, amount, asset } => {
+        TxCmd::Transfer {
+            common,
+            to,
+            amount,
+            asset,
+        } => {
             let (key, chain, seq) = tx_prelude(&common)?;
             let to = plume_crypto::ed25519::Address::from_hex(&to).context("--to")?;
-            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
-            let tx = txbuild::transfer(&chain, &key, seq, &to, amount, Some(txbuild::parse_asset(&asset)?), fees, u64::MAX);
+            let fees = Fees {
+                max_fee_per_gas: common.max_fee,
+                ..Fees::default()
+            };
+            let tx = txbuild::transfer(
+                &chain,
+                &key,
+                seq,
+                &to,
+                amount,
+                Some(txbuild::parse_asset(&asset)?),
+                fees,
+                u64::MAX,
+            );
             submit_and_print(&common, tx)
         }
-        TxCmd::Settle { common, cosigners, legs } => {
+        TxCmd::Settle {
+            common,
+            cosigners,
+            legs,
+        } => {
             let (key, chain, seq) = tx_prelude(&common)?;
-            let others = cosigners.iter().map(|p| txbuild::read_account_key(p)).collect::<Result<Vec<_>>>()?;
+            let others = cosigners
+                .iter()
+                .map(|p| txbuild::read_account_key(p))
+                .collect::<Result<Vec<_>>>()?;
             let mut keys = vec![&key];
             keys.extend(others.iter());
-            let legs = legs.iter().map(|l| txbuild::parse_leg(l)).collect::<Result<Vec<_>>>()?;
-            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
+            let legs = legs
+                .iter()
+                .map(|l| txbuild::parse_leg(l))
+                .collect::<Result<Vec<_>>>()?;
+            let fees = Fees {
+                max_fee_per_gas: common.max_fee,
+                ..Fees::default()
+            };
             let tx = txbuild::settle(&chain, &keys, seq, legs, fees, u64::MAX);
             submit_and_print(&common, tx)
         }
-        TxCmd::CreateAsset { common, symbol, decimals, supply, mintable } => {
+        TxCmd::CreateAsset {
+            common,
+            symbol,
+            decimals,
+            supply,
+            mintable,
+        } => {
             let (key, chain, seq) = tx_prelude(&common)?;
-            let fees = Fees { max_fee_per_gas: common.max_fee, ..Fees::default() };
-            let tx = txbuild::create_asset(&chain, &key, seq, &symbol, decimals, mintable, supply, fees, u64::MAX);
+            let fees = Fees {
+                max_fee_per_gas: common.max_fee,
+                ..Fees::default()
+            };
+            let tx = txbuild::create_asset(
+                &chain,
+                &key,
+                seq,
+                &symbol,
+                decimals,
+                mintable,
+                supply,
+                fees,
+                u64::MAX,
+            );
             let id = plume_execution::tx::asset_id(&key.public_key().address().0, seq);
             if !common.json {
                 println!("asset id {}", hex::encode(id));
@@ -570,10 +695,14 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
 }
 
 fn cmd_query(cmd: QueryCmd) -> Result<()> {
-    use plume_node::client::rpc;
+    use plume_benches::cluster::client::rpc;
     use serde_json::json;
     match cmd {
-        QueryCmd::Account { address, node, json: as_json } => {
+        QueryCmd::Account {
+            address,
+            node,
+            json: as_json,
+        } => {
             let v = rpc(&node, "plume_getAccount", json!([address]))?;
             if as_json {
                 println!("{v}");
@@ -581,28 +710,54 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
                 println!("address   {}", v["address"].as_str().unwrap_or(""));
                 println!("balance   {}", v["balance"].as_str().unwrap_or(""));
                 println!("sequence  {}", v["sequence"]);
-                println!("at height {} (state root {})", v["height"], v["state_root"].as_str().unwrap_or(""));
+                println!(
+                    "at height {} (state root {})",
+                    v["height"],
+                    v["state_root"].as_str().unwrap_or("")
+                );
             }
         }
-        QueryCmd::Tx { hash, node, verify_with, json: as_json } => {
+        QueryCmd::Tx {
+            hash,
+            node,
+            verify_with,
+            json: as_json,
+        } => {
             let v = rpc(&node, "plume_getTransaction", json!([hash]))?;
             if as_json {
                 println!("{v}");
             } else {
                 println!("tx       {}", v["hash"].as_str().unwrap_or(""));
                 println!("height   {} index {}", v["height"], v["index"]);
-                println!("status   {} ({})", v["receipt"]["status"].as_str().unwrap_or(""), v["receipt"]["reason"].as_str().unwrap_or(""));
-                println!("gas      {}  fee {}  burned {}", v["receipt"]["gas_used"], v["receipt"]["fee_paid"].as_str().unwrap_or(""), v["receipt"]["fee_burned"].as_str().unwrap_or(""));
+                println!(
+                    "status   {} ({})",
+                    v["receipt"]["status"].as_str().unwrap_or(""),
+                    v["receipt"]["reason"].as_str().unwrap_or("")
+                );
+                println!(
+                    "gas      {}  fee {}  burned {}",
+                    v["receipt"]["gas_used"],
+                    v["receipt"]["fee_paid"].as_str().unwrap_or(""),
+                    v["receipt"]["fee_burned"].as_str().unwrap_or("")
+                );
             }
             if let Some(g) = verify_with {
                 let genesis = plume_node::genesis::Genesis::load(&g)?;
-                let proof: plume_node::proof::FinalityProof = serde_json::from_value(v["finality_proof"].clone())
-                    .context("the node's finality proof does not parse")?;
+                let proof: plume_node::proof::FinalityProof =
+                    serde_json::from_value(v["finality_proof"].clone())
+                        .context("the node's finality proof does not parse")?;
                 let h = plume_node::proof::verify(&proof, &genesis.validator_set()?)?;
-                println!("finality proof VERIFIED offline against {} (block {h})", g.display());
+                println!(
+                    "finality proof VERIFIED offline against {} (block {h})",
+                    g.display()
+                );
             }
         }
-        QueryCmd::Block { height, node, json: as_json } => {
+        QueryCmd::Block {
+            height,
+            node,
+            json: as_json,
+        } => {
             let v = rpc(&node, "plume_getBlock", json!([height]))?;
             if as_json {
                 println!("{v}");
@@ -610,11 +765,17 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
                 println!("height   {}", v["height"]);
                 println!("hash     {}", v["hash"].as_str().unwrap_or(""));
                 println!("view     {}  proposer {}", v["view"], v["proposer"]);
-                println!("batches  {}", v["batches"].as_array().map(|a| a.len()).unwrap_or(0));
+                println!(
+                    "batches  {}",
+                    v["batches"].as_array().map(|a| a.len()).unwrap_or(0)
+                );
             }
         }
         QueryCmd::Status { node } => {
-            println!("{}", serde_json::to_string_pretty(&rpc(&node, "plume_status", json!([]))?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rpc(&node, "plume_status", json!([]))?)?
+            );
         }
     }
     Ok(())

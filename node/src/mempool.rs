@@ -86,7 +86,10 @@ pub struct Mempool {
 
 impl std::fmt::Debug for Mempool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mempool").field("len", &self.len()).field("bytes", &self.bytes).finish()
+        f.debug_struct("Mempool")
+            .field("len", &self.len())
+            .field("bytes", &self.bytes)
+            .finish()
     }
 }
 
@@ -140,7 +143,12 @@ impl Mempool {
     /// Admit a verified transaction. `state_next_sequence` is the sender's
     /// next sequence in the latest executed state (used the first time the
     /// sender is seen, or to move its cursor forward).
-    pub fn insert(&mut self, tx: PreparedTx, bytes: Vec<u8>, state_next_sequence: u64) -> Result<(), MempoolError> {
+    pub fn insert(
+        &mut self,
+        tx: PreparedTx,
+        bytes: Vec<u8>,
+        state_next_sequence: u64,
+    ) -> Result<(), MempoolError> {
         let Some(sender) = tx.payer().copied() else {
             return Err(MempoolError::SequenceUsed { got: 0, next: 0 });
         };
@@ -193,15 +201,24 @@ impl Mempool {
         // needs no cursor: the state's sequence is authoritative. (Senders
         // whose batched transactions are not executed yet keep their cursor
         // until `advance` catches up.)
-        if self.senders.get(sender).is_some_and(|s| s.pending.is_empty() && s.batched_upto <= s.state_seen) {
+        if self
+            .senders
+            .get(sender)
+            .is_some_and(|s| s.pending.is_empty() && s.batched_upto <= s.state_seen)
+        {
             self.senders.remove(sender);
         }
     }
 
     fn evict_cheapest(&mut self) {
-        let Some(&(fee, sender, _)) = self.by_fee.first() else { return };
+        let Some(&(fee, sender, _)) = self.by_fee.first() else {
+            return;
+        };
         // Evict the cheapest sender's last pending transaction (no gap).
-        let s = self.senders.get_mut(&sender).expect("by_fee and senders agree");
+        let s = self
+            .senders
+            .get_mut(&sender)
+            .expect("by_fee and senders agree");
         let (&seq, _) = s.pending.iter().next_back().expect("sender has pending");
         let e = s.pending.remove(&seq).expect("present");
         self.by_fee.remove(&(e.fee, sender, seq));
@@ -217,7 +234,9 @@ impl Mempool {
     /// transactions that arrived here before their predecessors (sent to
     /// another validator) become eligible.
     pub fn advance(&mut self, sender: &Address, next: u64) {
-        let Some(s) = self.senders.get_mut(sender) else { return };
+        let Some(s) = self.senders.get_mut(sender) else {
+            return;
+        };
         s.state_seen = s.state_seen.max(next);
         if next <= s.next {
             self.drop_sender_if_empty(sender);
@@ -253,7 +272,9 @@ impl Mempool {
                     return out;
                 }
                 let s = self.senders.get_mut(&sender).expect("listed sender exists");
-                let Some(e) = s.pending.get(&s.next) else { break };
+                let Some(e) = s.pending.get(&s.next) else {
+                    break;
+                };
                 if size + e.bytes.len() > bytes_max {
                     break;
                 }
@@ -295,7 +316,11 @@ mod tests {
             priority_fee_per_gas: 0,
             gas_limit: 100_000,
             expiry_height: 1000,
-            payload: Payload::Transfer { asset: NATIVE_ASSET, to: [7; 32], amount: 1 },
+            payload: Payload::Transfer {
+                asset: NATIVE_ASSET,
+                to: [7; 32],
+                amount: 1,
+            },
         };
         PreparedTx::new(Transaction::sign(body, &[key]))
     }
@@ -320,13 +345,28 @@ mod tests {
         let batch = m.take_batch(100, usize::MAX);
         let order: Vec<(u8, u64)> = batch
             .iter()
-            .map(|(t, _)| (if t.tx.body.signers[0] == a.public_key().to_bytes() { 1 } else { 2 }, t.tx.body.sequence))
+            .map(|(t, _)| {
+                (
+                    if t.tx.body.signers[0] == a.public_key().to_bytes() {
+                        1
+                    } else {
+                        2
+                    },
+                    t.tx.body.sequence,
+                )
+            })
             .collect();
         assert_eq!(order, vec![(2, 0), (1, 0), (1, 1)]);
         assert_eq!(m.len(), 1);
         add(&mut m, tx(&a, 2, 10)).unwrap();
         let batch = m.take_batch(100, usize::MAX);
-        assert_eq!(batch.iter().map(|(t, _)| t.tx.body.sequence).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            batch
+                .iter()
+                .map(|(t, _)| t.tx.body.sequence)
+                .collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         assert!(m.is_empty());
         assert_eq!(m.bytes(), 0);
     }
@@ -339,13 +379,26 @@ mod tests {
         assert_eq!(add(&mut m, tx(&a, 0, 10)), Err(MempoolError::Duplicate));
         assert_eq!(add(&mut m, tx(&a, 0, 11)), Err(MempoolError::Duplicate));
         m.take_batch(10, usize::MAX);
-        assert_eq!(add(&mut m, tx(&a, 0, 10)), Err(MempoolError::Duplicate), "batched, not executed yet");
-        assert_eq!(add(&mut m, tx(&a, 0, 12)), Err(MempoolError::SequenceUsed { got: 0, next: 1 }));
+        assert_eq!(
+            add(&mut m, tx(&a, 0, 10)),
+            Err(MempoolError::Duplicate),
+            "batched, not executed yet"
+        );
+        assert_eq!(
+            add(&mut m, tx(&a, 0, 12)),
+            Err(MempoolError::SequenceUsed { got: 0, next: 1 })
+        );
         let far = SENDER_SEQUENCE_WINDOW + 1;
-        assert_eq!(add(&mut m, tx(&a, far, 10)), Err(MempoolError::SequenceTooFar { got: far, next: 1 }));
+        assert_eq!(
+            add(&mut m, tx(&a, far, 10)),
+            Err(MempoolError::SequenceTooFar { got: far, next: 1 })
+        );
         let t = tx(&a, 5, 10);
         let bytes = t.tx.to_bytes();
-        assert_eq!(m.insert(t, bytes, 9), Err(MempoolError::SequenceUsed { got: 5, next: 9 }));
+        assert_eq!(
+            m.insert(t, bytes, 9),
+            Err(MempoolError::SequenceUsed { got: 5, next: 9 })
+        );
     }
 
     #[test]
@@ -355,7 +408,11 @@ mod tests {
         add(&mut m, tx(&a, 0, 5)).unwrap();
         add(&mut m, tx(&a, 1, 5)).unwrap();
         add(&mut m, tx(&b, 0, 20)).unwrap();
-        assert_eq!(add(&mut m, tx(&c, 0, 5)), Err(MempoolError::Full), "not better than the cheapest");
+        assert_eq!(
+            add(&mut m, tx(&c, 0, 5)),
+            Err(MempoolError::Full),
+            "not better than the cheapest"
+        );
         add(&mut m, tx(&c, 0, 30)).unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m.evicted(), 1);
@@ -365,7 +422,11 @@ mod tests {
             .filter(|(t, _)| t.tx.body.signers[0] == a.public_key().to_bytes())
             .map(|(t, _)| t.tx.body.sequence)
             .collect();
-        assert_eq!(seqs_of_a, vec![0], "a's last transaction (seq 1) was evicted, not seq 0");
+        assert_eq!(
+            seqs_of_a,
+            vec![0],
+            "a's last transaction (seq 1) was evicted, not seq 0"
+        );
     }
 
     #[test]
@@ -374,10 +435,18 @@ mod tests {
         let a = key(4);
         add(&mut m, tx(&a, 1, 10)).unwrap();
         add(&mut m, tx(&a, 2, 10)).unwrap();
-        assert!(m.take_batch(10, usize::MAX).is_empty(), "seq 0 is missing here");
+        assert!(
+            m.take_batch(10, usize::MAX).is_empty(),
+            "seq 0 is missing here"
+        );
         m.advance(&a.public_key().address(), 1);
         let b = m.take_batch(10, usize::MAX);
-        assert_eq!(b.iter().map(|(t, _)| t.tx.body.sequence).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            b.iter()
+                .map(|(t, _)| t.tx.body.sequence)
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         add(&mut m, tx(&a, 3, 10)).unwrap();
         add(&mut m, tx(&a, 4, 10)).unwrap();
         m.advance(&a.public_key().address(), 4);

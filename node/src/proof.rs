@@ -6,7 +6,7 @@
 use crate::runtime::{batch_root, decode_proof};
 use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
-use plume_consensus::{BlsScheme, Block};
+use plume_consensus::{Block, BlsScheme};
 use plume_crypto::merkle::{self, InclusionProof};
 use plume_crypto::qc::ValidatorSet;
 use plume_crypto::Digest;
@@ -36,12 +36,17 @@ pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[Vec<Digest>]) ->
 pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<Vec<Digest>>)> {
     let mut pos = 0usize;
     let u32_at = |raw: &[u8], pos: &mut usize| -> Result<usize> {
-        let v = raw.get(*pos..*pos + 4).ok_or_else(|| anyhow!("block record truncated"))?;
+        let v = raw
+            .get(*pos..*pos + 4)
+            .ok_or_else(|| anyhow!("block record truncated"))?;
         *pos += 4;
         Ok(u32::from_le_bytes(v.try_into().expect("4")) as usize)
     };
     let n = u32_at(raw, &mut pos)?;
-    let block = wire::decode_block(raw.get(pos..pos + n).ok_or_else(|| anyhow!("block record truncated"))?)?;
+    let block = wire::decode_block(
+        raw.get(pos..pos + n)
+            .ok_or_else(|| anyhow!("block record truncated"))?,
+    )?;
     pos += n;
     let nb = u32_at(raw, &mut pos)?;
     if nb > plume_consensus::PAYLOAD_DIGESTS_MAX {
@@ -55,7 +60,9 @@ pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<Vec<Dige
         }
         let mut ids = Vec::with_capacity(k);
         for _ in 0..k {
-            let d = raw.get(pos..pos + 32).ok_or_else(|| anyhow!("block record truncated"))?;
+            let d = raw
+                .get(pos..pos + 32)
+                .ok_or_else(|| anyhow!("block record truncated"))?;
             ids.push(Digest(d.try_into().expect("32")));
             pos += 32;
         }
@@ -109,7 +116,11 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64> {
     }
     for w in blocks.windows(2) {
         if w[1].parent != w[0].id || w[1].height != w[0].height + 1 {
-            bail!("chain broken between heights {} and {}", w[0].height, w[1].height);
+            bail!(
+                "chain broken between heights {} and {}",
+                w[0].height,
+                w[1].height
+            );
         }
     }
     if blocks.last().expect("non-empty").id != committed {
@@ -121,8 +132,16 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64> {
         .get(p.batch_index as usize)
         .ok_or_else(|| anyhow!("batch_index out of range"))?;
     let tx = Digest::from_hex(&p.tx)?;
-    let siblings = p.siblings.iter().map(|s| Digest::from_hex(s)).collect::<Result<Vec<_>, _>>()?;
-    let incl = InclusionProof { index: p.tx_index, leaf_count: p.batch_len, siblings };
+    let siblings = p
+        .siblings
+        .iter()
+        .map(|s| Digest::from_hex(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let incl = InclusionProof {
+        index: p.tx_index,
+        leaf_count: p.batch_len,
+        siblings,
+    };
     incl.verify(batch, &merkle::leaf_hash(tx.as_bytes()))
         .map_err(|e| anyhow!("transaction not in batch: {e}"))?;
     Ok(first.height)
@@ -132,7 +151,10 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64> {
 pub fn locate(batches: &[Vec<Digest>], tx: &Digest) -> Option<(u32, u32, u32, Vec<Digest>)> {
     for (bi, ids) in batches.iter().enumerate() {
         if let Some(ti) = ids.iter().position(|d| d == tx) {
-            let leaves: Vec<Digest> = ids.iter().map(|d| merkle::leaf_hash(d.as_bytes())).collect();
+            let leaves: Vec<Digest> = ids
+                .iter()
+                .map(|d| merkle::leaf_hash(d.as_bytes()))
+                .collect();
             debug_assert_eq!(merkle::root_of_leaves(&leaves), batch_root(ids));
             let p = merkle::prove(&leaves, ti)?;
             return Some((bi as u32, ti as u32, ids.len() as u32, p.siblings));

@@ -30,7 +30,9 @@ use crate::mempool::{Mempool, MempoolError};
 use crate::safety::SafetyFile;
 use crate::wire::{self, NetMsg};
 use anyhow::{anyhow, bail, Context, Result};
-use plume_consensus::{BlsScheme, Block, CommitProof, Effect, Engine, Input, Message, Recovered, Timer};
+use plume_consensus::{
+    Block, BlsScheme, CommitProof, Effect, Engine, Input, Message, Recovered, Timer,
+};
 use plume_crypto::ed25519::Address;
 use plume_crypto::qc::ValidatorSet;
 use plume_crypto::{merkle, Digest};
@@ -52,12 +54,6 @@ pub const SIG_QUEUE_MAX: usize = 65_536;
 pub const CORE_QUEUE_MAX: usize = 65_536;
 /// Finalized blocks queued for execution.
 pub const EXEC_QUEUE_MAX: usize = 1024;
-/// Most transactions in one batch this node forms.
-pub const BATCH_TXS: usize = 2048;
-/// Most bytes in one batch this node forms.
-pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// How often the core forms a batch from the mempool.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 /// Most batches (own and peers') held while waiting for finality.
 pub const BATCHES_HELD_MAX: usize = 16_384;
 /// Most blocks held by the core for block sync and proofs.
@@ -87,21 +83,41 @@ pub struct VerifiedBatch {
 
 /// Digest of a batch: Merkle root over the transaction ids.
 pub fn batch_root(ids: &[Digest]) -> Digest {
-    let leaves: Vec<Digest> = ids.iter().map(|d| merkle::leaf_hash(d.as_bytes())).collect();
+    let leaves: Vec<Digest> = ids
+        .iter()
+        .map(|d| merkle::leaf_hash(d.as_bytes()))
+        .collect();
     merkle::root_of_leaves(&leaves)
 }
 
 type Reply = flume::Sender<Result<Digest, ApiError>>;
 
 enum SigIn {
-    Submit { bytes: Vec<u8>, state_seq: u64, reply: Reply },
-    PeerBatch { digest: Digest, txs: Vec<Vec<u8>> },
+    Submit {
+        bytes: Vec<u8>,
+        state_seq: u64,
+        reply: Reply,
+    },
+    PeerBatch {
+        digest: Digest,
+        txs: Vec<Vec<u8>>,
+    },
 }
 
 enum CoreIn {
-    Verified { ptx: PreparedTx, bytes: Vec<u8>, state_seq: u64, reply: Reply },
+    Verified {
+        ptx: PreparedTx,
+        bytes: Vec<u8>,
+        state_seq: u64,
+        reply: Reply,
+    },
     Batch(Arc<VerifiedBatch>),
-    Executed { height: u64, block: Digest, root: Digest, sequences: Vec<(Address, u64)> },
+    Executed {
+        height: u64,
+        block: Digest,
+        root: Digest,
+        sequences: Vec<(Address, u64)>,
+    },
 }
 
 struct ExecJob {
@@ -145,6 +161,8 @@ pub struct NodeMetrics {
     pub finality_ms: LatencyBuckets,
     /// Consensus messages rejected by the engine.
     pub consensus_rejected: AtomicU64,
+    /// Transactions cut from over-full blocks.
+    pub txs_cut: AtomicU64,
 }
 
 /// A fixed-bucket histogram (Prometheus style, cumulative at render).
@@ -168,7 +186,11 @@ impl Default for LatencyBuckets {
 impl LatencyBuckets {
     /// Record one observation in milliseconds.
     pub fn observe(&self, ms: u64) {
-        let i = self.bounds.iter().position(|&b| ms <= b).unwrap_or(self.bounds.len());
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(ms, Ordering::Relaxed);
     }
@@ -178,11 +200,17 @@ impl LatencyBuckets {
         let mut acc = 0;
         for (i, b) in self.bounds.iter().enumerate() {
             acc += self.counts[i].load(Ordering::Relaxed);
-            out.push_str(&format!("{name}_bucket{{le=\"{}\"}} {acc}\n", *b as f64 / 1000.0));
+            out.push_str(&format!(
+                "{name}_bucket{{le=\"{}\"}} {acc}\n",
+                *b as f64 / 1000.0
+            ));
         }
         acc += self.counts[self.bounds.len()].load(Ordering::Relaxed);
         out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {acc}\n"));
-        out.push_str(&format!("{name}_sum {}\n", self.sum.load(Ordering::Relaxed) as f64 / 1000.0));
+        out.push_str(&format!(
+            "{name}_sum {}\n",
+            self.sum.load(Ordering::Relaxed) as f64 / 1000.0
+        ));
         out.push_str(&format!("{name}_count {acc}\n"));
     }
 }
@@ -209,7 +237,10 @@ pub struct NodeSetup {
 
 impl std::fmt::Debug for NodeSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeSetup").field("home", &self.home).field("me", &self.me).finish()
+        f.debug_struct("NodeSetup")
+            .field("home", &self.home)
+            .field("me", &self.me)
+            .finish()
     }
 }
 
@@ -228,7 +259,9 @@ pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
         fee_treasury_percent: p.fee_treasury_percent,
         treasury: Address::from_hex(&p.treasury)?,
     };
-    params.validate().map_err(|e| anyhow!("genesis params: {e}"))?;
+    params
+        .validate()
+        .map_err(|e| anyhow!("genesis params: {e}"))?;
     Ok(params)
 }
 
@@ -242,7 +275,9 @@ impl NodeSetup {
     /// Load config, genesis (`HOME/genesis.json` unless given) and keys.
     pub fn load(home: &Path, genesis: Option<&Path>) -> Result<NodeSetup> {
         let config = Config::load(home)?;
-        let gpath = genesis.map(Path::to_path_buf).unwrap_or_else(|| home.join("genesis.json"));
+        let gpath = genesis
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| home.join("genesis.json"));
         let genesis = Genesis::load(&gpath)?;
         let keys = NodeKeys::load(home)?;
         let committee = genesis.validator_set()?;
@@ -257,11 +292,23 @@ impl NodeSetup {
             })? as u32;
         let net_key = keys.network.public_key().to_hex();
         if genesis.validators[me as usize].network_key != net_key {
-            bail!("{}: validators[{me}].network_key does not match keys/network.key", gpath.display());
+            bail!(
+                "{}: validators[{me}].network_key does not match keys/network.key",
+                gpath.display()
+            );
         }
         let params = exec_params(&genesis)?;
         let chain = chain_u64(&genesis.chain_id);
-        Ok(NodeSetup { home: home.to_path_buf(), config, genesis, keys, me, committee, params, chain_u64: chain })
+        Ok(NodeSetup {
+            home: home.to_path_buf(),
+            config,
+            genesis,
+            keys,
+            me,
+            committee,
+            params,
+            chain_u64: chain,
+        })
     }
 }
 
@@ -288,14 +335,25 @@ pub fn install_signal_handlers() {
 
 /// Cores for each role from `[placement]`, or the default for this host.
 fn placement(cfg: &Config) -> (usize, usize, usize) {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let pick = |v: &[u32], default: usize| v.first().map(|c| *c as usize % n).unwrap_or(default % n);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let pick =
+        |v: &[u32], default: usize| v.first().map(|c| *c as usize % n).unwrap_or(default % n);
     let p = &cfg.placement;
-    (pick(&p.consensus_cores, 0), pick(&p.sigverify_cores, 1), pick(&p.exec_cores, 1))
+    (
+        pick(&p.consensus_cores, 0),
+        pick(&p.sigverify_cores, 1),
+        pick(&p.exec_cores, 1),
+    )
 }
 
 fn pin(core: usize) {
-    if let Some(id) = core_affinity::get_core_ids().unwrap_or_default().into_iter().find(|c| c.id == core) {
+    if let Some(id) = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.id == core)
+    {
         core_affinity::set_for_current(id);
     }
 }
@@ -324,8 +382,11 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let setup = NodeSetup::load(home, genesis)?;
     let data_dir = home.join("data");
     std::fs::create_dir_all(&data_dir)?;
-    let kv = LmdbKv::open(&data_dir.join("store"), &LmdbOptions::with_map_size_gib(setup.config.storage.map_size_gib as u64))
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let kv = LmdbKv::open(
+        &data_dir.join("store"),
+        &LmdbOptions::with_map_size_gib(setup.config.storage.map_size_gib as u64),
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let mut store = Store::open(kv.clone()).context("opening the store")?;
     let genesis_block = Block::<BlsScheme>::genesis(setup.chain_u64);
     if store.head().is_none() {
@@ -335,11 +396,18 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             .iter()
             .map(|a| Ok((Address::from_hex(&a.address)?, a.amount.parse::<u128>()?)))
             .collect::<Result<Vec<_>>>()?;
-        let writes = plume_execution::genesis_writes(&setup.params, &allocs).map_err(|e| anyhow!("genesis state: {e}"))?;
+        let writes = plume_execution::genesis_writes(&setup.params, &allocs)
+            .map_err(|e| anyhow!("genesis state: {e}"))?;
         let enc = crate::proof::encode_block_record(&genesis_block, &[]);
         store
             .commit_block_with_writes(
-                &plume_storage::BlockCommit { height: 0, hash: genesis_block.id, block: &enc, qc: &[], txs: &[] },
+                &plume_storage::BlockCommit {
+                    height: 0,
+                    hash: genesis_block.id,
+                    block: &enc,
+                    qc: &[],
+                    txs: &[],
+                },
                 &writes,
             )
             .context("committing the genesis state")?;
@@ -348,9 +416,11 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (safety_file, safety) = SafetyFile::open(&data_dir)?;
     let head = store.head().expect("genesis committed");
     let committed_block = match store.block(head.finalized_height)? {
-        Some(rec) => crate::proof::decode_block_record(&rec.bytes)
-            .with_context(|| format!("stored block {}", head.finalized_height))?
-            .0,
+        Some(rec) => {
+            crate::proof::decode_block_record(&rec.bytes)
+                .with_context(|| format!("stored block {}", head.finalized_height))?
+                .0
+        }
         None => bail!("store head {} has no block record", head.finalized_height),
     };
     let restarted = safety.is_some() || head.finalized_height > 0;
@@ -368,7 +438,9 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     );
 
     let metrics = Arc::new(NodeMetrics::default());
-    metrics.height.store(head.finalized_height, Ordering::Relaxed);
+    metrics
+        .height
+        .store(head.finalized_height, Ordering::Relaxed);
     let (sig_tx, sig_rx) = flume::bounded::<SigIn>(SIG_QUEUE_MAX);
     let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
     let (exec_tx, exec_rx) = flume::bounded::<ExecJob>(EXEC_QUEUE_MAX);
@@ -393,10 +465,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let sig_thread = {
         let core_tx = core_tx.clone();
         let m = metrics.clone();
-        std::thread::Builder::new().name("sigverify".into()).spawn(move || {
-            pin(sig_core);
-            sigverify_loop(sig_rx, core_tx, &m);
-        })?
+        std::thread::Builder::new()
+            .name("sigverify".into())
+            .spawn(move || {
+                pin(sig_core);
+                sigverify_loop(sig_rx, core_tx, &m);
+            })?
     };
     // exec
     let exec_thread = {
@@ -404,16 +478,23 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         let shared = shared.clone();
         let params = setup.params.clone();
         let validators = setup.genesis.validators.clone();
-        std::thread::Builder::new().name("exec".into()).spawn(move || {
-            pin(exec_core);
-            if let Err(e) = exec_loop(store, exec_rx, core_tx, &shared, &params, &validators) {
-                tracing::error!("execution stopped: {e:#}");
-                STOP.store(true, Ordering::SeqCst);
-            }
-        })?
+        std::thread::Builder::new()
+            .name("exec".into())
+            .spawn(move || {
+                pin(exec_core);
+                if let Err(e) = exec_loop(store, exec_rx, core_tx, &shared, &params, &validators) {
+                    tracing::error!("execution stopped: {e:#}");
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })?
     };
     // API
-    let api = ApiServer::start(&setup.config.api.listen_addr, Arc::new(ApiNode { shared: shared.clone() }))?;
+    let api = ApiServer::start(
+        &setup.config.api.listen_addr,
+        Arc::new(ApiNode {
+            shared: shared.clone(),
+        }),
+    )?;
     tracing::info!(addr = %api.addr, "API listening");
 
     // core (glommio)
@@ -422,7 +503,17 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core_core))
             .name("core")
             .spawn(move || async move {
-                if let Err(e) = core_main(setup, recovered, safety_file, core_rx, sig_tx, exec_tx, shared).await {
+                if let Err(e) = core_main(
+                    setup,
+                    recovered,
+                    safety_file,
+                    core_rx,
+                    sig_tx,
+                    exec_tx,
+                    shared,
+                )
+                .await
+                {
                     tracing::error!("core stopped: {e:#}");
                     STOP.store(true, Ordering::SeqCst);
                 }
@@ -464,7 +555,11 @@ fn sigverify_loop(rx: flume::Receiver<SigIn>, core_tx: flume::Sender<CoreIn>, m:
         let mut submits: Vec<(PreparedTx, Vec<u8>, u64, Reply)> = Vec::new();
         for it in items {
             match it {
-                SigIn::Submit { bytes, state_seq, reply } => match Transaction::from_bytes(&bytes) {
+                SigIn::Submit {
+                    bytes,
+                    state_seq,
+                    reply,
+                } => match Transaction::from_bytes(&bytes) {
                     Ok(tx) => submits.push((PreparedTx::new(tx), bytes, state_seq, reply)),
                     Err(e) => {
                         m.txs_rejected.fetch_add(1, Ordering::Relaxed);
@@ -490,14 +585,28 @@ fn sigverify_loop(rx: flume::Receiver<SigIn>, core_tx: flume::Sender<CoreIn>, m:
         }
         if !submits.is_empty() {
             let txs: Vec<Transaction> = submits.iter().map(|(p, _, _, _)| p.tx.clone()).collect();
-            let bad: HashSet<usize> = plume_execution::tx::verify_batch(&txs).into_iter().collect();
+            let bad: HashSet<usize> = plume_execution::tx::verify_batch(&txs)
+                .into_iter()
+                .collect();
             m.sig_batches.fetch_add(1, Ordering::Relaxed);
-            m.sigs_verified.fetch_add(txs.len() as u64, Ordering::Relaxed);
+            m.sigs_verified
+                .fetch_add(txs.len() as u64, Ordering::Relaxed);
             for (i, (ptx, bytes, state_seq, reply)) in submits.into_iter().enumerate() {
                 if bad.contains(&i) {
                     m.txs_rejected.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Err(reject(codes::BAD_SIGNATURE, "a signature does not verify")));
-                } else if core_tx.send(CoreIn::Verified { ptx, bytes, state_seq, reply: reply.clone() }).is_err() {
+                    let _ = reply.send(Err(reject(
+                        codes::BAD_SIGNATURE,
+                        "a signature does not verify",
+                    )));
+                } else if core_tx
+                    .send(CoreIn::Verified {
+                        ptx,
+                        bytes,
+                        state_seq,
+                        reply: reply.clone(),
+                    })
+                    .is_err()
+                {
                     let _ = reply.send(Err(reject(codes::UNAVAILABLE, "node shutting down")));
                 }
             }
@@ -528,9 +637,12 @@ fn verify_peer_batch(digest: Digest, raw: Vec<Vec<u8>>, m: &NodeMetrics) -> Opti
         return None;
     }
     let decoded: Vec<Transaction> = txs.iter().flatten().map(|p| p.tx.clone()).collect();
-    let bad: HashSet<usize> = plume_execution::tx::verify_batch(&decoded).into_iter().collect();
+    let bad: HashSet<usize> = plume_execution::tx::verify_batch(&decoded)
+        .into_iter()
+        .collect();
     m.sig_batches.fetch_add(1, Ordering::Relaxed);
-    m.sigs_verified.fetch_add(decoded.len() as u64, Ordering::Relaxed);
+    m.sigs_verified
+        .fetch_add(decoded.len() as u64, Ordering::Relaxed);
     let mut valid = Vec::with_capacity(txs.len());
     let mut k = 0;
     for t in &txs {
@@ -541,7 +653,12 @@ fn verify_peer_batch(digest: Digest, raw: Vec<Vec<u8>>, m: &NodeMetrics) -> Opti
             valid.push(false);
         }
     }
-    Some(VerifiedBatch { digest, txs, raw, valid })
+    Some(VerifiedBatch {
+        digest,
+        txs,
+        raw,
+        valid,
+    })
 }
 
 /// The core executor's state.
@@ -554,6 +671,12 @@ struct Core {
     batches: HashMap<Digest, Arc<VerifiedBatch>>,
     batch_order: VecDeque<Digest>,
     own_pending: BTreeMap<Digest, Instant>,
+    /// Own batches waiting to be offered to the engine, with their sizes.
+    ready: VecDeque<(Digest, usize)>,
+    /// Offered to the engine, not yet seen in one of our proposals.
+    fed: HashMap<Digest, usize>,
+    fed_txs: usize,
+    block_txs_max: usize,
     finalized_waiting: VecDeque<(Block<BlsScheme>, CommitProof<BlsScheme>)>,
     requested: HashMap<Digest, Instant>,
     timer_gen: u64,
@@ -561,6 +684,7 @@ struct Core {
     sig_tx: flume::Sender<SigIn>,
     shared: Arc<Shared>,
     timers: Vec<(u64, Timer, Instant)>,
+    batching: crate::config::BatchingSection,
 }
 
 async fn core_main(
@@ -580,11 +704,18 @@ async fn core_main(
         let id = PeerId(plume_crypto::ed25519::PublicKey::from_hex(&v.network_key)?.to_bytes());
         peers.push(id);
         net.allow.push(id);
-        net.peers.push(PeerAddr { id, addr: v.address.parse()? });
+        net.peers.push(PeerAddr {
+            id,
+            addr: v.address.parse()?,
+        });
     }
     net.frame_payload_max = wire::FRAME_BYTES_MAX;
-    let ep = Endpoint::start(GlommioTcp, net, plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()))
-        .map_err(|e| anyhow!("network: {e}"))?;
+    let ep = Endpoint::start(
+        GlommioTcp,
+        net,
+        plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
+    )
+    .map_err(|e| anyhow!("network: {e}"))?;
     let _ = shared.net_metrics.set(ep.metrics());
     let view_timeout_us = g.params.view_timeout_ms.saturating_mul(1000);
     let cfg = plume_consensus::Config {
@@ -594,19 +725,28 @@ async fn core_main(
         chain_id: setup.chain_u64,
         base_timeout_us: view_timeout_us,
         max_timeout_us: view_timeout_us.saturating_mul(16),
-        jitter_seed: u64::from_le_bytes(setup.keys.network.public_key().to_bytes()[..8].try_into().expect("8")),
+        jitter_seed: u64::from_le_bytes(
+            setup.keys.network.public_key().to_bytes()[..8]
+                .try_into()
+                .expect("8"),
+        ),
         commit_rule: plume_consensus::CommitRule::TwoChain,
         leader_reputation: true,
         // Validator-set changes are not wired to governance yet: one epoch.
         epoch_length: 0,
     };
-    let engine = Engine::new(cfg, plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?, recovered);
+    let engine = Engine::new(
+        cfg,
+        plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?,
+        recovered,
+    );
     let ep = Rc::new(ep);
     let core = Rc::new(RefCell::new(Core {
         engine,
         safety,
         ep: ep.clone(),
         peers,
+        batching: setup.config.batching.clone(),
         mempool: Mempool::with_limits(
             setup.config.mempool.txs_max as usize,
             setup.config.mempool.mib_max as usize * 1024 * 1024,
@@ -614,6 +754,10 @@ async fn core_main(
         batches: HashMap::new(),
         batch_order: VecDeque::new(),
         own_pending: BTreeMap::new(),
+        ready: VecDeque::new(),
+        fed: HashMap::new(),
+        fed_txs: 0,
+        block_txs_max: setup.params.block_txs_max as usize,
         finalized_waiting: VecDeque::new(),
         requested: HashMap::new(),
         timer_gen: 0,
@@ -636,7 +780,8 @@ async fn core_main(
                 STOP.store(true, Ordering::SeqCst);
                 return;
             }
-            c1.borrow().shared.metrics.busy_us[0].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            c1.borrow().shared.metrics.busy_us[0]
+                .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
     })
     .detach();
@@ -651,16 +796,19 @@ async fn core_main(
                 STOP.store(true, Ordering::SeqCst);
                 return;
             }
-            c2.borrow().shared.metrics.busy_us[0].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            c2.borrow().shared.metrics.busy_us[0]
+                .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
     })
     .detach();
     // Tick: batches, timers, housekeeping.
+    let interval = Duration::from_millis(setup.config.batching.batch_delay_ms as u64);
     while !STOP.load(Ordering::Relaxed) {
-        glommio::timer::sleep(BATCH_INTERVAL).await;
+        glommio::timer::sleep(interval).await;
         let t0 = Instant::now();
         core.borrow_mut().tick()?;
-        core.borrow().shared.metrics.busy_us[0].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        core.borrow().shared.metrics.busy_us[0]
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
     drop(net_task);
     drop(chan_task);
@@ -689,6 +837,15 @@ impl Core {
                     }
                 }
                 Effect::Broadcast(msg) => {
+                    if let Message::Proposal(p) = &msg {
+                        if p.block.proposer == self.engine.config().me {
+                            for d in &p.block.payload {
+                                if let Some(c) = self.fed.remove(d) {
+                                    self.fed_txs -= c;
+                                }
+                            }
+                        }
+                    }
                     let bytes = wire::encode(&NetMsg::Consensus(msg));
                     for (i, p) in self.peers.iter().enumerate() {
                         if i as u32 != self.engine.config().me {
@@ -699,7 +856,11 @@ impl Core {
                 Effect::SetTimer { timer, after_us } => {
                     self.timer_gen += 1;
                     self.timers.retain(|(_, t, _)| *t != timer);
-                    self.timers.push((self.timer_gen, timer, Instant::now() + Duration::from_micros(after_us)));
+                    self.timers.push((
+                        self.timer_gen,
+                        timer,
+                        Instant::now() + Duration::from_micros(after_us),
+                    ));
                 }
                 Effect::Finalized { block, proof } => {
                     for d in &block.payload {
@@ -709,8 +870,13 @@ impl Core {
                 }
             }
         }
-        self.shared.view.store(self.engine.view(), Ordering::Relaxed);
-        self.shared.metrics.view.store(self.engine.view(), Ordering::Relaxed);
+        self.shared
+            .view
+            .store(self.engine.view(), Ordering::Relaxed);
+        self.shared
+            .metrics
+            .view
+            .store(self.engine.view(), Ordering::Relaxed);
         self.shared
             .metrics
             .consensus_rejected
@@ -721,12 +887,21 @@ impl Core {
     /// Hand finalized blocks to execution, in order, once their batches are here.
     fn dispatch_finalized(&mut self) -> Result<()> {
         while let Some((block, _)) = self.finalized_waiting.front() {
-            let missing: Vec<Digest> = block.payload.iter().filter(|d| !self.batches.contains_key(d)).copied().collect();
+            let missing: Vec<Digest> = block
+                .payload
+                .iter()
+                .filter(|d| !self.batches.contains_key(d))
+                .copied()
+                .collect();
             if !missing.is_empty() {
                 let now = Instant::now();
                 let want: Vec<Digest> = missing
                     .into_iter()
-                    .filter(|d| self.requested.get(d).is_none_or(|t| now.duration_since(*t) > Duration::from_millis(200)))
+                    .filter(|d| {
+                        self.requested
+                            .get(d)
+                            .is_none_or(|t| now.duration_since(*t) > Duration::from_millis(200))
+                    })
                     .collect();
                 if !want.is_empty() {
                     for d in &want {
@@ -742,8 +917,20 @@ impl Core {
                 return Ok(());
             }
             let (block, proof) = self.finalized_waiting.pop_front().expect("front exists");
-            let batches = block.payload.iter().map(|d| self.batches[d].clone()).collect();
-            if self.exec_tx.send(ExecJob { block, proof, batches }).is_err() {
+            let batches = block
+                .payload
+                .iter()
+                .map(|d| self.batches[d].clone())
+                .collect();
+            if self
+                .exec_tx
+                .send(ExecJob {
+                    block,
+                    proof,
+                    batches,
+                })
+                .is_err()
+            {
                 if STOP.load(Ordering::Relaxed) {
                     return Ok(());
                 }
@@ -754,11 +941,16 @@ impl Core {
     }
 
     fn on_inbound(&mut self, peer: &PeerId, bytes: &[u8]) -> Result<()> {
-        let Some(from) = self.index_of(peer) else { return Ok(()) };
+        let Some(from) = self.index_of(peer) else {
+            return Ok(());
+        };
         let msg = match wire::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.shared.metrics.malformed_msgs.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .malformed_msgs
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "dropping malformed message: {e}");
                 return Ok(());
             }
@@ -778,7 +970,10 @@ impl Core {
             NetMsg::BatchRequest(ds) => {
                 for d in ds {
                     if let Some(b) = self.batches.get(&d) {
-                        let bytes = wire::encode(&NetMsg::Batch { digest: d, txs: b.raw.clone() });
+                        let bytes = wire::encode(&NetMsg::Batch {
+                            digest: d,
+                            txs: b.raw.clone(),
+                        });
                         let _ = self.ep.try_send(peer, Channel::Bulk, &bytes);
                     }
                 }
@@ -800,16 +995,27 @@ impl Core {
 
     fn on_core_in(&mut self, msg: CoreIn) -> Result<()> {
         match msg {
-            CoreIn::Verified { ptx, bytes, state_seq, reply } => {
+            CoreIn::Verified {
+                ptx,
+                bytes,
+                state_seq,
+                reply,
+            } => {
                 let hash = ptx.hash;
                 let r = self.mempool.insert(ptx, bytes, state_seq);
                 let r = match r {
                     Ok(()) => {
-                        self.shared.metrics.txs_admitted.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .metrics
+                            .txs_admitted
+                            .fetch_add(1, Ordering::Relaxed);
                         Ok(hash)
                     }
                     Err(e) => {
-                        self.shared.metrics.txs_rejected.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .metrics
+                            .txs_rejected
+                            .fetch_add(1, Ordering::Relaxed);
                         let code = match e {
                             MempoolError::Duplicate => codes::DUPLICATE,
                             MempoolError::Full => codes::MEMPOOL_FULL,
@@ -819,19 +1025,34 @@ impl Core {
                         Err(ApiError::new(code, e.to_string()))
                     }
                 };
-                self.shared.metrics.mempool_depth.store(self.mempool.len() as u64, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .mempool_depth
+                    .store(self.mempool.len() as u64, Ordering::Relaxed);
                 let _ = reply.send(r);
             }
             CoreIn::Batch(b) => {
                 self.hold_batch(b);
                 self.dispatch_finalized()?;
             }
-            CoreIn::Executed { height, block, root, sequences } => {
+            CoreIn::Executed {
+                height,
+                block,
+                root,
+                sequences,
+            } => {
                 for (a, next) in sequences {
                     self.mempool.advance(&a, next);
                 }
-                self.shared.metrics.mempool_depth.store(self.mempool.len() as u64, Ordering::Relaxed);
-                self.step(Input::Executed { height, block, state_root: root })?;
+                self.shared
+                    .metrics
+                    .mempool_depth
+                    .store(self.mempool.len() as u64, Ordering::Relaxed);
+                self.step(Input::Executed {
+                    height,
+                    block,
+                    state_root: root,
+                })?;
             }
         }
         Ok(())
@@ -840,15 +1061,26 @@ impl Core {
     fn tick(&mut self) -> Result<()> {
         // Timers.
         let now = Instant::now();
-        let due: Vec<Timer> = self.timers.iter().filter(|(_, _, at)| *at <= now).map(|(_, t, _)| *t).collect();
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(_, t, _)| *t)
+            .collect();
         self.timers.retain(|(_, _, at)| *at > now);
         for t in due {
-            self.shared.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .view_changes
+                .fetch_add(1, Ordering::Relaxed);
             self.step(Input::TimerFired(t))?;
         }
         // A batch from the mempool.
         if !self.mempool.is_empty() {
-            let taken = self.mempool.take_batch(BATCH_TXS, BATCH_BYTES);
+            let taken = self.mempool.take_batch(
+                self.batching.batch_max_txs as usize,
+                self.batching.batch_max_bytes as usize,
+            );
             if !taken.is_empty() {
                 let ids: Vec<Digest> = taken.iter().map(|(p, _)| p.hash).collect();
                 let digest = batch_root(&ids);
@@ -859,17 +1091,28 @@ impl Core {
                     raw.push(b);
                 }
                 let valid = vec![true; txs.len()];
-                let bytes = wire::encode(&NetMsg::Batch { digest, txs: raw.clone() });
-                self.hold_batch(Arc::new(VerifiedBatch { digest, txs, raw, valid }));
+                let bytes = wire::encode(&NetMsg::Batch {
+                    digest,
+                    txs: raw.clone(),
+                });
+                self.hold_batch(Arc::new(VerifiedBatch {
+                    digest,
+                    txs,
+                    raw,
+                    valid,
+                }));
                 for (i, p) in self.peers.iter().enumerate() {
                     if i as u32 != self.engine.config().me {
                         let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
                     }
                 }
                 self.own_pending.insert(digest, now);
-                self.step(Input::PayloadReady(vec![digest]))?;
+                self.ready.push_back((digest, ids.len()));
             }
-            self.shared.metrics.mempool_depth.store(self.mempool.len() as u64, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .mempool_depth
+                .store(self.mempool.len() as u64, Ordering::Relaxed);
         }
         // Own batches that did not make it into a finalized block: offer again.
         let stale: Vec<Digest> = self
@@ -878,15 +1121,39 @@ impl Core {
             .filter(|(_, t)| now.duration_since(**t) > BATCH_REPROPOSE_AFTER)
             .map(|(d, _)| *d)
             .collect();
-        if !stale.is_empty() {
-            for d in &stale {
-                self.own_pending.insert(*d, now);
+        for d in stale {
+            self.own_pending.insert(d, now);
+            if !self.fed.contains_key(&d) && !self.ready.iter().any(|(r, _)| *r == d) {
+                let n = self.batches.get(&d).map_or(0, |b| b.txs.len());
+                self.ready.push_back((d, n));
             }
-            self.step(Input::PayloadReady(stale))?;
         }
-        self.shared.metrics.peers.store(self.ep.connected_peers().len() as u64, Ordering::Relaxed);
+        // Offer batches to the engine while one block can still hold them
+        // all: a block never carries more than `block_txs_max` transactions.
+        let mut offer = Vec::new();
+        while let Some(&(d, n)) = self.ready.front() {
+            if self.fed_txs + n > self.block_txs_max && !(self.fed.is_empty() && offer.is_empty()) {
+                break;
+            }
+            self.ready.pop_front();
+            self.fed_txs += n;
+            self.fed.insert(d, n);
+            offer.push(d);
+        }
+        if !offer.is_empty() {
+            self.step(Input::PayloadReady(offer))?;
+        }
+        self.shared
+            .metrics
+            .peers
+            .store(self.ep.connected_peers().len() as u64, Ordering::Relaxed);
         if let Ok(mut p) = self.shared.peers.try_lock() {
-            *p = self.ep.connected_peers().iter().map(|p| p.to_string()).collect();
+            *p = self
+                .ep
+                .connected_peers()
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
         }
         self.dispatch_finalized()
     }
@@ -944,20 +1211,41 @@ fn exec_loop(
         let ctx = plume_execution::BlockContext { height, proposer };
         let max = params.block_txs_max as usize;
         if txs.len() > max {
+            // Honest proposers never exceed the limit (the core budgets what
+            // it offers); a block from a faulty one is cut deterministically
+            // here, the same way on every validator.
+            tracing::warn!(
+                height,
+                txs = txs.len(),
+                max,
+                "block exceeds block_txs_max; executing the first {max}"
+            );
+            shared
+                .metrics
+                .txs_cut
+                .fetch_add((txs.len() - max) as u64, Ordering::Relaxed);
             txs.truncate(max);
             raws.truncate(max);
         }
         let out = plume_execution::apply_block_sharded(&store, params, &ctx, &txs, shards)
             .map_err(|e| anyhow!("executing block {height}: {e}"))?;
         if skipped > 0 {
-            tracing::warn!(height, skipped, "transactions with bad encodings or signatures skipped");
+            tracing::warn!(
+                height,
+                skipped,
+                "transactions with bad encodings or signatures skipped"
+            );
         }
         let receipts: Vec<Vec<u8>> = out.receipts.iter().map(encode_receipt).collect();
         let entries: Vec<plume_storage::TxEntry<'_>> = txs
             .iter()
             .zip(&raws)
             .zip(&receipts)
-            .map(|((p, raw), rc)| plume_storage::TxEntry { hash: p.hash, tx: raw, receipt: rc })
+            .map(|((p, raw), rc)| plume_storage::TxEntry {
+                hash: p.hash,
+                tx: raw,
+                receipt: rc,
+            })
             .collect();
         let batch_ids: Vec<Vec<Digest>> = job
             .batches
@@ -966,7 +1254,12 @@ fn exec_loop(
                 b.txs
                     .iter()
                     .zip(&b.raw)
-                    .map(|(t, r)| t.as_ref().map_or_else(|| plume_crypto::hash(plume_crypto::Domain::Tx, r), |p| p.hash))
+                    .map(|(t, r)| {
+                        t.as_ref().map_or_else(
+                            || plume_crypto::hash(plume_crypto::Domain::Tx, r),
+                            |p| p.hash,
+                        )
+                    })
                     .collect()
             })
             .collect();
@@ -996,7 +1289,8 @@ fn exec_loop(
         }
         let m = &shared.metrics;
         m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
-        m.txs_finalized.fetch_add(txs.len() as u64, Ordering::Relaxed);
+        m.txs_finalized
+            .fetch_add(txs.len() as u64, Ordering::Relaxed);
         m.height.store(height, Ordering::Relaxed);
         *shared.state_root.lock().expect("not poisoned") = (height, root);
         // Finality latency of transactions submitted here.
@@ -1014,10 +1308,16 @@ fn exec_loop(
         payers.dedup();
         let mut sequences = Vec::with_capacity(payers.len());
         for a in payers {
-            let acct = plume_execution::state::read_account(&store, &a).map_err(|e| anyhow!("reading account {a}: {e}"))?;
+            let acct = plume_execution::state::read_account(&store, &a)
+                .map_err(|e| anyhow!("reading account {a}: {e}"))?;
             sequences.push((a, acct.sequence));
         }
-        let _ = core_tx.send(CoreIn::Executed { height, block: job.block.id, root, sequences });
+        let _ = core_tx.send(CoreIn::Executed {
+            height,
+            block: job.block.id,
+            root,
+            sequences,
+        });
         m.busy_us[2].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         if STOP.load(Ordering::Relaxed) && rx.is_empty() {
             break;
@@ -1048,13 +1348,24 @@ pub fn decode_proof(b: &[u8]) -> Result<CommitProof<BlsScheme>> {
     Ok(CommitProof { child, child_qc })
 }
 
-fn publish(shared: &Shared, height: u64, block: &Block<BlsScheme>, root: Digest, txs: &[PreparedTx], receipts: &[Receipt]) {
+fn publish(
+    shared: &Shared,
+    height: u64,
+    block: &Block<BlsScheme>,
+    root: Digest,
+    txs: &[PreparedTx],
+    receipts: &[Receipt],
+) {
     let mut subs = shared.subscribers.lock().expect("not poisoned");
     if subs.is_empty() {
         return;
     }
     subs.retain(|(_, tx)| !tx.is_disconnected());
-    let hashes: Vec<String> = txs.iter().take(BLOCK_NOTE_HASHES_MAX).map(|p| p.hash.to_hex()).collect();
+    let hashes: Vec<String> = txs
+        .iter()
+        .take(BLOCK_NOTE_HASHES_MAX)
+        .map(|p| p.hash.to_hex())
+        .collect();
     let block_note = json!({
         "height": height, "hash": block.id.to_hex(), "view": block.view, "txs": txs.len(),
         "state_root": root.to_hex(), "tx_hashes": hashes,
@@ -1063,7 +1374,10 @@ fn publish(shared: &Shared, height: u64, block: &Block<BlsScheme>, root: Digest,
         match topic {
             Topic::Blocks => {
                 if tx.try_send(block_note.clone()).is_err() {
-                    shared.metrics.notifications_dropped.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .notifications_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             Topic::Receipts(addr) => {
@@ -1088,14 +1402,17 @@ fn publish(shared: &Shared, height: u64, block: &Block<BlsScheme>, root: Digest,
 
 /// rkyv bytes of a receipt (what the store keeps).
 pub fn encode_receipt(r: &Receipt) -> Vec<u8> {
-    rkyv::to_bytes::<rkyv::rancor::Error>(r).expect("in-memory serialisation cannot fail").into_vec()
+    rkyv::to_bytes::<rkyv::rancor::Error>(r)
+        .expect("in-memory serialisation cannot fail")
+        .into_vec()
 }
 
 /// Decode a stored receipt (validated before access).
 pub fn decode_receipt(b: &[u8]) -> Result<Receipt> {
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(b.len());
     aligned.extend_from_slice(b);
-    rkyv::from_bytes::<Receipt, rkyv::rancor::Error>(&aligned).map_err(|e| anyhow!("corrupt receipt: {e}"))
+    rkyv::from_bytes::<Receipt, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| anyhow!("corrupt receipt: {e}"))
 }
 
 /// A receipt for clients.
@@ -1125,7 +1442,8 @@ struct ApiNode {
 
 impl ApiNode {
     fn store(&self) -> Result<Store<LmdbKv>, ApiError> {
-        Store::open(self.shared.kv.clone()).map_err(|e| ApiError::new(codes::INTERNAL, format!("store: {e}")))
+        Store::open(self.shared.kv.clone())
+            .map_err(|e| ApiError::new(codes::INTERNAL, format!("store: {e}")))
     }
 
     /// Check and hand over many transactions; replies in order.
@@ -1134,7 +1452,8 @@ impl ApiNode {
             Ok(s) => s,
             Err(e) => return hex_txs.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut waiting: Vec<Result<flume::Receiver<Result<Digest, ApiError>>, ApiError>> = Vec::with_capacity(hex_txs.len());
+        let mut waiting: Vec<Result<flume::Receiver<Result<Digest, ApiError>>, ApiError>> =
+            Vec::with_capacity(hex_txs.len());
         for h in hex_txs {
             waiting.push(h.clone().and_then(|h| self.precheck_and_queue(&store, h)));
         }
@@ -1144,8 +1463,9 @@ impl ApiNode {
             .into_iter()
             .map(|w| {
                 w.and_then(|rx| {
-                    rx.recv_deadline(deadline)
-                        .map_err(|_| ApiError::new(codes::UNAVAILABLE, "node did not answer in time"))?
+                    rx.recv_deadline(deadline).map_err(|_| {
+                        ApiError::new(codes::UNAVAILABLE, "node did not answer in time")
+                    })?
                 })
             })
             .collect();
@@ -1169,16 +1489,24 @@ impl ApiNode {
         if bytes.len() > plume_execution::tx::TX_BYTES_MAX {
             return Err(ApiError::new(
                 codes::OVERSIZED,
-                format!("transaction is {} bytes, at most {}", bytes.len(), plume_execution::tx::TX_BYTES_MAX),
+                format!(
+                    "transaction is {} bytes, at most {}",
+                    bytes.len(),
+                    plume_execution::tx::TX_BYTES_MAX
+                ),
             ));
         }
         // Stateful checks against the latest committed state, before the
         // signature stage.
-        let tx = Transaction::from_bytes(&bytes).map_err(|e| ApiError::new(codes::MALFORMED_TX, e.to_string()))?;
+        let tx = Transaction::from_bytes(&bytes)
+            .map_err(|e| ApiError::new(codes::MALFORMED_TX, e.to_string()))?;
         if tx.body.chain_id != self.shared.setup_chain_id {
             return Err(ApiError::new(
                 codes::WRONG_CHAIN,
-                format!("chain id {:?}, this network is {:?}", tx.body.chain_id, self.shared.setup_chain_id),
+                format!(
+                    "chain id {:?}, this network is {:?}",
+                    tx.body.chain_id, self.shared.setup_chain_id
+                ),
             ));
         }
         let ptx = PreparedTx::new(tx);
@@ -1192,7 +1520,11 @@ impl ApiNode {
         let (rtx, rrx) = flume::bounded(1);
         self.shared
             .sig_tx
-            .try_send(SigIn::Submit { bytes, state_seq, reply: rtx })
+            .try_send(SigIn::Submit {
+                bytes,
+                state_seq,
+                reply: rtx,
+            })
             .map_err(|_| ApiError::new(codes::MEMPOOL_FULL, "signature queue full; retry later"))?;
         Ok(rrx)
     }
@@ -1219,11 +1551,21 @@ fn param_str<'a>(params: &'a Value, i: usize, name: &str) -> Result<&'a str, Api
         .get(i)
         .or_else(|| params.get(name))
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::new(codes::INVALID_PARAMS, format!("missing string parameter {name:?}")))
+        .ok_or_else(|| {
+            ApiError::new(
+                codes::INVALID_PARAMS,
+                format!("missing string parameter {name:?}"),
+            )
+        })
 }
 
 impl ApiNode {
-    fn finality_proof(&self, store: &Store<LmdbKv>, height: u64, tx: &Digest) -> Result<Value, ApiError> {
+    fn finality_proof(
+        &self,
+        store: &Store<LmdbKv>,
+        height: u64,
+        tx: &Digest,
+    ) -> Result<Value, ApiError> {
         let internal = |e: String| ApiError::new(codes::INTERNAL, e);
         let block_at = |h: u64| -> Result<(Block<BlsScheme>, Vec<Vec<Digest>>), ApiError> {
             let rec = store
@@ -1233,8 +1575,8 @@ impl ApiNode {
             crate::proof::decode_block_record(&rec.bytes).map_err(|e| internal(e.to_string()))
         };
         let (first, batches) = block_at(height)?;
-        let (batch_index, tx_index, batch_len, siblings) =
-            crate::proof::locate(&batches, tx).ok_or_else(|| internal("transaction not in its block's batches".into()))?;
+        let (batch_index, tx_index, batch_len, siblings) = crate::proof::locate(&batches, tx)
+            .ok_or_else(|| internal("transaction not in its block's batches".into()))?;
         let qc = store
             .qc(height)
             .map_err(|e| internal(e.to_string()))?
@@ -1264,7 +1606,8 @@ impl NodeApi for ApiNode {
     fn call(&self, method: &str, params: &Value) -> Result<Value, ApiError> {
         match method {
             "plume_submitTransaction" => {
-                let h = self.submit_all(&[param_str(params, 0, "tx")])
+                let h = self
+                    .submit_all(&[param_str(params, 0, "tx")])
                     .pop()
                     .expect("one result per input")?;
                 Ok(json!({"hash": h.to_hex()}))
@@ -1286,18 +1629,33 @@ impl NodeApi for ApiNode {
                     "uptime_s": self.shared.started.elapsed().as_secs(),
                 }))
             }
-            "plume_peers" => Ok(json!(self.shared.peers.lock().expect("not poisoned").clone())),
+            "plume_peers" => Ok(json!(self
+                .shared
+                .peers
+                .lock()
+                .expect("not poisoned")
+                .clone())),
             "plume_getBlock" => {
                 let height = params
                     .get(0)
                     .or_else(|| params.get("height"))
                     .and_then(Value::as_u64)
-                    .ok_or_else(|| ApiError::new(codes::INVALID_PARAMS, "missing integer parameter \"height\""))?;
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            codes::INVALID_PARAMS,
+                            "missing integer parameter \"height\"",
+                        )
+                    })?;
                 let store = self.store()?;
                 let rec = store
                     .block(height)
                     .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?
-                    .ok_or_else(|| ApiError::new(codes::NOT_FOUND, format!("no finalized block at height {height}")))?;
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            codes::NOT_FOUND,
+                            format!("no finalized block at height {height}"),
+                        )
+                    })?;
                 let (b, _) = crate::proof::decode_block_record(&rec.bytes)
                     .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
                 Ok(json!({
@@ -1314,12 +1672,18 @@ impl NodeApi for ApiNode {
                 let rec = store
                     .tx(&h)
                     .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?
-                    .ok_or_else(|| ApiError::new(codes::NOT_FOUND, format!("transaction {h} is not in a finalized block")))?;
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            codes::NOT_FOUND,
+                            format!("transaction {h} is not in a finalized block"),
+                        )
+                    })?;
                 let receipt = store
                     .receipt(&h)
                     .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?
                     .ok_or_else(|| ApiError::new(codes::INTERNAL, "receipt missing"))?;
-                let receipt = decode_receipt(&receipt.bytes).map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
+                let receipt = decode_receipt(&receipt.bytes)
+                    .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
                 let proof = self.finality_proof(&store, rec.height, &h)?;
                 Ok(json!({
                     "hash": h.to_hex(),
@@ -1334,11 +1698,17 @@ impl NodeApi for ApiNode {
                 let a = Address::from_hex(param_str(params, 0, "address")?)
                     .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
                 let store = self.store()?;
-                let bal = plume_execution::state::read_balance(&store, &a, &plume_execution::tx::NATIVE_ASSET)
-                    .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
+                let bal = plume_execution::state::read_balance(
+                    &store,
+                    &a,
+                    &plume_execution::tx::NATIVE_ASSET,
+                )
+                .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
                 let acct = plume_execution::state::read_account(&store, &a)
                     .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
-                let proof = store.prove(&a.0).map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
+                let proof = store
+                    .prove(&a.0)
+                    .map_err(|e| ApiError::new(codes::INTERNAL, e.to_string()))?;
                 Ok(json!({
                     "address": a.to_hex(),
                     "balance": bal.to_string(),
@@ -1348,42 +1718,109 @@ impl NodeApi for ApiNode {
                     "state_proof": format!("{proof:?}"),
                 }))
             }
-            other => Err(ApiError::new(codes::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+            other => Err(ApiError::new(
+                codes::METHOD_NOT_FOUND,
+                format!("unknown method {other:?}"),
+            )),
         }
     }
 
     fn submit_many(&self, params: &[Value]) -> Vec<Result<Value, ApiError>> {
-        let txs: Vec<Result<&str, ApiError>> = params.iter().map(|p| param_str(p, 0, "tx")).collect();
-        self.submit_all(&txs).into_iter().map(|r| r.map(|h| json!({"hash": h.to_hex()}))).collect()
+        let txs: Vec<Result<&str, ApiError>> =
+            params.iter().map(|p| param_str(p, 0, "tx")).collect();
+        self.submit_all(&txs)
+            .into_iter()
+            .map(|r| r.map(|h| json!({"hash": h.to_hex()})))
+            .collect()
     }
 
     fn metrics_text(&self) -> String {
         let m = &self.shared.metrics;
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         };
-        counter("plume_txs_admitted_total", "Transactions admitted to the mempool.", m.txs_admitted.load(Ordering::Relaxed));
-        counter("plume_txs_rejected_total", "Transactions rejected at submission.", m.txs_rejected.load(Ordering::Relaxed));
-        counter("plume_txs_finalized_total", "Transactions executed in finalized blocks.", m.txs_finalized.load(Ordering::Relaxed));
-        counter("plume_blocks_finalized_total", "Blocks finalized and committed.", m.blocks_finalized.load(Ordering::Relaxed));
-        counter("plume_sig_batches_total", "Signature verification batches.", m.sig_batches.load(Ordering::Relaxed));
-        counter("plume_sigs_verified_total", "Signatures verified.", m.sigs_verified.load(Ordering::Relaxed));
-        counter("plume_view_changes_total", "Local view timeouts.", m.view_changes.load(Ordering::Relaxed));
-        counter("plume_malformed_messages_total", "Malformed peer messages dropped.", m.malformed_msgs.load(Ordering::Relaxed));
-        counter("plume_consensus_rejected_total", "Consensus messages the engine rejected.", m.consensus_rejected.load(Ordering::Relaxed));
-        counter("plume_notifications_dropped_total", "Subscription notifications dropped.", m.notifications_dropped.load(Ordering::Relaxed));
+        counter(
+            "plume_txs_admitted_total",
+            "Transactions admitted to the mempool.",
+            m.txs_admitted.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_txs_rejected_total",
+            "Transactions rejected at submission.",
+            m.txs_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_txs_finalized_total",
+            "Transactions executed in finalized blocks.",
+            m.txs_finalized.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_blocks_finalized_total",
+            "Blocks finalized and committed.",
+            m.blocks_finalized.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_sig_batches_total",
+            "Signature verification batches.",
+            m.sig_batches.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_sigs_verified_total",
+            "Signatures verified.",
+            m.sigs_verified.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_view_changes_total",
+            "Local view timeouts.",
+            m.view_changes.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_malformed_messages_total",
+            "Malformed peer messages dropped.",
+            m.malformed_msgs.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_consensus_rejected_total",
+            "Consensus messages the engine rejected.",
+            m.consensus_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_txs_cut_total",
+            "Transactions cut from blocks over block_txs_max.",
+            m.txs_cut.load(Ordering::Relaxed),
+        );
+        counter(
+            "plume_notifications_dropped_total",
+            "Subscription notifications dropped.",
+            m.notifications_dropped.load(Ordering::Relaxed),
+        );
         for (i, role) in ["core", "sigverify", "exec"].iter().enumerate() {
             s.push_str(&format!(
                 "plume_role_busy_seconds_total{{role=\"{role}\"}} {}\n",
                 m.busy_us[i].load(Ordering::Relaxed) as f64 / 1e6
             ));
         }
-        s.push_str(&format!("# TYPE plume_mempool_depth gauge\nplume_mempool_depth {}\n", m.mempool_depth.load(Ordering::Relaxed)));
-        s.push_str(&format!("# TYPE plume_peers gauge\nplume_peers {}\n", m.peers.load(Ordering::Relaxed)));
-        s.push_str(&format!("# TYPE plume_view gauge\nplume_view {}\n", m.view.load(Ordering::Relaxed)));
-        s.push_str(&format!("# TYPE plume_finalized_height gauge\nplume_finalized_height {}\n", m.height.load(Ordering::Relaxed)));
-        m.finality_ms.render("plume_finality_latency_seconds", &mut s);
+        s.push_str(&format!(
+            "# TYPE plume_mempool_depth gauge\nplume_mempool_depth {}\n",
+            m.mempool_depth.load(Ordering::Relaxed)
+        ));
+        s.push_str(&format!(
+            "# TYPE plume_peers gauge\nplume_peers {}\n",
+            m.peers.load(Ordering::Relaxed)
+        ));
+        s.push_str(&format!(
+            "# TYPE plume_view gauge\nplume_view {}\n",
+            m.view.load(Ordering::Relaxed)
+        ));
+        s.push_str(&format!(
+            "# TYPE plume_finalized_height gauge\nplume_finalized_height {}\n",
+            m.height.load(Ordering::Relaxed)
+        ));
+        m.finality_ms
+            .render("plume_finality_latency_seconds", &mut s);
         if let Some(nm) = self.shared.net_metrics.get() {
             for (name, v) in nm.snapshot().pairs() {
                 s.push_str(&format!("plume_net_{name} {v}\n"));
@@ -1394,7 +1831,10 @@ impl NodeApi for ApiNode {
 
     fn health(&self) -> (bool, Value) {
         let ok = !STOP.load(Ordering::Relaxed);
-        (ok, json!({"ok": ok, "height": self.shared.metrics.height.load(Ordering::Relaxed)}))
+        (
+            ok,
+            json!({"ok": ok, "height": self.shared.metrics.height.load(Ordering::Relaxed)}),
+        )
     }
 
     fn subscribe(&self, topic: Topic) -> Result<flume::Receiver<Value>, ApiError> {

@@ -25,37 +25,86 @@ pub struct SafetyFile {
     seq: u64,
 }
 
+fn put(b: &mut Vec<u8>, part: Option<Vec<u8>>) {
+    match part {
+        None => b.push(0),
+        Some(p) => {
+            b.push(1);
+            b.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            b.extend_from_slice(&p);
+        }
+    }
+}
+
+fn take<'a>(b: &mut &'a [u8]) -> Result<Option<&'a [u8]>> {
+    let (&tag, rest) = b
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("safety record truncated"))?;
+    match tag {
+        0 => {
+            *b = rest;
+            Ok(None)
+        }
+        1 => {
+            let len = u32::from_le_bytes(
+                rest.get(..4)
+                    .ok_or_else(|| anyhow::anyhow!("safety record truncated"))?
+                    .try_into()?,
+            ) as usize;
+            let part = rest
+                .get(4..4 + len)
+                .ok_or_else(|| anyhow::anyhow!("safety record truncated"))?;
+            *b = &rest[4 + len..];
+            Ok(Some(part))
+        }
+        _ => bail!("safety record: bad tag"),
+    }
+}
+
 fn encode(s: &SafetyState<BlsScheme>) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&s.epoch.to_le_bytes());
     b.extend_from_slice(&s.last_voted_view.to_le_bytes());
     b.extend_from_slice(s.epoch_start.as_bytes());
-    let qc = wire::encode_qc(&s.high_qc);
-    b.extend_from_slice(&(qc.len() as u32).to_le_bytes());
-    b.extend_from_slice(&qc);
-    if let Some(tc) = &s.high_tc {
-        b.extend_from_slice(&wire::encode_tc(tc));
-    }
+    put(&mut b, Some(wire::encode_qc(&s.high_qc)));
+    put(&mut b, s.high_tc.as_ref().map(wire::encode_tc));
+    put(
+        &mut b,
+        s.epoch_proof.as_ref().map(crate::runtime::encode_proof),
+    );
     b
 }
 
 fn decode(b: &[u8]) -> Result<SafetyState<BlsScheme>> {
-    if b.len() < 52 {
+    if b.len() < 48 {
         bail!("safety record truncated");
     }
     let epoch = u64::from_le_bytes(b[..8].try_into().expect("8"));
     let last_voted_view = u64::from_le_bytes(b[8..16].try_into().expect("8"));
     let epoch_start = plume_crypto::Digest(b[16..48].try_into().expect("32"));
-    let qc_len = u32::from_le_bytes(b[48..52].try_into().expect("4")) as usize;
-    let qc_bytes = b.get(52..52 + qc_len).ok_or_else(|| anyhow::anyhow!("safety record truncated"))?;
-    let high_qc = wire::decode_qc(qc_bytes).context("safety record: high certificate")?;
-    let rest = &b[52 + qc_len..];
-    let high_tc = if rest.is_empty() {
-        None
-    } else {
-        Some(wire::decode_tc(rest).context("safety record: timeout certificate")?)
-    };
-    Ok(SafetyState { epoch, last_voted_view, high_qc, high_tc, epoch_start })
+    let mut rest = &b[48..];
+    let qc =
+        take(&mut rest)?.ok_or_else(|| anyhow::anyhow!("safety record: no high certificate"))?;
+    let high_qc = wire::decode_qc(qc).context("safety record: high certificate")?;
+    let high_tc = take(&mut rest)?
+        .map(wire::decode_tc)
+        .transpose()
+        .context("safety record: timeout certificate")?;
+    let epoch_proof = take(&mut rest)?
+        .map(crate::runtime::decode_proof)
+        .transpose()
+        .context("safety record: epoch proof")?;
+    if !rest.is_empty() {
+        bail!("safety record: trailing bytes");
+    }
+    Ok(SafetyState {
+        epoch,
+        last_voted_view,
+        high_qc,
+        high_tc,
+        epoch_start,
+        epoch_proof,
+    })
 }
 
 fn read_slot(path: &Path) -> Option<(u64, SafetyState<BlsScheme>)> {
@@ -89,14 +138,23 @@ impl SafetyFile {
             }
         }
         let seq = best.as_ref().map_or(0, |(s, _)| *s);
-        Ok((SafetyFile { dir: dir.to_path_buf(), seq }, best.map(|(_, s)| s)))
+        Ok((
+            SafetyFile {
+                dir: dir.to_path_buf(),
+                seq,
+            },
+            best.map(|(_, s)| s),
+        ))
     }
 
     /// Durably record `state` (one write + one fdatasync).
     pub fn persist(&mut self, state: &SafetyState<BlsScheme>) -> Result<()> {
         let body = encode(state);
         if body.len() > BODY_BYTES_MAX {
-            bail!("safety record of {} bytes exceeds {BODY_BYTES_MAX}", body.len());
+            bail!(
+                "safety record of {} bytes exceeds {BODY_BYTES_MAX}",
+                body.len()
+            );
         }
         let seq = self.seq + 1;
         let mut raw = Vec::with_capacity(12 + body.len() + 32);
@@ -113,8 +171,10 @@ impl SafetyFile {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        f.write_all(&raw).with_context(|| format!("writing {}", path.display()))?;
-        f.sync_data().with_context(|| format!("syncing {}", path.display()))?;
+        f.write_all(&raw)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.sync_data()
+            .with_context(|| format!("syncing {}", path.display()))?;
         self.seq = seq;
         Ok(())
     }
@@ -127,7 +187,14 @@ mod tests {
 
     fn state(v: u64) -> SafetyState<BlsScheme> {
         let g = Block::<BlsScheme>::genesis(1);
-        SafetyState { epoch: 0, last_voted_view: v, high_qc: QuorumCert::genesis(0, &g), high_tc: None, epoch_start: g.id }
+        SafetyState {
+            epoch: 0,
+            last_voted_view: v,
+            high_qc: QuorumCert::genesis(0, &g),
+            high_tc: None,
+            epoch_start: g.id,
+            epoch_proof: None,
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! named constant before anything is allocated; decoding never panics.
 
 use plume_consensus::{
-    BlsScheme, Block, Message, Proposal, QuorumCert, Timeout, TimeoutCert, Vote, PAYLOAD_DIGESTS_MAX,
-    SYNC_BLOCKS_MAX, TC_ENTRIES_MAX,
+    Block, BlsScheme, Message, Proposal, QuorumCert, Timeout, TimeoutCert, Vote,
+    PAYLOAD_DIGESTS_MAX, SYNC_BLOCKS_MAX, TC_ENTRIES_MAX,
 };
 use plume_crypto::bls;
 use plume_crypto::qc::QuorumCertificate;
@@ -237,10 +237,14 @@ impl<'a> R<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Res<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Res<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn digest(&mut self) -> Res<Digest> {
         Ok(Digest(self.take(32)?.try_into().expect("32 bytes")))
@@ -257,7 +261,8 @@ impl<'a> R<'a> {
         self.take(n)
     }
     fn sig(&mut self) -> Res<bls::Signature> {
-        bls::Signature::from_bytes(self.take(bls::SIGNATURE_LEN)?).map_err(|_| WireError("bad BLS signature"))
+        bls::Signature::from_bytes(self.take(bls::SIGNATURE_LEN)?)
+            .map_err(|_| WireError("bad BLS signature"))
     }
     fn opt(&mut self) -> Res<bool> {
         match self.u8()? {
@@ -273,11 +278,20 @@ impl<'a> R<'a> {
         let height = self.u64()?;
         let cert = if self.opt()? {
             let raw = self.bytes(4 + 128 + bls::SIGNATURE_LEN)?;
-            Some(QuorumCertificate::from_bytes(raw).map_err(|_| WireError("bad quorum certificate"))?)
+            Some(
+                QuorumCertificate::from_bytes(raw)
+                    .map_err(|_| WireError("bad quorum certificate"))?,
+            )
         } else {
             None
         };
-        Ok(QuorumCert { epoch, view, block, height, cert })
+        Ok(QuorumCert {
+            epoch,
+            view,
+            block,
+            height,
+            cert,
+        })
     }
     fn block(&mut self) -> Res<Block<BlsScheme>> {
         let id = self.digest()?;
@@ -292,7 +306,16 @@ impl<'a> R<'a> {
             payload.push(self.digest()?);
         }
         let justify = self.qc()?;
-        Ok(Block { id, epoch, view, height, parent, proposer, payload, justify })
+        Ok(Block {
+            id,
+            epoch,
+            view,
+            height,
+            parent,
+            proposer,
+            payload,
+            justify,
+        })
     }
     fn tc(&mut self) -> Res<TimeoutCert<BlsScheme>> {
         let epoch = self.u64()?;
@@ -302,7 +325,11 @@ impl<'a> R<'a> {
         for _ in 0..n {
             entries.push((self.u32()?, self.u64()?, self.sig()?));
         }
-        Ok(TimeoutCert { epoch, view, entries })
+        Ok(TimeoutCert {
+            epoch,
+            view,
+            entries,
+        })
     }
 }
 
@@ -339,7 +366,10 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
                 let tc = if r.opt()? { Some(r.tc()?) } else { None };
                 Message::Certificates { high_qc, tc }
             }
-            5 => Message::SyncRequest { block: r.digest()?, max: r.u32()? },
+            5 => Message::SyncRequest {
+                block: r.digest()?,
+                max: r.u32()?,
+            },
             6 => {
                 let n = r.count(SYNC_BLOCKS_MAX, "too many sync blocks")?;
                 let mut blocks = Vec::with_capacity(n);
@@ -441,7 +471,12 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let sks: Vec<bls::SecretKey> = (0..4).map(|_| bls::SecretKey::generate(&mut rng)).collect();
         let set = ValidatorSet::new_pop_checked(
-            sks.iter().map(|k| Validator { key: k.public_key(), power: 1 }).collect(),
+            sks.iter()
+                .map(|k| Validator {
+                    key: k.public_key(),
+                    power: 1,
+                })
+                .collect(),
         )
         .unwrap();
         (sks, set)
@@ -457,7 +492,13 @@ mod tests {
         for (i, k) in sks.iter().enumerate().take(3) {
             agg.add(i, k.sign(msg.as_bytes())).unwrap();
         }
-        let qc1 = QuorumCert { epoch: 0, view: 1, block: b1.id, height: 1, cert: Some(agg.finish().unwrap()) };
+        let qc1 = QuorumCert {
+            epoch: 0,
+            view: 1,
+            block: b1.id,
+            height: 1,
+            cert: Some(agg.finish().unwrap()),
+        };
         let b2 = Block::new(0, 3, 2, vec![], qc1.clone());
         let tc = TimeoutCert {
             epoch: 0,
@@ -465,8 +506,14 @@ mod tests {
             entries: vec![(0, 1, sks[0].sign(b"t")), (2, 1, sks[2].sign(b"t"))],
         };
         vec![
-            NetMsg::Consensus(Message::Proposal(Proposal { block: b1.clone(), tc: None })),
-            NetMsg::Consensus(Message::Proposal(Proposal { block: b2.clone(), tc: Some(tc.clone()) })),
+            NetMsg::Consensus(Message::Proposal(Proposal {
+                block: b1.clone(),
+                tc: None,
+            })),
+            NetMsg::Consensus(Message::Proposal(Proposal {
+                block: b2.clone(),
+                tc: Some(tc.clone()),
+            })),
             NetMsg::Consensus(Message::Vote(Vote {
                 epoch: 0,
                 view: 1,
@@ -482,10 +529,21 @@ mod tests {
                 voter: 1,
                 sig: sks[1].sign(b"x"),
             })),
-            NetMsg::Consensus(Message::Certificates { high_qc: qc1, tc: Some(tc) }),
-            NetMsg::Consensus(Message::SyncRequest { block: b2.id, max: 10 }),
-            NetMsg::Consensus(Message::SyncResponse { blocks: vec![b2, b1] }),
-            NetMsg::Batch { digest: Digest([9; 32]), txs: vec![vec![1, 2, 3], vec![]] },
+            NetMsg::Consensus(Message::Certificates {
+                high_qc: qc1,
+                tc: Some(tc),
+            }),
+            NetMsg::Consensus(Message::SyncRequest {
+                block: b2.id,
+                max: 10,
+            }),
+            NetMsg::Consensus(Message::SyncResponse {
+                blocks: vec![b2, b1],
+            }),
+            NetMsg::Batch {
+                digest: Digest([9; 32]),
+                txs: vec![vec![1, 2, 3], vec![]],
+            },
             NetMsg::BatchRequest(vec![Digest([1; 32]), Digest([2; 32])]),
         ]
     }
@@ -515,7 +573,10 @@ mod tests {
     fn oversized_counts_are_refused_before_allocation() {
         let mut b = vec![3u8];
         b.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode(&b), Err(WireError("too many batch digests requested")));
+        assert_eq!(
+            decode(&b),
+            Err(WireError("too many batch digests requested"))
+        );
         let mut b = vec![2u8];
         b.extend_from_slice(&[0; 32]);
         b.extend_from_slice(&(BATCH_TXS_MAX as u32 + 1).to_le_bytes());

@@ -24,12 +24,17 @@ pub struct RpcClient {
 impl RpcClient {
     /// A client for `host:port` (connects lazily).
     pub fn new(addr: &str) -> Self {
-        RpcClient { addr: addr.to_string(), stream: None, next_id: 1 }
+        RpcClient {
+            addr: addr.to_string(),
+            stream: None,
+            next_id: 1,
+        }
     }
 
     fn connect(&mut self) -> Result<&mut TcpStream> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).with_context(|| format!("cannot connect to {}", self.addr))?;
+            let s = TcpStream::connect(&self.addr)
+                .with_context(|| format!("cannot connect to {}", self.addr))?;
             s.set_nodelay(true)?;
             s.set_read_timeout(Some(CALL_TIMEOUT))?;
             s.set_write_timeout(Some(CALL_TIMEOUT))?;
@@ -81,17 +86,25 @@ impl RpcClient {
 
     /// Call the same method with many parameter sets in one batch; returns
     /// one result per call, in order.
-    pub fn call_batch(&mut self, method: &str, params: &[Value]) -> Result<Vec<Result<Value, RpcError>>> {
+    pub fn call_batch(
+        &mut self,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Vec<Result<Value, RpcError>>> {
         let calls: Vec<Value> = params
             .iter()
             .enumerate()
             .map(|(i, p)| json!({"jsonrpc": "2.0", "id": i, "method": method, "params": p}))
             .collect();
         let v = self.post(Value::Array(calls).to_string().as_bytes())?;
-        let arr = v.as_array().ok_or_else(|| anyhow!("batch reply is not an array: {v}"))?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| anyhow!("batch reply is not an array: {v}"))?;
         let mut out: Vec<Option<Result<Value, RpcError>>> = vec![None; params.len()];
         for r in arr {
-            let i = r["id"].as_u64().ok_or_else(|| anyhow!("batch reply without id"))? as usize;
+            let i = r["id"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("batch reply without id"))? as usize;
             if i < out.len() {
                 out[i] = Some(match r.get("error") {
                     Some(e) => Err(RpcError {
@@ -102,7 +115,9 @@ impl RpcClient {
                 });
             }
         }
-        out.into_iter().map(|o| o.ok_or_else(|| anyhow!("batch reply missing an id"))).collect()
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| anyhow!("batch reply missing an id")))
+            .collect()
     }
 }
 

@@ -1,16 +1,15 @@
-//! `plume devnet`: a real multi-validator network on this machine, with a
-//! workload of signed transfers and delivery-versus-payment settlements.
+//! A real multi-validator network on this machine (`plume devnet`,
+//! `plume bench cluster`, the node's integration tests), and the open-loop
+//! load generator that drives it.
 //!
-//! It creates the homes and genesis, starts N `plume start` processes,
-//! drives an open-loop load (latency measured from the intended send time),
-//! prints progress every second and ends with a summary: blocks and
-//! transactions finalized, tx/s, finality p50/p99 and whether every
-//! validator has the same state root.
+//! The network is set up the way an operator does it, through the `plume`
+//! binary itself (`plume init`, `plume genesis new`), then N `plume start`
+//! processes run. The load is open-loop: latency is measured from each
+//! transaction's *intended* send time, so a stalled system cannot hide its
+//! delays.
 
-use crate::client::RpcClient;
-use crate::genesis::{Alloc, Genesis, Params};
-use crate::keys::NodeKeys;
-use crate::txbuild::{self, Fees};
+use super::client::RpcClient;
+use super::txbuild::{self, Fees};
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
 use plume_crypto::ed25519::{Address, SigningKey};
@@ -24,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Funded client accounts in a devnet.
-pub const DEVNET_ACCOUNTS: usize = 64;
+pub const DEVNET_ACCOUNTS: usize = 512;
 /// Initial balance of each client account.
 pub const DEVNET_BALANCE: u128 = 1_000_000_000_000_000;
 /// Transactions per JSON-RPC batch of the load generator.
@@ -51,6 +50,9 @@ pub struct DevnetOptions {
     pub count: Option<u64>,
     /// How long to wait for the tail to finalize after the load.
     pub drain: Duration,
+    /// Pad transfers to about this many bytes (0: plain transfers). Padding
+    /// turns a transfer into a batch payment with enough payees.
+    pub tx_size: usize,
 }
 
 /// The summary of a run.
@@ -70,8 +72,16 @@ pub struct Summary {
     pub finality_p50_ms: f64,
     /// 99th percentile.
     pub finality_p99_ms: f64,
+    /// 90th percentile.
+    pub finality_p90_ms: f64,
+    /// 99.9th percentile.
+    pub finality_p999_ms: f64,
     /// Max.
     pub finality_max_ms: f64,
+    /// Mean encoded transaction size in bytes.
+    pub tx_bytes_mean: f64,
+    /// Seconds the load ran.
+    pub load_secs: f64,
     /// Height at which state roots were compared.
     pub compared_height: u64,
     /// Whether all validators have the same state root there.
@@ -88,8 +98,10 @@ pub struct LocalNet {
     pub homes: Vec<PathBuf>,
     /// API addresses.
     pub apis: Vec<String>,
-    /// Genesis.
-    pub genesis: Genesis,
+    /// Chain id.
+    pub chain_id: String,
+    /// The genesis file (also copied into every home).
+    pub genesis_path: PathBuf,
     /// Client account keys.
     pub accounts: Vec<SigningKey>,
     exe: PathBuf,
@@ -97,7 +109,9 @@ pub struct LocalNet {
 
 impl std::fmt::Debug for LocalNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalNet").field("apis", &self.apis).finish()
+        f.debug_struct("LocalNet")
+            .field("apis", &self.apis)
+            .finish()
     }
 }
 
@@ -125,12 +139,16 @@ impl Drop for LocalNet {
 
 /// Deterministic client account key `i`.
 pub fn account_key(i: usize) -> SigningKey {
-    let d = plume_crypto::hash(plume_crypto::Domain::Address, format!("plume devnet account {i}").as_bytes());
+    let d = plume_crypto::hash(
+        plume_crypto::Domain::Address,
+        format!("plume devnet account {i}").as_bytes(),
+    );
     SigningKey::from_bytes(&d.0)
 }
 
 impl LocalNet {
-    /// Create homes and genesis for `n` validators in `dir` (wiped first).
+    /// Create homes and genesis for `n` validators in `dir` (wiped first),
+    /// by running `plume init` and `plume genesis new`.
     pub fn create(exe: &Path, dir: &Path, n: usize, base_port: u16) -> Result<LocalNet> {
         if n == 0 || n > 64 {
             bail!("--validators must be 1 to 64");
@@ -139,55 +157,93 @@ impl LocalNet {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         std::fs::create_dir_all(dir.join("accounts"))?;
-        let ncores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let ncores = std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1);
+        let run = |args: &[String]| -> Result<()> {
+            let out = Command::new(exe).args(args).stdin(Stdio::null()).output()?;
+            if !out.status.success() {
+                bail!(
+                    "plume {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
         let mut homes = Vec::new();
-        let mut validators = Vec::new();
         let mut apis = Vec::new();
+        let mut gargs: Vec<String> = [
+            "genesis",
+            "new",
+            "--chain-id",
+            "plume-devnet",
+            "--view-timeout-ms",
+            "500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         for i in 0..n {
             let home = dir.join(format!("v{i}"));
-            std::fs::create_dir_all(&home)?;
             let p2p = format!("127.0.0.1:{}", base_port as usize + i);
             let api = format!("127.0.0.1:{}", base_port as usize + 100 + i);
-            let keys = NodeKeys::generate();
-            keys.save(&home, false)?;
-            let mut cfg = crate::config::Config::new(&format!("v{i}"), &p2p, &api);
-            cfg.storage.map_size_gib = 8;
             // Spread the validators' roles over the cores.
-            cfg.placement.consensus_cores = vec![(i % ncores) as u32];
-            cfg.placement.sigverify_cores = vec![((i + 1) % ncores) as u32];
-            cfg.placement.exec_cores = vec![((i + 1) % ncores) as u32];
-            crate::fsutil::write_atomic(&home.join(crate::config::CONFIG_FILE), cfg.to_commented_toml().as_bytes(), 0o644)?;
-            validators.push(keys.validator_info(&format!("v{i}"), &p2p, 1));
+            let placement = format!("{},{},{}", i % ncores, (i + 1) % ncores, (i + 1) % ncores);
+            run(&[
+                "init".into(),
+                "--home".into(),
+                home.display().to_string(),
+                "--moniker".into(),
+                format!("v{i}"),
+                "--listen-addr".into(),
+                p2p,
+                "--api-addr".into(),
+                api.clone(),
+                "--map-size-gib".into(),
+                "8".into(),
+                "--placement".into(),
+                placement,
+            ])?;
+            gargs.push("--validator".into());
+            gargs.push(home.join("validator.json").display().to_string());
             homes.push(home);
             apis.push(api);
         }
         let accounts: Vec<SigningKey> = (0..DEVNET_ACCOUNTS).map(account_key).collect();
-        let mut alloc = Vec::new();
         for (i, k) in accounts.iter().enumerate() {
             txbuild::write_account_key(&dir.join("accounts").join(format!("{i}.key")), k)?;
-            alloc.push(Alloc { address: k.public_key().address().to_hex(), amount: DEVNET_BALANCE.to_string() });
+            gargs.push("--alloc".into());
+            gargs.push(format!(
+                "{}={DEVNET_BALANCE}",
+                k.public_key().address().to_hex()
+            ));
         }
-        let params = Params { view_timeout_ms: 500, ..Params::default() };
-        let genesis = Genesis {
-            chain_id: "plume-devnet".into(),
-            genesis_time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64,
-            validators,
-            alloc,
-            params,
-        };
-        genesis.validate()?;
-        let gbytes = serde_json::to_vec_pretty(&genesis)?;
-        crate::fsutil::write_atomic(&dir.join("genesis.json"), &gbytes, 0o644)?;
+        let genesis_path = dir.join("genesis.json");
+        gargs.push("--out".into());
+        gargs.push(genesis_path.display().to_string());
+        run(&gargs)?;
         for h in &homes {
-            crate::fsutil::write_atomic(&h.join("genesis.json"), &gbytes, 0o644)?;
+            std::fs::copy(&genesis_path, h.join("genesis.json"))?;
         }
-        Ok(LocalNet { children: (0..n).map(|_| None).collect(), homes, apis, genesis, accounts, exe: exe.to_path_buf() })
+        Ok(LocalNet {
+            children: (0..n).map(|_| None).collect(),
+            homes,
+            apis,
+            chain_id: "plume-devnet".into(),
+            genesis_path,
+            accounts,
+            exe: exe.to_path_buf(),
+        })
     }
 
     /// Start validator `i` (its log goes to HOME/node.log).
     pub fn start(&mut self, i: usize) -> Result<()> {
         let home = &self.homes[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("node.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("node.log"))?;
         let child = Command::new(&self.exe)
             .args(["--log-format", "json", "start", "--home"])
             .arg(home)
@@ -224,12 +280,15 @@ impl LocalNet {
                 continue;
             }
             loop {
-                if crate::client::http_get(&self.apis[i], "/health").is_ok_and(|(s, _)| s == 200) {
+                if super::client::http_get(&self.apis[i], "/health").is_ok_and(|(s, _)| s == 200) {
                     break;
                 }
                 if let Some(c) = self.children[i].as_mut() {
                     if let Ok(Some(st)) = c.try_wait() {
-                        bail!("validator {i} exited ({st}); see {}", self.homes[i].join("node.log").display());
+                        bail!(
+                            "validator {i} exited ({st}); see {}",
+                            self.homes[i].join("node.log").display()
+                        );
                     }
                 }
                 if Instant::now() > deadline {
@@ -243,12 +302,16 @@ impl LocalNet {
 
     /// `plume_status` of validator `i`.
     pub fn status(&self, i: usize) -> Result<Value> {
-        crate::client::rpc(&self.apis[i], "plume_status", json!([]))
+        super::client::rpc(&self.apis[i], "plume_status", json!([]))
     }
 
     /// Wait until all running validators report the same height, at least
     /// `min_height`, and return (height, roots).
-    pub fn converge(&self, min_height: u64, timeout: Duration) -> Result<(u64, Vec<(u64, String)>)> {
+    pub fn converge(
+        &self,
+        min_height: u64,
+        timeout: Duration,
+    ) -> Result<(u64, Vec<(u64, String)>)> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut roots = Vec::new();
@@ -257,7 +320,10 @@ impl LocalNet {
                     continue;
                 }
                 if let Ok(s) = self.status(i) {
-                    roots.push((s["height"].as_u64().unwrap_or(0), s["state_root"].as_str().unwrap_or("").to_string()));
+                    roots.push((
+                        s["height"].as_u64().unwrap_or(0),
+                        s["state_root"].as_str().unwrap_or("").to_string(),
+                    ));
                 }
             }
             let live = self.children.iter().filter(|c| c.is_some()).count();
@@ -279,7 +345,11 @@ impl LocalNet {
 pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let exe = std::env::current_exe()?;
     let mut net = LocalNet::create(&exe, &opts.dir, opts.validators, opts.base_port)?;
-    println!("devnet: {} validators in {}", opts.validators, opts.dir.display());
+    println!(
+        "devnet: {} validators in {}",
+        opts.validators,
+        opts.dir.display()
+    );
     net.start_all(Duration::from_secs(30))?;
     println!("devnet: validators up (APIs {})", net.apis.join(", "));
     let s = drive_load(&net, opts, stop)?;
@@ -295,7 +365,7 @@ struct Pending {
 
 /// Drive the open-loop workload against a running network and summarise.
 pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
-    let chain = net.genesis.chain_id.clone();
+    let chain = net.chain_id.clone();
     let fees = Fees::default();
     let n = net.apis.len();
     // Account 0 issues a security for the DvP settlements.
@@ -303,12 +373,28 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     let mut seqs: Vec<u64> = vec![0; net.accounts.len()];
     let bond = asset_id(&issuer.public_key().address().0, 0);
     if opts.settle_every > 0 {
-        let t = txbuild::create_asset(&chain, issuer, 0, "BOND", 0, false, 1_000_000_000_000, fees, u64::MAX);
-        crate::client::rpc(&net.apis[0], "plume_submitTransaction", json!([hex::encode(t.to_bytes())]))
-            .context("creating the BOND asset")?;
+        let t = txbuild::create_asset(
+            &chain,
+            issuer,
+            0,
+            "BOND",
+            0,
+            false,
+            1_000_000_000_000,
+            fees,
+            u64::MAX,
+        );
+        super::client::rpc(
+            &net.apis[0],
+            "plume_submitTransaction",
+            json!([hex::encode(t.to_bytes())]),
+        )
+        .context("creating the BOND asset")?;
         seqs[0] = 1;
         // Wait for it to be final before settlements use it.
-        let h = crate::client::rpc(&net.apis[0], "plume_status", json!([]))?["height"].as_u64().unwrap_or(0);
+        let h = super::client::rpc(&net.apis[0], "plume_status", json!([]))?["height"]
+            .as_u64()
+            .unwrap_or(0);
         net.converge(h + 2, Duration::from_secs(30))?;
     }
     let pending = Arc::new(Mutex::new(Pending {
@@ -324,24 +410,29 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         let api = net.apis[0].clone();
         let ws_stop = watcher_stop.clone();
         std::thread::spawn(move || -> Result<()> {
-            let (mut ws, _) = tungstenite::connect(format!("ws://{api}/ws")).context("devnet: websocket")?;
+            let (mut ws, _) =
+                tungstenite::connect(format!("ws://{api}/ws")).context("devnet: websocket")?;
             if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
                 s.set_read_timeout(Some(Duration::from_millis(100)))?;
             }
             ws.send(tungstenite::Message::text(
-                json!({"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}).to_string(),
+                json!({"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]})
+                    .to_string(),
             ))?;
             while !ws_stop.load(Ordering::Relaxed) {
                 let m = match ws.read() {
                     Ok(m) => m,
                     Err(tungstenite::Error::Io(e))
-                        if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
                     {
                         continue
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let Ok(v) = serde_json::from_str::<Value>(&m.to_string()) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&m.to_string()) else {
+                    continue;
+                };
                 let r = &v["params"]["result"];
                 if let Some(hashes) = r["tx_hashes"].as_array() {
                     let now = Instant::now();
@@ -363,6 +454,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
 
     let start = Instant::now();
     let mut sent_total: u64 = 0;
+    let mut tx_bytes_total: u64 = 0;
     let mut rejected: u64 = 0;
     let mut clients: Vec<RpcClient> = net.apis.iter().map(|a| RpcClient::new(a)).collect();
     let mut next_print = start + Duration::from_secs(1);
@@ -384,6 +476,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
             target += 1;
             let mut params = Vec::with_capacity(want);
             let mut intended = Vec::with_capacity(want);
+            let mut hashes: Vec<String> = Vec::with_capacity(want);
             for j in 0..want {
                 // Intended send time of this transaction under the fixed rate.
                 let idx = sent_total + j as u64;
@@ -396,34 +489,90 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                 let tx = if opts.settle_every > 0 && k % opts.settle_every == 0 {
                     // DvP: the issuer delivers 1 BOND, the buyer pays 100 PLUME.
                     let legs = vec![
-                        Leg { asset: bond, from: issuer.public_key().address().0, to: net.accounts[a].public_key().address().0, amount: 1 },
-                        Leg { asset: NATIVE_ASSET, from: net.accounts[a].public_key().address().0, to: issuer.public_key().address().0, amount: 100 },
+                        Leg {
+                            asset: bond,
+                            from: issuer.public_key().address().0,
+                            to: net.accounts[a].public_key().address().0,
+                            amount: 1,
+                        },
+                        Leg {
+                            asset: NATIVE_ASSET,
+                            from: net.accounts[a].public_key().address().0,
+                            to: issuer.public_key().address().0,
+                            amount: 100,
+                        },
                     ];
-                    txbuild::settle(&chain, &[&net.accounts[a], issuer], seqs[a], legs, fees, u64::MAX)
+                    txbuild::settle(
+                        &chain,
+                        &[&net.accounts[a], issuer],
+                        seqs[a],
+                        legs,
+                        fees,
+                        u64::MAX,
+                    )
                 } else {
                     let to: Address = net.accounts[b].public_key().address();
-                    txbuild::transfer(&chain, &net.accounts[a], seqs[a], &to, 1, None, fees, u64::MAX)
+                    let plain = txbuild::transfer(
+                        &chain,
+                        &net.accounts[a],
+                        seqs[a],
+                        &to,
+                        1,
+                        None,
+                        fees,
+                        u64::MAX,
+                    );
+                    if opts.tx_size > 0 && plain.to_bytes().len() < opts.tx_size {
+                        txbuild::padded_payment(
+                            &chain,
+                            &net.accounts[a],
+                            seqs[a],
+                            &to,
+                            opts.tx_size,
+                            fees,
+                            u64::MAX,
+                        )
+                    } else {
+                        plain
+                    }
                 };
                 seqs[a] += 1;
                 k += 1;
-                params.push(json!([hex::encode(tx.to_bytes())]));
+                let bytes = tx.to_bytes();
+                tx_bytes_total += bytes.len() as u64;
+                hashes.push(tx.body.signing_hash().to_hex());
+                params.push(json!([hex::encode(bytes)]));
+            }
+            // Recorded before sending: a transaction can be final before the
+            // batch call returns.
+            {
+                let mut p = pending.lock().expect("not poisoned");
+                for (h, t) in hashes.iter().zip(&intended) {
+                    p.sent.insert(h.clone(), *t);
+                }
             }
             match clients[node].call_batch("plume_submitTransaction", &params) {
                 Ok(results) => {
                     let mut p = pending.lock().expect("not poisoned");
-                    for (r, t) in results.into_iter().zip(intended) {
+                    for (r, h) in results.into_iter().zip(&hashes) {
                         match r {
-                            Ok(v) => {
-                                if let Some(h) = v["hash"].as_str() {
-                                    p.sent.insert(h.to_string(), t);
+                            Ok(_) => {}
+                            Err(e) => {
+                                p.sent.remove(h);
+                                rejected += 1;
+                                if rejected <= 3 {
+                                    tracing::warn!("submission rejected: {e}");
                                 }
                             }
-                            Err(_) => rejected += 1,
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!("submission to validator {node} failed: {e:#}");
+                    let mut p = pending.lock().expect("not poisoned");
+                    for h in &hashes {
+                        p.sent.remove(h);
+                    }
                     rejected += want as u64;
                 }
             }
@@ -454,12 +603,34 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         std::thread::sleep(Duration::from_millis(50));
     }
     watcher_stop.store(true, Ordering::Relaxed);
-    let watcher_result = watcher.join().map_err(|_| anyhow!("finality watcher panicked"))?;
+    let watcher_result = watcher
+        .join()
+        .map_err(|_| anyhow!("finality watcher panicked"))?;
     if let Err(e) = watcher_result {
         tracing::warn!("finality watcher: {e:#}");
     }
+    // Transactions the watcher did not see: are they final anyway (a missed
+    // notification) or really not final?
+    {
+        let p = pending.lock().expect("not poisoned");
+        let missing: Vec<String> = p.sent.keys().take(5).cloned().collect();
+        for h in missing {
+            let r = super::client::rpc(&net.apis[0], "plume_getTransaction", json!([h]));
+            tracing::warn!(tx = %h, final_on_node0 = r.is_ok(), "transaction not seen final by the load generator");
+            eprintln!(
+                "not seen final: {h}: {}",
+                match r {
+                    Ok(v) => format!("final at height {}", v["height"]),
+                    Err(e) => format!("{e:#}"),
+                }
+            );
+        }
+    }
     let status0 = net.status(0)?;
-    let (h, roots) = net.converge(status0["height"].as_u64().unwrap_or(0), Duration::from_secs(20))?;
+    let (h, roots) = net.converge(
+        status0["height"].as_u64().unwrap_or(0),
+        Duration::from_secs(20),
+    )?;
     let p = pending.lock().expect("not poisoned");
     let roots_equal = roots.iter().all(|r| r.1 == roots[0].1);
     Ok(Summary {
@@ -471,6 +642,14 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         finality_p50_ms: p.hist.value_at_quantile(0.5) as f64,
         finality_p99_ms: p.hist.value_at_quantile(0.99) as f64,
         finality_max_ms: p.hist.max() as f64,
+        finality_p90_ms: p.hist.value_at_quantile(0.90) as f64,
+        finality_p999_ms: p.hist.value_at_quantile(0.999) as f64,
+        tx_bytes_mean: if sent_total > 0 {
+            tx_bytes_total as f64 / sent_total as f64
+        } else {
+            0.0
+        },
+        load_secs,
         compared_height: h,
         roots_equal,
         roots,
@@ -485,7 +664,10 @@ pub fn print_summary(s: &Summary) {
     println!("  finalized            {}", s.finalized);
     println!("  blocks               {}", s.blocks);
     println!("  throughput           {:.0} tx/s", s.tx_per_s);
-    println!("  finality p50 / p99   {:.0} ms / {:.0} ms (max {:.0} ms)", s.finality_p50_ms, s.finality_p99_ms, s.finality_max_ms);
+    println!(
+        "  finality p50 / p99   {:.0} ms / {:.0} ms (max {:.0} ms)",
+        s.finality_p50_ms, s.finality_p99_ms, s.finality_max_ms
+    );
     println!(
         "  state roots          {} at height {} ({})",
         if s.roots_equal { "EQUAL" } else { "DIFFERENT" },
