@@ -1,0 +1,501 @@
+//! Engine tests through the public driver API, with the cheap test scheme.
+
+use plume_consensus::*;
+use plume_crypto::Digest;
+use std::collections::VecDeque;
+
+const N: usize = 4;
+
+fn config(me: u32, committee: &TestCommittee) -> Config<TestScheme> {
+    Config {
+        me,
+        epoch: 0,
+        committee: committee.clone(),
+        chain_id: 9,
+        base_timeout_us: 100_000,
+        max_timeout_us: 800_000,
+        jitter_seed: 1,
+        commit_rule: CommitRule::TwoChain,
+        leader_reputation: true,
+        epoch_length: 0,
+    }
+}
+
+fn engines() -> (TestCommittee, Vec<TestSigner>, Vec<Engine<TestScheme>>) {
+    let (c, s) = TestCommittee::generate(N, 1);
+    let es = (0..N as u32)
+        .map(|i| Engine::new(config(i, &c), s[i as usize].clone(), None))
+        .collect();
+    (c, s, es)
+}
+
+fn proposal_of(effects: &[Effect<TestScheme>]) -> Option<Proposal<TestScheme>> {
+    effects.iter().find_map(|e| match e {
+        Effect::Broadcast(Message::Proposal(p)) => Some(p.clone()),
+        _ => None,
+    })
+}
+
+fn votes_of(effects: &[Effect<TestScheme>]) -> Vec<(u32, Vote<TestScheme>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                msg: Message::Vote(v),
+            } => Some((*to, v.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Deliver every message at once, in FIFO order, until quiet; timers are
+/// ignored. Returns the finalized effects per validator.
+fn run_lossless(
+    es: &mut [Engine<TestScheme>],
+    steps_max: usize,
+) -> Vec<Vec<(Block<TestScheme>, CommitProof<TestScheme>)>> {
+    let mut q: VecDeque<(usize, Input<TestScheme>)> = VecDeque::new();
+    let mut fin = vec![Vec::new(); es.len()];
+    for i in 0..es.len() {
+        q.push_back((i, Input::PayloadReady(vec![Digest([i as u8; 32])])));
+        q.push_back((i, Input::Start));
+    }
+    let mut steps = 0;
+    while let Some((i, input)) = q.pop_front() {
+        steps += 1;
+        if steps > steps_max {
+            break;
+        }
+        for e in es[i].step(input) {
+            match e {
+                Effect::Send { to, msg } => q.push_back((
+                    to as usize,
+                    Input::Message {
+                        from: i as u32,
+                        msg,
+                    },
+                )),
+                Effect::Broadcast(msg) => {
+                    for j in 0..es.len() {
+                        if j != i {
+                            q.push_back((
+                                j,
+                                Input::Message {
+                                    from: i as u32,
+                                    msg: msg.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+                Effect::Finalized { block, proof } => fin[i].push((block, proof)),
+                _ => {}
+            }
+        }
+    }
+    fin
+}
+
+#[test]
+fn four_validators_finalize_one_chain_with_valid_proofs() {
+    let (c, _, mut es) = engines();
+    let fin = run_lossless(&mut es, 5_000);
+    for f in &fin {
+        assert!(f.len() >= 10, "only {} blocks finalized", f.len());
+        for (k, (b, _)) in f.iter().enumerate() {
+            assert_eq!(b.height, k as u64 + 1);
+            if let Some((b0, _)) = fin[0].get(k) {
+                assert_eq!(b.id, b0.id, "validators disagree at height {}", b.height);
+            }
+        }
+    }
+    // Every proof checks offline, and breaking it is noticed.
+    for (b, p) in &fin[0] {
+        let proven = p.verify_direct(&c).expect("valid proof");
+        assert!(proven == b.id || p.child.height > b.height);
+        let mut bad = p.clone();
+        bad.child_qc.view += 1;
+        assert!(bad.verify_direct(&c).is_err());
+        let mut bad = p.clone();
+        bad.child.payload.push(Digest([7; 32]));
+        assert!(bad.verify_direct(&c).is_err());
+    }
+}
+
+#[test]
+fn vote_is_persisted_before_it_is_sent() {
+    let (_, _, mut es) = engines();
+    let start = es[1].step(Input::Start); // validator 1 leads view 1
+    let p = proposal_of(&start).expect("leader of view 1 proposes");
+    es[3].step(Input::Start);
+    let effects = es[3].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p),
+    });
+    let persist = effects
+        .iter()
+        .position(|e| matches!(e, Effect::PersistSafety(s) if s.last_voted_view == 1))
+        .expect("safety state persisted");
+    let send = effects
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: Message::Vote(_),
+                    ..
+                }
+            )
+        })
+        .expect("vote sent");
+    assert!(
+        persist < send,
+        "vote left before the safety state was persisted"
+    );
+}
+
+#[test]
+fn restart_from_persisted_state_never_double_votes() {
+    let (c, s, mut es) = engines();
+    let p = proposal_of(&es[1].step(Input::Start)).expect("proposal");
+    let mut other = p.clone();
+    other.block.payload.push(Digest([42; 32]));
+    other.block.id = other.block.compute_id();
+
+    es[3].step(Input::Start);
+    let effects = es[3].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    });
+    assert_eq!(votes_of(&effects).len(), 1);
+    let safety = effects
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Effect::PersistSafety(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("persisted");
+    let blocks: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PersistBlock(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    let genesis = es[3].genesis().id;
+    // Restarted from the persisted state: no vote for the conflicting block.
+    let mut restarted = Engine::new(
+        config(3, &c),
+        s[3].clone(),
+        Some(Recovered {
+            safety: Some(safety),
+            blocks,
+            committed: genesis,
+        }),
+    );
+    restarted.step(Input::Start);
+    let effects = restarted.step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(other.clone()),
+    });
+    assert!(votes_of(&effects).is_empty(), "double vote after restart");
+    // Control: a validator with no state would vote for it.
+    let mut fresh = Engine::new(config(3, &c), s[3].clone(), None);
+    fresh.step(Input::Start);
+    let effects = fresh.step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(other),
+    });
+    assert_eq!(votes_of(&effects).len(), 1);
+}
+
+#[test]
+fn leader_aggregates_a_quorum_and_drops_bad_votes() {
+    let (_, s, mut es) = engines();
+    let start = es[1].step(Input::Start);
+    let p = proposal_of(&start).expect("proposal");
+    // The leader votes for its own proposal.
+    let mut votes = votes_of(&start);
+    assert_eq!(votes.len(), 1);
+    for i in [0usize, 3] {
+        es[i].step(Input::Start);
+        let eff = es[i].step(Input::Message {
+            from: 1,
+            msg: Message::Proposal(p.clone()),
+        });
+        votes.extend(votes_of(&eff));
+    }
+    let leader2 = votes[0].0 as usize;
+    assert!(votes.iter().all(|(to, _)| *to as usize == leader2));
+    let mut el = Engine::new(
+        config(leader2 as u32, &TestCommittee::generate(N, 1).0),
+        s[leader2].clone(),
+        None,
+    );
+    el.step(Input::Start);
+    // A vote with a bad signature from validator 3 arrives first.
+    let mut bad = votes
+        .iter()
+        .find(|(_, v)| v.voter == 3)
+        .expect("vote of 3")
+        .1
+        .clone();
+    bad.sig = Digest([0; 32]);
+    let good: Vec<_> = votes
+        .iter()
+        .filter(|(_, v)| v.voter != leader2 as u32)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut proposals = Vec::new();
+    let mut msgs = vec![bad];
+    msgs.extend(good);
+    for v in msgs {
+        let eff = el.step(Input::Message {
+            from: v.voter,
+            msg: Message::Vote(v),
+        });
+        proposals.extend(proposal_of(&eff));
+    }
+    // Leader's own vote (it must see the proposal to vote).
+    let eff = el.step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    });
+    proposals.extend(proposal_of(&eff));
+    assert_eq!(el.metrics().rejected.get("bad signature"), Some(&1));
+    let p2 = proposals
+        .first()
+        .expect("a quorum of valid votes forms a QC");
+    assert_eq!(p2.block.view, 2);
+    assert_eq!(p2.block.justify.block, p.block.id);
+    assert_eq!(el.metrics().qcs_formed, 1);
+}
+
+#[test]
+fn timeouts_form_a_certificate_and_back_off() {
+    let (c, _, mut es) = engines();
+    let first = es[0].step(Input::Start);
+    let t1 = first
+        .iter()
+        .find_map(|e| match e {
+            Effect::SetTimer { after_us, .. } => Some(*after_us),
+            _ => None,
+        })
+        .expect("timer");
+    // Validators 0, 2, 3 time out in view 1 (leader 1 is silent).
+    let mut touts = Vec::new();
+    for i in [0usize, 2, 3] {
+        if i != 0 {
+            es[i].step(Input::Start);
+        }
+        let eff = es[i].step(Input::TimerFired(Timer::View(1)));
+        let persist = eff
+            .iter()
+            .position(|e| matches!(e, Effect::PersistSafety(_)))
+            .expect("persist");
+        let send = eff
+            .iter()
+            .position(|e| matches!(e, Effect::Broadcast(Message::Timeout(_))))
+            .expect("timeout broadcast");
+        assert!(persist < send);
+        touts.extend(eff.iter().filter_map(|e| match e {
+            Effect::Broadcast(Message::Timeout(t)) => Some(t.clone()),
+            _ => None,
+        }));
+    }
+    let mut tc = None;
+    for t in touts.iter().filter(|t| t.voter != 0) {
+        for e in es[0].step(Input::Message {
+            from: t.voter,
+            msg: Message::Timeout(t.clone()),
+        }) {
+            if let Effect::Broadcast(Message::Certificates { tc: Some(x), .. }) = e {
+                tc = Some(x);
+            }
+        }
+    }
+    let tc = tc.expect("three timeouts form a TC");
+    assert!(tc.verify(&c));
+    assert_eq!(es[0].view(), 2);
+    let mut dup = tc.clone();
+    dup.entries.push(dup.entries[0]);
+    assert!(!dup.verify(&c), "duplicate voters accepted");
+    let mut short = tc.clone();
+    short.entries.truncate(2);
+    assert!(!short.verify(&c), "TC without quorum accepted");
+    // Backoff: after a timeout the next view's timer is longer.
+    let high_qc = es[0].high_qc().clone();
+    let t2 = es[3]
+        .step(Input::Message {
+            from: 0,
+            msg: Message::Certificates {
+                high_qc,
+                tc: Some(tc),
+            },
+        })
+        .iter()
+        .find_map(|e| match e {
+            Effect::SetTimer { after_us, .. } => Some(*after_us),
+            _ => None,
+        })
+        .expect("timer for view 2");
+    assert!(t2 >= 2 * 100_000 && t1 < 2 * 100_000, "t1 {t1}, t2 {t2}");
+}
+
+/// One row per kind of bad peer input: the message is dropped and counted
+/// under the expected reason.
+#[test]
+fn invalid_peer_input_is_dropped_and_counted() {
+    let (_, s, mut es) = engines();
+    let p = proposal_of(&es[1].step(Input::Start)).expect("proposal");
+    let vote = {
+        es[3].step(Input::Start);
+        votes_of(&es[3].step(Input::Message {
+            from: 1,
+            msg: Message::Proposal(p.clone()),
+        }))[0]
+            .1
+            .clone()
+    };
+    let timeout = es[3]
+        .step(Input::TimerFired(Timer::View(1)))
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Broadcast(Message::Timeout(t)) => Some(t),
+            _ => None,
+        })
+        .expect("timeout");
+    let _ = s;
+    let mut cases: Vec<(u32, Message<TestScheme>, &str)> = Vec::new();
+    let mut x = p.clone();
+    x.block.view += 1;
+    cases.push((1, Message::Proposal(x), "block id mismatch"));
+    cases.push((
+        2,
+        Message::Proposal(p.clone()),
+        "proposal not from its proposer",
+    ));
+    let mut x = p.clone();
+    x.block.payload = vec![Digest::ZERO; types::PAYLOAD_DIGESTS_MAX + 1];
+    x.block.id = x.block.compute_id();
+    cases.push((1, Message::Proposal(x), "payload too large"));
+    let mut x = p.clone();
+    x.block.proposer = 3;
+    x.block.id = x.block.compute_id();
+    cases.push((3, Message::Proposal(x), "proposer is not the leader"));
+    let mut x = p.clone();
+    x.block.epoch = 5;
+    x.block.id = x.block.compute_id();
+    cases.push((1, Message::Proposal(x), "future epoch"));
+    let mut x = p.clone();
+    x.block.justify.view = 1;
+    x.block.justify.cert = Some(TestCert {
+        signers: vec![0, 1, 2],
+        sigs: vec![Digest::ZERO; 3],
+    });
+    x.block.view = 2;
+    x.block.id = x.block.compute_id();
+    cases.push((1, Message::Proposal(x), "bad certificate"));
+    cases.push((2, Message::Vote(vote.clone()), "vote not from its voter"));
+    let mut x = vote.clone();
+    x.view = 10_000;
+    cases.push((3, Message::Vote(x), "vote view out of range"));
+    let mut x = timeout.clone();
+    x.sig = Digest([1; 32]);
+    cases.push((3, Message::Timeout(x), "bad signature"));
+    let mut x = timeout.clone();
+    x.high_qc.view = x.view;
+    cases.push((3, Message::Timeout(x), "timeout view out of range"));
+    cases.push((
+        3,
+        Message::SyncResponse {
+            blocks: vec![p.block.clone(); types::SYNC_BLOCKS_MAX + 1],
+        },
+        "sync response too large",
+    ));
+    cases.push((9, Message::Vote(vote.clone()), "sender not a member"));
+
+    let e = &mut es[0];
+    e.step(Input::Start);
+    for (from, msg, reason) in cases {
+        let before = e.metrics().rejected.get(reason).copied().unwrap_or(0);
+        let total = e.metrics().rejected_total();
+        e.step(Input::Message { from, msg });
+        assert_eq!(
+            e.metrics().rejected.get(reason).copied().unwrap_or(0),
+            before + 1,
+            "{reason}: {:?}",
+            e.metrics().rejected
+        );
+        assert_eq!(e.metrics().rejected_total(), total + 1, "{reason}");
+    }
+}
+
+/// Random field values in every message kind: never a panic.
+#[test]
+fn random_peer_input_never_panics() {
+    let (_, _, mut es) = engines();
+    let p = proposal_of(&es[1].step(Input::Start)).expect("proposal");
+    let e = &mut es[0];
+    e.step(Input::Start);
+    let mut x = 0x1234_5678_u64;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let r = rnd();
+        let small = |v: u64| v % 8;
+        let msg = match r % 6 {
+            0 => {
+                let mut q = p.clone();
+                q.block.view = small(rnd());
+                q.block.height = small(rnd());
+                q.block.justify.view = small(rnd());
+                q.block.proposer = small(rnd()) as u32;
+                if rnd() % 2 == 0 {
+                    q.block.id = q.block.compute_id();
+                }
+                Message::Proposal(q)
+            }
+            1 => Message::Vote(Vote {
+                epoch: small(rnd()) % 2,
+                view: small(rnd()),
+                block: Digest([rnd() as u8; 32]),
+                height: small(rnd()),
+                voter: small(rnd()) as u32,
+                sig: Digest([rnd() as u8; 32]),
+            }),
+            2 => Message::Timeout(Timeout {
+                epoch: 0,
+                view: small(rnd()),
+                high_qc: p.block.justify.clone(),
+                voter: small(rnd()) as u32,
+                sig: Digest([rnd() as u8; 32]),
+            }),
+            3 => Message::SyncRequest {
+                block: p.block.id,
+                max: rnd() as u32,
+            },
+            4 => Message::SyncResponse {
+                blocks: vec![p.block.clone(); small(rnd()) as usize],
+            },
+            _ => Message::Certificates {
+                high_qc: p.block.justify.clone(),
+                tc: Some(TimeoutCert {
+                    epoch: 0,
+                    view: small(rnd()),
+                    entries: vec![(small(rnd()) as u32, small(rnd()), Digest([1; 32]))],
+                }),
+            },
+        };
+        let from = small(rnd()) as u32;
+        e.step(Input::Message { from, msg });
+    }
+    assert!(e.metrics().rejected_total() > 1_000);
+    assert!(e.blocks_held() < 64);
+}

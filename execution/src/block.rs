@@ -1,0 +1,657 @@
+//! Applying a block: prepared transactions in, sorted state writes,
+//! receipts, the next base fee and supply accounting out.
+//!
+//! Steps:
+//! 1. Pre-pass, in block order, no state: stateless limits, chain id,
+//!    expiry, fee cap against the base fee, and the block gas budget
+//!    (intrinsic gas is known without state). Failures here are
+//!    `Rejected` receipts.
+//! 2. The survivors are planned into conflict-free shards ([`schedule`]) and
+//!    each shard runs in block order through its own overlay of the state:
+//!    sequence check, fee charge, payload (undone entirely on failure).
+//! 3. Shard overlays (disjoint by construction) are merged; the fees'
+//!    treasury, fee-pool and tip shares are credited (deferred to the end of
+//!    the block so fee recipients are never a conflict); the ledger metadata
+//!    gets the new height, base fee and burned total; PLUME and per-asset
+//!    conservation are asserted; the writes are sorted.
+//!
+//! [`apply_block`] runs the shards one after another on the calling thread;
+//! [`apply_block_sharded`] runs them on scoped threads. Both give the same
+//! output for any shard count (property-tested).
+
+use crate::fees::{self, FeeSplit};
+use crate::receipt::{Cause, Event, Reason, Receipt, Status};
+use crate::schedule;
+use crate::state::{self, meta_key, AssetInfo, Overlay};
+use crate::tx::{asset_id, Payload, PreparedTx, SupplyPolicy, NATIVE_ASSET};
+use crate::{fee_pool_address, ExecError, Params};
+use plume_crypto::ed25519::Address;
+use plume_crypto::Digest;
+use plume_storage::{AuthenticatedState, StateWrite};
+
+/// What execution needs to know about the block besides its transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockContext {
+    /// Height (the state's height + 1).
+    pub height: u64,
+    /// Proposer's account: receives the tips.
+    pub proposer: Address,
+}
+
+/// Fee totals of a block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeeTotals {
+    /// Paid by payers.
+    pub paid: u128,
+    /// Burned.
+    pub burned: u128,
+    /// Credited to the treasury.
+    pub treasury: u128,
+    /// Credited to the fee pool.
+    pub pool: u128,
+    /// Credited to the proposer.
+    pub tips: u128,
+}
+
+impl FeeTotals {
+    fn add(&mut self, s: &FeeSplit) {
+        self.paid += s.paid;
+        self.burned += s.burned;
+        self.treasury += s.treasury;
+        self.pool += s.pool;
+        self.tips += s.tip;
+    }
+
+    fn merge(&mut self, o: &FeeTotals) {
+        self.paid += o.paid;
+        self.burned += o.burned;
+        self.treasury += o.treasury;
+        self.pool += o.pool;
+        self.tips += o.tips;
+    }
+}
+
+/// The result of a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockOutput {
+    /// State changes, sorted by key, each key once.
+    pub writes: Vec<StateWrite>,
+    /// One receipt per transaction, in block order.
+    pub receipts: Vec<Receipt>,
+    /// Balance changes of the block itself (fee shares credited at the end).
+    pub block_events: Vec<Event>,
+    /// Gas charged in the block.
+    pub gas_used: u64,
+    /// Base fee per gas this block charged.
+    pub base_fee_per_gas: u64,
+    /// Base fee per gas of the next block.
+    pub next_base_fee_per_gas: u64,
+    /// Fee totals.
+    pub fees: FeeTotals,
+    /// Ledger metadata after the block (supply accounting included).
+    pub meta: state::LedgerMeta,
+}
+
+/// Apply the writes of `out` to `state`; returns the new root.
+pub fn commit<S: AuthenticatedState>(
+    state: &mut S,
+    out: &BlockOutput,
+) -> Result<Digest, ExecError> {
+    state.apply(&out.writes).map_err(ExecError::storage)
+}
+
+/// Apply a block on the calling thread (no threads, no clock, no I/O).
+pub fn apply_block<S: AuthenticatedState + ?Sized>(
+    state: &S,
+    params: &Params,
+    ctx: &BlockContext,
+    txs: &[PreparedTx],
+) -> Result<BlockOutput, ExecError> {
+    let mut plan = prepare(state, params, ctx, txs, 1)?;
+    let lists = std::mem::take(&mut plan.lists);
+    let results = lists
+        .iter()
+        .map(|l| run_shard(state, params, txs, &plan, l))
+        .collect();
+    finish(state, params, ctx, plan, results)
+}
+
+/// Apply a block with its conflict-free shards run on up to `shards`
+/// scoped threads. Equal to [`apply_block`].
+pub fn apply_block_sharded<S: AuthenticatedState + Sync + ?Sized>(
+    state: &S,
+    params: &Params,
+    ctx: &BlockContext,
+    txs: &[PreparedTx],
+    shards: usize,
+) -> Result<BlockOutput, ExecError> {
+    apply_block_sharded_with(state, params, ctx, txs, shards, &|_| {})
+}
+
+/// [`apply_block_sharded`] with a hook each worker thread calls first with
+/// its shard index (1.. ; shard 0 runs on the calling thread): the node and
+/// the benchmark pin workers to cores with it (threads inherit the
+/// caller's affinity otherwise).
+pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
+    state: &S,
+    params: &Params,
+    ctx: &BlockContext,
+    txs: &[PreparedTx],
+    shards: usize,
+    on_worker_start: &(dyn Fn(usize) + Sync),
+) -> Result<BlockOutput, ExecError> {
+    let mut plan = prepare(state, params, ctx, txs, shards)?;
+    let lists = std::mem::take(&mut plan.lists);
+    let results = if lists.len() <= 1 {
+        lists
+            .iter()
+            .map(|l| run_shard(state, params, txs, &plan, l))
+            .collect()
+    } else {
+        let plan_ref = &plan;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = lists[1..]
+                .iter()
+                .enumerate()
+                .map(|(k, l)| {
+                    scope.spawn(move || {
+                        on_worker_start(k + 1);
+                        run_shard(state, params, txs, plan_ref, l)
+                    })
+                })
+                .collect();
+            let mut results = vec![run_shard(state, params, txs, plan_ref, &lists[0])];
+            for h in handles {
+                results.push(h.join().unwrap_or(Err(ExecError::WorkerPanicked)));
+            }
+            results
+        })
+    };
+    finish(state, params, ctx, plan, results)
+}
+
+/// A transaction that passed the pre-pass.
+struct Admitted {
+    gas_used: u64,
+    tip_per_gas: u64,
+}
+
+/// The pre-pass result: receipts of rejected transactions, the admitted
+/// ones and their shard lists.
+struct Plan {
+    meta: state::LedgerMeta,
+    receipts: Vec<Option<Receipt>>,
+    admitted: Vec<Option<Admitted>>,
+    lists: Vec<Vec<u32>>,
+}
+
+struct ShardResult<'s, S: ?Sized> {
+    overlay: Overlay<'s, S>,
+    receipts: Vec<(u32, Receipt)>,
+    gas_used: u64,
+    fees: FeeTotals,
+}
+
+fn prepare<S: AuthenticatedState + ?Sized>(
+    state: &S,
+    params: &Params,
+    ctx: &BlockContext,
+    txs: &[PreparedTx],
+    shards: usize,
+) -> Result<Plan, ExecError> {
+    params.validate()?;
+    if txs.len() > params.block_txs_max as usize {
+        return Err(ExecError::TooManyTxs {
+            got: txs.len(),
+            max: params.block_txs_max,
+        });
+    }
+    let meta = state::read_ledger_meta(state)?;
+    let expected = meta
+        .height
+        .checked_add(1)
+        .ok_or(ExecError::CorruptState("height"))?;
+    if ctx.height != expected {
+        return Err(ExecError::WrongHeight {
+            got: ctx.height,
+            expected,
+        });
+    }
+    let base_fee = meta.base_fee_per_gas;
+    let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
+    let mut admitted: Vec<Option<Admitted>> = Vec::with_capacity(txs.len());
+    let mut items: Vec<u32> = Vec::with_capacity(txs.len());
+    let mut block_gas: u64 = 0;
+    for (i, ptx) in txs.iter().enumerate() {
+        match prepass(ptx, params, ctx, base_fee, &mut block_gas) {
+            Ok(a) => {
+                admitted.push(Some(a));
+                items.push(i as u32);
+            }
+            Err(reason) => {
+                admitted.push(None);
+                receipts[i] = Some(Receipt::rejected(ptx.hash.0, reason));
+            }
+        }
+    }
+    let lists = schedule::plan(txs, &items, shards);
+    Ok(Plan {
+        meta,
+        receipts,
+        admitted,
+        lists,
+    })
+}
+
+fn run_shard<'s, S: AuthenticatedState + ?Sized>(
+    state: &'s S,
+    params: &Params,
+    txs: &[PreparedTx],
+    plan: &Plan,
+    list: &[u32],
+) -> Result<ShardResult<'s, S>, ExecError> {
+    let mut sh = ShardResult {
+        overlay: Overlay::new(state, 2 * list.len()),
+        receipts: Vec::with_capacity(list.len()),
+        gas_used: 0,
+        fees: FeeTotals::default(),
+    };
+    let base_fee = plan.meta.base_fee_per_gas;
+    for &i in list {
+        let a = plan.admitted[i as usize]
+            .as_ref()
+            .expect("planned txs are admitted");
+        let (r, split) = exec_tx(&mut sh.overlay, params, &txs[i as usize], a, base_fee)?;
+        sh.gas_used += r.gas_used;
+        sh.fees.add(&split);
+        sh.receipts.push((i, r));
+    }
+    Ok(sh)
+}
+
+fn finish<'s, S: AuthenticatedState + ?Sized>(
+    state: &'s S,
+    params: &Params,
+    ctx: &BlockContext,
+    plan: Plan,
+    results: Vec<Result<ShardResult<'s, S>, ExecError>>,
+) -> Result<BlockOutput, ExecError> {
+    let Plan {
+        meta, mut receipts, ..
+    } = plan;
+    let base_fee = meta.base_fee_per_gas;
+    let mut results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // The largest shard's overlay is the base the others merge into.
+    let largest =
+        (0..results.len()).max_by_key(|&i| (results[i].overlay.accounts.len(), usize::MAX - i));
+    let mut overlay = match largest {
+        Some(i) => std::mem::replace(&mut results[i].overlay, Overlay::new(state, 0)),
+        None => Overlay::new(state, 0),
+    };
+    let mut gas_used: u64 = 0;
+    let mut fees = FeeTotals::default();
+    for r in results {
+        overlay.absorb(r.overlay);
+        gas_used += r.gas_used;
+        fees.merge(&r.fees);
+        for (i, rec) in r.receipts {
+            receipts[i as usize] = Some(rec);
+        }
+    }
+    let mut block_events = Vec::new();
+    for (who, amount, cause) in [
+        (params.treasury, fees.treasury, Cause::Treasury),
+        (fee_pool_address(), fees.pool, Cause::FeePool),
+        (ctx.proposer, fees.tips, Cause::Tip),
+    ] {
+        if amount == 0 {
+            continue;
+        }
+        let mut rec = overlay.account(&who.0)?;
+        // Cannot overflow: every balance is part of a supply that fits u128.
+        rec.balance = rec.balance.checked_add(amount).expect("supply fits u128");
+        overlay.set_account(&who.0, rec);
+        block_events.push(Event {
+            account: who.0,
+            asset: NATIVE_ASSET,
+            credit: true,
+            amount,
+            cause,
+        });
+    }
+    overlay.clear_journal();
+
+    // Conservation: PLUME balances fell by exactly what was burned; every
+    // asset's balances moved by exactly its supply change.
+    let net = overlay.net_deltas();
+    let supply = overlay.supply_deltas();
+    assert_eq!(
+        net.get(&NATIVE_ASSET).copied().unwrap_or(0),
+        0u128.wrapping_sub(fees.burned),
+        "PLUME conservation broken"
+    );
+    for (asset, d) in &net {
+        if asset != &NATIVE_ASSET {
+            assert_eq!(
+                *d,
+                supply.get(asset).copied().unwrap_or(0),
+                "asset conservation broken"
+            );
+        }
+    }
+    for (asset, d) in &supply {
+        assert_eq!(
+            *d,
+            net.get(asset).copied().unwrap_or(0),
+            "asset supply conservation broken"
+        );
+    }
+
+    let next_base_fee = fees::next_base_fee(params, base_fee, gas_used);
+    let new_meta = state::LedgerMeta {
+        height: ctx.height,
+        base_fee_per_gas: next_base_fee,
+        genesis_supply: meta.genesis_supply,
+        minted: meta.minted,
+        burned: meta.burned + fees.burned,
+    };
+    assert!(new_meta.burned <= new_meta.genesis_supply + new_meta.minted);
+    let mut writes = overlay.into_writes();
+    let mk = meta_key();
+    let pos = writes
+        .binary_search_by(|w| w.0.cmp(&mk))
+        .expect_err("meta is not an overlay key");
+    writes.insert(pos, (mk, Some(new_meta.encode())));
+
+    Ok(BlockOutput {
+        writes,
+        receipts: receipts
+            .into_iter()
+            .map(|r| r.expect("every transaction has a receipt"))
+            .collect(),
+        block_events,
+        gas_used,
+        base_fee_per_gas: base_fee,
+        next_base_fee_per_gas: next_base_fee,
+        fees,
+        meta: new_meta,
+    })
+}
+
+fn prepass(
+    ptx: &PreparedTx,
+    params: &Params,
+    ctx: &BlockContext,
+    base_fee: u64,
+    block_gas: &mut u64,
+) -> Result<Admitted, Reason> {
+    let body = &ptx.tx.body;
+    ptx.tx.check_limits()?;
+    if ptx.signer_addresses.len() != body.signers.len() {
+        return Err(Reason::SignerCount);
+    }
+    if body.chain_id != params.chain_id {
+        return Err(Reason::WrongChain);
+    }
+    ptx.check_authorized()?;
+    if ctx.height > body.expiry_height {
+        return Err(Reason::Expired);
+    }
+    let tip_per_gas =
+        fees::effective_tip(body.max_fee_per_gas, body.priority_fee_per_gas, base_fee)
+            .ok_or(Reason::FeeCapBelowBaseFee)?;
+    let gas_used = body.intrinsic_gas().min(body.gas_limit);
+    let total = block_gas
+        .checked_add(gas_used)
+        .filter(|t| *t <= params.block_gas_limit)
+        .ok_or(Reason::BlockGasLimit)?;
+    *block_gas = total;
+    Ok(Admitted {
+        gas_used,
+        tip_per_gas,
+    })
+}
+
+/// Execute one admitted transaction.
+fn exec_tx<S: AuthenticatedState + ?Sized>(
+    ov: &mut Overlay<'_, S>,
+    params: &Params,
+    ptx: &PreparedTx,
+    a: &Admitted,
+    base_fee: u64,
+) -> Result<(Receipt, FeeSplit), ExecError> {
+    ov.clear_journal();
+    let body = &ptx.tx.body;
+    let payer = ptx.signer_addresses[0].0;
+    let mut acct = ov.account(&payer)?;
+    if acct.sequence != body.sequence {
+        return Ok((
+            Receipt::rejected(ptx.hash.0, Reason::BadSequence),
+            FeeSplit::default(),
+        ));
+    }
+    let Some(next_seq) = acct.sequence.checked_add(1) else {
+        return Ok((
+            Receipt::rejected(ptx.hash.0, Reason::SequenceExhausted),
+            FeeSplit::default(),
+        ));
+    };
+    let split = fees::split_fee(params, a.gas_used, base_fee, a.tip_per_gas);
+    if acct.balance < split.paid {
+        return Ok((
+            Receipt::rejected(ptx.hash.0, Reason::InsufficientFeeBalance),
+            FeeSplit::default(),
+        ));
+    }
+    acct.balance -= split.paid;
+    acct.sequence = next_seq;
+    ov.set_account(&payer, acct);
+    let mut events = Vec::with_capacity(3);
+    if split.paid > 0 {
+        events.push(Event {
+            account: payer,
+            asset: NATIVE_ASSET,
+            credit: false,
+            amount: split.paid,
+            cause: Cause::Fee,
+        });
+    }
+    let mut receipt = Receipt {
+        tx_hash: ptx.hash.0,
+        status: Status::Success,
+        reason: Reason::Ok,
+        gas_used: a.gas_used,
+        fee_paid: split.paid,
+        fee_burned: split.burned,
+        tip: split.tip,
+        events: Vec::new(),
+    };
+    if body.gas_limit < body.intrinsic_gas() {
+        receipt.status = Status::Failed;
+        receipt.reason = Reason::OutOfGas;
+        receipt.events = events;
+        return Ok((receipt, split));
+    }
+    let mark = ov.mark();
+    let fee_events = events.len();
+    match run_payload(ov, ptx, &mut events)? {
+        Ok(()) => {}
+        Err(reason) => {
+            ov.rollback(mark);
+            events.truncate(fee_events);
+            receipt.status = Status::Failed;
+            receipt.reason = reason;
+        }
+    }
+    receipt.events = events;
+    Ok((receipt, split))
+}
+
+fn debit<S: AuthenticatedState + ?Sized>(
+    ov: &mut Overlay<'_, S>,
+    who: &[u8; 32],
+    asset: &[u8; 32],
+    amount: u128,
+    cause: Cause,
+    events: &mut Vec<Event>,
+) -> Result<Result<(), Reason>, ExecError> {
+    let b = ov.balance(who, asset)?;
+    let Some(nb) = b.checked_sub(amount) else {
+        return Ok(Err(Reason::InsufficientBalance));
+    };
+    ov.set_balance(who, asset, nb);
+    events.push(Event {
+        account: *who,
+        asset: *asset,
+        credit: false,
+        amount,
+        cause,
+    });
+    Ok(Ok(()))
+}
+
+fn credit<S: AuthenticatedState + ?Sized>(
+    ov: &mut Overlay<'_, S>,
+    who: &[u8; 32],
+    asset: &[u8; 32],
+    amount: u128,
+    cause: Cause,
+    events: &mut Vec<Event>,
+) -> Result<Result<(), Reason>, ExecError> {
+    let b = ov.balance(who, asset)?;
+    let Some(nb) = b.checked_add(amount) else {
+        return Ok(Err(Reason::Overflow));
+    };
+    ov.set_balance(who, asset, nb);
+    events.push(Event {
+        account: *who,
+        asset: *asset,
+        credit: true,
+        amount,
+        cause,
+    });
+    Ok(Ok(()))
+}
+
+/// `?` for the inner reason while the outer error is a storage failure.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e? {
+            Ok(v) => v,
+            Err(reason) => return Ok(Err(reason)),
+        }
+    };
+}
+
+fn run_payload<S: AuthenticatedState + ?Sized>(
+    ov: &mut Overlay<'_, S>,
+    ptx: &PreparedTx,
+    events: &mut Vec<Event>,
+) -> Result<Result<(), Reason>, ExecError> {
+    let body = &ptx.tx.body;
+    let payer = ptx.signer_addresses[0].0;
+    match &body.payload {
+        Payload::Transfer { asset, to, amount } => {
+            tri!(debit(ov, &payer, asset, *amount, Cause::Transfer, events));
+            tri!(credit(ov, to, asset, *amount, Cause::Transfer, events));
+        }
+        Payload::CreateAsset {
+            symbol,
+            decimals,
+            policy,
+            initial_supply,
+        } => {
+            let id = asset_id(&payer, body.sequence);
+            if ov.asset(&id)?.is_some() {
+                return Ok(Err(Reason::AssetExists));
+            }
+            ov.set_asset(
+                &id,
+                AssetInfo {
+                    issuer: payer,
+                    supply: *initial_supply,
+                    decimals: *decimals,
+                    policy: *policy,
+                    symbol: symbol.clone(),
+                },
+            );
+            if *initial_supply > 0 {
+                tri!(credit(
+                    ov,
+                    &payer,
+                    &id,
+                    *initial_supply,
+                    Cause::Mint,
+                    events
+                ));
+            }
+        }
+        Payload::Mint { asset, to, amount } => {
+            let Some(mut info) = ov.asset(asset)? else {
+                return Ok(Err(Reason::UnknownAsset));
+            };
+            if info.issuer != payer {
+                return Ok(Err(Reason::NotIssuer));
+            }
+            if info.policy != SupplyPolicy::IssuerMintable {
+                return Ok(Err(Reason::SupplyFixed));
+            }
+            let Some(s) = info.supply.checked_add(*amount) else {
+                return Ok(Err(Reason::Overflow));
+            };
+            info.supply = s;
+            ov.set_asset(asset, info);
+            tri!(credit(ov, to, asset, *amount, Cause::Mint, events));
+        }
+        Payload::Burn { asset, amount } => {
+            let Some(mut info) = ov.asset(asset)? else {
+                return Ok(Err(Reason::UnknownAsset));
+            };
+            if info.issuer != payer {
+                return Ok(Err(Reason::NotIssuer));
+            }
+            if info.policy != SupplyPolicy::IssuerMintable {
+                return Ok(Err(Reason::SupplyFixed));
+            }
+            tri!(debit(ov, &payer, asset, *amount, Cause::Burn, events));
+            // The issuer's balance is part of the supply, so this holds.
+            info.supply = info.supply.checked_sub(*amount).expect("balance <= supply");
+            ov.set_asset(asset, info);
+        }
+        Payload::Settle { legs } => {
+            // Every `from` signed: checked in the pre-pass.
+            for l in legs {
+                tri!(debit(
+                    ov,
+                    &l.from,
+                    &l.asset,
+                    l.amount,
+                    Cause::Transfer,
+                    events
+                ));
+                tri!(credit(
+                    ov,
+                    &l.to,
+                    &l.asset,
+                    l.amount,
+                    Cause::Transfer,
+                    events
+                ));
+            }
+        }
+        Payload::BatchPay { asset, payments } => {
+            let mut total: u128 = 0;
+            for p in payments {
+                let Some(t) = total.checked_add(p.amount) else {
+                    return Ok(Err(Reason::Overflow));
+                };
+                total = t;
+            }
+            tri!(debit(ov, &payer, asset, total, Cause::Transfer, events));
+            for p in payments {
+                tri!(credit(ov, &p.to, asset, p.amount, Cause::Transfer, events));
+            }
+        }
+    }
+    Ok(Ok(()))
+}

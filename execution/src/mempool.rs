@@ -1,0 +1,78 @@
+//! The stateful pre-check the mempool runs before admitting a transaction
+//! (after its signatures were verified): everything that would make it a
+//! `Rejected` receipt at the next height, plus a sequence window and the
+//! payer's ability to pay its maximum fee.
+
+use crate::fees;
+use crate::receipt::Reason;
+use crate::state::{read_account, read_ledger_meta};
+use crate::tx::PreparedTx;
+use crate::{ExecError, Params};
+use plume_storage::AuthenticatedState;
+
+/// How far ahead of the payer's next sequence a transaction may be queued.
+pub const SEQUENCE_WINDOW: u64 = 64;
+
+/// Why the mempool refuses a transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum PrecheckError {
+    /// The transaction would be rejected or cannot pay.
+    #[error("transaction refused: {0:?}")]
+    Refused(Reason),
+    /// The state could not be read.
+    #[error(transparent)]
+    State(#[from] ExecError),
+}
+
+impl From<Reason> for PrecheckError {
+    fn from(r: Reason) -> Self {
+        PrecheckError::Refused(r)
+    }
+}
+
+/// Check `ptx` against the current state for inclusion in the next block.
+///
+/// Refuses: limits broken, wrong chain, an unsigned debited account,
+/// expiry before the next height, fee cap below the current base fee, gas
+/// limit below the intrinsic gas or above the block gas limit, sequence
+/// outside `[next, next + SEQUENCE_WINDOW)`, or a payer balance below
+/// `gas_limit x max_fee_per_gas`.
+pub fn precheck<S: AuthenticatedState + ?Sized>(
+    state: &S,
+    params: &Params,
+    ptx: &PreparedTx,
+) -> Result<(), PrecheckError> {
+    let body = &ptx.tx.body;
+    ptx.tx.check_limits()?;
+    if body.chain_id != params.chain_id {
+        return Err(Reason::WrongChain.into());
+    }
+    ptx.check_authorized()?;
+    let meta = read_ledger_meta(state)?;
+    let next_height = meta.height.saturating_add(1);
+    if next_height > body.expiry_height {
+        return Err(Reason::Expired.into());
+    }
+    fees::effective_tip(
+        body.max_fee_per_gas,
+        body.priority_fee_per_gas,
+        meta.base_fee_per_gas,
+    )
+    .ok_or(Reason::FeeCapBelowBaseFee)?;
+    if body.gas_limit < body.intrinsic_gas() {
+        return Err(Reason::OutOfGas.into());
+    }
+    if body.gas_limit > params.block_gas_limit {
+        return Err(Reason::BlockGasLimit.into());
+    }
+    let payer = ptx.payer().ok_or(Reason::SignerCount)?;
+    let acct = read_account(state, payer)?;
+    if body.sequence < acct.sequence || body.sequence - acct.sequence >= SEQUENCE_WINDOW {
+        return Err(Reason::BadSequence.into());
+    }
+    let max_fee = body.gas_limit as u128 * body.max_fee_per_gas as u128;
+    if acct.balance < max_fee {
+        return Err(Reason::InsufficientFeeBalance.into());
+    }
+    Ok(())
+}

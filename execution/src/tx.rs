@@ -1,0 +1,446 @@
+//! The transaction format: one rkyv archive, validated (`bytecheck`) before
+//! anything reads it, with strict size and count limits.
+//!
+//! A transaction is a [`TxBody`] plus one Ed25519 signature per signer. The
+//! body names its signers by public key; `signers[0]` is the payer, whose
+//! per-account sequence number protects against replay. Every signature
+//! covers the same domain-separated signing hash ([`TxBody::signing_hash`]),
+//! which is also the transaction id.
+
+use crate::fees;
+use crate::receipt::Reason;
+use plume_crypto::ed25519::{self, Address, BatchItem};
+use plume_crypto::{hash_parts, Digest, Domain};
+use rkyv::rancor;
+
+/// Largest encoded transaction.
+pub const TX_BYTES_MAX: usize = 32 * 1024;
+/// Most signers of one transaction.
+pub const SIGNERS_MAX: usize = 16;
+/// Most legs of one settlement.
+pub const LEGS_MAX: usize = 32;
+/// Most payees of one batch payment.
+pub const PAYEES_MAX: usize = 256;
+/// Longest chain id.
+pub const CHAIN_ID_LEN_MAX: usize = 64;
+/// Longest asset symbol (ASCII upper-case letters and digits).
+pub const SYMBOL_LEN_MAX: usize = 12;
+/// Most decimals of an asset.
+pub const DECIMALS_MAX: u8 = 18;
+/// The native token's asset id (all zero; created assets get hash ids).
+pub const NATIVE_ASSET: [u8; 32] = [0; 32];
+
+/// Version tag hashed into the signing hash (changing the format changes it).
+const SIGNING_TAG: &[u8] = b"plume/tx/v1";
+
+/// What a transaction does.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Move `amount` of `asset` (NATIVE_ASSET for PLUME) from the payer to `to`.
+    Transfer {
+        /// Asset id.
+        asset: [u8; 32],
+        /// Recipient address.
+        to: [u8; 32],
+        /// Amount in the asset's smallest unit.
+        amount: u128,
+    },
+    /// Create an asset issued by the payer; the id is
+    /// [`asset_id`]`(payer, sequence)` and `initial_supply` goes to the payer.
+    CreateAsset {
+        /// Ticker, 1..=SYMBOL_LEN_MAX of `A-Z0-9`.
+        symbol: String,
+        /// Display decimals, at most DECIMALS_MAX.
+        decimals: u8,
+        /// Whether the issuer may mint and burn later.
+        policy: SupplyPolicy,
+        /// Supply created now (a fixed asset needs a positive one).
+        initial_supply: u128,
+    },
+    /// Issuer only: create `amount` of a mintable `asset` for `to`.
+    Mint {
+        /// Asset id.
+        asset: [u8; 32],
+        /// Recipient.
+        to: [u8; 32],
+        /// Amount.
+        amount: u128,
+    },
+    /// Issuer only: destroy `amount` of a mintable `asset` from its balance.
+    Burn {
+        /// Asset id.
+        asset: [u8; 32],
+        /// Amount.
+        amount: u128,
+    },
+    /// Atomic multi-leg settlement (DvP, PvP): every leg or none; each
+    /// debited account must be a signer.
+    Settle {
+        /// The legs, applied in order.
+        legs: Vec<Leg>,
+    },
+    /// One payer, many payees, one asset; all or none.
+    BatchPay {
+        /// Asset id.
+        asset: [u8; 32],
+        /// Payees.
+        payments: Vec<Payment>,
+    },
+}
+
+/// Supply rule of an asset.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupplyPolicy {
+    /// The initial supply, forever.
+    Fixed,
+    /// The issuer mints and burns.
+    IssuerMintable,
+}
+
+/// One leg of a settlement.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Leg {
+    /// Asset id.
+    pub asset: [u8; 32],
+    /// Debited account (must sign).
+    pub from: [u8; 32],
+    /// Credited account.
+    pub to: [u8; 32],
+    /// Amount.
+    pub amount: u128,
+}
+
+/// One payee of a batch payment.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// Recipient.
+    pub to: [u8; 32],
+    /// Amount.
+    pub amount: u128,
+}
+
+/// The signed part of a transaction.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TxBody {
+    /// Chain id (must equal the chain's).
+    pub chain_id: String,
+    /// Ed25519 public keys of the signers; `signers[0]` pays and sequences.
+    pub signers: Vec<[u8; 32]>,
+    /// The payer's next sequence number.
+    pub sequence: u64,
+    /// Most the payer pays per gas (base fee + tip).
+    pub max_fee_per_gas: u64,
+    /// Tip per gas to the proposer (capped by max fee - base fee).
+    pub priority_fee_per_gas: u64,
+    /// Most gas this transaction may use.
+    pub gas_limit: u64,
+    /// Last block height at which the transaction may execute.
+    pub expiry_height: u64,
+    /// What it does.
+    pub payload: Payload,
+}
+
+/// A body and one signature per signer, in signer order.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// The signed body.
+    pub body: TxBody,
+    /// Ed25519 signatures over [`TxBody::signing_hash`], one per signer.
+    pub signatures: Vec<[u8; 64]>,
+}
+
+/// A transaction that cannot be decoded or breaks a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// Longer than TX_BYTES_MAX.
+    #[error("transaction is {0} bytes, at most {TX_BYTES_MAX}")]
+    TooLarge(usize),
+    /// Not a valid archive.
+    #[error("transaction does not decode: {0}")]
+    Decode(String),
+    /// A limit or well-formedness rule is broken.
+    #[error("malformed transaction: {0:?}")]
+    Malformed(Reason),
+    /// A signature does not verify (or a key/signature does not parse).
+    #[error("signature {0} does not verify")]
+    BadSignature(usize),
+}
+
+/// The id of the asset created by `issuer` with sequence `sequence`.
+pub fn asset_id(issuer: &[u8; 32], sequence: u64) -> [u8; 32] {
+    hash_parts(
+        Domain::State,
+        &[b"asset-id", issuer, &sequence.to_le_bytes()],
+    )
+    .0
+}
+
+/// Address of a raw Ed25519 public key, equal to
+/// `Address::from_ed25519` without decompressing the point (a test pins
+/// the equality).
+pub fn address_of_key(pk: &[u8; 32]) -> Address {
+    Address(hash_parts(Domain::Address, &[&[0u8], pk]).0)
+}
+
+impl TxBody {
+    /// The rkyv bytes of the body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rancor::Error>(self)
+            .expect("serialising an owned body into memory cannot fail")
+            .into_vec()
+    }
+
+    /// The hash every signer signs; also the transaction id.
+    pub fn signing_hash(&self) -> Digest {
+        hash_parts(Domain::Tx, &[SIGNING_TAG, &self.to_bytes()])
+    }
+
+    /// Stateless well-formedness: counts, sizes, non-zero amounts, symbol.
+    pub fn check_limits(&self) -> Result<(), Reason> {
+        if self.chain_id.is_empty() || self.chain_id.len() > CHAIN_ID_LEN_MAX {
+            return Err(Reason::WrongChain);
+        }
+        if self.signers.is_empty() || self.signers.len() > SIGNERS_MAX {
+            return Err(Reason::SignerCount);
+        }
+        for (i, s) in self.signers.iter().enumerate() {
+            if self.signers[..i].contains(s) {
+                return Err(Reason::DuplicateSigner);
+            }
+        }
+        match &self.payload {
+            Payload::Transfer { amount, .. }
+            | Payload::Mint { amount, .. }
+            | Payload::Burn { amount, .. } => {
+                if *amount == 0 {
+                    return Err(Reason::ZeroAmount);
+                }
+            }
+            Payload::CreateAsset {
+                symbol,
+                decimals,
+                policy,
+                initial_supply,
+            } => {
+                if symbol.is_empty()
+                    || symbol.len() > SYMBOL_LEN_MAX
+                    || !symbol
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                {
+                    return Err(Reason::BadSymbol);
+                }
+                if *decimals > DECIMALS_MAX {
+                    return Err(Reason::BadDecimals);
+                }
+                if *policy == SupplyPolicy::Fixed && *initial_supply == 0 {
+                    return Err(Reason::ZeroAmount);
+                }
+            }
+            Payload::Settle { legs } => {
+                if legs.is_empty() || legs.len() > LEGS_MAX {
+                    return Err(Reason::LegCount);
+                }
+                if legs.iter().any(|l| l.amount == 0) {
+                    return Err(Reason::ZeroAmount);
+                }
+            }
+            Payload::BatchPay { payments, .. } => {
+                if payments.is_empty() || payments.len() > PAYEES_MAX {
+                    return Err(Reason::PayeeCount);
+                }
+                if payments.iter().any(|p| p.amount == 0) {
+                    return Err(Reason::ZeroAmount);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gas the transaction uses if it runs (it does not depend on state).
+    pub fn intrinsic_gas(&self) -> u64 {
+        fees::intrinsic_gas(self)
+    }
+}
+
+impl Transaction {
+    /// Sign `body` with `keys` (in signer order; `body.signers` must list
+    /// their public keys in the same order).
+    pub fn sign(body: TxBody, keys: &[&ed25519::SigningKey]) -> Transaction {
+        let h = body.signing_hash();
+        let signatures = keys.iter().map(|k| k.sign(&h.0).to_bytes()).collect();
+        Transaction { body, signatures }
+    }
+
+    /// The rkyv bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rancor::Error>(self)
+            .expect("serialising an owned transaction into memory cannot fail")
+            .into_vec()
+    }
+
+    /// Decode untrusted bytes: size limit, archive validation, then the
+    /// stateless limits (signature count included). Signatures are not
+    /// verified here: see [`Transaction::verify_signatures`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Transaction, TxError> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(TxError::TooLarge(bytes.len()));
+        }
+        // The archive must be aligned; copy into an aligned buffer.
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let tx = rkyv::from_bytes::<Transaction, rancor::Error>(&aligned)
+            .map_err(|e| TxError::Decode(e.to_string()))?;
+        tx.check_limits().map_err(TxError::Malformed)?;
+        Ok(tx)
+    }
+
+    /// Stateless limits of the body plus one signature per signer.
+    pub fn check_limits(&self) -> Result<(), Reason> {
+        self.body.check_limits()?;
+        if self.signatures.len() != self.body.signers.len() {
+            return Err(Reason::SignatureCount);
+        }
+        Ok(())
+    }
+
+    /// Verify every signature alone (strict). Batch callers use [`verify_batch`].
+    pub fn verify_signatures(&self) -> Result<(), TxError> {
+        if self.signatures.len() != self.body.signers.len() {
+            return Err(TxError::Malformed(Reason::SignatureCount));
+        }
+        let h = self.body.signing_hash();
+        for (i, (pk, sig)) in self.body.signers.iter().zip(&self.signatures).enumerate() {
+            let pk = ed25519::PublicKey::from_bytes(pk).map_err(|_| TxError::BadSignature(i))?;
+            let sig = ed25519::Signature::from_bytes(sig);
+            pk.verify(&h.0, &sig)
+                .map_err(|_| TxError::BadSignature(i))?;
+        }
+        Ok(())
+    }
+}
+
+/// A transaction with what execution derives from it computed once (on the
+/// signature-verification core): its hash and its signers' addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedTx {
+    /// The transaction.
+    pub tx: Transaction,
+    /// Signing hash = transaction id.
+    pub hash: Digest,
+    /// Addresses of `tx.body.signers`, same order.
+    pub signer_addresses: Vec<Address>,
+}
+
+impl PreparedTx {
+    /// Compute the hash and addresses.
+    pub fn new(tx: Transaction) -> PreparedTx {
+        let hash = tx.body.signing_hash();
+        let signer_addresses = tx.body.signers.iter().map(address_of_key).collect();
+        PreparedTx {
+            tx,
+            hash,
+            signer_addresses,
+        }
+    }
+
+    /// The payer (first signer); `None` for a transaction without signers.
+    pub fn payer(&self) -> Option<&Address> {
+        self.signer_addresses.first()
+    }
+
+    /// Whether `account` signed.
+    /// (Compared by account key: see [`crate::state::account_key`].)
+    pub fn signed_by(&self, account: &[u8; 32]) -> bool {
+        let k = crate::state::account_key(account);
+        self.signer_addresses
+            .iter()
+            .any(|a| crate::state::account_key(&a.0) == k)
+    }
+
+    /// Every debited account signed (settlement legs; other payloads debit
+    /// only the payer). Stateless: the mempool and the pre-pass check it.
+    pub fn check_authorized(&self) -> Result<(), Reason> {
+        if let Payload::Settle { legs } = &self.tx.body.payload {
+            if legs.iter().any(|l| !self.signed_by(&l.from)) {
+                return Err(Reason::Unauthorized);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every state resource (account key, see
+    /// [`crate::state::account_key`], or asset id) the transaction may read
+    /// or write, appended to `out`. An asset id equal to an account key only
+    /// adds a needless conflict, never a missed one. Fee recipients (treasury, fee
+    /// pool, proposer) are credited at the end of the block and are not
+    /// resources of any transaction.
+    pub fn touched(&self, out: &mut Vec<[u8; 32]>) {
+        use crate::state::account_key as acct;
+        let Some(payer) = self.payer() else { return };
+        out.push(acct(&payer.0));
+        match &self.tx.body.payload {
+            Payload::Transfer { to, .. } => out.push(acct(to)),
+            Payload::CreateAsset { .. } => out.push(asset_id(&payer.0, self.tx.body.sequence)),
+            Payload::Mint { asset, to, .. } => {
+                out.push(*asset);
+                out.push(acct(to));
+            }
+            Payload::Burn { asset, .. } => out.push(*asset),
+            Payload::Settle { legs } => {
+                for l in legs {
+                    out.push(acct(&l.from));
+                    out.push(acct(&l.to));
+                }
+            }
+            Payload::BatchPay { payments, .. } => out.extend(payments.iter().map(|p| acct(&p.to))),
+        }
+    }
+}
+
+/// Verify the signatures of many transactions at once (Ed25519 batch
+/// verification). Returns the sorted indices of the transactions with a bad,
+/// missing or unparsable signature.
+pub fn verify_batch(txs: &[Transaction]) -> Vec<usize> {
+    let mut bad = Vec::new();
+    let mut hashes = Vec::with_capacity(txs.len());
+    let mut keys = Vec::new();
+    let mut sigs = Vec::new();
+    let mut owners = Vec::new();
+    for (i, tx) in txs.iter().enumerate() {
+        hashes.push(tx.body.signing_hash());
+        if tx.signatures.len() != tx.body.signers.len() || tx.signatures.is_empty() {
+            bad.push(i);
+            continue;
+        }
+        let parsed: Result<Vec<_>, _> = tx
+            .body
+            .signers
+            .iter()
+            .map(ed25519::PublicKey::from_bytes)
+            .collect();
+        match parsed {
+            Ok(pks) => {
+                for (pk, s) in pks.into_iter().zip(&tx.signatures) {
+                    keys.push(pk);
+                    sigs.push(ed25519::Signature::from_bytes(s));
+                    owners.push(i);
+                }
+            }
+            Err(_) => bad.push(i),
+        }
+    }
+    let items: Vec<BatchItem<'_>> = (0..keys.len())
+        .map(|j| BatchItem {
+            msg: &hashes[owners[j]].0,
+            sig: &sigs[j],
+            key: &keys[j],
+        })
+        .collect();
+    if let Err(failed) = ed25519::verify_batch(&items) {
+        bad.extend(failed.into_iter().map(|j| owners[j]));
+    }
+    bad.sort_unstable();
+    bad.dedup();
+    bad
+}

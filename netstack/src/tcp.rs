@@ -1,0 +1,216 @@
+//! The first [`Transport`]: TCP on glommio's io_uring executor.
+//!
+//! Records are `u32 LE length + body`. The writer gathers many records into
+//! one contiguous batch and writes it with one `send` (glommio's
+//! `write_vectored` sends only the first slice, so a contiguous batch is
+//! how we get vectored-write behaviour); the reader reads as much as the
+//! socket has into one buffer and parses records out of it. `TCP_NODELAY`
+//! is on. Note (measured, DEPENDENCIES.md): glommio 0.9 uses io_uring only
+//! for readiness here; the send/recv themselves are plain system calls.
+
+use crate::frame::{decode_record, encode_len_prefix, Decoded, LEN_PREFIX};
+use crate::transport::{Connection, Listener, RecordReader, RecordWriter, Transport};
+use crate::NetError;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Initial receive buffer; grows up to one largest record.
+pub const READ_BUF_INITIAL: usize = 256 << 10;
+
+/// TCP over glommio.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GlommioTcp;
+
+/// A listening socket.
+#[derive(Debug)]
+pub struct TcpAcceptor {
+    l: TcpListener,
+    addr: SocketAddr,
+}
+
+/// An accepted or dialled TCP link.
+#[derive(Debug)]
+pub struct TcpConn(TcpStream);
+
+impl Transport for GlommioTcp {
+    type Conn = TcpConn;
+    type Listener = TcpAcceptor;
+
+    fn listen(&self, addr: SocketAddr) -> Result<TcpAcceptor, NetError> {
+        let l = TcpListener::bind(addr).map_err(|e| NetError::Runtime(e.to_string()))?;
+        let addr = l.local_addr().map_err(|e| NetError::Io(e.into()))?;
+        Ok(TcpAcceptor { l, addr })
+    }
+
+    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpConn, NetError> {
+        let s = TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map_err(|e| NetError::Io(e.into()))?;
+        s.set_nodelay(true).map_err(|e| NetError::Io(e.into()))?;
+        Ok(TcpConn(s))
+    }
+}
+
+impl Listener for TcpAcceptor {
+    type Conn = TcpConn;
+
+    async fn accept(&self) -> Result<(TcpConn, SocketAddr), NetError> {
+        let s = self.l.accept().await.map_err(|e| NetError::Io(e.into()))?;
+        s.set_nodelay(true).map_err(|e| NetError::Io(e.into()))?;
+        let peer = s.peer_addr().map_err(|e| NetError::Io(e.into()))?;
+        Ok((TcpConn(s), peer))
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Connection for TcpConn {
+    type Reader = TcpReader;
+    type Writer = TcpWriter;
+
+    fn split(self, body_max: usize, batch_bytes: usize) -> (TcpReader, TcpWriter) {
+        // glommio keeps separate read and write readiness sources, so two
+        // tasks may poll the two directions of one stream.
+        let s = Rc::new(RefCell::new(self.0));
+        (
+            TcpReader {
+                s: s.clone(),
+                buf: vec![0; READ_BUF_INITIAL.min(LEN_PREFIX + body_max).max(LEN_PREFIX)],
+                start: 0,
+                end: 0,
+                body_max,
+            },
+            TcpWriter {
+                s,
+                batch: Vec::with_capacity(batch_bytes),
+            },
+        )
+    }
+}
+
+/// Receive half.
+#[derive(Debug)]
+pub struct TcpReader {
+    s: Rc<RefCell<TcpStream>>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    body_max: usize,
+}
+
+impl RecordReader for TcpReader {
+    async fn next_record(&mut self) -> Result<&[u8], NetError> {
+        let (b, e) = loop {
+            match decode_record(&self.buf[self.start..self.end], self.body_max)? {
+                Decoded::Record { body_len } => {
+                    let b = self.start + LEN_PREFIX;
+                    self.start = b + body_len;
+                    break (b, b + body_len);
+                }
+                Decoded::NeedMore { total } => {
+                    let need = total.unwrap_or(LEN_PREFIX);
+                    if self.start + need > self.buf.len() {
+                        // Move the partial record to the front; grow (up to
+                        // one largest record) only if it still cannot fit.
+                        self.buf.copy_within(self.start..self.end, 0);
+                        self.end -= self.start;
+                        self.start = 0;
+                        if need > self.buf.len() {
+                            self.buf.resize(need, 0);
+                        }
+                    }
+                    let end = self.end;
+                    let n = match recv_now(&self.s, &mut self.buf[end..]) {
+                        Some(r) => r?,
+                        None => {
+                            let s = &self.s;
+                            let buf = &mut self.buf[end..];
+                            std::future::poll_fn(|cx| {
+                                Pin::new(&mut *s.borrow_mut()).poll_read(cx, buf)
+                            })
+                            .await?
+                        }
+                    };
+                    if n == 0 {
+                        return Err(NetError::Closed);
+                    }
+                    self.end += n;
+                }
+            }
+        };
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(&self.buf[b..e])
+    }
+
+    fn set_body_max(&mut self, body_max: usize) {
+        self.body_max = body_max;
+    }
+}
+
+/// Try a non-blocking `recv` first. glommio's `poll_read` returns Pending
+/// after every partial read until an io_uring readiness poll it queued has
+/// completed, which costs a reactor round trip even when bytes are already
+/// waiting; reading directly avoids that, and glommio's readiness poll is
+/// used only when the socket is really empty. None: would block.
+fn recv_now(s: &RefCell<TcpStream>, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+    let fd = s.borrow().as_raw_fd();
+    // SAFETY: `fd` is the open socket owned by `s`, which outlives this call;
+    // `buf` is valid for writes of `buf.len()` bytes.
+    let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if r >= 0 {
+        return Some(Ok(r as usize));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => None,
+        std::io::ErrorKind::Interrupted => None,
+        _ => Some(Err(e)),
+    }
+}
+
+/// Send half.
+#[derive(Debug)]
+pub struct TcpWriter {
+    s: Rc<RefCell<TcpStream>>,
+    batch: Vec<u8>,
+}
+
+impl RecordWriter for TcpWriter {
+    fn reserve(&mut self, body_len: usize) -> &mut [u8] {
+        self.batch.extend_from_slice(&encode_len_prefix(body_len));
+        let at = self.batch.len();
+        self.batch.resize(at + body_len, 0);
+        &mut self.batch[at..]
+    }
+
+    fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    async fn flush(&mut self) -> Result<(), NetError> {
+        let mut off = 0;
+        while off < self.batch.len() {
+            let s = &self.s;
+            let buf = &self.batch[off..];
+            let n = std::future::poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_write(cx, buf))
+                .await?;
+            if n == 0 {
+                return Err(NetError::Closed);
+            }
+            off += n;
+        }
+        self.batch.clear();
+        Ok(())
+    }
+}

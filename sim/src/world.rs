@@ -1,0 +1,907 @@
+//! One simulated cluster: validators, network, faults, checkers.
+//!
+//! Everything is driven by [`SimConfig::seed`] through [`Rng`]; all maps are
+//! ordered, so the same config gives the same trace bit for bit
+//! ([`Outcome::trace_hash`]).
+
+use crate::keys::SimScheme;
+use crate::rng::Rng;
+use plume_consensus::engine::RETAIN_BLOCKS;
+use plume_consensus::{
+    Block, CommitRule, Config, Effect, Engine, Input, Message, QuorumCert, Recovered, SafetyState,
+    Timer, Vote,
+};
+use plume_crypto::Digest;
+use std::collections::BTreeMap;
+
+/// Virtual time between payload ticks (each tick hands every validator a few
+/// batch digests).
+pub const TICK_US: u64 = 20_000;
+/// A run stops after this many events (a guard against a livelock making a
+/// seed run forever; reaching it is reported as a liveness violation).
+pub const EVENTS_MAX: u64 = 5_000_000;
+
+/// What a faulty validator does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// Follows the protocol.
+    Honest,
+    /// As leader, sends two different blocks to two halves of the peers.
+    Equivocate,
+    /// Votes for its block and for a made-up one in the same view.
+    DoubleVote,
+    /// Two instances run with the same key (Twins).
+    Twin,
+    /// Also votes for random blocks nobody proposed.
+    UnknownVotes,
+    /// Its votes and timeouts carry signatures over the wrong message.
+    BadSignatures,
+    /// Never sends proposals or votes.
+    Withhold,
+}
+
+const BYZANTINE_BEHAVIORS: [Behavior; 6] = [
+    Behavior::Equivocate,
+    Behavior::DoubleVote,
+    Behavior::Twin,
+    Behavior::UnknownVotes,
+    Behavior::BadSignatures,
+    Behavior::Withhold,
+];
+
+/// A network partition: validators in different groups cannot talk.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// Start, virtual µs.
+    pub from_us: u64,
+    /// End (healed), virtual µs.
+    pub until_us: u64,
+    /// Group of each validator.
+    pub group: Vec<u8>,
+}
+
+/// A crash and restart (from persisted state) of one validator.
+#[derive(Debug, Clone, Copy)]
+pub struct Crash {
+    /// Committee index.
+    pub validator: u32,
+    /// Crash time.
+    pub at_us: u64,
+    /// Restart time.
+    pub restart_us: u64,
+}
+
+/// One simulation run's parameters. [`SimConfig::random`] derives a fault mix
+/// from the seed.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// Committee size.
+    pub validators: usize,
+    /// Behaviour per committee index.
+    pub behaviors: Vec<Behavior>,
+    /// One-way base latency.
+    pub latency_us: u64,
+    /// Extra uniform random latency (also reorders messages).
+    pub jitter_us: u64,
+    /// Drop probability (ppm) while faults are on.
+    pub drop_ppm: u64,
+    /// Duplication probability (ppm) while faults are on.
+    pub dup_ppm: u64,
+    /// Partitions (all healed by `fault_end_us`).
+    pub partitions: Vec<Partition>,
+    /// Crash/restarts (all restarted by `fault_end_us`).
+    pub crashes: Vec<Crash>,
+    /// When faults stop: drops/duplicates off, Byzantine validators go
+    /// silent, partitions healed.
+    pub fault_end_us: u64,
+    /// After `fault_end_us`, every correct validator must finalize
+    /// `liveness_blocks` new blocks within this much virtual time.
+    pub liveness_bound_us: u64,
+    /// See `liveness_bound_us`.
+    pub liveness_blocks: u64,
+    /// Engine commit rule (the unsafe one only in the mutation test).
+    pub commit_rule: CommitRule,
+    /// Engine leader reputation.
+    pub leader_reputation: bool,
+    /// Check every commit proof like an offline client would.
+    pub check_commit_proofs: bool,
+    /// End the run as soon as liveness is shown.
+    pub stop_when_live: bool,
+    /// Blocks per epoch (0 = no epoch changes). Each epoch has a fresh
+    /// committee: the same validators with new keys.
+    pub epoch_length: u64,
+}
+
+impl SimConfig {
+    /// Base view timeout for the network of this config.
+    pub fn base_timeout_us(&self) -> u64 {
+        6 * (self.latency_us + self.jitter_us) + 5_000
+    }
+
+    /// A fault mix drawn from `seed`: latency 1–10 ms with jitter, drops,
+    /// duplicates, healing partitions, crash/restarts and `byzantine`
+    /// validators with random Byzantine behaviours, faults for
+    /// `fault_window_us` of virtual time.
+    pub fn random(seed: u64, validators: usize, byzantine: usize, fault_window_us: u64) -> Self {
+        let mut r = Rng::new(seed, 1);
+        let n = validators;
+        let latency_us = r.range(1_000, 10_000);
+        let jitter_us = r.below(latency_us + 1);
+        let drop_ppm = [0, 10_000, 50_000, 150_000][r.below(4) as usize];
+        let dup_ppm = [0, 20_000, 100_000][r.below(3) as usize];
+        let mut behaviors = vec![Behavior::Honest; n];
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in 0..byzantine.min(n) {
+            let j = i + r.below((n - i) as u64) as usize;
+            idx.swap(i, j);
+            behaviors[idx[i]] = BYZANTINE_BEHAVIORS[r.below(6) as usize];
+        }
+        let mut partitions = Vec::new();
+        if r.below(2) == 0 {
+            for _ in 0..r.range(1, 3) {
+                let from_us = r.below(fault_window_us / 2);
+                let until_us = (from_us + r.range(50_000, 400_000)).min(fault_window_us);
+                let groups = r.range(2, 3) as u8;
+                let group = (0..n).map(|_| r.below(u64::from(groups)) as u8).collect();
+                partitions.push(Partition {
+                    from_us,
+                    until_us,
+                    group,
+                });
+            }
+        }
+        let mut crashes = Vec::new();
+        if r.below(2) == 0 {
+            for _ in 0..r.range(1, 2) {
+                let honest: Vec<u32> = (0..n as u32)
+                    .filter(|&i| behaviors[i as usize] == Behavior::Honest)
+                    .collect();
+                if honest.is_empty() {
+                    break;
+                }
+                let validator = honest[r.below(honest.len() as u64) as usize];
+                let at_us = r.below(fault_window_us / 2);
+                let restart_us = (at_us + r.range(20_000, 300_000)).min(fault_window_us);
+                crashes.push(Crash {
+                    validator,
+                    at_us,
+                    restart_us,
+                });
+            }
+        }
+        let mut cfg = SimConfig {
+            seed,
+            validators: n,
+            behaviors,
+            latency_us,
+            jitter_us,
+            drop_ppm,
+            dup_ppm,
+            partitions,
+            crashes,
+            fault_end_us: fault_window_us,
+            liveness_bound_us: 0,
+            liveness_blocks: 3,
+            commit_rule: CommitRule::TwoChain,
+            leader_reputation: true,
+            check_commit_proofs: true,
+            stop_when_live: true,
+            epoch_length: if r.below(2) == 0 { r.range(4, 12) } else { 0 },
+        };
+        // Worst case after faults stop: timeouts at their cap and up to about
+        // 2n views before two correct leaders follow each other (leader
+        // reputation has no certified history to go on before that).
+        cfg.liveness_bound_us = (2 * n as u64 + 10) * 8 * cfg.base_timeout_us() + 1_000_000;
+        cfg
+    }
+
+    /// No faults at all, fixed latency: for measuring finality latency.
+    pub fn fault_free(seed: u64, validators: usize, latency_us: u64, blocks: u64) -> Self {
+        let mut cfg = SimConfig {
+            seed,
+            validators,
+            behaviors: vec![Behavior::Honest; validators],
+            latency_us,
+            jitter_us: 0,
+            drop_ppm: 0,
+            dup_ppm: 0,
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+            fault_end_us: 0,
+            liveness_bound_us: 0,
+            liveness_blocks: blocks,
+            commit_rule: CommitRule::TwoChain,
+            leader_reputation: true,
+            check_commit_proofs: true,
+            stop_when_live: true,
+            epoch_length: 0,
+        };
+        cfg.liveness_bound_us = (blocks + 10) * 20 * cfg.base_timeout_us();
+        cfg
+    }
+}
+
+/// Which checker fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationKind {
+    /// Two correct validators finalized different blocks at one height.
+    Agreement,
+    /// A finalized block does not extend the validator's previous one.
+    Validity,
+    /// A commit proof does not check out.
+    Certificate,
+    /// Not enough blocks finalized after faults stopped.
+    Liveness,
+}
+
+/// A checker failure.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// Which checker.
+    pub kind: ViolationKind,
+    /// Virtual time.
+    pub at_us: u64,
+    /// What happened.
+    pub detail: String,
+}
+
+/// Result of one run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Highest height finalized by a correct validator.
+    pub blocks_finalized: u64,
+    /// Checker failures (the run stops at the first safety violation).
+    pub violations: Vec<Violation>,
+    /// Hash of every event and finalization, in order.
+    pub trace_hash: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual time at the end.
+    pub end_us: u64,
+    /// Peer messages the engines rejected (bad signatures, equivocations...).
+    pub rejected_messages: u64,
+    /// Timeouts broadcast by correct validators (engine metrics of the
+    /// instances running at the end).
+    pub timeouts: u64,
+    /// Lowest epoch any correct validator ended in.
+    pub min_epoch: u64,
+    /// Proposal-to-finality latency samples (µs), one per block per correct
+    /// validator, for blocks proposed after the faults stopped.
+    pub finality_latency_us: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Store<S: SimScheme> {
+    safety: Option<SafetyState<S>>,
+    blocks: BTreeMap<Digest, Block<S>>,
+    committed: Digest,
+}
+
+#[derive(Debug)]
+struct Instance<S: SimScheme> {
+    index: u32,
+    behavior: Behavior,
+    engine: Option<Engine<S>>,
+    store: Store<S>,
+    timer_gen: u64,
+    tip: (u64, Digest),
+    height_at_fault_end: u64,
+}
+
+#[derive(Debug)]
+enum Ev<S: SimScheme> {
+    Deliver {
+        to: usize,
+        from: u32,
+        msg: Message<S>,
+    },
+    Timer {
+        inst: usize,
+        view: u64,
+        gen: u64,
+    },
+    Crash {
+        inst: usize,
+    },
+    Restart {
+        inst: usize,
+    },
+    Tick,
+    FaultEnd,
+}
+
+struct World<S: SimScheme> {
+    cfg: SimConfig,
+    /// Committee and signers per epoch, generated on first use.
+    epochs: Vec<(S::Committee, Vec<S::Signer>)>,
+    insts: Vec<Instance<S>>,
+    queue: BTreeMap<(u64, u64), Ev<S>>,
+    seq: u64,
+    now: u64,
+    net: Rng,
+    byz: Rng,
+    trace: u64,
+    finalized_at: BTreeMap<u64, Digest>,
+    proposed_at: BTreeMap<Digest, u64>,
+    violations: Vec<Violation>,
+    faults_on: bool,
+    latency: Vec<u64>,
+}
+
+fn mix(h: u64, x: u64) -> u64 {
+    let mut z = (h ^ x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn d64(d: &Digest) -> u64 {
+    u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
+}
+
+fn fingerprint<S: SimScheme>(m: &Message<S>) -> u64 {
+    match m {
+        Message::Proposal(p) => mix(mix(1, p.block.view), d64(&p.block.id)),
+        Message::Vote(v) => mix(mix(mix(2, v.view), d64(&v.block)), u64::from(v.voter)),
+        Message::Timeout(t) => mix(mix(3, t.view), t.high_qc.view),
+        Message::Certificates { high_qc, tc } => {
+            mix(mix(4, high_qc.view), tc.as_ref().map_or(0, |t| t.view))
+        }
+        Message::SyncRequest { block, max } => mix(mix(5, d64(block)), u64::from(*max)),
+        Message::SyncResponse { blocks } => mix(6, blocks.len() as u64),
+        Message::EpochProof(p) => mix(7, d64(&p.child.id)),
+    }
+}
+
+/// Run one simulated cluster under `cfg` with signature scheme `S`.
+pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
+    let n = cfg.validators;
+    assert!(
+        n >= 1 && cfg.behaviors.len() == n,
+        "behaviour per validator"
+    );
+    let epochs = vec![S::generate(n, cfg.seed)];
+    let mut insts: Vec<Instance<S>> = Vec::new();
+    for i in 0..n {
+        let copies = if cfg.behaviors[i] == Behavior::Twin {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            insts.push(Instance {
+                index: i as u32,
+                behavior: cfg.behaviors[i],
+                engine: None,
+                store: Store {
+                    safety: None,
+                    blocks: BTreeMap::new(),
+                    committed: Block::<S>::genesis(cfg.seed).id,
+                },
+                timer_gen: 0,
+                tip: (0, Block::<S>::genesis(cfg.seed).id),
+                height_at_fault_end: 0,
+            });
+        }
+    }
+    let mut w = World {
+        cfg: cfg.clone(),
+        epochs,
+        insts,
+        queue: BTreeMap::new(),
+        seq: 0,
+        now: 0,
+        net: Rng::new(cfg.seed, 2),
+        byz: Rng::new(cfg.seed, 3),
+        trace: cfg.seed,
+        finalized_at: BTreeMap::new(),
+        proposed_at: BTreeMap::new(),
+        violations: Vec::new(),
+        faults_on: cfg.fault_end_us > 0,
+        latency: Vec::new(),
+    };
+    w.main_loop();
+    let blocks_finalized = w.finalized_at.keys().next_back().copied().unwrap_or(0);
+    let rejected = w
+        .insts
+        .iter()
+        .filter_map(|i| i.engine.as_ref())
+        .map(|e| e.metrics().rejected_total())
+        .sum();
+    let timeouts = (0..w.insts.len())
+        .filter(|&i| w.correct(i))
+        .filter_map(|i| w.insts[i].engine.as_ref())
+        .map(|e| e.metrics().timeouts)
+        .sum();
+    let min_epoch = (0..w.insts.len())
+        .filter(|&i| w.correct(i))
+        .filter_map(|i| w.insts[i].engine.as_ref())
+        .map(|e| e.epoch())
+        .min()
+        .unwrap_or(0);
+    Outcome {
+        min_epoch,
+        seed: cfg.seed,
+        blocks_finalized,
+        violations: w.violations,
+        trace_hash: w.trace,
+        events: w.seq,
+        end_us: w.now,
+        rejected_messages: rejected,
+        timeouts,
+        finality_latency_us: w.latency,
+    }
+}
+
+impl<S: SimScheme> World<S> {
+    fn schedule(&mut self, at: u64, ev: Ev<S>) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn correct(&self, inst: usize) -> bool {
+        self.insts[inst].behavior == Behavior::Honest
+    }
+
+    fn epoch_keys(&mut self, epoch: u64) -> &(S::Committee, Vec<S::Signer>) {
+        while self.epochs.len() as u64 <= epoch {
+            let e = self.epochs.len() as u64;
+            let keys = S::generate(
+                self.cfg.validators,
+                self.cfg.seed ^ e.wrapping_mul(0x5851_F42D_4C95_7F2D),
+            );
+            self.epochs.push(keys);
+        }
+        &self.epochs[epoch as usize]
+    }
+
+    fn signer(&mut self, epoch: u64, index: u32) -> S::Signer {
+        S::clone_signer(&self.epoch_keys(epoch).1[index as usize])
+    }
+
+    fn boot(&mut self, inst: usize) {
+        let epoch = self.insts[inst]
+            .store
+            .safety
+            .as_ref()
+            .map_or(0, |s| s.epoch);
+        let committee = self.epoch_keys(epoch).0.clone();
+        let index = self.insts[inst].index;
+        let key = self.signer(epoch, index);
+        let i = &self.insts[inst];
+        let recovered =
+            (i.store.safety.is_some() || !i.store.blocks.is_empty()).then(|| Recovered {
+                safety: i.store.safety.clone(),
+                blocks: i.store.blocks.values().cloned().collect(),
+                committed: i.store.committed,
+            });
+        let cfg = Config {
+            me: i.index,
+            epoch,
+            committee,
+            chain_id: self.cfg.seed,
+            base_timeout_us: self.cfg.base_timeout_us(),
+            max_timeout_us: 8 * self.cfg.base_timeout_us(),
+            jitter_seed: self.cfg.seed ^ (inst as u64) << 32,
+            commit_rule: self.cfg.commit_rule,
+            leader_reputation: self.cfg.leader_reputation,
+            epoch_length: self.cfg.epoch_length,
+        };
+        let mut e = Engine::new(cfg, key, recovered);
+        let effects = e.step(Input::Start);
+        self.insts[inst].engine = Some(e);
+        self.apply(inst, effects);
+    }
+
+    fn main_loop(&mut self) {
+        for inst in 0..self.insts.len() {
+            self.boot(inst);
+        }
+        for c in self.cfg.crashes.clone() {
+            for inst in 0..self.insts.len() {
+                if self.insts[inst].index == c.validator {
+                    self.schedule(c.at_us, Ev::Crash { inst });
+                    self.schedule(c.restart_us, Ev::Restart { inst });
+                }
+            }
+        }
+        self.schedule(0, Ev::Tick);
+        let fe = self.cfg.fault_end_us;
+        self.schedule(fe, Ev::FaultEnd);
+        let end = fe + self.cfg.liveness_bound_us;
+        let mut events = 0u64;
+        while let Some(((t, _), ev)) = self.queue.pop_first() {
+            if t > end {
+                break;
+            }
+            events += 1;
+            if events > EVENTS_MAX {
+                self.violation(
+                    ViolationKind::Liveness,
+                    format!("{EVENTS_MAX} events reached"),
+                );
+                break;
+            }
+            self.now = t;
+            self.event(ev);
+            if self
+                .violations
+                .iter()
+                .any(|v| v.kind != ViolationKind::Liveness)
+            {
+                return;
+            }
+            if !self.faults_on && self.cfg.stop_when_live && self.live() {
+                return;
+            }
+        }
+        if !self.live() {
+            let lag: Vec<String> = (0..self.insts.len())
+                .filter(|&i| self.correct(i))
+                .map(|i| {
+                    let x = &self.insts[i];
+                    let st = x.engine.as_ref().map_or(String::new(), |e| {
+                        format!(
+                            " epoch {} view {} voted {} high-qc view {} height {} rejected {:?}",
+                            e.epoch(),
+                            e.view(),
+                            e.last_voted_view(),
+                            e.high_qc().view,
+                            e.high_qc().height,
+                            e.metrics().rejected
+                        )
+                    });
+                    format!("v{}: {} -> {}{st}", x.index, x.height_at_fault_end, x.tip.0)
+                })
+                .collect();
+            self.violation(
+                ViolationKind::Liveness,
+                format!(
+                    "fewer than {} blocks finalized within {} us after faults stopped ({})",
+                    self.cfg.liveness_blocks,
+                    self.cfg.liveness_bound_us,
+                    lag.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn live(&self) -> bool {
+        !self.faults_on
+            && (0..self.insts.len()).filter(|&i| self.correct(i)).all(|i| {
+                self.insts[i].tip.0 >= self.insts[i].height_at_fault_end + self.cfg.liveness_blocks
+            })
+    }
+
+    fn violation(&mut self, kind: ViolationKind, detail: String) {
+        self.violations.push(Violation {
+            kind,
+            at_us: self.now,
+            detail,
+        });
+    }
+
+    fn event(&mut self, ev: Ev<S>) {
+        self.trace = mix(self.trace, self.now);
+        match ev {
+            Ev::Deliver { to, from, msg } => {
+                self.trace = mix(mix(mix(self.trace, 1), to as u64), fingerprint(&msg));
+                self.trace = mix(self.trace, u64::from(from));
+                let Some(e) = self.insts[to].engine.as_mut() else {
+                    return;
+                };
+                let effects = e.step(Input::Message { from, msg });
+                self.apply(to, effects);
+            }
+            Ev::Timer { inst, view, gen } => {
+                if self.insts[inst].timer_gen != gen {
+                    return;
+                }
+                let Some(e) = self.insts[inst].engine.as_mut() else {
+                    return;
+                };
+                let effects = e.step(Input::TimerFired(Timer::View(view)));
+                self.apply(inst, effects);
+            }
+            Ev::Crash { inst } => {
+                self.trace = mix(mix(self.trace, 3), inst as u64);
+                self.insts[inst].engine = None;
+                self.insts[inst].timer_gen += 1;
+            }
+            Ev::Restart { inst } => {
+                self.trace = mix(mix(self.trace, 4), inst as u64);
+                if self.insts[inst].engine.is_none() {
+                    self.boot(inst);
+                }
+            }
+            Ev::Tick => {
+                for inst in 0..self.insts.len() {
+                    let k = 1 + self.net.below(3);
+                    let ds: Vec<Digest> = (0..k).map(|_| Digest(self.net.bytes32())).collect();
+                    if let Some(e) = self.insts[inst].engine.as_mut() {
+                        let effects = e.step(Input::PayloadReady(ds));
+                        self.apply(inst, effects);
+                    }
+                }
+                self.schedule(self.now + TICK_US, Ev::Tick);
+            }
+            Ev::FaultEnd => {
+                self.trace = mix(self.trace, 5);
+                self.faults_on = false;
+                for inst in 0..self.insts.len() {
+                    if self.correct(inst) {
+                        if self.insts[inst].engine.is_none() {
+                            self.boot(inst);
+                        }
+                        self.insts[inst].height_at_fault_end = self.insts[inst].tip.0;
+                    } else {
+                        // Byzantine validators go silent once faults stop.
+                        self.insts[inst].engine = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hand the engine its next epoch's committee when it asks.
+    fn feed_epoch(&mut self, inst: usize) {
+        let Some(e) = self.insts[inst].engine.as_ref() else {
+            return;
+        };
+        if e.has_next_epoch() {
+            return;
+        }
+        let next = e.epoch() + 1;
+        let index = self.insts[inst].index;
+        let committee = self.epoch_keys(next).0.clone();
+        let signer = self.signer(next, index);
+        let e = self.insts[inst].engine.as_mut().expect("checked above");
+        let effects = e.step(Input::NextEpoch {
+            epoch: next,
+            committee,
+            me: index,
+            signer,
+        });
+        self.apply(inst, effects);
+    }
+
+    fn apply(&mut self, inst: usize, effects: Vec<Effect<S>>) {
+        let mut batch_last: Option<Digest> = None;
+        let mut proven: Option<Result<Digest, &'static str>> = None;
+        for e in effects {
+            match e {
+                Effect::PersistSafety(s) => self.insts[inst].store.safety = Some(s),
+                Effect::PersistBlock(b) => {
+                    let st = &mut self.insts[inst].store;
+                    st.blocks.insert(b.id, b);
+                    if st.blocks.len() as u64 > 4 * RETAIN_BLOCKS {
+                        let h = self.insts[inst].tip.0.saturating_sub(RETAIN_BLOCKS);
+                        self.insts[inst].store.blocks.retain(|_, b| b.height >= h);
+                    }
+                }
+                Effect::SetTimer {
+                    timer: Timer::View(view),
+                    after_us,
+                } => {
+                    self.insts[inst].timer_gen += 1;
+                    let gen = self.insts[inst].timer_gen;
+                    self.schedule(self.now + after_us, Ev::Timer { inst, view, gen });
+                }
+                Effect::Send { to, msg } => self.outgoing(inst, vec![to], msg),
+                Effect::Broadcast(msg) => {
+                    let me = self.insts[inst].index;
+                    let tos = (0..self.cfg.validators as u32)
+                        .filter(|&j| j != me)
+                        .collect();
+                    if let Message::Proposal(p) = &msg {
+                        if self.correct(inst) {
+                            self.proposed_at.entry(p.block.id).or_insert(self.now);
+                        }
+                    }
+                    self.outgoing(inst, tos, msg);
+                }
+                Effect::Finalized { block, proof } => {
+                    self.insts[inst].store.committed = block.id;
+                    let tip = self.insts[inst].tip;
+                    self.insts[inst].tip = (block.height, block.id);
+                    self.trace = mix(mix(mix(self.trace, 6), inst as u64), d64(&block.id));
+                    if !self.correct(inst) {
+                        continue;
+                    }
+                    self.check_finalized(inst, tip, &block);
+                    if self.cfg.check_commit_proofs {
+                        batch_last = Some(block.id);
+                        let committee = self.epoch_keys(proof.child.epoch).0.clone();
+                        proven = Some(proof.verify_direct(&committee));
+                    }
+                }
+            }
+        }
+        self.feed_epoch(inst);
+        if let (Some(last), Some(p)) = (batch_last, proven) {
+            match p {
+                Ok(id) if self.descends(inst, id, last) => {}
+                Ok(id) => self.violation(
+                    ViolationKind::Certificate,
+                    format!(
+                        "validator {}: commit proof is for {} but {} was finalized",
+                        self.insts[inst].index, id, last
+                    ),
+                ),
+                Err(why) => self.violation(
+                    ViolationKind::Certificate,
+                    format!("validator {}: commit proof: {why}", self.insts[inst].index),
+                ),
+            }
+        }
+    }
+
+    /// Is `from` equal to `to` or a descendant of it, by the parent links of
+    /// the blocks the validator stored?
+    fn descends(&self, inst: usize, from: Digest, to: Digest) -> bool {
+        let blocks = &self.insts[inst].store.blocks;
+        let mut cur = from;
+        for _ in 0..=RETAIN_BLOCKS {
+            if cur == to {
+                return true;
+            }
+            match blocks.get(&cur) {
+                Some(b) => cur = b.parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn check_finalized(&mut self, inst: usize, tip: (u64, Digest), block: &Block<S>) {
+        let who = self.insts[inst].index;
+        if block.height != tip.0 + 1 || block.parent != tip.1 {
+            self.violation(
+                ViolationKind::Validity,
+                format!(
+                    "validator {who}: finalized height {} (parent {}) after height {} ({})",
+                    block.height, block.parent, tip.0, tip.1
+                ),
+            );
+        }
+        match self.finalized_at.get(&block.height) {
+            Some(id) if *id != block.id => {
+                let other = *id;
+                self.violation(
+                    ViolationKind::Agreement,
+                    format!(
+                        "validator {who}: finalized {} at height {} but {} was finalized there",
+                        block.id, block.height, other
+                    ),
+                );
+            }
+            Some(_) => {}
+            None => {
+                self.finalized_at.insert(block.height, block.id);
+            }
+        }
+        if let Some(&t) = self.proposed_at.get(&block.id) {
+            if t >= self.cfg.fault_end_us {
+                self.latency.push(self.now - t);
+            }
+        }
+    }
+
+    fn link_ok(&self, a: u32, b: u32) -> bool {
+        !self.cfg.partitions.iter().any(|p| {
+            self.now >= p.from_us
+                && self.now < p.until_us
+                && p.group[a as usize] != p.group[b as usize]
+        })
+    }
+
+    /// Byzantine rewriting of one outgoing message.
+    fn corrupt(&mut self, inst: usize, tos: Vec<u32>, msg: Message<S>) -> Vec<(u32, Message<S>)> {
+        let behavior = self.insts[inst].behavior;
+        let me = self.insts[inst].index;
+        if !self.faults_on {
+            return tos.into_iter().map(|t| (t, msg.clone())).collect();
+        }
+        match (behavior, msg) {
+            (Behavior::Equivocate, Message::Proposal(p)) => {
+                let mut p2 = p.clone();
+                p2.block.payload.push(Digest(self.byz.bytes32()));
+                p2.block.id = p2.block.compute_id();
+                tos.into_iter()
+                    .map(|t| {
+                        if t % 2 == 0 {
+                            (t, Message::Proposal(p.clone()))
+                        } else {
+                            (t, Message::Proposal(p2.clone()))
+                        }
+                    })
+                    .collect()
+            }
+            (Behavior::DoubleVote | Behavior::UnknownVotes, Message::Vote(v)) => {
+                let fake = Digest(self.byz.bytes32());
+                let m = QuorumCert::<S>::vote_message(v.epoch, v.view, &fake, v.height);
+                let v2 = Vote {
+                    block: fake,
+                    sig: S::sign(&self.epoch_keys(v.epoch).1[me as usize], m.as_bytes()),
+                    ..v.clone()
+                };
+                let mut out = Vec::new();
+                for t in tos {
+                    if behavior == Behavior::DoubleVote {
+                        // The fake vote first, so it is the one counted.
+                        out.push((t, Message::Vote(v2.clone())));
+                        out.push((t, Message::Vote(v.clone())));
+                    } else {
+                        out.push((t, Message::Vote(v.clone())));
+                    }
+                }
+                if behavior == Behavior::UnknownVotes {
+                    for t in 0..self.cfg.validators as u32 {
+                        if t != me {
+                            out.push((t, Message::Vote(v2.clone())));
+                        }
+                    }
+                }
+                out
+            }
+            (Behavior::BadSignatures, Message::Vote(mut v)) => {
+                v.sig = S::sign(
+                    &self.epoch_keys(v.epoch).1[me as usize],
+                    b"not the vote message",
+                );
+                tos.into_iter()
+                    .map(|t| (t, Message::Vote(v.clone())))
+                    .collect()
+            }
+            (Behavior::BadSignatures, Message::Timeout(mut to)) => {
+                to.sig = S::sign(
+                    &self.epoch_keys(to.epoch).1[me as usize],
+                    b"not the timeout message",
+                );
+                tos.into_iter()
+                    .map(|t| (t, Message::Timeout(to.clone())))
+                    .collect()
+            }
+            (Behavior::Withhold, Message::Proposal(_) | Message::Vote(_)) => Vec::new(),
+            (_, msg) => tos.into_iter().map(|t| (t, msg.clone())).collect(),
+        }
+    }
+
+    fn outgoing(&mut self, inst: usize, tos: Vec<u32>, msg: Message<S>) {
+        let from = self.insts[inst].index;
+        let sends = self.corrupt(inst, tos, msg);
+        for (to, m) in sends {
+            if !self.link_ok(from, to) {
+                continue;
+            }
+            let targets: Vec<usize> = (0..self.insts.len())
+                .filter(|&j| j != inst && self.insts[j].index == to)
+                .collect();
+            for j in targets {
+                let copies = if self.faults_on && self.net.chance_ppm(self.cfg.dup_ppm) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    if self.faults_on && self.net.chance_ppm(self.cfg.drop_ppm) {
+                        continue;
+                    }
+                    let delay = self.cfg.latency_us + self.net.below(self.cfg.jitter_us + 1);
+                    self.schedule(
+                        self.now + delay,
+                        Ev::Deliver {
+                            to: j,
+                            from,
+                            msg: m.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
