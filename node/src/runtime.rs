@@ -1159,6 +1159,23 @@ impl Core {
     }
 }
 
+/// Most finalized blocks committed in one LMDB write transaction when
+/// execution falls behind (group commit).
+pub const GROUP_COMMIT_MAX: usize = 32;
+
+/// One executed block waiting for the group's commit.
+struct Executed {
+    block: Block<BlsScheme>,
+    root: Digest,
+    txs: Vec<PreparedTx>,
+    raws: Vec<Vec<u8>>,
+    receipts: Vec<Receipt>,
+    receipt_bytes: Vec<Vec<u8>>,
+    block_bytes: Vec<u8>,
+    proof_bytes: Vec<u8>,
+    digests: Vec<Digest>,
+}
+
 fn exec_loop(
     mut store: Store<LmdbKv>,
     rx: flume::Receiver<ExecJob>,
@@ -1170,160 +1187,237 @@ fn exec_loop(
     let shards = 2usize;
     let mut executed_batches: VecDeque<Digest> = VecDeque::new();
     let mut executed_set: HashSet<Digest> = HashSet::new();
-    while let Ok(job) = rx.recv() {
+    while let Ok(first) = rx.recv() {
         let t0 = Instant::now();
-        let height = job.block.height;
-        let head = store.finalized_height().unwrap_or(0);
-        if height <= head {
-            // Already committed (restart replay).
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut next_height = store.finalized_height().map_or(0, |h| h + 1);
+        let mut group: Vec<Executed> = Vec::with_capacity(jobs.len());
+        let mut group_txs: HashSet<Digest> = HashSet::new();
+        for job in jobs {
+            let height = job.block.height;
+            if height < next_height {
+                continue; // already committed (replay after a restart)
+            }
+            if height != next_height {
+                bail!("finalized block at height {height} but the store expects {next_height}");
+            }
+            group.push(execute_one(
+                &mut store,
+                job,
+                params,
+                validators,
+                shards,
+                &mut executed_set,
+                &mut group_txs,
+                shared,
+            )?);
+            next_height += 1;
+        }
+        if group.is_empty() {
             continue;
         }
-        if height != head + 1 {
-            bail!("finalized block at height {height} but the store is at {head}");
-        }
-        // Transactions in block order; a batch already executed in an
-        // earlier block is skipped (re-proposed batches), as are
-        // transactions that failed decoding or signature checks.
-        let mut txs: Vec<PreparedTx> = Vec::new();
-        let mut raws: Vec<&[u8]> = Vec::new();
-        let mut skipped = 0u64;
-        for b in &job.batches {
-            if executed_set.contains(&b.digest) {
-                continue;
-            }
-            for (i, t) in b.txs.iter().enumerate() {
-                match t {
-                    Some(p) if b.valid[i] => {
-                        txs.push(p.clone());
-                        raws.push(&b.raw[i]);
-                    }
-                    // Undecodable or badly signed: never executed, on every
-                    // validator alike (the checks are deterministic).
-                    _ => skipped += 1,
-                }
-            }
-        }
-        let proposer = validators
-            .get(job.block.proposer as usize)
-            .and_then(|v| plume_crypto::ed25519::PublicKey::from_hex(&v.network_key).ok())
-            .map(|k| k.address())
-            .unwrap_or_default();
-        let ctx = plume_execution::BlockContext { height, proposer };
-        let max = params.block_txs_max as usize;
-        if txs.len() > max {
-            // Honest proposers never exceed the limit (the core budgets what
-            // it offers); a block from a faulty one is cut deterministically
-            // here, the same way on every validator.
-            tracing::warn!(
-                height,
-                txs = txs.len(),
-                max,
-                "block exceeds block_txs_max; executing the first {max}"
-            );
-            shared
-                .metrics
-                .txs_cut
-                .fetch_add((txs.len() - max) as u64, Ordering::Relaxed);
-            txs.truncate(max);
-            raws.truncate(max);
-        }
-        let out = plume_execution::apply_block_sharded(&store, params, &ctx, &txs, shards)
-            .map_err(|e| anyhow!("executing block {height}: {e}"))?;
-        if skipped > 0 {
-            tracing::warn!(
-                height,
-                skipped,
-                "transactions with bad encodings or signatures skipped"
-            );
-        }
-        let receipts: Vec<Vec<u8>> = out.receipts.iter().map(encode_receipt).collect();
-        let entries: Vec<plume_storage::TxEntry<'_>> = txs
+        let entries: Vec<Vec<plume_storage::TxEntry<'_>>> = group
             .iter()
-            .zip(&raws)
-            .zip(&receipts)
-            .map(|((p, raw), rc)| plume_storage::TxEntry {
-                hash: p.hash,
-                tx: raw,
-                receipt: rc,
-            })
-            .collect();
-        let batch_ids: Vec<Vec<Digest>> = job
-            .batches
-            .iter()
-            .map(|b| {
-                b.txs
+            .map(|e| {
+                e.txs
                     .iter()
-                    .zip(&b.raw)
-                    .map(|(t, r)| {
-                        t.as_ref().map_or_else(
-                            || plume_crypto::hash(plume_crypto::Domain::Tx, r),
-                            |p| p.hash,
-                        )
+                    .zip(&e.raws)
+                    .zip(&e.receipt_bytes)
+                    .map(|((p, raw), rc)| plume_storage::TxEntry {
+                        hash: p.hash,
+                        tx: raw,
+                        receipt: rc,
                     })
                     .collect()
             })
             .collect();
-        let block_bytes = crate::proof::encode_block_record(&job.block, &batch_ids);
-        let proof_bytes = encode_proof(&job.proof);
-        let root = store
-            .commit_block_with_writes(
-                &plume_storage::BlockCommit {
-                    height,
-                    hash: job.block.id,
-                    block: &block_bytes,
-                    qc: &proof_bytes,
-                    txs: &entries,
-                },
-                &out.writes,
-            )
-            .map_err(|e| anyhow!("committing block {height}: {e}"))?;
-        for b in &job.batches {
-            if executed_set.insert(b.digest) {
-                executed_batches.push_back(b.digest);
+        let commits: Vec<plume_storage::BlockCommit<'_>> = group
+            .iter()
+            .zip(&entries)
+            .map(|(e, ent)| plume_storage::BlockCommit {
+                height: e.block.height,
+                hash: e.block.id,
+                block: &e.block_bytes,
+                qc: &e.proof_bytes,
+                txs: ent,
+            })
+            .collect();
+        store
+            .commit_blocks(&commits)
+            .map_err(|e| anyhow!("committing blocks: {e}"))?;
+        drop(commits);
+        drop(entries);
+        // Durable: now tell consensus, subscribers and clients.
+        let m = &shared.metrics;
+        for e in &group {
+            let height = e.block.height;
+            for d in &e.digests {
+                executed_batches.push_back(*d);
                 if executed_batches.len() > BATCHES_HELD_MAX {
                     if let Some(old) = executed_batches.pop_front() {
                         executed_set.remove(&old);
                     }
                 }
             }
-        }
-        let m = &shared.metrics;
-        m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
-        m.txs_finalized
-            .fetch_add(txs.len() as u64, Ordering::Relaxed);
-        m.height.store(height, Ordering::Relaxed);
-        *shared.state_root.lock().expect("not poisoned") = (height, root);
-        // Finality latency of transactions submitted here.
-        {
-            let mut sub = shared.submitted.lock().expect("not poisoned");
-            for p in &txs {
-                if let Some(t) = sub.remove(&p.hash) {
-                    m.finality_ms.observe(t.elapsed().as_millis() as u64);
+            m.blocks_finalized.fetch_add(1, Ordering::Relaxed);
+            m.txs_finalized
+                .fetch_add(e.txs.len() as u64, Ordering::Relaxed);
+            m.height.store(height, Ordering::Relaxed);
+            *shared.state_root.lock().expect("not poisoned") = (height, e.root);
+            {
+                let mut sub = shared.submitted.lock().expect("not poisoned");
+                for p in &e.txs {
+                    if let Some(t) = sub.remove(&p.hash) {
+                        m.finality_ms.observe(t.elapsed().as_millis() as u64);
+                    }
                 }
             }
+            publish(shared, height, &e.block, e.root, &e.txs, &e.receipts);
+            let mut payers: Vec<Address> =
+                e.txs.iter().filter_map(|p| p.payer().copied()).collect();
+            payers.sort();
+            payers.dedup();
+            let mut sequences = Vec::with_capacity(payers.len());
+            for a in payers {
+                let acct = plume_execution::state::read_account(&store, &a)
+                    .map_err(|err| anyhow!("reading account {a}: {err}"))?;
+                sequences.push((a, acct.sequence));
+            }
+            let _ = core_tx.send(CoreIn::Executed {
+                height,
+                block: e.block.id,
+                root: e.root,
+                sequences,
+            });
         }
-        publish(shared, height, &job.block, root, &txs, &out.receipts);
-        let mut payers: Vec<Address> = txs.iter().filter_map(|p| p.payer().copied()).collect();
-        payers.sort();
-        payers.dedup();
-        let mut sequences = Vec::with_capacity(payers.len());
-        for a in payers {
-            let acct = plume_execution::state::read_account(&store, &a)
-                .map_err(|e| anyhow!("reading account {a}: {e}"))?;
-            sequences.push((a, acct.sequence));
-        }
-        let _ = core_tx.send(CoreIn::Executed {
-            height,
-            block: job.block.id,
-            root,
-            sequences,
-        });
         m.busy_us[2].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         if STOP.load(Ordering::Relaxed) && rx.is_empty() {
             break;
         }
     }
     Ok(())
+}
+
+/// Execute one finalized block against the (staged) state; its writes are
+/// staged and its root returned, nothing is durable yet.
+fn execute_one(
+    store: &mut Store<LmdbKv>,
+    job: ExecJob,
+    params: &plume_execution::Params,
+    validators: &[crate::keys::ValidatorInfo],
+    shards: usize,
+    executed_set: &mut HashSet<Digest>,
+    group_txs: &mut HashSet<Digest>,
+    shared: &Shared,
+) -> Result<Executed> {
+    let height = job.block.height;
+    // Transactions in block order; a batch already executed in an earlier
+    // block is skipped (re-proposed batches), as are transactions that failed
+    // decoding or signature checks: deterministic, so every validator skips
+    // the same ones.
+    let mut txs: Vec<PreparedTx> = Vec::new();
+    let mut raws: Vec<Vec<u8>> = Vec::new();
+    let mut skipped = 0u64;
+    let mut seen_here: HashSet<Digest> = HashSet::new();
+    let mut newly_executed = Vec::new();
+    for b in &job.batches {
+        if executed_set.contains(&b.digest) || !seen_here.insert(b.digest) {
+            continue;
+        }
+        newly_executed.push(b.digest);
+        for (i, t) in b.txs.iter().enumerate() {
+            match t {
+                Some(p) if b.valid[i] => {
+                    // A transaction already in a finalized block (a batch
+                    // offered twice, even across a restart) is not executed
+                    // again: its first receipt stands. The store is the same
+                    // on every validator, so this is deterministic.
+                    let dup = !group_txs.insert(p.hash)
+                        || store
+                            .tx(&p.hash)
+                            .map_err(|e| anyhow!("reading tx index: {e}"))?
+                            .is_some();
+                    if dup {
+                        continue;
+                    }
+                    txs.push(p.clone());
+                    raws.push(b.raw[i].clone());
+                }
+                _ => skipped += 1,
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            height,
+            skipped,
+            "transactions with bad encodings or signatures skipped"
+        );
+    }
+    let proposer = validators
+        .get(job.block.proposer as usize)
+        .and_then(|v| plume_crypto::ed25519::PublicKey::from_hex(&v.network_key).ok())
+        .map(|k| k.address())
+        .unwrap_or_default();
+    let ctx = plume_execution::BlockContext { height, proposer };
+    let max = params.block_txs_max as usize;
+    if txs.len() > max {
+        // Honest proposers never exceed the limit (the core budgets what it
+        // offers); a block from a faulty one is cut deterministically here,
+        // the same way on every validator.
+        tracing::warn!(
+            height,
+            txs = txs.len(),
+            max,
+            "block exceeds block_txs_max; executing the first {max}"
+        );
+        shared
+            .metrics
+            .txs_cut
+            .fetch_add((txs.len() - max) as u64, Ordering::Relaxed);
+        txs.truncate(max);
+        raws.truncate(max);
+    }
+    let out = plume_execution::apply_block_sharded(&*store, params, &ctx, &txs, shards)
+        .map_err(|e| anyhow!("executing block {height}: {e}"))?;
+    let root = plume_storage::AuthenticatedState::apply(store, &out.writes)
+        .map_err(|e| anyhow!("staging block {height}: {e}"))?;
+    // Later blocks of the same group must see these batches as executed.
+    executed_set.extend(newly_executed.iter().copied());
+    let batch_ids: Vec<Vec<Digest>> = job
+        .batches
+        .iter()
+        .map(|b| {
+            b.txs
+                .iter()
+                .zip(&b.raw)
+                .map(|(t, r)| {
+                    t.as_ref().map_or_else(
+                        || plume_crypto::hash(plume_crypto::Domain::Tx, r),
+                        |p| p.hash,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let receipt_bytes = out.receipts.iter().map(encode_receipt).collect();
+    Ok(Executed {
+        block_bytes: crate::proof::encode_block_record(&job.block, &batch_ids),
+        proof_bytes: encode_proof(&job.proof),
+        digests: newly_executed,
+        block: job.block,
+        root,
+        txs,
+        raws,
+        receipts: out.receipts,
+        receipt_bytes,
+    })
 }
 
 /// Encode a commit proof: child block then its certificate.

@@ -247,23 +247,90 @@ impl<K: KvStore> Store<K> {
         self.commit_block(block)
     }
 
+    /// Group commit: several consecutive blocks whose state was staged by
+    /// successive `apply` calls (one per block, in order), in ONE write
+    /// transaction with one fsync. The chain head moves to the last block
+    /// and the current root; the intermediate roots were returned by
+    /// `apply`. Readers see all of the blocks or none.
+    /// On error nothing is written and the staged state is discarded.
+    pub fn commit_blocks(&mut self, blocks: &[BlockCommit<'_>]) -> Result<Digest, StorageError> {
+        let r = self.write_blocks(blocks);
+        if r.is_err() {
+            self.discard_staged();
+        }
+        r
+    }
+
     fn write_block(&mut self, b: &BlockCommit<'_>) -> Result<Digest, StorageError> {
-        if let Some(h) = self.head {
-            if h.finalized_height.checked_add(1) != Some(b.height) {
-                return Err(StorageError::HeightGap {
-                    got: b.height,
-                    finalized: h.finalized_height,
-                });
+        self.write_blocks(std::slice::from_ref(b))
+    }
+
+    fn write_blocks(&mut self, blocks: &[BlockCommit<'_>]) -> Result<Digest, StorageError> {
+        let Some(last) = blocks.last() else {
+            return Err(StorageError::Limit("commit of zero blocks".into()));
+        };
+        // Each block must follow the previous one (the head, then each other).
+        let mut prev: Option<u64> = self.head.map(|h| h.finalized_height);
+        for b in blocks {
+            if let Some(p) = prev {
+                if p.checked_add(1) != Some(b.height) {
+                    return Err(StorageError::HeightGap {
+                        got: b.height,
+                        finalized: p,
+                    });
+                }
+            }
+            prev = Some(b.height);
+            if b.txs.len() > BLOCK_TXS_MAX {
+                return Err(StorageError::Limit(format!(
+                    "block of {} transactions exceeds {BLOCK_TXS_MAX}",
+                    b.txs.len()
+                )));
             }
         }
-        if b.txs.len() > BLOCK_TXS_MAX {
-            return Err(StorageError::Limit(format!(
-                "block of {} transactions exceeds {BLOCK_TXS_MAX}",
-                b.txs.len()
-            )));
-        }
-        let hkey = b.height.to_be_bytes();
         let mut w = self.kv.write_txn()?;
+        for b in blocks {
+            Self::put_block(&mut w, b)?;
+        }
+        let b = last;
+        for (k, v) in &self.staged.values {
+            match v {
+                Some(v) => w.put(Table::Accounts, k, &seal(Table::Accounts, k, v))?,
+                None => {
+                    w.delete(Table::Accounts, k)?;
+                }
+            }
+        }
+        let mut nodes: Vec<(&NodePos, &Option<TreeNode>)> = self.staged.nodes.iter().collect();
+        nodes.sort_unstable_by_key(|(p, _)| p.locality_key());
+        for (pos, n) in nodes {
+            let (key, len) = pos.encode();
+            let key = &key[..len];
+            match n {
+                Some(n) => w.put(Table::Nodes, key, &n.encode_sealed(key))?,
+                None => {
+                    w.delete(Table::Nodes, key)?;
+                }
+            }
+        }
+        let meta = ChainMeta {
+            finalized_height: b.height,
+            block_hash: b.hash.0,
+            state_root: self.root.0,
+        };
+        w.put(
+            Table::Meta,
+            META_CHAIN,
+            &encode(Table::Meta, META_CHAIN, &meta),
+        )?;
+        w.commit()?;
+        self.head = Some(meta);
+        self.staged = Staged::default();
+        Ok(self.root)
+    }
+
+    fn put_block(w: &mut K::Write<'_>, b: &BlockCommit<'_>) -> Result<(), StorageError> {
+        let hkey = b.height.to_be_bytes();
         let block_rec = BlockRecord {
             height: b.height,
             hash: b.hash.0,
@@ -305,40 +372,7 @@ impl<K: KvStore> Store<K> {
                 &encode(Table::Receipts, &t.hash.0, &rc),
             )?;
         }
-        for (k, v) in &self.staged.values {
-            match v {
-                Some(v) => w.put(Table::Accounts, k, &seal(Table::Accounts, k, v))?,
-                None => {
-                    w.delete(Table::Accounts, k)?;
-                }
-            }
-        }
-        let mut nodes: Vec<(&NodePos, &Option<TreeNode>)> = self.staged.nodes.iter().collect();
-        nodes.sort_unstable_by_key(|(p, _)| p.locality_key());
-        for (pos, n) in nodes {
-            let (key, len) = pos.encode();
-            let key = &key[..len];
-            match n {
-                Some(n) => w.put(Table::Nodes, key, &n.encode_sealed(key))?,
-                None => {
-                    w.delete(Table::Nodes, key)?;
-                }
-            }
-        }
-        let meta = ChainMeta {
-            finalized_height: b.height,
-            block_hash: b.hash.0,
-            state_root: self.root.0,
-        };
-        w.put(
-            Table::Meta,
-            META_CHAIN,
-            &encode(Table::Meta, META_CHAIN, &meta),
-        )?;
-        w.commit()?;
-        self.head = Some(meta);
-        self.staged = Staged::default();
-        Ok(self.root)
+        Ok(())
     }
 
     /// The block at `height`.
@@ -488,6 +522,63 @@ impl<K: KvStore> AuthenticatedState for Store<K> {
 
     fn root(&self) -> Digest {
         self.root
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+
+    #[test]
+    fn group_commit_writes_all_blocks_with_the_last_root_and_checks_heights() {
+        let mut st = Store::open(MemoryKv::new()).unwrap();
+        let mut roots = Vec::new();
+        for i in 0..3u8 {
+            roots.push(st.apply(&[([i; 32], Some(vec![i]))]).unwrap());
+        }
+        let blocks: Vec<BlockCommit<'_>> = (0..3u64)
+            .map(|h| BlockCommit {
+                height: h,
+                hash: Digest([h as u8 + 1; 32]),
+                block: b"b",
+                qc: b"q",
+                txs: &[],
+            })
+            .collect();
+        assert_eq!(st.commit_blocks(&blocks).unwrap(), roots[2]);
+        assert_eq!(st.finalized_height(), Some(2));
+        for h in 0..3 {
+            assert!(st.block(h).unwrap().is_some());
+        }
+        // A gap is refused and nothing is written.
+        st.apply(&[([9; 32], Some(vec![9]))]).unwrap();
+        let bad = [
+            BlockCommit {
+                height: 3,
+                hash: Digest([4; 32]),
+                block: b"b",
+                qc: b"q",
+                txs: &[],
+            },
+            BlockCommit {
+                height: 5,
+                hash: Digest([6; 32]),
+                block: b"b",
+                qc: b"q",
+                txs: &[],
+            },
+        ];
+        assert!(matches!(
+            st.commit_blocks(&bad),
+            Err(StorageError::HeightGap {
+                got: 5,
+                finalized: 3
+            })
+        ));
+        assert_eq!(st.finalized_height(), Some(2));
+        assert!(st.block(3).unwrap().is_none());
+        assert_eq!(st.get(&[9; 32]).unwrap(), None, "staged state discarded");
     }
 }
 
