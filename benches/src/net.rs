@@ -72,6 +72,9 @@ fn messages_for(size: usize, opts: &Options) -> u64 {
 /// Run the suite.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut r = Report::new("net");
+    let [ca, cb] = cores();
+    r.machine.insert("sender_core".into(), ca.to_string());
+    r.machine.insert("receiver_core".into(), cb.to_string());
     r.machine.insert(
         "glommio_spin_before_park_us".into(),
         spin_before_park().as_micros().to_string(),
@@ -203,9 +206,12 @@ fn on_thread<T: Send + 'static>(
     })
 }
 
+/// Sender and receiver cores. Counted from /proc/cpuinfo, not from
+/// `available_parallelism`, which only sees the affinity mask of the
+/// (already pinned) calling thread.
 fn cores() -> [usize; 2] {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
+    let n = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
         .unwrap_or(1);
     [0, if n > 1 { 1 } else { 0 }]
 }
