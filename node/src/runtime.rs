@@ -1552,7 +1552,7 @@ impl ApiNode {
             waiting.push(h.clone().and_then(|h| self.precheck_and_queue(&store, h)));
         }
         drop(store);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let out: Vec<Result<Digest, ApiError>> = waiting
             .into_iter()
             .map(|w| {

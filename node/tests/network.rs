@@ -78,7 +78,7 @@ fn four_validators_finalize_10000_transfers_with_equal_roots() {
         validators: 4,
         dir: net.homes[0].parent().unwrap().to_path_buf(),
         duration: Duration::from_secs(120),
-        rate: 2000,
+        rate: 1000,
         base_port: 0,
         settle_every: 10,
         progress: false,
@@ -88,6 +88,7 @@ fn four_validators_finalize_10000_transfers_with_equal_roots() {
     };
     let s =
         plume_benches::cluster::localnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
+    assert!(s.submit_errors.is_empty(), "{s:?}");
     assert_eq!(s.submitted, 10_000, "{s:?}");
     assert_eq!(s.rejected, 0, "{s:?}");
     assert_eq!(
@@ -306,7 +307,23 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() {
     // validators (the real validators' genesis does not).
     let home = d.path().join("intruder");
     std::fs::create_dir_all(&home).unwrap();
-    let keys = plume_node::keys::NodeKeys::generate();
+    // Sessions are dialled by the peer with the smaller network key, so give
+    // the intruder a key smaller than every validator's: it then actively
+    // dials all of them (a larger key would just wait to be dialled, which
+    // no validator would ever do).
+    let smallest_validator = Genesis::load(&net.genesis_path)
+        .unwrap()
+        .validators
+        .iter()
+        .map(|v| v.network_key.clone())
+        .min()
+        .unwrap();
+    let keys = loop {
+        let k = plume_node::keys::NodeKeys::generate();
+        if k.network.public_key().to_hex() < smallest_validator {
+            break k;
+        }
+    };
     keys.save(&home, false).unwrap();
     let port = free_base(1);
     let cfg = plume_node::config::Config::new(

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Largest response accepted.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Time allowed for one call.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A keep-alive connection to one node's API.
 #[derive(Debug)]

@@ -82,6 +82,8 @@ pub struct Summary {
     pub tx_bytes_mean: f64,
     /// Seconds the load ran.
     pub load_secs: f64,
+    /// The first few submission calls that failed as a whole.
+    pub submit_errors: Vec<String>,
     /// Height at which state roots were compared.
     pub compared_height: u64,
     /// Whether all validators have the same state root there.
@@ -455,6 +457,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     let start = Instant::now();
     let mut sent_total: u64 = 0;
     let mut tx_bytes_total: u64 = 0;
+    let mut submit_errors: Vec<String> = Vec::new();
     let mut rejected: u64 = 0;
     let mut clients: Vec<RpcClient> = net.apis.iter().map(|a| RpcClient::new(a)).collect();
     let mut next_print = start + Duration::from_secs(1);
@@ -557,6 +560,9 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                     for (r, h) in results.into_iter().zip(&hashes) {
                         match r {
                             Ok(_) => {}
+                            // Already known to the node: a retried call whose
+                            // first attempt got through.
+                            Err(e) if e.code == 1011 => {}
                             Err(e) => {
                                 p.sent.remove(h);
                                 rejected += 1;
@@ -569,6 +575,9 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                 }
                 Err(e) => {
                     tracing::warn!("submission to validator {node} failed: {e:#}");
+                    if submit_errors.len() < 3 {
+                        submit_errors.push(format!("validator {node}: {e:#}"));
+                    }
                     let mut p = pending.lock().expect("not poisoned");
                     for h in &hashes {
                         p.sent.remove(h);
@@ -650,6 +659,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
             0.0
         },
         load_secs,
+        submit_errors,
         compared_height: h,
         roots_equal,
         roots,
