@@ -671,6 +671,10 @@ struct Core {
     batches: HashMap<Digest, Arc<VerifiedBatch>>,
     batch_order: VecDeque<Digest>,
     own_pending: BTreeMap<Digest, Instant>,
+    /// Peers' batches not yet seen in a finalized block, with when they
+    /// arrived: if their owner cannot get them proposed (say it is slow and
+    /// leader reputation skips it), every validator offers them too.
+    peer_pending: BTreeMap<Digest, Instant>,
     /// Own batches waiting to be offered to the engine, with their sizes.
     ready: VecDeque<(Digest, usize)>,
     /// Offered to the engine, not yet seen in one of our proposals.
@@ -754,6 +758,7 @@ async fn core_main(
         batches: HashMap::new(),
         batch_order: VecDeque::new(),
         own_pending: BTreeMap::new(),
+        peer_pending: BTreeMap::new(),
         ready: VecDeque::new(),
         fed: HashMap::new(),
         fed_txs: 0,
@@ -865,7 +870,13 @@ impl Core {
                 Effect::Finalized { block, proof } => {
                     for d in &block.payload {
                         self.own_pending.remove(d);
+                        self.peer_pending.remove(d);
+                        if let Some(c) = self.fed.remove(d) {
+                            self.fed_txs -= c;
+                        }
                     }
+                    let done: HashSet<Digest> = block.payload.iter().copied().collect();
+                    self.ready.retain(|(d, _)| !done.contains(d));
                     self.finalized_waiting.push_back((block, proof));
                 }
             }
@@ -1032,6 +1043,13 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreIn::Batch(b) => {
+                if !self.own_pending.contains_key(&b.digest)
+                    && self.peer_pending.len() < BATCHES_HELD_MAX
+                {
+                    self.peer_pending
+                        .entry(b.digest)
+                        .or_insert_with(Instant::now);
+                }
                 self.hold_batch(b);
                 self.dispatch_finalized()?;
             }
@@ -1121,8 +1139,18 @@ impl Core {
             .filter(|(_, t)| now.duration_since(**t) > BATCH_REPROPOSE_AFTER)
             .map(|(d, _)| *d)
             .collect();
-        for d in stale {
-            self.own_pending.insert(d, now);
+        // Peers' batches that stayed unfinalized for twice as long.
+        let orphaned: Vec<Digest> = self
+            .peer_pending
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) > 2 * BATCH_REPROPOSE_AFTER)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in &orphaned {
+            self.peer_pending.insert(*d, now);
+        }
+        for d in stale.into_iter().chain(orphaned) {
+            self.own_pending.entry(d).and_modify(|t| *t = now);
             if !self.fed.contains_key(&d) && !self.ready.iter().any(|(r, _)| *r == d) {
                 let n = self.batches.get(&d).map_or(0, |b| b.txs.len());
                 self.ready.push_back((d, n));

@@ -82,7 +82,7 @@ pub struct Summary {
     pub tx_bytes_mean: f64,
     /// Seconds the load ran.
     pub load_secs: f64,
-    /// The first few submission calls that failed as a whole.
+    /// The first few submissions that failed (whole calls or single ones).
     pub submit_errors: Vec<String>,
     /// Height at which state roots were compared.
     pub compared_height: u64,
@@ -566,8 +566,8 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                             Err(e) => {
                                 p.sent.remove(h);
                                 rejected += 1;
-                                if rejected <= 3 {
-                                    tracing::warn!("submission rejected: {e}");
+                                if submit_errors.len() < 6 {
+                                    submit_errors.push(format!("tx {h} at validator {node}: {e}"));
                                 }
                             }
                         }
