@@ -136,7 +136,10 @@ impl<K: KvStore> Store<K> {
     /// Open a store: write the schema version into an empty one, refuse
     /// one written by an incompatible version, load the chain head.
     pub fn open(kv: K) -> Result<Self, StorageError> {
-        let (schema, head) = {
+        // Schema, head and root node are read in ONE read transaction, so a
+        // writer committing concurrently (the node opens read handles while
+        // it commits) can never make them disagree.
+        let (schema, head, tree_root) = {
             let r = kv.read_txn()?;
             let schema = match r.get(Table::Meta, META_SCHEMA)? {
                 Some(raw) => Some(decode::<SchemaRecord>(Table::Meta, META_SCHEMA, raw)?),
@@ -146,7 +149,8 @@ impl<K: KvStore> Store<K> {
                 Some(raw) => Some(decode::<ChainMeta>(Table::Meta, META_CHAIN, raw)?),
                 None => None,
             };
-            (schema, head)
+            let tree_root = read_node(&r, &NodePos::ROOT)?.map_or(EMPTY_HASH, |n| n.hash());
+            (schema, head, tree_root)
         };
         match schema {
             Some(s) if s.version != SCHEMA_VERSION => {
@@ -177,22 +181,18 @@ impl<K: KvStore> Store<K> {
             }
         }
         let root = head.map_or(EMPTY_HASH, |h| Digest(h.state_root));
-        let store = Store {
-            kv,
-            head,
-            staged: Staged::default(),
-            root,
-        };
         // The stored tree must lead to the recorded root.
-        let r = store.kv.read_txn()?;
-        let tree_root = read_node(&r, &NodePos::ROOT)?.map_or(EMPTY_HASH, |n| n.hash());
         if tree_root != root {
             return Err(StorageError::TreeInconsistent(format!(
                 "root node hashes to {tree_root}, chain head records {root}"
             )));
         }
-        drop(r);
-        Ok(store)
+        Ok(Store {
+            kv,
+            head,
+            staged: Staged::default(),
+            root,
+        })
     }
 
     /// The backing key-value store.
