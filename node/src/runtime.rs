@@ -860,7 +860,9 @@ impl Core {
                 }
                 Effect::SetTimer { timer, after_us } => {
                     self.timer_gen += 1;
-                    self.timers.retain(|(_, t, _)| *t != timer);
+                    // A timer of the same kind replaces the earlier one.
+                    self.timers
+                        .retain(|(_, t, _)| std::mem::discriminant(t) != std::mem::discriminant(&timer));
                     self.timers.push((
                         self.timer_gen,
                         timer,
@@ -1087,10 +1089,10 @@ impl Core {
             .collect();
         self.timers.retain(|(_, _, at)| *at > now);
         for t in due {
-            self.shared
-                .metrics
-                .view_changes
-                .fetch_add(1, Ordering::Relaxed);
+            let Timer::View(v) = t;
+            if v == self.engine.view() {
+                self.shared.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
+            }
             self.step(Input::TimerFired(t))?;
         }
         // A batch from the mempool.
