@@ -861,8 +861,9 @@ impl Core {
                 Effect::SetTimer { timer, after_us } => {
                     self.timer_gen += 1;
                     // A timer of the same kind replaces the earlier one.
-                    self.timers
-                        .retain(|(_, t, _)| std::mem::discriminant(t) != std::mem::discriminant(&timer));
+                    self.timers.retain(|(_, t, _)| {
+                        std::mem::discriminant(t) != std::mem::discriminant(&timer)
+                    });
                     self.timers.push((
                         self.timer_gen,
                         timer,
@@ -1091,7 +1092,10 @@ impl Core {
         for t in due {
             let Timer::View(v) = t;
             if v == self.engine.view() {
-                self.shared.metrics.view_changes.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .view_changes
+                    .fetch_add(1, Ordering::Relaxed);
             }
             self.step(Input::TimerFired(t))?;
         }
