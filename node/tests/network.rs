@@ -524,6 +524,7 @@ fn bench_cluster_and_sweep_write_json_and_plot() {
         "node3_peak_rss_mib",
         "stage_exec_busy_percent_per_node",
         "view_changes",
+        "node2_rss_growth_percent",
     ] {
         assert!(f[k].as_f64().is_some(), "missing {k}");
     }

@@ -69,6 +69,20 @@ fn proc_cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// How often resident memory is sampled during a cluster run.
+pub const RSS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -155,8 +169,48 @@ pub fn run_once(
         drain: Duration::from_secs(20),
         tx_size: opts.tx_size,
     };
+    // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
+    // long run shows whether it stays flat.
+    let sampling = std::sync::Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let pids = pids.clone();
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut samples: Vec<Vec<u64>> = vec![Vec::new(); pids.len()];
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                for (i, p) in pids.iter().enumerate() {
+                    samples[i].push(proc_rss_kib(*p).unwrap_or(0));
+                }
+                let until = Instant::now() + RSS_SAMPLE_EVERY;
+                while Instant::now() < until && sampling.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            samples
+        })
+    };
     let s = super::localnet::drive_load(&net, &dopts, &AtomicBool::new(false))?;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rss = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("rss sampler panicked"))?;
     let mut r = Report::new("cluster");
+    for (i, v) in rss.iter().enumerate() {
+        // After a warm-up of a quarter of the run: first and last sample.
+        let warm = v.len() / 4;
+        if let (Some(first), Some(last)) = (v.get(warm), v.last()) {
+            r.figure(
+                &format!("node{i}_rss_after_warmup_mib"),
+                *first as f64 / 1024.0,
+            );
+            r.figure(&format!("node{i}_rss_end_mib"), *last as f64 / 1024.0);
+            r.figure(
+                &format!("node{i}_rss_growth_percent"),
+                100.0 * (*last as f64 - *first as f64) / (*first as f64).max(1.0),
+            );
+        }
+    }
     let tick = unsafe_free_clk_tck() as f64;
     for (i, p) in pids.iter().enumerate() {
         let secs = before[i].at.elapsed().as_secs_f64();
