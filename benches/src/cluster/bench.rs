@@ -72,15 +72,21 @@ fn proc_cpu_ticks(pid: u32) -> Option<u64> {
 /// How often resident memory is sampled during a cluster run.
 pub const RSS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-fn proc_rss_kib(pid: u32) -> Option<u64> {
+/// (resident, resident anonymous) in KiB: anonymous memory is the heap;
+/// the rest is mostly LMDB's file-backed map, which grows with the store and
+/// is page cache the kernel can reclaim.
+fn proc_rss_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
@@ -176,10 +182,10 @@ pub fn run_once(
         let pids = pids.clone();
         let sampling = sampling.clone();
         std::thread::spawn(move || {
-            let mut samples: Vec<Vec<u64>> = vec![Vec::new(); pids.len()];
+            let mut samples: Vec<Vec<(u64, u64)>> = vec![Vec::new(); pids.len()];
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
                 for (i, p) in pids.iter().enumerate() {
-                    samples[i].push(proc_rss_kib(*p).unwrap_or(0));
+                    samples[i].push(proc_rss_kib(*p).unwrap_or((0, 0)));
                 }
                 let until = Instant::now() + RSS_SAMPLE_EVERY;
                 while Instant::now() < until && sampling.load(std::sync::atomic::Ordering::Relaxed)
@@ -200,15 +206,15 @@ pub fn run_once(
         // After a warm-up of a quarter of the run: first and last sample.
         let warm = v.len() / 4;
         if let (Some(first), Some(last)) = (v.get(warm), v.last()) {
-            r.figure(
-                &format!("node{i}_rss_after_warmup_mib"),
-                *first as f64 / 1024.0,
-            );
-            r.figure(&format!("node{i}_rss_end_mib"), *last as f64 / 1024.0);
+            let mib = |k: u64| k as f64 / 1024.0;
+            r.figure(&format!("node{i}_rss_after_warmup_mib"), mib(first.0));
+            r.figure(&format!("node{i}_rss_end_mib"), mib(last.0));
             r.figure(
                 &format!("node{i}_rss_growth_percent"),
-                100.0 * (*last as f64 - *first as f64) / (*first as f64).max(1.0),
+                100.0 * (mib(last.0) - mib(first.0)) / mib(first.0).max(1e-9),
             );
+            r.figure(&format!("node{i}_rss_anon_after_warmup_mib"), mib(first.1));
+            r.figure(&format!("node{i}_rss_anon_end_mib"), mib(last.1));
         }
     }
     let tick = unsafe_free_clk_tck() as f64;
