@@ -530,6 +530,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             if !s.roots_equal || s.finalized == 0 {
                 return Ok(ExitCode::from(3));
             }
+            if s.finalized < s.submitted {
+                return Ok(ExitCode::from(4));
+            }
         }
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
