@@ -1155,6 +1155,22 @@ impl Core {
         for d in &orphaned {
             self.peer_pending.insert(*d, now);
         }
+        // Send stale own batches to every peer again: a peer that missed the
+        // first broadcast (a full queue) could otherwise never propose it,
+        // and if leader reputation skips this validator nobody would.
+        for d in &stale {
+            if let Some(b) = self.batches.get(d) {
+                let bytes = wire::encode(&NetMsg::Batch {
+                    digest: *d,
+                    txs: b.raw.clone(),
+                });
+                for (i, p) in self.peers.iter().enumerate() {
+                    if i as u32 != self.engine.config().me {
+                        let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
+                    }
+                }
+            }
+        }
         for d in stale.into_iter().chain(orphaned) {
             self.own_pending.entry(d).and_modify(|t| *t = now);
             if !self.fed.contains_key(&d) && !self.ready.iter().any(|(r, _)| *r == d) {
