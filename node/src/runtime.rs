@@ -997,6 +997,9 @@ impl Core {
     }
 
     fn hold_batch(&mut self, b: Arc<VerifiedBatch>) {
+        // A requested batch has arrived: forget the request (the map stays
+        // bounded by what is still missing).
+        self.requested.remove(&b.digest);
         if self.batches.insert(b.digest, b.clone()).is_none() {
             self.batch_order.push_back(b.digest);
             while self.batch_order.len() > BATCHES_HELD_MAX {
