@@ -5,6 +5,9 @@
 //! - [`transport`]: the [`transport::Transport`] trait (record-oriented, so
 //!   a datagram kernel-bypass transport can implement it too) and its first
 //!   implementation, TCP on glommio ([`tcp::GlommioTcp`]).
+//! - [`dgram`]: the datagram transport (issue 9): a reliability layer over
+//!   UDP carried by the kernel, AF_XDP (feature `af-xdp`) or DPDK (feature
+//!   `dpdk`); [`any::AnyTransport`] lets the node choose at start-up.
 //! - [`frame`]: the wire format (length-prefixed records, frame header),
 //!   pure and fuzzed.
 //! - [`handshake`]: Noise XX bound to the Ed25519 network identity from
@@ -19,6 +22,8 @@
 //! This crate moves bytes between authenticated peers; it never decides what
 //! a message means.
 
+pub mod any;
+pub mod dgram;
 pub mod endpoint;
 pub mod frame;
 pub mod handshake;
@@ -31,6 +36,8 @@ pub mod tcp;
 pub mod transport;
 mod util;
 
+pub use any::AnyTransport;
+pub use dgram::{DgramConfig, DgramTransport};
 pub use endpoint::{Endpoint, Inbound, NetConfig, PeerAddr, SendError};
 pub use frame::Channel;
 pub use handshake::{AllowList, ChainId};

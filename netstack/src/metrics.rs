@@ -4,23 +4,23 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($($name:ident: $doc:literal),* $(,)?) => {
-        /// Live counters of one endpoint.
+    ($live:ident, $snap:ident, $what:literal; $($name:ident: $doc:literal),* $(,)?) => {
+        #[doc = $what]
         #[derive(Debug, Default)]
-        pub struct Metrics { $(#[doc = $doc] pub $name: AtomicU64,)* }
+        pub struct $live { $(#[doc = $doc] pub $name: ::std::sync::atomic::AtomicU64,)* }
 
-        /// A copy of [`Metrics`] at one instant.
+        /// A copy of the live counters at one instant.
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
-        pub struct MetricsSnapshot { $(#[doc = $doc] pub $name: u64,)* }
+        pub struct $snap { $(#[doc = $doc] pub $name: u64,)* }
 
-        impl Metrics {
+        impl $live {
             /// Read every counter.
-            pub fn snapshot(&self) -> MetricsSnapshot {
-                MetricsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            pub fn snapshot(&self) -> $snap {
+                $snap { $($name: self.$name.load(::std::sync::atomic::Ordering::Relaxed),)* }
             }
         }
 
-        impl MetricsSnapshot {
+        impl $snap {
             /// `(name, value)` pairs, for exporters.
             pub fn pairs(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
@@ -29,7 +29,10 @@ macro_rules! counters {
     };
 }
 
+pub(crate) use counters;
+
 counters! {
+    Metrics, MetricsSnapshot, "Live counters of one endpoint.";
     handshakes_ok: "Handshakes that produced a session.",
     handshakes_failed: "Handshakes that failed for a cryptographic or format reason (includes replays).",
     handshakes_not_allowed: "Handshakes refused because the peer key is not in the allow-list.",
