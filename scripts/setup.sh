@@ -4,7 +4,8 @@
 # Safe to run again; non-interactive (works with CI=true and no stdin).
 set -euo pipefail
 
-need_pkgs=(build-essential pkg-config iproute2 iptables procps)
+# libdpdk-dev: the DPDK transport (feature `dpdk`, on by default in the `plume` binary).
+need_pkgs=(build-essential pkg-config iproute2 iptables procps libdpdk-dev)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -31,6 +31,163 @@ pub struct Config {
     /// How this node cuts transaction batches.
     #[serde(default)]
     pub batching: BatchingSection,
+    /// Which transport carries peer links.
+    #[serde(default)]
+    pub network: NetworkSection,
+}
+
+/// `network.transport`
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// TCP on glommio (io_uring readiness).
+    #[default]
+    Tcp,
+    /// UDP through the kernel, with Plume's reliability layer.
+    Udp,
+    /// UDP frames through an AF_XDP socket and our XDP program.
+    AfXdp,
+    /// UDP frames through a DPDK port.
+    Dpdk,
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Udp => "udp",
+            TransportKind::AfXdp => "af_xdp",
+            TransportKind::Dpdk => "dpdk",
+        })
+    }
+}
+
+/// `[network]`: the transport under the authenticated peer links.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// "tcp", "udp", "af_xdp" or "dpdk".
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// af_xdp: the interface to attach to (e.g. "eth0").
+    #[serde(default)]
+    pub interface: String,
+    /// af_xdp: the interface queue.
+    #[serde(default)]
+    pub queue: u32,
+    /// af_xdp: "auto" (native, else generic), "native" or "generic".
+    #[serde(default = "default_auto")]
+    pub xdp_mode: String,
+    /// af_xdp: "auto" (zero-copy, else copy) or "copy".
+    #[serde(default = "default_auto")]
+    pub xdp_bind: String,
+    /// dpdk: the port name, a vdev name ("net_af_packet0") or a PCI address.
+    #[serde(default)]
+    pub dpdk_device: String,
+    /// dpdk: `--vdev` arguments, e.g. ["net_af_packet0,iface=eth0"].
+    #[serde(default)]
+    pub dpdk_vdevs: Vec<String>,
+    /// dpdk: PCI devices to allow (bound to vfio-pci); empty: no PCI scan.
+    #[serde(default)]
+    pub dpdk_pci: Vec<String>,
+    /// dpdk: ordinary pages instead of huge pages (testing only).
+    #[serde(default)]
+    pub dpdk_no_huge: bool,
+    /// dpdk: EAL memory in MiB.
+    #[serde(default = "default_dpdk_mem")]
+    pub dpdk_mem_mb: u32,
+    /// Bypass transports: prefix length of the local subnet.
+    #[serde(default = "default_prefix")]
+    pub prefix_len: u8,
+    /// Bypass transports: next hop for peers outside the subnet ("" none).
+    #[serde(default)]
+    pub gateway: String,
+    /// Datagram transports: never sleep between polls (a dedicated core).
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// Datagram transports: drop every k-th outgoing datagram (0: never).
+    /// For loss tests only.
+    #[serde(default)]
+    pub drop_every: u64,
+}
+
+fn default_auto() -> String {
+    "auto".into()
+}
+
+fn default_dpdk_mem() -> u32 {
+    256
+}
+
+fn default_prefix() -> u8 {
+    24
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            transport: TransportKind::Tcp,
+            interface: String::new(),
+            queue: 0,
+            xdp_mode: default_auto(),
+            xdp_bind: default_auto(),
+            dpdk_device: String::new(),
+            dpdk_vdevs: Vec::new(),
+            dpdk_pci: Vec::new(),
+            dpdk_no_huge: false,
+            dpdk_mem_mb: default_dpdk_mem(),
+            prefix_len: default_prefix(),
+            gateway: String::new(),
+            busy_poll: false,
+            drop_every: 0,
+        }
+    }
+}
+
+impl NetworkSection {
+    fn check(&self, listen: SocketAddr) -> Result<()> {
+        let n = self;
+        if n.prefix_len > 32 {
+            bail!("network.prefix_len must be 0 to 32");
+        }
+        if !n.gateway.is_empty() {
+            n.gateway.parse::<std::net::Ipv4Addr>().with_context(|| {
+                format!("network.gateway {:?} is not an IPv4 address", n.gateway)
+            })?;
+        }
+        if !["auto", "native", "generic"].contains(&n.xdp_mode.as_str()) {
+            bail!("network.xdp_mode must be \"auto\", \"native\" or \"generic\"");
+        }
+        if !["auto", "copy"].contains(&n.xdp_bind.as_str()) {
+            bail!("network.xdp_bind must be \"auto\" or \"copy\"");
+        }
+        if n.dpdk_mem_mb == 0 || n.dpdk_mem_mb > 1 << 20 {
+            bail!("network.dpdk_mem_mb must be 1 to 1048576");
+        }
+        if n.dpdk_vdevs.len() + n.dpdk_pci.len() > 16 {
+            bail!("network: at most 16 DPDK devices");
+        }
+        let bypass = matches!(n.transport, TransportKind::AfXdp | TransportKind::Dpdk);
+        if n.transport != TransportKind::Tcp && !listen.is_ipv4() {
+            bail!(
+                "network.transport = \"{}\" carries IPv4 only; node.listen_addr is {listen}",
+                n.transport
+            );
+        }
+        if bypass && (listen.ip().is_unspecified() || listen.port() == 0) {
+            bail!(
+                "network.transport = \"{}\" needs node.listen_addr to be the interface's own IPv4 address and a fixed port, not {listen}",
+                n.transport
+            );
+        }
+        if n.transport == TransportKind::AfXdp && n.interface.is_empty() {
+            bail!("network.transport = \"af_xdp\" needs network.interface (e.g. \"eth0\"; see `ip link`)");
+        }
+        if n.transport == TransportKind::Dpdk && n.dpdk_device.is_empty() {
+            bail!("network.transport = \"dpdk\" needs network.dpdk_device (a vdev name such as \"net_af_packet0\" with dpdk_vdevs = [\"net_af_packet0,iface=eth0\"], or a PCI address in dpdk_pci)");
+        }
+        Ok(())
+    }
 }
 
 /// `[batching]`
@@ -148,6 +305,7 @@ impl Config {
             placement: PlacementSection::default(),
             mempool: MempoolSection::default(),
             batching: BatchingSection::default(),
+            network: NetworkSection::default(),
         }
     }
 
@@ -181,6 +339,8 @@ impl Config {
                     self.node.listen_addr
                 )
             })?;
+        let listen: SocketAddr = self.node.listen_addr.parse()?;
+        self.network.check(listen)?;
         self.api
             .listen_addr
             .parse::<SocketAddr>()
@@ -214,6 +374,12 @@ impl Config {
 
     /// The file text with a comment above every setting.
     pub fn to_commented_toml(&self) -> String {
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let list = |v: &[u32]| {
             v.iter()
                 .map(|c| c.to_string())
@@ -261,6 +427,29 @@ mib_max = {mmib}
 batch_max_bytes = {bbytes}
 batch_max_txs = {btxs}
 batch_delay_ms = {bdelay}
+
+[network]
+# What carries peer links: "tcp" (default), "udp" (kernel UDP with Plume's
+# reliability layer), "af_xdp" (kernel bypass through an AF_XDP socket and
+# our XDP program; needs root or CAP_NET_ADMIN+CAP_BPF, set interface) or
+# "dpdk" (a DPDK port; set dpdk_device and dpdk_vdevs or dpdk_pci). With
+# af_xdp and dpdk, node.listen_addr must be the interface's IPv4 address.
+# `plume tune` reports which of them this host can run.
+transport = "{transport}"
+interface = "{iface}"
+queue = {queue}
+xdp_mode = "{xmode}"
+xdp_bind = "{xbind}"
+dpdk_device = "{ddev}"
+dpdk_vdevs = [{dvdevs}]
+dpdk_pci = [{dpci}]
+dpdk_no_huge = {dnohuge}
+dpdk_mem_mb = {dmem}
+prefix_len = {prefix}
+gateway = "{gw}"
+busy_poll = {busy}
+# Loss injection for tests: drop every k-th outgoing datagram (0: never).
+drop_every = {drop}
 "#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
@@ -274,6 +463,20 @@ batch_delay_ms = {bdelay}
             bbytes = self.batching.batch_max_bytes,
             btxs = self.batching.batch_max_txs,
             bdelay = self.batching.batch_delay_ms,
+            transport = self.network.transport,
+            iface = self.network.interface,
+            queue = self.network.queue,
+            xmode = self.network.xdp_mode,
+            xbind = self.network.xdp_bind,
+            ddev = self.network.dpdk_device,
+            dvdevs = quoted(&self.network.dpdk_vdevs),
+            dpci = quoted(&self.network.dpdk_pci),
+            dnohuge = self.network.dpdk_no_huge,
+            dmem = self.network.dpdk_mem_mb,
+            prefix = self.network.prefix_len,
+            gw = self.network.gateway,
+            busy = self.network.busy_poll,
+            drop = self.network.drop_every,
         )
     }
 }
@@ -313,6 +516,24 @@ mod tests {
                 "map_size_gib",
             ),
             ("[node]\n".to_string(), "missing field `moniker`"),
+            (
+                good.replace("transport = \"tcp\"", "transport = \"carrier-pigeon\""),
+                "unknown variant `carrier-pigeon`",
+            ),
+            (
+                good.replace("transport = \"tcp\"", "transport = \"af_xdp\""),
+                "needs network.interface",
+            ),
+            (
+                good.replace("transport = \"tcp\"", "transport = \"dpdk\""),
+                "needs network.dpdk_device",
+            ),
+            (
+                good.replace("transport = \"tcp\"", "transport = \"af_xdp\"")
+                    .replace("interface = \"\"", "interface = \"eth0\"")
+                    .replace("127.0.0.1:26600", "0.0.0.0:26600"),
+                "interface's own IPv4 address",
+            ),
         ];
         for (text, needle) in cases {
             let err = check(&text).unwrap_err();

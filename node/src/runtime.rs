@@ -37,7 +37,7 @@ use plume_crypto::ed25519::Address;
 use plume_crypto::qc::ValidatorSet;
 use plume_crypto::{merkle, Digest};
 use plume_execution::{PreparedTx, Receipt, Transaction};
-use plume_netstack::{Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId};
+use plume_netstack::{AnyTransport, Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId};
 use plume_storage::{LmdbKv, LmdbOptions, Store};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -374,6 +374,9 @@ struct Shared {
     committee_len: usize,
     started: Instant,
     net_metrics: std::sync::OnceLock<Arc<plume_netstack::Metrics>>,
+    dgram_metrics: std::sync::OnceLock<Arc<plume_netstack::dgram::DgramMetrics>>,
+    /// Why the core stopped, when it failed (start-up errors included).
+    fatal: Mutex<Option<String>>,
 }
 
 /// Run a validator until SIGINT/SIGTERM.
@@ -458,6 +461,8 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         committee_len: setup.committee.len(),
         started: Instant::now(),
         net_metrics: std::sync::OnceLock::new(),
+        dgram_metrics: std::sync::OnceLock::new(),
+        fatal: Mutex::new(None),
     });
     let (core_core, sig_core, exec_core) = placement(&setup.config);
 
@@ -510,11 +515,14 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
                     core_rx,
                     sig_tx,
                     exec_tx,
-                    shared,
+                    shared.clone(),
+                    core_core,
                 )
                 .await
                 {
                     tracing::error!("core stopped: {e:#}");
+                    *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{e:#}"));
                     STOP.store(true, Ordering::SeqCst);
                 }
             })
@@ -530,7 +538,69 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     drop(core_tx);
     let _ = exec_thread.join();
     let _ = sig_thread.join();
-    Ok(())
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match fatal {
+        Some(e) => Err(anyhow!("{e}")),
+        None => Ok(()),
+    }
+}
+
+/// The transport `[network]` asks for, opened on the calling (core) thread.
+fn open_transport(
+    n: &crate::config::NetworkSection,
+    listen: std::net::SocketAddr,
+    core: usize,
+) -> Result<AnyTransport> {
+    use crate::config::TransportKind;
+    use plume_netstack::dgram::open::{open, Device, OpenSpec};
+    use plume_netstack::dgram::{DgramConfig, DgramTransport};
+    let device = match n.transport {
+        TransportKind::Tcp => return Ok(AnyTransport::Tcp(GlommioTcp)),
+        TransportKind::Udp => Device::KernelUdp,
+        TransportKind::AfXdp => Device::AfXdp {
+            interface: n.interface.clone(),
+            queue: n.queue,
+            force_skb: n.xdp_mode == "generic",
+            force_copy: n.xdp_bind == "copy",
+        },
+        TransportKind::Dpdk => Device::Dpdk {
+            device: n.dpdk_device.clone(),
+            lcore: core,
+            mem_mb: n.dpdk_mem_mb as usize,
+            no_huge: n.dpdk_no_huge,
+            vdevs: n.dpdk_vdevs.clone(),
+            pci_allow: n.dpdk_pci.clone(),
+        },
+    };
+    let std::net::SocketAddr::V4(local) = listen else {
+        bail!("network.transport = \"{}\" carries IPv4 only", n.transport);
+    };
+    let gateway = if n.gateway.is_empty() {
+        None
+    } else {
+        Some(n.gateway.parse()?)
+    };
+    let io = open(&OpenSpec {
+        local,
+        prefix_len: n.prefix_len,
+        gateway,
+        device,
+    })
+    .map_err(|e| anyhow!("network.transport = \"{}\": {e}", n.transport))?;
+    let t = DgramTransport::start(
+        io,
+        DgramConfig {
+            busy_poll: n.busy_poll,
+            drop_every: n.drop_every,
+            ..DgramConfig::default()
+        },
+    );
+    tracing::info!(transport = %n.transport, mode = t.mode(), %local, "datagram transport up");
+    Ok(AnyTransport::Dgram(t))
 }
 
 fn reject(code: i64, msg: impl Into<String>) -> ApiError {
@@ -665,7 +735,7 @@ fn verify_peer_batch(digest: Digest, raw: Vec<Vec<u8>>, m: &NodeMetrics) -> Opti
 struct Core {
     engine: Engine<BlsScheme>,
     safety: SafetyFile,
-    ep: Rc<Endpoint<GlommioTcp>>,
+    ep: Rc<Endpoint<AnyTransport>>,
     peers: Vec<PeerId>,
     mempool: Mempool,
     batches: HashMap<Digest, Arc<VerifiedBatch>>,
@@ -699,9 +769,14 @@ async fn core_main(
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecJob>,
     shared: Arc<Shared>,
+    core_core: usize,
 ) -> Result<()> {
     let g = &setup.genesis;
     let listen: std::net::SocketAddr = setup.config.node.listen_addr.parse()?;
+    let transport = open_transport(&setup.config.network, listen, core_core)?;
+    if let AnyTransport::Dgram(t) = &transport {
+        let _ = shared.dgram_metrics.set(t.metrics());
+    }
     let mut net = NetConfig::new(listen, plume_netstack::ChainId::from_name(&g.chain_id));
     let mut peers = Vec::new();
     for v in &g.validators {
@@ -715,7 +790,7 @@ async fn core_main(
     }
     net.frame_payload_max = wire::FRAME_BYTES_MAX;
     let ep = Endpoint::start(
-        GlommioTcp,
+        transport,
         net,
         plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
     )
@@ -1971,6 +2046,11 @@ impl NodeApi for ApiNode {
         if let Some(nm) = self.shared.net_metrics.get() {
             for (name, v) in nm.snapshot().pairs() {
                 s.push_str(&format!("plume_net_{name} {v}\n"));
+            }
+        }
+        if let Some(dm) = self.shared.dgram_metrics.get() {
+            for (name, v) in dm.snapshot().pairs() {
+                s.push_str(&format!("plume_dgram_{name} {v}\n"));
             }
         }
         s

@@ -20,6 +20,7 @@ pub mod device;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod eth;
+pub mod open;
 pub mod proto;
 pub mod transport;
 pub mod udp;
