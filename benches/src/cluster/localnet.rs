@@ -106,7 +106,21 @@ pub struct LocalNet {
     pub genesis_path: PathBuf,
     /// Client account keys.
     pub accounts: Vec<SigningKey>,
+    /// Network namespace of each validator (None: all in ours).
+    pub netns: Option<Vec<String>>,
     exe: PathBuf,
+}
+
+/// Validators placed in network namespaces (one each), e.g. the hosts of a
+/// [`plume_netstack::netns::Lab`], with a config edit per validator (to pick
+/// a transport).
+pub struct NsLayout<'a> {
+    /// Namespace of each validator.
+    pub hosts: Vec<String>,
+    /// Address of each validator's interface in its namespace.
+    pub addrs: Vec<std::net::IpAddr>,
+    /// Rewrites validator i's `config.toml` text.
+    pub edit_config: &'a dyn Fn(usize, String) -> String,
 }
 
 impl std::fmt::Debug for LocalNet {
@@ -152,6 +166,22 @@ impl LocalNet {
     /// Create homes and genesis for `n` validators in `dir` (wiped first),
     /// by running `plume init` and `plume genesis new`.
     pub fn create(exe: &Path, dir: &Path, n: usize, base_port: u16) -> Result<LocalNet> {
+        Self::create_in(exe, dir, n, base_port, None)
+    }
+
+    /// [`LocalNet::create`], optionally with each validator in its own
+    /// network namespace: peers listen on the namespace's address, the API
+    /// on 127.0.0.1 inside it (reached through [`LocalNet::in_ns`]).
+    pub fn create_in(
+        exe: &Path,
+        dir: &Path,
+        n: usize,
+        base_port: u16,
+        layout: Option<&NsLayout<'_>>,
+    ) -> Result<LocalNet> {
+        if layout.is_some_and(|l| l.hosts.len() != n || l.addrs.len() != n) {
+            bail!("namespace layout does not match {n} validators");
+        }
         if n == 0 || n > 64 {
             bail!("--validators must be 1 to 64");
         }
@@ -188,7 +218,10 @@ impl LocalNet {
         .collect();
         for i in 0..n {
             let home = dir.join(format!("v{i}"));
-            let p2p = format!("127.0.0.1:{}", base_port as usize + i);
+            let p2p = match layout {
+                Some(l) => format!("{}:{}", l.addrs[i], base_port),
+                None => format!("127.0.0.1:{}", base_port as usize + i),
+            };
             let api = format!("127.0.0.1:{}", base_port as usize + 100 + i);
             // Spread the validators' roles over the cores.
             let placement = format!("{},{},{}", i % ncores, (i + 1) % ncores, (i + 1) % ncores);
@@ -225,8 +258,13 @@ impl LocalNet {
         gargs.push("--out".into());
         gargs.push(genesis_path.display().to_string());
         run(&gargs)?;
-        for h in &homes {
+        for (i, h) in homes.iter().enumerate() {
             std::fs::copy(&genesis_path, h.join("genesis.json"))?;
+            if let Some(l) = layout {
+                let path = h.join("config.toml");
+                let text = std::fs::read_to_string(&path)?;
+                std::fs::write(&path, (l.edit_config)(i, text))?;
+            }
         }
         Ok(LocalNet {
             children: (0..n).map(|_| None).collect(),
@@ -235,7 +273,26 @@ impl LocalNet {
             chain_id: "plume-devnet".into(),
             genesis_path,
             accounts,
+            netns: layout.map(|l| l.hosts.clone()),
             exe: exe.to_path_buf(),
+        })
+    }
+
+    /// Run `f` in validator `i`'s network namespace (on a short-lived
+    /// thread that enters it), or here when there are none.
+    pub fn in_ns<T: Send>(&self, i: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let Some(hosts) = &self.netns else {
+            return f();
+        };
+        let ns = &hosts[i];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                plume_netstack::netns::enter(ns)
+                    .with_context(|| format!("entering network namespace {ns}"))?;
+                f()
+            })
+            .join()
+            .map_err(|_| anyhow!("thread in namespace {ns} panicked"))?
         })
     }
 
@@ -246,7 +303,16 @@ impl LocalNet {
             .create(true)
             .append(true)
             .open(home.join("node.log"))?;
-        let child = Command::new(&self.exe)
+        let mut cmd = match &self.netns {
+            // `ip netns exec` enters the namespace and execs plume (same pid).
+            Some(hosts) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &hosts[i]]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = cmd
             .args(["--log-format", "json", "start", "--home"])
             .arg(home)
             .stdin(Stdio::null())
@@ -282,7 +348,11 @@ impl LocalNet {
                 continue;
             }
             loop {
-                if super::client::http_get(&self.apis[i], "/health").is_ok_and(|(s, _)| s == 200) {
+                let api = &self.apis[i];
+                if self
+                    .in_ns(i, || super::client::http_get(api, "/health"))
+                    .is_ok_and(|(s, _)| s == 200)
+                {
                     break;
                 }
                 if let Some(c) = self.children[i].as_mut() {
@@ -304,7 +374,8 @@ impl LocalNet {
 
     /// `plume_status` of validator `i`.
     pub fn status(&self, i: usize) -> Result<Value> {
-        super::client::rpc(&self.apis[i], "plume_status", json!([]))
+        let api = &self.apis[i];
+        self.in_ns(i, || super::client::rpc(api, "plume_status", json!([])))
     }
 
     /// Wait until all running validators report the same height, at least
