@@ -495,7 +495,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 println!("wrote {}", path.display());
             }
         }
-        Cmd::Tune(args) => plume_tuning::cli::run(&args)?,
+        Cmd::Tune(args) => plume_tuning::cli::run_with_probes(&args, transport_probes())?,
         Cmd::Start { home, genesis } => plume_node::runtime::run(&home, genesis.as_deref())?,
         Cmd::Devnet {
             validators,
@@ -782,4 +782,33 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Live attempts for `plume tune`: can this process really use each
+/// kernel-bypass transport it was built with?
+fn transport_probes() -> Vec<(String, Result<String, String>)> {
+    let mut v = Vec::new();
+    #[cfg(feature = "af-xdp")]
+    v.push((
+        "af_xdp".to_string(),
+        plume_netstack::dgram::afxdp::host_support()
+            .map(|()| {
+                "created an XSKMAP, loaded an XDP program and opened an AF_XDP socket".to_string()
+            })
+            .map_err(|e| e.to_string()),
+    ));
+    #[cfg(not(feature = "af-xdp"))]
+    v.push((
+        "af_xdp".to_string(),
+        Err("this plume binary was built without the `af-xdp` feature".to_string()),
+    ));
+    #[cfg(not(feature = "dpdk"))]
+    v.push((
+        "dpdk".to_string(),
+        Err(
+            "this plume binary was built without the `dpdk` feature (needs libdpdk-dev)"
+                .to_string(),
+        ),
+    ));
+    v
 }

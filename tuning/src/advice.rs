@@ -517,7 +517,39 @@ fn nic(h: &HostFacts, plan: &Plan, out: &mut Vec<Finding>) {
 
 /// Can each transport run here?
 pub fn transports(h: &HostFacts) -> Vec<TransportReport> {
-    vec![tcp(h), af_xdp(h), dpdk(h)]
+    vec![tcp(h), udp(), af_xdp(h), dpdk(h)]
+}
+
+/// Kernel UDP with Plume's reliability layer: needs nothing special.
+fn udp() -> TransportReport {
+    report(
+        "udp",
+        vec![f(
+            "sockets",
+            Severity::Ok,
+            "kernel UDP sockets; no privileges, drivers or memory settings needed".into(),
+            None,
+        )],
+        "",
+    )
+}
+
+/// Add the result of a live attempt (e.g. opening an AF_XDP socket and
+/// loading an XDP program) to `transport`'s report and re-judge it.
+pub fn add_probe(reports: &mut [TransportReport], transport: &str, result: Result<String, String>) {
+    let Some(r) = reports.iter_mut().find(|r| r.transport == transport) else {
+        return;
+    };
+    let mut checks = std::mem::take(&mut r.checks);
+    checks.push(match result {
+        Ok(what) => f("live probe", Severity::Ok, what, None),
+        Err(why) => f("live probe", Severity::Problem, why, None),
+    });
+    let limited = match r.transport.as_str() {
+        "dpdk" => "virtual devices and `--no-huge` only: good for tests, not for speed",
+        _ => "see the advice below",
+    };
+    *r = report(transport, checks, limited);
 }
 
 fn report(transport: &str, checks: Vec<Finding>, limited: &str) -> TransportReport {
@@ -600,16 +632,16 @@ fn af_xdp(h: &HostFacts) -> TransportReport {
         kconfig(h, "CONFIG_XDP_SOCKETS", "AF_XDP sockets exist"),
         kconfig(h, "CONFIG_BPF_SYSCALL", "XDP programs can be loaded"),
     ];
-    c.push(if h.bpffs_mounted {
-        f("bpffs", Severity::Ok, "mounted at /sys/fs/bpf".into(), None)
-    } else {
-        f(
-            "bpffs",
-            Severity::Problem,
-            "not mounted at /sys/fs/bpf (the XDP program's maps are pinned there)".into(),
-            Some("`mount -t bpf bpf /sys/fs/bpf`; persistent: `bpf /sys/fs/bpf bpf defaults 0 0` in /etc/fstab".into()),
-        )
-    });
+    c.push(f(
+        "bpffs",
+        Severity::Ok,
+        if h.bpffs_mounted {
+            "mounted at /sys/fs/bpf (not needed: Plume pins nothing)".into()
+        } else {
+            "not mounted, not needed: the XDP program, map and link live exactly as long as the node process".into()
+        },
+        None,
+    ));
     let bpf_ok = h.has_cap(cap::BPF) || h.has_cap(cap::SYS_ADMIN);
     let privileged = h.has_cap(cap::NET_ADMIN) && h.has_cap(cap::NET_RAW) && bpf_ok;
     c.push(if privileged {

@@ -23,12 +23,25 @@ pub struct TuneArgs {
 /// Run the advisor. Reads the host; writes nothing but, with `--write`,
 /// the `[placement]` section of `HOME/config.toml`.
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
+    run_with_probes(args, Vec::new())
+}
+
+/// [`run`], with results of live attempts per transport (`(transport,
+/// Ok(what worked) | Err(why not))`) added to the transport reports. The
+/// node passes what its own transports found when they tried.
+pub fn run_with_probes(
+    args: &TuneArgs,
+    probes: Vec<(String, Result<String, String>)>,
+) -> anyhow::Result<()> {
     if args.write && args.home.is_none() {
         anyhow::bail!(
             "--write needs --home DIR: the plan goes into DIR/{CONFIG_FILE} (plume tune never changes the system itself)"
         );
     }
     let mut rep = report::build(host::inspect_this_host());
+    for (t, res) in probes {
+        crate::advice::add_probe(&mut rep.transports, &t, res);
+    }
     if let Some(home) = &args.home {
         let path = home.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path)
