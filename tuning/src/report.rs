@@ -101,7 +101,10 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(out, "FINDINGS");
     let _ = writeln!(out, "  {:<8} {:<23} finding", "severity", "area");
     finding_rows(&mut out, &r.findings, "  ");
-    let _ = writeln!(out, "\nTRANSPORTS (config.toml [network] `transport = \"...\"`)");
+    let _ = writeln!(
+        out,
+        "\nTRANSPORTS (config.toml [network] `transport = \"...\"`)"
+    );
     for t in &r.transports {
         let _ = writeln!(out, "  {:<8} {}", t.transport, t.verdict);
         finding_rows(&mut out, &t.checks, "    ");
