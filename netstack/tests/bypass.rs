@@ -213,7 +213,10 @@ fn af_xdp_endpoints_exchange_authenticated_messages_despite_loss() {
         a.mode,
         b.mode
     );
-    eprintln!("af_xdp mode: {}; host 0 {:?}", a.mode, a.dgram);
+    eprintln!(
+        "af_xdp mode: {}\nhost 0 {:?}\nhost 1 {:?}",
+        a.mode, a.dgram, b.dgram
+    );
 }
 
 #[test]
@@ -224,10 +227,11 @@ fn af_xdp_generic_mode_without_loss() {
         force_skb: true,
         force_copy: true,
     };
-    let Some([a, _]) = pair("axg", [skb(), skb()], 0) else {
+    let Some([a, b]) = pair("axg", [skb(), skb()], 0) else {
         return;
     };
     assert!(a.mode.contains("skb"), "{}", a.mode);
+    eprintln!("{}\nhost 0 {:?}\nhost 1 {:?}", a.mode, a.dgram, b.dgram);
 }
 
 #[cfg(feature = "dpdk")]

@@ -127,6 +127,7 @@ fn authenticated_messages_survive_injected_loss() {
             }
         }
         let (sa, sb) = (ma.snapshot(), mb.snapshot());
+        eprintln!("a {sa:?}\nb {sb:?}");
         assert!(
             sa.injected_drops > 0 && sb.injected_drops > 0,
             "{sa:?} {sb:?}"
