@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod crypto;
 pub mod exec;
 pub mod net;
+pub mod net_bypass;
 pub mod report;
 pub mod storage;
 
@@ -26,6 +27,9 @@ pub struct Options {
     pub scale: f64,
     /// Settings of `cluster` and `sweep`.
     pub cluster: cluster::bench::ClusterOptions,
+    /// `net`: transports to compare (`tcp`, `udp`, `af_xdp`, `dpdk`; items
+    /// may be comma-separated). Empty: tcp, plus the others when root.
+    pub transports: Vec<String>,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             core: Some(0),
             scale: 1.0,
             cluster: Default::default(),
+            transports: Vec::new(),
         }
     }
 }

@@ -6,7 +6,12 @@
 //! tokio TCP baseline with the same framing (u32 length + 2-byte header),
 //! buffered 256 KiB reads and writes, `TCP_NODELAY`. Sender on core 0,
 //! receiver on core 1. Ratios are ours / baseline.
+//!
+//! With `--transport` (default: tcp, plus udp, af_xdp and dpdk when root)
+//! the TCP suite above runs if tcp is asked for, and [`net_bypass`]
+//! compares the asked transports, encrypted, over a veth pair.
 
+use crate::net_bypass;
 use crate::report::histogram;
 use crate::{Options, Report};
 use plume_crypto::ed25519::SigningKey;
@@ -54,7 +59,7 @@ struct Env {
     ip: [IpAddr; 2],
 }
 
-fn scaled(n: u64, opts: &Options) -> u64 {
+pub(crate) fn scaled(n: u64, opts: &Options) -> u64 {
     ((n as f64 * opts.scale).ceil() as u64).max(10)
 }
 
@@ -69,12 +74,39 @@ fn messages_for(size: usize, opts: &Options) -> u64 {
     )
 }
 
-/// Run the suite.
+/// Run the suite. A process started as the far end of a DPDK pair (see
+/// [`net_bypass::PEER_ENV`]) serves that instead and returns an empty report.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    if let Some(served) = net_bypass::serve_peer_from_env() {
+        served?;
+        return Ok(Report::new("net-peer"));
+    }
+    let [_, cb] = cores();
+    run_with(opts, &net_bypass::PeerLauncher::plume(cb))
+}
+
+/// Run the suite; a DPDK far end is started with `launcher`.
+pub fn run_with(opts: &Options, launcher: &net_bypass::PeerLauncher) -> anyhow::Result<Report> {
+    let transports = net_bypass::requested(opts)?;
     let mut r = Report::new("net");
     let [ca, cb] = cores();
     r.machine.insert("sender_core".into(), ca.to_string());
     r.machine.insert("receiver_core".into(), cb.to_string());
+    r.machine.insert("transports".into(), transports.join(","));
+    r.machine.insert(
+        "veth_enc_busy_poll".into(),
+        net_bypass::busy_poll().to_string(),
+    );
+    if transports.iter().any(|t| t == "tcp") {
+        tcp_suite(opts, &mut r)?;
+    }
+    net_bypass::compare(&mut r, &transports, opts, launcher);
+    Ok(r)
+}
+
+/// The TCP suite: plume (encrypted and clear) against tokio, on loopback
+/// and over veth.
+fn tcp_suite(opts: &Options, r: &mut Report) -> anyhow::Result<()> {
     r.machine.insert(
         "glommio_spin_before_park_us".into(),
         spin_before_park().as_micros().to_string(),
@@ -180,10 +212,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             1.0,
         );
     }
-    Ok(r)
+    Ok(())
 }
 
-fn size_name(size: usize) -> String {
+pub(crate) fn size_name(size: usize) -> String {
     if size >= 1024 {
         format!("{}kib", size / 1024)
     } else {
@@ -209,7 +241,7 @@ fn on_thread<T: Send + 'static>(
 /// Sender and receiver cores. Counted from /proc/cpuinfo, not from
 /// `available_parallelism`, which only sees the affinity mask of the
 /// (already pinned) calling thread.
-fn cores() -> [usize; 2] {
+pub(crate) fn cores() -> [usize; 2] {
     let n = std::fs::read_to_string("/proc/cpuinfo")
         .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
         .unwrap_or(1);
@@ -250,14 +282,14 @@ fn plume_cfg(listen: SocketAddr, encrypt: bool, peer: Option<(u8, SocketAddr)>) 
 }
 
 /// Queue depth (frames per channel) for the benchmark endpoints.
-fn bench_queue() -> usize {
+pub(crate) fn bench_queue() -> usize {
     std::env::var("PLUME_BENCH_NET_QUEUE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1024)
 }
 
-fn executor(core: usize) -> anyhow::Result<glommio::LocalExecutor> {
+pub(crate) fn executor(core: usize) -> anyhow::Result<glommio::LocalExecutor> {
     let mut b = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core));
     let spin = spin_before_park();
     if !spin.is_zero() {

@@ -102,6 +102,10 @@ enum Cmd {
         /// sweep: node setting to try, name=v1,v2 (repeatable).
         #[arg(long = "param")]
         params: Vec<String>,
+        /// net: transports to compare over veth: tcp, udp, af_xdp, dpdk
+        /// (repeatable or comma-separated; default: tcp, plus the others when root).
+        #[arg(long = "transport", value_delimiter = ',')]
+        transports: Vec<String>,
     },
     /// Run seeded sweeps of the deterministic cluster simulator.
     Sim(plume_sim::cli::SimArgs),
@@ -469,6 +473,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             tx_size,
             bound_ms,
             params,
+            transports,
         } => {
             if !(scale > 0.0 && scale <= 100.0) {
                 bail!("--scale must be in (0, 100]");
@@ -485,6 +490,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                     params,
                     dir: None,
                 },
+                transports,
             };
             let report = plume_benches::run_suite(&suite, &opts)?;
             print!("{}", report.to_table());
