@@ -56,8 +56,6 @@ pub const CORE_QUEUE_MAX: usize = 65_536;
 pub const EXEC_QUEUE_MAX: usize = 1024;
 /// Most batches (own and peers') held while waiting for finality.
 pub const BATCHES_HELD_MAX: usize = 16_384;
-/// Most blocks held by the core for block sync and proofs.
-pub const RECENT_BLOCKS_MAX: usize = 4096;
 /// Own batches not finalized after this long are offered again.
 pub const BATCH_REPROPOSE_AFTER: Duration = Duration::from_secs(2);
 /// Largest signature-verification batch.
