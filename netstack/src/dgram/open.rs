@@ -60,8 +60,20 @@ pub fn open(spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
         Device::KernelUdp => KernelUdp::bind(spec.local)
             .map(|u| Box::new(u) as Box<dyn DatagramIo>)
             .map_err(|e| format!("udp: cannot bind {}: {e}", spec.local)),
-        Device::AfXdp { .. } => open_af_xdp(spec),
-        Device::Dpdk { .. } => open_dpdk(spec),
+        Device::AfXdp {
+            interface,
+            queue,
+            force_skb,
+            force_copy,
+        } => open_af_xdp(spec, interface, *queue, *force_skb, *force_copy),
+        Device::Dpdk {
+            device,
+            lcore,
+            mem_mb,
+            no_huge,
+            vdevs,
+            pci_allow,
+        } => open_dpdk(spec, device, *lcore, *mem_mb, *no_huge, vdevs, pci_allow),
     }
 }
 
@@ -77,24 +89,21 @@ fn bypass_local(spec: &OpenSpec, what: &str) -> Result<(), String> {
 }
 
 #[cfg(feature = "af-xdp")]
-fn open_af_xdp(spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
+fn open_af_xdp(
+    spec: &OpenSpec,
+    interface: &str,
+    queue: u32,
+    force_skb: bool,
+    force_copy: bool,
+) -> Result<Box<dyn DatagramIo>, String> {
     use super::afxdp::{AfXdp, XdpConfig};
     use super::eth::{EthLink, LinkConfig, Neighbours};
-    let Device::AfXdp {
-        interface,
-        queue,
-        force_skb,
-        force_copy,
-    } = &spec.device
-    else {
-        unreachable!("called for AF_XDP only")
-    };
     bypass_local(spec, "af_xdp")?;
     let mut cfg = XdpConfig::new(interface, spec.local.port());
-    cfg.queue = *queue;
+    cfg.queue = queue;
     cfg.local_ip = Some(*spec.local.ip());
-    cfg.force_skb = *force_skb;
-    cfg.force_copy = *force_copy;
+    cfg.force_skb = force_skb;
+    cfg.force_copy = force_copy;
     let dev = AfXdp::open(&cfg).map_err(|e| format!("af_xdp on {interface}: {e}"))?;
     let link = EthLink::new(
         dev,
@@ -111,7 +120,13 @@ fn open_af_xdp(spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
 }
 
 #[cfg(not(feature = "af-xdp"))]
-fn open_af_xdp(_spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
+fn open_af_xdp(
+    _spec: &OpenSpec,
+    _interface: &str,
+    _queue: u32,
+    _force_skb: bool,
+    _force_copy: bool,
+) -> Result<Box<dyn DatagramIo>, String> {
     Err(
         "this plume binary was built without the `af-xdp` feature; rebuild with \
          `cargo build --release -p plume-node --features af-xdp` (it is on by default)"
@@ -120,28 +135,25 @@ fn open_af_xdp(_spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
 }
 
 #[cfg(feature = "dpdk")]
-fn open_dpdk(spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
+fn open_dpdk(
+    spec: &OpenSpec,
+    device: &str,
+    lcore: usize,
+    mem_mb: usize,
+    no_huge: bool,
+    vdevs: &[String],
+    pci_allow: &[String],
+) -> Result<Box<dyn DatagramIo>, String> {
     use super::dpdk::{eal_init, DpdkPort, EalConfig, PortConfig};
     use super::eth::{EthLink, LinkConfig, Neighbours};
-    let Device::Dpdk {
-        device,
+    bypass_local(spec, "dpdk")?;
+    eal_init(&EalConfig {
         lcore,
         mem_mb,
         no_huge,
-        vdevs,
-        pci_allow,
-    } = &spec.device
-    else {
-        unreachable!("called for DPDK only")
-    };
-    bypass_local(spec, "dpdk")?;
-    eal_init(&EalConfig {
-        lcore: *lcore,
-        mem_mb: *mem_mb,
-        no_huge: *no_huge,
         no_pci: pci_allow.is_empty(),
-        vdevs: vdevs.clone(),
-        pci_allow: pci_allow.clone(),
+        vdevs: vdevs.to_vec(),
+        pci_allow: pci_allow.to_vec(),
         extra: Vec::new(),
     })
     .map_err(|e| format!("dpdk: {e}"))?;
@@ -161,7 +173,15 @@ fn open_dpdk(spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn open_dpdk(_spec: &OpenSpec) -> Result<Box<dyn DatagramIo>, String> {
+fn open_dpdk(
+    _spec: &OpenSpec,
+    _device: &str,
+    _lcore: usize,
+    _mem_mb: usize,
+    _no_huge: bool,
+    _vdevs: &[String],
+    _pci_allow: &[String],
+) -> Result<Box<dyn DatagramIo>, String> {
     Err("this plume binary was built without the `dpdk` feature; install libdpdk-dev \
          (scripts/setup.sh does) and rebuild with `cargo build --release -p plume-node --features dpdk` \
          (it is on by default)"
