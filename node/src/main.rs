@@ -138,6 +138,10 @@ enum Cmd {
         /// Every n-th transaction is a DvP settlement (0 = none).
         #[arg(long, default_value_t = 10)]
         settle_every: u64,
+        /// Peer transport: tcp, or udp (Plume's reliability layer over
+        /// kernel UDP sockets).
+        #[arg(long, default_value = "tcp")]
+        transport: String,
         /// Also write the summary as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -510,6 +514,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             rate,
             base_port,
             settle_every,
+            transport,
             json,
         } => {
             if rate == 0 {
@@ -527,6 +532,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 count: None,
                 drain: std::time::Duration::from_secs(30),
                 tx_size: 0,
+                transport,
             };
             let s = plume_benches::cluster::localnet::run(&opts, plume_node::runtime::stop_flag())?;
             plume_benches::cluster::localnet::print_summary(&s);

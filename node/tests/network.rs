@@ -85,6 +85,7 @@ fn four_validators_finalize_10000_transfers_with_equal_roots() {
         count: Some(10_000),
         drain: Duration::from_secs(90),
         tx_size: 0,
+        transport: "tcp".into(),
     };
     let s =
         plume_benches::cluster::localnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();

@@ -174,6 +174,7 @@ pub fn run_once(
         count: None,
         drain: Duration::from_secs(20),
         tx_size: opts.tx_size,
+        transport: "tcp".into(),
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.

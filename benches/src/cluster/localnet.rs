@@ -53,6 +53,37 @@ pub struct DevnetOptions {
     /// Pad transfers to about this many bytes (0: plain transfers). Padding
     /// turns a transfer into a batch payment with enough payees.
     pub tx_size: usize,
+    /// Peer transport of every validator: "tcp" or "udp" (the datagram
+    /// transport over kernel sockets; AF_XDP and DPDK need network
+    /// namespaces, see node/tests/bypass.rs).
+    pub transport: String,
+}
+
+/// Set `network.transport` in every home's config.toml.
+pub fn set_transport(net: &LocalNet, transport: &str) -> Result<()> {
+    match transport {
+        "tcp" => return Ok(()),
+        "udp" => {}
+        "af_xdp" | "dpdk" => bail!(
+            "--transport {transport} needs each validator on its own network interface \
+             (network namespaces as root: see node/tests/bypass.rs); devnet runs on loopback: \
+             use tcp or udp"
+        ),
+        other => bail!("unknown transport {other:?}: tcp or udp"),
+    }
+    for h in &net.homes {
+        let p = h.join("config.toml");
+        let text = std::fs::read_to_string(&p)?;
+        let new = text.replace(
+            "transport = \"tcp\"",
+            &format!("transport = \"{transport}\""),
+        );
+        if new == text {
+            bail!("{}: no `transport = \"tcp\"` line to change", p.display());
+        }
+        std::fs::write(&p, new)?;
+    }
+    Ok(())
 }
 
 /// The summary of a run.
@@ -418,10 +449,12 @@ impl LocalNet {
 pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let exe = std::env::current_exe()?;
     let mut net = LocalNet::create(&exe, &opts.dir, opts.validators, opts.base_port)?;
+    set_transport(&net, &opts.transport)?;
     println!(
-        "devnet: {} validators in {}",
+        "devnet: {} validators in {} (peer transport {})",
         opts.validators,
-        opts.dir.display()
+        opts.dir.display(),
+        opts.transport
     );
     net.start_all(Duration::from_secs(30))?;
     println!("devnet: validators up (APIs {})", net.apis.join(", "));
