@@ -54,8 +54,24 @@ pub const SIG_QUEUE_MAX: usize = 65_536;
 pub const CORE_QUEUE_MAX: usize = 65_536;
 /// Finalized blocks queued for execution.
 pub const EXEC_QUEUE_MAX: usize = 1024;
-/// Most batches (own and peers') held while waiting for finality.
+/// Most batches (own and peers') the core holds: pending ones and, for
+/// peers that ask for them, recently finalized ones.
 pub const BATCHES_HELD_MAX: usize = 16_384;
+/// Most approximate bytes of batches the core holds (see [`BatchCache`]).
+/// Finalized batches are evicted first (oldest first); a batch still
+/// pending is never evicted, and while pending batches alone exceed a bound
+/// the core takes no new batch from the mempool (back-pressure).
+/// (64 MiB: about a minute of finalized 512-byte transactions at 800 tx/s,
+/// kept for peers that missed them.)
+pub const BATCHES_HELD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Digests of recently finalized batches the core remembers, so a batch
+/// that arrives after its block was finalized is not kept as pending.
+pub const FINALIZED_DIGESTS_MAX: usize = 65_536;
+/// Most submission times remembered for the finality-latency histogram.
+pub const SUBMITTED_MAX: usize = 262_144;
+/// Submission times older than this are forgotten (the transaction was
+/// dropped, or finalized before its submission was recorded).
+pub const SUBMITTED_TTL: Duration = Duration::from_secs(120);
 /// Own batches not finalized after this long are offered again.
 pub const BATCH_REPROPOSE_AFTER: Duration = Duration::from_secs(2);
 /// Largest signature-verification batch.
@@ -86,6 +102,140 @@ pub fn batch_root(ids: &[Digest]) -> Digest {
         .map(|d| merkle::leaf_hash(d.as_bytes()))
         .collect();
     merkle::root_of_leaves(&leaves)
+}
+
+/// Approximate heap bytes of a held batch: the encodings, the decoded
+/// transactions (about as large again) and fixed per-transaction overheads.
+pub fn batch_bytes(b: &VerifiedBatch) -> usize {
+    let per_tx = std::mem::size_of::<Option<PreparedTx>>()
+        + std::mem::size_of::<Vec<u8>>()
+        + std::mem::size_of::<bool>()
+        + std::mem::size_of::<Address>();
+    std::mem::size_of::<VerifiedBatch>() + b.raw.iter().map(|r| 2 * r.len() + per_tx).sum::<usize>()
+}
+
+/// The core's batches by digest, bounded by count and approximate bytes.
+///
+/// Eviction is oldest first and skips *pinned* batches (the caller says
+/// which: those still pending or needed by a finalized block not yet
+/// executed). Pinned batches are kept even over the bounds; the caller
+/// stops producing new ones while [`BatchCache::over_bounds`].
+#[derive(Debug)]
+pub struct BatchCache {
+    map: HashMap<Digest, Arc<VerifiedBatch>>,
+    order: VecDeque<Digest>,
+    bytes: usize,
+    count_max: usize,
+    bytes_max: usize,
+}
+
+impl BatchCache {
+    /// An empty cache with these bounds.
+    pub fn new(count_max: usize, bytes_max: usize) -> Self {
+        BatchCache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            count_max,
+            bytes_max,
+        }
+    }
+
+    /// The batch with this digest.
+    pub fn get(&self, d: &Digest) -> Option<&Arc<VerifiedBatch>> {
+        self.map.get(d)
+    }
+
+    /// Whether this digest is held.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.map.contains_key(d)
+    }
+
+    /// Batches held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Approximate bytes held ([`batch_bytes`] summed).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// True when over either bound (after [`BatchCache::trim`]: by pinned
+    /// batches alone). A cache trimmed to exactly its bounds is not over.
+    pub fn over_bounds(&self) -> bool {
+        self.map.len() > self.count_max || self.bytes > self.bytes_max
+    }
+
+    /// Hold `b` (false: already held). The caller then calls
+    /// [`BatchCache::trim`].
+    pub fn insert(&mut self, b: Arc<VerifiedBatch>) -> bool {
+        if self.map.contains_key(&b.digest) {
+            return false;
+        }
+        self.bytes += batch_bytes(&b);
+        self.order.push_back(b.digest);
+        self.map.insert(b.digest, b);
+        true
+    }
+
+    /// Evict the oldest unpinned batches while over a bound. Returns how
+    /// many were evicted; afterwards [`BatchCache::over_bounds`] means the
+    /// pinned batches alone reach a bound.
+    pub fn trim(&mut self, pinned: impl Fn(&Digest) -> bool) -> usize {
+        let mut evicted = 0;
+        // Each held digest is looked at most once: pinned ones go to the
+        // back, so a cache of only pinned batches ends the loop.
+        let mut budget = self.order.len();
+        while (self.map.len() > self.count_max || self.bytes > self.bytes_max) && budget > 0 {
+            budget -= 1;
+            let Some(d) = self.order.pop_front() else {
+                break;
+            };
+            if pinned(&d) {
+                self.order.push_back(d);
+                continue;
+            }
+            if let Some(old) = self.map.remove(&d) {
+                self.bytes -= batch_bytes(&old);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+}
+
+/// A bounded set of recent digests (oldest forgotten first).
+#[derive(Debug, Default)]
+struct RecentDigests {
+    set: HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl RecentDigests {
+    fn insert(&mut self, d: Digest, max: usize) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+            while self.order.len() > max {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, d: &Digest) -> bool {
+        self.set.contains(d)
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
 }
 
 type Reply = flume::Sender<Result<Digest, ApiError>>;
@@ -161,6 +311,157 @@ pub struct NodeMetrics {
     pub consensus_rejected: AtomicU64,
     /// Transactions cut from over-full blocks.
     pub txs_cut: AtomicU64,
+    /// Sizes of the long-lived collections (`plume_mem_*`).
+    pub mem: MemGauges,
+}
+
+/// Sizes of every long-lived collection of the core and exec threads,
+/// written by their owners (the core each tick, exec after each commit) and
+/// exported at `/metrics` as `plume_mem_*` gauges. Byte figures are
+/// approximate: payload bytes plus fixed per-entry overheads, or a hash
+/// table's allocated capacity times its slot size.
+#[derive(Default, Debug)]
+pub struct MemGauges {
+    /// Batch cache entries.
+    pub batches: AtomicU64,
+    /// Batch cache approximate bytes.
+    pub batches_bytes: AtomicU64,
+    /// Own batches not yet finalized.
+    pub own_pending: AtomicU64,
+    /// Peers' batches not yet finalized.
+    pub peer_pending: AtomicU64,
+    /// Recently finalized batch digests remembered by the core.
+    pub finalized_recent: AtomicU64,
+    /// Own batches waiting to be offered to the engine.
+    pub ready: AtomicU64,
+    /// Batches offered to the engine, not yet proposed.
+    pub fed: AtomicU64,
+    /// Finalized blocks waiting for their batches.
+    pub finalized_waiting: AtomicU64,
+    /// Missing batches requested from peers.
+    pub requested: AtomicU64,
+    /// Armed timers.
+    pub timers: AtomicU64,
+    /// Mempool transactions.
+    pub mempool_txs: AtomicU64,
+    /// Mempool bytes (encoded transactions).
+    pub mempool_bytes: AtomicU64,
+    /// Mempool sender cursors.
+    pub mempool_senders: AtomicU64,
+    /// Mempool ids remembered for duplicate detection.
+    pub mempool_recent_ids: AtomicU64,
+    /// Items queued for the core.
+    pub core_queue: AtomicU64,
+    /// Finalized blocks queued for execution.
+    pub exec_queue: AtomicU64,
+    /// Executed batch digests remembered by exec (re-proposal skip).
+    pub executed_batches: AtomicU64,
+    /// Bytes allocated by exec's executed-batch set (capacity).
+    pub executed_set_bytes: AtomicU64,
+}
+
+impl MemGauges {
+    /// (name, help, value) of every gauge.
+    pub fn pairs(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("batches", "Batches held by the core.", g(&self.batches)),
+            (
+                "batches_bytes",
+                "Approximate bytes of the batches held.",
+                g(&self.batches_bytes),
+            ),
+            (
+                "own_pending",
+                "Own batches not yet finalized.",
+                g(&self.own_pending),
+            ),
+            (
+                "peer_pending",
+                "Peers' batches not yet finalized.",
+                g(&self.peer_pending),
+            ),
+            (
+                "finalized_recent",
+                "Finalized batch digests remembered by the core.",
+                g(&self.finalized_recent),
+            ),
+            (
+                "ready",
+                "Batches waiting to be offered to consensus.",
+                g(&self.ready),
+            ),
+            (
+                "fed",
+                "Batches offered to consensus, not yet proposed.",
+                g(&self.fed),
+            ),
+            (
+                "finalized_waiting",
+                "Finalized blocks waiting for batches.",
+                g(&self.finalized_waiting),
+            ),
+            (
+                "requested",
+                "Missing batches requested from peers.",
+                g(&self.requested),
+            ),
+            ("timers", "Armed consensus timers.", g(&self.timers)),
+            ("mempool_txs", "Mempool transactions.", g(&self.mempool_txs)),
+            (
+                "mempool_bytes",
+                "Mempool bytes of encoded transactions.",
+                g(&self.mempool_bytes),
+            ),
+            (
+                "mempool_senders",
+                "Mempool sender cursors.",
+                g(&self.mempool_senders),
+            ),
+            (
+                "mempool_recent_ids",
+                "Batched ids remembered for duplicate detection.",
+                g(&self.mempool_recent_ids),
+            ),
+            (
+                "core_queue",
+                "Items queued for the core.",
+                g(&self.core_queue),
+            ),
+            (
+                "exec_queue",
+                "Finalized blocks queued for execution.",
+                g(&self.exec_queue),
+            ),
+            (
+                "executed_batches",
+                "Executed batch digests remembered by exec.",
+                g(&self.executed_batches),
+            ),
+            (
+                "executed_set_bytes",
+                "Bytes allocated by exec's executed-batch set.",
+                g(&self.executed_set_bytes),
+            ),
+        ]
+    }
+}
+
+/// Bytes a hash table with this capacity allocates for `(K, V)` slots
+/// (one control byte per slot; approximate).
+fn table_bytes<K, V>(capacity: usize) -> u64 {
+    (capacity * (std::mem::size_of::<K>() + std::mem::size_of::<V>() + 1)) as u64
+}
+
+/// (RssAnon, RssFile) of this process in bytes, from `/proc/self/status`.
+fn proc_self_rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
 }
 
 /// A fixed-bucket histogram (Prometheus style, cumulative at render).
@@ -736,8 +1037,9 @@ struct Core {
     ep: Rc<Endpoint<AnyTransport>>,
     peers: Vec<PeerId>,
     mempool: Mempool,
-    batches: HashMap<Digest, Arc<VerifiedBatch>>,
-    batch_order: VecDeque<Digest>,
+    batches: BatchCache,
+    /// Batches seen in finalized blocks (a late copy is not pending).
+    finalized_recent: RecentDigests,
     own_pending: BTreeMap<Digest, Instant>,
     /// Peers' batches not yet seen in a finalized block, with when they
     /// arrived: if their owner cannot get them proposed (say it is slow and
@@ -828,8 +1130,8 @@ async fn core_main(
             setup.config.mempool.txs_max as usize,
             setup.config.mempool.mib_max as usize * 1024 * 1024,
         ),
-        batches: HashMap::new(),
-        batch_order: VecDeque::new(),
+        batches: BatchCache::new(BATCHES_HELD_MAX, BATCHES_HELD_BYTES_MAX),
+        finalized_recent: RecentDigests::default(),
         own_pending: BTreeMap::new(),
         peer_pending: BTreeMap::new(),
         ready: VecDeque::new(),
@@ -868,6 +1170,12 @@ async fn core_main(
     let chan_task = glommio::spawn_local(async move {
         while let Ok(msg) = core_rx.recv_async().await {
             let t0 = Instant::now();
+            c2.borrow()
+                .shared
+                .metrics
+                .mem
+                .core_queue
+                .store(core_rx.len() as u64, Ordering::Relaxed);
             let r = c2.borrow_mut().on_core_in(msg);
             if let Err(e) = r {
                 tracing::error!("core: {e:#}");
@@ -945,6 +1253,7 @@ impl Core {
                 }
                 Effect::Finalized { block, proof } => {
                     for d in &block.payload {
+                        self.finalized_recent.insert(*d, FINALIZED_DIGESTS_MAX);
                         self.own_pending.remove(d);
                         self.peer_pending.remove(d);
                         if let Some(c) = self.fed.remove(d) {
@@ -977,7 +1286,7 @@ impl Core {
             let missing: Vec<Digest> = block
                 .payload
                 .iter()
-                .filter(|d| !self.batches.contains_key(d))
+                .filter(|d| !self.batches.contains(d))
                 .copied()
                 .collect();
             if !missing.is_empty() {
@@ -1007,7 +1316,7 @@ impl Core {
             let batches = block
                 .payload
                 .iter()
-                .map(|d| self.batches[d].clone())
+                .map(|d| self.batches.get(d).expect("checked above").clone())
                 .collect();
             if self
                 .exec_tx
@@ -1050,7 +1359,14 @@ impl Core {
                 self.step(Input::Message { from, msg: m })?;
             }
             NetMsg::Batch { digest, txs } => {
-                if !self.batches.contains_key(&digest) {
+                // A batch already held, or already finalized (a late or
+                // re-sent copy), is not verified again.
+                let late = self.finalized_recent.contains(&digest)
+                    && self
+                        .finalized_waiting
+                        .iter()
+                        .all(|(b, _)| !b.payload.contains(&digest));
+                if !self.batches.contains(&digest) && !late {
                     let _ = self.sig_tx.try_send(SigIn::PeerBatch { digest, txs });
                 }
             }
@@ -1073,14 +1389,49 @@ impl Core {
         // A requested batch has arrived: forget the request (the map stays
         // bounded by what is still missing).
         self.requested.remove(&b.digest);
-        if self.batches.insert(b.digest, b.clone()).is_none() {
-            self.batch_order.push_back(b.digest);
-            while self.batch_order.len() > BATCHES_HELD_MAX {
-                if let Some(old) = self.batch_order.pop_front() {
-                    self.batches.remove(&old);
-                }
-            }
-        }
+        // Pinned: still pending here, or needed by a finalized block that
+        // waits for execution. Only finalized batches are evicted.
+        self.batches.insert(b);
+        self.trim_batches();
+    }
+
+    /// Evict finalized batches while the cache is over a bound. Pinned (never
+    /// evicted): batches still pending here, or needed by a finalized block
+    /// that waits for execution. True when pinned batches alone reach a
+    /// bound.
+    fn trim_batches(&mut self) -> bool {
+        let pinned = |d: &Digest| {
+            self.own_pending.contains_key(d)
+                || self.peer_pending.contains_key(d)
+                || self.fed.contains_key(d)
+                || self
+                    .finalized_waiting
+                    .iter()
+                    .any(|(b, _)| b.payload.contains(d))
+        };
+        self.batches.trim(pinned);
+        self.batches.over_bounds()
+    }
+
+    /// Publish the sizes of the core's collections (`plume_mem_*`).
+    fn update_mem_gauges(&self) {
+        let g = &self.shared.metrics.mem;
+        let set = |a: &AtomicU64, v: usize| a.store(v as u64, Ordering::Relaxed);
+        set(&g.batches, self.batches.len());
+        set(&g.batches_bytes, self.batches.bytes());
+        set(&g.own_pending, self.own_pending.len());
+        set(&g.peer_pending, self.peer_pending.len());
+        set(&g.finalized_recent, self.finalized_recent.len());
+        set(&g.ready, self.ready.len());
+        set(&g.fed, self.fed.len());
+        set(&g.finalized_waiting, self.finalized_waiting.len());
+        set(&g.requested, self.requested.len());
+        set(&g.timers, self.timers.len());
+        set(&g.mempool_txs, self.mempool.len());
+        set(&g.mempool_bytes, self.mempool.bytes());
+        set(&g.mempool_senders, self.mempool.senders_len());
+        set(&g.mempool_recent_ids, self.mempool.recent_len());
+        set(&g.exec_queue, self.exec_tx.len());
     }
 
     fn on_core_in(&mut self, msg: CoreIn) -> Result<()> {
@@ -1122,8 +1473,12 @@ impl Core {
                 let _ = reply.send(r);
             }
             CoreIn::Batch(b) => {
+                // Pending unless it is ours, already finalized (a late copy)
+                // or there is no room: a batch not pending may be evicted.
                 if !self.own_pending.contains_key(&b.digest)
+                    && !self.finalized_recent.contains(&b.digest)
                     && self.peer_pending.len() < BATCHES_HELD_MAX
+                    && !self.trim_batches()
                 {
                     self.peer_pending
                         .entry(b.digest)
@@ -1175,8 +1530,9 @@ impl Core {
             }
             self.step(Input::TimerFired(t))?;
         }
-        // A batch from the mempool.
-        if !self.mempool.is_empty() {
+        // A batch from the mempool, unless the batch cache is full of
+        // pending batches (back-pressure: the mempool fills and refuses).
+        if !self.mempool.is_empty() && !self.trim_batches() {
             let taken = self.mempool.take_batch(
                 self.batching.batch_max_txs as usize,
                 self.batching.batch_max_bytes as usize,
@@ -1195,6 +1551,8 @@ impl Core {
                     digest,
                     txs: raw.clone(),
                 });
+                // Pending first, so the cache never evicts it.
+                self.own_pending.insert(digest, now);
                 self.hold_batch(Arc::new(VerifiedBatch {
                     digest,
                     txs,
@@ -1206,7 +1564,6 @@ impl Core {
                         let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
                     }
                 }
-                self.own_pending.insert(digest, now);
                 self.ready.push_back((digest, ids.len()));
             }
             self.shared
@@ -1269,6 +1626,11 @@ impl Core {
         if !offer.is_empty() {
             self.step(Input::PayloadReady(offer))?;
         }
+        if self.finalized_waiting.is_empty() {
+            // Nothing is missing: no request is still useful.
+            self.requested.clear();
+        }
+        self.update_mem_gauges();
         self.shared
             .metrics
             .peers
@@ -1422,6 +1784,13 @@ fn exec_loop(
                 sequences,
             });
         }
+        m.mem
+            .executed_batches
+            .store(executed_batches.len() as u64, Ordering::Relaxed);
+        m.mem.executed_set_bytes.store(
+            table_bytes::<Digest, ()>(executed_set.capacity()),
+            Ordering::Relaxed,
+        );
         m.busy_us[2].fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         if STOP.load(Ordering::Relaxed) && rx.is_empty() {
             break;
@@ -1692,7 +2061,12 @@ impl ApiNode {
         let now = Instant::now();
         let mut sub = self.shared.submitted.lock().expect("not poisoned");
         for h in out.iter().flatten() {
-            if sub.len() < 1_000_000 {
+            if sub.len() >= SUBMITTED_MAX {
+                // Entries that never saw finality here (dropped, or finalized
+                // before they were recorded) would otherwise stay forever.
+                sub.retain(|_, t| now.duration_since(*t) < SUBMITTED_TTL);
+            }
+            if sub.len() < SUBMITTED_MAX {
                 sub.insert(*h, now);
             }
         }
@@ -2039,6 +2413,45 @@ impl NodeApi for ApiNode {
             "# TYPE plume_finalized_height gauge\nplume_finalized_height {}\n",
             m.height.load(Ordering::Relaxed)
         ));
+        for (name, help, v) in m.mem.pairs() {
+            s.push_str(&format!(
+                "# HELP plume_mem_{name} {help}\n# TYPE plume_mem_{name} gauge\nplume_mem_{name} {v}\n"
+            ));
+        }
+        {
+            let sub = self.shared.submitted.lock().expect("not poisoned");
+            let subs = self.shared.subscribers.lock().expect("not poisoned").len();
+            for (name, help, v) in [
+                (
+                    "submitted",
+                    "Submission times held for finality latency.",
+                    sub.len() as u64,
+                ),
+                (
+                    "submitted_bytes",
+                    "Bytes allocated by the submission-time table (capacity).",
+                    table_bytes::<Digest, Instant>(sub.capacity()),
+                ),
+                ("subscribers", "Subscriptions.", subs as u64),
+                (
+                    "sig_queue",
+                    "Items queued for signature verification.",
+                    self.shared.sig_tx.len() as u64,
+                ),
+            ] {
+                s.push_str(&format!(
+                    "# HELP plume_mem_{name} {help}\n# TYPE plume_mem_{name} gauge\nplume_mem_{name} {v}\n"
+                ));
+            }
+        }
+        if let Some((anon, file)) = proc_self_rss() {
+            s.push_str(&format!(
+                "# HELP plume_mem_rss_anon_bytes Resident anonymous memory (heap).\n# TYPE plume_mem_rss_anon_bytes gauge\nplume_mem_rss_anon_bytes {anon}\n"
+            ));
+            s.push_str(&format!(
+                "# HELP plume_mem_rss_file_bytes Resident file-backed memory (mostly the LMDB map: page cache).\n# TYPE plume_mem_rss_file_bytes gauge\nplume_mem_rss_file_bytes {file}\n"
+            ));
+        }
         m.finality_ms
             .render("plume_finality_latency_seconds", &mut s);
         if let Some(nm) = self.shared.net_metrics.get() {
@@ -2070,5 +2483,114 @@ impl NodeApi for ApiNode {
         }
         subs.push((topic, tx));
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(i: u32, txs: usize, tx_len: usize) -> Arc<VerifiedBatch> {
+        Arc::new(VerifiedBatch {
+            digest: plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
+            txs: (0..txs).map(|_| None).collect(),
+            raw: vec![vec![0u8; tx_len]; txs],
+            valid: vec![false; txs],
+        })
+    }
+
+    #[test]
+    fn batch_cache_evicts_oldest_by_bytes() {
+        let one = batch_bytes(&batch(0, 10, 1000));
+        let mut c = BatchCache::new(1000, 3 * one);
+        let all: Vec<_> = (0..5).map(|i| batch(i, 10, 1000)).collect();
+        for b in &all {
+            c.insert(b.clone());
+            c.trim(|_| false);
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.bytes(), 3 * one);
+        assert!(!c.contains(&all[0].digest) && !c.contains(&all[1].digest));
+        assert!(all[2..].iter().all(|b| c.contains(&b.digest)));
+        // Inserting a held batch again changes nothing.
+        assert!(!c.insert(all[4].clone()));
+        assert_eq!(c.trim(|_| false), 0);
+        assert_eq!(c.bytes(), 3 * one);
+    }
+
+    #[test]
+    fn batch_cache_evicts_by_count() {
+        let mut c = BatchCache::new(2, usize::MAX);
+        let all: Vec<_> = (0..4).map(|i| batch(i, 1, 10)).collect();
+        let evicted: usize = all
+            .iter()
+            .map(|b| {
+                c.insert(b.clone());
+                c.trim(|_| false)
+            })
+            .sum();
+        assert_eq!(evicted, 2);
+        assert_eq!(c.len(), 2);
+        assert!(c.contains(&all[3].digest) && c.contains(&all[2].digest));
+        // Full of finalized batches is not "over": batching goes on.
+        assert!(!c.over_bounds());
+    }
+
+    #[test]
+    fn batch_cache_never_evicts_a_pinned_batch() {
+        let one = batch_bytes(&batch(0, 10, 1000));
+        let mut c = BatchCache::new(1000, 2 * one);
+        let all: Vec<_> = (0..6).map(|i| batch(i, 10, 1000)).collect();
+        // The two oldest are pending.
+        let pinned: HashSet<Digest> = all[..2].iter().map(|b| b.digest).collect();
+        for b in &all {
+            c.insert(b.clone());
+            c.trim(|d| pinned.contains(d));
+        }
+        assert!(all[..2].iter().all(|b| c.contains(&b.digest)));
+        assert!(all[2..].iter().filter(|b| c.contains(&b.digest)).count() <= 1);
+        assert!(c.bytes() <= 3 * one);
+        // Only pinned batches over the bound: nothing is evicted, and the
+        // cache reports it is full (the core then stops batching).
+        let mut c = BatchCache::new(1000, one);
+        let everything: HashSet<Digest> = all.iter().map(|b| b.digest).collect();
+        for b in &all {
+            assert!(c.insert(b.clone()));
+            assert_eq!(c.trim(|d| everything.contains(d)), 0);
+        }
+        assert_eq!(c.len(), all.len());
+        assert!(c.over_bounds());
+        // Once they are finalized (unpinned), the next insert trims back.
+        c.insert(batch(99, 10, 1000));
+        assert_eq!(c.trim(|_| false), all.len());
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.bytes(), one);
+        assert!(!c.over_bounds());
+    }
+
+    #[test]
+    fn recent_digests_are_bounded() {
+        let mut r = RecentDigests::default();
+        for i in 0..10u32 {
+            r.insert(
+                plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
+                4,
+            );
+        }
+        assert_eq!(r.len(), 4);
+        let d = |i: u32| plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes());
+        assert!(r.contains(&d(9)) && r.contains(&d(6)) && !r.contains(&d(5)));
+    }
+
+    #[test]
+    fn mem_gauges_render_with_their_names() {
+        let m = MemGauges::default();
+        m.batches_bytes.store(1234, Ordering::Relaxed);
+        let pairs = m.pairs();
+        assert!(pairs
+            .iter()
+            .any(|(n, _, v)| *n == "batches_bytes" && *v == 1234));
+        let rss = proc_self_rss().expect("linux /proc");
+        assert!(rss.0 > 0);
     }
 }
