@@ -104,6 +104,7 @@ enum Cmd {
         params: Vec<String>,
         /// net: transports to compare over veth: tcp, udp, af_xdp, dpdk
         /// (repeatable or comma-separated; default: tcp, plus the others when root).
+        /// cluster/sweep: the validators' peer transport, tcp (default) or udp.
         #[arg(long = "transport", value_delimiter = ',')]
         transports: Vec<String>,
     },
@@ -493,6 +494,14 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                     bound_ms,
                     params,
                     dir: None,
+                    transport: match (suite.as_str(), transports.as_slice()) {
+                        ("cluster" | "sweep", []) => "tcp".to_string(),
+                        ("cluster" | "sweep", [one]) => one.clone(),
+                        ("cluster" | "sweep", _) => {
+                            bail!("bench {suite} runs one --transport at a time (tcp or udp)")
+                        }
+                        _ => "tcp".to_string(),
+                    },
                 },
                 transports,
             };

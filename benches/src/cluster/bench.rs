@@ -34,6 +34,8 @@ pub struct ClusterOptions {
     pub params: Vec<String>,
     /// Directory for the network (default: a temporary one).
     pub dir: Option<PathBuf>,
+    /// Peer transport of every validator: "tcp" or "udp".
+    pub transport: String,
 }
 
 impl Default for ClusterOptions {
@@ -46,6 +48,7 @@ impl Default for ClusterOptions {
             bound_ms: 100.0,
             params: Vec::new(),
             dir: None,
+            transport: "tcp".into(),
         }
     }
 }
@@ -138,6 +141,7 @@ pub fn run_once(
     };
     let base = free_base(opts.validators as u16)?;
     let mut net = LocalNet::create(exe, &dir, opts.validators, base)?;
+    super::localnet::set_transport(&net, &opts.transport)?;
     for (k, v) in settings {
         for h in &net.homes {
             set_config_value(&h.join("config.toml"), k, v)?;
@@ -174,7 +178,7 @@ pub fn run_once(
         count: None,
         drain: Duration::from_secs(20),
         tx_size: opts.tx_size,
-        transport: "tcp".into(),
+        transport: opts.transport.clone(),
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.
@@ -267,6 +271,7 @@ fn unsafe_free_clk_tck() -> i64 {
 fn fill_summary(r: &mut Report, s: &Summary, rate: u64, opts: &ClusterOptions) {
     r.machine
         .insert("validators".into(), opts.validators.to_string());
+    r.machine.insert("transport".into(), opts.transport.clone());
     r.machine
         .insert("offered_rate_tx_per_s".into(), rate.to_string());
     r.machine
