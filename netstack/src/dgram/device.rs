@@ -28,6 +28,11 @@ pub trait FrameIo {
     /// How the device runs, for logs and the benchmark report, e.g.
     /// `"af_xdp skb-mode copy queue 0"` or `"dpdk net_af_packet0 (vdev)"`.
     fn mode(&self) -> String;
+    /// A descriptor that `poll(2)` reports readable when frames wait
+    /// (None: the driver has to poll, as for DPDK).
+    fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// What the reliability layer talks to: UDP datagrams to and from one
@@ -54,4 +59,9 @@ pub trait DatagramIo {
     fn flush(&mut self) -> io::Result<()>;
     /// How it runs (for logs and the benchmark report).
     fn mode(&self) -> String;
+    /// A descriptor that `poll(2)` reports readable when datagrams wait
+    /// (None: the driver has to poll).
+    fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }

@@ -595,6 +595,10 @@ impl<F: FrameIo> DatagramIo for EthLink<F> {
     fn mode(&self) -> String {
         self.dev.mode()
     }
+
+    fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.dev.rx_fd()
+    }
 }
 
 #[cfg(test)]

@@ -24,5 +24,6 @@ pub mod open;
 pub mod proto;
 pub mod transport;
 pub mod udp;
+pub mod waiter;
 
 pub use transport::{DgramConfig, DgramMetrics, DgramMetricsSnapshot, DgramTransport};

@@ -340,7 +340,22 @@ impl DgramTransport {
             resets: VecDeque::new(),
             metrics: metrics.clone(),
         }));
-        glommio::spawn_local(drive(Rc::downgrade(&stack))).detach();
+        // Event-driven receive where the device has a descriptor (kernel
+        // UDP, AF_XDP) and the core is not dedicated to spinning.
+        let waiter = {
+            let st = stack.borrow();
+            match (st.cfg.busy_poll, st.io.rx_fd()) {
+                (false, Some(fd)) => match super::waiter::RxWaiter::start(fd) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no receive-readiness thread; polling instead");
+                        None
+                    }
+                },
+                _ => None,
+            }
+        };
+        glommio::spawn_local(drive(Rc::downgrade(&stack), waiter)).detach();
         DgramTransport {
             stack,
             metrics,
@@ -369,7 +384,20 @@ impl DgramTransport {
     }
 }
 
-async fn drive(weak: Weak<RefCell<Stack>>) {
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Let an idle driver notice that the transport is gone.
+        if let Some(w) = self.driver.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Longest an idle driver waits for input when a readiness thread watches
+/// the device (connection timers wake it earlier).
+pub const IDLE_WAIT_MAX: Duration = Duration::from_millis(50);
+
+async fn drive(weak: Weak<RefCell<Stack>>, waiter: Option<super::waiter::RxWaiter>) {
     let mut idle: u32 = 0;
     loop {
         let Some(rc) = weak.upgrade() else {
@@ -396,7 +424,10 @@ async fn drive(weak: Weak<RefCell<Stack>>) {
             futures_lite::future::yield_now().await;
             continue;
         }
-        let mut pause = Duration::from_micros(10u64 << (idle - 4).min(10)).min(sleep_max);
+        let mut pause = match waiter {
+            Some(_) => IDLE_WAIT_MAX,
+            None => Duration::from_micros(10u64 << (idle - 4).min(10)).min(sleep_max),
+        };
         if let Some(t) = next {
             pause = pause.min(t.saturating_duration_since(Instant::now()));
         }
@@ -416,9 +447,18 @@ async fn drive(weak: Weak<RefCell<Stack>>) {
             st.driver = Some(cx.waker().clone());
             Poll::Pending
         });
-        if let crate::util::Either::Left(()) =
-            crate::util::race(kicked, glommio::timer::Timer::new(pause)).await
-        {
+        let woken = match &waiter {
+            Some(w) => {
+                let input = async {
+                    match crate::util::race(kicked, w.readable()).await {
+                        crate::util::Either::Left(()) | crate::util::Either::Right(()) => {}
+                    }
+                };
+                crate::util::race(input, glommio::timer::Timer::new(pause)).await
+            }
+            None => crate::util::race(kicked, glommio::timer::Timer::new(pause)).await,
+        };
+        if let crate::util::Either::Left(()) = woken {
             idle = 0;
         }
     }

@@ -103,4 +103,8 @@ impl DatagramIo for KernelUdp {
     fn mode(&self) -> String {
         "kernel udp".into()
     }
+
+    fn rx_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.sock.as_raw_fd())
+    }
 }

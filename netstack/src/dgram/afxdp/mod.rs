@@ -459,6 +459,9 @@ impl FrameIo for AfXdp {
             self.queue
         )
     }
+    fn rx_fd(&self) -> Option<RawFd> {
+        Some(self.xsk.fd())
+    }
 }
 
 /// Can this host run the AF_XDP transport? Creates an XSKMAP, loads a
