@@ -396,6 +396,9 @@ impl Drop for Stack {
 /// Longest an idle driver waits for input when a readiness thread watches
 /// the device (connection timers wake it earlier).
 pub const IDLE_WAIT_MAX: Duration = Duration::from_millis(50);
+/// Short sleeps (10, 20, 40, ... µs) an idle driver takes before it hands
+/// over to the readiness thread.
+pub const SHORT_SLEEPS: u32 = 5;
 
 async fn drive(weak: Weak<RefCell<Stack>>, waiter: Option<super::waiter::RxWaiter>) {
     let mut idle: u32 = 0;
@@ -424,9 +427,14 @@ async fn drive(weak: Weak<RefCell<Stack>>, waiter: Option<super::waiter::RxWaite
             futures_lite::future::yield_now().await;
             continue;
         }
-        let mut pause = match waiter {
-            Some(_) => IDLE_WAIT_MAX,
-            None => Duration::from_micros(10u64 << (idle - 4).min(10)).min(sleep_max),
+        // Just after activity, look again after short sleeps (a reply is
+        // often about to arrive); once idle for longer, hand over to the
+        // readiness thread (if any) and stop waking up.
+        let use_waiter = waiter.is_some() && idle >= 4 + SHORT_SLEEPS;
+        let mut pause = if use_waiter {
+            IDLE_WAIT_MAX
+        } else {
+            Duration::from_micros(10u64 << (idle - 4).min(10)).min(sleep_max)
         };
         if let Some(t) = next {
             pause = pause.min(t.saturating_duration_since(Instant::now()));
@@ -447,7 +455,7 @@ async fn drive(weak: Weak<RefCell<Stack>>, waiter: Option<super::waiter::RxWaite
             st.driver = Some(cx.waker().clone());
             Poll::Pending
         });
-        let woken = match &waiter {
+        let woken = match waiter.as_ref().filter(|_| use_waiter) {
             Some(w) => {
                 let input = async {
                     match crate::util::race(kicked, w.readable()).await {
