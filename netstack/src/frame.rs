@@ -143,6 +143,80 @@ pub fn decode_record(buf: &[u8], body_max: usize) -> Result<Decoded, FrameError>
     Ok(Decoded::Record { body_len: len })
 }
 
+/// A receive buffer that cuts length-prefixed records out of a byte
+/// stream: the part both stream readers (TCP, datagram) share. Grows up to
+/// one largest record; a partial record is moved to the front when it
+/// would not fit.
+#[derive(Debug)]
+pub struct RecordBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    body_max: usize,
+}
+
+impl RecordBuf {
+    /// A buffer of at most `initial` bytes to start with.
+    pub fn new(initial: usize, body_max: usize) -> RecordBuf {
+        RecordBuf {
+            buf: vec![0; initial.min(LEN_PREFIX + body_max).max(LEN_PREFIX)],
+            start: 0,
+            end: 0,
+            body_max,
+        }
+    }
+
+    /// Change the inbound record limit.
+    pub fn set_body_max(&mut self, body_max: usize) {
+        self.body_max = body_max;
+    }
+
+    /// The next whole record's body range, or None (then fill
+    /// [`RecordBuf::spare`], which has room for more of it).
+    pub fn next_record(&mut self) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+        match decode_record(&self.buf[self.start..self.end], self.body_max)? {
+            Decoded::Record { body_len } => {
+                let b = self.start + LEN_PREFIX;
+                self.start = b + body_len;
+                if self.start == self.end {
+                    // Everything consumed: the next read starts at the
+                    // front (the body's bytes stay valid until then).
+                    self.start = 0;
+                    self.end = 0;
+                }
+                Ok(Some(b..b + body_len))
+            }
+            Decoded::NeedMore { total } => {
+                let need = total.unwrap_or(LEN_PREFIX);
+                if self.start + need > self.buf.len() {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                    if need > self.buf.len() {
+                        self.buf.resize(need, 0);
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Room for bytes read from the stream.
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were written into [`RecordBuf::spare`].
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// A record's body, by the range [`RecordBuf::next_record`] gave.
+    pub fn body(&self, r: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[r]
+    }
+}
+
 /// Write a record length prefix.
 pub fn encode_len_prefix(body_len: usize) -> [u8; LEN_PREFIX] {
     assert!(body_len > 0 && body_len <= u32::MAX as usize);
@@ -197,6 +271,47 @@ pub fn frame_header(kind: FrameKind, channel: Channel) -> [u8; FRAME_HEADER] {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Feed `stream` to a RecordBuf `chunk` bytes at a time; collect bodies.
+    fn cut(stream: &[u8], chunk: usize, initial: usize) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut rb = RecordBuf::new(initial, 1000);
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            while let Some(r) = rb.next_record()? {
+                out.push(rb.body(r).to_vec());
+            }
+            if at == stream.len() {
+                return Ok(out);
+            }
+            let spare = rb.spare();
+            let n = chunk.min(spare.len()).min(stream.len() - at);
+            spare[..n].copy_from_slice(&stream[at..at + n]);
+            rb.filled(n);
+            at += n;
+        }
+    }
+
+    #[test]
+    fn record_buf_reassembles_across_reads_and_grows() {
+        let bodies: Vec<Vec<u8>> = [3usize, 1, 700, 5, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| vec![i as u8 + 1; *n])
+            .collect();
+        let mut stream = Vec::new();
+        for b in &bodies {
+            stream.extend_from_slice(&encode_len_prefix(b.len()));
+            stream.extend_from_slice(b);
+        }
+        for chunk in [1, 3, 7, 100, 4096] {
+            // An 8-byte start forces compaction and growth to 704 bytes.
+            assert_eq!(cut(&stream, chunk, 8).unwrap(), bodies, "chunk {chunk}");
+        }
+        let mut bad = encode_len_prefix(1001).to_vec();
+        bad.extend_from_slice(&[0; 8]);
+        assert!(cut(&bad, 4, 64).is_err(), "over the limit is an error");
+    }
 
     fn record(body: &[u8]) -> Vec<u8> {
         let mut v = encode_len_prefix(body.len()).to_vec();

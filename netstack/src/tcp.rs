@@ -8,7 +8,7 @@
 //! is on. Note (measured, DEPENDENCIES.md): glommio 0.9 uses io_uring only
 //! for readiness here; the send/recv themselves are plain system calls.
 
-use crate::frame::{decode_record, encode_len_prefix, Decoded, LEN_PREFIX};
+use crate::frame::{encode_len_prefix, RecordBuf};
 use crate::transport::{Connection, Listener, RecordReader, RecordWriter, Transport};
 use crate::NetError;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -83,10 +83,7 @@ impl Connection for TcpConn {
         (
             TcpReader {
                 s: s.clone(),
-                buf: vec![0; READ_BUF_INITIAL.min(LEN_PREFIX + body_max).max(LEN_PREFIX)],
-                start: 0,
-                end: 0,
-                body_max,
+                buf: RecordBuf::new(READ_BUF_INITIAL, body_max),
             },
             TcpWriter {
                 s,
@@ -100,61 +97,34 @@ impl Connection for TcpConn {
 #[derive(Debug)]
 pub struct TcpReader {
     s: Rc<RefCell<TcpStream>>,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    body_max: usize,
+    buf: RecordBuf,
 }
 
 impl RecordReader for TcpReader {
     async fn next_record(&mut self) -> Result<&[u8], NetError> {
-        let (b, e) = loop {
-            match decode_record(&self.buf[self.start..self.end], self.body_max)? {
-                Decoded::Record { body_len } => {
-                    let b = self.start + LEN_PREFIX;
-                    self.start = b + body_len;
-                    break (b, b + body_len);
-                }
-                Decoded::NeedMore { total } => {
-                    let need = total.unwrap_or(LEN_PREFIX);
-                    if self.start + need > self.buf.len() {
-                        // Move the partial record to the front; grow (up to
-                        // one largest record) only if it still cannot fit.
-                        self.buf.copy_within(self.start..self.end, 0);
-                        self.end -= self.start;
-                        self.start = 0;
-                        if need > self.buf.len() {
-                            self.buf.resize(need, 0);
-                        }
-                    }
-                    let end = self.end;
-                    let n = match recv_now(&self.s, &mut self.buf[end..]) {
-                        Some(r) => r?,
-                        None => {
-                            let s = &self.s;
-                            let buf = &mut self.buf[end..];
-                            std::future::poll_fn(|cx| {
-                                Pin::new(&mut *s.borrow_mut()).poll_read(cx, buf)
-                            })
-                            .await?
-                        }
-                    };
-                    if n == 0 {
-                        return Err(NetError::Closed);
-                    }
-                    self.end += n;
-                }
+        let range = loop {
+            if let Some(r) = self.buf.next_record()? {
+                break r;
             }
+            let spare = self.buf.spare();
+            let n = match recv_now(&self.s, spare) {
+                Some(r) => r?,
+                None => {
+                    let s = &self.s;
+                    std::future::poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_read(cx, spare))
+                        .await?
+                }
+            };
+            if n == 0 {
+                return Err(NetError::Closed);
+            }
+            self.buf.filled(n);
         };
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        Ok(&self.buf[b..e])
+        Ok(self.buf.body(range))
     }
 
     fn set_body_max(&mut self, body_max: usize) {
-        self.body_max = body_max;
+        self.buf.set_body_max(body_max);
     }
 }
 

@@ -496,6 +496,7 @@ impl<F: FrameIo> DatagramIo for EthLink<F> {
         let mut stats = self.stats;
         let my_mac = self.mac;
         let mut replies = std::mem::take(&mut self.deferred);
+        let known = &self.neigh;
         self.dev.rx(max, &mut |frame| match parse(frame) {
             Ok(Parsed::Udp {
                 src_mac,
@@ -507,7 +508,9 @@ impl<F: FrameIo> DatagramIo for EthLink<F> {
                     stats.ignored += 1;
                     return;
                 }
-                if learned.len() < 64 {
+                // Learn (or refresh) only what changed: no table write per
+                // datagram.
+                if known.get(src.ip()) != Some(&src_mac) && learned.len() < 64 {
                     learned.push((*src.ip(), src_mac));
                 }
                 delivered += 1;

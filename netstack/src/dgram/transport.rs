@@ -9,7 +9,7 @@
 
 use super::device::DatagramIo;
 use super::proto::{reset_for, Conn, ConnConfig, ConnStats, Header, Kind, State, HEADER};
-use crate::frame::{decode_record, encode_len_prefix, Decoded, LEN_PREFIX};
+use crate::frame::{encode_len_prefix, RecordBuf};
 use crate::metrics::{add, counters, inc};
 use crate::transport::{Connection, Listener, RecordReader, RecordWriter, Transport};
 use crate::NetError;
@@ -645,10 +645,7 @@ impl Connection for DgramConn {
             DgramReader {
                 stack: stack.clone(),
                 key: self.key,
-                buf: vec![0; READ_BUF_INITIAL.min(LEN_PREFIX + body_max).max(LEN_PREFIX)],
-                start: 0,
-                end: 0,
-                body_max,
+                buf: RecordBuf::new(READ_BUF_INITIAL, body_max),
             },
             DgramWriter {
                 stack,
@@ -663,10 +660,7 @@ impl Connection for DgramConn {
 pub struct DgramReader {
     stack: Rc<RefCell<Stack>>,
     key: Key,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    body_max: usize,
+    buf: RecordBuf,
 }
 
 impl Drop for DgramReader {
@@ -677,58 +671,38 @@ impl Drop for DgramReader {
 
 impl RecordReader for DgramReader {
     async fn next_record(&mut self) -> Result<&[u8], NetError> {
-        let (b, e) = loop {
-            match decode_record(&self.buf[self.start..self.end], self.body_max)? {
-                Decoded::Record { body_len } => {
-                    let b = self.start + LEN_PREFIX;
-                    self.start = b + body_len;
-                    break (b, b + body_len);
-                }
-                Decoded::NeedMore { total } => {
-                    let need = total.unwrap_or(LEN_PREFIX);
-                    if self.start + need > self.buf.len() {
-                        self.buf.copy_within(self.start..self.end, 0);
-                        self.end -= self.start;
-                        self.start = 0;
-                        if need > self.buf.len() {
-                            self.buf.resize(need, 0);
-                        }
-                    }
-                    let end = self.end;
-                    let key = self.key;
-                    let stack = &self.stack;
-                    let buf = &mut self.buf[end..];
-                    let n = std::future::poll_fn(|cx| {
-                        let mut st = stack.borrow_mut();
-                        let Some(s) = st.conns.get_mut(&key) else {
-                            return Poll::Ready(Err(NetError::Closed));
-                        };
-                        let n = s.conn.read(buf);
-                        if n > 0 {
-                            st.kick();
-                            return Poll::Ready(Ok(n));
-                        }
-                        if let State::Closed(r) = s.conn.state() {
-                            tracing::debug!(reason = %r, "datagram connection closed");
-                            return Poll::Ready(Err(NetError::Closed));
-                        }
-                        s.reader = Some(cx.waker().clone());
-                        Poll::Pending
-                    })
-                    .await?;
-                    self.end += n;
-                }
+        let range = loop {
+            if let Some(r) = self.buf.next_record()? {
+                break r;
             }
+            let key = self.key;
+            let stack = &self.stack;
+            let spare = self.buf.spare();
+            let n = std::future::poll_fn(|cx| {
+                let mut st = stack.borrow_mut();
+                let Some(s) = st.conns.get_mut(&key) else {
+                    return Poll::Ready(Err(NetError::Closed));
+                };
+                let n = s.conn.read(spare);
+                if n > 0 {
+                    st.kick();
+                    return Poll::Ready(Ok(n));
+                }
+                if let State::Closed(r) = s.conn.state() {
+                    tracing::debug!(reason = %r, "datagram connection closed");
+                    return Poll::Ready(Err(NetError::Closed));
+                }
+                s.reader = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await?;
+            self.buf.filled(n);
         };
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        Ok(&self.buf[b..e])
+        Ok(self.buf.body(range))
     }
 
     fn set_body_max(&mut self, body_max: usize) {
-        self.body_max = body_max;
+        self.buf.set_body_max(body_max);
     }
 }
 

@@ -3,7 +3,8 @@
 //! devices are compared with, and what the loss tests run on without root.
 //!
 //! Datagrams move in batches: `recvmmsg(2)` takes up to [`BATCH`] per
-//! system call into buffers allocated once, and sends are gathered and
+//! system call into buffers allocated once (headers on the stack: no
+//! allocation per call), and sends are gathered and
 //! pushed with one `sendmmsg(2)` per flush (or when the batch is full).
 
 use super::device::DatagramIo;
@@ -57,6 +58,27 @@ fn from_sockaddr(s: &libc::sockaddr_in) -> Option<SocketAddrV4> {
     })
 }
 
+/// `n` message headers for `sendmmsg`/`recvmmsg`: header i names
+/// `addrs[i]` and its one iovec `iov[i]`. On the stack: no allocation per
+/// call.
+fn headers(
+    n: usize,
+    addrs: &mut [libc::sockaddr_in],
+    iov: &mut [libc::iovec; BATCH],
+) -> [libc::mmsghdr; BATCH] {
+    // SAFETY: all-zero mmsghdr values are valid empty headers; the ones we
+    // use are filled in below.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+    }
+    msgs
+}
+
 impl KernelUdp {
     /// Bind `addr` (port 0: any free port).
     pub fn bind(addr: SocketAddrV4) -> io::Result<KernelUdp> {
@@ -98,27 +120,13 @@ impl KernelUdp {
     fn push(&mut self) -> io::Result<()> {
         while !self.tx_lens.is_empty() {
             let n = self.tx_lens.len();
-            let mut iov: Vec<libc::iovec> = (0..n)
-                .map(|i| libc::iovec {
-                    iov_base: self.tx[i * PAYLOAD_MAX..].as_mut_ptr().cast(),
-                    iov_len: self.tx_lens[i],
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = (0..n)
-                .map(|i| {
-                    // SAFETY: an all-zero msghdr is a valid "empty" header;
-                    // the fields we use are set below.
-                    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                    h.msg_name = (&mut self.tx_addrs[i] as *mut libc::sockaddr_in).cast();
-                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                    h.msg_iov = &mut iov[i];
-                    h.msg_iovlen = 1;
-                    libc::mmsghdr {
-                        msg_hdr: h,
-                        msg_len: 0,
-                    }
-                })
-                .collect();
+            // SAFETY: an all-zero iovec is valid; the first n are set.
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            for (i, v) in iov.iter_mut().enumerate().take(n) {
+                v.iov_base = self.tx[i * PAYLOAD_MAX..].as_mut_ptr().cast();
+                v.iov_len = self.tx_lens[i];
+            }
+            let mut msgs = headers(n, &mut self.tx_addrs, &mut iov);
             // SAFETY: `msgs` holds `n` headers whose name and iovec pointers
             // point into `tx_addrs`, `iov` and `tx`, all alive and unmoved
             // for the duration of the call.
@@ -176,26 +184,13 @@ impl DatagramIo for KernelUdp {
 
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(SocketAddrV4, &[u8])) -> io::Result<usize> {
         let want = max.clamp(1, BATCH);
-        let mut iov: Vec<libc::iovec> = (0..want)
-            .map(|i| libc::iovec {
-                iov_base: self.rx[i * RECV_SLOT..].as_mut_ptr().cast(),
-                iov_len: RECV_SLOT,
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = (0..want)
-            .map(|i| {
-                // SAFETY: an all-zero msghdr is a valid "empty" header.
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_name = (&mut self.rx_addrs[i] as *mut libc::sockaddr_in).cast();
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                h.msg_iov = &mut iov[i];
-                h.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        // SAFETY: an all-zero iovec is valid; the first `want` are set.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, v) in iov.iter_mut().enumerate().take(want) {
+            v.iov_base = self.rx[i * RECV_SLOT..].as_mut_ptr().cast();
+            v.iov_len = RECV_SLOT;
+        }
+        let mut msgs = headers(want, &mut self.rx_addrs, &mut iov);
         // SAFETY: `msgs` holds `want` headers pointing into `rx_addrs`,
         // `iov` and `rx`, alive and unmoved for the duration of the call.
         let r = unsafe {
