@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-echo "== building plume (release, fat LTO: several minutes on 2 cores)"
-cargo build --release -p plume-node
+echo "== building plume, plume-bench, plume-sim (release, fat LTO: several minutes on 2 cores)"
+cargo build --release -p plume-node -p plume-benches -p plume-sim
 exec ./target/release/plume devnet \
   --validators "${PLUME_VALIDATORS:-4}" \
   --duration "${PLUME_DURATION:-20}" \

@@ -8,11 +8,14 @@
 use crate::report::{histogram, pin_to_core};
 use crate::{Options, Report};
 use plume_crypto::ed25519::Address;
-use plume_execution::tx::{address_of_key, asset_id, Leg, Payment, SupplyPolicy, NATIVE_ASSET};
 use plume_execution::{
     apply_block, apply_block_sharded_with, commit, genesis_writes, BlockContext, BlockOutput,
-    Params, Payload, PreparedTx, Status, Transaction, TxBody,
+    Params, PreparedTx, Registry, Status,
 };
+use plume_protocol::calls::{
+    AssetCall, BatchPay, EncodedCall, Leg, Payment, Settle, SupplyPolicy, Transfer, PAYEES_MAX,
+};
+use plume_protocol::tx::{address_of_key, asset_id, Transaction, TxBody, NATIVE_ASSET};
 use plume_storage::{AuthenticatedState, MemoryState};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -42,22 +45,29 @@ fn account(i: u64) -> Account {
     }
 }
 
-fn body(signers: &[&Account], sequence: u64, payload: Payload) -> TxBody {
-    TxBody {
-        chain_id: CHAIN.into(),
-        signers: signers.iter().map(|a| a.pk).collect(),
-        sequence,
-        max_fee_per_gas: 1_000,
-        priority_fee_per_gas: 1,
-        gas_limit: 100_000,
-        expiry_height: u64::MAX,
-        payload,
-    }
+fn body(signers: &[&Account], sequence: u64, call: impl Into<EncodedCall>) -> TxBody {
+    let mut b = TxBody::for_call(call);
+    b.chain_id = CHAIN.into();
+    b.signers = signers.iter().map(|a| a.pk).collect();
+    b.sequence = sequence;
+    b.max_fee_per_gas = 1_000;
+    b.priority_fee_per_gas = 1;
+    b.gas_limit = 100_000;
+    b.expiry_height = u64::MAX;
+    b
+}
+
+fn registry() -> Registry {
+    plume_execution::standard()
 }
 
 /// Execution does not check signatures: zero bytes stand in for them.
 fn prep(mut body: TxBody) -> PreparedTx {
-    body.gas_limit = body.intrinsic_gas();
+    let call_gas = registry()
+        .decode(body.module, &body.call)
+        .map(|c| c.gas())
+        .expect("benchmark calls decode");
+    body.gas_limit = plume_execution::fees::intrinsic_gas(&body, call_gas);
     let n = body.signers.len();
     PreparedTx::new(Transaction {
         body,
@@ -86,7 +96,7 @@ fn transfers(
             prep(body(
                 &[from],
                 seq,
-                Payload::Transfer {
+                Transfer {
                     asset: NATIVE_ASSET,
                     to: to.addr.0,
                     amount: 1 + (i as u128 % 7),
@@ -151,15 +161,16 @@ fn throughput(
     core0: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let p = params();
+    let reg = registry();
     let cores = host_cores();
     let pin = move |k: usize| {
         pin_to_core((core0 + k) % cores);
     };
     let run = || {
         if shards == 1 {
-            apply_block(st, &p, &ctx(1), block)
+            apply_block(st, &p, &reg, &ctx(1), block)
         } else {
-            apply_block_sharded_with(st, &p, &ctx(1), block, shards, &pin)
+            apply_block_sharded_with(st, &p, &reg, &ctx(1), block, shards, &pin)
         }
     };
     check_all_succeeded(&run()?)?; // warm-up and sanity
@@ -181,6 +192,7 @@ fn throughput(
 /// Run the suite.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut r = Report::new("exec");
+    let reg = registry();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
     let core0 = opts.core.unwrap_or(0);
 
@@ -206,7 +218,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         let mut setup = vec![prep(body(
             &[issuer],
             0,
-            Payload::CreateAsset {
+            AssetCall::Create {
                 symbol: "SEC".into(),
                 decimals: 0,
                 policy: SupplyPolicy::Fixed,
@@ -214,11 +226,11 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             },
         ))];
         let sellers: Vec<&Account> = (0..n).map(|i| &accts[2 * i]).collect();
-        for (k, chunk) in sellers.chunks(plume_execution::tx::PAYEES_MAX).enumerate() {
+        for (k, chunk) in sellers.chunks(PAYEES_MAX).enumerate() {
             setup.push(prep(body(
                 &[issuer],
                 1 + k as u64,
-                Payload::BatchPay {
+                BatchPay {
                     asset: sec,
                     payments: chunk
                         .iter()
@@ -230,7 +242,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 },
             )));
         }
-        let out = apply_block(&st, &params(), &ctx(1), &setup)?;
+        let out = apply_block(&st, &params(), &reg, &ctx(1), &setup)?;
         check_all_succeeded(&out)?;
         commit(&mut st, &out)?;
         let block: Vec<PreparedTx> = (0..n)
@@ -239,7 +251,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 prep(body(
                     &[buyer, seller],
                     0,
-                    Payload::Settle {
+                    Settle {
                         legs: vec![
                             Leg {
                                 asset: sec,
@@ -264,7 +276,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             let pin = move |k: usize| {
                 pin_to_core((core0 + k) % cores);
             };
-            let go = || apply_block_sharded_with(&st, &p, &ctx(2), &block, shards, &pin);
+            let go = || apply_block_sharded_with(&st, &p, &reg, &ctx(2), &block, shards, &pin);
             check_all_succeeded(&go()?)?;
             let reps = scaled(30, opts);
             let t = Instant::now();
@@ -288,7 +300,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             for b in 0..scaled(blocks, opts) {
                 let block = transfers(&accts, n, b, 10, &mut rng);
                 let t = Instant::now();
-                let out = apply_block(&st, &p, &ctx(b + 1), &block)?;
+                let out = apply_block(&st, &p, &reg, &ctx(b + 1), &block)?;
                 let exec_ns = t.elapsed().as_nanos() as u64;
                 if with_root {
                     let t2 = Instant::now();

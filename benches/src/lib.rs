@@ -1,6 +1,7 @@
 //! Plume's benchmarks: micro benchmarks per subsystem, and whole-network
 //! benchmarks with an open-loop load generator ([`cluster`]). Every suite prints hdrhistogram percentiles as a table and
-//! can write the same figures as JSON (`plume bench <suite> --json FILE`).
+//! can write the same figures as JSON (`plume bench <suite> --json FILE`,
+//! which runs this crate's `plume-bench` binary).
 //!
 //! Start at [`run_suite`]; the shared reporting lives in [`report`].
 

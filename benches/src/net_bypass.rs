@@ -104,22 +104,17 @@ pub fn requested(opts: &Options) -> anyhow::Result<Vec<String>> {
 pub struct PeerLauncher {
     /// Executable.
     pub exe: PathBuf,
-    /// Arguments that make it reach [`serve_peer_from_env`] (for `plume`:
-    /// `bench net`; for a test binary: the test's name, `--exact`).
+    /// Arguments that make it reach [`serve_peer_from_env`] (for
+    /// `plume-bench`: `net`; for a test binary: the test's name, `--exact`).
     pub args: Vec<String>,
 }
 
 impl PeerLauncher {
-    /// `plume bench net --core CORE` (the `plume` binary).
+    /// `plume-bench net --core CORE` (this benchmark binary again).
     pub fn plume(core: usize) -> PeerLauncher {
         PeerLauncher {
             exe: "/proc/self/exe".into(),
-            args: vec![
-                "bench".into(),
-                "net".into(),
-                "--core".into(),
-                core.to_string(),
-            ],
+            args: vec!["net".into(), "--core".into(), core.to_string()],
         }
     }
 }

@@ -35,9 +35,9 @@
 //! any later [`Effect::Send`]/[`Effect::Broadcast`] in the same list leaves
 //! the node (the vote and timeout paths rely on it).
 
-use crate::scheme::Scheme;
-use crate::types::*;
 use plume_crypto::Digest;
+use plume_protocol::consensus::*;
+use plume_protocol::scheme::Scheme;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How far ahead of our view a message may be and still be stored.
@@ -66,7 +66,9 @@ pub enum CommitRule {
     /// when a QC certifies a child B1 of B0 with `B1.view == B0.view + 1`.
     TwoChain,
     /// DELIBERATELY UNSAFE mutation for the simulator's self-test: a block
-    /// is final as soon as it has a QC. Never use outside tests.
+    /// is final as soon as it has a QC. Compiled only with the `test-utils`
+    /// feature (the simulator's), never into the validator.
+    #[cfg(any(test, feature = "test-utils"))]
     OneChainUnsafe,
 }
 
@@ -773,6 +775,7 @@ impl<S: Scheme> Engine<S> {
                     },
                 )
             }
+            #[cfg(any(test, feature = "test-utils"))]
             CommitRule::OneChainUnsafe => (
                 b1.clone(),
                 CommitProof {

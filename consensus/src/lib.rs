@@ -5,15 +5,17 @@
 //! The protocol is Jolteon's two-chain HotStuff (see [`engine`] for the paper
 //! references, commit rule and voting rule). Start reading at
 //! [`engine::Input`] and [`engine::Effect`] (the driver API), then
-//! [`Engine::step`]; [`types`] holds the messages and certificates; [`scheme`]
-//! the signature-scheme trait (real BLS, or a cheap test scheme for
-//! simulation).
+//! [`Engine::step`]; the messages, certificates and the signature-scheme trait (real BLS,
+//! or, with the `test-utils` feature, a cheap test scheme for simulation)
+//! are `plume_protocol`'s, re-exported here.
 #![forbid(unsafe_code)]
 
 pub mod engine;
-pub mod scheme;
-pub mod types;
 
 pub use engine::{CommitRule, Config, Effect, Engine, Input, Metrics, Recovered, Timer};
-pub use scheme::{BlsScheme, Scheme, TestCert, TestCommittee, TestScheme, TestSigner};
-pub use types::*;
+/// The messages, blocks and certificates the engine exchanges (they are
+/// part of the protocol: defined in `plume_protocol`, re-exported here).
+pub use plume_protocol::consensus::*;
+pub use plume_protocol::scheme::{BlsScheme, Scheme};
+#[cfg(feature = "test-utils")]
+pub use plume_protocol::scheme::{TestCert, TestCommittee, TestScheme, TestSigner};

@@ -378,7 +378,7 @@ fn invalid_peer_input_is_dropped_and_counted() {
         "proposal not from its proposer",
     ));
     let mut x = p.clone();
-    x.block.payload = vec![Digest::ZERO; types::PAYLOAD_DIGESTS_MAX + 1];
+    x.block.payload = vec![Digest::ZERO; plume_consensus::PAYLOAD_DIGESTS_MAX + 1];
     x.block.id = x.block.compute_id();
     cases.push((1, Message::Proposal(x), "payload too large"));
     let mut x = p.clone();
@@ -411,7 +411,7 @@ fn invalid_peer_input_is_dropped_and_counted() {
     cases.push((
         3,
         Message::SyncResponse {
-            blocks: vec![p.block.clone(); types::SYNC_BLOCKS_MAX + 1],
+            blocks: vec![p.block.clone(); plume_consensus::SYNC_BLOCKS_MAX + 1],
         },
         "sync response too large",
     ));

@@ -5,6 +5,7 @@
 //! Start reading at [`qc`] (what consensus needs) and [`ed25519`] (what
 //! transactions need). No I/O, no async, no global state beyond lazily built
 //! constant tables.
+#![forbid(unsafe_code)]
 
 pub mod bls;
 pub mod ed25519;

@@ -20,13 +20,14 @@
 //! output for any shard count (property-tested).
 
 use crate::fees::{self, FeeSplit};
-use crate::receipt::{Cause, Event, Reason, Receipt, Status};
+use crate::modules::{Call, Registry, TxInfo};
 use crate::schedule;
-use crate::state::{self, meta_key, AssetInfo, Overlay};
-use crate::tx::{asset_id, Payload, PreparedTx, SupplyPolicy, NATIVE_ASSET};
+use crate::state::{self, meta_key, Overlay};
 use crate::{fee_pool_address, ExecError, Params};
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
+use plume_protocol::tx::{PreparedTx, NATIVE_ASSET};
+use plume_protocol::{Cause, Event, Reason, Receipt, Status};
 use plume_storage::{AuthenticatedState, StateWrite};
 
 /// What execution needs to know about the block besides its transactions.
@@ -101,17 +102,19 @@ pub fn commit<S: AuthenticatedState>(
 }
 
 /// Apply a block on the calling thread (no threads, no clock, no I/O).
+/// `registry` holds the ledger modules transactions may call.
 pub fn apply_block<S: AuthenticatedState + ?Sized>(
     state: &S,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     txs: &[PreparedTx],
 ) -> Result<BlockOutput, ExecError> {
-    let mut plan = prepare(state, params, ctx, txs, 1)?;
+    let mut plan = prepare(state, params, registry, ctx, txs, 1)?;
     let lists = std::mem::take(&mut plan.lists);
     let results = lists
         .iter()
-        .map(|l| run_shard(state, params, txs, &plan, l))
+        .map(|l| run_shard(state, params, ctx, txs, &plan, l))
         .collect();
     finish(state, params, ctx, plan, results)
 }
@@ -121,11 +124,12 @@ pub fn apply_block<S: AuthenticatedState + ?Sized>(
 pub fn apply_block_sharded<S: AuthenticatedState + Sync + ?Sized>(
     state: &S,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     txs: &[PreparedTx],
     shards: usize,
 ) -> Result<BlockOutput, ExecError> {
-    apply_block_sharded_with(state, params, ctx, txs, shards, &|_| {})
+    apply_block_sharded_with(state, params, registry, ctx, txs, shards, &|_| {})
 }
 
 /// [`apply_block_sharded`] with a hook each worker thread calls first with
@@ -135,17 +139,18 @@ pub fn apply_block_sharded<S: AuthenticatedState + Sync + ?Sized>(
 pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
     state: &S,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     txs: &[PreparedTx],
     shards: usize,
     on_worker_start: &(dyn Fn(usize) + Sync),
 ) -> Result<BlockOutput, ExecError> {
-    let mut plan = prepare(state, params, ctx, txs, shards)?;
+    let mut plan = prepare(state, params, registry, ctx, txs, shards)?;
     let lists = std::mem::take(&mut plan.lists);
     let results = if lists.len() <= 1 {
         lists
             .iter()
-            .map(|l| run_shard(state, params, txs, &plan, l))
+            .map(|l| run_shard(state, params, ctx, txs, &plan, l))
             .collect()
     } else {
         let plan_ref = &plan;
@@ -156,11 +161,11 @@ pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
                 .map(|(k, l)| {
                     scope.spawn(move || {
                         on_worker_start(k + 1);
-                        run_shard(state, params, txs, plan_ref, l)
+                        run_shard(state, params, ctx, txs, plan_ref, l)
                     })
                 })
                 .collect();
-            let mut results = vec![run_shard(state, params, txs, plan_ref, &lists[0])];
+            let mut results = vec![run_shard(state, params, ctx, txs, plan_ref, &lists[0])];
             for h in handles {
                 results.push(h.join().unwrap_or(Err(ExecError::WorkerPanicked)));
             }
@@ -172,6 +177,10 @@ pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
 
 /// A transaction that passed the pre-pass.
 struct Admitted {
+    call: Box<dyn Call>,
+    /// Gas the transaction needs (envelope + call).
+    intrinsic_gas: u64,
+    /// Gas charged: the intrinsic gas, capped by the gas limit.
     gas_used: u64,
     tip_per_gas: u64,
 }
@@ -195,6 +204,7 @@ struct ShardResult<'s, S: ?Sized> {
 fn prepare<S: AuthenticatedState + ?Sized>(
     state: &S,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     txs: &[PreparedTx],
     shards: usize,
@@ -221,10 +231,16 @@ fn prepare<S: AuthenticatedState + ?Sized>(
     let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
     let mut admitted: Vec<Option<Admitted>> = Vec::with_capacity(txs.len());
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
+    let mut touched: Vec<Vec<[u8; 32]>> = Vec::with_capacity(txs.len());
     let mut block_gas: u64 = 0;
     for (i, ptx) in txs.iter().enumerate() {
-        match prepass(ptx, params, ctx, base_fee, &mut block_gas) {
+        match prepass(ptx, params, registry, ctx, base_fee, &mut block_gas) {
             Ok(a) => {
+                let mut t = Vec::with_capacity(4);
+                let info = tx_info(ptx, ctx);
+                t.push(state::account_key(info.payer));
+                a.call.touched(&info, &mut t);
+                touched.push(t);
                 admitted.push(Some(a));
                 items.push(i as u32);
             }
@@ -234,7 +250,7 @@ fn prepare<S: AuthenticatedState + ?Sized>(
             }
         }
     }
-    let lists = schedule::plan(txs, &items, shards);
+    let lists = schedule::plan(&touched, &items, shards);
     Ok(Plan {
         meta,
         receipts,
@@ -246,6 +262,7 @@ fn prepare<S: AuthenticatedState + ?Sized>(
 fn run_shard<'s, S: AuthenticatedState + ?Sized>(
     state: &'s S,
     params: &Params,
+    ctx: &BlockContext,
     txs: &[PreparedTx],
     plan: &Plan,
     list: &[u32],
@@ -261,7 +278,7 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
         let a = plan.admitted[i as usize]
             .as_ref()
             .expect("planned txs are admitted");
-        let (r, split) = exec_tx(&mut sh.overlay, params, &txs[i as usize], a, base_fee)?;
+        let (r, split) = exec_tx(&mut sh.overlay, params, ctx, &txs[i as usize], a, base_fee)?;
         sh.gas_used += r.gas_used;
         sh.fees.add(&split);
         sh.receipts.push((i, r));
@@ -378,9 +395,21 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     })
 }
 
+/// What a call sees of transaction `ptx` (admitted: it has a payer).
+fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext) -> TxInfo<'a> {
+    TxInfo {
+        hash: &ptx.hash,
+        payer: &ptx.signer_addresses[0].0,
+        signers: &ptx.signer_addresses,
+        sequence: ptx.tx.body.sequence,
+        height: ctx.height,
+    }
+}
+
 fn prepass(
     ptx: &PreparedTx,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     base_fee: u64,
     block_gas: &mut u64,
@@ -393,20 +422,24 @@ fn prepass(
     if body.chain_id != params.chain_id {
         return Err(Reason::WrongChain);
     }
-    ptx.check_authorized()?;
+    let call = registry.decode(body.module, &body.call)?;
+    call.authorize(&tx_info(ptx, ctx))?;
     if ctx.height > body.expiry_height {
         return Err(Reason::Expired);
     }
     let tip_per_gas =
         fees::effective_tip(body.max_fee_per_gas, body.priority_fee_per_gas, base_fee)
             .ok_or(Reason::FeeCapBelowBaseFee)?;
-    let gas_used = body.intrinsic_gas().min(body.gas_limit);
+    let intrinsic_gas = fees::intrinsic_gas(body, call.gas());
+    let gas_used = intrinsic_gas.min(body.gas_limit);
     let total = block_gas
         .checked_add(gas_used)
         .filter(|t| *t <= params.block_gas_limit)
         .ok_or(Reason::BlockGasLimit)?;
     *block_gas = total;
     Ok(Admitted {
+        call,
+        intrinsic_gas,
         gas_used,
         tip_per_gas,
     })
@@ -416,6 +449,7 @@ fn prepass(
 fn exec_tx<S: AuthenticatedState + ?Sized>(
     ov: &mut Overlay<'_, S>,
     params: &Params,
+    ctx: &BlockContext,
     ptx: &PreparedTx,
     a: &Admitted,
     base_fee: u64,
@@ -466,7 +500,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
         tip: split.tip,
         events: Vec::new(),
     };
-    if body.gas_limit < body.intrinsic_gas() {
+    if body.gas_limit < a.intrinsic_gas {
         receipt.status = Status::Failed;
         receipt.reason = Reason::OutOfGas;
         receipt.events = events;
@@ -474,7 +508,8 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     }
     let mark = ov.mark();
     let fee_events = events.len();
-    match run_payload(ov, ptx, &mut events)? {
+    let ledger: &mut dyn crate::modules::Ledger = ov;
+    match a.call.apply(&tx_info(ptx, ctx), ledger, &mut events)? {
         Ok(()) => {}
         Err(reason) => {
             ov.rollback(mark);
@@ -485,173 +520,4 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     }
     receipt.events = events;
     Ok((receipt, split))
-}
-
-fn debit<S: AuthenticatedState + ?Sized>(
-    ov: &mut Overlay<'_, S>,
-    who: &[u8; 32],
-    asset: &[u8; 32],
-    amount: u128,
-    cause: Cause,
-    events: &mut Vec<Event>,
-) -> Result<Result<(), Reason>, ExecError> {
-    let b = ov.balance(who, asset)?;
-    let Some(nb) = b.checked_sub(amount) else {
-        return Ok(Err(Reason::InsufficientBalance));
-    };
-    ov.set_balance(who, asset, nb);
-    events.push(Event {
-        account: *who,
-        asset: *asset,
-        credit: false,
-        amount,
-        cause,
-    });
-    Ok(Ok(()))
-}
-
-fn credit<S: AuthenticatedState + ?Sized>(
-    ov: &mut Overlay<'_, S>,
-    who: &[u8; 32],
-    asset: &[u8; 32],
-    amount: u128,
-    cause: Cause,
-    events: &mut Vec<Event>,
-) -> Result<Result<(), Reason>, ExecError> {
-    let b = ov.balance(who, asset)?;
-    let Some(nb) = b.checked_add(amount) else {
-        return Ok(Err(Reason::Overflow));
-    };
-    ov.set_balance(who, asset, nb);
-    events.push(Event {
-        account: *who,
-        asset: *asset,
-        credit: true,
-        amount,
-        cause,
-    });
-    Ok(Ok(()))
-}
-
-/// `?` for the inner reason while the outer error is a storage failure.
-macro_rules! tri {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(reason) => return Ok(Err(reason)),
-        }
-    };
-}
-
-fn run_payload<S: AuthenticatedState + ?Sized>(
-    ov: &mut Overlay<'_, S>,
-    ptx: &PreparedTx,
-    events: &mut Vec<Event>,
-) -> Result<Result<(), Reason>, ExecError> {
-    let body = &ptx.tx.body;
-    let payer = ptx.signer_addresses[0].0;
-    match &body.payload {
-        Payload::Transfer { asset, to, amount } => {
-            tri!(debit(ov, &payer, asset, *amount, Cause::Transfer, events));
-            tri!(credit(ov, to, asset, *amount, Cause::Transfer, events));
-        }
-        Payload::CreateAsset {
-            symbol,
-            decimals,
-            policy,
-            initial_supply,
-        } => {
-            let id = asset_id(&payer, body.sequence);
-            if ov.asset(&id)?.is_some() {
-                return Ok(Err(Reason::AssetExists));
-            }
-            ov.set_asset(
-                &id,
-                AssetInfo {
-                    issuer: payer,
-                    supply: *initial_supply,
-                    decimals: *decimals,
-                    policy: *policy,
-                    symbol: symbol.clone(),
-                },
-            );
-            if *initial_supply > 0 {
-                tri!(credit(
-                    ov,
-                    &payer,
-                    &id,
-                    *initial_supply,
-                    Cause::Mint,
-                    events
-                ));
-            }
-        }
-        Payload::Mint { asset, to, amount } => {
-            let Some(mut info) = ov.asset(asset)? else {
-                return Ok(Err(Reason::UnknownAsset));
-            };
-            if info.issuer != payer {
-                return Ok(Err(Reason::NotIssuer));
-            }
-            if info.policy != SupplyPolicy::IssuerMintable {
-                return Ok(Err(Reason::SupplyFixed));
-            }
-            let Some(s) = info.supply.checked_add(*amount) else {
-                return Ok(Err(Reason::Overflow));
-            };
-            info.supply = s;
-            ov.set_asset(asset, info);
-            tri!(credit(ov, to, asset, *amount, Cause::Mint, events));
-        }
-        Payload::Burn { asset, amount } => {
-            let Some(mut info) = ov.asset(asset)? else {
-                return Ok(Err(Reason::UnknownAsset));
-            };
-            if info.issuer != payer {
-                return Ok(Err(Reason::NotIssuer));
-            }
-            if info.policy != SupplyPolicy::IssuerMintable {
-                return Ok(Err(Reason::SupplyFixed));
-            }
-            tri!(debit(ov, &payer, asset, *amount, Cause::Burn, events));
-            // The issuer's balance is part of the supply, so this holds.
-            info.supply = info.supply.checked_sub(*amount).expect("balance <= supply");
-            ov.set_asset(asset, info);
-        }
-        Payload::Settle { legs } => {
-            // Every `from` signed: checked in the pre-pass.
-            for l in legs {
-                tri!(debit(
-                    ov,
-                    &l.from,
-                    &l.asset,
-                    l.amount,
-                    Cause::Transfer,
-                    events
-                ));
-                tri!(credit(
-                    ov,
-                    &l.to,
-                    &l.asset,
-                    l.amount,
-                    Cause::Transfer,
-                    events
-                ));
-            }
-        }
-        Payload::BatchPay { asset, payments } => {
-            let mut total: u128 = 0;
-            for p in payments {
-                let Some(t) = total.checked_add(p.amount) else {
-                    return Ok(Err(Reason::Overflow));
-                };
-                total = t;
-            }
-            tri!(debit(ov, &payer, asset, total, Cause::Transfer, events));
-            for p in payments {
-                tri!(credit(ov, &p.to, asset, p.amount, Cause::Transfer, events));
-            }
-        }
-    }
-    Ok(Ok(()))
 }

@@ -7,36 +7,26 @@
 //! burned; of the rest, `fee_treasury_percent` goes to the treasury and the
 //! remainder to the validators' fee pool. Tips go to the proposer.
 
-use crate::tx::{Payload, TxBody};
 use crate::Params;
+use plume_protocol::tx::TxBody;
 
 /// Every transaction.
 pub const GAS_TX_BASE: u64 = 10_000;
 /// Per signer (signature verification is paid for here).
 pub const GAS_PER_SIGNER: u64 = 5_000;
-/// A transfer.
-pub const GAS_TRANSFER: u64 = 5_000;
-/// Creating an asset (a new record that lives forever).
-pub const GAS_CREATE_ASSET: u64 = 100_000;
-/// Minting or burning.
-pub const GAS_MINT_BURN: u64 = 10_000;
-/// Per settlement leg.
-pub const GAS_PER_LEG: u64 = 6_000;
-/// Per batch payee.
-pub const GAS_PER_PAYEE: u64 = 4_000;
+/// Per memo byte (stored forever with the transaction).
+pub const GAS_PER_MEMO_BYTE: u64 = 16;
 
-/// Gas a transaction needs (saturating: absurd shapes are stopped by the
-/// count limits long before).
-pub fn intrinsic_gas(body: &TxBody) -> u64 {
+/// Gas a transaction needs: the envelope's (base, signers, memo) plus its
+/// call's `call_gas` (the module's, by shape). Saturating: absurd shapes are
+/// stopped by the count limits long before.
+pub fn intrinsic_gas(body: &TxBody, call_gas: u64) -> u64 {
     let signers = GAS_PER_SIGNER.saturating_mul(body.signers.len() as u64);
-    let op = match &body.payload {
-        Payload::Transfer { .. } => GAS_TRANSFER,
-        Payload::CreateAsset { .. } => GAS_CREATE_ASSET,
-        Payload::Mint { .. } | Payload::Burn { .. } => GAS_MINT_BURN,
-        Payload::Settle { legs } => GAS_PER_LEG.saturating_mul(legs.len() as u64),
-        Payload::BatchPay { payments, .. } => GAS_PER_PAYEE.saturating_mul(payments.len() as u64),
-    };
-    GAS_TX_BASE.saturating_add(signers).saturating_add(op)
+    let memo = GAS_PER_MEMO_BYTE.saturating_mul(body.memo.len() as u64);
+    GAS_TX_BASE
+        .saturating_add(signers)
+        .saturating_add(memo)
+        .saturating_add(call_gas)
 }
 
 /// The next block's base fee: EIP-1559, moving at most

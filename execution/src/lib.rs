@@ -1,47 +1,47 @@
-//! The ledger state machine: transaction formats, the native token (PLUME)
-//! and issued assets, atomic multi-leg settlement, batch payments, fees with
-//! burn, and the deterministic parallel scheduler.
+//! The ledger state machine: PLUME and issued assets, atomic multi-leg
+//! settlement, batch payments, fees with burn, the module framework every
+//! ledger feature plugs into, and the deterministic parallel scheduler.
+//! The transaction and receipt formats are `plume_protocol`'s.
 //!
 //! Where to start reading:
-//! - [`tx`]: the one rkyv transaction format, its limits, signing hash and
-//!   signature checks ([`tx::Transaction`], [`tx::PreparedTx`]).
 //! - [`block::apply_block`]: a block of prepared transactions in, a
 //!   [`block::BlockOutput`] out (sorted state writes, receipts, next base
 //!   fee, supply accounting). [`block::commit`] hands the writes to the
 //!   authenticated state and returns the root.
+//! - [`modules`]: the [`modules::Module`] / [`modules::Call`] traits, the
+//!   [`modules::Registry`], and one file per built-in module (transfer,
+//!   asset, settlement, batch payment).
 //! - [`schedule`]: how transactions are grouped into conflict-free shards.
 //! - [`state`]: the key layout and value encodings in the authenticated
 //!   state, and the in-memory overlay every block executes through.
-//! - [`fees`]: the gas schedule, the EIP-1559 base fee rule and the split of
-//!   every fee into burn, treasury, fee pool and proposer tip.
+//! - [`fees`]: the envelope's gas, the EIP-1559 base fee rule and the split
+//!   of every fee into burn, treasury, fee pool and proposer tip.
 //! - [`mempool::precheck`]: the stateful check before a transaction enters
 //!   the mempool (sequence window, fee cap, balance covers the max fee,
 //!   expiry).
-//! - [`receipt`]: status, reason code, gas, fee burned and every balance
-//!   change of each transaction.
 //!
 //! Pure: no clock, no randomness, no I/O. The only threads are those of
 //! [`block::apply_block_sharded`] / [`block::apply_block_sharded_with`] (the
 //! scheduler helper the node calls), and their result is equal, byte for
-//! byte, to sequential execution. Signatures
-//! are NOT checked inside [`block::apply_block`]: the node verifies them in
-//! batches ([`tx::verify_batch`]) before the mempool.
+//! byte, to sequential execution. Signatures are NOT checked inside
+//! [`block::apply_block`]: the node verifies them in batches
+//! (`plume_protocol::tx::verify_batch`) before the mempool.
+#![forbid(unsafe_code)]
 
 pub mod block;
 pub mod fees;
 pub mod mempool;
-pub mod receipt;
+pub mod modules;
 pub mod schedule;
 pub mod state;
-pub mod tx;
 
 pub use block::{
     apply_block, apply_block_sharded, apply_block_sharded_with, commit, BlockContext, BlockOutput,
 };
 pub use mempool::{precheck, PrecheckError, SEQUENCE_WINDOW};
-pub use receipt::{Cause, Event, Reason, Receipt, Status};
+pub use modules::{standard, Call, Ledger, Module, Registry};
+pub use plume_protocol::{Cause, Event, PreparedTx, Reason, Receipt, Status};
 pub use state::{genesis_writes, read_ledger_meta, LedgerMeta};
-pub use tx::{Payload, PreparedTx, Transaction, TxBody};
 
 use plume_crypto::ed25519::Address;
 
@@ -76,7 +76,7 @@ impl Params {
     /// Check the rules the node's genesis validation also checks.
     pub fn validate(&self) -> Result<(), ExecError> {
         let bad = |what: &'static str| Err(ExecError::BadParams(what));
-        if self.chain_id.is_empty() || self.chain_id.len() > tx::CHAIN_ID_LEN_MAX {
+        if self.chain_id.is_empty() || self.chain_id.len() > plume_protocol::tx::CHAIN_ID_LEN_MAX {
             return bad("chain_id length");
         }
         if self.block_txs_max == 0 {

@@ -4,10 +4,11 @@
 //! payer's ability to pay its maximum fee.
 
 use crate::fees;
-use crate::receipt::Reason;
+use crate::modules::{Registry, TxInfo};
 use crate::state::{read_account, read_ledger_meta};
-use crate::tx::PreparedTx;
 use crate::{ExecError, Params};
+use plume_protocol::tx::PreparedTx;
+use plume_protocol::Reason;
 use plume_storage::AuthenticatedState;
 
 /// How far ahead of the payer's next sequence a transaction may be queued.
@@ -32,7 +33,8 @@ impl From<Reason> for PrecheckError {
 
 /// Check `ptx` against the current state for inclusion in the next block.
 ///
-/// Refuses: limits broken, wrong chain, an unsigned debited account,
+/// Refuses: limits broken, wrong chain, a call no module decodes or that
+/// its module does not authorize (say an unsigned debited account),
 /// expiry before the next height, fee cap below the current base fee, gas
 /// limit below the intrinsic gas or above the block gas limit, sequence
 /// outside `[next, next + SEQUENCE_WINDOW)`, or a payer balance below
@@ -40,6 +42,7 @@ impl From<Reason> for PrecheckError {
 pub fn precheck<S: AuthenticatedState + ?Sized>(
     state: &S,
     params: &Params,
+    registry: &Registry,
     ptx: &PreparedTx,
 ) -> Result<(), PrecheckError> {
     let body = &ptx.tx.body;
@@ -47,9 +50,17 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     if body.chain_id != params.chain_id {
         return Err(Reason::WrongChain.into());
     }
-    ptx.check_authorized()?;
+    let payer = ptx.payer().ok_or(Reason::SignerCount)?;
     let meta = read_ledger_meta(state)?;
     let next_height = meta.height.saturating_add(1);
+    let call = registry.decode(body.module, &body.call)?;
+    call.authorize(&TxInfo {
+        hash: &ptx.hash,
+        payer: &payer.0,
+        signers: &ptx.signer_addresses,
+        sequence: body.sequence,
+        height: next_height,
+    })?;
     if next_height > body.expiry_height {
         return Err(Reason::Expired.into());
     }
@@ -59,13 +70,12 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
         meta.base_fee_per_gas,
     )
     .ok_or(Reason::FeeCapBelowBaseFee)?;
-    if body.gas_limit < body.intrinsic_gas() {
+    if body.gas_limit < fees::intrinsic_gas(body, call.gas()) {
         return Err(Reason::OutOfGas.into());
     }
     if body.gas_limit > params.block_gas_limit {
         return Err(Reason::BlockGasLimit.into());
     }
-    let payer = ptx.payer().ok_or(Reason::SignerCount)?;
     let acct = read_account(state, payer)?;
     if body.sequence < acct.sequence || body.sequence - acct.sequence >= SEQUENCE_WINDOW {
         return Err(Reason::BadSequence.into());

@@ -2,8 +2,9 @@
 //! state, so they can run at the same time and still give exactly the
 //! result of sequential execution.
 //!
-//! Each transaction declares the resources it touches
-//! ([`crate::tx::PreparedTx::touched`]: account addresses and asset ids).
+//! Each transaction declares the resources it touches (its payer's account
+//! key plus its call's [`crate::modules::Call::touched`]: account keys,
+//! asset ids, module record keys).
 //! Transactions that share a resource, directly or through a chain of
 //! others, form one connected component (union-find). Components never
 //! share a resource, so they commute; inside a component the block order is
@@ -18,7 +19,6 @@
 //! that component runs on one shard (the result is still correct).
 
 use crate::state::KeyMap;
-use crate::tx::PreparedTx;
 
 /// Most shards a block is split into.
 pub const SHARDS_MAX: usize = 64;
@@ -48,10 +48,12 @@ impl Dsu {
     }
 }
 
-/// Split `items` (indices into `txs`, in block order) into at most `shards`
-/// lists, each in block order, such that no two lists touch a common
-/// resource. Empty lists are dropped.
-pub fn plan(txs: &[PreparedTx], items: &[u32], shards: usize) -> Vec<Vec<u32>> {
+/// Split `items` (transaction indices, in block order) into at most
+/// `shards` lists, each in block order, such that no two lists touch a
+/// common resource; `touched[pos]` lists the resources of `items[pos]`.
+/// Empty lists are dropped.
+pub fn plan(touched: &[Vec<[u8; 32]>], items: &[u32], shards: usize) -> Vec<Vec<u32>> {
+    assert_eq!(touched.len(), items.len(), "one resource list per item");
     let shards = shards.clamp(1, SHARDS_MAX);
     if shards == 1 || items.len() < 2 {
         return if items.is_empty() {
@@ -66,11 +68,8 @@ pub fn plan(txs: &[PreparedTx], items: &[u32], shards: usize) -> Vec<Vec<u32>> {
     };
     let mut owner: KeyMap<[u8; 32], u32> =
         KeyMap::with_capacity_and_hasher(2 * n, Default::default());
-    let mut touched = Vec::with_capacity(8);
-    for (pos, &i) in items.iter().enumerate() {
-        touched.clear();
-        txs[i as usize].touched(&mut touched);
-        for r in &touched {
+    for (pos, resources) in touched.iter().enumerate() {
+        for r in resources {
             match owner.get(r) {
                 Some(&other) => dsu.union(other, pos as u32),
                 None => {
@@ -115,40 +114,21 @@ pub fn plan(txs: &[PreparedTx], items: &[u32], shards: usize) -> Vec<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tx::{Payload, Transaction, TxBody, NATIVE_ASSET};
 
-    /// A transfer from account `from` to account `to` (small integers).
-    fn t(from: u8, to: u8) -> PreparedTx {
-        PreparedTx::new(Transaction {
-            body: TxBody {
-                chain_id: "c".into(),
-                signers: vec![[from; 32]],
-                sequence: 0,
-                max_fee_per_gas: 1,
-                priority_fee_per_gas: 0,
-                gas_limit: 1,
-                expiry_height: 1,
-                payload: Payload::Transfer {
-                    asset: NATIVE_ASSET,
-                    to: crate::tx::address_of_key(&[to; 32]).0,
-                    amount: 1,
-                },
-            },
-            signatures: vec![[0; 64]],
-        })
+    /// A transfer-shaped resource list: sender and recipient accounts.
+    fn t(from: u8, to: u8) -> Vec<[u8; 32]> {
+        vec![[from; 32], [to; 32]]
     }
 
-    fn resources(txs: &[PreparedTx], list: &[u32]) -> std::collections::BTreeSet<[u8; 32]> {
-        let mut out = Vec::new();
-        for &i in list {
-            txs[i as usize].touched(&mut out);
-        }
-        out.into_iter().collect()
+    fn resources(touched: &[Vec<[u8; 32]>], list: &[u32]) -> std::collections::BTreeSet<[u8; 32]> {
+        list.iter()
+            .flat_map(|&i| touched[i as usize].iter().copied())
+            .collect()
     }
 
-    fn check(txs: &[PreparedTx], shards: usize, expect_lists: usize) {
-        let items: Vec<u32> = (0..txs.len() as u32).collect();
-        let lists = plan(txs, &items, shards);
+    fn check(touched: &[Vec<[u8; 32]>], shards: usize, expect_lists: usize) {
+        let items: Vec<u32> = (0..touched.len() as u32).collect();
+        let lists = plan(touched, &items, shards);
         assert_eq!(lists.len(), expect_lists, "{lists:?}");
         let mut all: Vec<u32> = lists.concat();
         all.sort_unstable();
@@ -158,7 +138,7 @@ mod tests {
         }
         for i in 0..lists.len() {
             for j in i + 1..lists.len() {
-                let (a, b) = (resources(txs, &lists[i]), resources(txs, &lists[j]));
+                let (a, b) = (resources(touched, &lists[i]), resources(touched, &lists[j]));
                 assert!(a.is_disjoint(&b), "shards {i} and {j} share a resource");
             }
         }
@@ -174,18 +154,8 @@ mod tests {
 
     #[test]
     fn a_chain_of_conflicts_stays_on_one_shard() {
-        // 0->1, 1->2, 2->3 ... chain through the recipients' addresses:
-        // the sender's address is the hash of its key, so link by sending
-        // to the next sender's address.
-        let mut txs = Vec::new();
-        for i in 0..8u8 {
-            let mut tx = t(i, 0);
-            let next = crate::tx::address_of_key(&[i + 1; 32]).0;
-            if let Payload::Transfer { to, .. } = &mut tx.tx.body.payload {
-                *to = next;
-            }
-            txs.push(PreparedTx::new(tx.tx));
-        }
+        // 0->1, 1->2, 2->3 ...: each pays the next sender.
+        let mut txs: Vec<_> = (0..8u8).map(|i| t(i, i + 1)).collect();
         // Plus two independent ones.
         txs.push(t(50, 51));
         txs.push(t(60, 61));

@@ -20,10 +20,11 @@
 //! loads, no validation pass. Zero records (balance 0, sequence 0) are
 //! deleted, so the root does not depend on whether an account was touched.
 
-use crate::tx::{SupplyPolicy, NATIVE_ASSET, SYMBOL_LEN_MAX};
 use crate::{ExecError, Params};
 use plume_crypto::ed25519::Address;
 use plume_crypto::{hash_parts, Domain};
+use plume_protocol::calls::{SupplyPolicy, SYMBOL_LEN_MAX};
+use plume_protocol::tx::NATIVE_ASSET;
 use plume_storage::{AuthenticatedState, StateKey, StateWrite};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -372,6 +373,7 @@ enum Undo {
     Account([u8; 32], AccountRecord),
     Balance(([u8; 32], [u8; 32]), u128),
     Asset([u8; 32], Option<AssetInfo>),
+    Record(StateKey, Option<Vec<u8>>),
 }
 
 /// Reads through to the state once per key, then serves and records
@@ -381,6 +383,8 @@ pub(crate) struct Overlay<'s, S: ?Sized> {
     pub(crate) accounts: KeyMap<[u8; 32], Slot<AccountRecord>>,
     pub(crate) balances: KeyMap<([u8; 32], [u8; 32]), BalSlot>,
     pub(crate) assets: KeyMap<[u8; 32], Slot<Option<AssetInfo>>>,
+    /// Modules' own records (keys from `modules::module_key`).
+    pub(crate) records: KeyMap<StateKey, Slot<Option<Vec<u8>>>>,
     journal: Vec<Undo>,
 }
 
@@ -391,6 +395,7 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
             accounts: KeyMap::with_capacity_and_hasher(capacity, Default::default()),
             balances: KeyMap::default(),
             assets: KeyMap::default(),
+            records: KeyMap::default(),
             journal: Vec::new(),
         }
     }
@@ -412,6 +417,7 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
                 Undo::Account(k, v) => self.accounts.get_mut(&k).expect("journaled").cur = v,
                 Undo::Balance(k, v) => self.balances.get_mut(&k).expect("journaled").cur = v,
                 Undo::Asset(k, v) => self.assets.get_mut(&k).expect("journaled").cur = v,
+                Undo::Record(k, v) => self.records.get_mut(&k).expect("journaled").cur = v,
             }
         }
     }
@@ -509,6 +515,27 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
 
     /// Take over the entries of another overlay over the same state whose
     /// keys are disjoint from ours (a shard's result).
+    pub(crate) fn record(&mut self, key: &StateKey) -> Result<Option<Vec<u8>>, ExecError> {
+        if let Some(s) = self.records.get(key) {
+            return Ok(s.cur.clone());
+        }
+        let v = self.state.get(key).map_err(ExecError::storage)?;
+        self.records.insert(
+            *key,
+            Slot {
+                orig: v.clone(),
+                cur: v.clone(),
+            },
+        );
+        Ok(v)
+    }
+
+    pub(crate) fn set_record(&mut self, key: &StateKey, value: Option<Vec<u8>>) {
+        let s = self.records.get_mut(key).expect("read before write");
+        let old = std::mem::replace(&mut s.cur, value);
+        self.journal.push(Undo::Record(*key, old));
+    }
+
     pub(crate) fn absorb(&mut self, other: Overlay<'s, S>) {
         for (k, v) in other.accounts {
             let prev = self.accounts.insert(k, v);
@@ -521,6 +548,10 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
         for (k, v) in other.assets {
             let prev = self.assets.insert(k, v);
             assert!(prev.is_none(), "shards touched the same asset");
+        }
+        for (k, v) in other.records {
+            let prev = self.records.insert(k, v);
+            assert!(prev.is_none(), "shards touched the same module record");
         }
     }
 
@@ -567,6 +598,11 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
         for (id, s) in self.assets {
             if s.cur != s.orig {
                 w.push((asset_key(&id), s.cur.as_ref().map(AssetInfo::encode)));
+            }
+        }
+        for (k, s) in self.records {
+            if s.cur != s.orig {
+                w.push((k, s.cur));
             }
         }
         sort_writes(&mut w);

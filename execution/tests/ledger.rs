@@ -3,12 +3,13 @@
 mod common;
 
 use common::*;
-use plume_execution::fees::{self, GAS_PER_SIGNER, GAS_TRANSFER, GAS_TX_BASE};
-use plume_execution::tx::{asset_id, Leg, Payment, SupplyPolicy, NATIVE_ASSET};
+use plume_execution::fees::{self, GAS_PER_SIGNER, GAS_TX_BASE};
+use plume_execution::modules::transfer::GAS_TRANSFER;
 use plume_execution::{
-    apply_block, fee_pool_address, precheck, Cause, ExecError, Payload, PrecheckError, Reason,
-    Status,
+    apply_block, fee_pool_address, precheck, Cause, ExecError, PrecheckError, Reason, Status,
 };
+use plume_protocol::calls::{Leg, Payment, SupplyPolicy};
+use plume_protocol::tx::{asset_id, NATIVE_ASSET};
 
 const RICH: u128 = 1_000_000_000_000;
 const TRANSFER_GAS: u64 = GAS_TX_BASE + GAS_PER_SIGNER + GAS_TRANSFER;
@@ -154,15 +155,14 @@ fn stateless_rejections_have_reason_codes() {
     let root = l.state_root();
     let out = l.block(&txs);
     let reasons: Vec<_> = out.receipts.iter().map(|r| (r.status, r.reason)).collect();
-    use Reason::*;
     let want = [
-        WrongChain,
-        Expired,
-        FeeCapBelowBaseFee,
-        ZeroAmount,
-        Unauthorized,
-        DuplicateSigner,
-        SignatureCount,
+        Reason::WrongChain,
+        Reason::Expired,
+        Reason::FeeCapBelowBaseFee,
+        Reason::ZeroAmount,
+        Reason::Unauthorized,
+        Reason::DuplicateSigner,
+        Reason::SignatureCount,
     ];
     assert_eq!(
         reasons,
@@ -289,18 +289,17 @@ fn asset_lifecycle_issuer_only_mint_and_burn() {
         )),
     ]);
     let reasons: Vec<_> = out.receipts.iter().map(|r| r.reason).collect();
-    use Reason::*;
     assert_eq!(
         reasons,
         [
-            Ok,
-            NotIssuer,
-            SupplyFixed,
-            UnknownAsset,
-            Ok,
-            InsufficientBalance,
-            NotIssuer,
-            Ok
+            Reason::Ok,
+            Reason::NotIssuer,
+            Reason::SupplyFixed,
+            Reason::UnknownAsset,
+            Reason::Ok,
+            Reason::InsufficientBalance,
+            Reason::NotIssuer,
+            Reason::Ok
         ]
     );
     assert_eq!(l.balance(b.addr, &mintable), 25);
@@ -412,8 +411,16 @@ fn block_gas_limit_rejects_the_overflowing_tail() {
     let txs: Vec<_> = (0..5).map(|s| transfer(a, s, who(9), 1)).collect();
     let out = l.block(&txs);
     let reasons: Vec<_> = out.receipts.iter().map(|r| r.reason).collect();
-    use Reason::*;
-    assert_eq!(reasons, [Ok, Ok, Ok, BlockGasLimit, BlockGasLimit]);
+    assert_eq!(
+        reasons,
+        [
+            Reason::Ok,
+            Reason::Ok,
+            Reason::Ok,
+            Reason::BlockGasLimit,
+            Reason::BlockGasLimit
+        ]
+    );
     assert_eq!(out.gas_used, 3 * TRANSFER_GAS);
     // Three times the target: the base fee rises by the full 1/8 (10 -> 11, rounded down then >= 1).
     assert_eq!(
@@ -442,7 +449,7 @@ fn block_level_errors() {
     let mut ctx = l.ctx();
     ctx.height = 5;
     assert!(matches!(
-        apply_block(&l.state, &l.params, &ctx, &[]),
+        apply_block(&l.state, &l.params, &registry(), &ctx, &[]),
         Err(ExecError::WrongHeight {
             got: 5,
             expected: 1
@@ -452,12 +459,12 @@ fn block_level_errors() {
     p.block_txs_max = 1;
     let txs = [transfer(a, 0, b, 1), transfer(a, 1, b, 1)];
     assert!(matches!(
-        apply_block(&l.state, &p, &l.ctx(), &txs),
+        apply_block(&l.state, &p, &registry(), &l.ctx(), &txs),
         Err(ExecError::TooManyTxs { got: 2, max: 1 })
     ));
     let empty = plume_storage::MemoryState::new();
     assert!(matches!(
-        apply_block(&empty, &l.params, &l.ctx(), &[]),
+        apply_block(&empty, &l.params, &registry(), &l.ctx(), &[]),
         Err(ExecError::NoGenesis)
     ));
 }
@@ -484,11 +491,12 @@ fn fee_recipients_are_credited_after_their_own_transactions() {
 #[test]
 fn precheck_admits_good_and_refuses_bad() {
     let (a, b, l) = two();
-    let refused = |ptx: &plume_execution::PreparedTx| match precheck(&l.state, &l.params, ptx) {
-        Err(PrecheckError::Refused(r)) => Some(r),
-        Ok(()) => None,
-        Err(e) => panic!("{e}"),
-    };
+    let refused =
+        |ptx: &plume_execution::PreparedTx| match precheck(&l.state, &l.params, &l.registry, ptx) {
+            Err(PrecheckError::Refused(r)) => Some(r),
+            Ok(()) => None,
+            Err(e) => panic!("{e}"),
+        };
     assert_eq!(refused(&transfer(a, 0, b, 1)), None);
     assert_eq!(refused(&transfer(a, 63, b, 1)), None);
     assert_eq!(refused(&transfer(a, 64, b, 1)), Some(Reason::BadSequence));

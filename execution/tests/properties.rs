@@ -7,10 +7,9 @@ mod common;
 
 use common::*;
 use plume_crypto::ed25519::Address;
-use plume_execution::tx::{asset_id, Leg, Payment, SupplyPolicy, NATIVE_ASSET};
-use plume_execution::{
-    apply_block, apply_block_sharded, commit, Payload, PreparedTx, Reason, Status,
-};
+use plume_execution::{apply_block, apply_block_sharded, commit, PreparedTx, Reason, Status};
+use plume_protocol::calls::{Leg, ModuleCall, Payment, Settle, SupplyPolicy};
+use plume_protocol::tx::{asset_id, NATIVE_ASSET};
 use plume_storage::AuthenticatedState;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -186,9 +185,9 @@ fn check_determinism(
         let mut outs = Vec::new();
         for (m, st) in modes.iter().zip(&mut states) {
             let out = if *m == 0 {
-                apply_block(st, &ledger.params, &ctx, &txs).unwrap()
+                apply_block(st, &ledger.params, &registry(), &ctx, &txs).unwrap()
             } else {
-                apply_block_sharded(st, &ledger.params, &ctx, &txs, *m).unwrap()
+                apply_block_sharded(st, &ledger.params, &registry(), &ctx, &txs, *m).unwrap()
             };
             let root = commit(st, &out).unwrap();
             outs.push((out, root));
@@ -223,7 +222,10 @@ fn check_determinism(
         // Every settlement is all or nothing in its events.
         for (tx, r) in txs.iter().zip(&outs[0].0.receipts) {
             *seen.entry((r.status, r.reason)).or_insert(0) += 1;
-            if let Payload::Settle { legs } = &tx.tx.body.payload {
+            let settle = (tx.tx.body.module == plume_protocol::calls::MODULE_SETTLEMENT)
+                .then(|| <Settle as ModuleCall>::decode(&tx.tx.body.call).ok())
+                .flatten();
+            if let Some(Settle { legs }) = &settle {
                 let moved = r
                     .events
                     .iter()

@@ -1,4 +1,4 @@
-//! Counters the node exports (Prometheus later). Plain relaxed atomics:
+//! Counters the node exports at `/metrics`. Plain relaxed atomics:
 //! cheap to bump on the data path, readable from any thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,11 @@ macro_rules! counters {
             /// `(name, value)` pairs, for exporters.
             pub fn pairs(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
+            }
+
+            /// `(name, help, value)` triples, for exporters.
+            pub fn described(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $doc, self.$name),)*]
             }
         }
     };

@@ -105,10 +105,6 @@ pub struct NetworkSection {
     /// Datagram transports: never sleep between polls (a dedicated core).
     #[serde(default)]
     pub busy_poll: bool,
-    /// Datagram transports: drop every k-th outgoing datagram (0: never).
-    /// For loss tests only.
-    #[serde(default)]
-    pub drop_every: u64,
 }
 
 fn default_auto() -> String {
@@ -139,7 +135,6 @@ impl Default for NetworkSection {
             prefix_len: default_prefix(),
             gateway: String::new(),
             busy_poll: false,
-            drop_every: 0,
         }
     }
 }
@@ -360,8 +355,11 @@ impl Config {
             bail!("mempool.mib_max must be 1 to 65536");
         }
         let b = &self.batching;
-        if b.batch_max_bytes < 1024 || b.batch_max_bytes > 16 * 1024 * 1024 {
-            bail!("batching.batch_max_bytes must be 1024 to 16777216");
+        let max = crate::wire::BATCH_BYTES_MAX;
+        if b.batch_max_bytes < 1024 || b.batch_max_bytes as usize > max {
+            bail!(
+                "batching.batch_max_bytes must be 1024 to {max} (a full batch must fit one frame)"
+            );
         }
         if b.batch_max_txs == 0 || b.batch_max_txs > 4096 {
             bail!("batching.batch_max_txs must be 1 to 4096");
@@ -448,8 +446,6 @@ dpdk_mem_mb = {dmem}
 prefix_len = {prefix}
 gateway = "{gw}"
 busy_poll = {busy}
-# Loss injection for tests: drop every k-th outgoing datagram (0: never).
-drop_every = {drop}
 "#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
@@ -476,7 +472,6 @@ drop_every = {drop}
             prefix = self.network.prefix_len,
             gw = self.network.gateway,
             busy = self.network.busy_poll,
-            drop = self.network.drop_every,
         )
     }
 }

@@ -1,21 +1,31 @@
-//! The `plume` binary's library half: command-line handling, config,
-//! genesis and key files. Start at `main.rs` for the commands, then
-//! [`genesis`] and [`keys`] for what operators write and read.
+//! The `plume` binary's library half. Start at `main.rs` for the commands,
+//! then [`roles`] for the validator runtime (`plume start`).
 //!
-//! The validator runtime is [`runtime`] (`plume start`): placement, the
-//! signature stage, the [`mempool`], the consensus driver, execution and
-//! commit, and the [`api`]. [`wire`] is the peer message codec, [`safety`]
-//! the durable vote state, [`proof`] the offline-checkable finality proofs.
-//! The local network, load generator and client used by `plume devnet`,
-//! `plume tx` and `plume query` live in `plume_benches::cluster`.
+//! - [`roles`]: one module per role (core, sigverify, exec, api), the
+//!   channels between them, placement and the stop flag.
+//! - [`setup`]: what `plume start` reads from the home before any role
+//!   starts; [`config`] the `config.toml` schema; [`keys`] the key files.
+//! - [`http`]: the JSON-RPC/WebSocket server the API role's method table
+//!   plugs into; [`metrics`] what it exports at `/metrics`.
+//! - [`wire`]: the envelope of peer messages; [`safety`]: the durable vote
+//!   state.
+//! - [`devnet`]: the local network and load generator of `plume devnet`
+//!   (also used by `plume bench cluster` and the tests).
+//! - [`commands`]: `plume init`, the tune probes, and the `plume bench` /
+//!   `plume sim` forwarders.
+//!
+//! Protocol logic is not here: formats are `plume_protocol`'s, consensus
+//! `plume_consensus`'s, batching `plume_mempool`'s, the ledger
+//! `plume_execution`'s. This crate moves bytes and time between them.
 
-pub mod api;
+pub mod commands;
 pub mod config;
-pub mod fsutil;
-pub mod genesis;
+pub mod devnet;
+pub mod http;
 pub mod keys;
-pub mod mempool;
-pub mod proof;
-pub mod runtime;
+pub mod metrics;
+pub mod roles;
 pub mod safety;
+pub mod setup;
+pub mod views;
 pub mod wire;

@@ -1,11 +1,16 @@
 //! `plume`: the operator's command line.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use plume_node::config::{Config, CONFIG_FILE};
-use plume_node::fsutil::write_atomic;
-use plume_node::genesis::{parse_alloc, Genesis, Params};
-use plume_node::keys::{read_validator_info, validator_file, NodeKeys};
+use plume_client::fsutil::write_atomic;
+use plume_client::txbuild::{self, Fees};
+use plume_client::verify::load_genesis;
+use plume_node::commands;
+use plume_node::config::Config;
+use plume_node::keys::{read_validator_info, NodeKeys};
+use plume_protocol::genesis::{parse_alloc, Genesis, Params};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -71,45 +76,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: GenesisCmd,
     },
-    /// Run a benchmark suite: crypto, storage, exec, net, cluster, sweep.
+    /// Run a benchmark suite (`plume-bench`, installed beside `plume`):
+    /// crypto, storage, exec, net, cluster, sweep. `plume bench --help`
+    /// lists the options.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Suite name.
-        suite: String,
-        /// Also write the figures as JSON to this file (sweep: and a plot, .svg).
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Core to pin the benchmark thread to.
-        #[arg(long, default_value_t = 0)]
-        core: usize,
-        /// Scale iteration counts (0.1 for a quick smoke run).
-        #[arg(long, default_value_t = 1.0)]
-        scale: f64,
-        /// cluster/sweep: validators.
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// cluster: offered tx/s; sweep: first rate (doubled each run).
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// cluster/sweep: seconds of load per run.
-        #[arg(long, default_value_t = 20)]
-        duration: u64,
-        /// cluster/sweep: transaction size in bytes.
-        #[arg(long, default_value_t = 512)]
-        tx_size: usize,
-        /// sweep: p99 finality bound in ms.
-        #[arg(long, default_value_t = 100.0)]
-        bound_ms: f64,
-        /// sweep: node setting to try, name=v1,v2 (repeatable).
-        #[arg(long = "param")]
-        params: Vec<String>,
-        /// net: transports to compare over veth: tcp, udp, af_xdp, dpdk
-        /// (repeatable or comma-separated; default: tcp, plus the others when root).
-        /// cluster/sweep: the validators' peer transport, tcp (default) or udp.
-        #[arg(long = "transport", value_delimiter = ',')]
-        transports: Vec<String>,
+        /// Suite and options, passed to `plume-bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
-    /// Run seeded sweeps of the deterministic cluster simulator.
-    Sim(plume_sim::cli::SimArgs),
+    /// Run seeded sweeps of the deterministic cluster simulator
+    /// (`plume-sim`, installed beside `plume`). `plume sim --help` lists
+    /// the options.
+    #[command(disable_help_flag = true)]
+    Sim {
+        /// Options, passed to `plume-sim`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a validator from its home until Ctrl-C / SIGTERM.
     Start {
         /// Node home directory.
@@ -373,7 +357,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 cfg.placement.sigverify_cores = vec![cores[1]];
                 cfg.placement.exec_cores = vec![cores[2]];
             }
-            cmd_init(home, cfg, force)?;
+            commands::init(home, cfg, force)?;
         }
         Cmd::Keys {
             cmd: KeysCmd::Show { home, json },
@@ -420,7 +404,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             let alloc = allocs
                 .iter()
                 .map(|a| parse_alloc(a))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             let genesis_time_ms = match genesis_time_ms {
                 Some(t) => t,
                 None => std::time::SystemTime::now()
@@ -455,7 +439,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Genesis {
             cmd: GenesisCmd::Validate { file },
         } => {
-            let g = Genesis::load(&file)?;
+            let g = load_genesis(&file)?;
             let set = g.validator_set()?;
             println!(
                 "{}: valid (chain {}, {} validators, quorum power {} of {}, supply {})",
@@ -467,55 +451,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 g.total_supply()
             );
         }
-        Cmd::Bench {
-            suite,
-            json,
-            core,
-            scale,
-            validators,
-            rate,
-            duration,
-            tx_size,
-            bound_ms,
-            params,
-            transports,
-        } => {
-            if !(scale > 0.0 && scale <= 100.0) {
-                bail!("--scale must be in (0, 100]");
-            }
-            let opts = plume_benches::Options {
-                core: Some(core),
-                scale,
-                cluster: plume_benches::cluster::bench::ClusterOptions {
-                    validators,
-                    rate,
-                    duration_s: duration,
-                    tx_size,
-                    bound_ms,
-                    params,
-                    dir: None,
-                    transport: match (suite.as_str(), transports.as_slice()) {
-                        ("cluster" | "sweep", []) => "tcp".to_string(),
-                        ("cluster" | "sweep", [one]) => one.clone(),
-                        ("cluster" | "sweep", _) => {
-                            bail!("bench {suite} runs one --transport at a time (tcp or udp)")
-                        }
-                        _ => "tcp".to_string(),
-                    },
-                },
-                transports,
-            };
-            let report = plume_benches::run_suite(&suite, &opts)?;
-            print!("{}", report.to_table());
-            if let Some(path) = json {
-                report
-                    .write_json(&path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!("wrote {}", path.display());
-            }
-        }
-        Cmd::Tune(args) => plume_tuning::cli::run_with_probes(&args, transport_probes())?,
-        Cmd::Start { home, genesis } => plume_node::runtime::run(&home, genesis.as_deref())?,
+        Cmd::Bench { args } => return commands::run_sibling("plume-bench", &args),
+        Cmd::Sim { args } => return commands::run_sibling("plume-sim", &args),
+        Cmd::Tune(args) => plume_tuning::cli::run_with_probes(&args, commands::transport_probes())?,
+        Cmd::Start { home, genesis } => plume_node::roles::run(&home, genesis.as_deref())?,
         Cmd::Devnet {
             validators,
             dir,
@@ -529,8 +468,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             if rate == 0 {
                 bail!("--rate must be at least 1");
             }
-            plume_node::runtime::install_signal_handlers();
-            let opts = plume_benches::cluster::localnet::DevnetOptions {
+            plume_node::roles::install_signal_handlers();
+            let opts = plume_node::devnet::DevnetOptions {
                 validators,
                 dir,
                 duration: std::time::Duration::from_secs(duration),
@@ -543,8 +482,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 tx_size: 0,
                 transport,
             };
-            let s = plume_benches::cluster::localnet::run(&opts, plume_node::runtime::stop_flag())?;
-            plume_benches::cluster::localnet::print_summary(&s);
+            let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
+            plume_node::devnet::print_summary(&s);
             if let Some(p) = json {
                 write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
             }
@@ -557,87 +496,35 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
-        Cmd::Sim(args) => {
-            if !plume_sim::cli::run(&args)? {
-                return Ok(ExitCode::from(2));
-            }
-        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_init(home: PathBuf, cfg: Config, force: bool) -> Result<()> {
-    let (moniker, listen_addr) = (cfg.node.moniker.clone(), cfg.node.listen_addr.clone());
-    let cfg_path = home.join(CONFIG_FILE);
-    // Check the settings before touching the disk.
-    Config::parse(&cfg.to_commented_toml(), &cfg_path)?;
-    if cfg_path.exists() && !force {
-        bail!(
-            "{} already exists; pass --force to overwrite it",
-            cfg_path.display()
-        );
-    }
-    std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-    let keys = NodeKeys::generate();
-    keys.save(&home, force)?;
-    write_atomic(&cfg_path, cfg.to_commented_toml().as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", cfg_path.display()))?;
-    let info = keys.validator_info(&moniker, &listen_addr, 1);
-    let vpath = validator_file(&home);
-    write_atomic(&vpath, &serde_json::to_vec_pretty(&info)?, 0o644)
-        .with_context(|| format!("writing {}", vpath.display()))?;
-    println!("initialised {}", home.display());
-    println!("  config:        {}", cfg_path.display());
-    println!(
-        "  validator:     {} (send this to the genesis coordinator)",
-        vpath.display()
-    );
-    println!("  network key:   {}", info.network_key);
-    println!("  consensus key: {}", info.consensus_key);
-    Ok(())
-}
-
 fn tx_prelude(c: &TxCommon) -> Result<(plume_crypto::ed25519::SigningKey, String, u64)> {
-    let key = plume_benches::cluster::txbuild::read_account_key(&c.key)?;
+    let key = plume_client::keyfile::read_account_key(&c.key)?;
+    let mut node = plume_client::Node::new(&c.node);
     let chain = match &c.chain_id {
         Some(c) => c.clone(),
-        None => {
-            plume_benches::cluster::client::rpc(&c.node, "plume_status", serde_json::json!([]))?
-                ["chain_id"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("node status has no chain_id"))?
-                .to_string()
-        }
+        None => node.chain_id()?,
     };
     let seq = match c.sequence {
         Some(s) => s,
-        None => plume_benches::cluster::client::rpc(
-            &c.node,
-            "plume_getAccount",
-            serde_json::json!([key.public_key().address().to_hex()]),
-        )?["sequence"]
-            .as_u64()
-            .unwrap_or(0),
+        None => node.next_sequence(&key.public_key().address())?,
     };
     Ok((key, chain, seq))
 }
 
-fn submit_and_print(c: &TxCommon, tx: plume_execution::Transaction) -> Result<()> {
-    let r = plume_benches::cluster::client::rpc(
-        &c.node,
-        "plume_submitTransaction",
-        serde_json::json!([hex::encode(tx.to_bytes())]),
-    )?;
+fn submit_and_print(c: &TxCommon, tx: plume_protocol::Transaction) -> Result<()> {
+    let h = plume_client::Node::new(&c.node).submit(&tx)?;
     if c.json {
-        println!("{r}");
+        println!("{}", serde_json::json!({"hash": h.to_hex()}));
     } else {
-        println!("submitted {}", r["hash"].as_str().unwrap_or("?"));
+        println!("submitted {h}");
     }
     Ok(())
 }
 
 fn cmd_tx(cmd: TxCmd) -> Result<()> {
-    use plume_benches::cluster::txbuild::{self, Fees};
     match cmd {
         TxCmd::Transfer {
             common,
@@ -671,14 +558,14 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
             let (key, chain, seq) = tx_prelude(&common)?;
             let others = cosigners
                 .iter()
-                .map(|p| txbuild::read_account_key(p))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|p| plume_client::keyfile::read_account_key(p))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut keys = vec![&key];
             keys.extend(others.iter());
             let legs = legs
                 .iter()
                 .map(|l| txbuild::parse_leg(l))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             let fees = Fees {
                 max_fee_per_gas: common.max_fee,
                 ..Fees::default()
@@ -709,7 +596,7 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
                 fees,
                 u64::MAX,
             );
-            let id = plume_execution::tx::asset_id(&key.public_key().address().0, seq);
+            let id = plume_protocol::tx::asset_id(&key.public_key().address().0, seq);
             if !common.json {
                 println!("asset id {}", hex::encode(id));
             }
@@ -719,7 +606,7 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
 }
 
 fn cmd_query(cmd: QueryCmd) -> Result<()> {
-    use plume_benches::cluster::client::rpc;
+    use plume_client::rpc;
     use serde_json::json;
     match cmd {
         QueryCmd::Account {
@@ -766,11 +653,8 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
                 );
             }
             if let Some(g) = verify_with {
-                let genesis = plume_node::genesis::Genesis::load(&g)?;
-                let proof: plume_node::proof::FinalityProof =
-                    serde_json::from_value(v["finality_proof"].clone())
-                        .context("the node's finality proof does not parse")?;
-                let h = plume_node::proof::verify(&proof, &genesis.validator_set()?)?;
+                let genesis = load_genesis(&g)?;
+                let h = plume_client::verify::verify_finality(&v["finality_proof"], &genesis)?;
                 println!(
                     "finality proof VERIFIED offline against {} (block {h})",
                     g.display()
@@ -803,33 +687,4 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Live attempts for `plume tune`: can this process really use each
-/// kernel-bypass transport it was built with?
-fn transport_probes() -> Vec<(String, Result<String, String>)> {
-    let mut v = Vec::new();
-    #[cfg(feature = "af-xdp")]
-    v.push((
-        "af_xdp".to_string(),
-        plume_netstack::dgram::afxdp::host_support()
-            .map(|()| {
-                "created an XSKMAP, loaded an XDP program and opened an AF_XDP socket".to_string()
-            })
-            .map_err(|e| e.to_string()),
-    ));
-    #[cfg(not(feature = "af-xdp"))]
-    v.push((
-        "af_xdp".to_string(),
-        Err("this plume binary was built without the `af-xdp` feature".to_string()),
-    ));
-    #[cfg(not(feature = "dpdk"))]
-    v.push((
-        "dpdk".to_string(),
-        Err(
-            "this plume binary was built without the `dpdk` feature (needs libdpdk-dev)"
-                .to_string(),
-        ),
-    ));
-    v
 }

@@ -6,9 +6,9 @@
 //! write; on load the valid slot with the higher sequence wins, so a crash
 //! in the middle of a write leaves the previous state intact.
 
-use crate::wire;
 use anyhow::{bail, Context, Result};
 use plume_consensus::{BlsScheme, SafetyState};
+use plume_protocol::codec;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -66,11 +66,11 @@ fn encode(s: &SafetyState<BlsScheme>) -> Vec<u8> {
     b.extend_from_slice(&s.epoch.to_le_bytes());
     b.extend_from_slice(&s.last_voted_view.to_le_bytes());
     b.extend_from_slice(s.epoch_start.as_bytes());
-    put(&mut b, Some(wire::encode_qc(&s.high_qc)));
-    put(&mut b, s.high_tc.as_ref().map(wire::encode_tc));
+    put(&mut b, Some(codec::encode_qc(&s.high_qc)));
+    put(&mut b, s.high_tc.as_ref().map(codec::encode_tc));
     put(
         &mut b,
-        s.epoch_proof.as_ref().map(crate::runtime::encode_proof),
+        s.epoch_proof.as_ref().map(codec::encode_commit_proof),
     );
     b
 }
@@ -85,13 +85,13 @@ fn decode(b: &[u8]) -> Result<SafetyState<BlsScheme>> {
     let mut rest = &b[48..];
     let qc =
         take(&mut rest)?.ok_or_else(|| anyhow::anyhow!("safety record: no high certificate"))?;
-    let high_qc = wire::decode_qc(qc).context("safety record: high certificate")?;
+    let high_qc = codec::decode_qc(qc).context("safety record: high certificate")?;
     let high_tc = take(&mut rest)?
-        .map(wire::decode_tc)
+        .map(codec::decode_tc)
         .transpose()
         .context("safety record: timeout certificate")?;
     let epoch_proof = take(&mut rest)?
-        .map(crate::runtime::decode_proof)
+        .map(codec::decode_commit_proof)
         .transpose()
         .context("safety record: epoch proof")?;
     if !rest.is_empty() {

@@ -266,39 +266,34 @@ fn malformed_config_and_key_files_are_named() {
 }
 
 #[test]
-fn bench_crypto_writes_json_with_the_named_figures() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("crypto.json");
-    // A tiny scale: this checks the command and its output, not speed.
-    ok(&["bench", "crypto", "--scale", "0.01", "--json", s(&json)]);
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    for k in [
-        "sha256_64b_gb_per_s",
-        "sha256_1mib_gb_per_s",
-        "ed25519_verify_per_s",
-        "ed25519_batch64_verify_per_s",
-        "ed25519_batch256_verify_per_s",
-        "ed25519_batch1024_verify_per_s",
-        "bls_sign_us",
-        "bls_verify_us",
-        "bls_aggregate_4_us",
-        "bls_aggregate_16_us",
-        "bls_aggregate_100_us",
-        "bls_qc_verify_4_us",
-        "bls_qc_verify_16_us",
-        "bls_qc_verify_100_us",
-    ] {
-        let x = v["figures"][k]
-            .as_f64()
-            .unwrap_or_else(|| panic!("missing {k}"));
-        assert!(x.is_finite() && x > 0.0, "{k} = {x}");
+fn plume_bench_and_plume_sim_run_their_sibling_binaries() {
+    // cargo builds every package's binaries into one directory; `plume`
+    // finds `plume-bench` and `plume-sim` beside itself.
+    let dir = Path::new(env!("CARGO_BIN_EXE_plume")).parent().unwrap();
+    if !dir.join("plume-bench").is_file() || !dir.join("plume-sim").is_file() {
+        // Built alone (cargo test -p plume-node): the error says what to do.
+        let err = fails(&["bench", "crypto"]);
+        assert!(
+            err.contains("plume-bench") && err.contains("cargo build"),
+            "{err}"
+        );
+        return;
     }
-    assert!(
-        v["latencies"]["bls_qc_verify_100"]["p99_ns"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    // The suite name reaches plume-bench, whose error comes back.
     let err = fails(&["bench", "nonsense"]);
     assert!(err.contains("unknown benchmark suite"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--scale"));
+    let out = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .args(["sim", "--seeds", "3", "--validators", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -2,10 +2,10 @@
 //! processes, transactions through the JSON-RPC API, kill -9, restarts,
 //! intruders, bad input and offline finality proofs.
 
-use plume_benches::cluster::client::{rpc, RpcClient, RpcError};
-use plume_benches::cluster::localnet::{DevnetOptions, LocalNet};
-use plume_benches::cluster::txbuild::{self, Fees};
-use plume_node::genesis::Genesis;
+use plume_client::txbuild::{self, Fees};
+use plume_client::verify::load_genesis;
+use plume_client::{rpc, RpcClient, RpcError};
+use plume_node::devnet::{DevnetOptions, LocalNet};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
@@ -58,7 +58,7 @@ fn wait_height(net: &LocalNet, i: usize, h: u64, timeout: Duration) {
     }
 }
 
-fn submit(addr: &str, tx: &plume_execution::Transaction) -> Result<Value, RpcError> {
+fn submit(addr: &str, tx: &plume_protocol::Transaction) -> Result<Value, RpcError> {
     match rpc(
         addr,
         "plume_submitTransaction",
@@ -66,7 +66,8 @@ fn submit(addr: &str, tx: &plume_execution::Transaction) -> Result<Value, RpcErr
     ) {
         Ok(v) => Ok(v),
         Err(e) => Err(e
-            .downcast::<RpcError>()
+            .rpc()
+            .cloned()
             .expect("a node error, not a transport error")),
     }
 }
@@ -87,8 +88,7 @@ fn four_validators_finalize_10000_transfers_with_equal_roots() {
         tx_size: 0,
         transport: "tcp".into(),
     };
-    let s =
-        plume_benches::cluster::localnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
+    let s = plume_node::devnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
     assert!(s.submit_errors.is_empty(), "{s:?}");
     assert_eq!(s.submitted, 10_000, "{s:?}");
     assert_eq!(s.rejected, 0, "{s:?}");
@@ -168,37 +168,39 @@ fn every_bad_input_class_gets_its_error_code() {
     let a = &net.accounts[3];
     let to = net.accounts[4].public_key().address();
     let fees = Fees::default();
-    let codes = plume_node::api::codes::MALFORMED_TX;
+    let codes = plume_node::http::codes::MALFORMED_TX;
     // malformed encoding
     let e = rpc(api, "plume_submitTransaction", json!(["00ff00ff"]))
         .unwrap_err()
-        .downcast::<RpcError>()
+        .rpc()
+        .cloned()
         .unwrap();
     assert_eq!(e.code, codes, "{e}");
     let e = rpc(api, "plume_submitTransaction", json!(["not hex"]))
         .unwrap_err()
-        .downcast::<RpcError>()
+        .rpc()
+        .cloned()
         .unwrap();
-    assert_eq!(e.code, plume_node::api::codes::MALFORMED_TX);
+    assert_eq!(e.code, plume_node::http::codes::MALFORMED_TX);
     // bad signature
     let mut bad = txbuild::transfer(&chain, a, 0, &to, 1, None, fees, u64::MAX);
     bad.signatures[0][5] ^= 1;
     assert_eq!(
         submit(api, &bad).unwrap_err().code,
-        plume_node::api::codes::BAD_SIGNATURE
+        plume_node::http::codes::BAD_SIGNATURE
     );
     // wrong chain id
     let t = txbuild::transfer("other-chain", a, 0, &to, 1, None, fees, u64::MAX);
     assert_eq!(
         submit(api, &t).unwrap_err().code,
-        plume_node::api::codes::WRONG_CHAIN
+        plume_node::http::codes::WRONG_CHAIN
     );
     // expired
     let t = txbuild::transfer(&chain, a, 0, &to, 1, None, fees, 1);
     wait_height(&net, 0, 3, Duration::from_secs(30));
     assert_eq!(
         submit(api, &t).unwrap_err().code,
-        plume_node::api::codes::EXPIRED
+        plume_node::http::codes::EXPIRED
     );
     // fee too low
     let low = Fees {
@@ -209,20 +211,21 @@ fn every_bad_input_class_gets_its_error_code() {
     let t = txbuild::transfer(&chain, a, 0, &to, 1, None, low, u64::MAX);
     assert_eq!(
         submit(api, &t).unwrap_err().code,
-        plume_node::api::codes::FEE_TOO_LOW
+        plume_node::http::codes::FEE_TOO_LOW
     );
     // oversized
-    let big = "ab".repeat(plume_execution::tx::TX_BYTES_MAX + 1);
+    let big = "ab".repeat(plume_protocol::tx::TX_BYTES_MAX + 1);
     let e = rpc(api, "plume_submitTransaction", json!([big]))
         .unwrap_err()
-        .downcast::<RpcError>()
+        .rpc()
+        .cloned()
         .unwrap();
-    assert_eq!(e.code, plume_node::api::codes::OVERSIZED);
+    assert_eq!(e.code, plume_node::http::codes::OVERSIZED);
     // sequence too far
     let t = txbuild::transfer(&chain, a, 1_000_000, &to, 1, None, fees, u64::MAX);
     assert_eq!(
         submit(api, &t).unwrap_err().code,
-        plume_node::api::codes::SEQUENCE_TOO_FAR
+        plume_node::http::codes::SEQUENCE_TOO_FAR
     );
     // replayed sequence: submit seq 0, wait until final, submit seq 0 again (another tx).
     let t0 = txbuild::transfer(&chain, a, 0, &to, 1, None, fees, u64::MAX);
@@ -232,7 +235,7 @@ fn every_bad_input_class_gets_its_error_code() {
         .to_string();
     assert_eq!(
         submit(api, &t0).unwrap_err().code,
-        plume_node::api::codes::DUPLICATE
+        plume_node::http::codes::DUPLICATE
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while rpc(api, "plume_getTransaction", json!([h0])).is_err() {
@@ -242,21 +245,23 @@ fn every_bad_input_class_gets_its_error_code() {
     let replay = txbuild::transfer(&chain, a, 0, &to, 2, None, fees, u64::MAX);
     assert_eq!(
         submit(api, &replay).unwrap_err().code,
-        plume_node::api::codes::SEQUENCE_USED
+        plume_node::http::codes::SEQUENCE_USED
     );
     // unknown method / bad params
     let e = rpc(api, "plume_nope", json!([]))
         .unwrap_err()
-        .downcast::<RpcError>()
+        .rpc()
+        .cloned()
         .unwrap();
-    assert_eq!(e.code, plume_node::api::codes::METHOD_NOT_FOUND);
+    assert_eq!(e.code, plume_node::http::codes::METHOD_NOT_FOUND);
     let e = rpc(api, "plume_getBlock", json!(["x"]))
         .unwrap_err()
-        .downcast::<RpcError>()
+        .rpc()
+        .cloned()
         .unwrap();
-    assert_eq!(e.code, plume_node::api::codes::INVALID_PARAMS);
+    assert_eq!(e.code, plume_node::http::codes::INVALID_PARAMS);
     // metrics and health
-    let (st, body) = plume_benches::cluster::client::http_get(api, "/metrics").unwrap();
+    let (st, body) = plume_client::http_get(api, "/metrics").unwrap();
     assert_eq!(st, 200);
     for m in [
         "plume_txs_rejected_total",
@@ -266,12 +271,7 @@ fn every_bad_input_class_gets_its_error_code() {
     ] {
         assert!(body.contains(m), "metrics lack {m}");
     }
-    assert_eq!(
-        plume_benches::cluster::client::http_get(api, "/health")
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(plume_client::http_get(api, "/health").unwrap().0, 200);
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn mempool_full_is_its_own_error() {
     let t = txbuild::transfer(&chain, a, 5, &to, 1, None, Fees::default(), u64::MAX);
     assert_eq!(
         submit(&net.apis[0], &t).unwrap_err().code,
-        plume_node::api::codes::MEMPOOL_FULL
+        plume_node::http::codes::MEMPOOL_FULL
     );
 }
 
@@ -312,7 +312,7 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() {
     // the intruder a key smaller than every validator's: it then actively
     // dials all of them (a larger key would just wait to be dialled, which
     // no validator would ever do).
-    let smallest_validator = Genesis::load(&net.genesis_path)
+    let smallest_validator = load_genesis(&net.genesis_path)
         .unwrap()
         .validators
         .iter()
@@ -333,7 +333,7 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() {
         &format!("127.0.0.1:{}", port + 100),
     );
     std::fs::write(home.join("config.toml"), cfg.to_commented_toml()).unwrap();
-    let mut g = Genesis::load(&net.genesis_path).unwrap();
+    let mut g = load_genesis(&net.genesis_path).unwrap();
     g.validators
         .push(keys.validator_info("intruder", &format!("127.0.0.1:{port}"), 1));
     std::fs::write(
@@ -367,9 +367,7 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() {
         after = (0..4).map(|i| refused(&net.apis[i])).sum();
     }
     std::thread::sleep(Duration::from_secs(1));
-    let dump = plume_benches::cluster::client::http_get(&net.apis[0], "/metrics")
-        .unwrap()
-        .1;
+    let dump = plume_client::http_get(&net.apis[0], "/metrics").unwrap().1;
     // The intruder's own view is not checked: in Noise XX the initiator
     // sends its identity last, so it briefly believes a session is up until
     // the validator, having checked the allow-list, drops it unread.
@@ -400,7 +398,7 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() {
 }
 
 fn metric(api: &str, name: &str) -> u64 {
-    let (_, body) = plume_benches::cluster::client::http_get(api, "/metrics").unwrap();
+    let (_, body) = plume_client::http_get(api, "/metrics").unwrap();
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
@@ -436,25 +434,25 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
         assert!(Instant::now() < deadline, "not final");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let committee = Genesis::load(&net.genesis_path)
+    let committee = load_genesis(&net.genesis_path)
         .unwrap()
         .validator_set()
         .unwrap();
-    let proof: plume_node::proof::FinalityProof =
+    let proof: plume_protocol::proof::FinalityProof =
         serde_json::from_value(v["finality_proof"].clone()).unwrap();
-    let h = plume_node::proof::verify(&proof, &committee).unwrap();
+    let h = plume_protocol::proof::verify(&proof, &committee).unwrap();
     assert_eq!(h, v["height"].as_u64().unwrap());
     // Another transaction id: refused.
     let mut other = proof.clone();
     other.tx = "ab".repeat(32);
-    assert!(plume_node::proof::verify(&other, &committee).is_err());
+    assert!(plume_protocol::proof::verify(&other, &committee).is_err());
     // A tampered certificate: refused.
     let mut tampered = proof.clone();
     let mut cp = hex::decode(&tampered.commit_proof).unwrap();
     let n = cp.len();
     cp[n - 10] ^= 0x01;
     tampered.commit_proof = hex::encode(cp);
-    assert!(plume_node::proof::verify(&tampered, &committee).is_err());
+    assert!(plume_protocol::proof::verify(&tampered, &committee).is_err());
     // Another validator set: refused.
     let other_set = {
         let sk = plume_crypto::bls::SecretKey::from_bytes(&[7u8; 32]).unwrap();
@@ -464,7 +462,7 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
         }])
         .unwrap()
     };
-    assert!(plume_node::proof::verify(&proof, &other_set).is_err());
+    assert!(plume_protocol::proof::verify(&proof, &other_set).is_err());
     // The CLI does the same check.
     let out = std::process::Command::new(exe())
         .args([
@@ -484,81 +482,4 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
-}
-
-#[test]
-fn bench_cluster_and_sweep_write_json_and_plot() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("cluster.json");
-    let out = std::process::Command::new(exe())
-        .args([
-            "bench",
-            "cluster",
-            "--validators",
-            "4",
-            "--rate",
-            "100",
-            "--duration",
-            "3",
-            "--tx-size",
-            "512",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let f = &v["figures"];
-    assert!(f["finalized"].as_f64().unwrap() > 0.0, "{v}");
-    assert_eq!(f["state_roots_equal"], 1.0);
-    assert!(f["tx_bytes_mean"].as_f64().unwrap() >= 512.0);
-    for k in [
-        "finality_p50_ms",
-        "finality_p99_ms",
-        "finality_p999_ms",
-        "node0_cpu_percent",
-        "node3_peak_rss_mib",
-        "stage_exec_busy_percent_per_node",
-        "view_changes",
-        "node2_rss_growth_percent",
-    ] {
-        assert!(f[k].as_f64().is_some(), "missing {k}");
-    }
-    assert!(f["node0_peak_rss_mib"].as_f64().unwrap() > 1.0);
-    // A sweep with an impossible bound stops after its first run.
-    let json = dir.path().join("sweep.json");
-    let out = std::process::Command::new(exe())
-        .args([
-            "bench",
-            "sweep",
-            "--rate",
-            "50",
-            "--duration",
-            "2",
-            "--bound-ms",
-            "0.001",
-            "--param",
-            "batch_delay_ms=2",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert!(
-        v["figures"]["max_sustainable_tx_per_s"].as_f64().is_some(),
-        "{v}"
-    );
-    let svg = std::fs::read_to_string(json.with_extension("svg")).unwrap();
-    assert!(svg.contains("<polyline"));
 }

@@ -1,4 +1,5 @@
-//! `plume sim`: long seeded sweeps of the cluster simulator.
+//! `plume sim` (the `plume-sim` binary): long seeded sweeps of the cluster
+//! simulator.
 
 use crate::latency;
 use plume_consensus::{BlsScheme, TestScheme};

@@ -10,9 +10,9 @@
 //! latency-vs-throughput SVG beside the JSON; `--param name=v1,v2` repeats
 //! the sweep for each setting and reports the best.
 
-use super::localnet::{DevnetOptions, LocalNet, Summary};
 use crate::{Options, Report};
 use anyhow::{bail, Context, Result};
+use plume_node::devnet::{self, DevnetOptions, LocalNet, Summary};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn metric(api: &str, name: &str) -> f64 {
-    let Ok((_, body)) = super::client::http_get(api, "/metrics") else {
+    let Ok((_, body)) = plume_client::http_get(api, "/metrics") else {
         return 0.0;
     };
     body.lines()
@@ -114,7 +114,7 @@ fn metric(api: &str, name: &str) -> f64 {
 }
 
 fn role_busy(api: &str, role: &str) -> f64 {
-    let Ok((_, body)) = super::client::http_get(api, "/metrics") else {
+    let Ok((_, body)) = plume_client::http_get(api, "/metrics") else {
         return 0.0;
     };
     let key = format!("plume_role_busy_seconds_total{{role=\"{role}\"}}");
@@ -141,7 +141,7 @@ pub fn run_once(
     };
     let base = free_base(opts.validators as u16)?;
     let mut net = LocalNet::create(exe, &dir, opts.validators, base)?;
-    super::localnet::set_transport(&net, &opts.transport)?;
+    devnet::set_transport(&net, &opts.transport)?;
     for (k, v) in settings {
         for h in &net.homes {
             set_config_value(&h.join("config.toml"), k, v)?;
@@ -201,7 +201,7 @@ pub fn run_once(
             samples
         })
     };
-    let s = super::localnet::drive_load(&net, &dopts, &AtomicBool::new(false))?;
+    let s = devnet::drive_load(&net, &dopts, &AtomicBool::new(false))?;
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let rss = sampler
         .join()
@@ -342,9 +342,27 @@ fn free_base(n: u16) -> Result<u16> {
     bail!("no free port range found on loopback")
 }
 
+/// The `plume` binary the networks run: `$PLUME_BIN`, else the `plume`
+/// beside this executable (where cargo and `scripts/devnet.sh` put it).
+pub fn plume_exe() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PLUME_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe()?;
+    let beside = me.parent().map(|d| d.join("plume"));
+    match beside {
+        Some(p) if p.is_file() => Ok(p),
+        _ => bail!(
+            "cluster benchmarks run the `plume` binary, and there is none beside {}; \
+             build it (`cargo build --release -p plume-node`) or set PLUME_BIN",
+            me.display()
+        ),
+    }
+}
+
 /// `plume bench cluster`.
 pub fn run_cluster(opts: &Options) -> Result<Report> {
-    let exe = std::env::current_exe()?;
+    let exe = plume_exe()?;
     let c = &opts.cluster;
     if c.rate == 0 || c.duration_s == 0 {
         bail!("--rate and --duration must be positive");
@@ -354,7 +372,7 @@ pub fn run_cluster(opts: &Options) -> Result<Report> {
 
 /// `plume bench sweep`.
 pub fn run_sweep(opts: &Options) -> Result<Report> {
-    let exe = std::env::current_exe()?;
+    let exe = plume_exe()?;
     let c = &opts.cluster;
     // Settings grid: the product of every --param's values.
     let mut grid: Vec<Vec<(String, String)>> = vec![Vec::new()];

@@ -1,8 +1,5 @@
-//! Whole-network benchmarking: a local validator network driven through the
-//! `plume` binary, an open-loop load generator, the JSON-RPC client it
-//! uses, and `plume bench cluster` / `plume bench sweep`.
+//! Whole-network benchmarking: `plume bench cluster` and `plume bench
+//! sweep` over the local network and load generator of `plume devnet`
+//! (`plume_node::devnet`), run through the `plume` binary.
 
 pub mod bench;
-pub mod client;
-pub mod localnet;
-pub mod txbuild;

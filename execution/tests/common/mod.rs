@@ -3,11 +3,14 @@
 #![allow(dead_code)]
 
 use plume_crypto::ed25519::{Address, SigningKey};
-use plume_execution::tx::{address_of_key, Payload, TxBody, NATIVE_ASSET};
 use plume_execution::{
     apply_block, apply_block_sharded, commit, genesis_writes, BlockContext, BlockOutput, Params,
-    PreparedTx, Transaction,
+    PreparedTx, Registry,
 };
+use plume_protocol::calls::{
+    AssetCall, BatchPay, EncodedCall, Leg, Payment, Settle, SupplyPolicy, Transfer,
+};
+use plume_protocol::tx::{address_of_key, Transaction, TxBody, NATIVE_ASSET};
 use plume_storage::{AuthenticatedState, MemoryState};
 use std::collections::BTreeSet;
 
@@ -49,17 +52,77 @@ pub fn key(n: u8) -> (SigningKey, Who) {
     )
 }
 
-pub fn body(signers: &[Who], sequence: u64, payload: Payload) -> TxBody {
-    TxBody {
-        chain_id: CHAIN.into(),
-        signers: signers.iter().map(|w| w.pk).collect(),
-        sequence,
-        max_fee_per_gas: 100,
-        priority_fee_per_gas: 2,
-        gas_limit: 1_000_000,
-        expiry_height: 1_000,
-        payload,
+/// The built-in modules' calls as one enum (a test convenience: the
+/// protocol has one call type per module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Transfer {
+        asset: [u8; 32],
+        to: [u8; 32],
+        amount: u128,
+    },
+    CreateAsset {
+        symbol: String,
+        decimals: u8,
+        policy: SupplyPolicy,
+        initial_supply: u128,
+    },
+    Mint {
+        asset: [u8; 32],
+        to: [u8; 32],
+        amount: u128,
+    },
+    Burn {
+        asset: [u8; 32],
+        amount: u128,
+    },
+    Settle {
+        legs: Vec<Leg>,
+    },
+    BatchPay {
+        asset: [u8; 32],
+        payments: Vec<Payment>,
+    },
+}
+
+impl From<Payload> for EncodedCall {
+    fn from(p: Payload) -> EncodedCall {
+        match p {
+            Payload::Transfer { asset, to, amount } => Transfer { asset, to, amount }.into(),
+            Payload::CreateAsset {
+                symbol,
+                decimals,
+                policy,
+                initial_supply,
+            } => AssetCall::Create {
+                symbol,
+                decimals,
+                policy,
+                initial_supply,
+            }
+            .into(),
+            Payload::Mint { asset, to, amount } => AssetCall::Mint { asset, to, amount }.into(),
+            Payload::Burn { asset, amount } => AssetCall::Burn { asset, amount }.into(),
+            Payload::Settle { legs } => Settle { legs }.into(),
+            Payload::BatchPay { asset, payments } => BatchPay { asset, payments }.into(),
+        }
     }
+}
+
+pub fn registry() -> Registry {
+    plume_execution::standard()
+}
+
+pub fn body(signers: &[Who], sequence: u64, payload: impl Into<EncodedCall>) -> TxBody {
+    let mut b = TxBody::for_call(payload);
+    b.chain_id = CHAIN.into();
+    b.signers = signers.iter().map(|w| w.pk).collect();
+    b.sequence = sequence;
+    b.max_fee_per_gas = 100;
+    b.priority_fee_per_gas = 2;
+    b.gas_limit = 1_000_000;
+    b.expiry_height = 1_000;
+    b
 }
 
 /// An unsigned (zero-signature) prepared transaction.
@@ -86,6 +149,7 @@ pub fn transfer(from: Who, seq: u64, to: Who, amount: u128) -> PreparedTx {
 pub struct Ledger {
     pub state: MemoryState,
     pub params: Params,
+    pub registry: Registry,
     pub height: u64,
     pub accounts: BTreeSet<Address>,
 }
@@ -107,6 +171,7 @@ impl Ledger {
         Ledger {
             state,
             params,
+            registry: registry(),
             height: 0,
             accounts,
         }
@@ -121,14 +186,22 @@ impl Ledger {
 
     /// Apply sequentially and commit.
     pub fn block(&mut self, txs: &[PreparedTx]) -> BlockOutput {
-        let out = apply_block(&self.state, &self.params, &self.ctx(), txs).unwrap();
+        let out = apply_block(&self.state, &self.params, &self.registry, &self.ctx(), txs).unwrap();
         self.commit(&out);
         out
     }
 
     /// Apply with `shards` threads and commit.
     pub fn block_sharded(&mut self, txs: &[PreparedTx], shards: usize) -> BlockOutput {
-        let out = apply_block_sharded(&self.state, &self.params, &self.ctx(), txs, shards).unwrap();
+        let out = apply_block_sharded(
+            &self.state,
+            &self.params,
+            &self.registry,
+            &self.ctx(),
+            txs,
+            shards,
+        )
+        .unwrap();
         self.commit(&out);
         out
     }

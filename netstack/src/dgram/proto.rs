@@ -10,7 +10,7 @@
 //!
 //! - Every packet has a 64-bit sequence number (no wrap-around to handle).
 //! - Every packet carries a cumulative acknowledgement (`ack` = the next
-//!   sequence the receiver expects), a 64-bit selective-acknowledgement
+//!   sequence the receiver expects), a 256-bit (`SACK_BITS`) selective-acknowledgement
 //!   bitmap of the packets received above it, and the receiver's free
 //!   window in packets.
 //! - Lost packets are resent on a retransmission timeout (RFC 6298 style

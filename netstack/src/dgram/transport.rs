@@ -58,7 +58,10 @@ pub struct DgramConfig {
     pub conns_max: usize,
     /// Accepted connections waiting for `accept`.
     pub backlog: usize,
-    /// Drop every k-th outgoing datagram (0: never). For loss tests.
+    /// Drop every k-th outgoing datagram (0: never). Loss injection for
+    /// this crate's own tests (feature `test-utils`); the node never sets
+    /// it, and its loss tests drop packets in the kernel instead.
+    #[cfg(any(test, feature = "test-utils"))]
     pub drop_every: u64,
     /// Never sleep between rounds (a dedicated, pinned network core).
     pub busy_poll: bool,
@@ -74,6 +77,7 @@ impl Default for DgramConfig {
             conn: ConnConfig::default(),
             conns_max: 256,
             backlog: 64,
+            #[cfg(any(test, feature = "test-utils"))]
             drop_every: 0,
             busy_poll: false,
             idle_sleep_max: Duration::from_micros(200),
@@ -219,8 +223,11 @@ impl Stack {
             metrics,
             ..
         } = self;
+        #[cfg(not(any(test, feature = "test-utils")))]
+        let _ = &cfg;
         let mut send = |io: &mut Box<dyn DatagramIo>, dst: SocketAddrV4, pkt: &[u8]| {
             *tx_count += 1;
+            #[cfg(any(test, feature = "test-utils"))]
             if cfg.drop_every > 0 && *tx_count % cfg.drop_every == 0 {
                 inc(&metrics.injected_drops);
                 return;

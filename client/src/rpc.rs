@@ -2,11 +2,45 @@
 //! `plume devnet`'s load generator and the tests. Keep-alive connection,
 //! bounded response size, timeouts on every call.
 
-use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node answered with a JSON-RPC error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// No connection, or it broke.
+    #[error("{addr}: {err}")]
+    Io {
+        /// The node's address.
+        addr: String,
+        /// What failed.
+        err: std::io::Error,
+    },
+    /// The node's reply is not what the protocol says.
+    #[error("{0}")]
+    BadReply(String),
+}
+
+impl ClientError {
+    /// The node's JSON-RPC error, if that is what this is.
+    pub fn rpc(&self) -> Option<&RpcError> {
+        match self {
+            ClientError::Rpc(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+fn bad(s: impl Into<String>) -> ClientError {
+    ClientError::BadReply(s.into())
+}
 
 /// Largest response accepted.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -31,13 +65,23 @@ impl RpcClient {
         }
     }
 
+    fn io(&self, err: std::io::Error) -> ClientError {
+        ClientError::Io {
+            addr: self.addr.clone(),
+            err,
+        }
+    }
+
     fn connect(&mut self) -> Result<&mut TcpStream> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr)
-                .with_context(|| format!("cannot connect to {}", self.addr))?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(CALL_TIMEOUT))?;
-            s.set_write_timeout(Some(CALL_TIMEOUT))?;
+            let s = (|| -> std::io::Result<TcpStream> {
+                let s = TcpStream::connect(&self.addr)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(CALL_TIMEOUT))?;
+                s.set_write_timeout(Some(CALL_TIMEOUT))?;
+                Ok(s)
+            })()
+            .map_err(|e| self.io(e))?;
             self.stream = Some(s);
         }
         Ok(self.stream.as_mut().expect("just set"))
@@ -54,13 +98,20 @@ impl RpcClient {
                     "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
-                s.write_all(head.as_bytes())?;
-                s.write_all(body)?;
-                let (status, resp) = read_response(s)?;
+                let io = |err| ClientError::Io {
+                    addr: addr.clone(),
+                    err,
+                };
+                s.write_all(head.as_bytes()).map_err(io)?;
+                s.write_all(body).map_err(io)?;
+                let (status, resp) = read_response(s, &addr)?;
                 if status != 200 {
-                    bail!("HTTP {status}: {}", String::from_utf8_lossy(&resp));
+                    return Err(bad(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&resp)
+                    )));
                 }
-                Ok(serde_json::from_slice(&resp)?)
+                serde_json::from_slice(&resp).map_err(|e| bad(format!("reply is not JSON: {e}")))
             })();
             match r {
                 Ok(v) => return Ok(v),
@@ -72,7 +123,7 @@ impl RpcClient {
                 }
             }
         }
-        unreachable!("loop returns")
+        Err(bad("no attempt made"))
     }
 
     /// Call one method; a JSON-RPC error becomes an [`RpcError`].
@@ -99,12 +150,12 @@ impl RpcClient {
         let v = self.post(Value::Array(calls).to_string().as_bytes())?;
         let arr = v
             .as_array()
-            .ok_or_else(|| anyhow!("batch reply is not an array: {v}"))?;
+            .ok_or_else(|| bad(format!("batch reply is not an array: {v}")))?;
         let mut out: Vec<Option<Result<Value, RpcError>>> = vec![None; params.len()];
         for r in arr {
             let i = r["id"]
                 .as_u64()
-                .ok_or_else(|| anyhow!("batch reply without id"))? as usize;
+                .ok_or_else(|| bad("batch reply without id"))? as usize;
             if i < out.len() {
                 out[i] = Some(match r.get("error") {
                     Some(e) => Err(RpcError {
@@ -116,7 +167,7 @@ impl RpcClient {
             }
         }
         out.into_iter()
-            .map(|o| o.ok_or_else(|| anyhow!("batch reply missing an id")))
+            .map(|o| o.ok_or_else(|| bad("batch reply missing an id")))
             .collect()
     }
 }
@@ -125,7 +176,7 @@ impl RpcClient {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("node error {code}: {message}")]
 pub struct RpcError {
-    /// Code (see `api::codes`).
+    /// Code (see the node's API documentation: README, JSON-RPC API).
     pub code: i64,
     /// Message.
     pub message: String,
@@ -142,38 +193,45 @@ fn into_result(v: Value) -> Result<Value> {
     Ok(v.get("result").cloned().unwrap_or(Value::Null))
 }
 
-fn read_response(s: &mut TcpStream) -> Result<(u16, Vec<u8>)> {
+fn read_response(s: &mut TcpStream, addr: &str) -> Result<(u16, Vec<u8>)> {
+    let io = |err| ClientError::Io {
+        addr: addr.to_string(),
+        err,
+    };
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut resp = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = resp.parse(&buf)? {
+        let parsed = resp
+            .parse(&buf)
+            .map_err(|e| bad(format!("bad HTTP response: {e}")))?;
+        if let httparse::Status::Complete(head) = parsed {
             let status = resp.code.unwrap_or(0);
             let len: usize = resp
                 .headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                 .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .ok_or_else(|| anyhow!("response without content-length"))?;
+                .ok_or_else(|| bad("response without content-length"))?;
             if len > RESPONSE_BYTES_MAX {
-                bail!("response of {len} bytes is too large");
+                return Err(bad(format!("response of {len} bytes is too large")));
             }
             while buf.len() < head + len {
-                let n = s.read(&mut chunk)?;
+                let n = s.read(&mut chunk).map_err(io)?;
                 if n == 0 {
-                    bail!("connection closed mid-response");
+                    return Err(bad("connection closed mid-response"));
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
             return Ok((status, buf[head..head + len].to_vec()));
         }
         if buf.len() > 64 * 1024 {
-            bail!("response head too large");
+            return Err(bad("response head too large"));
         }
-        let n = s.read(&mut chunk)?;
+        let n = s.read(&mut chunk).map_err(io)?;
         if n == 0 {
-            bail!("connection closed before a response");
+            return Err(bad("connection closed before a response"));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -186,9 +244,14 @@ pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value> {
 
 /// One-shot GET; returns status and body text.
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
-    s.set_read_timeout(Some(CALL_TIMEOUT))?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let (status, body) = read_response(&mut s)?;
+    let io = |err| ClientError::Io {
+        addr: addr.to_string(),
+        err,
+    };
+    let mut s = TcpStream::connect(addr).map_err(io)?;
+    s.set_read_timeout(Some(CALL_TIMEOUT)).map_err(io)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .map_err(io)?;
+    let (status, body) = read_response(&mut s, addr)?;
     Ok((status, String::from_utf8_lossy(&body).to_string()))
 }

@@ -1,5 +1,5 @@
 //! The client API: JSON-RPC 2.0 over HTTP (`POST /`) and WebSocket
-//! (`GET /ws`), Prometheus metrics (`GET /metrics`) and health
+//! (`GET /ws`), OpenMetrics/Prometheus metrics (`GET /metrics`) and health
 //! (`GET /health`).
 //!
 //! It runs on its own threads, off the pinned hot cores: a small fixed pool
@@ -106,7 +106,7 @@ pub trait NodeApi: Send + Sync + 'static {
             .map(|p| self.call("plume_submitTransaction", p))
             .collect()
     }
-    /// Prometheus text exposition.
+    /// Metrics in the OpenMetrics text format.
     fn metrics_text(&self) -> String;
     /// Whether the node is healthy (store open, consensus running).
     fn health(&self) -> (bool, Value);
@@ -345,7 +345,7 @@ fn serve_connection(
             ("GET", "/metrics") => write_response(
                 &mut stream,
                 200,
-                "text/plain; version=0.0.4",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 node.metrics_text().as_bytes(),
             )?,
             ("GET", "/health") => {
@@ -653,15 +653,12 @@ mod tests {
     fn http_endpoints_and_websocket_subscription() {
         let srv = ApiServer::start("127.0.0.1:0", Arc::new(Echo)).unwrap();
         let addr = srv.addr;
-        let (status, body) =
-            plume_benches::cluster::client::http_get(&addr.to_string(), "/metrics").unwrap();
+        let (status, body) = plume_client::http_get(&addr.to_string(), "/metrics").unwrap();
         assert_eq!(status, 200);
         assert!(body.contains("plume_up 1"));
-        let (status, _) =
-            plume_benches::cluster::client::http_get(&addr.to_string(), "/health").unwrap();
+        let (status, _) = plume_client::http_get(&addr.to_string(), "/health").unwrap();
         assert_eq!(status, 200);
-        let v = plume_benches::cluster::client::rpc(&addr.to_string(), "echo", json!({"a": 1}))
-            .unwrap();
+        let v = plume_client::rpc(&addr.to_string(), "echo", json!({"a": 1})).unwrap();
         assert_eq!(v, json!({"a": 1}));
         let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/ws")).unwrap();
         ws.send(tungstenite::Message::text(

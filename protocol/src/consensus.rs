@@ -251,7 +251,7 @@ pub struct Proposal<S: Scheme> {
 
 /// Everything validators send each other. The sender's identity comes from
 /// the authenticated transport (the driver passes it in
-/// [`crate::Input::Message`]); votes and timeouts are signed as well, because
+/// `plume_consensus::Input::Message`); votes and timeouts are signed as well, because
 /// they are aggregated and forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<S: Scheme> {

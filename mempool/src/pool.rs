@@ -1,4 +1,5 @@
-//! The mempool: verified transactions waiting to be put into a batch.
+//! The transaction pool: verified transactions waiting to be put into a
+//! batch.
 //!
 //! - Deduplicated by transaction id.
 //! - Ordered per sender by sequence: a batch only ever takes a sender's
@@ -12,7 +13,7 @@
 
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
-use plume_execution::PreparedTx;
+use plume_protocol::PreparedTx;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most transactions held.
@@ -27,6 +28,10 @@ pub const MEMPOOL_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const RECENT_IDS_MAX: usize = 65_536;
 /// How far ahead of its next sequence a sender may queue.
 pub const SENDER_SEQUENCE_WINDOW: u64 = 1024;
+/// Senders whose latest executed sequence is remembered although nothing
+/// of theirs is pending here (see [`Mempool::advance`]): enough for every
+/// payer of the last few seconds of blocks.
+pub const STATE_SEEN_MAX: usize = 65_536;
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +90,12 @@ pub struct Mempool {
     evicted: u64,
     recent: std::collections::VecDeque<Digest>,
     recent_set: std::collections::HashSet<Digest>,
+    /// Next sequences reported by `advance` for senders without a cursor,
+    /// oldest first out: a submission prechecked against an older state
+    /// must not move a sender's cursor back behind an execution that the
+    /// pool already heard of.
+    state_seen: HashMap<Address, u64>,
+    state_seen_order: std::collections::VecDeque<Address>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -120,6 +131,8 @@ impl Mempool {
             evicted: 0,
             recent: std::collections::VecDeque::new(),
             recent_set: std::collections::HashSet::new(),
+            state_seen: HashMap::new(),
+            state_seen_order: std::collections::VecDeque::new(),
         }
     }
 
@@ -174,6 +187,10 @@ impl Mempool {
             // Idle senders (everything batched) are forgotten first.
             self.senders.retain(|_, s| !s.pending.is_empty());
         }
+        // The precheck read the state before this arrived; execution may
+        // have moved on since (and told us while we had no cursor).
+        let state_next_sequence =
+            state_next_sequence.max(self.state_seen.get(&sender).copied().unwrap_or(0));
         let s = self.senders.entry(sender).or_default();
         s.next = s.next.max(state_next_sequence);
         s.state_seen = s.state_seen.max(state_next_sequence);
@@ -213,13 +230,31 @@ impl Mempool {
         // A sender with nothing pending and nothing batched past the state
         // needs no cursor: the state's sequence is authoritative. (Senders
         // whose batched transactions are not executed yet keep their cursor
-        // until `advance` catches up.)
+        // until `advance` catches up.) What the cursor knew of the state is
+        // remembered, for admissions prechecked against an older state.
         if self
             .senders
             .get(sender)
             .is_some_and(|s| s.pending.is_empty() && s.batched_upto <= s.state_seen)
         {
-            self.senders.remove(sender);
+            if let Some(s) = self.senders.remove(sender) {
+                self.remember_state(sender, s.state_seen);
+            }
+        }
+    }
+
+    /// Remember `next` as `sender`'s latest executed next sequence (bounded,
+    /// oldest first out).
+    fn remember_state(&mut self, sender: &Address, next: u64) {
+        let e = self.state_seen.entry(*sender).or_insert_with(|| {
+            self.state_seen_order.push_back(*sender);
+            0
+        });
+        *e = (*e).max(next);
+        while self.state_seen_order.len() > STATE_SEEN_MAX {
+            if let Some(old) = self.state_seen_order.pop_front() {
+                self.state_seen.remove(&old);
+            }
         }
     }
 
@@ -246,8 +281,15 @@ impl Mempool {
     /// drop pending transactions below it and move the cursor forward, so
     /// transactions that arrived here before their predecessors (sent to
     /// another validator) become eligible.
+    ///
+    /// For a sender without a cursor the value is remembered (bounded by
+    /// [`STATE_SEEN_MAX`]): a transaction of it prechecked against the
+    /// state before this block, and admitted after, then starts from here
+    /// rather than from its stale sequence (else it would wait forever for
+    /// a predecessor that was already executed).
     pub fn advance(&mut self, sender: &Address, next: u64) {
         let Some(s) = self.senders.get_mut(sender) else {
+            self.remember_state(sender, next);
             return;
         };
         s.state_seen = s.state_seen.max(next);
@@ -318,23 +360,21 @@ impl Mempool {
 mod tests {
     use super::*;
     use plume_crypto::ed25519::SigningKey;
-    use plume_execution::tx::{Payload, Transaction, TxBody, NATIVE_ASSET};
+    use plume_protocol::calls::Transfer;
+    use plume_protocol::tx::{Transaction, TxBody, NATIVE_ASSET};
 
     fn tx(key: &SigningKey, seq: u64, fee: u64) -> PreparedTx {
-        let body = TxBody {
-            chain_id: "t".into(),
-            signers: vec![key.public_key().to_bytes()],
-            sequence: seq,
-            max_fee_per_gas: fee,
-            priority_fee_per_gas: 0,
-            gas_limit: 100_000,
-            expiry_height: 1000,
-            payload: Payload::Transfer {
-                asset: NATIVE_ASSET,
-                to: [7; 32],
-                amount: 1,
-            },
-        };
+        let mut body = TxBody::for_call(Transfer {
+            asset: NATIVE_ASSET,
+            to: [7; 32],
+            amount: 1,
+        });
+        body.chain_id = "t".into();
+        body.signers = vec![key.public_key().to_bytes()];
+        body.sequence = seq;
+        body.max_fee_per_gas = fee;
+        body.gas_limit = 100_000;
+        body.expiry_height = 1000;
         PreparedTx::new(Transaction::sign(body, &[key]))
     }
 
@@ -464,6 +504,42 @@ mod tests {
         add(&mut m, tx(&a, 4, 10)).unwrap();
         m.advance(&a.public_key().address(), 4);
         assert_eq!(m.len(), 1, "seq 3 was executed elsewhere and is dropped");
+    }
+
+    #[test]
+    fn an_execution_heard_before_admission_is_not_forgotten() {
+        // The race behind "accepted but never final": tx 5 was prechecked
+        // against a state where the sender's next sequence was 4; before it
+        // reached the pool, the block executing tx 4 (sent to another
+        // validator) was committed and reported here, while this pool held
+        // nothing of the sender.
+        let mut m = Mempool::new();
+        let a = key(5);
+        m.advance(&a.public_key().address(), 5);
+        let t = tx(&a, 5, 10);
+        let bytes = t.tx.to_bytes();
+        m.insert(t, bytes, 4).unwrap();
+        let b = m.take_batch(10, usize::MAX);
+        assert_eq!(b.len(), 1, "sequence 5 is takeable: 4 is known executed");
+        // A stale sequence below what execution reported is refused.
+        let old = tx(&a, 4, 10);
+        let bytes = old.tx.to_bytes();
+        assert!(matches!(
+            m.insert(old, bytes, 4),
+            Err(MempoolError::SequenceUsed { .. })
+        ));
+    }
+
+    #[test]
+    fn remembered_state_is_bounded() {
+        let mut m = Mempool::new();
+        for i in 0..(STATE_SEEN_MAX + 10) as u64 {
+            let mut addr = [0u8; 32];
+            addr[..8].copy_from_slice(&i.to_le_bytes());
+            m.advance(&Address(addr), 1);
+        }
+        assert_eq!(m.state_seen.len(), STATE_SEEN_MAX);
+        assert_eq!(m.state_seen_order.len(), STATE_SEEN_MAX);
     }
 
     #[test]

@@ -6,8 +6,15 @@
 //! per-account sequence number protects against replay. Every signature
 //! covers the same domain-separated signing hash ([`TxBody::signing_hash`]),
 //! which is also the transaction id.
+//!
+//! What a transaction *does* is a call to one ledger module: `module` names
+//! it ([`crate::calls::ModuleId`]) and `call` holds the module's own
+//! encoding of the call (the built-in modules' formats are in
+//! [`crate::calls`]). The envelope knows nothing about the call beyond its
+//! length; the module decodes and checks it. A free-form `memo` (bounded)
+//! carries references for the payer's back office.
 
-use crate::fees;
+use crate::calls::{EncodedCall, ModuleId};
 use crate::receipt::Reason;
 use plume_crypto::ed25519::{self, Address, BatchItem};
 use plume_crypto::{hash_parts, Digest, Domain};
@@ -17,107 +24,17 @@ use rkyv::rancor;
 pub const TX_BYTES_MAX: usize = 32 * 1024;
 /// Most signers of one transaction.
 pub const SIGNERS_MAX: usize = 16;
-/// Most legs of one settlement.
-pub const LEGS_MAX: usize = 32;
-/// Most payees of one batch payment.
-pub const PAYEES_MAX: usize = 256;
 /// Longest chain id.
 pub const CHAIN_ID_LEN_MAX: usize = 64;
-/// Longest asset symbol (ASCII upper-case letters and digits).
-pub const SYMBOL_LEN_MAX: usize = 12;
-/// Most decimals of an asset.
-pub const DECIMALS_MAX: u8 = 18;
+/// Longest memo in bytes.
+pub const MEMO_BYTES_MAX: usize = 1024;
+/// Longest module call encoding in bytes.
+pub const CALL_BYTES_MAX: usize = 24 * 1024;
 /// The native token's asset id (all zero; created assets get hash ids).
 pub const NATIVE_ASSET: [u8; 32] = [0; 32];
 
 /// Version tag hashed into the signing hash (changing the format changes it).
-const SIGNING_TAG: &[u8] = b"plume/tx/v1";
-
-/// What a transaction does.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub enum Payload {
-    /// Move `amount` of `asset` (NATIVE_ASSET for PLUME) from the payer to `to`.
-    Transfer {
-        /// Asset id.
-        asset: [u8; 32],
-        /// Recipient address.
-        to: [u8; 32],
-        /// Amount in the asset's smallest unit.
-        amount: u128,
-    },
-    /// Create an asset issued by the payer; the id is
-    /// [`asset_id`]`(payer, sequence)` and `initial_supply` goes to the payer.
-    CreateAsset {
-        /// Ticker, 1..=SYMBOL_LEN_MAX of `A-Z0-9`.
-        symbol: String,
-        /// Display decimals, at most DECIMALS_MAX.
-        decimals: u8,
-        /// Whether the issuer may mint and burn later.
-        policy: SupplyPolicy,
-        /// Supply created now (a fixed asset needs a positive one).
-        initial_supply: u128,
-    },
-    /// Issuer only: create `amount` of a mintable `asset` for `to`.
-    Mint {
-        /// Asset id.
-        asset: [u8; 32],
-        /// Recipient.
-        to: [u8; 32],
-        /// Amount.
-        amount: u128,
-    },
-    /// Issuer only: destroy `amount` of a mintable `asset` from its balance.
-    Burn {
-        /// Asset id.
-        asset: [u8; 32],
-        /// Amount.
-        amount: u128,
-    },
-    /// Atomic multi-leg settlement (DvP, PvP): every leg or none; each
-    /// debited account must be a signer.
-    Settle {
-        /// The legs, applied in order.
-        legs: Vec<Leg>,
-    },
-    /// One payer, many payees, one asset; all or none.
-    BatchPay {
-        /// Asset id.
-        asset: [u8; 32],
-        /// Payees.
-        payments: Vec<Payment>,
-    },
-}
-
-/// Supply rule of an asset.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SupplyPolicy {
-    /// The initial supply, forever.
-    Fixed,
-    /// The issuer mints and burns.
-    IssuerMintable,
-}
-
-/// One leg of a settlement.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Leg {
-    /// Asset id.
-    pub asset: [u8; 32],
-    /// Debited account (must sign).
-    pub from: [u8; 32],
-    /// Credited account.
-    pub to: [u8; 32],
-    /// Amount.
-    pub amount: u128,
-}
-
-/// One payee of a batch payment.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Payment {
-    /// Recipient.
-    pub to: [u8; 32],
-    /// Amount.
-    pub amount: u128,
-}
+const SIGNING_TAG: &[u8] = b"plume/tx/v2";
 
 /// The signed part of a transaction.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -136,8 +53,12 @@ pub struct TxBody {
     pub gas_limit: u64,
     /// Last block height at which the transaction may execute.
     pub expiry_height: u64,
-    /// What it does.
-    pub payload: Payload,
+    /// The ledger module called.
+    pub module: ModuleId,
+    /// The module's encoding of the call.
+    pub call: Vec<u8>,
+    /// Free-form reference (at most [`MEMO_BYTES_MAX`] bytes); not interpreted.
+    pub memo: Vec<u8>,
 }
 
 /// A body and one signature per signer, in signer order.
@@ -183,6 +104,24 @@ pub fn address_of_key(pk: &[u8; 32]) -> Address {
 }
 
 impl TxBody {
+    /// A body calling `call` with the other fields zero/empty (callers
+    /// then set chain id, signers, sequence and fees).
+    pub fn for_call(call: impl Into<EncodedCall>) -> TxBody {
+        let call = call.into();
+        TxBody {
+            chain_id: String::new(),
+            signers: Vec::new(),
+            sequence: 0,
+            max_fee_per_gas: 0,
+            priority_fee_per_gas: 0,
+            gas_limit: 0,
+            expiry_height: 0,
+            module: call.module,
+            call: call.bytes,
+            memo: Vec::new(),
+        }
+    }
+
     /// The rkyv bytes of the body.
     pub fn to_bytes(&self) -> Vec<u8> {
         rkyv::to_bytes::<rancor::Error>(self)
@@ -195,7 +134,9 @@ impl TxBody {
         hash_parts(Domain::Tx, &[SIGNING_TAG, &self.to_bytes()])
     }
 
-    /// Stateless well-formedness: counts, sizes, non-zero amounts, symbol.
+    /// Stateless well-formedness of the envelope: chain id, signer count and
+    /// distinctness, call and memo lengths. (The call's own rules are its
+    /// module's.)
     pub fn check_limits(&self) -> Result<(), Reason> {
         if self.chain_id.is_empty() || self.chain_id.len() > CHAIN_ID_LEN_MAX {
             return Err(Reason::WrongChain);
@@ -208,58 +149,13 @@ impl TxBody {
                 return Err(Reason::DuplicateSigner);
             }
         }
-        match &self.payload {
-            Payload::Transfer { amount, .. }
-            | Payload::Mint { amount, .. }
-            | Payload::Burn { amount, .. } => {
-                if *amount == 0 {
-                    return Err(Reason::ZeroAmount);
-                }
-            }
-            Payload::CreateAsset {
-                symbol,
-                decimals,
-                policy,
-                initial_supply,
-            } => {
-                if symbol.is_empty()
-                    || symbol.len() > SYMBOL_LEN_MAX
-                    || !symbol
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                {
-                    return Err(Reason::BadSymbol);
-                }
-                if *decimals > DECIMALS_MAX {
-                    return Err(Reason::BadDecimals);
-                }
-                if *policy == SupplyPolicy::Fixed && *initial_supply == 0 {
-                    return Err(Reason::ZeroAmount);
-                }
-            }
-            Payload::Settle { legs } => {
-                if legs.is_empty() || legs.len() > LEGS_MAX {
-                    return Err(Reason::LegCount);
-                }
-                if legs.iter().any(|l| l.amount == 0) {
-                    return Err(Reason::ZeroAmount);
-                }
-            }
-            Payload::BatchPay { payments, .. } => {
-                if payments.is_empty() || payments.len() > PAYEES_MAX {
-                    return Err(Reason::PayeeCount);
-                }
-                if payments.iter().any(|p| p.amount == 0) {
-                    return Err(Reason::ZeroAmount);
-                }
-            }
+        if self.call.len() > CALL_BYTES_MAX {
+            return Err(Reason::MalformedCall);
+        }
+        if self.memo.len() > MEMO_BYTES_MAX {
+            return Err(Reason::MemoTooLong);
         }
         Ok(())
-    }
-
-    /// Gas the transaction uses if it runs (it does not depend on state).
-    pub fn intrinsic_gas(&self) -> u64 {
-        fees::intrinsic_gas(self)
     }
 }
 
@@ -320,8 +216,8 @@ impl Transaction {
     }
 }
 
-/// A transaction with what execution derives from it computed once (on the
-/// signature-verification core): its hash and its signers' addresses.
+/// A transaction with what every stage derives from it computed once (on
+/// the signature-verification core): its hash and its signers' addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedTx {
     /// The transaction.
@@ -349,52 +245,18 @@ impl PreparedTx {
         self.signer_addresses.first()
     }
 
-    /// Whether `account` signed.
-    /// (Compared by account key: see [`crate::state::account_key`].)
+    /// Whether `account` signed. Addresses are compared with the top bit
+    /// of their first byte cleared: the ledger keeps an account's record
+    /// under that key, so two addresses that differ only there are one
+    /// account (see the execution crate's state layout).
     pub fn signed_by(&self, account: &[u8; 32]) -> bool {
-        let k = crate::state::account_key(account);
-        self.signer_addresses
-            .iter()
-            .any(|a| crate::state::account_key(&a.0) == k)
-    }
-
-    /// Every debited account signed (settlement legs; other payloads debit
-    /// only the payer). Stateless: the mempool and the pre-pass check it.
-    pub fn check_authorized(&self) -> Result<(), Reason> {
-        if let Payload::Settle { legs } = &self.tx.body.payload {
-            if legs.iter().any(|l| !self.signed_by(&l.from)) {
-                return Err(Reason::Unauthorized);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every state resource (account key, see
-    /// [`crate::state::account_key`], or asset id) the transaction may read
-    /// or write, appended to `out`. An asset id equal to an account key only
-    /// adds a needless conflict, never a missed one. Fee recipients (treasury, fee
-    /// pool, proposer) are credited at the end of the block and are not
-    /// resources of any transaction.
-    pub fn touched(&self, out: &mut Vec<[u8; 32]>) {
-        use crate::state::account_key as acct;
-        let Some(payer) = self.payer() else { return };
-        out.push(acct(&payer.0));
-        match &self.tx.body.payload {
-            Payload::Transfer { to, .. } => out.push(acct(to)),
-            Payload::CreateAsset { .. } => out.push(asset_id(&payer.0, self.tx.body.sequence)),
-            Payload::Mint { asset, to, .. } => {
-                out.push(*asset);
-                out.push(acct(to));
-            }
-            Payload::Burn { asset, .. } => out.push(*asset),
-            Payload::Settle { legs } => {
-                for l in legs {
-                    out.push(acct(&l.from));
-                    out.push(acct(&l.to));
-                }
-            }
-            Payload::BatchPay { payments, .. } => out.extend(payments.iter().map(|p| acct(&p.to))),
-        }
+        let k = |a: &[u8; 32]| {
+            let mut k = *a;
+            k[0] &= 0x7f;
+            k
+        };
+        let want = k(account);
+        self.signer_addresses.iter().any(|a| k(&a.0) == want)
     }
 }
 

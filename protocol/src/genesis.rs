@@ -5,14 +5,66 @@
 //! Parsing is strict (unknown fields are errors) and validation names the
 //! field at fault, e.g. `validators[2].proof_of_possession`.
 
-use crate::keys::ValidatorInfo;
-use anyhow::{bail, Context, Result};
 use plume_crypto::ed25519::Address;
 use plume_crypto::qc::{Validator, ValidatorSet, VALIDATORS_MAX};
 use plume_crypto::{bls, ed25519};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::Path;
+
+/// A genesis document (or one of its parts) that breaks a rule; the
+/// message names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GenesisError(pub String);
+
+type Result<T, E = GenesisError> = std::result::Result<T, E>;
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(GenesisError(format!($($t)*)))
+    };
+}
+
+/// Context for errors of other types (the message, then the cause).
+trait Ctx<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| GenesisError(format!("{}: {e}", what())))
+    }
+}
+
+impl<T> Ctx<T> for Option<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| GenesisError(what()))
+    }
+}
+
+/// The public description of a validator, as `validator.json` and as an
+/// entry of genesis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorInfo {
+    /// Human name.
+    pub moniker: String,
+    /// BLS public key (hex, 48 bytes).
+    pub consensus_key: String,
+    /// BLS proof of possession of `consensus_key` (hex, 96 bytes).
+    pub proof_of_possession: String,
+    /// Ed25519 network identity (hex, 32 bytes).
+    pub network_key: String,
+    /// Where peers reach this validator (`host:port`).
+    pub address: String,
+    /// Voting power.
+    #[serde(default = "default_power")]
+    pub power: u64,
+}
+
+fn default_power() -> u64 {
+    1
+}
 
 /// Most initial allocations accepted.
 pub const ALLOCS_MAX: usize = 100_000;
@@ -93,20 +145,12 @@ impl Default for Params {
 }
 
 impl Genesis {
-    /// Parse and validate JSON, with errors naming `origin`.
-    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self> {
-        let g: Genesis = serde_json::from_slice(bytes)
-            .with_context(|| format!("{}: invalid genesis", origin.display()))?;
-        g.validate()
-            .with_context(|| format!("{}: invalid genesis", origin.display()))?;
+    /// Parse and validate JSON, with errors naming `origin` (the file).
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
+        let g: Genesis =
+            serde_json::from_slice(bytes).ctx(|| format!("{origin}: invalid genesis"))?;
+        g.validate().ctx(|| format!("{origin}: invalid genesis"))?;
         Ok(g)
-    }
-
-    /// Read and validate a genesis file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        Self::parse(&bytes, path)
     }
 
     /// Check every rule; the error names the field.
@@ -135,21 +179,19 @@ impl Genesis {
         let mut addresses = BTreeSet::new();
         for (i, v) in self.validators.iter().enumerate() {
             let f = |name: &str| format!("validators[{i}].{name}");
-            let key =
-                bls::PublicKey::from_hex(&v.consensus_key).with_context(|| f("consensus_key"))?;
+            let key = bls::PublicKey::from_hex(&v.consensus_key).ctx(|| f("consensus_key"))?;
             let pop = bls::Signature::from_hex(&v.proof_of_possession)
-                .with_context(|| f("proof_of_possession"))?;
-            key.verify_possession(&pop).with_context(|| {
+                .ctx(|| f("proof_of_possession"))?;
+            key.verify_possession(&pop).ctx(|| {
                 format!(
                     "{}: does not prove possession of consensus_key",
                     f("proof_of_possession")
                 )
             })?;
-            let nk =
-                ed25519::PublicKey::from_hex(&v.network_key).with_context(|| f("network_key"))?;
+            let nk = ed25519::PublicKey::from_hex(&v.network_key).ctx(|| f("network_key"))?;
             v.address
                 .parse::<std::net::SocketAddr>()
-                .with_context(|| format!("{}: {:?} is not host:port", f("address"), v.address))?;
+                .ctx(|| format!("{}: {:?} is not host:port", f("address"), v.address))?;
             if v.power == 0 {
                 bail!("{}: must be at least 1", f("power"));
             }
@@ -185,20 +227,20 @@ impl Genesis {
         let mut seen = BTreeSet::new();
         let mut supply: u128 = 0;
         for (i, a) in self.alloc.iter().enumerate() {
-            let addr =
-                Address::from_hex(&a.address).with_context(|| format!("alloc[{i}].address"))?;
+            let addr = Address::from_hex(&a.address).ctx(|| format!("alloc[{i}].address"))?;
             if !seen.insert(addr) {
                 bail!("alloc[{i}].address: duplicate address {}", a.address);
             }
-            let amount: u128 = a.amount.parse().with_context(|| {
-                format!("alloc[{i}].amount: {:?} is not a decimal u128", a.amount)
-            })?;
+            let amount: u128 = a
+                .amount
+                .parse()
+                .ctx(|| format!("alloc[{i}].amount: {:?} is not a decimal u128", a.amount))?;
             if amount == 0 {
                 bail!("alloc[{i}].amount: must be positive");
             }
             supply = supply
                 .checked_add(amount)
-                .with_context(|| format!("alloc[{i}].amount: total supply overflows u128"))?;
+                .ctx(|| format!("alloc[{i}].amount: total supply overflows u128"))?;
         }
         let p = &self.params;
         if p.block_txs_max == 0 {
@@ -219,7 +261,7 @@ impl Genesis {
         if p.fee_treasury_percent > 100 {
             bail!("params.fee_treasury_percent: at most 100");
         }
-        Address::from_hex(&p.treasury).context("params.treasury")?;
+        Address::from_hex(&p.treasury).ctx(|| "params.treasury".into())?;
         if p.epoch_blocks == 0 {
             bail!("params.epoch_blocks: must be at least 1");
         }
@@ -234,14 +276,16 @@ impl Genesis {
         let vals = self
             .validators
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 Ok(Validator {
-                    key: bls::PublicKey::from_hex(&v.consensus_key)?,
+                    key: bls::PublicKey::from_hex(&v.consensus_key)
+                        .ctx(|| format!("validators[{i}].consensus_key"))?,
                     power: v.power,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ValidatorSet::new_pop_checked(vals)?)
+        ValidatorSet::new_pop_checked(vals).ctx(|| "validators".into())
     }
 
     /// Total initial supply.
@@ -257,11 +301,11 @@ impl Genesis {
 pub fn parse_alloc(s: &str) -> Result<Alloc> {
     let (addr, amount) = s
         .split_once('=')
-        .with_context(|| format!("--alloc {s:?}: expected ADDRESS=AMOUNT"))?;
-    Address::from_hex(addr).with_context(|| format!("--alloc {s:?}: bad address"))?;
+        .ctx(|| format!("--alloc {s:?}: expected ADDRESS=AMOUNT"))?;
+    Address::from_hex(addr).ctx(|| format!("--alloc {s:?}: bad address"))?;
     amount
         .parse::<u128>()
-        .with_context(|| format!("--alloc {s:?}: amount is not a decimal u128"))?;
+        .ctx(|| format!("--alloc {s:?}: amount is not a decimal u128"))?;
     Ok(Alloc {
         address: addr.trim_start_matches("0x").to_lowercase(),
         amount: amount.to_string(),

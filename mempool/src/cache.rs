@@ -1,0 +1,260 @@
+//! The batches a validator holds, bounded by count and bytes.
+
+use plume_crypto::ed25519::Address;
+use plume_crypto::Digest;
+use plume_protocol::PreparedTx;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// A batch whose signatures were checked (deterministically: every
+/// validator reaches the same `valid` flags for the same bytes).
+#[derive(Debug)]
+pub struct VerifiedBatch {
+    /// Batch digest (Merkle root over the transaction ids).
+    pub digest: Digest,
+    /// Decoded transactions (`None`: did not decode).
+    pub txs: Vec<Option<PreparedTx>>,
+    /// The encodings as received.
+    pub raw: Vec<Vec<u8>>,
+    /// Signature check result per transaction.
+    pub valid: Vec<bool>,
+}
+
+/// Approximate heap bytes of a held batch: the encodings, the decoded
+/// transactions (about as large again) and fixed per-transaction overheads.
+pub fn batch_bytes(b: &VerifiedBatch) -> usize {
+    let per_tx = std::mem::size_of::<Option<PreparedTx>>()
+        + std::mem::size_of::<Vec<u8>>()
+        + std::mem::size_of::<bool>()
+        + std::mem::size_of::<Address>();
+    std::mem::size_of::<VerifiedBatch>() + b.raw.iter().map(|r| 2 * r.len() + per_tx).sum::<usize>()
+}
+
+/// The core's batches by digest, bounded by count and approximate bytes.
+///
+/// Eviction is oldest first and skips *pinned* batches (the caller says
+/// which: those still pending or needed by a finalized block not yet
+/// executed). Pinned batches are kept even over the bounds; the caller
+/// stops producing new ones while [`BatchCache::over_bounds`].
+#[derive(Debug)]
+pub struct BatchCache {
+    map: HashMap<Digest, Arc<VerifiedBatch>>,
+    order: VecDeque<Digest>,
+    bytes: usize,
+    count_max: usize,
+    bytes_max: usize,
+}
+
+impl BatchCache {
+    /// An empty cache with these bounds.
+    pub fn new(count_max: usize, bytes_max: usize) -> Self {
+        BatchCache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            count_max,
+            bytes_max,
+        }
+    }
+
+    /// The batch with this digest.
+    pub fn get(&self, d: &Digest) -> Option<&Arc<VerifiedBatch>> {
+        self.map.get(d)
+    }
+
+    /// Whether this digest is held.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.map.contains_key(d)
+    }
+
+    /// Batches held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Approximate bytes held ([`batch_bytes`] summed).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// True when over either bound (after [`BatchCache::trim`]: by pinned
+    /// batches alone). A cache trimmed to exactly its bounds is not over.
+    pub fn over_bounds(&self) -> bool {
+        self.map.len() > self.count_max || self.bytes > self.bytes_max
+    }
+
+    /// Hold `b` (false: already held). The caller then calls
+    /// [`BatchCache::trim`].
+    pub fn insert(&mut self, b: Arc<VerifiedBatch>) -> bool {
+        if self.map.contains_key(&b.digest) {
+            return false;
+        }
+        self.bytes += batch_bytes(&b);
+        self.order.push_back(b.digest);
+        self.map.insert(b.digest, b);
+        true
+    }
+
+    /// Evict the oldest unpinned batches while over a bound. Returns how
+    /// many were evicted; afterwards [`BatchCache::over_bounds`] means the
+    /// pinned batches alone reach a bound.
+    pub fn trim(&mut self, pinned: impl Fn(&Digest) -> bool) -> usize {
+        let mut evicted = 0;
+        // Each held digest is looked at most once: pinned ones go to the
+        // back, so a cache of only pinned batches ends the loop.
+        let mut budget = self.order.len();
+        while (self.map.len() > self.count_max || self.bytes > self.bytes_max) && budget > 0 {
+            budget -= 1;
+            let Some(d) = self.order.pop_front() else {
+                break;
+            };
+            if pinned(&d) {
+                self.order.push_back(d);
+                continue;
+            }
+            if let Some(old) = self.map.remove(&d) {
+                self.bytes -= batch_bytes(&old);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+}
+
+/// A bounded set of recent digests (oldest forgotten first).
+#[derive(Debug, Default)]
+pub struct RecentDigests {
+    set: HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl RecentDigests {
+    /// Remember `d`, forgetting the oldest beyond `max`.
+    pub fn insert(&mut self, d: Digest, max: usize) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+            while self.order.len() > max {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether `d` is remembered.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.set.contains(d)
+    }
+
+    /// Digests remembered.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(i: u32, txs: usize, tx_len: usize) -> Arc<VerifiedBatch> {
+        Arc::new(VerifiedBatch {
+            digest: plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
+            txs: (0..txs).map(|_| None).collect(),
+            raw: vec![vec![0u8; tx_len]; txs],
+            valid: vec![false; txs],
+        })
+    }
+
+    #[test]
+    fn batch_cache_evicts_oldest_by_bytes() {
+        let one = batch_bytes(&batch(0, 10, 1000));
+        let mut c = BatchCache::new(1000, 3 * one);
+        let all: Vec<_> = (0..5).map(|i| batch(i, 10, 1000)).collect();
+        for b in &all {
+            c.insert(b.clone());
+            c.trim(|_| false);
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.bytes(), 3 * one);
+        assert!(!c.contains(&all[0].digest) && !c.contains(&all[1].digest));
+        assert!(all[2..].iter().all(|b| c.contains(&b.digest)));
+        // Inserting a held batch again changes nothing.
+        assert!(!c.insert(all[4].clone()));
+        assert_eq!(c.trim(|_| false), 0);
+        assert_eq!(c.bytes(), 3 * one);
+    }
+
+    #[test]
+    fn batch_cache_evicts_by_count() {
+        let mut c = BatchCache::new(2, usize::MAX);
+        let all: Vec<_> = (0..4).map(|i| batch(i, 1, 10)).collect();
+        let evicted: usize = all
+            .iter()
+            .map(|b| {
+                c.insert(b.clone());
+                c.trim(|_| false)
+            })
+            .sum();
+        assert_eq!(evicted, 2);
+        assert_eq!(c.len(), 2);
+        assert!(c.contains(&all[3].digest) && c.contains(&all[2].digest));
+        // Full of finalized batches is not "over": batching goes on.
+        assert!(!c.over_bounds());
+    }
+
+    #[test]
+    fn batch_cache_never_evicts_a_pinned_batch() {
+        let one = batch_bytes(&batch(0, 10, 1000));
+        let mut c = BatchCache::new(1000, 2 * one);
+        let all: Vec<_> = (0..6).map(|i| batch(i, 10, 1000)).collect();
+        // The two oldest are pending.
+        let pinned: HashSet<Digest> = all[..2].iter().map(|b| b.digest).collect();
+        for b in &all {
+            c.insert(b.clone());
+            c.trim(|d| pinned.contains(d));
+        }
+        assert!(all[..2].iter().all(|b| c.contains(&b.digest)));
+        assert!(all[2..].iter().filter(|b| c.contains(&b.digest)).count() <= 1);
+        assert!(c.bytes() <= 3 * one);
+        // Only pinned batches over the bound: nothing is evicted, and the
+        // cache reports it is full (the core then stops batching).
+        let mut c = BatchCache::new(1000, one);
+        let everything: HashSet<Digest> = all.iter().map(|b| b.digest).collect();
+        for b in &all {
+            assert!(c.insert(b.clone()));
+            assert_eq!(c.trim(|d| everything.contains(d)), 0);
+        }
+        assert_eq!(c.len(), all.len());
+        assert!(c.over_bounds());
+        // Once they are finalized (unpinned), the next insert trims back.
+        c.insert(batch(99, 10, 1000));
+        assert_eq!(c.trim(|_| false), all.len());
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.bytes(), one);
+        assert!(!c.over_bounds());
+    }
+
+    #[test]
+    fn recent_digests_are_bounded() {
+        let mut r = RecentDigests::default();
+        for i in 0..10u32 {
+            r.insert(
+                plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
+                4,
+            );
+        }
+        assert_eq!(r.len(), 4);
+        let d = |i: u32| plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes());
+        assert!(r.contains(&d(9)) && r.contains(&d(6)) && !r.contains(&d(5)));
+    }
+}

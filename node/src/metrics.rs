@@ -1,0 +1,508 @@
+//! The node's metrics, exported at `/metrics` through `prometheus-client`
+//! (OpenMetrics text). Every role updates its own counters and gauges
+//! (atomics, no locks); the API thread encodes them on a scrape.
+//!
+//! Names are stable (dashboards depend on them): counters are registered
+//! without their `_total` suffix, which the encoder appends; gauges and the
+//! finality histogram keep their names; the peer-network and datagram
+//! counters of `plume-netstack` are exported as `plume_net_*` and
+//! `plume_dgram_*` by a collector that reads their snapshots on a scrape.
+
+use plume_mempool::Sizes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+/// A counter of events.
+pub type Count = Counter<u64, AtomicU64>;
+/// A gauge of a size or a level.
+pub type Level = Gauge<u64, AtomicU64>;
+
+/// Finality-latency histogram buckets, in seconds.
+pub const FINALITY_BUCKETS_S: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The label of `plume_role_busy_seconds_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// `core`, `sigverify` or `exec`.
+    pub role: &'static str,
+}
+
+/// Sizes of every long-lived collection of the core, exec and API paths
+/// (`plume_mem_*`). Byte figures are approximate: payload bytes plus fixed
+/// per-entry overheads, or a hash table's allocated capacity times its slot
+/// size.
+#[derive(Default, Debug)]
+pub struct MemGauges {
+    /// Batch cache entries.
+    pub batches: Level,
+    /// Batch cache approximate bytes.
+    pub batches_bytes: Level,
+    /// Own batches not yet finalized.
+    pub own_pending: Level,
+    /// Peers' batches not yet finalized.
+    pub peer_pending: Level,
+    /// Recently finalized batch digests remembered by the core.
+    pub finalized_recent: Level,
+    /// Own batches waiting to be offered to the engine.
+    pub ready: Level,
+    /// Batches offered to the engine, not yet proposed.
+    pub fed: Level,
+    /// Finalized blocks waiting for their batches.
+    pub finalized_waiting: Level,
+    /// Missing batches requested from peers.
+    pub requested: Level,
+    /// Armed timers.
+    pub timers: Level,
+    /// Mempool transactions.
+    pub mempool_txs: Level,
+    /// Mempool bytes (encoded transactions).
+    pub mempool_bytes: Level,
+    /// Mempool sender cursors.
+    pub mempool_senders: Level,
+    /// Mempool ids remembered for duplicate detection.
+    pub mempool_recent_ids: Level,
+    /// Items queued for the core.
+    pub core_queue: Level,
+    /// Finalized blocks queued for execution.
+    pub exec_queue: Level,
+    /// Executed batch digests remembered by exec (re-proposal skip).
+    pub executed_batches: Level,
+    /// Bytes allocated by exec's executed-batch set (capacity).
+    pub executed_set_bytes: Level,
+    /// Submission times held for finality latency.
+    pub submitted: Level,
+    /// Bytes allocated by the submission-time table (capacity).
+    pub submitted_bytes: Level,
+    /// Subscriptions.
+    pub subscribers: Level,
+    /// Items queued for signature verification.
+    pub sig_queue: Level,
+    /// Resident anonymous memory (heap).
+    pub rss_anon_bytes: Level,
+    /// Resident file-backed memory (mostly the LMDB map: page cache).
+    pub rss_file_bytes: Level,
+}
+
+impl MemGauges {
+    /// Publish the batcher's sizes.
+    pub fn set_batcher(&self, s: &Sizes) {
+        let set = |g: &Level, v: usize| {
+            g.set(v as u64);
+        };
+        set(&self.batches, s.batches);
+        set(&self.batches_bytes, s.batches_bytes);
+        set(&self.own_pending, s.own_pending);
+        set(&self.peer_pending, s.peer_pending);
+        set(&self.finalized_recent, s.finalized_recent);
+        set(&self.ready, s.ready);
+        set(&self.fed, s.fed);
+        set(&self.finalized_waiting, s.finalized_waiting);
+        set(&self.requested, s.requested);
+        set(&self.mempool_txs, s.pool_txs);
+        set(&self.mempool_bytes, s.pool_bytes);
+        set(&self.mempool_senders, s.pool_senders);
+        set(&self.mempool_recent_ids, s.pool_recent_ids);
+    }
+
+    fn register(&self, r: &mut Registry) {
+        for (name, help, g) in [
+            ("batches", "Batches held by the core.", &self.batches),
+            (
+                "batches_bytes",
+                "Approximate bytes of the batches held.",
+                &self.batches_bytes,
+            ),
+            (
+                "own_pending",
+                "Own batches not yet finalized.",
+                &self.own_pending,
+            ),
+            (
+                "peer_pending",
+                "Peers' batches not yet finalized.",
+                &self.peer_pending,
+            ),
+            (
+                "finalized_recent",
+                "Finalized batch digests remembered by the core.",
+                &self.finalized_recent,
+            ),
+            (
+                "ready",
+                "Batches waiting to be offered to consensus.",
+                &self.ready,
+            ),
+            (
+                "fed",
+                "Batches offered to consensus, not yet proposed.",
+                &self.fed,
+            ),
+            (
+                "finalized_waiting",
+                "Finalized blocks waiting for batches.",
+                &self.finalized_waiting,
+            ),
+            (
+                "requested",
+                "Missing batches requested from peers.",
+                &self.requested,
+            ),
+            ("timers", "Armed consensus timers.", &self.timers),
+            ("mempool_txs", "Mempool transactions.", &self.mempool_txs),
+            (
+                "mempool_bytes",
+                "Mempool bytes of encoded transactions.",
+                &self.mempool_bytes,
+            ),
+            (
+                "mempool_senders",
+                "Mempool sender cursors.",
+                &self.mempool_senders,
+            ),
+            (
+                "mempool_recent_ids",
+                "Batched ids remembered for duplicate detection.",
+                &self.mempool_recent_ids,
+            ),
+            ("core_queue", "Items queued for the core.", &self.core_queue),
+            (
+                "exec_queue",
+                "Finalized blocks queued for execution.",
+                &self.exec_queue,
+            ),
+            (
+                "executed_batches",
+                "Executed batch digests remembered by exec.",
+                &self.executed_batches,
+            ),
+            (
+                "executed_set_bytes",
+                "Bytes allocated by exec's executed-batch set.",
+                &self.executed_set_bytes,
+            ),
+            (
+                "submitted",
+                "Submission times held for finality latency.",
+                &self.submitted,
+            ),
+            (
+                "submitted_bytes",
+                "Bytes allocated by the submission-time table (capacity).",
+                &self.submitted_bytes,
+            ),
+            ("subscribers", "Subscriptions.", &self.subscribers),
+            (
+                "sig_queue",
+                "Items queued for signature verification.",
+                &self.sig_queue,
+            ),
+            (
+                "rss_anon_bytes",
+                "Resident anonymous memory (heap).",
+                &self.rss_anon_bytes,
+            ),
+            (
+                "rss_file_bytes",
+                "Resident file-backed memory (mostly the LMDB map: page cache).",
+                &self.rss_file_bytes,
+            ),
+        ] {
+            r.register(format!("plume_mem_{name}"), help, g.clone());
+        }
+    }
+}
+
+/// Counters and gauges shared by every role.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// Transactions accepted into the mempool.
+    pub txs_admitted: Count,
+    /// Submissions rejected (any reason).
+    pub txs_rejected: Count,
+    /// Transactions executed in finalized blocks.
+    pub txs_finalized: Count,
+    /// Blocks finalized and committed.
+    pub blocks_finalized: Count,
+    /// Signature batches verified.
+    pub sig_batches: Count,
+    /// Signatures verified.
+    pub sigs_verified: Count,
+    /// Local timeouts (view changes).
+    pub view_changes: Count,
+    /// Malformed peer messages dropped.
+    pub malformed_msgs: Count,
+    /// Consensus messages rejected by the engine.
+    pub consensus_rejected: Count,
+    /// Transactions cut from over-full blocks.
+    pub txs_cut: Count,
+    /// Notifications dropped because a subscriber was slow.
+    pub notifications_dropped: Count,
+    /// Busy seconds per role.
+    pub busy: Family<RoleLabel, Counter<f64, AtomicU64>>,
+    /// Mempool depth.
+    pub mempool_depth: Level,
+    /// Connected peers.
+    pub peers: Level,
+    /// Consensus view.
+    pub view: Level,
+    /// Finalized height.
+    pub height: Level,
+    /// Finality latency (submission on this node to commit).
+    pub finality: Histogram,
+    /// Sizes of the long-lived collections (`plume_mem_*`).
+    pub mem: MemGauges,
+    /// The peer network's counters, once the core has started it.
+    pub net: Arc<OnceLock<Arc<plume_netstack::Metrics>>>,
+    /// The datagram transport's counters, when one runs.
+    pub dgram: Arc<OnceLock<Arc<plume_netstack::dgram::DgramMetrics>>>,
+    registry: Registry,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeMetrics {
+    /// Fresh metrics, registered.
+    pub fn new() -> Self {
+        let mut m = NodeMetrics {
+            txs_admitted: Count::default(),
+            txs_rejected: Count::default(),
+            txs_finalized: Count::default(),
+            blocks_finalized: Count::default(),
+            sig_batches: Count::default(),
+            sigs_verified: Count::default(),
+            view_changes: Count::default(),
+            malformed_msgs: Count::default(),
+            consensus_rejected: Count::default(),
+            txs_cut: Count::default(),
+            notifications_dropped: Count::default(),
+            busy: Family::default(),
+            mempool_depth: Level::default(),
+            peers: Level::default(),
+            view: Level::default(),
+            height: Level::default(),
+            finality: Histogram::new(FINALITY_BUCKETS_S),
+            mem: MemGauges::default(),
+            net: Arc::new(OnceLock::new()),
+            dgram: Arc::new(OnceLock::new()),
+            registry: Registry::default(),
+        };
+        let mut r = Registry::default();
+        for (name, help, c) in [
+            (
+                "plume_txs_admitted",
+                "Transactions admitted to the mempool.",
+                &m.txs_admitted,
+            ),
+            (
+                "plume_txs_rejected",
+                "Transactions rejected at submission.",
+                &m.txs_rejected,
+            ),
+            (
+                "plume_txs_finalized",
+                "Transactions executed in finalized blocks.",
+                &m.txs_finalized,
+            ),
+            (
+                "plume_blocks_finalized",
+                "Blocks finalized and committed.",
+                &m.blocks_finalized,
+            ),
+            (
+                "plume_sig_batches",
+                "Signature verification batches.",
+                &m.sig_batches,
+            ),
+            (
+                "plume_sigs_verified",
+                "Signatures verified.",
+                &m.sigs_verified,
+            ),
+            (
+                "plume_view_changes",
+                "Local view timeouts.",
+                &m.view_changes,
+            ),
+            (
+                "plume_malformed_messages",
+                "Malformed peer messages dropped.",
+                &m.malformed_msgs,
+            ),
+            (
+                "plume_consensus_rejected",
+                "Consensus messages the engine rejected.",
+                &m.consensus_rejected,
+            ),
+            (
+                "plume_txs_cut",
+                "Transactions cut from blocks over block_txs_max.",
+                &m.txs_cut,
+            ),
+            (
+                "plume_notifications_dropped",
+                "Subscription notifications dropped.",
+                &m.notifications_dropped,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "plume_role_busy_seconds",
+            "Seconds each role spent working.",
+            m.busy.clone(),
+        );
+        for (name, help, g) in [
+            (
+                "plume_mempool_depth",
+                "Mempool transactions.",
+                &m.mempool_depth,
+            ),
+            ("plume_peers", "Connected peers.", &m.peers),
+            ("plume_view", "Current consensus view.", &m.view),
+            (
+                "plume_finalized_height",
+                "Height of the last committed block.",
+                &m.height,
+            ),
+        ] {
+            r.register(name, help, g.clone());
+        }
+        r.register(
+            "plume_finality_latency_seconds",
+            "Submission on this node to the commit of its block.",
+            m.finality.clone(),
+        );
+        m.mem.register(&mut r);
+        r.register_collector(Box::new(NetCollector {
+            net: m.net.clone(),
+            dgram: m.dgram.clone(),
+        }));
+        m.registry = r;
+        m
+    }
+
+    /// Add `us` microseconds to `role`'s busy time.
+    pub fn add_busy(&self, role: &'static str, us: u64) {
+        self.busy
+            .get_or_create(&RoleLabel { role })
+            .inc_by(us as f64 / 1e6);
+    }
+
+    /// Record one finality latency.
+    pub fn observe_finality_ms(&self, ms: u64) {
+        self.finality.observe(ms as f64 / 1000.0);
+    }
+
+    /// The OpenMetrics text of everything registered.
+    pub fn encode(&self) -> String {
+        if let Some((anon, file)) = proc_self_rss() {
+            self.mem.rss_anon_bytes.set(anon);
+            self.mem.rss_file_bytes.set(file);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding into a String cannot fail");
+        out
+    }
+}
+
+/// Encodes the netstack's counter snapshots under their own names.
+#[derive(Debug)]
+struct NetCollector {
+    net: Arc<OnceLock<Arc<plume_netstack::Metrics>>>,
+    dgram: Arc<OnceLock<Arc<plume_netstack::dgram::DgramMetrics>>>,
+}
+
+impl NetCollector {
+    fn one(
+        encoder: &mut DescriptorEncoder,
+        prefix: &str,
+        name: &str,
+        help: &str,
+        v: u64,
+    ) -> Result<(), std::fmt::Error> {
+        // "unknown" keeps the sample name as it is (a counter would get a
+        // `_total` suffix the dashboards do not expect).
+        let full = format!("{prefix}_{name}");
+        let m = encoder.encode_descriptor(&full, help, None, MetricType::Unknown)?;
+        ConstGauge::new(v as i64).encode(m)
+    }
+}
+
+impl Collector for NetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(nm) = self.net.get() {
+            for (name, help, v) in nm.snapshot().described() {
+                Self::one(&mut encoder, "plume_net", name, help, v)?;
+            }
+        }
+        if let Some(dm) = self.dgram.get() {
+            for (name, help, v) in dm.snapshot().described() {
+                Self::one(&mut encoder, "plume_dgram", name, help, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a hash table with this capacity allocates for `(K, V)` slots
+/// (one control byte per slot; approximate).
+pub fn table_bytes<K, V>(capacity: usize) -> u64 {
+    (capacity * (std::mem::size_of::<K>() + std::mem::size_of::<V>() + 1)) as u64
+}
+
+/// (RssAnon, RssFile) of this process in bytes, from `/proc/self/status`.
+pub fn proc_self_rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_what_dashboards_expect() {
+        let m = NodeMetrics::new();
+        m.txs_rejected.inc_by(3);
+        m.mem.batches_bytes.set(1234);
+        m.add_busy("core", 1_500_000);
+        m.observe_finality_ms(30);
+        m.height.set(7);
+        let text = m.encode();
+        for want in [
+            "plume_txs_rejected_total 3\n",
+            "plume_sigs_verified_total 0\n",
+            "plume_mem_batches_bytes 1234\n",
+            "plume_role_busy_seconds_total{role=\"core\"} 1.5\n",
+            "plume_finality_latency_seconds_bucket{le=\"0.05\"} 1\n",
+            "plume_finality_latency_seconds_bucket{le=\"0.025\"} 0\n",
+            "plume_finality_latency_seconds_count 1\n",
+            "plume_finalized_height 7\n",
+            "# TYPE plume_mem_rss_anon_bytes gauge\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let rss = proc_self_rss().expect("linux /proc");
+        assert!(rss.0 > 0);
+    }
+}

@@ -1,0 +1,395 @@
+//! The API role's method table: what each JSON-RPC method does on a
+//! running validator ([`crate::http`] is the server that calls it).
+//!
+//! Submissions are prechecked against the latest committed state (format,
+//! chain id, module call, sequence window, fees), then queued for the
+//! signature role with `try_send` (a full queue is "mempool full", retry
+//! later); the call waits for the admission outcome. Reads open an LMDB
+//! read transaction per call.
+
+use super::channels::SigIn;
+use super::shared::Shared;
+use crate::http::{codes, ApiError, NodeApi, Topic, WS_CONNECTIONS_MAX, WS_SUBSCRIPTIONS_MAX};
+use crate::metrics::table_bytes;
+use crate::views::receipt_json;
+use plume_consensus::{Block, BlsScheme};
+use plume_crypto::ed25519::Address;
+use plume_crypto::Digest;
+use plume_protocol::{codec, proof, PreparedTx, Receipt, Transaction};
+use plume_storage::{LmdbKv, Store};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most submission times remembered for the finality-latency histogram.
+pub const SUBMITTED_MAX: usize = 262_144;
+/// Submission times older than this are forgotten (the transaction was
+/// dropped, or finalized before its submission was recorded).
+pub const SUBMITTED_TTL: Duration = Duration::from_secs(120);
+/// Notifications buffered per subscriber before drops.
+pub const SUBSCRIBER_QUEUE: usize = 4096;
+/// How long a submission waits for its admission outcome.
+pub const SUBMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// The API's view of a running node.
+pub struct ApiNode {
+    /// Shared with the other roles.
+    pub shared: Arc<Shared>,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(codes::INTERNAL, e.to_string())
+}
+
+fn param_str<'a>(params: &'a Value, i: usize, name: &str) -> ApiResult<&'a str> {
+    params
+        .get(i)
+        .or_else(|| params.get(name))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::new(
+                codes::INVALID_PARAMS,
+                format!("missing string parameter {name:?}"),
+            )
+        })
+}
+
+fn precheck_error(e: &plume_execution::PrecheckError, seq: u64, state_seq: u64) -> ApiError {
+    use plume_execution::Reason as R;
+    let code = match e {
+        plume_execution::PrecheckError::State(_) => codes::INTERNAL,
+        plume_execution::PrecheckError::Refused(r) => match *r {
+            R::WrongChain => codes::WRONG_CHAIN,
+            R::Expired => codes::EXPIRED,
+            R::BadSequence if seq < state_seq => codes::SEQUENCE_USED,
+            R::BadSequence => codes::SEQUENCE_TOO_FAR,
+            R::FeeCapBelowBaseFee | R::InsufficientFeeBalance => codes::FEE_TOO_LOW,
+            _ => codes::MALFORMED_TX,
+        },
+    };
+    ApiError::new(code, e.to_string())
+}
+
+impl ApiNode {
+    fn store(&self) -> ApiResult<Store<LmdbKv>> {
+        Store::open(self.shared.kv.clone()).map_err(|e| internal(format!("store: {e}")))
+    }
+
+    /// Check and hand over many transactions; replies in order.
+    fn submit_all(&self, hex_txs: &[ApiResult<&str>]) -> Vec<ApiResult<Digest>> {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return hex_txs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let waiting: Vec<ApiResult<flume::Receiver<ApiResult<Digest>>>> = hex_txs
+            .iter()
+            .map(|h| h.clone().and_then(|h| self.precheck_and_queue(&store, h)))
+            .collect();
+        drop(store);
+        let deadline = Instant::now() + SUBMIT_WAIT;
+        let out: Vec<ApiResult<Digest>> = waiting
+            .into_iter()
+            .map(|w| {
+                w.and_then(|rx| {
+                    rx.recv_deadline(deadline).map_err(|_| {
+                        ApiError::new(codes::UNAVAILABLE, "node did not answer in time")
+                    })?
+                })
+            })
+            .collect();
+        let now = Instant::now();
+        let mut sub = self.shared.submitted.lock().expect("not poisoned");
+        for h in out.iter().flatten() {
+            if sub.len() >= SUBMITTED_MAX {
+                // Entries that never saw finality here (dropped, or finalized
+                // before they were recorded) would otherwise stay forever.
+                sub.retain(|_, t| now.duration_since(*t) < SUBMITTED_TTL);
+            }
+            if sub.len() < SUBMITTED_MAX {
+                sub.insert(*h, now);
+            }
+        }
+        out
+    }
+
+    fn precheck_and_queue(
+        &self,
+        store: &Store<LmdbKv>,
+        hex_tx: &str,
+    ) -> ApiResult<flume::Receiver<ApiResult<Digest>>> {
+        let bytes = hex::decode(hex_tx.trim_start_matches("0x"))
+            .map_err(|_| ApiError::new(codes::MALFORMED_TX, "transaction is not hex"))?;
+        let max = plume_protocol::tx::TX_BYTES_MAX;
+        if bytes.len() > max {
+            return Err(ApiError::new(
+                codes::OVERSIZED,
+                format!("transaction is {} bytes, at most {max}", bytes.len()),
+            ));
+        }
+        // Stateful checks against the latest committed state, before the
+        // signature stage.
+        let tx = Transaction::from_bytes(&bytes)
+            .map_err(|e| ApiError::new(codes::MALFORMED_TX, e.to_string()))?;
+        if tx.body.chain_id != self.shared.chain_id {
+            return Err(ApiError::new(
+                codes::WRONG_CHAIN,
+                format!(
+                    "chain id {:?}, this network is {:?}",
+                    tx.body.chain_id, self.shared.chain_id
+                ),
+            ));
+        }
+        let ptx = PreparedTx::new(tx);
+        let payer = ptx.payer().copied().unwrap_or_default();
+        let state_seq = plume_execution::state::read_account(store, &payer)
+            .map_err(internal)?
+            .sequence;
+        if let Err(e) =
+            plume_execution::precheck(store, &self.shared.params, &self.shared.registry, &ptx)
+        {
+            return Err(precheck_error(&e, ptx.tx.body.sequence, state_seq));
+        }
+        let (rtx, rrx) = flume::bounded(1);
+        self.shared
+            .sig_tx
+            .try_send(SigIn::Submit {
+                bytes,
+                state_seq,
+                reply: rtx,
+            })
+            .map_err(|_| ApiError::new(codes::MEMPOOL_FULL, "signature queue full; retry later"))?;
+        Ok(rrx)
+    }
+
+    fn finality_proof(&self, store: &Store<LmdbKv>, height: u64, tx: &Digest) -> ApiResult<Value> {
+        let block_at = |h: u64| -> ApiResult<(Block<BlsScheme>, Vec<Vec<Digest>>)> {
+            let rec = store
+                .block(h)
+                .map_err(internal)?
+                .ok_or_else(|| internal(format!("block {h} missing")))?;
+            proof::decode_block_record(&rec.bytes).map_err(internal)
+        };
+        let (first, batches) = block_at(height)?;
+        let (batch_index, tx_index, batch_len, siblings) = proof::locate(&batches, tx)
+            .ok_or_else(|| internal("transaction not in its block's batches"))?;
+        let qc = store
+            .qc(height)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("commit proof of block {height} missing")))?;
+        let commit = codec::decode_commit_proof(&qc.bytes).map_err(internal)?;
+        let committed_height = commit.child.height.saturating_sub(1);
+        let mut chain = vec![hex::encode(codec::encode_block(&first))];
+        let mut h = height + 1;
+        while h <= committed_height && chain.len() < proof::PROOF_CHAIN_MAX {
+            chain.push(hex::encode(codec::encode_block(&block_at(h)?.0)));
+            h += 1;
+        }
+        let p = proof::FinalityProof {
+            tx: tx.to_hex(),
+            chain,
+            batch_index,
+            tx_index,
+            batch_len,
+            siblings: siblings.iter().map(|d| d.to_hex()).collect(),
+            commit_proof: hex::encode(&qc.bytes),
+        };
+        serde_json::to_value(p).map_err(internal)
+    }
+
+    fn status(&self) -> Value {
+        let (height, root) = *self.shared.state_root.lock().expect("not poisoned");
+        let m = &self.shared.metrics;
+        json!({
+            "chain_id": self.shared.chain_id,
+            "height": height,
+            "state_root": root.to_hex(),
+            "view": m.view.get(),
+            "validators": self.shared.committee_len,
+            "peers": m.peers.get(),
+            "mempool": m.mempool_depth.get(),
+            "txs_finalized": m.txs_finalized.get(),
+            "blocks_finalized": m.blocks_finalized.get(),
+            "view_changes": m.view_changes.get(),
+            "uptime_s": self.shared.started.elapsed().as_secs(),
+        })
+    }
+
+    fn get_block(&self, params: &Value) -> ApiResult<Value> {
+        let height = params
+            .get(0)
+            .or_else(|| params.get("height"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                ApiError::new(
+                    codes::INVALID_PARAMS,
+                    "missing integer parameter \"height\"",
+                )
+            })?;
+        let store = self.store()?;
+        let rec = store.block(height).map_err(internal)?.ok_or_else(|| {
+            ApiError::new(
+                codes::NOT_FOUND,
+                format!("no finalized block at height {height}"),
+            )
+        })?;
+        let (b, _) = proof::decode_block_record(&rec.bytes).map_err(internal)?;
+        Ok(json!({
+            "height": b.height, "hash": b.id.to_hex(), "view": b.view, "epoch": b.epoch,
+            "parent": b.parent.to_hex(), "proposer": b.proposer,
+            "batches": b.payload.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
+            "block_bytes": hex::encode(codec::encode_block(&b)),
+        }))
+    }
+
+    fn get_transaction(&self, params: &Value) -> ApiResult<Value> {
+        let h = Digest::from_hex(param_str(params, 0, "hash")?)
+            .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
+        let store = self.store()?;
+        let rec = store.tx(&h).map_err(internal)?.ok_or_else(|| {
+            ApiError::new(
+                codes::NOT_FOUND,
+                format!("transaction {h} is not in a finalized block"),
+            )
+        })?;
+        let receipt = store
+            .receipt(&h)
+            .map_err(internal)?
+            .ok_or_else(|| internal("receipt missing"))?;
+        let receipt = Receipt::from_bytes(&receipt.bytes).map_err(internal)?;
+        let proof = self.finality_proof(&store, rec.height, &h)?;
+        Ok(json!({
+            "hash": h.to_hex(),
+            "height": rec.height,
+            "index": rec.index,
+            "tx": hex::encode(&rec.bytes),
+            "receipt": receipt_json(&self.shared.registry, &receipt),
+            "finality_proof": proof,
+        }))
+    }
+
+    fn get_account(&self, params: &Value) -> ApiResult<Value> {
+        let a = Address::from_hex(param_str(params, 0, "address")?)
+            .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
+        let store = self.store()?;
+        let bal =
+            plume_execution::state::read_balance(&store, &a, &plume_protocol::tx::NATIVE_ASSET)
+                .map_err(internal)?;
+        let acct = plume_execution::state::read_account(&store, &a).map_err(internal)?;
+        let proof = store.prove(&a.0).map_err(internal)?;
+        Ok(json!({
+            "address": a.to_hex(),
+            "balance": bal.to_string(),
+            "sequence": acct.sequence,
+            "height": store.finalized_height(),
+            "state_root": store.committed_root().to_hex(),
+            "state_proof": format!("{proof:?}"),
+        }))
+    }
+
+    /// `plume_query [module, method, args...]`: a module's read-only query.
+    fn query(&self, params: &Value) -> ApiResult<Value> {
+        let arr = params.as_array().ok_or_else(|| {
+            ApiError::new(
+                codes::INVALID_PARAMS,
+                "params: [module, method, args...] (strings)",
+            )
+        })?;
+        let strs: Vec<String> = arr
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::new(codes::INVALID_PARAMS, "every parameter is a string"))?;
+        let [module, method, args @ ..] = strs.as_slice() else {
+            return Err(ApiError::new(
+                codes::INVALID_PARAMS,
+                "params: [module, method, args...]",
+            ));
+        };
+        let store = self.store()?;
+        self.shared
+            .registry
+            .query(&store, module, method, args)
+            .map_err(|e| match e {
+                plume_execution::modules::QueryError::Unknown(q) => {
+                    ApiError::new(codes::METHOD_NOT_FOUND, format!("unknown query {q}"))
+                }
+                plume_execution::modules::QueryError::BadArgs(why) => {
+                    ApiError::new(codes::INVALID_PARAMS, why)
+                }
+                plume_execution::modules::QueryError::State(e) => internal(e),
+            })
+    }
+}
+
+impl NodeApi for ApiNode {
+    fn call(&self, method: &str, params: &Value) -> ApiResult<Value> {
+        match method {
+            "plume_submitTransaction" => {
+                let h = self
+                    .submit_all(&[param_str(params, 0, "tx")])
+                    .pop()
+                    .expect("one result per input")?;
+                Ok(json!({"hash": h.to_hex()}))
+            }
+            "plume_status" => Ok(self.status()),
+            "plume_peers" => Ok(json!(self
+                .shared
+                .peers
+                .lock()
+                .expect("not poisoned")
+                .clone())),
+            "plume_getBlock" => self.get_block(params),
+            "plume_getTransaction" => self.get_transaction(params),
+            "plume_getAccount" => self.get_account(params),
+            "plume_query" => self.query(params),
+            other => Err(ApiError::new(
+                codes::METHOD_NOT_FOUND,
+                format!("unknown method {other:?}"),
+            )),
+        }
+    }
+
+    fn submit_many(&self, params: &[Value]) -> Vec<ApiResult<Value>> {
+        let txs: Vec<ApiResult<&str>> = params.iter().map(|p| param_str(p, 0, "tx")).collect();
+        self.submit_all(&txs)
+            .into_iter()
+            .map(|r| r.map(|h| json!({"hash": h.to_hex()})))
+            .collect()
+    }
+
+    fn metrics_text(&self) -> String {
+        let m = &self.shared.metrics;
+        {
+            let sub = self.shared.submitted.lock().expect("not poisoned");
+            m.mem.submitted.set(sub.len() as u64);
+            m.mem
+                .submitted_bytes
+                .set(table_bytes::<Digest, Instant>(sub.capacity()));
+        }
+        let subs = self.shared.subscribers.lock().expect("not poisoned").len();
+        m.mem.subscribers.set(subs as u64);
+        m.mem.sig_queue.set(self.shared.sig_tx.len() as u64);
+        m.encode()
+    }
+
+    fn health(&self) -> (bool, Value) {
+        let ok = !self.shared.stop.load(Ordering::Relaxed);
+        (
+            ok,
+            json!({"ok": ok, "height": self.shared.metrics.height.get()}),
+        )
+    }
+
+    fn subscribe(&self, topic: Topic) -> ApiResult<flume::Receiver<Value>> {
+        let (tx, rx) = flume::bounded(SUBSCRIBER_QUEUE);
+        let mut subs = self.shared.subscribers.lock().expect("not poisoned");
+        if subs.len() >= WS_CONNECTIONS_MAX * WS_SUBSCRIPTIONS_MAX {
+            return Err(ApiError::new(codes::UNAVAILABLE, "too many subscriptions"));
+        }
+        subs.push((topic, tx));
+        Ok(rx)
+    }
+}

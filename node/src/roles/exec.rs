@@ -1,0 +1,415 @@
+//! The execution role: executes finalized blocks in order
+//! (`plume_execution::apply_block_sharded`, one shard per configured exec
+//! core), stages each block's writes (`Store::apply`) and commits every
+//! block that is ready in one LMDB write transaction
+//! (`Store::commit_blocks`, group commit). Only then are clients told:
+//! receipts published, `Executed` fed back to consensus and the mempool's
+//! per-sender cursors advanced.
+//!
+//! A transaction already in a finalized block is never executed twice
+//! (batches offered twice, even across a restart): the store's transaction
+//! index is the same on every validator, so skipping is deterministic.
+//! LMDB commits are blocking syscalls: they run here and never stall the
+//! network loop.
+
+use super::channels::{CoreIn, ExecIn};
+use super::shared::Shared;
+use crate::metrics::table_bytes;
+use anyhow::{anyhow, bail, Result};
+use plume_consensus::{Block, BlsScheme};
+use plume_crypto::ed25519::Address;
+use plume_crypto::Digest;
+use plume_execution::Registry;
+use plume_mempool::batcher::BATCHES_HELD_MAX;
+use plume_protocol::genesis::ValidatorInfo;
+use plume_protocol::{PreparedTx, Receipt};
+use plume_storage::{LmdbKv, Store};
+use serde_json::json;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Most finalized blocks committed in one LMDB write transaction when
+/// execution falls behind (group commit).
+pub const GROUP_COMMIT_MAX: usize = 32;
+/// Most transaction ids listed in one block notification.
+pub const BLOCK_NOTE_HASHES_MAX: usize = 20_000;
+
+/// What execution needs besides its queue.
+pub struct ExecContext<'a> {
+    /// Shared with the other roles.
+    pub shared: &'a Shared,
+    /// Chain parameters.
+    pub params: &'a plume_execution::Params,
+    /// The ledger modules.
+    pub registry: &'a Registry,
+    /// Genesis validators (proposer index to tip account).
+    pub validators: &'a [ValidatorInfo],
+    /// Shards per block: one per exec core.
+    pub shards: usize,
+    /// Pin shard worker `k` (1..) to a core.
+    pub pin_worker: &'a (dyn Fn(usize) + Sync),
+}
+
+/// One executed block waiting for the group's commit.
+struct Executed {
+    block: Block<BlsScheme>,
+    root: Digest,
+    txs: Vec<PreparedTx>,
+    raws: Vec<Vec<u8>>,
+    receipts: Vec<Receipt>,
+    receipt_bytes: Vec<Vec<u8>>,
+    block_bytes: Vec<u8>,
+    proof_bytes: Vec<u8>,
+    digests: Vec<Digest>,
+}
+
+/// Batch digests already executed (a re-proposed batch is skipped).
+#[derive(Default)]
+struct ExecutedBatches {
+    order: VecDeque<Digest>,
+    set: HashSet<Digest>,
+}
+
+impl ExecutedBatches {
+    fn remember(&mut self, d: Digest) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+            if self.order.len() > BATCHES_HELD_MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Execute until every sender is gone (or the stop flag is set and the
+/// queue is drained). Queue policy: `core_tx` is bounded; a full one blocks
+/// this thread (known issue: with the core blocked on a full exec queue
+/// this can deadlock under extreme backlog; tracked with the adversarial
+/// load work).
+pub fn run(
+    mut store: Store<LmdbKv>,
+    rx: flume::Receiver<ExecIn>,
+    core_tx: flume::Sender<CoreIn>,
+    cx: &ExecContext<'_>,
+) -> Result<()> {
+    let mut executed = ExecutedBatches::default();
+    while let Ok(first) = rx.recv() {
+        let t0 = Instant::now();
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let group = execute_group(&mut store, jobs, cx, &mut executed)?;
+        if !group.is_empty() {
+            commit_group(&mut store, &group)?;
+            // Durable: now tell consensus, subscribers and clients.
+            for e in &group {
+                for d in &e.digests {
+                    executed.remember(*d);
+                }
+                announce(&store, e, cx, &core_tx)?;
+            }
+        }
+        let m = &cx.shared.metrics;
+        m.mem.executed_batches.set(executed.order.len() as u64);
+        m.mem
+            .executed_set_bytes
+            .set(table_bytes::<Digest, ()>(executed.set.capacity()));
+        m.add_busy("exec", t0.elapsed().as_micros() as u64);
+        if cx.shared.stop.load(Ordering::Relaxed) && rx.is_empty() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Execute the jobs at the store's next heights, staging each.
+fn execute_group(
+    store: &mut Store<LmdbKv>,
+    jobs: Vec<ExecIn>,
+    cx: &ExecContext<'_>,
+    executed: &mut ExecutedBatches,
+) -> Result<Vec<Executed>> {
+    let mut next_height = store.finalized_height().map_or(0, |h| h + 1);
+    let mut group: Vec<Executed> = Vec::with_capacity(jobs.len());
+    let mut group_txs: HashSet<Digest> = HashSet::new();
+    // Batches executed by earlier blocks of this group (not yet remembered).
+    let mut group_batches: HashSet<Digest> = HashSet::new();
+    for job in jobs {
+        let height = job.block.height;
+        if height < next_height {
+            continue; // already committed (replay after a restart)
+        }
+        if height != next_height {
+            bail!("finalized block at height {height} but the store expects {next_height}");
+        }
+        let e = execute_one(
+            store,
+            job,
+            cx,
+            &|d| executed.set.contains(d) || group_batches.contains(d),
+            &mut group_txs,
+        )?;
+        group_batches.extend(e.digests.iter().copied());
+        group.push(e);
+        next_height += 1;
+    }
+    Ok(group)
+}
+
+/// Commit a group of executed blocks in one write transaction.
+fn commit_group(store: &mut Store<LmdbKv>, group: &[Executed]) -> Result<()> {
+    let entries: Vec<Vec<plume_storage::TxEntry<'_>>> = group
+        .iter()
+        .map(|e| {
+            e.txs
+                .iter()
+                .zip(&e.raws)
+                .zip(&e.receipt_bytes)
+                .map(|((p, raw), rc)| plume_storage::TxEntry {
+                    hash: p.hash,
+                    tx: raw,
+                    receipt: rc,
+                })
+                .collect()
+        })
+        .collect();
+    let commits: Vec<plume_storage::BlockCommit<'_>> = group
+        .iter()
+        .zip(&entries)
+        .map(|(e, ent)| plume_storage::BlockCommit {
+            height: e.block.height,
+            hash: e.block.id,
+            block: &e.block_bytes,
+            qc: &e.proof_bytes,
+            txs: ent,
+        })
+        .collect();
+    store
+        .commit_blocks(&commits)
+        .map_err(|e| anyhow!("committing blocks: {e}"))?;
+    Ok(())
+}
+
+/// After the commit: metrics, latency, notifications, and consensus.
+fn announce(
+    store: &Store<LmdbKv>,
+    e: &Executed,
+    cx: &ExecContext<'_>,
+    core_tx: &flume::Sender<CoreIn>,
+) -> Result<()> {
+    let shared = cx.shared;
+    let m = &shared.metrics;
+    let height = e.block.height;
+    m.blocks_finalized.inc();
+    m.txs_finalized.inc_by(e.txs.len() as u64);
+    m.height.set(height);
+    *shared.state_root.lock().expect("not poisoned") = (height, e.root);
+    {
+        let mut sub = shared.submitted.lock().expect("not poisoned");
+        for p in &e.txs {
+            if let Some(t) = sub.remove(&p.hash) {
+                m.observe_finality_ms(t.elapsed().as_millis() as u64);
+            }
+        }
+    }
+    publish(
+        shared,
+        cx.registry,
+        height,
+        &e.block,
+        e.root,
+        &e.txs,
+        &e.receipts,
+    );
+    let mut payers: Vec<Address> = e.txs.iter().filter_map(|p| p.payer().copied()).collect();
+    payers.sort();
+    payers.dedup();
+    let mut sequences = Vec::with_capacity(payers.len());
+    for a in payers {
+        let acct = plume_execution::state::read_account(store, &a)
+            .map_err(|err| anyhow!("reading account {a}: {err}"))?;
+        sequences.push((a, acct.sequence));
+    }
+    let _ = core_tx.send(CoreIn::Executed {
+        height,
+        block: e.block.id,
+        root: e.root,
+        sequences,
+    });
+    Ok(())
+}
+
+/// Execute one finalized block against the (staged) state; its writes are
+/// staged and its root returned, nothing is durable yet. `already` says
+/// which batch digests were executed before.
+fn execute_one(
+    store: &mut Store<LmdbKv>,
+    job: ExecIn,
+    cx: &ExecContext<'_>,
+    already: &dyn Fn(&Digest) -> bool,
+    group_txs: &mut HashSet<Digest>,
+) -> Result<Executed> {
+    let height = job.block.height;
+    // Transactions in block order; a batch already executed in an earlier
+    // block is skipped (re-proposed batches), as are transactions that failed
+    // decoding or signature checks: deterministic, so every validator skips
+    // the same ones.
+    let mut txs: Vec<PreparedTx> = Vec::new();
+    let mut raws: Vec<Vec<u8>> = Vec::new();
+    let mut skipped = 0u64;
+    let mut seen_here: HashSet<Digest> = HashSet::new();
+    let mut newly_executed = Vec::new();
+    for b in &job.batches {
+        if already(&b.digest) || !seen_here.insert(b.digest) {
+            continue;
+        }
+        newly_executed.push(b.digest);
+        for (i, t) in b.txs.iter().enumerate() {
+            match t {
+                Some(p) if b.valid[i] => {
+                    // A transaction already in a finalized block (a batch
+                    // offered twice, even across a restart) is not executed
+                    // again: its first receipt stands.
+                    let dup = !group_txs.insert(p.hash)
+                        || store
+                            .tx(&p.hash)
+                            .map_err(|e| anyhow!("reading tx index: {e}"))?
+                            .is_some();
+                    if dup {
+                        continue;
+                    }
+                    txs.push(p.clone());
+                    raws.push(b.raw[i].clone());
+                }
+                _ => skipped += 1,
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            height,
+            skipped,
+            "transactions with bad encodings or signatures skipped"
+        );
+    }
+    let proposer = cx
+        .validators
+        .get(job.block.proposer as usize)
+        .and_then(|v| plume_crypto::ed25519::PublicKey::from_hex(&v.network_key).ok())
+        .map(|k| k.address())
+        .unwrap_or_default();
+    let ctx = plume_execution::BlockContext { height, proposer };
+    let max = cx.params.block_txs_max as usize;
+    if txs.len() > max {
+        // Honest proposers never exceed the limit (the core budgets what it
+        // offers); a block from a faulty one is cut deterministically here,
+        // the same way on every validator.
+        tracing::warn!(
+            height,
+            txs = txs.len(),
+            max,
+            "block exceeds block_txs_max; executing the first {max}"
+        );
+        cx.shared.metrics.txs_cut.inc_by((txs.len() - max) as u64);
+        txs.truncate(max);
+        raws.truncate(max);
+    }
+    let out = plume_execution::apply_block_sharded_with(
+        &*store,
+        cx.params,
+        cx.registry,
+        &ctx,
+        &txs,
+        cx.shards,
+        cx.pin_worker,
+    )
+    .map_err(|e| anyhow!("executing block {height}: {e}"))?;
+    let root = plume_storage::AuthenticatedState::apply(store, &out.writes)
+        .map_err(|e| anyhow!("staging block {height}: {e}"))?;
+    let batch_ids: Vec<Vec<Digest>> = job
+        .batches
+        .iter()
+        .map(|b| {
+            b.txs
+                .iter()
+                .zip(&b.raw)
+                .map(|(t, r)| {
+                    t.as_ref().map_or_else(
+                        || plume_crypto::hash(plume_crypto::Domain::Tx, r),
+                        |p| p.hash,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let receipt_bytes = out.receipts.iter().map(Receipt::to_bytes).collect();
+    Ok(Executed {
+        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &batch_ids),
+        proof_bytes: plume_protocol::codec::encode_commit_proof(&job.proof),
+        digests: newly_executed,
+        block: job.block,
+        root,
+        txs,
+        raws,
+        receipts: out.receipts,
+        receipt_bytes,
+    })
+}
+
+/// Notify subscribers of a committed block. Runs on this thread under the
+/// subscriber lock (a known cost: tracked with the adversarial-load work).
+fn publish(
+    shared: &Shared,
+    registry: &Registry,
+    height: u64,
+    block: &Block<BlsScheme>,
+    root: Digest,
+    txs: &[PreparedTx],
+    receipts: &[Receipt],
+) {
+    let mut subs = shared.subscribers.lock().expect("not poisoned");
+    if subs.is_empty() {
+        return;
+    }
+    subs.retain(|(_, tx)| !tx.is_disconnected());
+    let hashes: Vec<String> = txs
+        .iter()
+        .take(BLOCK_NOTE_HASHES_MAX)
+        .map(|p| p.hash.to_hex())
+        .collect();
+    let block_note = json!({
+        "height": height, "hash": block.id.to_hex(), "view": block.view, "txs": txs.len(),
+        "state_root": root.to_hex(), "tx_hashes": hashes,
+    });
+    for (topic, tx) in subs.iter() {
+        match topic {
+            crate::http::Topic::Blocks => {
+                if tx.try_send(block_note.clone()).is_err() {
+                    shared.metrics.notifications_dropped.inc();
+                }
+            }
+            crate::http::Topic::Receipts(addr) => {
+                for (p, r) in txs.iter().zip(receipts) {
+                    // An account is touched when it signed or a balance of
+                    // it changed (every change is an event of the receipt).
+                    let touches = p.signer_addresses.iter().any(|a| a.to_hex() == *addr)
+                        || r.events.iter().any(|e| hex::encode(e.account) == *addr);
+                    if touches
+                        && tx
+                            .try_send(json!({"height": height, "tx": p.hash.to_hex(), "receipt": crate::views::receipt_json(registry, r)}))
+                            .is_err()
+                    {
+                        shared.metrics.notifications_dropped.inc();
+                    }
+                }
+            }
+        }
+    }
+}

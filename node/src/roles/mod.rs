@@ -1,0 +1,241 @@
+//! The validator runtime (`plume start`): one file per role, the bounded
+//! channels between them, placement and the stop flag.
+//!
+//! ```text
+//!  API threads ──submit──▶ sigverify ──verified tx──▶ core (glommio, pinned)
+//!                             ▲  │                     │  network + consensus
+//!          peer batches ──────┘  └──verified batch───▶ │  + batcher
+//!                                                      │
+//!                     exec (pinned) ◀──finalized block─┘
+//!                     execute + one LMDB commit ──executed──▶ core
+//! ```
+//!
+//! - [`core`]: network, consensus engine and batcher, on the consensus core.
+//! - [`sigverify`]: Ed25519 batch verification of submissions and peers'
+//!   batches.
+//! - [`exec`]: execution, group commit, notifications.
+//! - [`api`]: the JSON-RPC method table served by [`crate::http`].
+//!
+//! Every channel between the roles, its bound and its full-queue policy
+//! are in [`channels`]; what they share besides channels in [`shared`]. No
+//! role file imports another role's file.
+
+pub mod api;
+pub mod channels;
+pub mod core;
+pub mod exec;
+pub mod shared;
+pub mod sigverify;
+
+use crate::http::ApiServer;
+use crate::metrics::NodeMetrics;
+use crate::setup::{open_state, NodeSetup};
+use anyhow::{anyhow, Result};
+use channels::{CoreIn, ExecIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, SIG_QUEUE_MAX};
+pub use shared::Shared;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Stop flag set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The process-wide stop flag (set by SIGINT/SIGTERM).
+pub fn stop_flag() -> &'static AtomicBool {
+    &STOP
+}
+
+/// Route SIGINT and SIGTERM to [`stop_flag`].
+pub fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Cores of each role, from `[placement]` or the default for this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Placement {
+    consensus: usize,
+    sigverify: usize,
+    /// One per execution shard (at least one).
+    exec: Vec<usize>,
+}
+
+fn placement(cfg: &crate::config::Config) -> Placement {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let p = &cfg.placement;
+    let pick =
+        |v: &[u32], default: usize| v.first().map(|c| *c as usize % n).unwrap_or(default % n);
+    let exec = if p.exec_cores.is_empty() {
+        vec![1 % n]
+    } else {
+        p.exec_cores.iter().map(|c| *c as usize % n).collect()
+    };
+    Placement {
+        consensus: pick(&p.consensus_cores, 0),
+        sigverify: pick(&p.sigverify_cores, 1),
+        exec,
+    }
+}
+
+fn pin(core: usize) {
+    if let Some(id) = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.id == core)
+    {
+        core_affinity::set_for_current(id);
+    }
+}
+
+/// Run a validator until SIGINT/SIGTERM.
+pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
+    install_signal_handlers();
+    let setup = NodeSetup::load(home, genesis)?;
+    let opened = open_state(&setup)?;
+    tracing::info!(
+        me = setup.me,
+        height = opened.height,
+        root = %opened.store.committed_root(),
+        restarted = opened.recovered.is_some(),
+        "starting validator"
+    );
+    let metrics = Arc::new(NodeMetrics::new());
+    metrics.height.set(opened.height);
+    let (sig_tx, sig_rx) = flume::bounded::<SigIn>(SIG_QUEUE_MAX);
+    let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
+    let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
+    let shared = Arc::new(Shared {
+        chain_id: setup.genesis.chain_id.clone(),
+        kv: opened.kv.clone(),
+        metrics: metrics.clone(),
+        sig_tx: sig_tx.clone(),
+        subscribers: Mutex::new(Vec::new()),
+        submitted: Mutex::new(HashMap::new()),
+        state_root: Mutex::new((opened.height, opened.store.committed_root())),
+        peers: Mutex::new(Vec::new()),
+        params: setup.params.clone(),
+        registry: plume_execution::standard(),
+        committee_len: setup.committee.len(),
+        started: Instant::now(),
+        stop: stop_flag(),
+        fatal: Mutex::new(None),
+    });
+    let place = placement(&setup.config);
+
+    let sig_thread = {
+        let core_tx = core_tx.clone();
+        let m = metrics.clone();
+        let core = place.sigverify;
+        std::thread::Builder::new()
+            .name("sigverify".into())
+            .spawn(move || {
+                pin(core);
+                sigverify::run(sig_rx, core_tx, &m, stop_flag());
+            })?
+    };
+    let exec_thread = {
+        let core_tx = core_tx.clone();
+        let shared = shared.clone();
+        let params = setup.params.clone();
+        let validators = setup.genesis.validators.clone();
+        let cores = place.exec.clone();
+        let store = opened.store;
+        std::thread::Builder::new()
+            .name("exec".into())
+            .spawn(move || {
+                pin(cores[0]);
+                let pin_worker = |k: usize| pin(cores[k % cores.len()]);
+                let cx = exec::ExecContext {
+                    shared: &shared,
+                    params: &params,
+                    registry: &shared.registry,
+                    validators: &validators,
+                    shards: cores.len(),
+                    pin_worker: &pin_worker,
+                };
+                if let Err(e) = exec::run(store, exec_rx, core_tx, &cx) {
+                    tracing::error!("execution stopped: {e:#}");
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })?
+    };
+    let api = ApiServer::start(
+        &setup.config.api.listen_addr,
+        Arc::new(api::ApiNode {
+            shared: shared.clone(),
+        }),
+    )?;
+    tracing::info!(addr = %api.addr, "API listening");
+
+    let core_thread = {
+        let shared = shared.clone();
+        let core = place.consensus;
+        let (recovered, safety_file) = (opened.recovered, opened.safety_file);
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
+            .name("core")
+            .spawn(move || async move {
+                let r = core::run(
+                    setup,
+                    recovered,
+                    safety_file,
+                    core_rx,
+                    sig_tx,
+                    exec_tx,
+                    shared.clone(),
+                    core,
+                )
+                .await;
+                if let Err(e) = r {
+                    tracing::error!("core stopped: {e:#}");
+                    *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{e:#}"));
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })
+            .map_err(|e| anyhow!("starting the core executor: {e}"))?
+    };
+
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    api.stop();
+    let _ = core_thread.join();
+    drop(core_tx);
+    let _ = exec_thread.join();
+    let _ = sig_thread.join();
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match fatal {
+        Some(e) => Err(anyhow!("{e}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_gives_one_exec_shard_per_exec_core() {
+        let mut cfg = crate::config::Config::new("v", "127.0.0.1:1", "127.0.0.1:2");
+        let p = placement(&cfg);
+        assert_eq!(p.exec.len(), 1, "default: one shard");
+        cfg.placement.exec_cores = vec![0, 1, 0];
+        assert_eq!(placement(&cfg).exec.len(), 3);
+    }
+}

@@ -1,0 +1,47 @@
+//! What the roles share besides their channels: the metrics, the store's
+//! environment for the API's reads, subscriptions, the last commit, and the
+//! stop flag.
+
+use super::channels::SigIn;
+use crate::http::Topic;
+use crate::metrics::NodeMetrics;
+use plume_crypto::Digest;
+use plume_execution::Registry;
+use plume_storage::LmdbKv;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Shared between the roles: what the API needs besides channels.
+pub struct Shared {
+    /// The chain id every transaction must name.
+    pub chain_id: String,
+    /// The store's environment (the API's read transactions).
+    pub kv: LmdbKv,
+    /// Every role's counters.
+    pub metrics: Arc<NodeMetrics>,
+    /// The signature role's queue (submissions).
+    pub sig_tx: flume::Sender<SigIn>,
+    /// Subscriptions, by topic.
+    pub subscribers: Mutex<Vec<(Topic, flume::Sender<Value>)>>,
+    /// Submission time of transactions submitted here (finality latency).
+    pub submitted: Mutex<HashMap<Digest, Instant>>,
+    /// Height and state root of the last commit.
+    pub state_root: Mutex<(u64, Digest)>,
+    /// Connected peers (for `plume_peers`).
+    pub peers: Mutex<Vec<String>>,
+    /// Chain parameters.
+    pub params: plume_execution::Params,
+    /// The ledger modules.
+    pub registry: Registry,
+    /// Validators in the committee.
+    pub committee_len: usize,
+    /// When the node started.
+    pub started: Instant,
+    /// Set to stop every role.
+    pub stop: &'static AtomicBool,
+    /// Why the core stopped, when it failed (start-up errors included).
+    pub fatal: Mutex<Option<String>>,
+}

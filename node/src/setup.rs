@@ -1,0 +1,187 @@
+//! Everything `plume start` derives from the home directory before any
+//! role starts: config, genesis, keys, the committee and our place in it,
+//! the execution parameters, and the opened store (with the genesis state
+//! committed on first start) plus what consensus recovers from disk.
+
+use crate::config::Config;
+use crate::keys::NodeKeys;
+use crate::safety::SafetyFile;
+use anyhow::{anyhow, bail, Context, Result};
+use plume_consensus::{Block, BlsScheme, Recovered};
+use plume_crypto::ed25519::Address;
+use plume_crypto::qc::ValidatorSet;
+use plume_protocol::genesis::Genesis;
+use plume_storage::{LmdbKv, LmdbOptions, Store};
+use std::path::{Path, PathBuf};
+
+/// Everything derived from the home directory before threads start.
+pub struct NodeSetup {
+    /// Home.
+    pub home: PathBuf,
+    /// Config.
+    pub config: Config,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Keys.
+    pub keys: NodeKeys,
+    /// Our committee index.
+    pub me: u32,
+    /// Committee.
+    pub committee: ValidatorSet,
+    /// Execution parameters.
+    pub params: plume_execution::Params,
+    /// Consensus chain id (from the chain id string).
+    pub chain_u64: u64,
+}
+
+impl std::fmt::Debug for NodeSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSetup")
+            .field("home", &self.home)
+            .field("me", &self.me)
+            .finish()
+    }
+}
+
+/// Convert genesis params to execution params.
+pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
+    let p = &g.params;
+    let params = plume_execution::Params {
+        chain_id: g.chain_id.clone(),
+        block_txs_max: p.block_txs_max,
+        block_gas_limit: p.block_gas_limit,
+        block_gas_target: p.block_gas_target,
+        base_fee_initial: p.base_fee_initial,
+        base_fee_min: p.base_fee_min,
+        base_fee_change_denominator: p.base_fee_change_denominator,
+        fee_burn_percent: p.fee_burn_percent,
+        fee_treasury_percent: p.fee_treasury_percent,
+        treasury: Address::from_hex(&p.treasury)?,
+    };
+    params
+        .validate()
+        .map_err(|e| anyhow!("genesis params: {e}"))?;
+    Ok(params)
+}
+
+/// The consensus chain id: the first 8 bytes of the chain id's hash.
+pub fn chain_u64(chain_id: &str) -> u64 {
+    let d = plume_crypto::hash(plume_crypto::Domain::Block, chain_id.as_bytes());
+    u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
+}
+
+impl NodeSetup {
+    /// Load config, genesis (`HOME/genesis.json` unless given) and keys.
+    pub fn load(home: &Path, genesis: Option<&Path>) -> Result<NodeSetup> {
+        let config = Config::load(home)?;
+        let gpath = genesis
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| home.join("genesis.json"));
+        let genesis = plume_client::verify::load_genesis(&gpath)?;
+        let keys = NodeKeys::load(home)?;
+        let committee = genesis.validator_set()?;
+        let me = committee
+            .index_of(&keys.consensus.public_key())
+            .ok_or_else(|| {
+                anyhow!(
+                    "this node's consensus key {} is not a validator in {}; non-validator nodes are not built yet",
+                    keys.consensus.public_key(),
+                    gpath.display()
+                )
+            })? as u32;
+        let net_key = keys.network.public_key().to_hex();
+        if genesis.validators[me as usize].network_key != net_key {
+            bail!(
+                "{}: validators[{me}].network_key does not match keys/network.key",
+                gpath.display()
+            );
+        }
+        let params = exec_params(&genesis)?;
+        let chain = chain_u64(&genesis.chain_id);
+        Ok(NodeSetup {
+            home: home.to_path_buf(),
+            config,
+            genesis,
+            keys,
+            me,
+            committee,
+            params,
+            chain_u64: chain,
+        })
+    }
+}
+
+/// The durable state a validator starts from.
+pub struct Opened {
+    /// The LMDB environment (shared with the API's readers).
+    pub kv: LmdbKv,
+    /// The block store (owned by the exec role).
+    pub store: Store<LmdbKv>,
+    /// The safety-state file (owned by the core role).
+    pub safety_file: SafetyFile,
+    /// What consensus resumes from (`None` on a fresh start).
+    pub recovered: Option<Recovered<BlsScheme>>,
+    /// Height of the last committed block.
+    pub height: u64,
+}
+
+/// Open the store in `HOME/data`, committing the genesis state on the
+/// first start, and read back what consensus needs to resume.
+pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
+    let data_dir = setup.home.join("data");
+    std::fs::create_dir_all(&data_dir)?;
+    let kv = LmdbKv::open(
+        &data_dir.join("store"),
+        &LmdbOptions::with_map_size_gib(setup.config.storage.map_size_gib as u64),
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let mut store = Store::open(kv.clone()).context("opening the store")?;
+    let genesis_block = Block::<BlsScheme>::genesis(setup.chain_u64);
+    if store.head().is_none() {
+        let allocs = setup
+            .genesis
+            .alloc
+            .iter()
+            .map(|a| Ok((Address::from_hex(&a.address)?, a.amount.parse::<u128>()?)))
+            .collect::<Result<Vec<_>>>()?;
+        let writes = plume_execution::genesis_writes(&setup.params, &allocs)
+            .map_err(|e| anyhow!("genesis state: {e}"))?;
+        let enc = plume_protocol::proof::encode_block_record(&genesis_block, &[]);
+        store
+            .commit_block_with_writes(
+                &plume_storage::BlockCommit {
+                    height: 0,
+                    hash: genesis_block.id,
+                    block: &enc,
+                    qc: &[],
+                    txs: &[],
+                },
+                &writes,
+            )
+            .context("committing the genesis state")?;
+        tracing::info!(root = %store.committed_root(), "genesis state committed");
+    }
+    let (safety_file, safety) = SafetyFile::open(&data_dir)?;
+    let head = store.head().expect("genesis committed");
+    let committed_block = match store.block(head.finalized_height)? {
+        Some(rec) => {
+            plume_protocol::proof::decode_block_record(&rec.bytes)
+                .with_context(|| format!("stored block {}", head.finalized_height))?
+                .0
+        }
+        None => bail!("store head {} has no block record", head.finalized_height),
+    };
+    let restarted = safety.is_some() || head.finalized_height > 0;
+    let recovered = restarted.then(|| Recovered {
+        safety,
+        blocks: vec![committed_block.clone()],
+        committed: committed_block.id,
+    });
+    Ok(Opened {
+        kv,
+        store,
+        safety_file,
+        recovered,
+        height: head.finalized_height,
+    })
+}
