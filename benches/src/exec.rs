@@ -57,22 +57,31 @@ fn body(signers: &[&Account], sequence: u64, call: impl Into<EncodedCall>) -> Tx
     b
 }
 
+thread_local! {
+    /// One registry for the suite (cached decodings name their registry).
+    static REGISTRY: Registry = plume_execution::standard();
+}
+
 fn registry() -> Registry {
-    plume_execution::standard()
+    REGISTRY.with(Registry::clone)
 }
 
 /// Execution does not check signatures: zero bytes stand in for them.
 fn prep(mut body: TxBody) -> PreparedTx {
-    let call_gas = registry()
-        .decode(body.module, &body.call)
+    let call_gas = REGISTRY
+        .with(|r| r.decode(body.module, &body.call))
         .map(|c| c.gas())
         .expect("benchmark calls decode");
     body.gas_limit = plume_execution::fees::intrinsic_gas(&body, call_gas);
     let n = body.signers.len();
-    PreparedTx::new(Transaction {
+    let mut p = PreparedTx::new(Transaction {
         body,
         signatures: vec![[0; 64]; n],
-    })
+    });
+    // As the node's signature core does: the call is decoded before
+    // execution (with the registry the suite executes with).
+    REGISTRY.with(|r| r.prepare(&mut p));
+    p
 }
 
 /// `n` transfers from distinct senders (`senders[i]`, sequence `seq`) to

@@ -20,7 +20,7 @@
 //! output for any shard count (property-tested).
 
 use crate::fees::{self, FeeSplit};
-use crate::modules::{Call, Registry, TxInfo};
+use crate::modules::{CallRef, Registry, TxInfo};
 use crate::schedule;
 use crate::state::{self, meta_key, Overlay};
 use crate::{fee_pool_address, ExecError, Params};
@@ -176,8 +176,8 @@ pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
 }
 
 /// A transaction that passed the pre-pass.
-struct Admitted {
-    call: Box<dyn Call>,
+struct Admitted<'a> {
+    call: CallRef<'a>,
     /// Gas the transaction needs (envelope + call).
     intrinsic_gas: u64,
     /// Gas charged: the intrinsic gas, capped by the gas limit.
@@ -187,10 +187,10 @@ struct Admitted {
 
 /// The pre-pass result: receipts of rejected transactions, the admitted
 /// ones and their shard lists.
-struct Plan {
+struct Plan<'a> {
     meta: state::LedgerMeta,
     receipts: Vec<Option<Receipt>>,
-    admitted: Vec<Option<Admitted>>,
+    admitted: Vec<Option<Admitted<'a>>>,
     lists: Vec<Vec<u32>>,
 }
 
@@ -201,14 +201,14 @@ struct ShardResult<'s, S: ?Sized> {
     fees: FeeTotals,
 }
 
-fn prepare<S: AuthenticatedState + ?Sized>(
+fn prepare<'a, S: AuthenticatedState + ?Sized>(
     state: &S,
     params: &Params,
     registry: &Registry,
     ctx: &BlockContext,
-    txs: &[PreparedTx],
+    txs: &'a [PreparedTx],
     shards: usize,
-) -> Result<Plan, ExecError> {
+) -> Result<Plan<'a>, ExecError> {
     params.validate()?;
     if txs.len() > params.block_txs_max as usize {
         return Err(ExecError::TooManyTxs {
@@ -229,18 +229,12 @@ fn prepare<S: AuthenticatedState + ?Sized>(
     }
     let base_fee = meta.base_fee_per_gas;
     let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
-    let mut admitted: Vec<Option<Admitted>> = Vec::with_capacity(txs.len());
+    let mut admitted: Vec<Option<Admitted<'a>>> = Vec::with_capacity(txs.len());
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
-    let mut touched: Vec<Vec<[u8; 32]>> = Vec::with_capacity(txs.len());
     let mut block_gas: u64 = 0;
     for (i, ptx) in txs.iter().enumerate() {
         match prepass(ptx, params, registry, ctx, base_fee, &mut block_gas) {
             Ok(a) => {
-                let mut t = Vec::with_capacity(4);
-                let info = tx_info(ptx, ctx);
-                t.push(state::account_key(info.payer));
-                a.call.touched(&info, &mut t);
-                touched.push(t);
                 admitted.push(Some(a));
                 items.push(i as u32);
             }
@@ -250,7 +244,17 @@ fn prepare<S: AuthenticatedState + ?Sized>(
             }
         }
     }
-    let lists = schedule::plan(&touched, &items, shards);
+    // A transaction's resources: its payer's account and what its call
+    // touches (fee recipients are credited after the shards, never here).
+    let touched = |pos: usize, out: &mut Vec<[u8; 32]>| {
+        let i = items[pos] as usize;
+        let info = tx_info(&txs[i], ctx);
+        out.push(state::account_key(info.payer));
+        if let Some(a) = &admitted[i] {
+            a.call.touched(&info, out);
+        }
+    };
+    let lists = schedule::plan(&items, shards, &touched);
     Ok(Plan {
         meta,
         receipts,
@@ -264,7 +268,7 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
     params: &Params,
     ctx: &BlockContext,
     txs: &[PreparedTx],
-    plan: &Plan,
+    plan: &Plan<'_>,
     list: &[u32],
 ) -> Result<ShardResult<'s, S>, ExecError> {
     let mut sh = ShardResult {
@@ -290,7 +294,7 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     state: &'s S,
     params: &Params,
     ctx: &BlockContext,
-    plan: Plan,
+    plan: Plan<'_>,
     results: Vec<Result<ShardResult<'s, S>, ExecError>>,
 ) -> Result<BlockOutput, ExecError> {
     let Plan {
@@ -338,31 +342,7 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     }
     overlay.clear_journal();
 
-    // Conservation: PLUME balances fell by exactly what was burned; every
-    // asset's balances moved by exactly its supply change.
-    let net = overlay.net_deltas();
-    let supply = overlay.supply_deltas();
-    assert_eq!(
-        net.get(&NATIVE_ASSET).copied().unwrap_or(0),
-        0u128.wrapping_sub(fees.burned),
-        "PLUME conservation broken"
-    );
-    for (asset, d) in &net {
-        if asset != &NATIVE_ASSET {
-            assert_eq!(
-                *d,
-                supply.get(asset).copied().unwrap_or(0),
-                "asset conservation broken"
-            );
-        }
-    }
-    for (asset, d) in &supply {
-        assert_eq!(
-            *d,
-            net.get(asset).copied().unwrap_or(0),
-            "asset supply conservation broken"
-        );
-    }
+    assert_conserved(&overlay, fees.burned);
 
     let next_base_fee = fees::next_base_fee(params, base_fee, gas_used);
     let new_meta = state::LedgerMeta {
@@ -395,6 +375,35 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     })
 }
 
+/// Conservation: PLUME balances fell by exactly what was burned; every
+/// asset's balances moved by exactly its supply change. A failure is a bug
+/// in a module or the executor, never bad input: it panics.
+fn assert_conserved<S: AuthenticatedState + ?Sized>(overlay: &Overlay<'_, S>, burned: u128) {
+    let net = overlay.net_deltas();
+    let supply = overlay.supply_deltas();
+    assert_eq!(
+        net.get(&NATIVE_ASSET).copied().unwrap_or(0),
+        0u128.wrapping_sub(burned),
+        "PLUME conservation broken"
+    );
+    for (asset, d) in &net {
+        if asset != &NATIVE_ASSET {
+            assert_eq!(
+                *d,
+                supply.get(asset).copied().unwrap_or(0),
+                "asset conservation broken"
+            );
+        }
+    }
+    for (asset, d) in &supply {
+        assert_eq!(
+            *d,
+            net.get(asset).copied().unwrap_or(0),
+            "asset supply conservation broken"
+        );
+    }
+}
+
 /// What a call sees of transaction `ptx` (admitted: it has a payer).
 fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext) -> TxInfo<'a> {
     TxInfo {
@@ -406,14 +415,14 @@ fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext) -> TxInfo<'a> {
     }
 }
 
-fn prepass(
-    ptx: &PreparedTx,
+fn prepass<'a>(
+    ptx: &'a PreparedTx,
     params: &Params,
     registry: &Registry,
     ctx: &BlockContext,
     base_fee: u64,
     block_gas: &mut u64,
-) -> Result<Admitted, Reason> {
+) -> Result<Admitted<'a>, Reason> {
     let body = &ptx.tx.body;
     ptx.tx.check_limits()?;
     if ptx.signer_addresses.len() != body.signers.len() {
@@ -422,7 +431,7 @@ fn prepass(
     if body.chain_id != params.chain_id {
         return Err(Reason::WrongChain);
     }
-    let call = registry.decode(body.module, &body.call)?;
+    let call = registry.call_of(ptx)?;
     call.authorize(&tx_info(ptx, ctx))?;
     if ctx.height > body.expiry_height {
         return Err(Reason::Expired);
@@ -451,7 +460,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     params: &Params,
     ctx: &BlockContext,
     ptx: &PreparedTx,
-    a: &Admitted,
+    a: &Admitted<'_>,
     base_fee: u64,
 ) -> Result<(Receipt, FeeSplit), ExecError> {
     ov.clear_journal();

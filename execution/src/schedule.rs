@@ -50,10 +50,14 @@ impl Dsu {
 
 /// Split `items` (transaction indices, in block order) into at most
 /// `shards` lists, each in block order, such that no two lists touch a
-/// common resource; `touched[pos]` lists the resources of `items[pos]`.
-/// Empty lists are dropped.
-pub fn plan(touched: &[Vec<[u8; 32]>], items: &[u32], shards: usize) -> Vec<Vec<u32>> {
-    assert_eq!(touched.len(), items.len(), "one resource list per item");
+/// common resource; `touched(pos, out)` appends the resources of
+/// `items[pos]` (called only when there is more than one shard). Empty
+/// lists are dropped.
+pub fn plan(
+    items: &[u32],
+    shards: usize,
+    touched: &dyn Fn(usize, &mut Vec<[u8; 32]>),
+) -> Vec<Vec<u32>> {
     let shards = shards.clamp(1, SHARDS_MAX);
     if shards == 1 || items.len() < 2 {
         return if items.is_empty() {
@@ -68,8 +72,11 @@ pub fn plan(touched: &[Vec<[u8; 32]>], items: &[u32], shards: usize) -> Vec<Vec<
     };
     let mut owner: KeyMap<[u8; 32], u32> =
         KeyMap::with_capacity_and_hasher(2 * n, Default::default());
-    for (pos, resources) in touched.iter().enumerate() {
-        for r in resources {
+    let mut resources = Vec::with_capacity(8);
+    for pos in 0..n {
+        resources.clear();
+        touched(pos, &mut resources);
+        for r in &resources {
             match owner.get(r) {
                 Some(&other) => dsu.union(other, pos as u32),
                 None => {
@@ -128,7 +135,9 @@ mod tests {
 
     fn check(touched: &[Vec<[u8; 32]>], shards: usize, expect_lists: usize) {
         let items: Vec<u32> = (0..touched.len() as u32).collect();
-        let lists = plan(touched, &items, shards);
+        let lists = plan(&items, shards, &|pos, out| {
+            out.extend_from_slice(&touched[pos])
+        });
         assert_eq!(lists.len(), expect_lists, "{lists:?}");
         let mut all: Vec<u32> = lists.concat();
         all.sort_unstable();
@@ -162,7 +171,8 @@ mod tests {
         check(&txs, 4, 3);
         // The chain (largest) goes to shard 0 alone.
         let items: Vec<u32> = (0..txs.len() as u32).collect();
-        assert_eq!(plan(&txs, &items, 2)[0], (0..8).collect::<Vec<u32>>());
+        let lists = plan(&items, 2, &|pos, out| out.extend_from_slice(&txs[pos]));
+        assert_eq!(lists[0], (0..8).collect::<Vec<u32>>());
     }
 
     #[test]
@@ -171,7 +181,7 @@ mod tests {
         let mut txs: Vec<_> = (0..10u8).map(|i| t(i, 200)).collect();
         txs.extend((20..30u8).map(|i| t(i, 100 + i)));
         let items: Vec<u32> = (0..txs.len() as u32).collect();
-        let lists = plan(&txs, &items, 2);
+        let lists = plan(&items, 2, &|pos, out| out.extend_from_slice(&txs[pos]));
         assert_eq!(lists.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10]);
         check(&txs, 2, 2);
     }

@@ -190,3 +190,36 @@ fn a_toy_module_runs_sequential_and_sharded_with_equal_results() {
 fn two_modules_with_one_id_are_refused() {
     let _ = registry().with(Notary).with(Notary);
 }
+
+#[test]
+fn a_cached_decoding_equals_a_fresh_one_and_only_its_registry_trusts_it() {
+    let people: Vec<Who> = (1..=4).map(who).collect();
+    let allocs: Vec<_> = people.iter().map(|w| (w.addr, 1_000_000_000)).collect();
+    let mut l = Ledger::new(&allocs);
+    l.registry = registry().with(Notary);
+    let mut txs: Vec<PreparedTx> = (0..4)
+        .flat_map(|i| {
+            [
+                notarize(people[i], 0, i as u8 % 2),
+                transfer(people[i], 1, people[(i + 1) % 4], 3),
+            ]
+        })
+        .collect();
+    let ctx = l.ctx();
+    let fresh = apply_block(&l.state, &l.params, &l.registry, &ctx, &txs).unwrap();
+    for t in &mut txs {
+        l.registry.prepare(t);
+        assert!(t.decoded.is_some());
+    }
+    let cached = apply_block(&l.state, &l.params, &l.registry, &ctx, &txs).unwrap();
+    assert_eq!(cached, fresh);
+    let sharded = apply_block_sharded(&l.state, &l.params, &l.registry, &ctx, &txs, 3).unwrap();
+    assert_eq!(sharded, fresh);
+    // A registry without the notary decodes again (it does not trust the
+    // other registry's decoding): the notary's calls are unknown to it.
+    let plain = registry();
+    let out = apply_block(&l.state, &l.params, &plain, &ctx, &txs).unwrap();
+    assert_eq!(out.receipts[0].reason, Reason::UnknownModule);
+    // (so the rejected call left the payer's sequence where it was)
+    assert_eq!(out.receipts[1].reason, Reason::BadSequence);
+}

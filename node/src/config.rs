@@ -370,6 +370,8 @@ impl Config {
         Ok(())
     }
 
+    // Long by design: one template of the whole file, so its comments read
+    // in the order an operator sees them.
     /// The file text with a comment above every setting.
     pub fn to_commented_toml(&self) -> String {
         let quoted = |v: &[String]| {

@@ -104,33 +104,7 @@ enum Cmd {
         genesis: Option<PathBuf>,
     },
     /// Start a local multi-validator network with a workload and report.
-    Devnet {
-        /// Number of validators.
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// Directory for homes, genesis and logs (wiped first).
-        #[arg(long, default_value = "devnet")]
-        dir: PathBuf,
-        /// Seconds of load.
-        #[arg(long, default_value_t = 20)]
-        duration: u64,
-        /// Offered load in transactions per second.
-        #[arg(long, default_value_t = 2000)]
-        rate: u64,
-        /// First port (peers use base+i, APIs base+100+i).
-        #[arg(long, default_value_t = 26600)]
-        base_port: u16,
-        /// Every n-th transaction is a DvP settlement (0 = none).
-        #[arg(long, default_value_t = 10)]
-        settle_every: u64,
-        /// Peer transport: tcp, or udp (Plume's reliability layer over
-        /// kernel UDP sockets).
-        #[arg(long, default_value = "tcp")]
-        transport: String,
-        /// Also write the summary as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Devnet(DevnetArgs),
     /// Build, sign and submit a transaction to a running node.
     Tx {
         #[command(subcommand)]
@@ -275,34 +249,68 @@ enum KeysCmd {
 #[derive(Subcommand, Debug)]
 enum GenesisCmd {
     /// Write a new genesis file from validator.json files and allocations.
-    New {
-        /// Chain id (a-z, 0-9, '-', '.').
-        #[arg(long)]
-        chain_id: String,
-        /// A validator.json written by `plume init` (repeat per validator).
-        #[arg(long = "validator", required = true)]
-        validators: Vec<PathBuf>,
-        /// Initial balance ADDRESS=AMOUNT (repeatable).
-        #[arg(long = "alloc")]
-        allocs: Vec<String>,
-        /// Output file.
-        #[arg(long, default_value = "genesis.json")]
-        out: PathBuf,
-        /// Genesis time in ms since the Unix epoch (default: now).
-        #[arg(long)]
-        genesis_time_ms: Option<u64>,
-        /// Base view timeout in milliseconds (protocol parameter).
-        #[arg(long)]
-        view_timeout_ms: Option<u64>,
-        /// Overwrite an existing output file.
-        #[arg(long)]
-        force: bool,
-    },
+    New(GenesisNewArgs),
     /// Check a genesis file; exits non-zero with the failing field.
     Validate {
         /// The genesis file.
         file: PathBuf,
     },
+}
+
+// The options of `plume devnet` (its help text is the variant's).
+#[derive(clap::Args, Debug)]
+struct DevnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Directory for homes, genesis and logs (wiped first).
+    #[arg(long, default_value = "devnet")]
+    dir: PathBuf,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Offered load in transactions per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// First port (peers use base+i, APIs base+100+i).
+    #[arg(long, default_value_t = 26600)]
+    base_port: u16,
+    /// Every n-th transaction is a DvP settlement (0 = none).
+    #[arg(long, default_value_t = 10)]
+    settle_every: u64,
+    /// Peer transport: tcp, or udp (Plume's reliability layer over
+    /// kernel UDP sockets).
+    #[arg(long, default_value = "tcp")]
+    transport: String,
+    /// Also write the summary as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+// The options of `plume genesis new`.
+#[derive(clap::Args, Debug)]
+struct GenesisNewArgs {
+    /// Chain id (a-z, 0-9, '-', '.').
+    #[arg(long)]
+    chain_id: String,
+    /// A validator.json written by `plume init` (repeat per validator).
+    #[arg(long = "validator", required = true)]
+    validators: Vec<PathBuf>,
+    /// Initial balance ADDRESS=AMOUNT (repeatable).
+    #[arg(long = "alloc")]
+    allocs: Vec<String>,
+    /// Output file.
+    #[arg(long, default_value = "genesis.json")]
+    out: PathBuf,
+    /// Genesis time in ms since the Unix epoch (default: now).
+    #[arg(long)]
+    genesis_time_ms: Option<u64>,
+    /// Base view timeout in milliseconds (protocol parameter).
+    #[arg(long)]
+    view_timeout_ms: Option<u64>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -361,81 +369,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Keys {
             cmd: KeysCmd::Show { home, json },
-        } => {
-            let cfg = Config::load(&home)?;
-            let keys = NodeKeys::load(&home)?;
-            let info = keys.validator_info(&cfg.node.moniker, &cfg.node.listen_addr, 1);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
-            } else {
-                println!("moniker:             {}", info.moniker);
-                println!("network key:         {}", info.network_key);
-                println!("consensus key:       {}", info.consensus_key);
-                println!("proof of possession: {}", info.proof_of_possession);
-                println!("address:             {}", info.address);
-                println!(
-                    "account address:     {}",
-                    keys.network.public_key().address()
-                );
-            }
-        }
+        } => cmd_keys_show(&home, json)?,
         Cmd::Genesis {
-            cmd:
-                GenesisCmd::New {
-                    chain_id,
-                    validators,
-                    allocs,
-                    out,
-                    genesis_time_ms,
-                    view_timeout_ms,
-                    force,
-                },
-        } => {
-            if out.exists() && !force {
-                bail!(
-                    "{} already exists; pass --force to overwrite it",
-                    out.display()
-                );
-            }
-            let validators = validators
-                .iter()
-                .map(|p| read_validator_info(p))
-                .collect::<Result<Vec<_>>>()?;
-            let alloc = allocs
-                .iter()
-                .map(|a| parse_alloc(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            let genesis_time_ms = match genesis_time_ms {
-                Some(t) => t,
-                None => std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .context("system clock before 1970")?
-                    .as_millis() as u64,
-            };
-            let mut params = Params::default();
-            if let Some(t) = view_timeout_ms {
-                params.view_timeout_ms = t;
-            }
-            let g = Genesis {
-                chain_id,
-                genesis_time_ms,
-                validators,
-                alloc,
-                params,
-            };
-            g.validate()
-                .context("the genesis that would be written is invalid")?;
-            write_atomic(&out, &serde_json::to_vec_pretty(&g)?, 0o644)
-                .with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "wrote {} (chain {}, {} validators, {} allocations, supply {})",
-                out.display(),
-                g.chain_id,
-                g.validators.len(),
-                g.alloc.len(),
-                g.total_supply()
-            );
-        }
+            cmd: GenesisCmd::New(args),
+        } => cmd_genesis_new(args)?,
         Cmd::Genesis {
             cmd: GenesisCmd::Validate { file },
         } => {
@@ -455,47 +392,128 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Sim { args } => return commands::run_sibling("plume-sim", &args),
         Cmd::Tune(args) => plume_tuning::cli::run_with_probes(&args, commands::transport_probes())?,
         Cmd::Start { home, genesis } => plume_node::roles::run(&home, genesis.as_deref())?,
-        Cmd::Devnet {
-            validators,
-            dir,
-            duration,
-            rate,
-            base_port,
-            settle_every,
-            transport,
-            json,
-        } => {
-            if rate == 0 {
-                bail!("--rate must be at least 1");
-            }
-            plume_node::roles::install_signal_handlers();
-            let opts = plume_node::devnet::DevnetOptions {
-                validators,
-                dir,
-                duration: std::time::Duration::from_secs(duration),
-                rate,
-                base_port,
-                settle_every,
-                progress: true,
-                count: None,
-                drain: std::time::Duration::from_secs(30),
-                tx_size: 0,
-                transport,
-            };
-            let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
-            plume_node::devnet::print_summary(&s);
-            if let Some(p) = json {
-                write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
-            }
-            if !s.roots_equal || s.finalized == 0 {
-                return Ok(ExitCode::from(3));
-            }
-            if s.finalized < s.submitted {
-                return Ok(ExitCode::from(4));
-            }
-        }
+        Cmd::Devnet(args) => return cmd_devnet(args),
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keys_show(home: &std::path::Path, json: bool) -> Result<()> {
+    let cfg = Config::load(home)?;
+    let keys = NodeKeys::load(home)?;
+    let info = keys.validator_info(&cfg.node.moniker, &cfg.node.listen_addr, 1);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("moniker:             {}", info.moniker);
+        println!("network key:         {}", info.network_key);
+        println!("consensus key:       {}", info.consensus_key);
+        println!("proof of possession: {}", info.proof_of_possession);
+        println!("address:             {}", info.address);
+        println!(
+            "account address:     {}",
+            keys.network.public_key().address()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
+    let GenesisNewArgs {
+        chain_id,
+        validators,
+        allocs,
+        out,
+        genesis_time_ms,
+        view_timeout_ms,
+        force,
+    } = args;
+    if out.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            out.display()
+        );
+    }
+    let validators = validators
+        .iter()
+        .map(|p| read_validator_info(p))
+        .collect::<Result<Vec<_>>>()?;
+    let alloc = allocs
+        .iter()
+        .map(|a| parse_alloc(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let genesis_time_ms = match genesis_time_ms {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("system clock before 1970")?
+            .as_millis() as u64,
+    };
+    let mut params = Params::default();
+    if let Some(t) = view_timeout_ms {
+        params.view_timeout_ms = t;
+    }
+    let g = Genesis {
+        chain_id,
+        genesis_time_ms,
+        validators,
+        alloc,
+        params,
+    };
+    g.validate()
+        .context("the genesis that would be written is invalid")?;
+    write_atomic(&out, &serde_json::to_vec_pretty(&g)?, 0o644)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} (chain {}, {} validators, {} allocations, supply {})",
+        out.display(),
+        g.chain_id,
+        g.validators.len(),
+        g.alloc.len(),
+        g.total_supply()
+    );
+    Ok(())
+}
+
+fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
+    let DevnetArgs {
+        validators,
+        dir,
+        duration,
+        rate,
+        base_port,
+        settle_every,
+        transport,
+        json,
+    } = args;
+    if rate == 0 {
+        bail!("--rate must be at least 1");
+    }
+    plume_node::roles::install_signal_handlers();
+    let opts = plume_node::devnet::DevnetOptions {
+        validators,
+        dir,
+        duration: std::time::Duration::from_secs(duration),
+        rate,
+        base_port,
+        settle_every,
+        progress: true,
+        count: None,
+        drain: std::time::Duration::from_secs(30),
+        tx_size: 0,
+        transport,
+    };
+    let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
+    plume_node::devnet::print_summary(&s);
+    if let Some(p) = json {
+        write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
+    }
+    if !s.roots_equal || s.finalized == 0 {
+        return Ok(ExitCode::from(3));
+    }
+    if s.finalized < s.submitted {
+        return Ok(ExitCode::from(4));
     }
     Ok(ExitCode::SUCCESS)
 }

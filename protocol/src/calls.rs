@@ -62,10 +62,9 @@ macro_rules! rkyv_call {
                     .into_vec()
             }
             fn decode(bytes: &[u8]) -> Result<Self, Reason> {
-                let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-                aligned.extend_from_slice(bytes);
-                let c = rkyv::from_bytes::<$t, rancor::Error>(&aligned)
-                    .map_err(|_| Reason::MalformedCall)?;
+                let c = crate::archive::with_aligned(bytes, |b| {
+                    rkyv::from_bytes::<$t, rancor::Error>(b).map_err(|_| Reason::MalformedCall)
+                })?;
                 c.check()?;
                 Ok(c)
             }

@@ -153,6 +153,8 @@ impl Genesis {
         Ok(g)
     }
 
+    // Long by design: every rule of the document in field order, each with
+    // the error naming its field.
     /// Check every rule; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let id = &self.chain_id;

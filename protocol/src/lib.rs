@@ -19,6 +19,7 @@
 //!   parameters) and `validator.json`.
 #![forbid(unsafe_code)]
 
+mod archive;
 pub mod batch;
 pub mod calls;
 pub mod codec;

@@ -182,11 +182,10 @@ impl Transaction {
         if bytes.len() > TX_BYTES_MAX {
             return Err(TxError::TooLarge(bytes.len()));
         }
-        // The archive must be aligned; copy into an aligned buffer.
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-        aligned.extend_from_slice(bytes);
-        let tx = rkyv::from_bytes::<Transaction, rancor::Error>(&aligned)
-            .map_err(|e| TxError::Decode(e.to_string()))?;
+        let tx = crate::archive::with_aligned(bytes, |b| {
+            rkyv::from_bytes::<Transaction, rancor::Error>(b)
+                .map_err(|e| TxError::Decode(e.to_string()))
+        })?;
         tx.check_limits().map_err(TxError::Malformed)?;
         Ok(tx)
     }
@@ -217,8 +216,9 @@ impl Transaction {
 }
 
 /// A transaction with what every stage derives from it computed once (on
-/// the signature-verification core): its hash and its signers' addresses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the signature-verification core): its hash, its signers' addresses and,
+/// once a ledger registry decoded it, its module call.
+#[derive(Clone, Debug)]
 pub struct PreparedTx {
     /// The transaction.
     pub tx: Transaction,
@@ -226,6 +226,38 @@ pub struct PreparedTx {
     pub hash: Digest,
     /// Addresses of `tx.body.signers`, same order.
     pub signer_addresses: Vec<Address>,
+    /// The call as decoded by a registry, kept so execution does not decode
+    /// it again (see [`DecodedCall`]). Not part of the transaction's
+    /// identity: equality ignores it.
+    pub decoded: Option<DecodedCall>,
+}
+
+impl PartialEq for PreparedTx {
+    fn eq(&self, other: &Self) -> bool {
+        self.tx == other.tx
+            && self.hash == other.hash
+            && self.signer_addresses == other.signer_addresses
+    }
+}
+
+impl Eq for PreparedTx {}
+
+/// A module call decoded once, type-erased (this crate does not know the
+/// modules' types; the execution crate stores and reads it). `registry`
+/// identifies the registry that decoded it, so a different registry
+/// decodes again instead of trusting it.
+#[derive(Clone)]
+pub struct DecodedCall {
+    /// Identity of the registry that decoded the call.
+    pub registry: u64,
+    /// The decoding result, as the registry stores it.
+    pub value: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for DecodedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DecodedCall(registry {})", self.registry)
+    }
 }
 
 impl PreparedTx {
@@ -237,6 +269,7 @@ impl PreparedTx {
             tx,
             hash,
             signer_addresses,
+            decoded: None,
         }
     }
 

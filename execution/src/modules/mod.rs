@@ -190,6 +190,25 @@ pub trait Call: Debug + Send + Sync {
     ) -> CallResult;
 }
 
+/// A call decoded for this block, or borrowed from the transaction's cache.
+#[derive(Debug)]
+pub enum CallRef<'a> {
+    /// Cached in the prepared transaction.
+    Borrowed(&'a (dyn Call + 'static)),
+    /// Decoded now.
+    Owned(Box<dyn Call>),
+}
+
+impl std::ops::Deref for CallRef<'_> {
+    type Target = dyn Call;
+    fn deref(&self) -> &(dyn Call + 'static) {
+        match self {
+            CallRef::Borrowed(c) => *c,
+            CallRef::Owned(c) => &**c,
+        }
+    }
+}
+
 /// Read-only access for queries.
 pub trait StateRead {
     /// The value under `key`.
@@ -248,10 +267,29 @@ pub trait Module: Send + Sync + 'static {
 }
 
 /// The modules a chain runs, by id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     modules: Vec<Arc<dyn Module>>,
+    /// Changes whenever the module set does (cached decodings name it).
+    id: u64,
 }
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            modules: Vec::new(),
+            id: next_registry_id(),
+        }
+    }
+}
+
+fn next_registry_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What a registry caches in `PreparedTx::decoded`.
+type Decoding = Result<Box<dyn Call>, Reason>;
 
 impl Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,7 +320,36 @@ impl Registry {
         );
         self.modules.push(Arc::new(m));
         self.modules.sort_by_key(|m| m.id());
+        self.id = next_registry_id();
         self
+    }
+
+    /// Decode `ptx`'s call once and keep the result in it, so execution
+    /// does not decode it again (the node does this on the signature core).
+    /// Deterministic: a cached decoding equals a fresh one.
+    pub fn prepare(&self, ptx: &mut plume_protocol::PreparedTx) {
+        let d: Decoding = self.decode(ptx.tx.body.module, &ptx.tx.body.call);
+        ptx.decoded = Some(plume_protocol::tx::DecodedCall {
+            registry: self.id,
+            value: Arc::new(d),
+        });
+    }
+
+    /// `ptx`'s call: the decoding this registry cached in it, else a fresh
+    /// one.
+    pub fn call_of<'a>(&self, ptx: &'a plume_protocol::PreparedTx) -> Result<CallRef<'a>, Reason> {
+        if let Some(d) = &ptx.decoded {
+            if d.registry == self.id {
+                if let Some(r) = d.value.downcast_ref::<Decoding>() {
+                    return match r {
+                        Ok(c) => Ok(CallRef::Borrowed(&**c)),
+                        Err(reason) => Err(*reason),
+                    };
+                }
+            }
+        }
+        self.decode(ptx.tx.body.module, &ptx.tx.body.call)
+            .map(CallRef::Owned)
     }
 
     /// The module with this id.

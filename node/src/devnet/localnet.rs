@@ -119,6 +119,8 @@ impl LocalNet {
         Self::create_in(exe, dir, n, base_port, None)
     }
 
+    // Long by design: the operator's sequence (`plume init` per validator,
+    // accounts, `plume genesis new`, config edits) read top to bottom.
     /// [`LocalNet::create`], optionally with each validator in its own
     /// network namespace: peers listen on the namespace's address, the API
     /// on 127.0.0.1 inside it (reached through [`LocalNet::in_ns`]).

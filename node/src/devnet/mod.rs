@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
 use plume_client::txbuild::{self, Fees};
 use plume_client::RpcClient;
-use plume_crypto::ed25519::Address;
+use plume_crypto::ed25519::{Address, SigningKey};
 use plume_protocol::calls::Leg;
 use plume_protocol::tx::{asset_id, NATIVE_ASSET};
 use serde_json::{json, Value};
@@ -115,6 +115,9 @@ struct Pending {
     height: u64,
 }
 
+// Long by design: the open-loop loop keeps the clock, the pacing and the
+// counters in one place (the pre-signed workload of the speed work will
+// replace it).
 /// Drive the open-loop workload against a running network and summarise.
 pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let chain = net.chain_id.clone();
@@ -125,29 +128,8 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     let mut seqs: Vec<u64> = vec![0; net.accounts.len()];
     let bond = asset_id(&issuer.public_key().address().0, 0);
     if opts.settle_every > 0 {
-        let t = txbuild::create_asset(
-            &chain,
-            issuer,
-            0,
-            "BOND",
-            0,
-            false,
-            1_000_000_000_000,
-            fees,
-            u64::MAX,
-        );
-        plume_client::rpc(
-            &net.apis[0],
-            "plume_submitTransaction",
-            json!([hex::encode(t.to_bytes())]),
-        )
-        .context("creating the BOND asset")?;
+        issue_bond(net, &chain, fees)?;
         seqs[0] = 1;
-        // Wait for it to be final before settlements use it.
-        let h = plume_client::rpc(&net.apis[0], "plume_status", json!([]))?["height"]
-            .as_u64()
-            .unwrap_or(0);
-        net.converge(h + 2, Duration::from_secs(30))?;
     }
     let pending = Arc::new(Mutex::new(Pending {
         sent: HashMap::new(),
@@ -157,51 +139,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     }));
     // Finality watcher: a block subscription on validator 0.
     let watcher_stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let pending = pending.clone();
-        let api = net.apis[0].clone();
-        let ws_stop = watcher_stop.clone();
-        std::thread::spawn(move || -> Result<()> {
-            let (mut ws, _) =
-                tungstenite::connect(format!("ws://{api}/ws")).context("devnet: websocket")?;
-            if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-                s.set_read_timeout(Some(Duration::from_millis(100)))?;
-            }
-            ws.send(tungstenite::Message::text(
-                json!({"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]})
-                    .to_string(),
-            ))?;
-            while !ws_stop.load(Ordering::Relaxed) {
-                let m = match ws.read() {
-                    Ok(m) => m,
-                    Err(tungstenite::Error::Io(e))
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let Ok(v) = serde_json::from_str::<Value>(&m.to_string()) else {
-                    continue;
-                };
-                let r = &v["params"]["result"];
-                if let Some(hashes) = r["tx_hashes"].as_array() {
-                    let now = Instant::now();
-                    let mut p = pending.lock().expect("not poisoned");
-                    p.height = p.height.max(r["height"].as_u64().unwrap_or(0));
-                    for h in hashes {
-                        if let Some(t) = h.as_str().and_then(|h| p.sent.remove(h)) {
-                            let ms = now.saturating_duration_since(t).as_millis().max(1) as u64;
-                            let _ = p.hist.record(ms.min(3_600_000));
-                            p.finalized += 1;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })
-    };
+    let watcher = spawn_watcher(net.apis[0].clone(), pending.clone(), watcher_stop.clone());
     std::thread::sleep(Duration::from_millis(200));
 
     let start = Instant::now();
@@ -239,56 +177,14 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                 let per_node = (net.accounts.len() - 1) / n;
                 let a = 1 + node + n * (k as usize % per_node.max(1));
                 let b = 1 + ((k as usize * 7 + 3) % (net.accounts.len() - 1));
-                let tx = if opts.settle_every > 0 && k % opts.settle_every == 0 {
-                    // DvP: the issuer delivers 1 BOND, the buyer pays 100 PLUME.
-                    let legs = vec![
-                        Leg {
-                            asset: bond,
-                            from: issuer.public_key().address().0,
-                            to: net.accounts[a].public_key().address().0,
-                            amount: 1,
-                        },
-                        Leg {
-                            asset: NATIVE_ASSET,
-                            from: net.accounts[a].public_key().address().0,
-                            to: issuer.public_key().address().0,
-                            amount: 100,
-                        },
-                    ];
-                    txbuild::settle(
-                        &chain,
-                        &[&net.accounts[a], issuer],
-                        seqs[a],
-                        legs,
-                        fees,
-                        u64::MAX,
-                    )
-                } else {
-                    let to: Address = net.accounts[b].public_key().address();
-                    let plain = txbuild::transfer(
-                        &chain,
-                        &net.accounts[a],
-                        seqs[a],
-                        &to,
-                        1,
-                        None,
-                        fees,
-                        u64::MAX,
-                    );
-                    if opts.tx_size > 0 && plain.to_bytes().len() < opts.tx_size {
-                        txbuild::padded_payment(
-                            &chain,
-                            &net.accounts[a],
-                            seqs[a],
-                            &to,
-                            opts.tx_size,
-                            fees,
-                            u64::MAX,
-                        )
-                    } else {
-                        plain
-                    }
+                let w = Workload {
+                    chain: &chain,
+                    accounts: &net.accounts,
+                    bond,
+                    fees,
+                    opts,
                 };
+                let tx = w.transaction(k, a, b, seqs[a]);
                 seqs[a] += 1;
                 k += 1;
                 let bytes = tx.to_bytes();
@@ -304,52 +200,19 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
                     p.sent.insert(h.clone(), *t);
                 }
             }
-            match clients[node].call_batch("plume_submitTransaction", &params) {
-                Ok(results) => {
-                    let mut p = pending.lock().expect("not poisoned");
-                    for (r, h) in results.into_iter().zip(&hashes) {
-                        match r {
-                            Ok(_) => {}
-                            // Already known to the node: a retried call whose
-                            // first attempt got through.
-                            Err(e) if e.code == 1011 => {}
-                            Err(e) => {
-                                p.sent.remove(h);
-                                rejected += 1;
-                                if submit_errors.len() < 6 {
-                                    submit_errors.push(format!("tx {h} at validator {node}: {e}"));
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("submission to validator {node} failed: {e:#}");
-                    if submit_errors.len() < 3 {
-                        submit_errors.push(format!("validator {node}: {e:#}"));
-                    }
-                    let mut p = pending.lock().expect("not poisoned");
-                    for h in &hashes {
-                        p.sent.remove(h);
-                    }
-                    rejected += want as u64;
-                }
-            }
+            rejected += submit_batch(
+                &mut clients[node],
+                node,
+                &params,
+                &hashes,
+                &pending,
+                &mut submit_errors,
+            );
             sent_total += want as u64;
         }
         if opts.progress && Instant::now() >= next_print {
             next_print += Duration::from_secs(1);
-            let p = pending.lock().expect("not poisoned");
-            println!(
-                "  t={:>4.0}s  submitted {:>8}  finalized {:>8}  rejected {:>6}  height {:>6}  p50 {:>4} ms  p99 {:>5} ms",
-                start.elapsed().as_secs_f64(),
-                sent_total - rejected,
-                p.finalized,
-                rejected,
-                p.height,
-                p.hist.value_at_quantile(0.5),
-                p.hist.value_at_quantile(0.99)
-            );
+            print_progress(start, sent_total - rejected, rejected, &pending);
         }
     }
     let load_secs = start.elapsed().as_secs_f64();
@@ -368,23 +231,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     if let Err(e) = watcher_result {
         tracing::warn!("finality watcher: {e:#}");
     }
-    // Transactions the watcher did not see: are they final anyway (a missed
-    // notification) or really not final?
-    {
-        let p = pending.lock().expect("not poisoned");
-        let missing: Vec<String> = p.sent.keys().take(5).cloned().collect();
-        for h in missing {
-            let r = plume_client::rpc(&net.apis[0], "plume_getTransaction", json!([h]));
-            tracing::warn!(tx = %h, final_on_node0 = r.is_ok(), "transaction not seen final by the load generator");
-            eprintln!(
-                "not seen final: {h}: {}",
-                match r {
-                    Ok(v) => format!("final at height {}", v["height"]),
-                    Err(e) => format!("{e:#}"),
-                }
-            );
-        }
-    }
+    report_missing(net, &pending);
     let status0 = net.status(0)?;
     let (h, roots) = net.converge(
         status0["height"].as_u64().unwrap_or(0),
@@ -414,6 +261,207 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         roots_equal,
         roots,
     })
+}
+
+/// Create the BOND asset the DvP settlements deliver (account 0 issues it)
+/// and wait until it is final.
+fn issue_bond(net: &LocalNet, chain: &str, fees: Fees) -> Result<()> {
+    let t = txbuild::create_asset(
+        chain,
+        &net.accounts[0],
+        0,
+        "BOND",
+        0,
+        false,
+        1_000_000_000_000,
+        fees,
+        u64::MAX,
+    );
+    plume_client::rpc(
+        &net.apis[0],
+        "plume_submitTransaction",
+        json!([hex::encode(t.to_bytes())]),
+    )
+    .context("creating the BOND asset")?;
+    // Wait for it to be final before settlements use it.
+    let h = plume_client::rpc(&net.apis[0], "plume_status", json!([]))?["height"]
+        .as_u64()
+        .unwrap_or(0);
+    net.converge(h + 2, Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// A thread that subscribes to validator `api`'s blocks and marks the
+/// transactions it sees as final, until `stop`.
+fn spawn_watcher(
+    api: String,
+    pending: Arc<Mutex<Pending>>,
+    ws_stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || -> Result<()> {
+        let (mut ws, _) =
+            tungstenite::connect(format!("ws://{api}/ws")).context("devnet: websocket")?;
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        }
+        ws.send(tungstenite::Message::text(
+            json!({"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]})
+                .to_string(),
+        ))?;
+        while !ws_stop.load(Ordering::Relaxed) {
+            let m = match ws.read() {
+                Ok(m) => m,
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&m.to_string()) else {
+                continue;
+            };
+            let r = &v["params"]["result"];
+            if let Some(hashes) = r["tx_hashes"].as_array() {
+                let now = Instant::now();
+                let mut p = pending.lock().expect("not poisoned");
+                p.height = p.height.max(r["height"].as_u64().unwrap_or(0));
+                for h in hashes {
+                    if let Some(t) = h.as_str().and_then(|h| p.sent.remove(h)) {
+                        let ms = now.saturating_duration_since(t).as_millis().max(1) as u64;
+                        let _ = p.hist.record(ms.min(3_600_000));
+                        p.finalized += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// What the load generator sends.
+struct Workload<'a> {
+    chain: &'a str,
+    accounts: &'a [SigningKey],
+    bond: [u8; 32],
+    fees: Fees,
+    opts: &'a DevnetOptions,
+}
+
+impl Workload<'_> {
+    /// Transaction number `k`: from account `a` (its next sequence `seq`)
+    /// to account `b`; every `settle_every`-th a DvP settlement against the
+    /// issuer (account 0), the others transfers (padded to `tx_size`).
+    fn transaction(&self, k: u64, a: usize, b: usize, seq: u64) -> plume_protocol::Transaction {
+        let (chain, fees, opts) = (self.chain, self.fees, self.opts);
+        let issuer = &self.accounts[0];
+        let payer = &self.accounts[a];
+        if opts.settle_every > 0 && k % opts.settle_every == 0 {
+            // DvP: the issuer delivers 1 BOND, the buyer pays 100 PLUME.
+            let legs = vec![
+                Leg {
+                    asset: self.bond,
+                    from: issuer.public_key().address().0,
+                    to: payer.public_key().address().0,
+                    amount: 1,
+                },
+                Leg {
+                    asset: NATIVE_ASSET,
+                    from: payer.public_key().address().0,
+                    to: issuer.public_key().address().0,
+                    amount: 100,
+                },
+            ];
+            return txbuild::settle(chain, &[payer, issuer], seq, legs, fees, u64::MAX);
+        }
+        let to: Address = self.accounts[b].public_key().address();
+        let plain = txbuild::transfer(chain, payer, seq, &to, 1, None, fees, u64::MAX);
+        if opts.tx_size > 0 && plain.to_bytes().len() < opts.tx_size {
+            txbuild::padded_payment(chain, payer, seq, &to, opts.tx_size, fees, u64::MAX)
+        } else {
+            plain
+        }
+    }
+}
+
+/// Ask validator 0 about the first few transactions the watcher did not
+/// see: final anyway (a missed notification) or really not final?
+fn report_missing(net: &LocalNet, pending: &Mutex<Pending>) {
+    let p = pending.lock().expect("not poisoned");
+    let missing: Vec<String> = p.sent.keys().take(5).cloned().collect();
+    drop(p);
+    for h in missing {
+        let r = plume_client::rpc(&net.apis[0], "plume_getTransaction", json!([h]));
+        tracing::warn!(tx = %h, final_on_node0 = r.is_ok(), "transaction not seen final by the load generator");
+        eprintln!(
+            "not seen final: {h}: {}",
+            match r {
+                Ok(v) => format!("final at height {}", v["height"]),
+                Err(e) => format!("{e:#}"),
+            }
+        );
+    }
+}
+
+/// Submit one JSON-RPC batch to validator `node`; returns how many were
+/// refused (they are no longer awaited).
+fn submit_batch(
+    client: &mut RpcClient,
+    node: usize,
+    params: &[Value],
+    hashes: &[String],
+    pending: &Mutex<Pending>,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let mut refused = 0u64;
+    match client.call_batch("plume_submitTransaction", params) {
+        Ok(results) => {
+            let mut p = pending.lock().expect("not poisoned");
+            for (r, h) in results.into_iter().zip(hashes) {
+                match r {
+                    Ok(_) => {}
+                    // Already known to the node: a retried call whose
+                    // first attempt got through.
+                    Err(e) if e.code == 1011 => {}
+                    Err(e) => {
+                        p.sent.remove(h);
+                        refused += 1;
+                        if errors.len() < 6 {
+                            errors.push(format!("tx {h} at validator {node}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("submission to validator {node} failed: {e:#}");
+            if errors.len() < 3 {
+                errors.push(format!("validator {node}: {e:#}"));
+            }
+            let mut p = pending.lock().expect("not poisoned");
+            for h in hashes {
+                p.sent.remove(h);
+            }
+            refused += hashes.len() as u64;
+        }
+    }
+    refused
+}
+
+/// One progress line.
+fn print_progress(start: Instant, submitted: u64, rejected: u64, pending: &Mutex<Pending>) {
+    let p = pending.lock().expect("not poisoned");
+    println!(
+        "  t={:>4.0}s  submitted {:>8}  finalized {:>8}  rejected {:>6}  height {:>6}  p50 {:>4} ms  p99 {:>5} ms",
+        start.elapsed().as_secs_f64(),
+        submitted,
+        p.finalized,
+        rejected,
+        p.height,
+        p.hist.value_at_quantile(0.5),
+        p.hist.value_at_quantile(0.99)
+    );
 }
 
 /// Print a summary for people.

@@ -62,31 +62,7 @@ pub async fn run(
     shared: Arc<Shared>,
     core_core: usize,
 ) -> Result<()> {
-    let g = &setup.genesis;
-    let listen: std::net::SocketAddr = setup.config.node.listen_addr.parse()?;
-    let transport = open_transport(&setup.config.network, listen, core_core)?;
-    if let AnyTransport::Dgram(t) = &transport {
-        let _ = shared.metrics.dgram.set(t.metrics());
-    }
-    let mut net = NetConfig::new(listen, plume_netstack::ChainId::from_name(&g.chain_id));
-    let mut peers = Vec::new();
-    for v in &g.validators {
-        let id = PeerId(plume_crypto::ed25519::PublicKey::from_hex(&v.network_key)?.to_bytes());
-        peers.push(id);
-        net.allow.push(id);
-        net.peers.push(PeerAddr {
-            id,
-            addr: v.address.parse()?,
-        });
-    }
-    net.frame_payload_max = wire::FRAME_BYTES_MAX;
-    let ep = Endpoint::start(
-        transport,
-        net,
-        plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
-    )
-    .map_err(|e| anyhow!("network: {e}"))?;
-    let _ = shared.metrics.net.set(ep.metrics());
+    let (ep, peers) = start_network(&setup, &shared, core_core)?;
     let engine = Engine::new(
         engine_config(&setup),
         plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?,
@@ -168,6 +144,42 @@ pub async fn run(
     drop(net_task);
     drop(chan_task);
     Ok(())
+}
+
+/// Open the transport and start the endpoint with every genesis
+/// validator allow-listed; returns it and the validators' peer ids (in
+/// committee order).
+fn start_network(
+    setup: &NodeSetup,
+    shared: &Shared,
+    core_core: usize,
+) -> Result<(Endpoint<AnyTransport>, Vec<PeerId>)> {
+    let g = &setup.genesis;
+    let listen: std::net::SocketAddr = setup.config.node.listen_addr.parse()?;
+    let transport = open_transport(&setup.config.network, listen, core_core)?;
+    if let AnyTransport::Dgram(t) = &transport {
+        let _ = shared.metrics.dgram.set(t.metrics());
+    }
+    let mut net = NetConfig::new(listen, plume_netstack::ChainId::from_name(&g.chain_id));
+    let mut peers = Vec::new();
+    for v in &g.validators {
+        let id = PeerId(plume_crypto::ed25519::PublicKey::from_hex(&v.network_key)?.to_bytes());
+        peers.push(id);
+        net.allow.push(id);
+        net.peers.push(PeerAddr {
+            id,
+            addr: v.address.parse()?,
+        });
+    }
+    net.frame_payload_max = wire::FRAME_BYTES_MAX;
+    let ep = Endpoint::start(
+        transport,
+        net,
+        plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
+    )
+    .map_err(|e| anyhow!("network: {e}"))?;
+    let _ = shared.metrics.net.set(ep.metrics());
+    Ok((ep, peers))
 }
 
 fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {

@@ -246,6 +246,59 @@ fn announce(
     Ok(())
 }
 
+/// The transactions a block executes, in block order.
+struct Picked {
+    txs: Vec<PreparedTx>,
+    raws: Vec<Vec<u8>>,
+    /// Transactions that failed decoding or signature checks.
+    skipped: u64,
+    /// Batches executed for the first time here.
+    batches: Vec<Digest>,
+}
+
+/// A batch already executed in an earlier block is skipped (re-proposed
+/// batches), as are transactions that failed decoding or signature checks
+/// and transactions already in a finalized block (a batch offered twice,
+/// even across a restart: their first receipt stands). Deterministic: every
+/// validator has the same store and the same verdicts.
+fn block_transactions(
+    store: &Store<LmdbKv>,
+    batches: &[std::sync::Arc<plume_mempool::VerifiedBatch>],
+    already: &dyn Fn(&Digest) -> bool,
+    group_txs: &mut HashSet<Digest>,
+) -> Result<Picked> {
+    let mut p = Picked {
+        txs: Vec::new(),
+        raws: Vec::new(),
+        skipped: 0,
+        batches: Vec::new(),
+    };
+    let mut seen_here: HashSet<Digest> = HashSet::new();
+    for b in batches {
+        if already(&b.digest) || !seen_here.insert(b.digest) {
+            continue;
+        }
+        p.batches.push(b.digest);
+        for (i, t) in b.txs.iter().enumerate() {
+            match t {
+                Some(tx) if b.valid[i] => {
+                    let dup = !group_txs.insert(tx.hash)
+                        || store
+                            .tx(&tx.hash)
+                            .map_err(|e| anyhow!("reading tx index: {e}"))?
+                            .is_some();
+                    if !dup {
+                        p.txs.push(tx.clone());
+                        p.raws.push(b.raw[i].clone());
+                    }
+                }
+                _ => p.skipped += 1,
+            }
+        }
+    }
+    Ok(p)
+}
+
 /// Execute one finalized block against the (staged) state; its writes are
 /// staged and its root returned, nothing is durable yet. `already` says
 /// which batch digests were executed before.
@@ -257,41 +310,9 @@ fn execute_one(
     group_txs: &mut HashSet<Digest>,
 ) -> Result<Executed> {
     let height = job.block.height;
-    // Transactions in block order; a batch already executed in an earlier
-    // block is skipped (re-proposed batches), as are transactions that failed
-    // decoding or signature checks: deterministic, so every validator skips
-    // the same ones.
-    let mut txs: Vec<PreparedTx> = Vec::new();
-    let mut raws: Vec<Vec<u8>> = Vec::new();
-    let mut skipped = 0u64;
-    let mut seen_here: HashSet<Digest> = HashSet::new();
-    let mut newly_executed = Vec::new();
-    for b in &job.batches {
-        if already(&b.digest) || !seen_here.insert(b.digest) {
-            continue;
-        }
-        newly_executed.push(b.digest);
-        for (i, t) in b.txs.iter().enumerate() {
-            match t {
-                Some(p) if b.valid[i] => {
-                    // A transaction already in a finalized block (a batch
-                    // offered twice, even across a restart) is not executed
-                    // again: its first receipt stands.
-                    let dup = !group_txs.insert(p.hash)
-                        || store
-                            .tx(&p.hash)
-                            .map_err(|e| anyhow!("reading tx index: {e}"))?
-                            .is_some();
-                    if dup {
-                        continue;
-                    }
-                    txs.push(p.clone());
-                    raws.push(b.raw[i].clone());
-                }
-                _ => skipped += 1,
-            }
-        }
-    }
+    let picked = block_transactions(store, &job.batches, already, group_txs)?;
+    let (mut txs, mut raws, skipped, newly_executed) =
+        (picked.txs, picked.raws, picked.skipped, picked.batches);
     if skipped > 0 {
         tracing::warn!(
             height,

@@ -132,44 +132,21 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         fatal: Mutex::new(None),
     });
     let place = placement(&setup.config);
-
-    let sig_thread = {
-        let core_tx = core_tx.clone();
-        let m = metrics.clone();
-        let core = place.sigverify;
-        std::thread::Builder::new()
-            .name("sigverify".into())
-            .spawn(move || {
-                pin(core);
-                sigverify::run(sig_rx, core_tx, &m, stop_flag());
-            })?
-    };
-    let exec_thread = {
-        let core_tx = core_tx.clone();
-        let shared = shared.clone();
-        let params = setup.params.clone();
-        let validators = setup.genesis.validators.clone();
-        let cores = place.exec.clone();
-        let store = opened.store;
-        std::thread::Builder::new()
-            .name("exec".into())
-            .spawn(move || {
-                pin(cores[0]);
-                let pin_worker = |k: usize| pin(cores[k % cores.len()]);
-                let cx = exec::ExecContext {
-                    shared: &shared,
-                    params: &params,
-                    registry: &shared.registry,
-                    validators: &validators,
-                    shards: cores.len(),
-                    pin_worker: &pin_worker,
-                };
-                if let Err(e) = exec::run(store, exec_rx, core_tx, &cx) {
-                    tracing::error!("execution stopped: {e:#}");
-                    STOP.store(true, Ordering::SeqCst);
-                }
-            })?
-    };
+    let sig_thread = spawn_sigverify(
+        sig_rx,
+        core_tx.clone(),
+        metrics,
+        shared.registry.clone(),
+        place.sigverify,
+    )?;
+    let exec_thread = spawn_exec(
+        &setup,
+        opened.store,
+        exec_rx,
+        core_tx.clone(),
+        shared.clone(),
+        place.exec.clone(),
+    )?;
     let api = ApiServer::start(
         &setup.config.api.listen_addr,
         Arc::new(api::ApiNode {
@@ -177,34 +154,16 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         }),
     )?;
     tracing::info!(addr = %api.addr, "API listening");
-
-    let core_thread = {
-        let shared = shared.clone();
-        let core = place.consensus;
-        let (recovered, safety_file) = (opened.recovered, opened.safety_file);
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
-            .name("core")
-            .spawn(move || async move {
-                let r = core::run(
-                    setup,
-                    recovered,
-                    safety_file,
-                    core_rx,
-                    sig_tx,
-                    exec_tx,
-                    shared.clone(),
-                    core,
-                )
-                .await;
-                if let Err(e) = r {
-                    tracing::error!("core stopped: {e:#}");
-                    *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(format!("{e:#}"));
-                    STOP.store(true, Ordering::SeqCst);
-                }
-            })
-            .map_err(|e| anyhow!("starting the core executor: {e}"))?
-    };
+    let core_thread = spawn_core(
+        setup,
+        opened.recovered,
+        opened.safety_file,
+        core_rx,
+        sig_tx,
+        exec_tx,
+        shared.clone(),
+        place.consensus,
+    )?;
 
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
@@ -224,6 +183,85 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         Some(e) => Err(anyhow!("{e}")),
         None => Ok(()),
     }
+}
+
+fn spawn_sigverify(
+    rx: flume::Receiver<SigIn>,
+    core_tx: flume::Sender<CoreIn>,
+    metrics: Arc<NodeMetrics>,
+    registry: plume_execution::Registry,
+    core: usize,
+) -> Result<std::thread::JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
+        .name("sigverify".into())
+        .spawn(move || {
+            pin(core);
+            sigverify::run(rx, core_tx, &metrics, &registry, stop_flag());
+        })?)
+}
+
+fn spawn_exec(
+    setup: &NodeSetup,
+    store: plume_storage::Store<plume_storage::LmdbKv>,
+    rx: flume::Receiver<ExecIn>,
+    core_tx: flume::Sender<CoreIn>,
+    shared: Arc<Shared>,
+    cores: Vec<usize>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let params = setup.params.clone();
+    let validators = setup.genesis.validators.clone();
+    Ok(std::thread::Builder::new()
+        .name("exec".into())
+        .spawn(move || {
+            pin(cores[0]);
+            let pin_worker = |k: usize| pin(cores[k % cores.len()]);
+            let cx = exec::ExecContext {
+                shared: &shared,
+                params: &params,
+                registry: &shared.registry,
+                validators: &validators,
+                shards: cores.len(),
+                pin_worker: &pin_worker,
+            };
+            if let Err(e) = exec::run(store, rx, core_tx, &cx) {
+                tracing::error!("execution stopped: {e:#}");
+                STOP.store(true, Ordering::SeqCst);
+            }
+        })?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_core(
+    setup: NodeSetup,
+    recovered: Option<plume_consensus::Recovered<plume_consensus::BlsScheme>>,
+    safety_file: crate::safety::SafetyFile,
+    core_rx: flume::Receiver<CoreIn>,
+    sig_tx: flume::Sender<SigIn>,
+    exec_tx: flume::Sender<ExecIn>,
+    shared: Arc<Shared>,
+    core: usize,
+) -> Result<glommio::ExecutorJoinHandle<()>> {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
+        .name("core")
+        .spawn(move || async move {
+            let r = core::run(
+                setup,
+                recovered,
+                safety_file,
+                core_rx,
+                sig_tx,
+                exec_tx,
+                shared.clone(),
+                core,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!("core stopped: {e:#}");
+                *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+                STOP.store(true, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| anyhow!("starting the core executor: {e}"))
 }
 
 #[cfg(test)]

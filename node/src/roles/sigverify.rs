@@ -1,6 +1,9 @@
 //! The signature role: Ed25519 batch verification of client submissions
 //! and of peers' batches, on its own pinned thread.
 //!
+//! Each transaction is decoded once here, its module call included (the
+//! decoding travels with it to execution).
+//!
 //! Client submissions arrive prechecked from the API; each gets its reply
 //! here (bad signature) or goes on to the core's mempool. A peer's batch is
 //! decoded, its digest checked against its contents (a mismatch: the peer
@@ -12,6 +15,7 @@ use super::channels::{CoreIn, Reply, SigIn};
 use crate::http::{codes, ApiError};
 use crate::metrics::NodeMetrics;
 use plume_crypto::Digest;
+use plume_execution::Registry;
 use plume_mempool::VerifiedBatch;
 use plume_protocol::tx::TxError;
 use plume_protocol::{PreparedTx, Transaction};
@@ -35,6 +39,7 @@ pub fn run(
     rx: flume::Receiver<SigIn>,
     core_tx: flume::Sender<CoreIn>,
     m: &NodeMetrics,
+    registry: &Registry,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
@@ -59,7 +64,11 @@ pub fn run(
                     state_seq,
                     reply,
                 } => match Transaction::from_bytes(&bytes) {
-                    Ok(tx) => submits.push((PreparedTx::new(tx), bytes, state_seq, reply)),
+                    Ok(tx) => {
+                        let mut ptx = PreparedTx::new(tx);
+                        registry.prepare(&mut ptx);
+                        submits.push((ptx, bytes, state_seq, reply));
+                    }
                     Err(e) => {
                         m.txs_rejected.inc();
                         let code = match e {
@@ -69,14 +78,16 @@ pub fn run(
                         let _ = reply.send(Err(reject(code, e.to_string())));
                     }
                 },
-                SigIn::PeerBatch { digest, txs } => match verify_peer_batch(digest, txs, m) {
-                    Some(b) => {
-                        let _ = core_tx.send(CoreIn::Batch(Arc::new(b)));
+                SigIn::PeerBatch { digest, txs } => {
+                    match verify_peer_batch(digest, txs, registry, m) {
+                        Some(b) => {
+                            let _ = core_tx.send(CoreIn::Batch(Arc::new(b)));
+                        }
+                        None => {
+                            m.malformed_msgs.inc();
+                        }
                     }
-                    None => {
-                        m.malformed_msgs.inc();
-                    }
-                },
+                }
             }
         }
         if !submits.is_empty() {
@@ -121,6 +132,7 @@ fn verify_submissions(
 pub fn verify_peer_batch(
     digest: Digest,
     raw: Vec<Vec<u8>>,
+    registry: &Registry,
     m: &NodeMetrics,
 ) -> Option<VerifiedBatch> {
     let mut txs = Vec::with_capacity(raw.len());
@@ -128,7 +140,8 @@ pub fn verify_peer_batch(
     for r in &raw {
         match Transaction::from_bytes(r) {
             Ok(t) => {
-                let p = PreparedTx::new(t);
+                let mut p = PreparedTx::new(t);
+                registry.prepare(&mut p);
                 ids.push(p.hash);
                 txs.push(Some(p));
             }
