@@ -48,13 +48,13 @@ pub enum Status {
 )]
 pub struct Reason(pub u16);
 
-/// Defines the core reason codes and their names in one table.
-macro_rules! reasons {
-    ($($name:ident = $code:expr, $doc:expr;)*) => {
+/// Defines a code type's core constants and their names in one table.
+macro_rules! codes {
+    ($ty:ident, $what:literal; $($name:ident = $code:expr, $doc:expr;)*) => {
         #[allow(non_upper_case_globals)]
-        impl Reason {
-            $(#[doc = $doc] pub const $name: Reason = Reason($code);)*
-            /// The name of a core code (modules name theirs: see the
+        impl $ty {
+            $(#[doc = $doc] pub const $name: $ty = $ty($code);)*
+            #[doc = concat!("The name of a core ", $what, " code (modules name theirs: see the")]
             /// execution crate's registry).
             pub fn core_name(self) -> Option<&'static str> {
                 match self.0 {
@@ -63,10 +63,20 @@ macro_rules! reasons {
                 }
             }
         }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.core_name() {
+                    Some(n) => f.write_str(n),
+                    None => write!(f, "{}({})", stringify!($ty), self.0),
+                }
+            }
+        }
     };
 }
 
-reasons! {
+codes! {
+    Reason, "reason";
     Ok = 0, "No error.";
     WrongChain = 1, "Chain id differs from the chain's.";
     Expired = 2, "Block height above the transaction's expiry height.";
@@ -96,37 +106,12 @@ reasons! {
     MemoTooLong = 26, "The memo is longer than MEMO_BYTES_MAX.";
 }
 
-impl std::fmt::Debug for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.core_name() {
-            Some(n) => f.write_str(n),
-            None => write!(f, "Reason({})", self.0),
-        }
-    }
-}
-
 /// Why a balance changed (a stable code).
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cause(pub u16);
 
-/// Defines the core cause codes and their names in one table.
-macro_rules! causes {
-    ($($name:ident = $code:expr, $doc:expr;)*) => {
-        #[allow(non_upper_case_globals)]
-        impl Cause {
-            $(#[doc = $doc] pub const $name: Cause = Cause($code);)*
-            /// The name of a core code.
-            pub fn core_name(self) -> Option<&'static str> {
-                match self.0 {
-                    $($code => Some(stringify!($name)),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-causes! {
+codes! {
+    Cause, "cause";
     Fee = 0, "The payer paid its fee (base + tip).";
     Transfer = 1, "Transfer, settlement leg or batch payment.";
     Mint = 2, "Issuance (create asset or mint).";
@@ -134,15 +119,6 @@ causes! {
     Tip = 4, "Tip credited to the block proposer.";
     Treasury = 5, "Treasury share of the base fee.";
     FeePool = 6, "Fee-pool share of the base fee.";
-}
-
-impl std::fmt::Debug for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.core_name() {
-            Some(n) => f.write_str(n),
-            None => write!(f, "Cause({})", self.0),
-        }
-    }
 }
 
 /// One balance change.

@@ -106,15 +106,7 @@ impl Call for AssetCall {
                 }
             }
             AssetCall::Mint { asset, to, amount } => {
-                let Some(mut info) = l.asset(asset)? else {
-                    return Ok(Err(Reason::UnknownAsset));
-                };
-                if info.issuer != payer {
-                    return Ok(Err(Reason::NotIssuer));
-                }
-                if info.policy != SupplyPolicy::IssuerMintable {
-                    return Ok(Err(Reason::SupplyFixed));
-                }
+                let mut info = tri!(mintable_by(l, asset, &payer));
                 let Some(s) = info.supply.checked_add(*amount) else {
                     return Ok(Err(Reason::Overflow));
                 };
@@ -123,15 +115,7 @@ impl Call for AssetCall {
                 tri!(l.credit(to, asset, *amount, Cause::Mint, events));
             }
             AssetCall::Burn { asset, amount } => {
-                let Some(mut info) = l.asset(asset)? else {
-                    return Ok(Err(Reason::UnknownAsset));
-                };
-                if info.issuer != payer {
-                    return Ok(Err(Reason::NotIssuer));
-                }
-                if info.policy != SupplyPolicy::IssuerMintable {
-                    return Ok(Err(Reason::SupplyFixed));
-                }
+                let mut info = tri!(mintable_by(l, asset, &payer));
                 tri!(l.debit(&payer, asset, *amount, Cause::Burn, events));
                 // The issuer's balance is part of the supply, so this holds.
                 info.supply = info.supply.checked_sub(*amount).expect("balance <= supply");
@@ -140,4 +124,22 @@ impl Call for AssetCall {
         }
         Ok(Ok(()))
     }
+}
+
+/// The record of `asset` if `payer` is its issuer and may change its supply.
+fn mintable_by(
+    l: &mut dyn Ledger,
+    asset: &[u8; 32],
+    payer: &[u8; 32],
+) -> Result<Result<AssetInfo, Reason>, crate::ExecError> {
+    let Some(info) = l.asset(asset)? else {
+        return Ok(Err(Reason::UnknownAsset));
+    };
+    if info.issuer != *payer {
+        return Ok(Err(Reason::NotIssuer));
+    }
+    if info.policy != SupplyPolicy::IssuerMintable {
+        return Ok(Err(Reason::SupplyFixed));
+    }
+    Ok(Ok(info))
 }

@@ -90,19 +90,7 @@ impl dyn Ledger + '_ {
         cause: Cause,
         events: &mut Vec<Event>,
     ) -> Result<Result<(), Reason>, ExecError> {
-        let b = self.balance(who, asset)?;
-        let Some(nb) = b.checked_sub(amount) else {
-            return Ok(Err(Reason::InsufficientBalance));
-        };
-        self.set_balance(who, asset, nb);
-        events.push(Event {
-            account: *who,
-            asset: *asset,
-            credit: false,
-            amount,
-            cause,
-        });
-        Ok(Ok(()))
+        self.change(who, asset, amount, false, cause, events)
     }
 
     /// Give `amount` to `who`; an event records it.
@@ -114,15 +102,33 @@ impl dyn Ledger + '_ {
         cause: Cause,
         events: &mut Vec<Event>,
     ) -> Result<Result<(), Reason>, ExecError> {
+        self.change(who, asset, amount, true, cause, events)
+    }
+
+    fn change(
+        &mut self,
+        who: &[u8; 32],
+        asset: &[u8; 32],
+        amount: u128,
+        credit: bool,
+        cause: Cause,
+        events: &mut Vec<Event>,
+    ) -> Result<Result<(), Reason>, ExecError> {
         let b = self.balance(who, asset)?;
-        let Some(nb) = b.checked_add(amount) else {
-            return Ok(Err(Reason::Overflow));
+        let nb = if credit {
+            b.checked_add(amount).ok_or(Reason::Overflow)
+        } else {
+            b.checked_sub(amount).ok_or(Reason::InsufficientBalance)
+        };
+        let nb = match nb {
+            Ok(v) => v,
+            Err(r) => return Ok(Err(r)),
         };
         self.set_balance(who, asset, nb);
         events.push(Event {
             account: *who,
             asset: *asset,
-            credit: true,
+            credit,
             amount,
             cause,
         });
