@@ -34,6 +34,10 @@ pub enum Domain {
     Batch,
     /// Peer handshakes.
     Handshake,
+    /// One item of a batch: its full encoding (signatures included).
+    BatchItem,
+    /// What a batch vote (availability or validity) signs.
+    BatchVote,
 }
 
 impl Domain {
@@ -51,6 +55,8 @@ impl Domain {
             Domain::Address => b"plume/v1/address\0",
             Domain::Batch => b"plume/v1/batch\0",
             Domain::Handshake => b"plume/v1/handshake\0",
+            Domain::BatchItem => b"plume/v1/batch-item\0",
+            Domain::BatchVote => b"plume/v1/batch-vote\0",
         }
     }
 }

@@ -97,6 +97,16 @@ pub fn prove(leaves: &[Digest], index: usize) -> Option<InclusionProof> {
 impl InclusionProof {
     /// Check that `leaf` sits at `self.index` under `root`.
     pub fn verify(&self, root: &Digest, leaf: &Digest) -> Result<(), CryptoError> {
+        if &self.root_from(leaf)? == root {
+            Ok(())
+        } else {
+            Err(CryptoError::BadProof("root mismatch"))
+        }
+    }
+
+    /// The root this proof leads to from `leaf` (for roots that are
+    /// themselves hashed into something else, such as a batch digest).
+    pub fn root_from(&self, leaf: &Digest) -> Result<Digest, CryptoError> {
         if self.index >= self.leaf_count || self.siblings.len() > PROOF_DEPTH_MAX {
             return Err(CryptoError::BadProof("index or depth out of range"));
         }
@@ -122,11 +132,7 @@ impl InclusionProof {
         if sibs.next().is_some() {
             return Err(CryptoError::BadProof("too many siblings"));
         }
-        if &acc == root {
-            Ok(())
-        } else {
-            Err(CryptoError::BadProof("root mismatch"))
-        }
+        Ok(acc)
     }
 }
 

@@ -30,7 +30,7 @@ pub mod receipt;
 pub mod scheme;
 pub mod tx;
 
-pub use batch::batch_root;
+pub use batch::batch_digest;
 pub use receipt::{Cause, Event, Reason, Receipt, Status};
 pub use scheme::{BlsScheme, Scheme};
 pub use tx::{PreparedTx, Transaction, TxBody, TxError};

@@ -1,11 +1,12 @@
 //! Finality proofs a client checks offline with nothing but the genesis
-//! validator set: transaction -> batch (Merkle path) -> block (payload
-//! digest) -> parent links -> the directly committed block -> two
-//! certificates (the two-chain commit proof). Also the stored form of a
+//! validator set: transaction bytes -> leaf -> batch (Merkle path, author,
+//! count: the batch digest) -> block (payload digest) -> parent links ->
+//! the directly committed block -> two certificates (the two-chain commit
+//! proof). Also the stored form of a
 //! finalized block (the block plus each batch's transaction ids), from
 //! which the node builds those proofs.
 
-use crate::batch::batch_root;
+use crate::batch::{digest_from_root, item_leaf, items_root, BATCH_TXS_MAX};
 use crate::codec::{self, CodecError, Reader, Writer};
 use crate::consensus::{Block, PAYLOAD_DIGESTS_MAX};
 use crate::scheme::BlsScheme;
@@ -16,8 +17,6 @@ use serde::{Deserialize, Serialize};
 
 /// Most blocks between a transaction's block and its commit proof.
 pub const PROOF_CHAIN_MAX: usize = 64;
-/// Most transactions in one batch.
-pub const BATCH_TXS_MAX: usize = 4096;
 
 /// Why a proof or a block record is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,15 +41,26 @@ fn invalid(s: impl Into<String>) -> ProofError {
     ProofError::Invalid(s.into())
 }
 
-/// The stored form of a finalized block: the consensus block and the
-/// transaction ids of each of its batches (so inclusion paths can be built).
-pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[Vec<Digest>]) -> Vec<u8> {
+/// One batch of a stored block: its author and the leaves of its items
+/// (`batch::item_leaf` of each encoding), so inclusion paths can be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// The batch's author.
+    pub author: u32,
+    /// Leaves, in batch order.
+    pub leaves: Vec<Digest>,
+}
+
+/// The stored form of a finalized block: the consensus block and, per
+/// batch of its payload, the batch record.
+pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[BatchRecord]) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(512));
     w.bytes(&codec::encode_block(block));
     w.u32(batches.len() as u32);
-    for ids in batches {
-        w.u32(ids.len() as u32);
-        for d in ids {
+    for b in batches {
+        w.u32(b.author);
+        w.u32(b.leaves.len() as u32);
+        for d in &b.leaves {
             w.digest(d);
         }
     }
@@ -58,7 +68,9 @@ pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[Vec<Digest>]) ->
 }
 
 /// Decode [`encode_block_record`].
-pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<Vec<Digest>>), ProofError> {
+pub fn decode_block_record(
+    raw: &[u8],
+) -> Result<(Block<BlsScheme>, Vec<BatchRecord>), ProofError> {
     let what = "block record";
     let e = |err| ProofError::Decode { what, err };
     let mut r = Reader { b: raw };
@@ -69,12 +81,13 @@ pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<Vec<Dige
         .map_err(e)?;
     let mut batches = Vec::with_capacity(nb);
     for _ in 0..nb {
+        let author = r.u32().map_err(e)?;
         let k = r.count(BATCH_TXS_MAX, "batch too large").map_err(e)?;
-        let mut ids = Vec::with_capacity(k);
+        let mut leaves = Vec::with_capacity(k);
         for _ in 0..k {
-            ids.push(r.digest().map_err(e)?);
+            leaves.push(r.digest().map_err(e)?);
         }
-        batches.push(ids);
+        batches.push(BatchRecord { author, leaves });
     }
     r.finish().map_err(e)?;
     Ok((block, batches))
@@ -85,12 +98,17 @@ pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<Vec<Dige
 pub struct FinalityProof {
     /// Transaction id (hex).
     pub tx: String,
+    /// The transaction's full encoding (hex): its leaf in the batch is the
+    /// hash of these bytes, signatures included.
+    pub tx_bytes: String,
+    /// Author of the transaction's batch (part of the batch digest).
+    pub batch_author: u32,
     /// Blocks (hex, wire encoding) from the transaction's block up to the
     /// directly committed block, each the parent of the next.
     pub chain: Vec<String>,
     /// Position of the batch in the first block's payload.
     pub batch_index: u32,
-    /// Merkle path of the transaction id in its batch.
+    /// Position of the transaction in its batch.
     pub tx_index: u32,
     /// Batch length.
     pub batch_len: u32,
@@ -158,6 +176,12 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofE
         .get(p.batch_index as usize)
         .ok_or_else(|| invalid("batch_index out of range"))?;
     let tx = Digest::from_hex(&p.tx).map_err(|_| ProofError::Hex("tx"))?;
+    let raw = unhex("tx_bytes", &p.tx_bytes)?;
+    let decoded = crate::tx::Transaction::from_bytes(&raw)
+        .map_err(|e| invalid(format!("tx_bytes: {e}")))?;
+    if decoded.body.signing_hash() != tx {
+        return Err(invalid("tx_bytes are not the transaction named by tx"));
+    }
     let siblings = p
         .siblings
         .iter()
@@ -168,23 +192,49 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofE
         leaf_count: p.batch_len,
         siblings,
     };
-    incl.verify(batch, &merkle::leaf_hash(tx.as_bytes()))
+    let root = incl
+        .root_from(&merkle::leaf_hash(item_leaf(&raw).as_bytes()))
         .map_err(|e| invalid(format!("transaction not in batch: {e}")))?;
+    if digest_from_root(p.batch_author, p.batch_len, &root) != *batch {
+        return Err(invalid("transaction not in batch: digest mismatch"));
+    }
     Ok(first.height)
 }
 
-/// Build the inclusion part for `tx` from a block record's batches:
-/// (batch index, index in the batch, batch length, Merkle siblings).
-pub fn locate(batches: &[Vec<Digest>], tx: &Digest) -> Option<(u32, u32, u32, Vec<Digest>)> {
-    for (bi, ids) in batches.iter().enumerate() {
-        if let Some(ti) = ids.iter().position(|d| d == tx) {
-            let leaves: Vec<Digest> = ids
+/// Where a transaction is in a block, for its finality proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// Position of the batch in the block's payload.
+    pub batch_index: u32,
+    /// The batch's author.
+    pub batch_author: u32,
+    /// Position of the transaction in the batch.
+    pub tx_index: u32,
+    /// Batch length.
+    pub batch_len: u32,
+    /// Merkle siblings of its leaf.
+    pub siblings: Vec<Digest>,
+}
+
+/// Build the inclusion part for the transaction whose encoding hashes to
+/// `leaf` (`batch::item_leaf`) from a block record's batches.
+pub fn locate(batches: &[BatchRecord], leaf: &Digest) -> Option<Located> {
+    for (bi, b) in batches.iter().enumerate() {
+        if let Some(ti) = b.leaves.iter().position(|d| d == leaf) {
+            let hashed: Vec<Digest> = b
+                .leaves
                 .iter()
                 .map(|d| merkle::leaf_hash(d.as_bytes()))
                 .collect();
-            debug_assert_eq!(merkle::root_of_leaves(&leaves), batch_root(ids));
-            let p = merkle::prove(&leaves, ti)?;
-            return Some((bi as u32, ti as u32, ids.len() as u32, p.siblings));
+            debug_assert_eq!(merkle::root_of_leaves(&hashed), items_root(&b.leaves));
+            let p = merkle::prove(&hashed, ti)?;
+            return Some(Located {
+                batch_index: bi as u32,
+                batch_author: b.author,
+                tx_index: ti as u32,
+                batch_len: b.leaves.len() as u32,
+                siblings: p.siblings,
+            });
         }
     }
     None

@@ -16,7 +16,8 @@
 
 use crate::calls::{EncodedCall, ModuleId};
 use crate::receipt::Reason;
-use plume_crypto::ed25519::{self, Address, BatchItem};
+use plume_crypto::ed25519::{self, Address};
+use plume_crypto::zip215;
 use plume_crypto::{hash_parts, Digest, Domain};
 use rkyv::rancor;
 
@@ -199,17 +200,18 @@ impl Transaction {
         Ok(())
     }
 
-    /// Verify every signature alone (strict). Batch callers use [`verify_batch`].
+    /// Verify every signature alone under the chain's rule
+    /// (`plume_crypto::zip215`, which batch verification agrees with
+    /// exactly). Batch callers use [`verify_batch`].
     pub fn verify_signatures(&self) -> Result<(), TxError> {
         if self.signatures.len() != self.body.signers.len() {
             return Err(TxError::Malformed(Reason::SignatureCount));
         }
         let h = self.body.signing_hash();
         for (i, (pk, sig)) in self.body.signers.iter().zip(&self.signatures).enumerate() {
-            let pk = ed25519::PublicKey::from_bytes(pk).map_err(|_| TxError::BadSignature(i))?;
-            let sig = ed25519::Signature::from_bytes(sig);
-            pk.verify(&h.0, &sig)
-                .map_err(|_| TxError::BadSignature(i))?;
+            if !zip215::verify(pk, &h.0, sig) {
+                return Err(TxError::BadSignature(i));
+            }
         }
         Ok(())
     }
@@ -293,46 +295,31 @@ impl PreparedTx {
     }
 }
 
-/// Verify the signatures of many transactions at once (Ed25519 batch
-/// verification). Returns the sorted indices of the transactions with a bad,
-/// missing or unparsable signature.
+/// Verify the signatures of many transactions at once (batch verification
+/// under the chain's rule, `plume_crypto::zip215`). Returns the sorted
+/// indices of the transactions with a bad or missing signature: exactly
+/// those [`Transaction::verify_signatures`] refuses, whatever else is in
+/// the batch.
 pub fn verify_batch(txs: &[Transaction]) -> Vec<usize> {
     let mut bad = Vec::new();
-    let mut hashes = Vec::with_capacity(txs.len());
-    let mut keys = Vec::new();
-    let mut sigs = Vec::new();
+    let hashes: Vec<Digest> = txs.iter().map(|t| t.body.signing_hash()).collect();
+    let mut items = Vec::new();
     let mut owners = Vec::new();
     for (i, tx) in txs.iter().enumerate() {
-        hashes.push(tx.body.signing_hash());
         if tx.signatures.len() != tx.body.signers.len() || tx.signatures.is_empty() {
             bad.push(i);
             continue;
         }
-        let parsed: Result<Vec<_>, _> = tx
-            .body
-            .signers
-            .iter()
-            .map(ed25519::PublicKey::from_bytes)
-            .collect();
-        match parsed {
-            Ok(pks) => {
-                for (pk, s) in pks.into_iter().zip(&tx.signatures) {
-                    keys.push(pk);
-                    sigs.push(ed25519::Signature::from_bytes(s));
-                    owners.push(i);
-                }
-            }
-            Err(_) => bad.push(i),
+        for (pk, sig) in tx.body.signers.iter().zip(&tx.signatures) {
+            items.push(zip215::Item {
+                key: pk,
+                msg: &hashes[i].0,
+                sig,
+            });
+            owners.push(i);
         }
     }
-    let items: Vec<BatchItem<'_>> = (0..keys.len())
-        .map(|j| BatchItem {
-            msg: &hashes[owners[j]].0,
-            sig: &sigs[j],
-            key: &keys[j],
-        })
-        .collect();
-    if let Err(failed) = ed25519::verify_batch(&items) {
+    if let Err(failed) = zip215::verify_batch(&items) {
         bad.extend(failed.into_iter().map(|j| owners[j]));
     }
     bad.sort_unstable();

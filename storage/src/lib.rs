@@ -10,12 +10,14 @@
 //! Storage does not know consensus rules: blocks, certificates,
 //! transactions and receipts are opaque bytes to it.
 
+pub mod batchlog;
 pub mod kv;
 pub mod lmdb;
 pub mod records;
 pub mod smt;
 pub mod store;
 
+pub use batchlog::{BatchLog, LogError, LogRecord};
 pub use kv::{KvRead, KvStore, KvWrite, MemoryKv, Table};
 pub use lmdb::{LmdbKv, LmdbOptions};
 pub use records::{BlockRecord, ChainMeta, QcRecord, TxRecord, SCHEMA_VERSION};
