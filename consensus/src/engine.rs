@@ -97,6 +97,8 @@ pub struct Config<S: Scheme> {
     /// Blocks per epoch; 0 = one epoch forever. Epoch `e` ends with the
     /// block at height `(e + 1) * epoch_length` (see [`Input::NextEpoch`]).
     pub epoch_length: u64,
+    /// Most total payload weight (transactions) one proposal carries.
+    pub payload_weight_max: u64,
 }
 
 /// Timers the engine asks for.
@@ -120,8 +122,12 @@ pub enum Input<S: Scheme> {
     },
     /// A timer set earlier fired.
     TimerFired(Timer),
-    /// Transaction-batch digests ready to be proposed.
-    PayloadReady(Vec<Digest>),
+    /// Transaction-batch digests ready to be proposed, each with its weight
+    /// (its transaction count): a proposal carries digests in queue order
+    /// while their weights sum to at most [`Config::payload_weight_max`]
+    /// (at least one). Digests already queued or carried by a block this
+    /// engine knows of are ignored.
+    PayloadReady(Vec<(Digest, u32)>),
     /// The committee of the next epoch (decided by rules outside consensus,
     /// e.g. from committed state). The engine switches when it finalizes the
     /// last block of the current epoch; until then it holds this input.
@@ -223,6 +229,8 @@ pub struct Metrics {
     pub commit_conflicts: u64,
     /// Payload digests dropped because the queue was full.
     pub payload_dropped: u64,
+    /// Payload digests returned to the queue from abandoned views.
+    pub payload_returned: u64,
 }
 
 impl Metrics {
@@ -261,7 +269,15 @@ pub struct Engine<S: Scheme> {
     certified: BTreeSet<Digest>,
     pending: BTreeMap<Digest, (u32, Proposal<S>)>,
     orphans: BTreeMap<Digest, Block<S>>,
-    payload: VecDeque<Digest>,
+    /// Digests waiting for our next proposals, with their weights.
+    payload: VecDeque<(Digest, u32)>,
+    /// Payload of accepted proposals not yet finalized, by view: removed
+    /// from every queue when the proposal arrives, returned to ours when
+    /// its view ends without a certificate for it.
+    in_flight: BTreeMap<View, (Digest, Vec<(Digest, u32)>)>,
+    /// Weights of digests offered to us, kept while they are in flight so
+    /// an abandoned proposal's payload goes back with its weight.
+    weights: BTreeMap<Digest, u32>,
     last_executed: Option<(u64, Digest, Digest)>,
     /// Block the current epoch extends (genesis for epoch 0).
     epoch_start: Digest,
@@ -312,6 +328,8 @@ impl<S: Scheme> Engine<S> {
             pending: BTreeMap::new(),
             orphans: BTreeMap::new(),
             payload: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            weights: BTreeMap::new(),
             last_executed: None,
             epoch_start: genesis.id,
             next_epoch: None,
@@ -368,15 +386,7 @@ impl<S: Scheme> Engine<S> {
                 }
             }
             Input::TimerFired(Timer::View(v)) => self.on_local_timeout(v),
-            Input::PayloadReady(ds) => {
-                for d in ds {
-                    if self.payload.len() >= PAYLOAD_QUEUE_MAX {
-                        self.metrics.payload_dropped += 1;
-                    } else {
-                        self.payload.push_back(d);
-                    }
-                }
-            }
+            Input::PayloadReady(ds) => self.on_payload_ready(ds),
             Input::NextEpoch {
                 epoch,
                 committee,
@@ -654,12 +664,21 @@ impl<S: Scheme> Engine<S> {
         let past_end = self
             .epoch_end()
             .is_some_and(|end| self.high_qc.height >= end);
-        let take = if past_end {
-            0
-        } else {
-            self.payload.len().min(PAYLOAD_DIGESTS_MAX)
-        };
-        let payload: Vec<Digest> = self.payload.drain(..take).collect();
+        let mut take = 0;
+        let mut weight = 0u64;
+        if !past_end {
+            for (_, w) in self.payload.iter() {
+                let w = u64::from(*w);
+                if take == PAYLOAD_DIGESTS_MAX
+                    || (take > 0 && weight + w > self.cfg.payload_weight_max)
+                {
+                    break;
+                }
+                weight += w;
+                take += 1;
+            }
+        }
+        let payload: Vec<Digest> = self.payload.drain(..take).map(|(d, _)| d).collect();
         let block = Block::new(
             self.cfg.epoch,
             v,
@@ -717,6 +736,7 @@ impl<S: Scheme> Engine<S> {
     }
 
     fn on_tc(&mut self, tc: &TimeoutCert<S>) {
+        self.return_abandoned(tc.view);
         if self.last_tc.as_ref().is_none_or(|t| t.view < tc.view) {
             self.last_tc = Some(tc.clone());
             // Persisted so that after a restart we can still hand peers the
@@ -893,6 +913,72 @@ impl<S: Scheme> Engine<S> {
         let h = self.committed.height;
         self.orphans.retain(|_, b| b.height > h);
         self.pending.retain(|_, (_, p)| p.block.height > h);
+        // Payload at or below the committed view is final (or was in an
+        // abandoned block whose payload went back to the queue already).
+        let keep = self.in_flight.split_off(&(cview + 1));
+        for (_, (_, ds)) in std::mem::replace(&mut self.in_flight, keep) {
+            for (d, _) in ds {
+                self.weights.remove(&d);
+            }
+        }
+    }
+
+    // ---- payload ----
+
+    fn on_payload_ready(&mut self, ds: Vec<(Digest, u32)>) {
+        for (d, w) in ds {
+            let known = self.weights.contains_key(&d);
+            if known {
+                continue; // queued, or in a block we know of
+            }
+            if self.payload.len() >= PAYLOAD_QUEUE_MAX {
+                self.metrics.payload_dropped += 1;
+                continue;
+            }
+            self.weights.insert(d, w);
+            self.payload.push_back((d, w));
+        }
+    }
+
+    /// An accepted proposal carries `b.payload`: none of it is proposed
+    /// again while the block may still be certified.
+    fn take_in_flight(&mut self, b: &Block<S>) {
+        if b.payload.is_empty() || self.in_flight.contains_key(&b.view) {
+            return;
+        }
+        let carried: BTreeSet<Digest> = b.payload.iter().copied().collect();
+        self.payload.retain(|(d, _)| !carried.contains(d));
+        let with_weights: Vec<(Digest, u32)> = b
+            .payload
+            .iter()
+            .map(|d| {
+                let w = *self.weights.entry(*d).or_insert(1);
+                (*d, w)
+            })
+            .collect();
+        self.in_flight.insert(b.view, (b.id, with_weights));
+    }
+
+    /// A TC for `view` ended it: the payload of proposals of views up to
+    /// `view` whose blocks we never saw certified goes back to the front of
+    /// the queue at once (execution skips a batch already executed, so a
+    /// block certified elsewhere meanwhile costs nothing but a duplicate).
+    fn return_abandoned(&mut self, view: View) {
+        let upto = view + 1;
+        let mut dead: Vec<View> = Vec::new();
+        for (v, (id, _)) in self.in_flight.range(..upto) {
+            if !self.certified.contains(id) {
+                dead.push(*v);
+            }
+        }
+        for v in dead.into_iter().rev() {
+            if let Some((_, ds)) = self.in_flight.remove(&v) {
+                self.metrics.payload_returned += ds.len() as u64;
+                for p in ds.into_iter().rev() {
+                    self.payload.push_front(p);
+                }
+            }
+        }
     }
 
     fn request_sync(&mut self, to: u32, block: Digest) {
@@ -1018,6 +1104,7 @@ impl<S: Scheme> Engine<S> {
             return self.reject("proposer is not the leader");
         }
         self.proposal_seen.insert(b.view, b.id);
+        self.take_in_flight(&b);
         if let std::collections::btree_map::Entry::Vacant(e) = self.blocks.entry(b.id) {
             e.insert(b.clone());
             self.out.push(Effect::PersistBlock(b.clone()));

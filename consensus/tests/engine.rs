@@ -18,6 +18,7 @@ fn config(me: u32, committee: &TestCommittee) -> Config<TestScheme> {
         commit_rule: CommitRule::TwoChain,
         leader_reputation: true,
         epoch_length: 0,
+        payload_weight_max: 10_000,
     }
 }
 
@@ -58,7 +59,7 @@ fn run_lossless(
     let mut q: VecDeque<(usize, Input<TestScheme>)> = VecDeque::new();
     let mut fin = vec![Vec::new(); es.len()];
     for i in 0..es.len() {
-        q.push_back((i, Input::PayloadReady(vec![Digest([i as u8; 32])])));
+        q.push_back((i, Input::PayloadReady(vec![(Digest([i as u8; 32]), 1)])));
         q.push_back((i, Input::Start));
     }
     let mut steps = 0;

@@ -98,7 +98,9 @@ mod tests {
 
     #[test]
     fn good_and_bad_signatures_alone_and_batched() {
-        let keys: Vec<SigningKey> = (1..=5u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        let keys: Vec<SigningKey> = (1..=5u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
         let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10]).collect();
         let pks: Vec<[u8; 32]> = keys.iter().map(|k| k.public_key().to_bytes()).collect();
         let mut sigs: Vec<[u8; 64]> = keys

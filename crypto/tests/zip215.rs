@@ -99,7 +99,13 @@ fn zip215_small_order_vectors_are_one_verdict_alone_and_batched() {
 
 /// A signature under key `a·B + T` (a mixed-order key when `T` is a
 /// torsion point) with nonce point `r·B + Tr`, made by hand.
-fn mixed_sig(a: Scalar, t: EdwardsPoint, r: Scalar, tr: EdwardsPoint, msg: &[u8]) -> ([u8; 32], [u8; 64]) {
+fn mixed_sig(
+    a: Scalar,
+    t: EdwardsPoint,
+    r: Scalar,
+    tr: EdwardsPoint,
+    msg: &[u8],
+) -> ([u8; 32], [u8; 64]) {
     let key = (a * B + t).compress().to_bytes();
     let big_r = (r * B + tr).compress().to_bytes();
     let k = Scalar::from_hash(
@@ -161,9 +167,9 @@ fn mixed_cases(rng: &mut ChaCha20Rng) -> Vec<Case> {
     );
     let l: [u8; 32] = {
         let mut l = [0u8; 32];
-        l.copy_from_slice(
-            &hex_decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010"),
-        );
+        l.copy_from_slice(&hex_decode(
+            "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010",
+        ));
         l
     };
     let mut carry = 0u16;
@@ -258,7 +264,9 @@ fn batch_equals_single_on_random_mixtures() {
     }
     for round in 0..1000 {
         let n = rng.gen_range(1..48);
-        let picked: Vec<&Case> = (0..n).map(|_| &cases[rng.gen_range(0..cases.len())]).collect();
+        let picked: Vec<&Case> = (0..n)
+            .map(|_| &cases[rng.gen_range(0..cases.len())])
+            .collect();
         let items: Vec<Item<'_>> = picked
             .iter()
             .map(|c| Item {

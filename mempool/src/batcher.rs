@@ -1,72 +1,101 @@
-//! Batching and dissemination as a pure state machine.
+//! Batching, certification and dissemination as a pure state machine.
 //!
 //! The [`Batcher`] owns the transaction pool and the batches a validator
 //! holds. The driver (the node's core role, or a simulator) feeds it events
 //! with the current time in microseconds and carries out the [`Action`]s it
-//! returns; it never reads a clock, sends a message or touches a thread.
+//! returns; it never reads a clock, signs, sends, writes or spawns. The
+//! driver checks every signature (votes, certificates) before it hands an
+//! item over, and drops items the batcher says it does not want first.
 //!
-//! What it decides:
-//! - **Cutting.** Every tick, one batch is cut from the pool (at most
-//!   `batch_max_txs` transactions and `batch_max_bytes` bytes), held as
-//!   pending and broadcast to the other validators, unless the pending
-//!   batches alone fill the cache (back-pressure: the pool then fills and
-//!   refuses clients).
-//! - **Offering.** Own batches are offered to consensus
-//!   ([`Action::Offer`]) while everything offered but not yet proposed
-//!   still fits one block (`block_txs_max` transactions), so an honest
-//!   proposal always fits.
-//! - **Re-offering.** An own batch not finalized after `repropose_after_us`
-//!   is broadcast again (a peer that missed it could otherwise never help)
-//!   and offered again; a peer's batch left unfinalized for twice as long
-//!   is offered by this validator too (its owner may be slow and skipped by
-//!   leader reputation).
-//! - **Execution order.** Finalized blocks wait, in order, until every
-//!   batch they name is held; missing ones are requested from every peer
-//!   ([`Action::Request`], again after `request_retry_us`); then the block
-//!   goes to execution ([`Action::Execute`]) with its batches.
-//! - **Memory.** Batches are held in a [`BatchCache`] bounded by count and
-//!   bytes; a batch still pending here, offered, or needed by a finalized
-//!   block not yet executed is pinned and never evicted.
+//! The life of a batch (`plume_protocol::batch` has the formats):
+//! 1. **Cut.** The author takes up to `batch_max_txs` / `batch_max_bytes`
+//!    from the pool (every transaction in it was verified at submission, so
+//!    the author's verdict is "all valid"), persists it
+//!    ([`Action::Persist`]) and broadcasts it with its verdict.
+//! 2. **Store and vote.** Every receiver persists it; once durable
+//!    ([`Batcher::on_durable`]) it votes *stored*, or, if it is one of the
+//!    batch's designated verifiers, verifies every signature
+//!    ([`Action::Verify`]) and votes *verified* with its own verdict. A
+//!    designated verifier whose verdict differs from the author's records
+//!    [`Action::Evidence`] and votes only stored.
+//! 3. **Certify.** The author collects votes; a quorum of voters with the
+//!    validity power among the verified ones is a certificate, which it
+//!    persists and broadcasts. When the verified votes lag
+//!    (`verify_timeout_us`), the author asks the next validator in the
+//!    batch's ranking to verify; when votes are missing altogether, it
+//!    sends the batch again to those that did not vote.
+//! 4. **Offer.** Every validator offers every certified digest it learns
+//!    (any author) to consensus, once, with its transaction count; a
+//!    certified digest not finalized after `repropose_after_us` is offered
+//!    again (a fork may have dropped it).
+//! 5. **Execute.** Finalized blocks wait, in order, until every batch they
+//!    name is held with its certificate; what is missing is fetched from the
+//!    certificate's voters, one holder at a time, moving to the next after
+//!    `fetch_retry_us`; then the block goes to execution with its batches
+//!    and their verdicts.
+//!
+//! Memory: batches are held in a [`BatchCache`] bounded by count and bytes;
+//! a batch that is own and uncertified, certified and not finalized, a
+//! peer's not yet certified one younger than `uncertified_ttl_us`, or needed
+//! by a finalized block not yet executed is pinned and never evicted.
 
-use crate::cache::{BatchCache, RecentDigests, VerifiedBatch};
+use crate::cache::{Batch, BatchCache, RecentDigests};
 use crate::pool::Mempool;
 use plume_crypto::Digest;
+use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchId, BatchVote, Verdict};
 use plume_protocol::consensus::{Block, CommitProof};
 use plume_protocol::scheme::Scheme;
-use plume_protocol::PreparedTx;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-/// Most batches (own and peers') held: pending ones and, for peers that ask
-/// for them, recently finalized ones.
+/// Most batches held: pending ones and, for peers that ask for them,
+/// recently finalized ones.
 pub const BATCHES_HELD_MAX: usize = 16_384;
-/// Most approximate bytes of batches held. Finalized batches are evicted
-/// first (oldest first); a pending batch is never evicted, and while pending
-/// batches alone exceed a bound no batch is cut (back-pressure). (64 MiB:
-/// about a minute of finalized 512-byte transactions at 800 tx/s, kept for
-/// peers that missed them.)
+/// Most approximate bytes of batches held (finalized ones are evicted
+/// first, oldest first; pinned ones never; while pinned batches alone
+/// exceed a bound no batch is cut: back-pressure).
 pub const BATCHES_HELD_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Digests of recently finalized batches remembered, so a batch that
-/// arrives after its block was finalized is not kept as pending.
+/// Digests of recently finalized batches remembered.
 pub const FINALIZED_DIGESTS_MAX: usize = 65_536;
-/// Own batches not finalized after this long are sent and offered again.
+/// A certified digest not finalized after this long is offered again.
 pub const REPROPOSE_AFTER_US: u64 = 2_000_000;
-/// A missing batch is requested again after this long.
-pub const REQUEST_RETRY_US: u64 = 200_000;
+/// A missing batch is asked of the next holder after this long.
+pub const FETCH_RETRY_US: u64 = 200_000;
+/// An own batch without enough verified votes after this long asks the
+/// next validator of its ranking to verify.
+pub const VERIFY_TIMEOUT_US: u64 = 150_000;
+/// A peer's batch that is not certified after this long is no longer
+/// pinned (a Byzantine author's version that will never be certified).
+pub const UNCERTIFIED_TTL_US: u64 = 30_000_000;
+/// Most digests served from one batch request.
+pub const SERVE_MAX: usize = 64;
+/// Most own batches waiting for their certificate: beyond it no batch is
+/// cut (back-pressure to the pool).
+pub const OWN_UNCERTIFIED_MAX: usize = 256;
+/// Most pieces of evidence of lying authors kept.
+pub const EVIDENCE_MAX: usize = 1024;
 
 /// The batcher's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BatcherConfig {
+    /// Our committee index.
+    pub me: u32,
+    /// Current epoch (votes and certificates carry it).
+    pub epoch: u64,
+    /// The committee, as batch certificates see it.
+    pub committee: BatchCommittee,
     /// Most transactions in one batch.
     pub batch_max_txs: usize,
     /// Most bytes of encoded transactions in one batch.
     pub batch_max_bytes: usize,
-    /// Most transactions in one block (offers never exceed it together).
-    pub block_txs_max: usize,
     /// See [`REPROPOSE_AFTER_US`].
     pub repropose_after_us: u64,
-    /// See [`REQUEST_RETRY_US`].
-    pub request_retry_us: u64,
+    /// See [`FETCH_RETRY_US`].
+    pub fetch_retry_us: u64,
+    /// See [`VERIFY_TIMEOUT_US`].
+    pub verify_timeout_us: u64,
+    /// See [`UNCERTIFIED_TTL_US`].
+    pub uncertified_ttl_us: u64,
     /// See [`BATCHES_HELD_MAX`].
     pub batches_held_max: usize,
     /// See [`BATCHES_HELD_BYTES_MAX`].
@@ -76,18 +105,45 @@ pub struct BatcherConfig {
 }
 
 impl BatcherConfig {
-    /// The defaults with these batch and block limits.
-    pub fn new(batch_max_txs: usize, batch_max_bytes: usize, block_txs_max: usize) -> Self {
+    /// The defaults for validator `me` of `committee`, with these batch
+    /// limits.
+    pub fn new(
+        me: u32,
+        committee: BatchCommittee,
+        batch_max_txs: usize,
+        batch_max_bytes: usize,
+    ) -> Self {
         BatcherConfig {
+            me,
+            epoch: 0,
+            committee,
             batch_max_txs,
             batch_max_bytes,
-            block_txs_max,
             repropose_after_us: REPROPOSE_AFTER_US,
-            request_retry_us: REQUEST_RETRY_US,
+            fetch_retry_us: FETCH_RETRY_US,
+            verify_timeout_us: VERIFY_TIMEOUT_US,
+            uncertified_ttl_us: UNCERTIFIED_TTL_US,
             batches_held_max: BATCHES_HELD_MAX,
             batches_held_bytes_max: BATCHES_HELD_BYTES_MAX,
             finalized_digests_max: FINALIZED_DIGESTS_MAX,
         }
+    }
+}
+
+/// A batch with its certificate: what execution runs (item `i` runs only
+/// if it decodes and the certificate's verdict says it is valid).
+#[derive(Clone, Debug)]
+pub struct CertifiedBatch {
+    /// The batch.
+    pub batch: Arc<Batch>,
+    /// Its certificate.
+    pub cert: Arc<BatchCertificate>,
+}
+
+impl CertifiedBatch {
+    /// Whether item `i` is to be executed.
+    pub fn runs(&self, i: usize) -> bool {
+        self.batch.txs.get(i).is_some_and(Option::is_some) && self.cert.verdict.is_valid(i)
     }
 }
 
@@ -99,20 +155,82 @@ pub struct ExecJob<S: Scheme> {
     /// Its commit proof.
     pub proof: CommitProof<S>,
     /// Its batches, in payload order.
-    pub batches: Vec<Arc<VerifiedBatch>>,
+    pub batches: Vec<CertifiedBatch>,
+}
+
+/// What the batch log holds.
+#[derive(Clone, Debug)]
+pub enum LogItem {
+    /// A batch (durable before any vote for it).
+    Batch(Arc<Batch>),
+    /// A certificate.
+    Cert(Arc<BatchCertificate>),
 }
 
 /// What the driver must do.
 #[derive(Debug)]
 pub enum Action<S: Scheme> {
-    /// Send this batch to every other validator.
-    Broadcast(Arc<VerifiedBatch>),
-    /// Ask every other validator for these batches.
-    Request(Vec<Digest>),
-    /// Offer these batch digests to consensus for proposals.
-    Offer(Vec<Digest>),
+    /// Append to the batch log; report with [`Batcher::on_durable`] once it
+    /// is synced.
+    Persist(LogItem),
+    /// The records of these digests are no longer needed.
+    Retire(Vec<Digest>),
+    /// Send this batch (with its author's verdict) to these validators.
+    SendBatch {
+        /// The batch.
+        batch: Arc<Batch>,
+        /// The author's verdict.
+        verdict: Verdict,
+        /// Recipients.
+        to: Vec<u32>,
+    },
+    /// Verify every signature of this batch and report with
+    /// [`Batcher::on_verified`].
+    Verify(Arc<Batch>),
+    /// Sign a vote and send it to the batch's author (`id.author`; to
+    /// ourselves when we are the author: the driver then hands it to
+    /// [`Batcher::on_vote`]).
+    Vote {
+        /// The batch.
+        id: BatchId,
+        /// `Some`: a verified vote with this verdict.
+        verdict: Option<Verdict>,
+    },
+    /// Send this certificate to every other validator.
+    SendCert(Arc<BatchCertificate>),
+    /// Ask validator `to` to verify our batch.
+    AskVerify {
+        /// The validator.
+        to: u32,
+        /// The batch.
+        digest: Digest,
+    },
+    /// Offer these certified digests (with their transaction counts) to
+    /// consensus.
+    Offer(Vec<(Digest, u32)>),
+    /// Ask validator `from` for these batches (with certificates).
+    Fetch {
+        /// The holder asked.
+        from: u32,
+        /// What is missing.
+        digests: Vec<Digest>,
+    },
+    /// An author's verdict contradicts the bytes: keep the evidence.
+    Evidence(Evidence),
     /// Execute this block next (blocks come out in finalization order).
     Execute(ExecJob<S>),
+}
+
+/// Proof that `author` lied about a batch's verdict: its batch (the bytes
+/// decide) and the verdict it claimed.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// The batch.
+    pub batch: Arc<Batch>,
+    /// The author's claim.
+    pub claimed: Verdict,
+    /// What the bytes say.
+    pub computed: Verdict,
 }
 
 /// Sizes of every collection (the node exports them as `plume_mem_*`).
@@ -122,20 +240,18 @@ pub struct Sizes {
     pub batches: usize,
     /// Batch cache approximate bytes.
     pub batches_bytes: usize,
-    /// Own batches not yet finalized.
+    /// Own batches not yet certified.
     pub own_pending: usize,
-    /// Peers' batches not yet finalized.
+    /// Peers' batches not yet certified.
     pub peer_pending: usize,
+    /// Certified, not yet finalized.
+    pub certified: usize,
     /// Recently finalized digests remembered.
     pub finalized_recent: usize,
-    /// Own batches waiting to be offered.
-    pub ready: usize,
-    /// Offered, not yet proposed.
-    pub fed: usize,
     /// Finalized blocks waiting for batches.
     pub finalized_waiting: usize,
-    /// Missing batches requested.
-    pub requested: usize,
+    /// Missing batches being fetched.
+    pub fetching: usize,
     /// Pool transactions.
     pub pool_txs: usize,
     /// Pool bytes.
@@ -144,87 +260,509 @@ pub struct Sizes {
     pub pool_senders: usize,
     /// Pool ids remembered for duplicate detection.
     pub pool_recent_ids: usize,
+    /// Certificates held (live and of executed batches).
+    pub certs: usize,
+    /// Evidence kept.
+    pub evidence: usize,
 }
 
-/// Batching and dissemination state (see the module doc).
+/// Counters of what the batcher did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Own batches cut.
+    pub batches_cut: u64,
+    /// Certificates formed for own batches.
+    pub certs_formed: u64,
+    /// Certificates learned (own and peers').
+    pub certs_learned: u64,
+    /// Votes sent.
+    pub votes_sent: u64,
+    /// Verifications asked of us (designated or by request).
+    pub verifications: u64,
+    /// Fallback verification requests sent.
+    pub verify_requests: u64,
+    /// Fetch requests sent.
+    pub fetches: u64,
+    /// Digests offered to consensus (first offers and re-offers).
+    pub offered: u64,
+    /// Evidence found.
+    pub evidence: u64,
+    /// Sum over certified own batches of cut-to-certificate microseconds.
+    pub cert_latency_us_sum: u64,
+}
+
+/// A batch held, with what we know and did about it.
+#[derive(Debug)]
+struct Held {
+    batch: Arc<Batch>,
+    /// The author's claimed verdict.
+    claimed: Verdict,
+    durable: bool,
+    /// Our own verdict, once verified.
+    local: Option<Verdict>,
+    /// We must verify before voting.
+    verify: bool,
+    voted: bool,
+    arrived_us: u64,
+}
+
+/// An own batch waiting for its certificate.
+#[derive(Debug)]
+struct Own {
+    cut_us: u64,
+    /// Votes by voter: (verified, signature).
+    votes: BTreeMap<u32, (bool, [u8; 64])>,
+    /// Ranking of the others for verification, and how far down we asked.
+    ranking: Vec<u32>,
+    asked: usize,
+    last_push_us: u64,
+}
+
+/// A certified digest not yet finalized.
+#[derive(Debug)]
+struct Certified {
+    offered_us: Option<u64>,
+}
+
+/// A missing batch being fetched.
+#[derive(Debug)]
+struct Fetching {
+    holders: Vec<u32>,
+    next: usize,
+    last_us: Option<u64>,
+}
+
+/// Batching, certification and dissemination state (see the module doc).
 #[derive(Debug)]
 pub struct Batcher<S: Scheme> {
     cfg: BatcherConfig,
     /// The transaction pool batches are cut from.
     pub pool: Mempool,
-    batches: BatchCache,
-    /// Batches seen in finalized blocks (a late copy is not pending).
+    cache: BatchCache,
+    held: HashMap<Digest, Held>,
+    certs: HashMap<Digest, Arc<BatchCertificate>>,
+    own: BTreeMap<Digest, Own>,
+    certified: BTreeMap<Digest, Certified>,
     finalized_recent: RecentDigests,
-    /// Own batches not yet finalized, with when they were (re-)sent.
-    own_pending: BTreeMap<Digest, u64>,
-    /// Peers' batches not yet finalized, with when they arrived.
-    peer_pending: BTreeMap<Digest, u64>,
-    /// Batches waiting to be offered, with their transaction counts.
-    ready: VecDeque<(Digest, usize)>,
-    /// Offered, not yet seen in one of our proposals.
-    fed: HashMap<Digest, usize>,
-    fed_txs: usize,
     finalized_waiting: VecDeque<(Block<S>, CommitProof<S>)>,
-    requested: HashMap<Digest, u64>,
+    fetching: BTreeMap<Digest, Fetching>,
+    /// Certificates of executed batches, kept (bounded) to serve peers
+    /// that are behind.
+    old_certs: HashMap<Digest, Arc<BatchCertificate>>,
+    old_order: VecDeque<Digest>,
+    evidence: VecDeque<Evidence>,
+    counters: Counters,
+    /// Cut-to-certificate times of own batches not yet taken by the driver.
+    cert_latencies: Vec<u64>,
 }
+
+/// Most cut-to-certificate times kept for the driver between takes.
+pub const CERT_LATENCIES_MAX: usize = 4096;
+
+/// Certificates of executed batches kept to serve peers.
+pub const OLD_CERTS_MAX: usize = 16_384;
 
 impl<S: Scheme> Batcher<S> {
     /// An empty batcher around `pool`.
     pub fn new(cfg: BatcherConfig, pool: Mempool) -> Self {
         Batcher {
-            batches: BatchCache::new(cfg.batches_held_max, cfg.batches_held_bytes_max),
+            cache: BatchCache::new(cfg.batches_held_max, cfg.batches_held_bytes_max),
             cfg,
             pool,
+            held: HashMap::new(),
+            certs: HashMap::new(),
+            own: BTreeMap::new(),
+            certified: BTreeMap::new(),
             finalized_recent: RecentDigests::default(),
-            own_pending: BTreeMap::new(),
-            peer_pending: BTreeMap::new(),
-            ready: VecDeque::new(),
-            fed: HashMap::new(),
-            fed_txs: 0,
             finalized_waiting: VecDeque::new(),
-            requested: HashMap::new(),
+            fetching: BTreeMap::new(),
+            old_certs: HashMap::new(),
+            old_order: VecDeque::new(),
+            evidence: VecDeque::new(),
+            counters: Counters::default(),
+            cert_latencies: Vec::new(),
         }
     }
 
-    /// The held batch with this digest (to answer a peer's request).
-    pub fn batch(&self, digest: &Digest) -> Option<&Arc<VerifiedBatch>> {
-        self.batches.get(digest)
+    /// Cut-to-certificate microseconds of own batches certified since the
+    /// last call.
+    pub fn take_cert_latencies(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.cert_latencies)
     }
 
-    /// Whether a peer's batch with this digest is worth verifying: not held
-    /// yet, and not a late copy of one already finalized and executed.
-    pub fn wants_peer_batch(&self, digest: &Digest) -> bool {
-        let late = self.finalized_recent.contains(digest)
-            && self
-                .finalized_waiting
-                .iter()
-                .all(|(b, _)| !b.payload.contains(digest));
-        !self.batches.contains(digest) && !late
+    /// The committee.
+    pub fn committee(&self) -> &BatchCommittee {
+        &self.cfg.committee
     }
 
-    /// A peer's batch, verified.
-    pub fn on_peer_batch(&mut self, b: Arc<VerifiedBatch>, now_us: u64, out: &mut Vec<Action<S>>) {
-        // Pending unless it is ours, already finalized (a late copy) or
-        // there is no room: a batch not pending may be evicted.
-        if !self.own_pending.contains_key(&b.digest)
-            && !self.finalized_recent.contains(&b.digest)
-            && self.peer_pending.len() < self.cfg.batches_held_max
-            && !self.trim()
-        {
-            self.peer_pending.entry(b.digest).or_insert(now_us);
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Evidence kept (oldest first).
+    pub fn evidence(&self) -> impl Iterator<Item = &Evidence> {
+        self.evidence.iter()
+    }
+
+    /// Restore what the batch log held at start-up (records in log order;
+    /// everything in it is durable). Own batches still uncertified resume
+    /// collecting votes; peers' are voted for again.
+    pub fn recover(&mut self, items: Vec<LogItem>, now_us: u64, out: &mut Vec<Action<S>>) {
+        for it in items {
+            match it {
+                LogItem::Batch(b) => {
+                    let d = b.digest;
+                    if self.held.contains_key(&d) {
+                        continue;
+                    }
+                    let verify = b.author != self.cfg.me && self.designated(&d, b.author);
+                    self.hold(b.clone(), Verdict::all_valid(), verify, now_us);
+                    if let Some(h) = self.held.get_mut(&d) {
+                        h.durable = true;
+                    }
+                    if b.author == self.cfg.me {
+                        self.start_own(d, now_us);
+                    }
+                }
+                LogItem::Cert(c) => {
+                    self.certs.insert(c.digest(), c);
+                }
+            }
         }
-        self.hold(b);
+        let digests: Vec<Digest> = self.held.keys().copied().collect();
+        for d in digests {
+            if self.certs.contains_key(&d) {
+                self.own.remove(&d);
+                self.certified.insert(d, Certified { offered_us: None });
+                continue;
+            }
+            let Some(h) = self.held.get(&d) else { continue };
+            if h.batch.author == self.cfg.me {
+                // Collect votes again: send it to everyone.
+                let to = self.others();
+                out.push(Action::SendBatch {
+                    batch: h.batch.clone(),
+                    verdict: Verdict::all_valid(),
+                    to,
+                });
+                out.push(Action::Vote {
+                    id: self.id_of(&h.batch),
+                    verdict: Some(Verdict::all_valid()),
+                });
+            } else if h.verify {
+                out.push(Action::Verify(h.batch.clone()));
+            } else {
+                // (already durable: vote again; the author ignores repeats)
+                out.push(Action::Vote {
+                    id: self.id_of(&h.batch),
+                    verdict: None,
+                });
+            }
+        }
+    }
+
+    /// The held batch and certificate of `digest` (to answer a request).
+    pub fn serve(&self, digests: &[Digest]) -> Vec<(Arc<Batch>, Verdict, Arc<BatchCertificate>)> {
+        digests
+            .iter()
+            .take(SERVE_MAX)
+            .filter_map(|d| {
+                let c = self.certs.get(d).or_else(|| self.old_certs.get(d))?;
+                let b = self
+                    .held
+                    .get(d)
+                    .map(|h| h.batch.clone())
+                    .or_else(|| self.cache.get(d).cloned())?;
+                Some((b, c.verdict.clone(), c.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether a peer's batch with this digest is worth decoding and
+    /// storing: not held, not a late copy of a finalized and executed one.
+    pub fn wants_batch(&self, digest: &Digest) -> bool {
+        !self.held.contains_key(digest) && !self.cache.contains(digest) && !self.settled(digest)
+    }
+
+    /// Whether a certificate for `digest` is worth checking (not known yet).
+    pub fn wants_cert(&self, digest: &Digest) -> bool {
+        !self.certs.contains_key(digest) && !self.settled(digest)
+    }
+
+    /// Finalized recently and no longer needed by a waiting execution.
+    fn settled(&self, digest: &Digest) -> bool {
+        self.finalized_recent.contains(digest) && !self.waiting_for(digest)
+    }
+
+    /// The certificate of `digest`, if known.
+    pub fn cert(&self, digest: &Digest) -> Option<&Arc<BatchCertificate>> {
+        self.certs.get(digest)
+    }
+
+    /// Whether a vote for our batch `digest` is worth checking: a first
+    /// vote of `voter`, or a verified one replacing its stored one.
+    pub fn wants_vote(&self, digest: &Digest, voter: u32, verified: bool) -> bool {
+        self.own
+            .get(digest)
+            .is_some_and(|o| match o.votes.get(&voter) {
+                None => true,
+                Some((was_verified, _)) => verified && !was_verified,
+            })
+    }
+
+    fn waiting_for(&self, d: &Digest) -> bool {
+        self.finalized_waiting
+            .iter()
+            .any(|(b, _)| b.payload.contains(d))
+    }
+
+    fn others(&self) -> Vec<u32> {
+        (0..self.cfg.committee.len() as u32)
+            .filter(|i| *i != self.cfg.me)
+            .collect()
+    }
+
+    fn designated(&self, digest: &Digest, author: u32) -> bool {
+        self.cfg
+            .committee
+            .designated(digest, author)
+            .contains(&self.cfg.me)
+    }
+
+    fn hold(&mut self, batch: Arc<Batch>, claimed: Verdict, verify: bool, now_us: u64) {
+        self.held.insert(
+            batch.digest,
+            Held {
+                batch: batch.clone(),
+                claimed,
+                durable: false,
+                local: None,
+                verify,
+                voted: self.certs.contains_key(&batch.digest),
+                arrived_us: now_us,
+            },
+        );
+        self.cache.insert(batch);
+        self.trim(now_us);
+    }
+
+    fn start_own(&mut self, d: Digest, now_us: u64) {
+        let ranking = self.cfg.committee.ranking(&d, self.cfg.me);
+        let designated = self.cfg.committee.designated(&d, self.cfg.me).len() - 1;
+        self.own.insert(
+            d,
+            Own {
+                cut_us: now_us,
+                votes: BTreeMap::new(),
+                ranking,
+                asked: designated,
+                last_push_us: now_us,
+            },
+        );
+    }
+
+    /// A peer's batch (a broadcast by its author, or a fetch answer with
+    /// its certificate), decoded by the driver. `from` is the sender.
+    pub fn on_batch(
+        &mut self,
+        batch: Arc<Batch>,
+        claimed: Verdict,
+        cert: Option<Arc<BatchCertificate>>,
+        now_us: u64,
+        out: &mut Vec<Action<S>>,
+    ) {
+        let d = batch.digest;
+        if let Some(c) = cert {
+            self.learn_cert(c, now_us, out);
+        }
+        if !self.wants_batch(&d) {
+            return;
+        }
+        let verify = batch.author != self.cfg.me
+            && !self.certs.contains_key(&d)
+            && self.designated(&d, batch.author);
+        self.hold(batch.clone(), claimed, verify, now_us);
+        self.fetching.remove(&d);
+        out.push(Action::Persist(LogItem::Batch(batch.clone())));
+        if verify {
+            self.counters.verifications += 1;
+            out.push(Action::Verify(batch));
+        }
         self.dispatch(now_us, out);
     }
 
-    /// Our own proposal went out carrying `payload`: those are no longer
-    /// waiting to be proposed.
-    pub fn on_own_proposal(&mut self, payload: &[Digest]) {
-        for d in payload {
-            if let Some(c) = self.fed.remove(d) {
-                self.fed_txs -= c;
-            }
+    /// The author asks us to verify its batch (fallback).
+    pub fn on_verify_request(&mut self, digest: &Digest, out: &mut Vec<Action<S>>) {
+        let Some(h) = self.held.get_mut(digest) else {
+            return;
+        };
+        if h.verify || h.local.is_some() || self.certs.contains_key(digest) {
+            return;
         }
+        h.verify = true;
+        h.voted = false;
+        self.counters.verifications += 1;
+        out.push(Action::Verify(h.batch.clone()));
+    }
+
+    /// The batch log made these durable.
+    pub fn on_durable(&mut self, digests: &[Digest], out: &mut Vec<Action<S>>) {
+        for d in digests {
+            if let Some(h) = self.held.get_mut(d) {
+                h.durable = true;
+            }
+            self.maybe_vote(d, out);
+        }
+    }
+
+    /// Our signature check of `digest` is done.
+    pub fn on_verified(&mut self, digest: &Digest, verdict: Verdict, out: &mut Vec<Action<S>>) {
+        let Some(h) = self.held.get_mut(digest) else {
+            return;
+        };
+        h.local = Some(verdict);
+        h.voted = false;
+        self.maybe_vote(digest, out);
+    }
+
+    fn maybe_vote(&mut self, d: &Digest, out: &mut Vec<Action<S>>) {
+        let me = self.cfg.me;
+        let Some(h) = self.held.get_mut(d) else {
+            return;
+        };
+        if !h.durable || h.voted {
+            return;
+        }
+        let id = BatchId {
+            epoch: self.cfg.epoch,
+            digest: *d,
+            author: h.batch.author,
+            items: h.batch.len() as u32,
+        };
+        if h.batch.author == me {
+            h.voted = true;
+            self.counters.votes_sent += 1;
+            out.push(Action::Vote {
+                id,
+                verdict: Some(h.claimed.clone()),
+            });
+            return;
+        }
+        let verdict = match (&h.local, h.verify) {
+            (Some(local), _) if *local == h.claimed => Some(local.clone()),
+            (Some(local), _) => {
+                // The author lied about its own batch.
+                let ev = Evidence {
+                    batch: h.batch.clone(),
+                    claimed: h.claimed.clone(),
+                    computed: local.clone(),
+                };
+                self.counters.evidence += 1;
+                if self.evidence.len() >= EVIDENCE_MAX {
+                    self.evidence.pop_front();
+                }
+                self.evidence.push_back(ev.clone());
+                out.push(Action::Evidence(ev));
+                None
+            }
+            (None, true) => return, // wait for our verification
+            (None, false) => None,
+        };
+        h.voted = true;
+        self.counters.votes_sent += 1;
+        out.push(Action::Vote { id, verdict });
+    }
+
+    fn id_of(&self, b: &Batch) -> BatchId {
+        BatchId {
+            epoch: self.cfg.epoch,
+            digest: b.digest,
+            author: b.author,
+            items: b.len() as u32,
+        }
+    }
+
+    /// A vote for one of our batches, its signature checked by the driver.
+    pub fn on_vote(&mut self, vote: BatchVote, now_us: u64, out: &mut Vec<Action<S>>) {
+        let digest = vote.id.digest;
+        let Some(own) = self.own.get_mut(&digest) else {
+            return;
+        };
+        let Some(h) = self.held.get(&digest) else {
+            return;
+        };
+        if vote.id.epoch != self.cfg.epoch
+            || vote.id.author != self.cfg.me
+            || vote.id.items as usize != h.batch.len()
+        {
+            return;
+        }
+        // A verified vote with another verdict is not ours to aggregate
+        // (the verifier's evidence is its own); count it as stored.
+        let verified = vote.verdict.as_ref().is_some_and(|v| *v == h.claimed);
+        if verified || !own.votes.contains_key(&vote.voter) {
+            if vote.verdict.is_some() && !verified {
+                // Its signature is over another message: unusable.
+                return;
+            }
+            own.votes.insert(vote.voter, (verified, vote.sig));
+        }
+        let c = &self.cfg.committee;
+        let all = c.power_of_members(own.votes.keys().copied());
+        let ver = c.power_of_members(own.votes.iter().filter(|(_, (v, _))| *v).map(|(i, _)| *i));
+        if all >= c.quorum_power() && ver >= c.validity_power() {
+            let votes: Vec<(u32, bool, [u8; 64])> =
+                own.votes.iter().map(|(i, (v, s))| (*i, *v, *s)).collect();
+            let cert = Arc::new(BatchCertificate::from_votes(
+                vote.id,
+                h.claimed.clone(),
+                c.len(),
+                &votes,
+            ));
+            let cut = own.cut_us;
+            self.own.remove(&digest);
+            self.counters.certs_formed += 1;
+            self.counters.cert_latency_us_sum += now_us.saturating_sub(cut);
+            if self.cert_latencies.len() < CERT_LATENCIES_MAX {
+                self.cert_latencies.push(now_us.saturating_sub(cut));
+            }
+            out.push(Action::SendCert(cert.clone()));
+            self.learn_cert(cert, now_us, out);
+        }
+    }
+
+    /// A certificate, checked by the driver (or formed here).
+    pub fn on_cert(&mut self, cert: Arc<BatchCertificate>, now_us: u64, out: &mut Vec<Action<S>>) {
+        self.learn_cert(cert, now_us, out);
+        self.dispatch(now_us, out);
+    }
+
+    fn learn_cert(&mut self, cert: Arc<BatchCertificate>, now_us: u64, out: &mut Vec<Action<S>>) {
+        let d = cert.digest();
+        if self.certs.contains_key(&d) {
+            return;
+        }
+        self.counters.certs_learned += 1;
+        self.certs.insert(d, cert.clone());
+        out.push(Action::Persist(LogItem::Cert(cert.clone())));
+        self.own.remove(&d);
+        if !self.finalized_recent.contains(&d) {
+            self.certified.insert(d, Certified { offered_us: None });
+        }
+        if !self.held.contains_key(&d) && !self.cache.contains(&d) {
+            // Certified elsewhere and not here: fetch it before a block
+            // needs it.
+            self.fetching.entry(d).or_insert(Fetching {
+                holders: cert.voters(),
+                next: 0,
+                last_us: None,
+            });
+        }
+        if let Some(h) = self.held.get_mut(&d) {
+            h.voted = true; // certified: no vote is needed any more
+        }
+        let _ = now_us;
     }
 
     /// Consensus finalized `block`.
@@ -238,110 +776,65 @@ impl<S: Scheme> Batcher<S> {
         for d in &block.payload {
             self.finalized_recent
                 .insert(*d, self.cfg.finalized_digests_max);
-            self.own_pending.remove(d);
-            self.peer_pending.remove(d);
-            if let Some(c) = self.fed.remove(d) {
-                self.fed_txs -= c;
+            self.certified.remove(d);
+            self.own.remove(d);
+            if !self.held.contains_key(d)
+                && !self.cache.contains(d)
+                && !self.fetching.contains_key(d)
+            {
+                let holders = self
+                    .certs
+                    .get(d)
+                    .map(|c| c.voters())
+                    .unwrap_or_else(|| self.others());
+                self.fetching.insert(
+                    *d,
+                    Fetching {
+                        holders,
+                        next: 0,
+                        last_us: None,
+                    },
+                );
             }
         }
-        let done: HashSet<Digest> = block.payload.iter().copied().collect();
-        self.ready.retain(|(d, _)| !done.contains(d));
         self.finalized_waiting.push_back((block, proof));
         self.dispatch(now_us, out);
     }
 
-    /// The periodic step: cut a batch, re-send and re-offer stale ones,
-    /// offer what fits, hand finalized blocks to execution.
+    /// Execution committed these batches: they may leave memory and log.
+    pub fn on_executed(&mut self, digests: &[Digest], out: &mut Vec<Action<S>>) {
+        let mut retire = Vec::new();
+        for d in digests {
+            if self.held.remove(d).is_some() {
+                retire.push(*d);
+            }
+            if let Some(c) = self.certs.remove(d) {
+                self.old_certs.insert(*d, c);
+                self.old_order.push_back(*d);
+                while self.old_order.len() > OLD_CERTS_MAX {
+                    if let Some(o) = self.old_order.pop_front() {
+                        self.old_certs.remove(&o);
+                    }
+                }
+            }
+        }
+        if !retire.is_empty() {
+            out.push(Action::Retire(retire));
+        }
+    }
+
+    /// The periodic step: cut a batch, chase votes, offer certified
+    /// digests, fetch what finalized blocks miss, hand them to execution.
     pub fn tick(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
         self.cut(now_us, out);
-        self.refresh_stale(now_us, out);
-        // Offer batches while one block can still hold them all.
-        let mut offer = Vec::new();
-        while let Some(&(d, n)) = self.ready.front() {
-            if self.fed_txs + n > self.cfg.block_txs_max
-                && !(self.fed.is_empty() && offer.is_empty())
-            {
-                break;
-            }
-            self.ready.pop_front();
-            self.fed_txs += n;
-            self.fed.insert(d, n);
-            offer.push(d);
-        }
-        if !offer.is_empty() {
-            out.push(Action::Offer(offer));
-        }
-        if self.finalized_waiting.is_empty() {
-            // Nothing is missing: no request is still useful.
-            self.requested.clear();
-        }
+        self.chase_votes(now_us, out);
+        self.offer(now_us, out);
+        self.expire_uncertified(now_us, out);
         self.dispatch(now_us, out);
     }
 
-    /// Hand finalized blocks to execution, in order, once their batches
-    /// are held; request the missing batches of the first one that waits.
-    pub fn dispatch(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        while let Some((block, _)) = self.finalized_waiting.front() {
-            let missing: Vec<Digest> = block
-                .payload
-                .iter()
-                .filter(|d| !self.batches.contains(d))
-                .copied()
-                .collect();
-            if !missing.is_empty() {
-                let retry = self.cfg.request_retry_us;
-                let want: Vec<Digest> = missing
-                    .into_iter()
-                    .filter(|d| {
-                        self.requested
-                            .get(d)
-                            .is_none_or(|t| now_us.saturating_sub(*t) > retry)
-                    })
-                    .collect();
-                if !want.is_empty() {
-                    for d in &want {
-                        self.requested.insert(*d, now_us);
-                    }
-                    out.push(Action::Request(want));
-                }
-                return;
-            }
-            let (block, proof) = self.finalized_waiting.pop_front().expect("front exists");
-            let batches = block
-                .payload
-                .iter()
-                .map(|d| self.batches.get(d).expect("checked above").clone())
-                .collect();
-            out.push(Action::Execute(ExecJob {
-                block,
-                proof,
-                batches,
-            }));
-        }
-    }
-
-    /// Sizes of every collection.
-    pub fn sizes(&self) -> Sizes {
-        Sizes {
-            batches: self.batches.len(),
-            batches_bytes: self.batches.bytes(),
-            own_pending: self.own_pending.len(),
-            peer_pending: self.peer_pending.len(),
-            finalized_recent: self.finalized_recent.len(),
-            ready: self.ready.len(),
-            fed: self.fed.len(),
-            finalized_waiting: self.finalized_waiting.len(),
-            requested: self.requested.len(),
-            pool_txs: self.pool.len(),
-            pool_bytes: self.pool.bytes(),
-            pool_senders: self.pool.senders_len(),
-            pool_recent_ids: self.pool.recent_len(),
-        }
-    }
-
-    /// Cut one batch from the pool unless pending batches fill the cache.
     fn cut(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        if self.pool.is_empty() || self.trim() {
+        if self.pool.is_empty() || self.own.len() >= OWN_UNCERTIFIED_MAX || self.trim(now_us) {
             return;
         }
         let taken = self
@@ -350,314 +843,268 @@ impl<S: Scheme> Batcher<S> {
         if taken.is_empty() {
             return;
         }
-        let ids: Vec<Digest> = taken.iter().map(|(p, _)| p.hash).collect();
-        let digest = plume_protocol::batch_root(&ids);
-        let mut txs: Vec<Option<PreparedTx>> = Vec::with_capacity(taken.len());
+        let mut txs = Vec::with_capacity(taken.len());
         let mut raw = Vec::with_capacity(taken.len());
         for (p, b) in taken {
             txs.push(Some(p));
             raw.push(b);
         }
-        let valid = vec![true; txs.len()];
-        let b = Arc::new(VerifiedBatch {
+        let digest = plume_protocol::batch::batch_digest(self.cfg.me, &raw);
+        let b = Arc::new(Batch {
+            author: self.cfg.me,
             digest,
             txs,
             raw,
-            valid,
         });
-        // Pending first, so the cache never evicts it.
-        self.own_pending.insert(digest, now_us);
-        self.hold(b.clone());
-        out.push(Action::Broadcast(b));
-        self.ready.push_back((digest, ids.len()));
+        self.counters.batches_cut += 1;
+        self.start_own(digest, now_us);
+        self.hold(b.clone(), Verdict::all_valid(), false, now_us);
+        out.push(Action::Persist(LogItem::Batch(b.clone())));
+        out.push(Action::SendBatch {
+            batch: b,
+            verdict: Verdict::all_valid(),
+            to: self.others(),
+        });
     }
 
-    /// Re-send and re-queue own batches not finalized in time, and queue
-    /// peers' batches left unfinalized for twice as long.
-    fn refresh_stale(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        let after = self.cfg.repropose_after_us;
+    /// Own batches waiting too long: ask the next verifier, resend to
+    /// silent validators.
+    fn chase_votes(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
+        let c = self.cfg.committee.clone();
+        let timeout = self.cfg.verify_timeout_us;
+        let me = self.cfg.me;
+        for (d, own) in self.own.iter_mut() {
+            if now_us.saturating_sub(own.last_push_us) <= timeout {
+                continue;
+            }
+            own.last_push_us = now_us;
+            let Some(h) = self.held.get(d) else { continue };
+            let ver =
+                c.power_of_members(own.votes.iter().filter(|(_, (v, _))| *v).map(|(i, _)| *i));
+            if ver < c.validity_power() {
+                // Ask the next validator of the ranking that has not sent
+                // a verified vote.
+                while own.asked < own.ranking.len() {
+                    let next = own.ranking[own.asked];
+                    own.asked += 1;
+                    if !own.votes.get(&next).is_some_and(|(v, _)| *v) {
+                        self.counters.verify_requests += 1;
+                        out.push(Action::AskVerify {
+                            to: next,
+                            digest: *d,
+                        });
+                        break;
+                    }
+                }
+            }
+            let silent: Vec<u32> = (0..c.len() as u32)
+                .filter(|i| *i != me && !own.votes.contains_key(i))
+                .collect();
+            if !silent.is_empty() {
+                out.push(Action::SendBatch {
+                    batch: h.batch.clone(),
+                    verdict: h.claimed.clone(),
+                    to: silent,
+                });
+            }
+        }
+    }
+
+    fn offer(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
+        let again = self.cfg.repropose_after_us;
+        let mut offer = Vec::new();
+        for (d, c) in self.certified.iter_mut() {
+            let due = match c.offered_us {
+                None => true,
+                Some(t) => now_us.saturating_sub(t) > again,
+            };
+            if !due {
+                continue;
+            }
+            let weight = self
+                .held
+                .get(d)
+                .map(|h| h.batch.len())
+                .or_else(|| self.cache.get(d).map(|b| b.len()))
+                .unwrap_or(1)
+                .max(1) as u32;
+            c.offered_us = Some(now_us);
+            offer.push((*d, weight));
+        }
+        if !offer.is_empty() {
+            self.counters.offered += offer.len() as u64;
+            out.push(Action::Offer(offer));
+        }
+    }
+
+    fn expire_uncertified(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
+        let ttl = self.cfg.uncertified_ttl_us;
+        let me = self.cfg.me;
         let stale: Vec<Digest> = self
-            .own_pending
+            .held
             .iter()
-            .filter(|(_, t)| now_us.saturating_sub(**t) > after)
+            .filter(|(d, h)| {
+                h.batch.author != me
+                    && !self.certs.contains_key(d)
+                    && now_us.saturating_sub(h.arrived_us) > ttl
+            })
             .map(|(d, _)| *d)
             .collect();
-        let orphaned: Vec<Digest> = self
-            .peer_pending
-            .iter()
-            .filter(|(_, t)| now_us.saturating_sub(**t) > 2 * after)
-            .map(|(d, _)| *d)
-            .collect();
-        for d in &orphaned {
-            self.peer_pending.insert(*d, now_us);
-        }
-        // Send stale own batches to every peer again: a peer that missed the
-        // first broadcast (a full queue) could otherwise never propose it,
-        // and if leader reputation skips this validator nobody would.
-        for d in &stale {
-            if let Some(b) = self.batches.get(d) {
-                out.push(Action::Broadcast(b.clone()));
+        if !stale.is_empty() {
+            for d in &stale {
+                self.held.remove(d);
             }
-        }
-        for d in stale.into_iter().chain(orphaned) {
-            self.own_pending.entry(d).and_modify(|t| *t = now_us);
-            if !self.fed.contains_key(&d) && !self.ready.iter().any(|(r, _)| *r == d) {
-                let n = self.batches.get(&d).map_or(0, |b| b.txs.len());
-                self.ready.push_back((d, n));
-            }
+            out.push(Action::Retire(stale));
         }
     }
 
-    fn hold(&mut self, b: Arc<VerifiedBatch>) {
-        // A requested batch has arrived: forget the request (the map stays
-        // bounded by what is still missing).
-        self.requested.remove(&b.digest);
-        self.batches.insert(b);
-        self.trim();
+    /// Hand finalized blocks to execution, in order, once their batches and
+    /// certificates are held; fetch the missing ones of the first block
+    /// that waits.
+    pub fn dispatch(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
+        while let Some((block, _)) = self.finalized_waiting.front() {
+            let missing: Vec<Digest> = block
+                .payload
+                .iter()
+                .filter(|d| {
+                    !self.certs.contains_key(d)
+                        || !(self.held.contains_key(d) || self.cache.contains(d))
+                })
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                self.fetch(&missing, now_us, out);
+                return;
+            }
+            let (block, proof) = self.finalized_waiting.pop_front().expect("front exists");
+            let batches = block
+                .payload
+                .iter()
+                .map(|d| CertifiedBatch {
+                    batch: self
+                        .held
+                        .get(d)
+                        .map(|h| h.batch.clone())
+                        .or_else(|| self.cache.get(d).cloned())
+                        .expect("checked above"),
+                    cert: self.certs[d].clone(),
+                })
+                .collect();
+            out.push(Action::Execute(ExecJob {
+                block,
+                proof,
+                batches,
+            }));
+        }
+        // Batches certified elsewhere that we never received: fetch them
+        // too (not only when a block needs them).
+        let pending: Vec<Digest> = self
+            .fetching
+            .keys()
+            .filter(|d| self.certs.contains_key(d))
+            .copied()
+            .collect();
+        if !pending.is_empty() {
+            self.fetch(&pending, now_us, out);
+        }
     }
 
-    /// Evict finalized batches while the cache is over a bound. True when
+    /// Ask one holder per missing digest, the next one after each retry
+    /// interval.
+    fn fetch(&mut self, missing: &[Digest], now_us: u64, out: &mut Vec<Action<S>>) {
+        let retry = self.cfg.fetch_retry_us;
+        let others = self.others();
+        let me = self.cfg.me;
+        let mut by_holder: BTreeMap<u32, Vec<Digest>> = BTreeMap::new();
+        for d in missing {
+            let holders = self
+                .certs
+                .get(d)
+                .map(|c| c.voters())
+                .unwrap_or_else(|| others.clone());
+            let f = self.fetching.entry(*d).or_insert(Fetching {
+                holders: holders.clone(),
+                next: 0,
+                last_us: None,
+            });
+            if f.holders.iter().all(|h| *h == me) {
+                f.holders = holders;
+            }
+            if f.last_us.is_some_and(|t| now_us.saturating_sub(t) <= retry) {
+                continue;
+            }
+            let candidates: Vec<u32> = f.holders.iter().copied().filter(|h| *h != me).collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let from = candidates[f.next % candidates.len()];
+            f.next += 1;
+            f.last_us = Some(now_us);
+            by_holder.entry(from).or_default().push(*d);
+        }
+        for (from, digests) in by_holder {
+            self.counters.fetches += 1;
+            out.push(Action::Fetch { from, digests });
+        }
+    }
+
+    /// Sizes of every collection.
+    pub fn sizes(&self) -> Sizes {
+        let me = self.cfg.me;
+        Sizes {
+            batches: self.cache.len(),
+            batches_bytes: self.cache.bytes(),
+            own_pending: self.own.len(),
+            peer_pending: self
+                .held
+                .iter()
+                .filter(|(d, h)| h.batch.author != me && !self.certs.contains_key(d))
+                .count(),
+            certified: self.certified.len(),
+            finalized_recent: self.finalized_recent.len(),
+            finalized_waiting: self.finalized_waiting.len(),
+            fetching: self.fetching.len(),
+            pool_txs: self.pool.len(),
+            pool_bytes: self.pool.bytes(),
+            pool_senders: self.pool.senders_len(),
+            pool_recent_ids: self.pool.recent_len(),
+            certs: self.certs.len() + self.old_certs.len(),
+            evidence: self.evidence.len(),
+        }
+    }
+
+    /// Evict unpinned batches while the cache is over a bound. True when
     /// pinned batches alone reach a bound.
-    fn trim(&mut self) -> bool {
-        let (own, peer, fed, waiting) = (
-            &self.own_pending,
-            &self.peer_pending,
-            &self.fed,
+    fn trim(&mut self, now_us: u64) -> bool {
+        let me = self.cfg.me;
+        let ttl = self.cfg.uncertified_ttl_us;
+        let (held, certs, certified, waiting) = (
+            &self.held,
+            &self.certs,
+            &self.certified,
             &self.finalized_waiting,
         );
+        let waiting_set: HashSet<Digest> = waiting
+            .iter()
+            .flat_map(|(b, _)| b.payload.iter().copied())
+            .collect();
         let pinned = |d: &Digest| {
-            own.contains_key(d)
-                || peer.contains_key(d)
-                || fed.contains_key(d)
-                || waiting.iter().any(|(b, _)| b.payload.contains(d))
+            certified.contains_key(d)
+                || waiting_set.contains(d)
+                || held.get(d).is_some_and(|h| {
+                    !certs.contains_key(d)
+                        && (h.batch.author == me || now_us.saturating_sub(h.arrived_us) <= ttl)
+                })
         };
-        self.batches.trim(pinned);
-        self.batches.over_bounds()
+        self.cache.trim(pinned);
+        self.cache.over_bounds()
+    }
+
+    /// Digests this batcher holds (for tests and metrics).
+    pub fn held_digests(&self) -> BTreeSet<Digest> {
+        self.held.keys().copied().collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use plume_crypto::ed25519::SigningKey;
-    use plume_protocol::calls::Transfer;
-    use plume_protocol::consensus::QuorumCert;
-    use plume_protocol::tx::{Transaction, TxBody, NATIVE_ASSET};
-    use plume_protocol::BlsScheme;
-
-    type B = Batcher<BlsScheme>;
-
-    fn tx(sender: u8, seq: u64) -> (PreparedTx, Vec<u8>) {
-        let key = SigningKey::from_bytes(&[sender; 32]);
-        let mut body = TxBody::for_call(Transfer {
-            asset: NATIVE_ASSET,
-            to: [7; 32],
-            amount: 1,
-        });
-        body.chain_id = "t".into();
-        body.signers = vec![key.public_key().to_bytes()];
-        body.sequence = seq;
-        body.max_fee_per_gas = 10;
-        body.gas_limit = 100_000;
-        body.expiry_height = 1000;
-        let t = Transaction::sign(body, &[&key]);
-        let bytes = t.to_bytes();
-        (PreparedTx::new(t), bytes)
-    }
-
-    fn batcher(block_txs_max: usize) -> B {
-        Batcher::new(
-            BatcherConfig::new(2, 1 << 20, block_txs_max),
-            Mempool::default(),
-        )
-    }
-
-    fn fill(b: &mut B, senders: u8) {
-        for s in 1..=senders {
-            let (p, bytes) = tx(s, 0);
-            b.pool.insert(p, bytes, 0).unwrap();
-        }
-    }
-
-    fn finalized(payload: Vec<Digest>) -> (Block<BlsScheme>, CommitProof<BlsScheme>) {
-        let g = Block::<BlsScheme>::genesis(1);
-        let block = Block::new(0, 1, 0, payload, QuorumCert::genesis(0, &g));
-        let child = Block::new(0, 2, 0, vec![], QuorumCert::genesis(0, &block));
-        let proof = CommitProof {
-            child_qc: QuorumCert::genesis(0, &child),
-            child,
-        };
-        (block, proof)
-    }
-
-    fn peer_batch(i: u8) -> Arc<VerifiedBatch> {
-        let (p, bytes) = tx(100 + i, 0);
-        Arc::new(VerifiedBatch {
-            digest: plume_protocol::batch_root(&[p.hash]),
-            txs: vec![Some(p)],
-            raw: vec![bytes],
-            valid: vec![true],
-        })
-    }
-
-    #[test]
-    fn a_tick_cuts_broadcasts_and_offers_one_batch() {
-        let mut b = batcher(100);
-        fill(&mut b, 3);
-        let mut out = Vec::new();
-        b.tick(0, &mut out);
-        let [Action::Broadcast(batch), Action::Offer(offer)] = &out[..] else {
-            panic!("{out:?}");
-        };
-        assert_eq!(batch.txs.len(), 2, "batch_max_txs");
-        assert_eq!(offer, &vec![batch.digest]);
-        assert_eq!(b.sizes().own_pending, 1);
-        assert_eq!(b.pool.len(), 1);
-        // The offered batch is pinned until proposed and finalized.
-        b.on_own_proposal(offer);
-        assert_eq!(b.sizes().fed, 0);
-    }
-
-    #[test]
-    fn offers_never_exceed_one_block() {
-        let mut b = batcher(3);
-        fill(&mut b, 6);
-        let mut out = Vec::new();
-        b.tick(0, &mut out); // batch 1 (2 txs): offered
-        b.tick(1, &mut out); // batch 2 (2 txs): 4 > 3, held back
-        let offers: Vec<usize> = out
-            .iter()
-            .filter_map(|a| match a {
-                Action::Offer(o) => Some(o.len()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(offers, vec![1]);
-        assert_eq!(b.sizes().ready, 1);
-        // Once the first is proposed, the second goes.
-        let Action::Offer(first) = &out[1] else {
-            panic!()
-        };
-        b.on_own_proposal(&first.clone());
-        out.clear();
-        b.tick(2, &mut out);
-        assert!(out
-            .iter()
-            .any(|a| matches!(a, Action::Offer(o) if o.len() == 1)));
-    }
-
-    #[test]
-    fn a_finalized_block_waits_for_its_batches_and_requests_them_with_backoff() {
-        let mut b = batcher(100);
-        let (x, y) = (peer_batch(1), peer_batch(2));
-        let (block, proof) = finalized(vec![x.digest, y.digest]);
-        let mut out = Vec::new();
-        b.on_finalized(block, proof, 0, &mut out);
-        assert!(matches!(&out[..], [Action::Request(d)] if d.len() == 2));
-        // Not again before the retry interval, again after it.
-        out.clear();
-        b.dispatch(REQUEST_RETRY_US, &mut out);
-        assert!(out.is_empty());
-        b.dispatch(REQUEST_RETRY_US + 1, &mut out);
-        assert!(matches!(&out[..], [Action::Request(d)] if d.len() == 2));
-        // One arrives: the other is still missing, nothing executes.
-        out.clear();
-        b.on_peer_batch(x.clone(), REQUEST_RETRY_US + 2, &mut out);
-        assert!(out.is_empty(), "{out:?}");
-        // Late copies of a finalized batch still needed are wanted; once
-        // executed they are not.
-        assert!(b.wants_peer_batch(&y.digest));
-        b.on_peer_batch(y.clone(), REQUEST_RETRY_US + 3, &mut out);
-        let [Action::Execute(job)] = &out[..] else {
-            panic!("{out:?}")
-        };
-        assert_eq!(job.batches.len(), 2);
-        assert_eq!(job.batches[0].digest, x.digest);
-        assert!(!b.wants_peer_batch(&y.digest), "held");
-        // Finalized batches are not pending.
-        assert_eq!(b.sizes().peer_pending, 0);
-        assert_eq!(b.sizes().finalized_waiting, 0);
-    }
-
-    #[test]
-    fn blocks_execute_in_finalization_order() {
-        let mut b = batcher(100);
-        let (x, y) = (peer_batch(1), peer_batch(2));
-        let (b1, p1) = finalized(vec![x.digest]);
-        let (b2, p2) = finalized(vec![y.digest]);
-        let (h1, h2) = (b1.id, b2.id);
-        let mut out = Vec::new();
-        b.on_peer_batch(y, 0, &mut out);
-        b.on_finalized(b1, p1, 1, &mut out);
-        b.on_finalized(b2, p2, 2, &mut out);
-        // The second block's batch is here, the first's is not: nothing runs.
-        assert!(!out.iter().any(|a| matches!(a, Action::Execute(_))));
-        out.clear();
-        b.on_peer_batch(x, 3, &mut out);
-        let ids: Vec<Digest> = out
-            .iter()
-            .filter_map(|a| match a {
-                Action::Execute(j) => Some(j.block.id),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(ids, vec![h1, h2]);
-    }
-
-    #[test]
-    fn stale_own_batches_are_sent_and_offered_again() {
-        let mut b = batcher(100);
-        fill(&mut b, 2);
-        let mut out = Vec::new();
-        b.tick(0, &mut out);
-        let Action::Offer(o) = &out[1] else { panic!() };
-        let d = o[0];
-        b.on_own_proposal(&[d]); // proposed in a view that then failed
-        out.clear();
-        b.tick(REPROPOSE_AFTER_US, &mut out);
-        assert!(out.is_empty(), "not stale yet: {out:?}");
-        b.tick(REPROPOSE_AFTER_US + 1, &mut out);
-        assert!(matches!(&out[0], Action::Broadcast(x) if x.digest == d));
-        assert!(matches!(&out[1], Action::Offer(x) if x == &vec![d]));
-        // Once finalized it is never offered again.
-        let (block, proof) = finalized(vec![d]);
-        out.clear();
-        b.on_finalized(block, proof, REPROPOSE_AFTER_US + 2, &mut out);
-        out.clear();
-        b.tick(10 * REPROPOSE_AFTER_US, &mut out);
-        assert!(out.is_empty(), "{out:?}");
-    }
-
-    #[test]
-    fn orphaned_peer_batches_are_offered_after_twice_the_delay() {
-        let mut b = batcher(100);
-        let x = peer_batch(1);
-        let mut out = Vec::new();
-        b.on_peer_batch(x.clone(), 0, &mut out);
-        b.tick(2 * REPROPOSE_AFTER_US, &mut out);
-        assert!(out.is_empty());
-        b.tick(2 * REPROPOSE_AFTER_US + 1, &mut out);
-        assert!(matches!(&out[..], [Action::Offer(o)] if o == &vec![x.digest]));
-    }
-
-    #[test]
-    fn pending_batches_fill_the_cache_then_cutting_stops() {
-        let mut cfg = BatcherConfig::new(1, 1 << 20, 100);
-        cfg.batches_held_max = 2;
-        let mut b: B = Batcher::new(cfg, Mempool::default());
-        fill(&mut b, 5);
-        let mut out = Vec::new();
-        for t in 0..5 {
-            b.tick(t, &mut out);
-        }
-        let cut = out
-            .iter()
-            .filter(|a| matches!(a, Action::Broadcast(_)))
-            .count();
-        // Two fit; the third is cut before the cache notices it is over
-        // (pinned batches are never evicted); then cutting stops.
-        assert_eq!(cut, 3);
-        assert_eq!(b.pool.len(), 2, "the rest waits in the pool");
-        assert_eq!(b.sizes().batches, 3);
-    }
-}
+mod tests;

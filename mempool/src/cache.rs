@@ -6,28 +6,59 @@ use plume_protocol::PreparedTx;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-/// A batch whose signatures were checked (deterministically: every
-/// validator reaches the same `valid` flags for the same bytes).
+/// A batch as a validator holds it: its author, its digest (over the
+/// raw encodings: `plume_protocol::batch::batch_digest`), the encodings and
+/// their decodings. Whether its signatures are valid is its certificate's
+/// verdict, not a property of the held bytes.
 #[derive(Debug)]
-pub struct VerifiedBatch {
-    /// Batch digest (Merkle root over the transaction ids).
+pub struct Batch {
+    /// The author's committee index.
+    pub author: u32,
+    /// Batch digest.
     pub digest: Digest,
     /// Decoded transactions (`None`: did not decode).
     pub txs: Vec<Option<PreparedTx>>,
     /// The encodings as received.
     pub raw: Vec<Vec<u8>>,
-    /// Signature check result per transaction.
-    pub valid: Vec<bool>,
+}
+
+impl Batch {
+    /// Decode `raw` (no signature checks) and compute the digest.
+    pub fn from_raw(author: u32, raw: Vec<Vec<u8>>) -> Batch {
+        let txs = raw
+            .iter()
+            .map(|r| {
+                plume_protocol::Transaction::from_bytes(r)
+                    .ok()
+                    .map(PreparedTx::new)
+            })
+            .collect();
+        Batch {
+            author,
+            digest: plume_protocol::batch::batch_digest(author, &raw),
+            txs,
+            raw,
+        }
+    }
+
+    /// Transactions.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
 }
 
 /// Approximate heap bytes of a held batch: the encodings, the decoded
 /// transactions (about as large again) and fixed per-transaction overheads.
-pub fn batch_bytes(b: &VerifiedBatch) -> usize {
+pub fn batch_bytes(b: &Batch) -> usize {
     let per_tx = std::mem::size_of::<Option<PreparedTx>>()
         + std::mem::size_of::<Vec<u8>>()
-        + std::mem::size_of::<bool>()
         + std::mem::size_of::<Address>();
-    std::mem::size_of::<VerifiedBatch>() + b.raw.iter().map(|r| 2 * r.len() + per_tx).sum::<usize>()
+    std::mem::size_of::<Batch>() + b.raw.iter().map(|r| 2 * r.len() + per_tx).sum::<usize>()
 }
 
 /// The core's batches by digest, bounded by count and approximate bytes.
@@ -38,7 +69,7 @@ pub fn batch_bytes(b: &VerifiedBatch) -> usize {
 /// stops producing new ones while [`BatchCache::over_bounds`].
 #[derive(Debug)]
 pub struct BatchCache {
-    map: HashMap<Digest, Arc<VerifiedBatch>>,
+    map: HashMap<Digest, Arc<Batch>>,
     order: VecDeque<Digest>,
     bytes: usize,
     count_max: usize,
@@ -58,7 +89,7 @@ impl BatchCache {
     }
 
     /// The batch with this digest.
-    pub fn get(&self, d: &Digest) -> Option<&Arc<VerifiedBatch>> {
+    pub fn get(&self, d: &Digest) -> Option<&Arc<Batch>> {
         self.map.get(d)
     }
 
@@ -90,7 +121,7 @@ impl BatchCache {
 
     /// Hold `b` (false: already held). The caller then calls
     /// [`BatchCache::trim`].
-    pub fn insert(&mut self, b: Arc<VerifiedBatch>) -> bool {
+    pub fn insert(&mut self, b: Arc<Batch>) -> bool {
         if self.map.contains_key(&b.digest) {
             return false;
         }
@@ -166,12 +197,12 @@ impl RecentDigests {
 mod tests {
     use super::*;
 
-    fn batch(i: u32, txs: usize, tx_len: usize) -> Arc<VerifiedBatch> {
-        Arc::new(VerifiedBatch {
+    fn batch(i: u32, txs: usize, tx_len: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            author: 0,
             digest: plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
             txs: (0..txs).map(|_| None).collect(),
             raw: vec![vec![0u8; tx_len]; txs],
-            valid: vec![false; txs],
         })
     }
 

@@ -14,6 +14,8 @@ pub mod batcher;
 pub mod cache;
 pub mod pool;
 
-pub use batcher::{Action, Batcher, BatcherConfig, ExecJob, Sizes};
-pub use cache::{batch_bytes, BatchCache, RecentDigests, VerifiedBatch};
+pub use batcher::{
+    Action, Batcher, BatcherConfig, CertifiedBatch, Counters, Evidence, ExecJob, LogItem, Sizes,
+};
+pub use cache::{batch_bytes, Batch, BatchCache, RecentDigests};
 pub use pool::{Mempool, MempoolError};

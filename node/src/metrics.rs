@@ -53,14 +53,18 @@ pub struct MemGauges {
     pub peer_pending: Level,
     /// Recently finalized batch digests remembered by the core.
     pub finalized_recent: Level,
-    /// Own batches waiting to be offered to the engine.
-    pub ready: Level,
-    /// Batches offered to the engine, not yet proposed.
-    pub fed: Level,
+    /// Certified batches not yet finalized.
+    pub certified: Level,
+    /// Batch certificates held.
+    pub certs: Level,
+    /// Missing batches being fetched.
+    pub fetching: Level,
+    /// Evidence of lying batch authors kept.
+    pub evidence: Level,
+    /// Segment files of the batch log.
+    pub batch_log_segments: Level,
     /// Finalized blocks waiting for their batches.
     pub finalized_waiting: Level,
-    /// Missing batches requested from peers.
-    pub requested: Level,
     /// Armed timers.
     pub timers: Level,
     /// Mempool transactions.
@@ -104,10 +108,11 @@ impl MemGauges {
         set(&self.own_pending, s.own_pending);
         set(&self.peer_pending, s.peer_pending);
         set(&self.finalized_recent, s.finalized_recent);
-        set(&self.ready, s.ready);
-        set(&self.fed, s.fed);
+        set(&self.certified, s.certified);
+        set(&self.certs, s.certs);
+        set(&self.fetching, s.fetching);
+        set(&self.evidence, s.evidence);
         set(&self.finalized_waiting, s.finalized_waiting);
-        set(&self.requested, s.requested);
         set(&self.mempool_txs, s.pool_txs);
         set(&self.mempool_bytes, s.pool_bytes);
         set(&self.mempool_senders, s.pool_senders);
@@ -125,13 +130,30 @@ impl MemGauges {
             ),
             (
                 "own_pending",
-                "Own batches not yet finalized.",
+                "Own batches not yet certified.",
                 &self.own_pending,
             ),
             (
                 "peer_pending",
-                "Peers' batches not yet finalized.",
+                "Peers' batches not yet certified.",
                 &self.peer_pending,
+            ),
+            (
+                "certified",
+                "Certified batches not yet finalized.",
+                &self.certified,
+            ),
+            ("certs", "Batch certificates held.", &self.certs),
+            ("fetching", "Missing batches being fetched.", &self.fetching),
+            (
+                "evidence",
+                "Evidence of lying batch authors kept.",
+                &self.evidence,
+            ),
+            (
+                "batch_log_segments",
+                "Segment files of the batch log.",
+                &self.batch_log_segments,
             ),
             (
                 "finalized_recent",
@@ -139,24 +161,9 @@ impl MemGauges {
                 &self.finalized_recent,
             ),
             (
-                "ready",
-                "Batches waiting to be offered to consensus.",
-                &self.ready,
-            ),
-            (
-                "fed",
-                "Batches offered to consensus, not yet proposed.",
-                &self.fed,
-            ),
-            (
                 "finalized_waiting",
                 "Finalized blocks waiting for batches.",
                 &self.finalized_waiting,
-            ),
-            (
-                "requested",
-                "Missing batches requested from peers.",
-                &self.requested,
             ),
             ("timers", "Armed consensus timers.", &self.timers),
             ("mempool_txs", "Mempool transactions.", &self.mempool_txs),
@@ -248,6 +255,26 @@ pub struct NodeMetrics {
     pub txs_cut: Count,
     /// Notifications dropped because a subscriber was slow.
     pub notifications_dropped: Count,
+    /// Batch votes sent.
+    pub batch_votes_sent: Count,
+    /// Certificates formed for own batches.
+    pub batch_certs_formed: Count,
+    /// Batches this validator verified as one of their verifiers.
+    pub batch_verifications: Count,
+    /// Fallback verification requests sent.
+    pub batch_verify_requests: Count,
+    /// Batch fetch requests sent.
+    pub batch_fetches: Count,
+    /// Evidence of lying batch authors found.
+    pub batch_evidence: Count,
+    /// Proposals refused because a batch lacked a valid certificate.
+    pub proposals_refused: Count,
+    /// Work dropped because the signature role's queue was full.
+    pub shed_sig_queue: Count,
+    /// Batch log syncs.
+    pub batch_log_syncs: Count,
+    /// Own batches: cut to certificate.
+    pub certified_latency: Histogram,
     /// Busy seconds per role.
     pub busy: Family<RoleLabel, Counter<f64, AtomicU64>>,
     /// Mempool depth.
@@ -292,6 +319,16 @@ impl NodeMetrics {
             consensus_rejected: Count::default(),
             txs_cut: Count::default(),
             notifications_dropped: Count::default(),
+            batch_votes_sent: Count::default(),
+            batch_certs_formed: Count::default(),
+            batch_verifications: Count::default(),
+            batch_verify_requests: Count::default(),
+            batch_fetches: Count::default(),
+            batch_evidence: Count::default(),
+            proposals_refused: Count::default(),
+            shed_sig_queue: Count::default(),
+            batch_log_syncs: Count::default(),
+            certified_latency: Histogram::new(FINALITY_BUCKETS_S),
             busy: Family::default(),
             mempool_depth: Level::default(),
             peers: Level::default(),
@@ -360,6 +397,51 @@ impl NodeMetrics {
                 "Subscription notifications dropped.",
                 &m.notifications_dropped,
             ),
+            (
+                "plume_batch_votes_sent",
+                "Batch votes sent.",
+                &m.batch_votes_sent,
+            ),
+            (
+                "plume_batch_certs_formed",
+                "Certificates formed for own batches.",
+                &m.batch_certs_formed,
+            ),
+            (
+                "plume_batch_verifications",
+                "Batches verified as one of their verifiers.",
+                &m.batch_verifications,
+            ),
+            (
+                "plume_batch_verify_requests",
+                "Fallback verification requests sent.",
+                &m.batch_verify_requests,
+            ),
+            (
+                "plume_batch_fetches",
+                "Batch fetch requests sent.",
+                &m.batch_fetches,
+            ),
+            (
+                "plume_batch_evidence",
+                "Evidence of lying batch authors found.",
+                &m.batch_evidence,
+            ),
+            (
+                "plume_proposals_refused",
+                "Proposals refused: a batch without a valid certificate.",
+                &m.proposals_refused,
+            ),
+            (
+                "plume_shed_sig_queue",
+                "Work dropped: the signature queue was full.",
+                &m.shed_sig_queue,
+            ),
+            (
+                "plume_batch_log_syncs",
+                "Batch log syncs (one per group of appends).",
+                &m.batch_log_syncs,
+            ),
         ] {
             r.register(name, help, c.clone());
         }
@@ -389,6 +471,11 @@ impl NodeMetrics {
             "Submission on this node to the commit of its block.",
             m.finality.clone(),
         );
+        r.register(
+            "plume_batch_certified_seconds",
+            "Own batches: cut to certificate.",
+            m.certified_latency.clone(),
+        );
         m.mem.register(&mut r);
         r.register_collector(Box::new(NetCollector {
             net: m.net.clone(),
@@ -403,6 +490,11 @@ impl NodeMetrics {
         self.busy
             .get_or_create(&RoleLabel { role })
             .inc_by(us as f64 / 1e6);
+    }
+
+    /// Record one cut-to-certificate time.
+    pub fn observe_certified_us(&self, us: u64) {
+        self.certified_latency.observe(us as f64 / 1e6);
     }
 
     /// Record one finality latency.

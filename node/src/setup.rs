@@ -28,6 +28,8 @@ pub struct NodeSetup {
     pub me: u32,
     /// Committee.
     pub committee: ValidatorSet,
+    /// The committee as batch certificates see it (network keys, power).
+    pub batch_committee: plume_protocol::batch::BatchCommittee,
     /// Execution parameters.
     pub params: plume_execution::Params,
     /// Consensus chain id (from the chain id string).
@@ -80,6 +82,7 @@ impl NodeSetup {
         let genesis = plume_client::verify::load_genesis(&gpath)?;
         let keys = NodeKeys::load(home)?;
         let committee = genesis.validator_set()?;
+        let batch_committee = genesis.batch_committee()?;
         let me = committee
             .index_of(&keys.consensus.public_key())
             .ok_or_else(|| {
@@ -105,6 +108,7 @@ impl NodeSetup {
             keys,
             me,
             committee,
+            batch_committee,
             params,
             chain_u64: chain,
         })
@@ -182,6 +186,7 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         store,
         safety_file,
         recovered,
+
         height: head.finalized_height,
     })
 }

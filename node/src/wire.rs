@@ -1,41 +1,67 @@
 //! The envelope of everything validators send each other: consensus
-//! messages (encoded by `plume_protocol::codec`), transaction batches and
-//! batch requests.
+//! messages (encoded by `plume_protocol::codec`), proposals with the
+//! certificates of their payload, batches, batch votes and certificates,
+//! verification and batch requests.
 //!
 //! Every count is bounded by a named constant before anything is
 //! allocated; decoding never panics and refuses trailing bytes.
 
 use plume_crypto::Digest;
+use plume_protocol::batch::{
+    BatchCertificate, BatchVote, Verdict, CERT_BYTES_MAX, VERDICT_BYTES_MAX,
+};
 use plume_protocol::codec::{CodecError, ConsensusMsg, Reader, Writer};
+use plume_protocol::consensus::{Message, PAYLOAD_DIGESTS_MAX};
 
 /// Largest encoded frame accepted (a full sync response of big blocks, or
 /// a full batch).
 pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most transactions in one batch.
-pub const BATCH_TXS_MAX: usize = plume_protocol::proof::BATCH_TXS_MAX;
+pub const BATCH_TXS_MAX: usize = plume_protocol::batch::BATCH_TXS_MAX;
 /// Largest transaction accepted in a batch (the format's limit).
 pub const TX_BYTES_MAX: usize = plume_protocol::tx::TX_BYTES_MAX;
 /// Most batch digests one batch request may name.
 pub const BATCH_REQUEST_MAX: usize = 256;
-/// Most bytes of transactions in one batch: a full batch (every length
-/// prefix of `BATCH_TXS_MAX` transactions, tag, digest and count included)
-/// still fits one frame.
-pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - (1 + 32 + 4) - 4 * BATCH_TXS_MAX;
+/// Everything of a batch frame but the transactions' bytes, at most: tag,
+/// author, verdict, count, a length prefix per transaction, and a
+/// certificate.
+pub const BATCH_FRAME_OVERHEAD_MAX: usize =
+    1 + 4 + VERDICT_BYTES_MAX + 4 + 4 * BATCH_TXS_MAX + 1 + CERT_BYTES_MAX;
+/// Most bytes of transactions in one batch: a full batch, with its
+/// certificate, still fits one frame.
+pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - BATCH_FRAME_OVERHEAD_MAX;
 
 /// Everything on a validator link.
 #[derive(Debug, Clone)]
 pub enum NetMsg {
-    /// A consensus message.
+    /// A consensus message (a proposal goes as [`NetMsg::Proposal`]).
     Consensus(ConsensusMsg),
-    /// A batch of signed transactions (raw encodings), identified by digest.
+    /// A proposal and the certificates of every batch it carries.
+    Proposal {
+        /// The proposal (a `Message::Proposal`).
+        msg: ConsensusMsg,
+        /// One certificate per payload digest, in payload order.
+        certs: Vec<BatchCertificate>,
+    },
+    /// A batch of signed transactions (raw encodings) by `author`; its
+    /// digest is computed from the bytes (`plume_protocol::batch_digest`).
     Batch {
-        /// Digest of the batch (`plume_protocol::batch_root` of the
-        /// transaction ids).
-        digest: Digest,
+        /// The author.
+        author: u32,
+        /// The author's verdict.
+        verdict: Verdict,
         /// The encoded transactions.
         txs: Vec<Vec<u8>>,
+        /// Its certificate, when answering a request.
+        cert: Option<BatchCertificate>,
     },
-    /// "Send me these batches."
+    /// A vote on a batch, to its author.
+    BatchVote(BatchVote),
+    /// A batch certificate, from the batch's author.
+    BatchCert(BatchCertificate),
+    /// "Please verify my batch" (the author to a fallback verifier).
+    VerifyRequest(Digest),
+    /// "Send me these batches, with their certificates."
     BatchRequest(Vec<Digest>),
 }
 
@@ -61,12 +87,25 @@ pub fn encode(msg: &NetMsg) -> Vec<u8> {
             w.u8(1);
             w.message(m);
         }
-        NetMsg::Batch { digest, txs } => {
+        NetMsg::Batch {
+            author,
+            verdict,
+            txs,
+            cert,
+        } => {
             w.u8(2);
-            w.digest(digest);
+            w.u32(*author);
+            verdict.write(&mut w);
             w.u32(txs.len() as u32);
             for t in txs {
                 w.bytes(t);
+            }
+            match cert {
+                None => w.u8(0),
+                Some(c) => {
+                    w.u8(1);
+                    c.write(&mut w);
+                }
             }
         }
         NetMsg::BatchRequest(ds) => {
@@ -75,6 +114,26 @@ pub fn encode(msg: &NetMsg) -> Vec<u8> {
             for d in ds {
                 w.digest(d);
             }
+        }
+        NetMsg::Proposal { msg, certs } => {
+            w.u8(4);
+            w.message(msg);
+            w.u32(certs.len() as u32);
+            for c in certs {
+                c.write(&mut w);
+            }
+        }
+        NetMsg::BatchVote(v) => {
+            w.u8(5);
+            v.write(&mut w);
+        }
+        NetMsg::BatchCert(c) => {
+            w.u8(6);
+            c.write(&mut w);
+        }
+        NetMsg::VerifyRequest(d) => {
+            w.u8(7);
+            w.digest(d);
         }
     }
     w.0
@@ -89,13 +148,24 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
     let msg = match r.u8()? {
         1 => NetMsg::Consensus(r.message()?),
         2 => {
-            let digest = r.digest()?;
+            let author = r.u32()?;
+            let verdict = Verdict::read(&mut r)?;
             let n = r.count(BATCH_TXS_MAX, "too many transactions in batch")?;
             let mut txs = Vec::with_capacity(n);
             for _ in 0..n {
                 txs.push(r.bytes(TX_BYTES_MAX)?.to_vec());
             }
-            NetMsg::Batch { digest, txs }
+            let cert = if r.opt()? {
+                Some(BatchCertificate::read(&mut r)?)
+            } else {
+                None
+            };
+            NetMsg::Batch {
+                author,
+                verdict,
+                txs,
+                cert,
+            }
         }
         3 => {
             let n = r.count(BATCH_REQUEST_MAX, "too many batch digests requested")?;
@@ -105,6 +175,21 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
             }
             NetMsg::BatchRequest(ds)
         }
+        4 => {
+            let msg = r.message()?;
+            if !matches!(msg, Message::Proposal(_)) {
+                return Err(CodecError("certificates attached to a non-proposal"));
+            }
+            let n = r.count(PAYLOAD_DIGESTS_MAX, "too many certificates")?;
+            let mut certs = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                certs.push(BatchCertificate::read(&mut r)?);
+            }
+            NetMsg::Proposal { msg, certs }
+        }
+        5 => NetMsg::BatchVote(BatchVote::read(&mut r)?),
+        6 => NetMsg::BatchCert(BatchCertificate::read(&mut r)?),
+        7 => NetMsg::VerifyRequest(r.digest()?),
         _ => return Err(CodecError("unknown message tag")),
     };
     r.finish()?;
@@ -134,6 +219,21 @@ mod tests {
         )
         .unwrap();
         (sks, set)
+    }
+
+    fn sample_cert() -> BatchCertificate {
+        let id = plume_protocol::batch::BatchId {
+            epoch: 0,
+            digest: Digest([6; 32]),
+            author: 0,
+            items: 3,
+        };
+        BatchCertificate::from_votes(
+            id,
+            Verdict::new(vec![2]),
+            4,
+            &[(0, true, [1; 64]), (1, false, [2; 64]), (3, true, [3; 64])],
+        )
     }
 
     fn sample_messages() -> Vec<NetMsg> {
@@ -168,6 +268,13 @@ mod tests {
                 block: b2.clone(),
                 tc: Some(tc.clone()),
             })),
+            NetMsg::Proposal {
+                msg: Message::Proposal(Proposal {
+                    block: b1.clone(),
+                    tc: None,
+                }),
+                certs: vec![sample_cert(), sample_cert()],
+            },
             NetMsg::Consensus(Message::Vote(Vote {
                 epoch: 0,
                 view: 1,
@@ -195,9 +302,25 @@ mod tests {
                 blocks: vec![b2, b1],
             }),
             NetMsg::Batch {
-                digest: Digest([9; 32]),
+                author: 2,
+                verdict: Verdict::new(vec![1]),
                 txs: vec![vec![1, 2, 3], vec![]],
+                cert: None,
             },
+            NetMsg::Batch {
+                author: 0,
+                verdict: Verdict::all_valid(),
+                txs: vec![vec![5; 40]],
+                cert: Some(sample_cert()),
+            },
+            NetMsg::BatchVote(BatchVote {
+                id: sample_cert().id,
+                voter: 3,
+                verdict: Some(Verdict::new(vec![0])),
+                sig: [4; 64],
+            }),
+            NetMsg::BatchCert(sample_cert()),
+            NetMsg::VerifyRequest(Digest([8; 32])),
             NetMsg::BatchRequest(vec![Digest([1; 32]), Digest([2; 32])]),
         ]
     }
@@ -232,7 +355,8 @@ mod tests {
             Err(CodecError("too many batch digests requested"))
         );
         let mut b = vec![2u8];
-        b.extend_from_slice(&[0; 32]);
+        b.extend_from_slice(&0u32.to_le_bytes()); // author
+        b.extend_from_slice(&0u32.to_le_bytes()); // empty verdict
         b.extend_from_slice(&(BATCH_TXS_MAX as u32 + 1).to_le_bytes());
         assert_eq!(
             decode(&b),
@@ -246,22 +370,20 @@ mod tests {
         // The largest batch config allows, in the most transactions.
         let per = BATCH_BYTES_MAX / BATCH_TXS_MAX;
         let m = NetMsg::Batch {
-            digest: Digest([1; 32]),
+            author: 1,
+            verdict: Verdict::new((0..BATCH_TXS_MAX as u32).collect()),
             txs: vec![vec![0u8; per.min(TX_BYTES_MAX)]; BATCH_TXS_MAX],
+            cert: Some(sample_cert()),
         };
         let bytes = encode(&m);
         assert!(bytes.len() <= FRAME_BYTES_MAX, "{}", bytes.len());
         assert_eq!(decode(&bytes).unwrap(), m);
-        assert_eq!(
-            BATCH_BYTES_MAX + 37 + 4 * BATCH_TXS_MAX,
-            FRAME_BYTES_MAX,
-            "no slack left"
-        );
+        assert_eq!(BATCH_BYTES_MAX + BATCH_FRAME_OVERHEAD_MAX, FRAME_BYTES_MAX);
     }
 
     #[test]
     fn corrupted_signature_bytes_are_refused() {
-        let m = &sample_messages()[2];
+        let m = &sample_messages()[3];
         let mut bytes = encode(m);
         let n = bytes.len();
         for b in &mut bytes[n - 96..] {

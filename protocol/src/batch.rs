@@ -108,14 +108,16 @@ impl Verdict {
         h.finalize()
     }
 
-    fn write(&self, w: &mut Writer) {
+    /// Append to a writer.
+    pub fn write(&self, w: &mut Writer) {
         w.u32(self.invalid.len() as u32);
         for i in &self.invalid {
             w.u32(*i);
         }
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Verdict, CodecError> {
+    /// Read from a reader.
+    pub fn read(r: &mut Reader<'_>) -> Result<Verdict, CodecError> {
         let n = r.count(BATCH_TXS_MAX, "verdict too long")?;
         let mut invalid = Vec::with_capacity(n);
         for _ in 0..n {
@@ -129,34 +131,75 @@ impl Verdict {
     }
 }
 
+/// What every vote on a batch names: the chain, the epoch, and the batch
+/// (its digest, author and item count, so a certificate proves them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchId {
+    /// Epoch of the committee.
+    pub epoch: u64,
+    /// The digest.
+    pub digest: Digest,
+    /// Its author.
+    pub author: u32,
+    /// Its item count.
+    pub items: u32,
+}
+
+impl BatchId {
+    fn hash_into(&self, h: &mut Hasher, chain: u64) {
+        h.update_u64(chain)
+            .update_u64(self.epoch)
+            .update(self.digest.as_bytes())
+            .update_u64(u64::from(self.author))
+            .update_u64(u64::from(self.items));
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.u64(self.epoch);
+        w.digest(&self.digest);
+        w.u32(self.author);
+        w.u32(self.items);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<BatchId, CodecError> {
+        let epoch = r.u64()?;
+        let digest = r.digest()?;
+        let author = r.u32()?;
+        let items = r.u32()?;
+        if items as usize > BATCH_TXS_MAX {
+            return Err(CodecError("batch item count over the limit"));
+        }
+        Ok(BatchId {
+            epoch,
+            digest,
+            author,
+            items,
+        })
+    }
+}
+
 /// What a stored vote signs.
-pub fn stored_message(chain: u64, epoch: u64, digest: &Digest) -> Digest {
+pub fn stored_message(chain: u64, id: &BatchId) -> Digest {
     let mut h = Hasher::new(Domain::BatchVote);
-    h.update(b"stored")
-        .update_u64(chain)
-        .update_u64(epoch)
-        .update(digest.as_bytes());
+    h.update(b"stored");
+    id.hash_into(&mut h, chain);
     h.finalize()
 }
 
 /// What a verified vote signs.
-pub fn verified_message(chain: u64, epoch: u64, digest: &Digest, verdict: &Verdict) -> Digest {
+pub fn verified_message(chain: u64, id: &BatchId, verdict: &Verdict) -> Digest {
     let mut h = Hasher::new(Domain::BatchVote);
-    h.update(b"verified")
-        .update_u64(chain)
-        .update_u64(epoch)
-        .update(digest.as_bytes())
-        .update(verdict.hash().as_bytes());
+    h.update(b"verified");
+    id.hash_into(&mut h, chain);
+    h.update(verdict.hash().as_bytes());
     h.finalize()
 }
 
 /// One validator's vote on a batch, sent to its author.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchVote {
-    /// Epoch of the committee.
-    pub epoch: u64,
-    /// The batch.
-    pub digest: Digest,
+    /// The batch voted on.
+    pub id: BatchId,
     /// Voter's committee index.
     pub voter: u32,
     /// `Some(verdict)` for a verified vote, `None` for a stored one.
@@ -170,8 +213,8 @@ impl BatchVote {
     /// The message this vote signs.
     pub fn message(&self, chain: u64) -> Digest {
         match &self.verdict {
-            None => stored_message(chain, self.epoch, &self.digest),
-            Some(v) => verified_message(chain, self.epoch, &self.digest, v),
+            None => stored_message(chain, &self.id),
+            Some(v) => verified_message(chain, &self.id, v),
         }
     }
 
@@ -184,8 +227,7 @@ impl BatchVote {
 
     /// Append to a writer.
     pub fn write(&self, w: &mut Writer) {
-        w.u64(self.epoch);
-        w.digest(&self.digest);
+        self.id.write(w);
         w.u32(self.voter);
         match &self.verdict {
             None => w.u8(0),
@@ -199,8 +241,7 @@ impl BatchVote {
 
     /// Read from a reader.
     pub fn read(r: &mut Reader<'_>) -> Result<BatchVote, CodecError> {
-        let epoch = r.u64()?;
-        let digest = r.digest()?;
+        let id = BatchId::read(r)?;
         let voter = r.u32()?;
         let verdict = if r.opt()? {
             Some(Verdict::read(r)?)
@@ -209,8 +250,7 @@ impl BatchVote {
         };
         let sig: [u8; 64] = r.take(64)?.try_into().expect("64 bytes");
         Ok(BatchVote {
-            epoch,
-            digest,
+            id,
             voter,
             verdict,
             sig,
@@ -340,13 +380,17 @@ impl BatchCommittee {
     }
 }
 
+/// Longest encoded verdict.
+pub const VERDICT_BYTES_MAX: usize = 4 + 4 * BATCH_TXS_MAX;
+/// Longest encoded certificate (every bound at its maximum).
+pub const CERT_BYTES_MAX: usize =
+    (8 + 32 + 4 + 4) + VERDICT_BYTES_MAX + 2 * (4 + VOTERS_MAX.div_ceil(8)) + 4 + 64 * VOTERS_MAX;
+
 /// A batch certificate: the batch is available and its verdict checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCertificate {
-    /// Epoch of the committee that signed.
-    pub epoch: u64,
-    /// The batch.
-    pub digest: Digest,
+    /// The batch (epoch, digest, author, item count).
+    pub id: BatchId,
     /// Which items are invalid.
     pub verdict: Verdict,
     /// Voters that stored the batch (without checking signatures).
@@ -361,8 +405,7 @@ impl BatchCertificate {
     /// Build from votes (distinct voters, all for `digest` in `epoch`,
     /// every verified vote with `verdict`), for a committee of `n`.
     pub fn from_votes(
-        epoch: u64,
-        digest: Digest,
+        id: BatchId,
         verdict: Verdict,
         n: usize,
         votes: &[(u32, bool, [u8; 64])],
@@ -383,13 +426,17 @@ impl BatchCertificate {
             }
         }
         BatchCertificate {
-            epoch,
-            digest,
+            id,
             verdict,
             stored,
             verified,
             sigs,
         }
+    }
+
+    /// The batch's digest.
+    pub fn digest(&self) -> Digest {
+        self.id.digest
     }
 
     /// Every voter (stored or verified), ascending.
@@ -421,8 +468,16 @@ impl BatchCertificate {
         if committee.power_of(&self.verified) < committee.validity_power() {
             return Err(bad("not enough verified votes"));
         }
-        let m_stored = stored_message(chain, self.epoch, &self.digest);
-        let m_verified = verified_message(chain, self.epoch, &self.digest, &self.verdict);
+        if self
+            .verdict
+            .invalid()
+            .last()
+            .is_some_and(|i| *i >= self.id.items)
+        {
+            return Err(bad("verdict names an item past the batch"));
+        }
+        let m_stored = stored_message(chain, &self.id);
+        let m_verified = verified_message(chain, &self.id, &self.verdict);
         let items: Vec<zip215::Item<'_>> = voters
             .iter()
             .zip(&self.sigs)
@@ -436,7 +491,8 @@ impl BatchCertificate {
                 sig,
             })
             .collect();
-        zip215::verify_batch(&items).map_err(|failed| BatchCertError::BadSignature(voters[failed[0]]))
+        zip215::verify_batch(&items)
+            .map_err(|failed| BatchCertError::BadSignature(voters[failed[0]]))
     }
 
     /// Identity of the certificate's bytes (cache key: a cached check is
@@ -454,8 +510,7 @@ impl BatchCertificate {
 
     /// Append to a writer.
     pub fn write(&self, w: &mut Writer) {
-        w.u64(self.epoch);
-        w.digest(&self.digest);
+        self.id.write(w);
         self.verdict.write(w);
         w.0.extend_from_slice(&self.stored.to_bytes());
         w.0.extend_from_slice(&self.verified.to_bytes());
@@ -468,8 +523,7 @@ impl BatchCertificate {
     /// Read from a reader (shape only; [`BatchCertificate::verify`] checks
     /// the rest).
     pub fn read(r: &mut Reader<'_>) -> Result<BatchCertificate, CodecError> {
-        let epoch = r.u64()?;
-        let digest = r.digest()?;
+        let id = BatchId::read(r)?;
         let verdict = Verdict::read(r)?;
         let bitmap = |r: &mut Reader<'_>| -> Result<SignerBitmap, CodecError> {
             let (bm, used) =
@@ -485,8 +539,7 @@ impl BatchCertificate {
             sigs.push(r.take(64)?.try_into().expect("64 bytes"));
         }
         Ok(BatchCertificate {
-            epoch,
-            digest,
+            id,
             verdict,
             stored,
             verified,
@@ -512,15 +565,19 @@ mod tests {
         let keys: Vec<SigningKey> = (0..n)
             .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
             .collect();
-        let c = BatchCommittee::new(keys.iter().map(|k| (k.public_key().to_bytes(), 1)).collect())
-            .unwrap();
+        let c = BatchCommittee::new(
+            keys.iter()
+                .map(|k| (k.public_key().to_bytes(), 1))
+                .collect(),
+        )
+        .unwrap();
         (c, keys)
     }
 
-    fn vote(k: &SigningKey, chain: u64, digest: &Digest, verdict: Option<&Verdict>) -> [u8; 64] {
+    fn vote(k: &SigningKey, chain: u64, id: &BatchId, verdict: Option<&Verdict>) -> [u8; 64] {
         let m = match verdict {
-            None => stored_message(chain, 0, digest),
-            Some(v) => verified_message(chain, 0, digest, v),
+            None => stored_message(chain, id),
+            Some(v) => verified_message(chain, id, v),
         };
         k.sign(m.as_bytes()).to_bytes()
     }
@@ -533,7 +590,7 @@ mod tests {
         flipped[1][69] ^= 1;
         assert_ne!(batch_digest(2, &flipped), d, "a signature byte");
         assert_ne!(batch_digest(3, &items), d, "the author");
-        assert_ne!(batch_digest(2, &items[..1].to_vec()), d, "an item");
+        assert_ne!(batch_digest(2, &items[..1]), d, "an item");
         let leaves: Vec<Digest> = items.iter().map(|r| item_leaf(r)).collect();
         assert_eq!(digest_from_root(2, 2, &items_root(&leaves)), d);
         // Pinned: changing the digest changes every block.
@@ -541,6 +598,23 @@ mod tests {
             d.to_hex(),
             batch_digest(2, &[vec![1u8, 2, 3], vec![4u8; 70]]).to_hex()
         );
+    }
+
+    #[test]
+    fn the_largest_certificate_fits_its_bound() {
+        let n = VOTERS_MAX;
+        let id = BatchId {
+            epoch: u64::MAX,
+            digest: Digest([1; 32]),
+            author: 0,
+            items: BATCH_TXS_MAX as u32,
+        };
+        let votes: Vec<(u32, bool, [u8; 64])> =
+            (0..n as u32).map(|i| (i, i % 2 == 0, [7; 64])).collect();
+        let verdict = Verdict::new((0..BATCH_TXS_MAX as u32).collect());
+        let c = BatchCertificate::from_votes(id, verdict, n, &votes);
+        assert!(c.to_bytes().len() <= CERT_BYTES_MAX);
+        assert_eq!(BatchCertificate::from_bytes(&c.to_bytes()).unwrap(), c);
     }
 
     #[test]
@@ -566,40 +640,69 @@ mod tests {
     fn certificates_need_a_quorum_and_the_validity_power_and_good_signatures() {
         let (c, keys) = committee(4);
         let chain = 77;
-        let d = Digest([5; 32]);
+        let id = BatchId {
+            epoch: 0,
+            digest: Digest([5; 32]),
+            author: 0,
+            items: 10,
+        };
         let verdict = Verdict::new(vec![3, 1, 3]);
         assert_eq!(verdict.invalid(), &[1, 3]);
         let v = |i: usize, verified: bool| {
             (
                 i as u32,
                 verified,
-                vote(&keys[i], chain, &d, verified.then_some(&verdict)),
+                vote(&keys[i], chain, &id, verified.then_some(&verdict)),
             )
         };
-        let good = BatchCertificate::from_votes(0, d, verdict.clone(), 4, &[v(0, true), v(2, true), v(3, false)]);
+        let good = BatchCertificate::from_votes(
+            id,
+            verdict.clone(),
+            4,
+            &[v(0, true), v(2, true), v(3, false)],
+        );
         good.verify(chain, &c).unwrap();
         assert_eq!(good.voters(), vec![0, 2, 3]);
-        assert_eq!(BatchCertificate::from_bytes(&good.to_bytes()).unwrap(), good);
+        assert_eq!(
+            BatchCertificate::from_bytes(&good.to_bytes()).unwrap(),
+            good
+        );
         // Another chain id: the signatures do not verify.
         assert!(good.verify(chain + 1, &c).is_err());
         // Two stored and one verified: not enough verified power.
-        let weak = BatchCertificate::from_votes(0, d, verdict.clone(), 4, &[v(0, true), v(2, false), v(3, false)]);
+        let weak = BatchCertificate::from_votes(
+            id,
+            verdict.clone(),
+            4,
+            &[v(0, true), v(2, false), v(3, false)],
+        );
         assert_eq!(
             weak.verify(chain, &c),
             Err(BatchCertError::Invalid("not enough verified votes"))
         );
         // Two votes: no quorum.
-        let few = BatchCertificate::from_votes(0, d, verdict.clone(), 4, &[v(0, true), v(2, true)]);
+        let few = BatchCertificate::from_votes(id, verdict.clone(), 4, &[v(0, true), v(2, true)]);
         assert!(few.verify(chain, &c).is_err());
         // A different verdict than the verifiers signed.
         let mut lie = good.clone();
         lie.verdict = Verdict::all_valid();
-        assert!(matches!(lie.verify(chain, &c), Err(BatchCertError::BadSignature(_))));
+        assert!(matches!(
+            lie.verify(chain, &c),
+            Err(BatchCertError::BadSignature(_))
+        ));
         // A stored voter relabelled as verified.
         let mut relabel = good.clone();
         relabel.stored.clear(3);
         relabel.verified.set(3);
         assert!(relabel.verify(chain, &c).is_err());
+        // Another item count than the voters signed.
+        let mut count = good.clone();
+        count.id.items = 11;
+        assert!(count.verify(chain, &c).is_err());
+        // A verdict past the batch.
+        let mut past = good.clone();
+        past.id.items = 2;
+        assert!(past.verify(chain, &c).is_err());
         // Truncations are errors, never panics.
         let bytes = good.to_bytes();
         for cut in 0..bytes.len() {

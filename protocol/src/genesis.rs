@@ -191,6 +191,12 @@ impl Genesis {
                 )
             })?;
             let nk = ed25519::PublicKey::from_hex(&v.network_key).ctx(|| f("network_key"))?;
+            if !plume_crypto::zip215::key_acceptable(&nk.to_bytes()) {
+                bail!(
+                    "{}: a small-order point cannot sign batch votes",
+                    f("network_key")
+                );
+            }
             v.address
                 .parse::<std::net::SocketAddr>()
                 .ctx(|| format!("{}: {:?} is not host:port", f("address"), v.address))?;
@@ -288,6 +294,22 @@ impl Genesis {
             })
             .collect::<Result<Vec<_>>>()?;
         ValidatorSet::new_pop_checked(vals).ctx(|| "validators".into())
+    }
+
+    /// The committee as batch certificates see it: network keys and power,
+    /// in committee order.
+    pub fn batch_committee(&self) -> Result<crate::batch::BatchCommittee> {
+        let members = self
+            .validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let k = ed25519::PublicKey::from_hex(&v.network_key)
+                    .ctx(|| format!("validators[{i}].network_key"))?;
+                Ok((k.to_bytes(), v.power))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        crate::batch::BatchCommittee::new(members).ctx(|| "validators".into())
     }
 
     /// Total initial supply.

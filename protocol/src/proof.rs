@@ -68,9 +68,7 @@ pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[BatchRecord]) ->
 }
 
 /// Decode [`encode_block_record`].
-pub fn decode_block_record(
-    raw: &[u8],
-) -> Result<(Block<BlsScheme>, Vec<BatchRecord>), ProofError> {
+pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<BatchRecord>), ProofError> {
     let what = "block record";
     let e = |err| ProofError::Decode { what, err };
     let mut r = Reader { b: raw };
@@ -177,8 +175,8 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofE
         .ok_or_else(|| invalid("batch_index out of range"))?;
     let tx = Digest::from_hex(&p.tx).map_err(|_| ProofError::Hex("tx"))?;
     let raw = unhex("tx_bytes", &p.tx_bytes)?;
-    let decoded = crate::tx::Transaction::from_bytes(&raw)
-        .map_err(|e| invalid(format!("tx_bytes: {e}")))?;
+    let decoded =
+        crate::tx::Transaction::from_bytes(&raw).map_err(|e| invalid(format!("tx_bytes: {e}")))?;
     if decoded.body.signing_hash() != tx {
         return Err(invalid("tx_bytes are not the transaction named by tx"));
     }

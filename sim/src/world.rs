@@ -490,6 +490,7 @@ impl<S: SimScheme> World<S> {
             commit_rule: self.cfg.commit_rule,
             leader_reputation: self.cfg.leader_reputation,
             epoch_length: self.cfg.epoch_length,
+            payload_weight_max: 10_000,
         };
         let mut e = Engine::new(cfg, key, recovered);
         let effects = e.step(Input::Start);
@@ -621,7 +622,8 @@ impl<S: SimScheme> World<S> {
             Ev::Tick => {
                 for inst in 0..self.insts.len() {
                     let k = 1 + self.net.below(3);
-                    let ds: Vec<Digest> = (0..k).map(|_| Digest(self.net.bytes32())).collect();
+                    let ds: Vec<(Digest, u32)> =
+                        (0..k).map(|_| (Digest(self.net.bytes32()), 1)).collect();
                     if let Some(e) = self.insts[inst].engine.as_mut() {
                         let effects = e.step(Input::PayloadReady(ds));
                         self.apply(inst, effects);

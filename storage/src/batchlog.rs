@@ -396,7 +396,12 @@ mod tests {
         log.sync().unwrap();
         drop(log);
         let (mut log, got) = BatchLog::open(dir.path()).unwrap();
-        assert_eq!(got, (0..10).map(|i| rec(i, 100 + i as usize)).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            (0..10)
+                .map(|i| rec(i, 100 + i as usize))
+                .collect::<Vec<_>>()
+        );
         // Appends continue after the old records.
         log.append(&rec(20, 5)).unwrap();
         log.sync().unwrap();
@@ -454,12 +459,20 @@ mod tests {
         log.retire(&[[1; 32]]).unwrap();
         assert_eq!(log.segments(), 2, "key 2 still lives in segment 0");
         log.retire(&[[2; 32], [3; 32]]).unwrap();
-        assert_eq!(log.segments(), 1, "segment 0 deleted; the current one stays");
+        assert_eq!(
+            log.segments(),
+            1,
+            "segment 0 deleted; the current one stays"
+        );
         assert!(!segment_path(dir.path(), 0).exists());
         assert_eq!(log.live_keys(), 0);
         drop(log);
         let (_, got) = BatchLog::open(dir.path()).unwrap();
-        assert_eq!(got, vec![rec(3, 10)], "retired records in the current segment remain until it is");
+        assert_eq!(
+            got,
+            vec![rec(3, 10)],
+            "retired records in the current segment remain until it is"
+        );
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl ApiNode {
     }
 
     fn finality_proof(&self, store: &Store<LmdbKv>, height: u64, tx: &Digest) -> ApiResult<Value> {
-        let block_at = |h: u64| -> ApiResult<(Block<BlsScheme>, Vec<Vec<Digest>>)> {
+        let block_at = |h: u64| -> ApiResult<(Block<BlsScheme>, Vec<proof::BatchRecord>)> {
             let rec = store
                 .block(h)
                 .map_err(internal)?
@@ -173,7 +173,12 @@ impl ApiNode {
             proof::decode_block_record(&rec.bytes).map_err(internal)
         };
         let (first, batches) = block_at(height)?;
-        let (batch_index, tx_index, batch_len, siblings) = proof::locate(&batches, tx)
+        let raw = store
+            .tx(tx)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("transaction {tx} missing")))?
+            .bytes;
+        let at = proof::locate(&batches, &plume_protocol::batch::item_leaf(&raw))
             .ok_or_else(|| internal("transaction not in its block's batches"))?;
         let qc = store
             .qc(height)
@@ -189,11 +194,13 @@ impl ApiNode {
         }
         let p = proof::FinalityProof {
             tx: tx.to_hex(),
+            tx_bytes: hex::encode(&raw),
+            batch_author: at.batch_author,
             chain,
-            batch_index,
-            tx_index,
-            batch_len,
-            siblings: siblings.iter().map(|d| d.to_hex()).collect(),
+            batch_index: at.batch_index,
+            tx_index: at.tx_index,
+            batch_len: at.batch_len,
+            siblings: at.siblings.iter().map(|d| d.to_hex()).collect(),
             commit_proof: hex::encode(&qc.bytes),
         };
         serde_json::to_value(p).map_err(internal)

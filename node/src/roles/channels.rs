@@ -3,28 +3,32 @@
 //!
 //! | queue | from -> to | bound | when full |
 //! | --- | --- | --- | --- |
-//! | [`SigIn`] | API, core -> sigverify | [`SIG_QUEUE_MAX`] | API: `try_send`, the client gets "mempool full" (retry); core: `try_send`, a peer batch is dropped (re-sent or fetched later) |
-//! | [`CoreIn`] | sigverify, exec -> core | [`CORE_QUEUE_MAX`] | blocking `send` (back-pressure on sigverify and exec) |
+//! | [`SigIn`] | API, core -> sigverify | [`SIG_QUEUE_MAX`] | API: `try_send`, the client gets "mempool full" (retry); core: `try_send`, the item is dropped (batches are re-sent or fetched, votes re-sent, proposals time out) |
+//! | [`CoreIn`] | sigverify, exec, batch log -> core | [`CORE_QUEUE_MAX`] | blocking `send` (back-pressure on sigverify, exec and the log) |
 //! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocking `send` (back-pressure on the core) |
+//! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | blocking `send` (a batch is not voted for before it is durable; the log never waits on the core) |
 //!
-//! Known limit: the two blocking sends can wait on each other when both
-//! queues are full (exec 1,024 blocks behind with full submission queues);
+//! Known limit: the blocking sends can wait on each other when the queues
+//! are full at once (exec 1,024 blocks behind with full submission queues);
 //! replacing them with explicit shedding is the adversarial-load work.
 
 use crate::http::ApiError;
 use plume_consensus::BlsScheme;
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
-use plume_mempool::{ExecJob, VerifiedBatch};
+use plume_mempool::{Batch, ExecJob, LogItem};
+use plume_protocol::batch::{BatchCertificate, BatchVote, Verdict};
+use plume_protocol::codec::ConsensusMsg;
 use plume_protocol::PreparedTx;
 use std::sync::Arc;
 
-/// Submissions queued for signature verification.
+/// Work queued for the signature role.
 pub const SIG_QUEUE_MAX: usize = 65_536;
 /// Where a submission's outcome goes (the waiting API call).
 pub type Reply = flume::Sender<Result<Digest, ApiError>>;
 
-/// Work for the signature role.
+/// Work for the signature role: everything that costs a signature check
+/// or a decode, kept off the core.
 pub enum SigIn {
     /// A client's transaction, prechecked against the state whose payer
     /// sequence was `state_seq`.
@@ -36,12 +40,32 @@ pub enum SigIn {
         /// Where the outcome goes.
         reply: Reply,
     },
-    /// A peer's batch.
-    PeerBatch {
-        /// The digest the peer named.
-        digest: Digest,
-        /// The encoded transactions.
+    /// A peer's batch (or a fetch answer): decode it, compute its digest,
+    /// check the certificate if one came with it.
+    DecodeBatch {
+        /// The author.
+        author: u32,
+        /// The author's verdict.
+        verdict: Verdict,
+        /// The encodings.
         txs: Vec<Vec<u8>>,
+        /// Its certificate (fetch answers).
+        cert: Option<BatchCertificate>,
+    },
+    /// Verify every signature of a batch (we are one of its verifiers).
+    VerifyBatch(Arc<Batch>),
+    /// Check a vote's signature.
+    Vote(BatchVote),
+    /// Check a certificate.
+    Cert(BatchCertificate),
+    /// Check the certificates a proposal came with.
+    Proposal {
+        /// Sender's committee index.
+        from: u32,
+        /// The proposal.
+        msg: ConsensusMsg,
+        /// Its certificates (those already known are not checked again).
+        certs: Vec<BatchCertificate>,
     },
 }
 
@@ -61,22 +85,66 @@ pub enum CoreIn {
         /// Where the admission outcome goes.
         reply: Reply,
     },
-    /// A peer's batch, verified.
-    Batch(Arc<VerifiedBatch>),
+    /// A peer's batch, decoded (its certificate, if any, checked).
+    Batch {
+        /// The batch.
+        batch: Arc<Batch>,
+        /// The author's verdict.
+        verdict: Verdict,
+        /// Its certificate.
+        cert: Option<Arc<BatchCertificate>>,
+    },
+    /// Our verification of a batch is done.
+    BatchVerified {
+        /// The batch.
+        digest: Digest,
+        /// Which items are invalid.
+        verdict: Verdict,
+    },
+    /// A vote whose signature verified.
+    Vote(BatchVote),
+    /// A certificate that verified.
+    Cert(Arc<BatchCertificate>),
+    /// A proposal whose attached certificates were checked (`certs`: those
+    /// that verified).
+    Proposal {
+        /// Sender's committee index.
+        from: u32,
+        /// The proposal.
+        msg: ConsensusMsg,
+        /// The certificates that verified.
+        certs: Vec<Arc<BatchCertificate>>,
+    },
+    /// The batch log synced these batches.
+    Durable(Vec<Digest>),
     /// A finalized block was executed and committed.
     Executed {
         /// Its height.
         height: u64,
         /// Its id.
-        block: plume_crypto::Digest,
+        block: Digest,
         /// The state root after it.
-        root: plume_crypto::Digest,
+        root: Digest,
         /// The next sequence of every payer in it.
         sequences: Vec<(Address, u64)>,
+        /// Its batches (no longer needed for execution).
+        digests: Vec<Digest>,
     },
 }
 
 /// Finalized blocks queued for execution.
 pub const EXEC_QUEUE_MAX: usize = 1024;
-/// A finalized block for execution, with its batches.
+
+/// A finalized block for execution, with its certified batches.
 pub type ExecIn = ExecJob<BlsScheme>;
+
+/// Items queued for the batch log.
+pub const LOG_QUEUE_MAX: usize = 4096;
+
+/// Work for the batch log.
+pub enum LogIn {
+    /// Append (a batch is reported durable once synced).
+    Append(LogItem),
+    /// These batches are executed: their records may go.
+    Retire(Vec<Digest>),
+}

@@ -1,23 +1,25 @@
 //! The core role: one glommio executor pinned to the consensus core. It
 //! owns the peer network (`plume_netstack::Endpoint`), the consensus
 //! engine and the batcher (`plume_mempool::Batcher`: pool, batches,
-//! dissemination policy), and drives them:
+//! certification and dissemination policy), and drives them:
 //!
 //! - engine effects are applied in order; `PersistSafety` is durable
-//!   before any later `Send`/`Broadcast` of the same list;
-//! - the batcher's actions become network sends, engine inputs and
-//!   execution jobs;
+//!   before any later `Send`/`Broadcast` of the same list; an outgoing
+//!   proposal carries the certificate of every batch it names;
+//! - an incoming proposal reaches the engine only when every batch it
+//!   names has a valid certificate (known, or attached and checked): the
+//!   vote rule of certified batches. Others are refused and counted;
+//! - the batcher's actions become network sends, signed votes, batch-log
+//!   appends, signature-role work, engine inputs and execution jobs;
 //! - view timers are kept here (the engine asks, the tick fires them).
 //!
-//! Policies live in the two state machines; this file only moves bytes and
-//! time between them and the world. Queue policy: every network send is a
+//! Policies live in the state machines; this file only moves bytes and
+//! time between them and the world, and signs batch votes with the
+//! network key. Queue policy: see `channels.rs`; network sends are
 //! `try_send` (a full peer queue drops the frame: consensus retries by
-//! timeouts, batches by re-sending and requests); peers' batches go to the
-//! signature role with `try_send` (dropped when full: re-sent or fetched
-//! later); finalized blocks go to execution with a blocking `send` (the
-//! exec queue is the back-pressure of the whole pipeline).
+//! timeouts, batches by re-sending and fetching).
 
-use super::channels::{CoreIn, ExecIn, SigIn};
+use super::channels::{CoreIn, ExecIn, LogIn, SigIn};
 use super::shared::Shared;
 use crate::config::NetworkSection;
 use crate::http::{codes, ApiError};
@@ -26,8 +28,9 @@ use crate::setup::NodeSetup;
 use crate::wire::{self, NetMsg};
 use anyhow::{anyhow, bail, Result};
 use plume_consensus::{BlsScheme, Effect, Engine, Input, Message, Recovered, Timer};
-use plume_mempool::{Action, Batcher, BatcherConfig, Mempool, MempoolError};
+use plume_mempool::{Action, Batcher, BatcherConfig, LogItem, Mempool, MempoolError};
 use plume_netstack::{AnyTransport, Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId};
+use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchVote};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -44,9 +47,26 @@ struct Core {
     timers: Vec<(Timer, Instant)>,
     exec_tx: flume::Sender<ExecIn>,
     sig_tx: flume::Sender<SigIn>,
+    log_tx: flume::Sender<LogIn>,
     shared: Arc<Shared>,
+    /// Signs batch votes.
+    net_key: plume_crypto::ed25519::SigningKey,
+    /// Consensus chain id (batch votes bind it).
+    chain: u64,
     /// Zero of the batcher's clock.
     epoch: Instant,
+}
+
+/// What the core starts from besides its queues.
+pub struct CoreStart {
+    /// Consensus state from disk.
+    pub recovered: Option<Recovered<BlsScheme>>,
+    /// The safety-state file.
+    pub safety: SafetyFile,
+    /// What the batch log held.
+    pub log_items: Vec<LogItem>,
+    /// The committee as batch certificates see it.
+    pub committee: BatchCommittee,
 }
 
 /// Run the core until the stop flag is set. Opens the transport on this
@@ -54,11 +74,11 @@ struct Core {
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     setup: NodeSetup,
-    recovered: Option<Recovered<BlsScheme>>,
-    safety: SafetyFile,
+    start: CoreStart,
     core_rx: flume::Receiver<CoreIn>,
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecIn>,
+    log_tx: flume::Sender<LogIn>,
     shared: Arc<Shared>,
     core_core: usize,
 ) -> Result<()> {
@@ -66,14 +86,15 @@ pub async fn run(
     let engine = Engine::new(
         engine_config(&setup),
         plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?,
-        recovered,
+        start.recovered,
     );
     let b = &setup.config.batching;
     let batcher = Batcher::new(
         BatcherConfig::new(
+            setup.me,
+            start.committee,
             b.batch_max_txs as usize,
             b.batch_max_bytes as usize,
-            setup.params.block_txs_max as usize,
         ),
         Mempool::with_limits(
             setup.config.mempool.txs_max as usize,
@@ -84,17 +105,27 @@ pub async fn run(
     let stop = shared.stop;
     let core = Rc::new(RefCell::new(Core {
         engine,
-        safety,
+        safety: start.safety,
         ep: ep.clone(),
         peers,
         batcher,
         timers: Vec::new(),
         exec_tx,
         sig_tx,
+        log_tx,
         shared,
+        net_key: plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
+        chain: setup.chain_u64,
         epoch: Instant::now(),
     }));
-    core.borrow_mut().step(Input::Start)?;
+    {
+        let mut c = core.borrow_mut();
+        let mut actions = Vec::new();
+        let now = c.now_us();
+        c.batcher.recover(start.log_items, now, &mut actions);
+        c.carry_out(actions)?;
+        c.step(Input::Start)?;
+    }
 
     // Network receive task.
     let c1 = core.clone();
@@ -200,6 +231,7 @@ fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
         leader_reputation: true,
         // Validator-set changes are not wired to governance yet: one epoch.
         epoch_length: 0,
+        payload_weight_max: u64::from(setup.params.block_txs_max),
     }
 }
 
@@ -302,12 +334,19 @@ impl Core {
                     }
                 }
                 Effect::Broadcast(msg) => {
-                    if let Message::Proposal(p) = &msg {
-                        if p.block.proposer == self.me() {
-                            self.batcher.on_own_proposal(&p.block.payload);
+                    let out = match &msg {
+                        Message::Proposal(p) => {
+                            let certs: Vec<BatchCertificate> = p
+                                .block
+                                .payload
+                                .iter()
+                                .filter_map(|d| self.batcher.cert(d).map(|c| (**c).clone()))
+                                .collect();
+                            NetMsg::Proposal { msg, certs }
                         }
-                    }
-                    self.to_all(Channel::Consensus, &wire::encode(&NetMsg::Consensus(msg)));
+                        _ => NetMsg::Consensus(msg),
+                    };
+                    self.to_all(Channel::Consensus, &wire::encode(&out));
                 }
                 Effect::SetTimer { timer, after_us } => {
                     // A timer of the same kind replaces the earlier one.
@@ -334,31 +373,166 @@ impl Core {
         self.carry_out(actions)
     }
 
-    /// Carry out the batcher's actions.
+    /// Send `msg` to validator `to` (not ourselves).
+    fn to_one(&self, to: u32, ch: Channel, msg: &NetMsg) {
+        if to == self.me() {
+            return;
+        }
+        if let Some(p) = self.peers.get(to as usize) {
+            let _ = self.ep.try_send(p, ch, &wire::encode(msg));
+        }
+    }
+
+    /// Carry out the batcher's actions (and what they cause, in order).
     fn carry_out(&mut self, actions: Vec<Action<BlsScheme>>) -> Result<()> {
-        for a in actions {
+        let mut queue: std::collections::VecDeque<Action<BlsScheme>> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            let mut more = Vec::new();
             match a {
-                Action::Broadcast(b) => {
+                Action::Persist(item) => {
+                    if self.log_tx.send(LogIn::Append(item)).is_err() {
+                        return self.gone("the batch log");
+                    }
+                }
+                Action::Retire(ds) => {
+                    if self.log_tx.send(LogIn::Retire(ds)).is_err() {
+                        return self.gone("the batch log");
+                    }
+                }
+                Action::SendBatch { batch, verdict, to } => {
                     let bytes = wire::encode(&NetMsg::Batch {
-                        digest: b.digest,
-                        txs: b.raw.clone(),
+                        author: batch.author,
+                        verdict,
+                        txs: batch.raw.clone(),
+                        cert: None,
                     });
-                    self.to_all(Channel::Bulk, &bytes);
+                    for t in to {
+                        if let Some(p) = self.peers.get(t as usize) {
+                            if t != self.me() {
+                                let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
+                            }
+                        }
+                    }
                 }
-                Action::Request(want) => {
-                    self.to_all(Channel::Bulk, &wire::encode(&NetMsg::BatchRequest(want)));
+                Action::Verify(b) => {
+                    self.shared.metrics.batch_verifications.inc();
+                    if self.sig_tx.try_send(SigIn::VerifyBatch(b)).is_err() {
+                        self.shared.metrics.shed_sig_queue.inc();
+                    }
                 }
-                Action::Offer(digests) => self.step(Input::PayloadReady(digests))?,
+                Action::Vote { id, verdict } => {
+                    let mut vote = BatchVote {
+                        id,
+                        voter: self.me(),
+                        verdict,
+                        sig: [0; 64],
+                    };
+                    vote.sig = self
+                        .net_key
+                        .sign(vote.message(self.chain).as_bytes())
+                        .to_bytes();
+                    self.shared.metrics.batch_votes_sent.inc();
+                    if id.author == self.me() {
+                        let now = self.now_us();
+                        self.batcher.on_vote(vote, now, &mut more);
+                    } else {
+                        self.to_one(id.author, Channel::Bulk, &NetMsg::BatchVote(vote));
+                    }
+                }
+                Action::SendCert(c) => {
+                    self.shared.metrics.batch_certs_formed.inc();
+                    self.to_all(
+                        Channel::Bulk,
+                        &wire::encode(&NetMsg::BatchCert((*c).clone())),
+                    );
+                }
+                Action::AskVerify { to, digest } => {
+                    self.shared.metrics.batch_verify_requests.inc();
+                    self.to_one(to, Channel::Bulk, &NetMsg::VerifyRequest(digest));
+                }
+                Action::Offer(ds) => self.step(Input::PayloadReady(ds))?,
+                Action::Fetch { from, digests } => {
+                    self.shared.metrics.batch_fetches.inc();
+                    for chunk in digests.chunks(wire::BATCH_REQUEST_MAX) {
+                        self.to_one(from, Channel::Bulk, &NetMsg::BatchRequest(chunk.to_vec()));
+                    }
+                }
+                Action::Evidence(ev) => {
+                    self.shared.metrics.batch_evidence.inc();
+                    tracing::warn!(
+                        author = ev.batch.author,
+                        batch = %ev.batch.digest,
+                        claimed = ?ev.claimed.invalid(),
+                        computed = ?ev.computed.invalid(),
+                        "a batch author's verdict contradicts its bytes (evidence kept)"
+                    );
+                }
                 Action::Execute(job) => {
                     if self.exec_tx.send(job).is_err() {
-                        if self.shared.stop.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        bail!("execution thread is gone");
+                        return self.gone("the execution thread");
                     }
                 }
             }
+            queue.extend(more);
         }
+        for us in self.batcher.take_cert_latencies() {
+            self.shared.metrics.observe_certified_us(us);
+        }
+        Ok(())
+    }
+
+    fn gone(&self, what: &str) -> Result<()> {
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        bail!("{what} is gone")
+    }
+
+    /// A proposal reaches the engine only if every batch it names has a
+    /// valid certificate: known here, or among `certs` (then checked off the
+    /// core first).
+    fn on_proposal(
+        &mut self,
+        from: u32,
+        msg: Message<BlsScheme>,
+        certs: Vec<BatchCertificate>,
+    ) -> Result<()> {
+        let Message::Proposal(p) = &msg else {
+            return Ok(());
+        };
+        let missing: Vec<&plume_crypto::Digest> = p
+            .block
+            .payload
+            .iter()
+            .filter(|d| self.batcher.cert(d).is_none())
+            .collect();
+        if missing.is_empty() {
+            return self.step(Input::Message { from, msg });
+        }
+        let needed: Vec<BatchCertificate> = certs
+            .into_iter()
+            .filter(|c| missing.contains(&&c.digest()))
+            .collect();
+        if needed.len() < missing.len() {
+            return self.refuse_proposal("a batch without a certificate");
+        }
+        if self
+            .sig_tx
+            .try_send(SigIn::Proposal {
+                from,
+                msg,
+                certs: needed,
+            })
+            .is_err()
+        {
+            self.shared.metrics.shed_sig_queue.inc();
+        }
+        Ok(())
+    }
+
+    fn refuse_proposal(&self, why: &'static str) -> Result<()> {
+        self.shared.metrics.proposals_refused.inc();
+        tracing::debug!("refusing a proposal: {why}");
         Ok(())
     }
 
@@ -375,23 +549,64 @@ impl Core {
             }
         };
         match msg {
+            NetMsg::Consensus(m @ Message::Proposal(_)) => self.on_proposal(from, m, Vec::new())?,
             NetMsg::Consensus(m) => self.step(Input::Message { from, msg: m })?,
-            NetMsg::Batch { digest, txs } => {
-                // A batch already held, or already finalized (a late or
-                // re-sent copy), is not verified again.
-                if self.batcher.wants_peer_batch(&digest) {
-                    let _ = self.sig_tx.try_send(SigIn::PeerBatch { digest, txs });
+            NetMsg::Proposal { msg, certs } => self.on_proposal(from, msg, certs)?,
+            NetMsg::Batch {
+                author,
+                verdict,
+                txs,
+                cert,
+            } => {
+                // A copy of something held or executed is not decoded again.
+                let known = cert.as_ref().is_some_and(|c| {
+                    !self.batcher.wants_batch(&c.digest()) && !self.batcher.wants_cert(&c.digest())
+                });
+                if !known
+                    && self
+                        .sig_tx
+                        .try_send(SigIn::DecodeBatch {
+                            author,
+                            verdict,
+                            txs,
+                            cert,
+                        })
+                        .is_err()
+                {
+                    self.shared.metrics.shed_sig_queue.inc();
                 }
             }
+            NetMsg::BatchVote(v) => {
+                if v.voter == from
+                    && self
+                        .batcher
+                        .wants_vote(&v.id.digest, v.voter, v.verdict.is_some())
+                    && self.sig_tx.try_send(SigIn::Vote(v)).is_err()
+                {
+                    self.shared.metrics.shed_sig_queue.inc();
+                }
+            }
+            NetMsg::BatchCert(c) => {
+                if self.batcher.wants_cert(&c.digest())
+                    && self.sig_tx.try_send(SigIn::Cert(c)).is_err()
+                {
+                    self.shared.metrics.shed_sig_queue.inc();
+                }
+            }
+            NetMsg::VerifyRequest(d) => {
+                let mut actions = Vec::new();
+                self.batcher.on_verify_request(&d, &mut actions);
+                self.carry_out(actions)?;
+            }
             NetMsg::BatchRequest(ds) => {
-                for d in ds {
-                    if let Some(b) = self.batcher.batch(&d) {
-                        let bytes = wire::encode(&NetMsg::Batch {
-                            digest: d,
-                            txs: b.raw.clone(),
-                        });
-                        let _ = self.ep.try_send(peer, Channel::Bulk, &bytes);
-                    }
+                for (b, verdict, c) in self.batcher.serve(&ds) {
+                    let bytes = wire::encode(&NetMsg::Batch {
+                        author: b.author,
+                        verdict,
+                        txs: b.raw.clone(),
+                        cert: Some((*c).clone()),
+                    });
+                    let _ = self.ep.try_send(peer, Channel::Bulk, &bytes);
                 }
             }
         }
@@ -427,10 +642,58 @@ impl Core {
                 m.mempool_depth.set(self.batcher.pool.len() as u64);
                 let _ = reply.send(r);
             }
-            CoreIn::Batch(b) => {
+            CoreIn::Batch {
+                batch,
+                verdict,
+                cert,
+            } => {
                 let mut actions = Vec::new();
                 let now = self.now_us();
-                self.batcher.on_peer_batch(b, now, &mut actions);
+                self.batcher
+                    .on_batch(batch, verdict, cert, now, &mut actions);
+                self.carry_out(actions)?;
+            }
+            CoreIn::BatchVerified { digest, verdict } => {
+                let mut actions = Vec::new();
+                self.batcher.on_verified(&digest, verdict, &mut actions);
+                self.carry_out(actions)?;
+            }
+            CoreIn::Vote(v) => {
+                let mut actions = Vec::new();
+                let now = self.now_us();
+                self.batcher.on_vote(v, now, &mut actions);
+                self.carry_out(actions)?;
+            }
+            CoreIn::Cert(c) => {
+                let mut actions = Vec::new();
+                let now = self.now_us();
+                self.batcher.on_cert(c, now, &mut actions);
+                self.carry_out(actions)?;
+            }
+            CoreIn::Proposal { from, msg, certs } => {
+                let mut actions = Vec::new();
+                let now = self.now_us();
+                for c in certs {
+                    self.batcher.on_cert(c, now, &mut actions);
+                }
+                self.carry_out(actions)?;
+                let covered = match &msg {
+                    Message::Proposal(p) => p
+                        .block
+                        .payload
+                        .iter()
+                        .all(|d| self.batcher.cert(d).is_some()),
+                    _ => false,
+                };
+                if covered {
+                    self.step(Input::Message { from, msg })?;
+                } else {
+                    self.refuse_proposal("a certificate that does not verify")?;
+                }
+            }
+            CoreIn::Durable(ds) => {
+                let mut actions = Vec::new();
+                self.batcher.on_durable(&ds, &mut actions);
                 self.carry_out(actions)?;
             }
             CoreIn::Executed {
@@ -438,10 +701,14 @@ impl Core {
                 block,
                 root,
                 sequences,
+                digests,
             } => {
                 for (a, next) in sequences {
                     self.batcher.pool.advance(&a, next);
                 }
+                let mut actions = Vec::new();
+                self.batcher.on_executed(&digests, &mut actions);
+                self.carry_out(actions)?;
                 self.shared
                     .metrics
                     .mempool_depth

@@ -242,6 +242,7 @@ fn announce(
         block: e.block.id,
         root: e.root,
         sequences,
+        digests: e.block.payload.clone(),
     });
     Ok(())
 }
@@ -263,7 +264,7 @@ struct Picked {
 /// validator has the same store and the same verdicts.
 fn block_transactions(
     store: &Store<LmdbKv>,
-    batches: &[std::sync::Arc<plume_mempool::VerifiedBatch>],
+    batches: &[plume_mempool::CertifiedBatch],
     already: &dyn Fn(&Digest) -> bool,
     group_txs: &mut HashSet<Digest>,
 ) -> Result<Picked> {
@@ -274,14 +275,15 @@ fn block_transactions(
         batches: Vec::new(),
     };
     let mut seen_here: HashSet<Digest> = HashSet::new();
-    for b in batches {
+    for cb in batches {
+        let b = &cb.batch;
         if already(&b.digest) || !seen_here.insert(b.digest) {
             continue;
         }
         p.batches.push(b.digest);
         for (i, t) in b.txs.iter().enumerate() {
             match t {
-                Some(tx) if b.valid[i] => {
+                Some(tx) if cb.runs(i) => {
                     let dup = !group_txs.insert(tx.hash)
                         || store
                             .tx(&tx.hash)
@@ -354,25 +356,22 @@ fn execute_one(
     .map_err(|e| anyhow!("executing block {height}: {e}"))?;
     let root = plume_storage::AuthenticatedState::apply(store, &out.writes)
         .map_err(|e| anyhow!("staging block {height}: {e}"))?;
-    let batch_ids: Vec<Vec<Digest>> = job
+    let records: Vec<plume_protocol::proof::BatchRecord> = job
         .batches
         .iter()
-        .map(|b| {
-            b.txs
+        .map(|cb| plume_protocol::proof::BatchRecord {
+            author: cb.batch.author,
+            leaves: cb
+                .batch
+                .raw
                 .iter()
-                .zip(&b.raw)
-                .map(|(t, r)| {
-                    t.as_ref().map_or_else(
-                        || plume_crypto::hash(plume_crypto::Domain::Tx, r),
-                        |p| p.hash,
-                    )
-                })
-                .collect()
+                .map(|r| plume_protocol::batch::item_leaf(r))
+                .collect(),
         })
         .collect();
     let receipt_bytes = out.receipts.iter().map(Receipt::to_bytes).collect();
     Ok(Executed {
-        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &batch_ids),
+        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &records),
         proof_bytes: plume_protocol::codec::encode_commit_proof(&job.proof),
         digests: newly_executed,
         block: job.block,

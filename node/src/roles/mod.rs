@@ -4,15 +4,17 @@
 //! ```text
 //!  API threads ──submit──▶ sigverify ──verified tx──▶ core (glommio, pinned)
 //!                             ▲  │                     │  network + consensus
-//!          peer batches ──────┘  └──verified batch───▶ │  + batcher
-//!                                                      │
-//!                     exec (pinned) ◀──finalized block─┘
+//!  peer batches, votes, certs─┘  └─decoded / verdicts─▶ │  + batcher
+//!                                                      │──append──▶ batch log
+//!                                                      │◀─durable──┘ (fdatasync)
+//!                     exec (pinned) ◀──certified, ordered batches─┘
 //!                     execute + one LMDB commit ──executed──▶ core
 //! ```
 //!
 //! - [`core`]: network, consensus engine and batcher, on the consensus core.
-//! - [`sigverify`]: Ed25519 batch verification of submissions and peers'
-//!   batches.
+//! - [`sigverify`]: Ed25519 (ZIP-215) verification of submissions, of the
+//!   batches this validator verifies, of batch votes and certificates.
+//! - [`batchlog`]: the durable batch log, group-synced.
 //! - [`exec`]: execution, group commit, notifications.
 //! - [`api`]: the JSON-RPC method table served by [`crate::http`].
 //!
@@ -21,6 +23,7 @@
 //! role file imports another role's file.
 
 pub mod api;
+pub mod batchlog;
 pub mod channels;
 pub mod core;
 pub mod exec;
@@ -31,7 +34,9 @@ use crate::http::ApiServer;
 use crate::metrics::NodeMetrics;
 use crate::setup::{open_state, NodeSetup};
 use anyhow::{anyhow, Result};
-use channels::{CoreIn, ExecIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, SIG_QUEUE_MAX};
+use channels::{
+    CoreIn, ExecIn, LogIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, LOG_QUEUE_MAX, SIG_QUEUE_MAX,
+};
 pub use shared::Shared;
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,11 +108,13 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     install_signal_handlers();
     let setup = NodeSetup::load(home, genesis)?;
     let opened = open_state(&setup)?;
+    let (batch_log, log_items) = batchlog::open(&setup.home.join("data").join("batches"))?;
     tracing::info!(
         me = setup.me,
         height = opened.height,
         root = %opened.store.committed_root(),
         restarted = opened.recovered.is_some(),
+        logged_batch_items = log_items.len(),
         "starting validator"
     );
     let metrics = Arc::new(NodeMetrics::new());
@@ -115,6 +122,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (sig_tx, sig_rx) = flume::bounded::<SigIn>(SIG_QUEUE_MAX);
     let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
     let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
+    let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: opened.kv.clone(),
@@ -135,10 +143,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let sig_thread = spawn_sigverify(
         sig_rx,
         core_tx.clone(),
-        metrics,
+        metrics.clone(),
+        &setup,
         shared.registry.clone(),
         place.sigverify,
     )?;
+    let log_thread = spawn_batchlog(batch_log, log_rx, core_tx.clone(), metrics)?;
     let exec_thread = spawn_exec(
         &setup,
         opened.store,
@@ -154,13 +164,21 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         }),
     )?;
     tracing::info!(addr = %api.addr, "API listening");
+    let start = core::CoreStart {
+        recovered: opened.recovered,
+        safety: opened.safety_file,
+        log_items,
+        committee: setup.batch_committee.clone(),
+    };
     let core_thread = spawn_core(
         setup,
-        opened.recovered,
-        opened.safety_file,
-        core_rx,
-        sig_tx,
-        exec_tx,
+        start,
+        Queues {
+            core_rx,
+            sig_tx,
+            exec_tx,
+            log_tx,
+        },
         shared.clone(),
         place.consensus,
     )?;
@@ -174,6 +192,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     drop(core_tx);
     let _ = exec_thread.join();
     let _ = sig_thread.join();
+    let _ = log_thread.join();
     let fatal = shared
         .fatal
         .lock()
@@ -189,15 +208,50 @@ fn spawn_sigverify(
     rx: flume::Receiver<SigIn>,
     core_tx: flume::Sender<CoreIn>,
     metrics: Arc<NodeMetrics>,
+    setup: &NodeSetup,
     registry: plume_execution::Registry,
     core: usize,
 ) -> Result<std::thread::JoinHandle<()>> {
+    let committee = setup.batch_committee.clone();
+    let chain = setup.chain_u64;
     Ok(std::thread::Builder::new()
         .name("sigverify".into())
         .spawn(move || {
             pin(core);
-            sigverify::run(rx, core_tx, &metrics, &registry, stop_flag());
+            let cx = sigverify::SigContext {
+                metrics: &metrics,
+                registry: &registry,
+                committee: &committee,
+                chain,
+            };
+            sigverify::run(rx, core_tx, &cx, stop_flag());
         })?)
+}
+
+/// The batch log thread (unpinned: it mostly waits on the disk). Drains
+/// its queue after the stop flag, so what the core queued is synced.
+fn spawn_batchlog(
+    log: plume_storage::BatchLog,
+    rx: flume::Receiver<LogIn>,
+    core_tx: flume::Sender<CoreIn>,
+    metrics: Arc<NodeMetrics>,
+) -> Result<std::thread::JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
+        .name("batchlog".into())
+        .spawn(move || {
+            if let Err(e) = batchlog::run(log, rx, core_tx, &metrics, stop_flag()) {
+                tracing::error!("batch log stopped: {e:#}");
+                STOP.store(true, Ordering::SeqCst);
+            }
+        })?)
+}
+
+/// The core's queues.
+struct Queues {
+    core_rx: flume::Receiver<CoreIn>,
+    sig_tx: flume::Sender<SigIn>,
+    exec_tx: flume::Sender<ExecIn>,
+    log_tx: flume::Sender<LogIn>,
 }
 
 fn spawn_exec(
@@ -230,14 +284,10 @@ fn spawn_exec(
         })?)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn spawn_core(
     setup: NodeSetup,
-    recovered: Option<plume_consensus::Recovered<plume_consensus::BlsScheme>>,
-    safety_file: crate::safety::SafetyFile,
-    core_rx: flume::Receiver<CoreIn>,
-    sig_tx: flume::Sender<SigIn>,
-    exec_tx: flume::Sender<ExecIn>,
+    start: core::CoreStart,
+    q: Queues,
     shared: Arc<Shared>,
     core: usize,
 ) -> Result<glommio::ExecutorJoinHandle<()>> {
@@ -246,11 +296,11 @@ fn spawn_core(
         .spawn(move || async move {
             let r = core::run(
                 setup,
-                recovered,
-                safety_file,
-                core_rx,
-                sig_tx,
-                exec_tx,
+                start,
+                q.core_rx,
+                q.sig_tx,
+                q.exec_tx,
+                q.log_tx,
                 shared.clone(),
                 core,
             )

@@ -1,22 +1,27 @@
-//! The signature role: Ed25519 batch verification of client submissions
-//! and of peers' batches, on its own pinned thread.
+//! The signature role: every signature check and every decode that would
+//! otherwise cost the core time, on its own pinned thread.
 //!
-//! Each transaction is decoded once here, its module call included (the
-//! decoding travels with it to execution).
+//! - Client submissions (prechecked by the API): one Ed25519 batch under
+//!   the chain's rule (ZIP-215) per round; each gets its reply (bad
+//!   signature) or goes on to the core's pool. This is the author's
+//!   verification of every transaction it batches.
+//! - Peers' batches: decoded (module calls included), their digest computed
+//!   from the bytes; a certificate that comes with one is checked.
+//! - Batches this validator must verify (it is one of the batch's
+//!   verifiers): every signature checked, the verdict reported.
+//! - Batch votes and certificates, and the certificates a proposal carries.
 //!
-//! Client submissions arrive prechecked from the API; each gets its reply
-//! here (bad signature) or goes on to the core's mempool. A peer's batch is
-//! decoded, its digest checked against its contents (a mismatch: the peer
-//! lied; dropped and counted), and every signature verified; the verdicts
-//! travel with the batch, so execution skips badly signed transactions
-//! identically everywhere.
+//! With the author and f verifiers per batch, each transaction's
+//! signatures are checked f+1 times across the network (2 with 4
+//! validators), never by everyone.
 
 use super::channels::{CoreIn, Reply, SigIn};
 use crate::http::{codes, ApiError};
 use crate::metrics::NodeMetrics;
-use plume_crypto::Digest;
+use plume_crypto::{zip215, Digest};
 use plume_execution::Registry;
-use plume_mempool::VerifiedBatch;
+use plume_mempool::Batch;
+use plume_protocol::batch::{BatchCertificate, BatchCommittee, Verdict};
 use plume_protocol::tx::TxError;
 use plume_protocol::{PreparedTx, Transaction};
 use std::collections::HashSet;
@@ -24,8 +29,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest signature-verification batch.
+/// Largest signature-verification batch of submissions.
 pub const SIG_BATCH_MAX: usize = 1024;
+
+/// What the role needs besides its queues.
+pub struct SigContext<'a> {
+    /// Every role's counters.
+    pub metrics: &'a NodeMetrics,
+    /// The ledger modules (calls are decoded here, once).
+    pub registry: &'a Registry,
+    /// The committee as batch certificates see it.
+    pub committee: &'a BatchCommittee,
+    /// Consensus chain id (votes and certificates bind it).
+    pub chain: u64,
+}
 
 fn reject(code: i64, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
@@ -38,8 +55,7 @@ fn reject(code: i64, msg: impl Into<String>) -> ApiError {
 pub fn run(
     rx: flume::Receiver<SigIn>,
     core_tx: flume::Sender<CoreIn>,
-    m: &NodeMetrics,
-    registry: &Registry,
+    cx: &SigContext<'_>,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
@@ -58,42 +74,86 @@ pub fn run(
         }
         let mut submits: Vec<(PreparedTx, Vec<u8>, u64, Reply)> = Vec::new();
         for it in items {
-            match it {
+            let out = match it {
                 SigIn::Submit {
                     bytes,
                     state_seq,
                     reply,
-                } => match Transaction::from_bytes(&bytes) {
-                    Ok(tx) => {
-                        let mut ptx = PreparedTx::new(tx);
-                        registry.prepare(&mut ptx);
-                        submits.push((ptx, bytes, state_seq, reply));
+                } => {
+                    match Transaction::from_bytes(&bytes) {
+                        Ok(tx) => {
+                            let mut ptx = PreparedTx::new(tx);
+                            cx.registry.prepare(&mut ptx);
+                            submits.push((ptx, bytes, state_seq, reply));
+                        }
+                        Err(e) => {
+                            cx.metrics.txs_rejected.inc();
+                            let code = match e {
+                                TxError::TooLarge(_) => codes::OVERSIZED,
+                                _ => codes::MALFORMED_TX,
+                            };
+                            let _ = reply.send(Err(reject(code, e.to_string())));
+                        }
                     }
+                    None
+                }
+                SigIn::DecodeBatch {
+                    author,
+                    verdict,
+                    txs,
+                    cert,
+                } => decode_batch(author, verdict, txs, cert, cx),
+                SigIn::VerifyBatch(b) => {
+                    let verdict = verify_batch(&b, cx.metrics);
+                    Some(CoreIn::BatchVerified {
+                        digest: b.digest,
+                        verdict,
+                    })
+                }
+                SigIn::Vote(v) => {
+                    let ok = cx
+                        .committee
+                        .key(v.voter as usize)
+                        .is_some_and(|k| zip215::verify(k, v.message(cx.chain).as_bytes(), &v.sig));
+                    if ok {
+                        Some(CoreIn::Vote(v))
+                    } else {
+                        cx.metrics.malformed_msgs.inc();
+                        None
+                    }
+                }
+                SigIn::Cert(c) => match c.verify(cx.chain, cx.committee) {
+                    Ok(()) => Some(CoreIn::Cert(Arc::new(c))),
                     Err(e) => {
-                        m.txs_rejected.inc();
-                        let code = match e {
-                            TxError::TooLarge(_) => codes::OVERSIZED,
-                            _ => codes::MALFORMED_TX,
-                        };
-                        let _ = reply.send(Err(reject(code, e.to_string())));
+                        tracing::debug!("dropping a certificate: {e}");
+                        cx.metrics.malformed_msgs.inc();
+                        None
                     }
                 },
-                SigIn::PeerBatch { digest, txs } => {
-                    match verify_peer_batch(digest, txs, registry, m) {
-                        Some(b) => {
-                            let _ = core_tx.send(CoreIn::Batch(Arc::new(b)));
-                        }
-                        None => {
-                            m.malformed_msgs.inc();
-                        }
-                    }
+                SigIn::Proposal { from, msg, certs } => {
+                    let good = certs
+                        .into_iter()
+                        .filter(|c| c.verify(cx.chain, cx.committee).is_ok())
+                        .map(Arc::new)
+                        .collect();
+                    Some(CoreIn::Proposal {
+                        from,
+                        msg,
+                        certs: good,
+                    })
+                }
+            };
+            if let Some(o) = out {
+                if core_tx.send(o).is_err() {
+                    return;
                 }
             }
         }
         if !submits.is_empty() {
-            verify_submissions(submits, &core_tx, m);
+            verify_submissions(submits, &core_tx, cx.metrics);
         }
-        m.add_busy("sigverify", t0.elapsed().as_micros() as u64);
+        cx.metrics
+            .add_busy("sigverify", t0.elapsed().as_micros() as u64);
     }
 }
 
@@ -127,53 +187,68 @@ fn verify_submissions(
     }
 }
 
-/// Decode a peer's batch, check its digest and every signature. `None` when
-/// the digest does not match its contents (the peer lied; nothing is kept).
-pub fn verify_peer_batch(
-    digest: Digest,
-    raw: Vec<Vec<u8>>,
-    registry: &Registry,
-    m: &NodeMetrics,
-) -> Option<VerifiedBatch> {
-    let mut txs = Vec::with_capacity(raw.len());
-    let mut ids = Vec::with_capacity(raw.len());
-    for r in &raw {
-        match Transaction::from_bytes(r) {
-            Ok(t) => {
-                let mut p = PreparedTx::new(t);
-                registry.prepare(&mut p);
-                ids.push(p.hash);
-                txs.push(Some(p));
-            }
-            Err(_) => {
-                ids.push(plume_crypto::hash(plume_crypto::Domain::Tx, r));
-                txs.push(None);
-            }
-        }
-    }
-    if plume_protocol::batch_root(&ids) != digest {
+/// Decode a peer's batch (calls included) and check a certificate that came
+/// with it against the batch's bytes. `None` when the certificate does not
+/// verify or is for another batch (the peer lied; nothing is kept).
+fn decode_batch(
+    author: u32,
+    verdict: Verdict,
+    txs: Vec<Vec<u8>>,
+    cert: Option<BatchCertificate>,
+    cx: &SigContext<'_>,
+) -> Option<CoreIn> {
+    if author as usize >= cx.committee.len() {
+        cx.metrics.malformed_msgs.inc();
         return None;
     }
-    let decoded: Vec<Transaction> = txs.iter().flatten().map(|p| p.tx.clone()).collect();
-    let bad: HashSet<usize> = plume_protocol::tx::verify_batch(&decoded)
-        .into_iter()
-        .collect();
-    m.sig_batches.inc();
-    m.sigs_verified.inc_by(decoded.len() as u64);
-    let mut valid = Vec::with_capacity(txs.len());
-    let mut k = 0;
-    for t in &txs {
-        if t.is_some() {
-            valid.push(!bad.contains(&k));
-            k += 1;
-        } else {
-            valid.push(false);
+    let mut batch = Batch::from_raw(author, txs);
+    for t in batch.txs.iter_mut().flatten() {
+        cx.registry.prepare(t);
+    }
+    let cert = match cert {
+        None => None,
+        Some(c) => {
+            let matches = c.digest() == batch.digest
+                && c.id.author == author
+                && c.id.items as usize == batch.len();
+            if !matches || c.verify(cx.chain, cx.committee).is_err() {
+                cx.metrics.malformed_msgs.inc();
+                return None;
+            }
+            Some(Arc::new(c))
+        }
+    };
+    Some(CoreIn::Batch {
+        batch: Arc::new(batch),
+        verdict,
+        cert,
+    })
+}
+
+/// Our verdict on a batch: items that do not decode, or whose signatures do
+/// not verify under the chain's rule, are invalid.
+pub fn verify_batch(b: &Batch, m: &NodeMetrics) -> Verdict {
+    let mut invalid: Vec<u32> = Vec::new();
+    let mut decoded: Vec<Transaction> = Vec::with_capacity(b.len());
+    let mut positions: Vec<u32> = Vec::with_capacity(b.len());
+    for (i, t) in b.txs.iter().enumerate() {
+        match t {
+            Some(p) => {
+                decoded.push(p.tx.clone());
+                positions.push(i as u32);
+            }
+            None => invalid.push(i as u32),
         }
     }
-    Some(VerifiedBatch {
-        digest,
-        txs,
-        raw,
-        valid,
-    })
+    for k in plume_protocol::tx::verify_batch(&decoded) {
+        invalid.push(positions[k]);
+    }
+    m.sig_batches.inc();
+    m.sigs_verified.inc_by(decoded.len() as u64);
+    Verdict::new(invalid)
+}
+
+/// A batch's digest as its author computes it (for tests and tools).
+pub fn digest_of(author: u32, txs: &[Vec<u8>]) -> Digest {
+    plume_protocol::batch::batch_digest(author, txs)
 }
