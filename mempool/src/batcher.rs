@@ -72,6 +72,9 @@ pub const SERVE_MAX: usize = 64;
 /// Most own batches waiting for their certificate: beyond it no batch is
 /// cut (back-pressure to the pool).
 pub const OWN_UNCERTIFIED_MAX: usize = 256;
+/// Most own batches cut and not finalized yet (back-pressure on cutting
+/// while consensus does not keep up).
+pub const OWN_UNFINALIZED_MAX: usize = 4096;
 /// Most pieces of evidence of lying authors kept.
 pub const EVIDENCE_MAX: usize = 1024;
 
@@ -242,6 +245,10 @@ pub struct Sizes {
     pub batches_bytes: usize,
     /// Own batches not yet certified.
     pub own_pending: usize,
+    /// Own batches not yet finalized.
+    pub own_unfinalized: usize,
+    /// Pool senders held back until a batch of theirs is finalized.
+    pub pool_senders_held: usize,
     /// Peers' batches not yet certified.
     pub peer_pending: usize,
     /// Certified, not yet finalized.
@@ -310,6 +317,8 @@ struct Held {
 #[derive(Debug)]
 struct Own {
     cut_us: u64,
+    /// Admission time of each transaction (own batches only).
+    admitted_us: Vec<u64>,
     /// Votes by voter: (verified, signature).
     votes: BTreeMap<u32, (bool, [u8; 64])>,
     /// Ranking of the others for verification, and how far down we asked.
@@ -354,10 +363,18 @@ pub struct Batcher<S: Scheme> {
     counters: Counters,
     /// Cut-to-certificate times of own batches not yet taken by the driver.
     cert_latencies: Vec<u64>,
+    /// Admission-to-certificate times of transactions of own batches.
+    tx_cert_latencies: Vec<u64>,
+    /// Own batches not finalized yet: when cut, and their senders (held
+    /// back in the pool until then; see [`Mempool::hold_senders`]).
+    unfinalized: HashMap<Digest, (u64, Vec<plume_crypto::ed25519::Address>)>,
 }
 
 /// Most cut-to-certificate times kept for the driver between takes.
 pub const CERT_LATENCIES_MAX: usize = 4096;
+
+/// Most admission-to-certificate times of transactions kept between takes.
+pub const TX_CERT_LATENCIES_MAX: usize = 65_536;
 
 /// Certificates of executed batches kept to serve peers.
 pub const OLD_CERTS_MAX: usize = 16_384;
@@ -381,6 +398,8 @@ impl<S: Scheme> Batcher<S> {
             evidence: VecDeque::new(),
             counters: Counters::default(),
             cert_latencies: Vec::new(),
+            tx_cert_latencies: Vec::new(),
+            unfinalized: HashMap::new(),
         }
     }
 
@@ -388,6 +407,13 @@ impl<S: Scheme> Batcher<S> {
     /// last call.
     pub fn take_cert_latencies(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.cert_latencies)
+    }
+
+    /// Admission-to-certificate microseconds of the transactions of own
+    /// batches certified since the last call (admission times as given to
+    /// [`Mempool::insert_at`]; none for batches recovered from the log).
+    pub fn take_tx_cert_latencies(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.tx_cert_latencies)
     }
 
     /// The committee.
@@ -422,7 +448,8 @@ impl<S: Scheme> Batcher<S> {
                         h.durable = true;
                     }
                     if b.author == self.cfg.me {
-                        self.start_own(d, now_us);
+                        self.start_own(d, Vec::new(), now_us);
+                        self.hold_senders(&b, now_us);
                     }
                 }
                 LogItem::Cert(c) => {
@@ -547,13 +574,14 @@ impl<S: Scheme> Batcher<S> {
         self.trim(now_us);
     }
 
-    fn start_own(&mut self, d: Digest, now_us: u64) {
+    fn start_own(&mut self, d: Digest, admitted_us: Vec<u64>, now_us: u64) {
         let ranking = self.cfg.committee.ranking(&d, self.cfg.me);
         let designated = self.cfg.committee.designated(&d, self.cfg.me).len() - 1;
         self.own.insert(
             d,
             Own {
                 cut_us: now_us,
+                admitted_us,
                 votes: BTreeMap::new(),
                 ranking,
                 asked: designated,
@@ -721,7 +749,15 @@ impl<S: Scheme> Batcher<S> {
                 &votes,
             ));
             let cut = own.cut_us;
-            self.own.remove(&digest);
+            if let Some(o) = self.own.remove(&digest) {
+                let room = TX_CERT_LATENCIES_MAX.saturating_sub(self.tx_cert_latencies.len());
+                self.tx_cert_latencies.extend(
+                    o.admitted_us
+                        .iter()
+                        .take(room)
+                        .map(|a| now_us.saturating_sub(*a)),
+                );
+            }
             self.counters.certs_formed += 1;
             self.counters.cert_latency_us_sum += now_us.saturating_sub(cut);
             if self.cert_latencies.len() < CERT_LATENCIES_MAX {
@@ -778,6 +814,9 @@ impl<S: Scheme> Batcher<S> {
                 .insert(*d, self.cfg.finalized_digests_max);
             self.certified.remove(d);
             self.own.remove(d);
+            if let Some((_, senders)) = self.unfinalized.remove(d) {
+                self.pool.release(&senders);
+            }
             if !self.held.contains_key(d)
                 && !self.cache.contains(d)
                 && !self.fetching.contains_key(d)
@@ -830,24 +869,67 @@ impl<S: Scheme> Batcher<S> {
         self.chase_votes(now_us, out);
         self.offer(now_us, out);
         self.expire_uncertified(now_us, out);
+        self.release_stale_senders(now_us);
         self.dispatch(now_us, out);
     }
 
+    /// Hold the senders of own batch `b` in the pool until it is finalized:
+    /// a sender's next transactions go into a later batch only once this
+    /// one's place in the chain is fixed, so its sequences execute in order.
+    fn hold_senders(&mut self, b: &Batch, now_us: u64) {
+        let mut senders: Vec<_> = b
+            .txs
+            .iter()
+            .flatten()
+            .filter_map(|t| t.payer().copied())
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        self.pool.hold_senders(&senders);
+        self.unfinalized.insert(b.digest, (now_us, senders));
+    }
+
+    /// Own batches not finalized within the uncertified TTL stop holding
+    /// their senders back (a batch the log recovered that was executed
+    /// before a crash is never finalized again): at worst a later
+    /// transaction of theirs fails on its sequence, the same on every
+    /// validator.
+    fn release_stale_senders(&mut self, now_us: u64) {
+        let ttl = self.cfg.uncertified_ttl_us;
+        let stale: Vec<Digest> = self
+            .unfinalized
+            .iter()
+            .filter(|(_, (at, _))| now_us.saturating_sub(*at) > ttl)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in stale {
+            if let Some((_, senders)) = self.unfinalized.remove(&d) {
+                self.pool.release(&senders);
+            }
+        }
+    }
+
     fn cut(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        if self.pool.is_empty() || self.own.len() >= OWN_UNCERTIFIED_MAX || self.trim(now_us) {
+        if self.pool.is_empty()
+            || self.own.len() >= OWN_UNCERTIFIED_MAX
+            || self.unfinalized.len() >= OWN_UNFINALIZED_MAX
+            || self.trim(now_us)
+        {
             return;
         }
         let taken = self
             .pool
-            .take_batch(self.cfg.batch_max_txs, self.cfg.batch_max_bytes);
+            .take_batch_timed(self.cfg.batch_max_txs, self.cfg.batch_max_bytes);
         if taken.is_empty() {
             return;
         }
         let mut txs = Vec::with_capacity(taken.len());
         let mut raw = Vec::with_capacity(taken.len());
-        for (p, b) in taken {
+        let mut admitted = Vec::with_capacity(taken.len());
+        for (p, b, at) in taken {
             txs.push(Some(p));
             raw.push(b);
+            admitted.push(at);
         }
         let digest = plume_protocol::batch::batch_digest(self.cfg.me, &raw);
         let b = Arc::new(Batch {
@@ -857,7 +939,8 @@ impl<S: Scheme> Batcher<S> {
             raw,
         });
         self.counters.batches_cut += 1;
-        self.start_own(digest, now_us);
+        self.start_own(digest, admitted, now_us);
+        self.hold_senders(&b, now_us);
         self.hold(b.clone(), Verdict::all_valid(), false, now_us);
         out.push(Action::Persist(LogItem::Batch(b.clone())));
         out.push(Action::SendBatch {
@@ -1055,6 +1138,8 @@ impl<S: Scheme> Batcher<S> {
             batches: self.cache.len(),
             batches_bytes: self.cache.bytes(),
             own_pending: self.own.len(),
+            own_unfinalized: self.unfinalized.len(),
+            pool_senders_held: self.pool.senders_in_flight(),
             peer_pending: self
                 .held
                 .iter()

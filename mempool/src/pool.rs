@@ -65,6 +65,8 @@ struct Entry {
     tx: PreparedTx,
     bytes: Vec<u8>,
     fee: u64,
+    /// When it was admitted, on the caller's clock.
+    admitted_us: u64,
 }
 
 #[derive(Default)]
@@ -96,6 +98,11 @@ pub struct Mempool {
     /// pool already heard of.
     state_seen: HashMap<Address, u64>,
     state_seen_order: std::collections::VecDeque<Address>,
+    /// Senders with transactions in batches not finalized yet, and how many
+    /// such batches: their next transactions wait, since a later batch
+    /// could be ordered before the earlier one and its transactions would
+    /// fail on their sequence.
+    in_flight: HashMap<Address, u32>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -133,7 +140,33 @@ impl Mempool {
             recent_set: std::collections::HashSet::new(),
             state_seen: HashMap::new(),
             state_seen_order: std::collections::VecDeque::new(),
+            in_flight: HashMap::new(),
         }
+    }
+
+    /// These senders have transactions in a batch that is not finalized:
+    /// [`Mempool::take_batch`] skips them until [`Mempool::release`].
+    pub fn hold_senders(&mut self, senders: &[Address]) {
+        for s in senders {
+            *self.in_flight.entry(*s).or_default() += 1;
+        }
+    }
+
+    /// The batch that held these senders is finalized (ordered for good).
+    pub fn release(&mut self, senders: &[Address]) {
+        for s in senders {
+            if let Some(n) = self.in_flight.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_flight.remove(s);
+                }
+            }
+        }
+    }
+
+    /// Senders waiting for a batch of theirs to be finalized.
+    pub fn senders_in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Transactions held.
@@ -174,6 +207,18 @@ impl Mempool {
         tx: PreparedTx,
         bytes: Vec<u8>,
         state_next_sequence: u64,
+    ) -> Result<(), MempoolError> {
+        self.insert_at(tx, bytes, state_next_sequence, 0)
+    }
+
+    /// [`Mempool::insert`], remembering the admission time `now_us` (handed
+    /// back by [`Mempool::take_batch_timed`]).
+    pub fn insert_at(
+        &mut self,
+        tx: PreparedTx,
+        bytes: Vec<u8>,
+        state_next_sequence: u64,
+        now_us: u64,
     ) -> Result<(), MempoolError> {
         let Some(sender) = tx.payer().copied() else {
             return Err(MempoolError::SequenceUsed { got: 0, next: 0 });
@@ -222,7 +267,15 @@ impl Mempool {
         self.bytes += bytes.len();
         self.ids.insert(tx.hash, (sender, seq));
         self.by_fee.insert((fee, sender, seq));
-        s.pending.insert(seq, Entry { tx, bytes, fee });
+        s.pending.insert(
+            seq,
+            Entry {
+                tx,
+                bytes,
+                fee,
+                admitted_us: now_us,
+            },
+        );
         Ok(())
     }
 
@@ -312,12 +365,25 @@ impl Mempool {
     /// senders with the best-paying next transaction first, each sender's
     /// transactions in sequence order without gaps.
     pub fn take_batch(&mut self, txs_max: usize, bytes_max: usize) -> Vec<(PreparedTx, Vec<u8>)> {
+        self.take_batch_timed(txs_max, bytes_max)
+            .into_iter()
+            .map(|(t, b, _)| (t, b))
+            .collect()
+    }
+
+    /// [`Mempool::take_batch`], with each transaction's admission time.
+    pub fn take_batch_timed(
+        &mut self,
+        txs_max: usize,
+        bytes_max: usize,
+    ) -> Vec<(PreparedTx, Vec<u8>, u64)> {
         let mut out = Vec::new();
         let mut size = 0usize;
         // Candidates: each sender whose next sequence is held, best fee first.
         let mut heads: Vec<(u64, Address)> = self
             .senders
             .iter()
+            .filter(|(a, _)| !self.in_flight.contains_key(*a))
             .filter_map(|(a, s)| s.pending.get(&s.next).map(|e| (e.fee, *a)))
             .collect();
         heads.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
@@ -349,7 +415,7 @@ impl Mempool {
                         }
                     }
                 }
-                out.push((e.tx, e.bytes));
+                out.push((e.tx, e.bytes, e.admitted_us));
             }
         }
         out

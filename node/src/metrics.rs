@@ -30,6 +30,13 @@ pub const FINALITY_BUCKETS_S: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Fine buckets for sub-second stage latencies (seconds), so the bench can
+/// read percentiles off the histogram.
+pub const STAGE_BUCKETS_S: [f64; 24] = [
+    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015,
+    0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0,
+];
+
 /// The label of `plume_role_busy_seconds_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabel {
@@ -47,9 +54,13 @@ pub struct MemGauges {
     pub batches: Level,
     /// Batch cache approximate bytes.
     pub batches_bytes: Level,
-    /// Own batches not yet finalized.
+    /// Own batches not yet certified.
     pub own_pending: Level,
-    /// Peers' batches not yet finalized.
+    /// Own batches not yet finalized.
+    pub own_unfinalized: Level,
+    /// Pool senders held back until a batch of theirs is finalized.
+    pub mempool_senders_held: Level,
+    /// Peers' batches not yet certified.
     pub peer_pending: Level,
     /// Recently finalized batch digests remembered by the core.
     pub finalized_recent: Level,
@@ -106,6 +117,8 @@ impl MemGauges {
         set(&self.batches, s.batches);
         set(&self.batches_bytes, s.batches_bytes);
         set(&self.own_pending, s.own_pending);
+        set(&self.own_unfinalized, s.own_unfinalized);
+        set(&self.mempool_senders_held, s.pool_senders_held);
         set(&self.peer_pending, s.peer_pending);
         set(&self.finalized_recent, s.finalized_recent);
         set(&self.certified, s.certified);
@@ -132,6 +145,16 @@ impl MemGauges {
                 "own_pending",
                 "Own batches not yet certified.",
                 &self.own_pending,
+            ),
+            (
+                "own_unfinalized",
+                "Own batches not yet finalized.",
+                &self.own_unfinalized,
+            ),
+            (
+                "mempool_senders_held",
+                "Pool senders held back until a batch of theirs is finalized.",
+                &self.mempool_senders_held,
             ),
             (
                 "peer_pending",
@@ -244,7 +267,7 @@ pub struct NodeMetrics {
     /// Signature batches verified.
     pub sig_batches: Count,
     /// Signatures verified.
-    pub sigs_verified: Count,
+    pub sig_verified: Count,
     /// Local timeouts (view changes).
     pub view_changes: Count,
     /// Malformed peer messages dropped.
@@ -275,6 +298,8 @@ pub struct NodeMetrics {
     pub batch_log_syncs: Count,
     /// Own batches: cut to certificate.
     pub certified_latency: Histogram,
+    /// Transactions of own batches: admission to certificate.
+    pub tx_certified_latency: Histogram,
     /// Busy seconds per role.
     pub busy: Family<RoleLabel, Counter<f64, AtomicU64>>,
     /// Mempool depth.
@@ -313,7 +338,7 @@ impl NodeMetrics {
             txs_finalized: Count::default(),
             blocks_finalized: Count::default(),
             sig_batches: Count::default(),
-            sigs_verified: Count::default(),
+            sig_verified: Count::default(),
             view_changes: Count::default(),
             malformed_msgs: Count::default(),
             consensus_rejected: Count::default(),
@@ -328,7 +353,8 @@ impl NodeMetrics {
             proposals_refused: Count::default(),
             shed_sig_queue: Count::default(),
             batch_log_syncs: Count::default(),
-            certified_latency: Histogram::new(FINALITY_BUCKETS_S),
+            certified_latency: Histogram::new(STAGE_BUCKETS_S),
+            tx_certified_latency: Histogram::new(STAGE_BUCKETS_S),
             busy: Family::default(),
             mempool_depth: Level::default(),
             peers: Level::default(),
@@ -368,9 +394,9 @@ impl NodeMetrics {
                 &m.sig_batches,
             ),
             (
-                "plume_sigs_verified",
-                "Signatures verified.",
-                &m.sigs_verified,
+                "plume_sig_verified",
+                "Transaction signatures verified (submissions and batches verified as a verifier).",
+                &m.sig_verified,
             ),
             (
                 "plume_view_changes",
@@ -476,6 +502,11 @@ impl NodeMetrics {
             "Own batches: cut to certificate.",
             m.certified_latency.clone(),
         );
+        r.register(
+            "plume_tx_certified_seconds",
+            "Transactions this node batched: admission to the batch's certificate.",
+            m.tx_certified_latency.clone(),
+        );
         m.mem.register(&mut r);
         r.register_collector(Box::new(NetCollector {
             net: m.net.clone(),
@@ -495,6 +526,11 @@ impl NodeMetrics {
     /// Record one cut-to-certificate time.
     pub fn observe_certified_us(&self, us: u64) {
         self.certified_latency.observe(us as f64 / 1e6);
+    }
+
+    /// Record one admission-to-certificate time.
+    pub fn observe_tx_certified_us(&self, us: u64) {
+        self.tx_certified_latency.observe(us as f64 / 1e6);
     }
 
     /// Record one finality latency.
@@ -586,7 +622,7 @@ mod tests {
         let text = m.encode();
         for want in [
             "plume_txs_rejected_total 3\n",
-            "plume_sigs_verified_total 0\n",
+            "plume_sig_verified_total 0\n",
             "plume_mem_batches_bytes 1234\n",
             "plume_role_busy_seconds_total{role=\"core\"} 1.5\n",
             "plume_finality_latency_seconds_bucket{le=\"0.05\"} 1\n",

@@ -458,11 +458,9 @@ fn finalized_blocks_execute_in_order_once_their_batches_are_here() {
     net.tick(0);
     net.submit(1, 2, 0);
     net.tick(1);
-    let d0 = net.seen.iter().flat_map(|s| s.offered.clone()).next();
     net.tick_all();
     let all: Vec<Digest> = net.seen[2].offered.clone();
     assert_eq!(all.len(), 2);
-    let _ = d0;
     // Validator 2 finalizes [all[1]] then [all[0]]: executions in that order.
     net.finalize(2, vec![all[1]]);
     net.finalize(2, vec![all[0]]);
@@ -495,4 +493,62 @@ fn recovery_resumes_own_uncertified_batches() {
         1,
         "certified after the restart"
     );
+}
+
+/// (sender key byte, sequence) of every transaction of own batch `d`.
+fn contents(b: &Batcher<BlsScheme>, d: &Digest) -> Vec<u64> {
+    b.held[d]
+        .batch
+        .txs
+        .iter()
+        .flatten()
+        .map(|t| t.tx.body.sequence)
+        .collect()
+}
+
+#[test]
+fn a_senders_next_transactions_wait_until_its_batch_is_finalized() {
+    // Two certified batches of one author can be ordered either way; a
+    // sender's later sequence must not be in a batch that could run first.
+    let mut net = Net::new(4);
+    let new_batch = |net: &Net, before: &BTreeSet<Digest>| -> Option<Digest> {
+        net.b[0].held_digests().difference(before).next().copied()
+    };
+    net.submit(0, 1, 0);
+    net.tick(0);
+    let first = new_batch(&net, &BTreeSet::new()).expect("cut");
+    net.submit(0, 1, 1);
+    net.submit(0, 2, 0);
+    let before = net.b[0].held_digests();
+    net.tick(0);
+    let second = new_batch(&net, &before).expect("a second batch was cut");
+    assert_eq!(
+        contents(&net.b[0], &second),
+        vec![0],
+        "only sender 2's transaction: sender 1 waits for its first batch"
+    );
+    assert_eq!(net.b[0].pool.len(), 1);
+    assert_eq!(net.b[0].sizes().pool_senders_held, 2);
+    let before = net.b[0].held_digests();
+    net.tick(0);
+    assert_eq!(new_batch(&net, &before), None, "still held back");
+    net.finalize(0, vec![first]);
+    net.tick(0);
+    let third = new_batch(&net, &before).expect("released by finality");
+    assert_eq!(contents(&net.b[0], &third), vec![1]);
+    assert!(net.b[0].pool.is_empty());
+}
+
+#[test]
+fn held_senders_are_released_after_the_ttl_when_their_batch_never_finalizes() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    net.tick(0);
+    net.submit(0, 1, 1);
+    net.tick(0);
+    assert_eq!(net.b[0].pool.len(), 1, "held back");
+    net.now += net.b[0].cfg.uncertified_ttl_us + 1;
+    net.tick(0);
+    net.tick(0);
+    assert!(net.b[0].pool.is_empty(), "released and batched");
 }

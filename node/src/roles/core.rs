@@ -478,6 +478,9 @@ impl Core {
         for us in self.batcher.take_cert_latencies() {
             self.shared.metrics.observe_certified_us(us);
         }
+        for us in self.batcher.take_tx_cert_latencies() {
+            self.shared.metrics.observe_tx_certified_us(us);
+        }
         Ok(())
     }
 
@@ -623,7 +626,8 @@ impl Core {
             } => {
                 let hash = ptx.hash;
                 let m = &self.shared.metrics;
-                let r = match self.batcher.pool.insert(ptx, bytes, state_seq) {
+                let now = self.now_us();
+                let r = match self.batcher.pool.insert_at(ptx, bytes, state_seq, now) {
                     Ok(()) => {
                         m.txs_admitted.inc();
                         Ok(hash)

@@ -18,7 +18,7 @@
 use super::channels::{CoreIn, Reply, SigIn};
 use crate::http::{codes, ApiError};
 use crate::metrics::NodeMetrics;
-use plume_crypto::{zip215, Digest};
+use plume_crypto::zip215;
 use plume_execution::Registry;
 use plume_mempool::Batch;
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, Verdict};
@@ -165,7 +165,7 @@ fn verify_submissions(
     let txs: Vec<Transaction> = submits.iter().map(|(p, _, _, _)| p.tx.clone()).collect();
     let bad: HashSet<usize> = plume_protocol::tx::verify_batch(&txs).into_iter().collect();
     m.sig_batches.inc();
-    m.sigs_verified.inc_by(txs.len() as u64);
+    m.sig_verified.inc_by(txs.len() as u64);
     for (i, (ptx, bytes, state_seq, reply)) in submits.into_iter().enumerate() {
         if bad.contains(&i) {
             m.txs_rejected.inc();
@@ -244,11 +244,6 @@ pub fn verify_batch(b: &Batch, m: &NodeMetrics) -> Verdict {
         invalid.push(positions[k]);
     }
     m.sig_batches.inc();
-    m.sigs_verified.inc_by(decoded.len() as u64);
+    m.sig_verified.inc_by(decoded.len() as u64);
     Verdict::new(invalid)
-}
-
-/// A batch's digest as its author computes it (for tests and tools).
-pub fn digest_of(author: u32, txs: &[Vec<u8>]) -> Digest {
-    plume_protocol::batch::batch_digest(author, txs)
 }
