@@ -33,8 +33,8 @@ pub const FINALITY_BUCKETS_S: [f64; 12] = [
 /// Fine buckets for sub-second stage latencies (seconds), so the bench can
 /// read percentiles off the histogram.
 pub const STAGE_BUCKETS_S: [f64; 24] = [
-    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015,
-    0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0,
+    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0065, 0.008, 0.01, 0.0125, 0.015, 0.02,
+    0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0,
 ];
 
 /// The label of `plume_role_busy_seconds_total`.

@@ -1,0 +1,93 @@
+//! Helpers shared by the multi-process test files: ports, a started local
+//! network, heights, submissions, metrics.
+
+#![allow(dead_code)]
+
+use plume_client::{rpc, RpcError};
+use plume_node::devnet::LocalNet;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_plume"))
+}
+
+/// A base port such that base..base+n and base+100..base+100+n are free.
+pub fn free_base(n: u16) -> u16 {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000
+            + ((seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 400) as u16 * 100;
+        let ok = (0..n).all(|i| {
+            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+pub fn net(n: usize) -> (tempfile::TempDir, LocalNet) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = LocalNet::create(exe(), &dir.path().join("net"), n, free_base(n as u16)).unwrap();
+    net.start_all(Duration::from_secs(30)).unwrap();
+    (dir, net)
+}
+
+pub fn height(net: &LocalNet, i: usize) -> u64 {
+    net.status(i)
+        .map(|s| s["height"].as_u64().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+pub fn wait_height(net: &LocalNet, i: usize, h: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while height(net, i) < h {
+        assert!(
+            Instant::now() < deadline,
+            "validator {i} did not reach height {h} (at {})",
+            height(net, i)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn submit(addr: &str, tx: &plume_protocol::Transaction) -> Result<Value, RpcError> {
+    match rpc(
+        addr,
+        "plume_submitTransaction",
+        json!([hex::encode(tx.to_bytes())]),
+    ) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(e
+            .rpc()
+            .cloned()
+            .expect("a node error, not a transport error")),
+    }
+}
+
+pub fn metric(api: &str, name: &str) -> u64 {
+    let (_, body) = plume_client::http_get(api, "/metrics").unwrap();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Poll `plume_getTransaction` on `api` until the transaction is final.
+pub fn final_on(api: &str, hash: &str, timeout: Duration) -> Option<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(v) = rpc(api, "plume_getTransaction", json!([hash])) {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
