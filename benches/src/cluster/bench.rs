@@ -124,6 +124,77 @@ fn role_busy(api: &str, role: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Cumulative bucket counts of histogram `name` (`le` upper bound, count),
+/// summed over `apis`, in bound order.
+fn histogram_buckets(apis: &[String], name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut sums: Vec<(f64, f64)> = Vec::new();
+    for api in apis {
+        let Ok((_, body)) = plume_client::http_get(api, "/metrics") else {
+            continue;
+        };
+        for l in body.lines().filter(|l| l.starts_with(&prefix)) {
+            let rest = &l[prefix.len()..];
+            let Some((le, count)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                match le.parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            let Ok(count) = count.trim().parse::<f64>() else {
+                continue;
+            };
+            match sums.iter_mut().find(|(b, _)| *b == le) {
+                Some(e) => e.1 += count,
+                None => sums.push((le, count)),
+            }
+        }
+    }
+    sums.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sums
+}
+
+/// Quantile `q` of the observations between two snapshots of cumulative
+/// buckets, interpolated linearly inside a bucket (as Prometheus'
+/// `histogram_quantile` does); `None` without observations.
+pub fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, c)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|x| x.1)
+                .unwrap_or(0.0);
+            (*le, c - b)
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = 0.0;
+    let mut below = 0.0;
+    for (le, c) in &delta {
+        if *c >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let inside = (c - below).max(1e-12);
+            return Some(lower + (le - lower) * ((rank - below) / inside).clamp(0.0, 1.0));
+        }
+        lower = *le;
+        below = *c;
+    }
+    Some(lower)
+}
+
 /// One network, one rate: the figures of `plume bench cluster`.
 pub fn run_once(
     exe: &Path,
@@ -167,6 +238,12 @@ pub fn run_once(
             ]
         })
         .collect();
+    let sigs_before: f64 = net
+        .apis
+        .iter()
+        .map(|a| metric(a, "plume_sig_verified_total"))
+        .sum();
+    let cert_before = histogram_buckets(&net.apis, "plume_tx_certified_seconds");
     let dopts = DevnetOptions {
         validators: opts.validators,
         dir: dir.clone(),
@@ -247,6 +324,23 @@ pub fn run_once(
             &format!("stage_{role}_busy_percent_per_node"),
             100.0 * total / net.apis.len() as f64 / wall,
         );
+    }
+    let sigs: f64 = net
+        .apis
+        .iter()
+        .map(|a| metric(a, "plume_sig_verified_total"))
+        .sum::<f64>()
+        - sigs_before;
+    r.figure("sig_verified_total", sigs);
+    r.figure(
+        "sig_verified_per_finalized_tx",
+        sigs / (s.finalized as f64).max(1.0),
+    );
+    let cert_after = histogram_buckets(&net.apis, "plume_tx_certified_seconds");
+    for (q, name) in [(0.5, "submit_to_cert_p50_ms"), (0.99, "submit_to_cert_p99_ms")] {
+        if let Some(v) = bucket_quantile(&cert_before, &cert_after, q) {
+            r.figure(name, v * 1000.0);
+        }
     }
     let view_changes: f64 = net
         .apis
@@ -530,6 +624,18 @@ pub fn svg_plot(series: &[Series], bound_ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_quantiles_interpolate_between_snapshots() {
+        let before = vec![(0.001, 10.0), (0.002, 10.0), (f64::INFINITY, 10.0)];
+        // 100 new observations: 50 in (0.001, 0.002], 50 in (0.002, +Inf).
+        let after = vec![(0.001, 10.0), (0.002, 60.0), (f64::INFINITY, 110.0)];
+        let p50 = bucket_quantile(&before, &after, 0.5).unwrap();
+        assert!((p50 - 0.002).abs() < 1e-9, "{p50}");
+        let p25 = bucket_quantile(&before, &after, 0.25).unwrap();
+        assert!((p25 - 0.0015).abs() < 1e-9, "{p25}");
+        assert_eq!(bucket_quantile(&after, &after, 0.5), None, "no observations");
+    }
 
     #[test]
     fn svg_has_one_line_per_series_and_percentile() {
