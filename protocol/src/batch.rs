@@ -13,7 +13,8 @@
 //!   signature signs a *verified* vote over `(chain, epoch, digest,
 //!   verdict)`, the verdict being which items are invalid. Votes are
 //!   Ed25519 signatures by the validators' network keys (docs/adr/0007:
-//!   30-40x cheaper to make and check than BLS at our committee sizes).
+//!   about 20x cheaper to make and to check than BLS at our committee
+//!   sizes).
 //! - **Certificate.** Votes from a quorum of power (strictly more than two
 //!   thirds: the batch is available from at least one honest validator
 //!   beyond what f can withhold), of which the verified ones hold the
