@@ -509,9 +509,17 @@ fn d(i: u8) -> Digest {
 fn a_proposal_carries_queued_payload_within_the_weight_budget() {
     let (_, _, mut es) = engines();
     // Validator 1 leads view 1 (budget 10,000 transactions per block).
-    es[1].step(Input::PayloadReady(vec![(d(1), 6_000), (d(2), 5_000), (d(3), 10)]));
+    es[1].step(Input::PayloadReady(vec![
+        (d(1), 6_000),
+        (d(2), 5_000),
+        (d(3), 10),
+    ]));
     let p = proposal_of(&es[1].step(Input::Start)).expect("leader of view 1 proposes");
-    assert_eq!(p.block.payload, vec![d(1)], "6,000 + 5,000 is over the budget");
+    assert_eq!(
+        p.block.payload,
+        vec![d(1)],
+        "6,000 + 5,000 is over the budget"
+    );
     // A digest heavier than the budget alone still goes (at least one).
     let (_, _, mut es) = engines();
     es[1].step(Input::PayloadReady(vec![(d(9), 20_000), (d(1), 1)]));

@@ -236,6 +236,25 @@ pub struct Evidence {
     pub computed: Verdict,
 }
 
+/// Why a proposal gets no vote ([`Batcher::check_proposal`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A batch it names has no certificate here.
+    #[error("batch {0} has no certificate")]
+    Uncertified(Digest),
+    /// A batch is named twice.
+    #[error("batch {0} is named twice")]
+    Repeated(Digest),
+    /// More transactions than a block may hold.
+    #[error("{txs} transactions, a block holds at most {max}")]
+    TooManyTxs {
+        /// What its certificates add up to.
+        txs: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
 /// Sizes of every collection (the node exports them as `plume_mem_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sizes {
@@ -504,6 +523,28 @@ impl<S: Scheme> Batcher<S> {
                 Some((b, c.verdict.clone(), c.clone()))
             })
             .collect()
+    }
+
+    /// The vote rule of certified batches: a proposal naming `payload` may
+    /// get our vote only if every batch it names has a certificate we
+    /// checked, none is named twice, and their transactions (the counts
+    /// the certificates prove) sum to at most `txs_max`.
+    pub fn check_proposal(&self, payload: &[Digest], txs_max: u64) -> Result<(), Refusal> {
+        let mut seen = HashSet::with_capacity(payload.len());
+        let mut txs = 0u64;
+        for d in payload {
+            if !seen.insert(*d) {
+                return Err(Refusal::Repeated(*d));
+            }
+            let Some(c) = self.certs.get(d) else {
+                return Err(Refusal::Uncertified(*d));
+            };
+            txs += u64::from(c.id.items);
+        }
+        if txs > txs_max {
+            return Err(Refusal::TooManyTxs { txs, max: txs_max });
+        }
+        Ok(())
     }
 
     /// Whether a peer's batch with this digest is worth decoding and

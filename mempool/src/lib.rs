@@ -15,7 +15,8 @@ pub mod cache;
 pub mod pool;
 
 pub use batcher::{
-    Action, Batcher, BatcherConfig, CertifiedBatch, Counters, Evidence, ExecJob, LogItem, Sizes,
+    Action, Batcher, BatcherConfig, CertifiedBatch, Counters, Evidence, ExecJob, LogItem, Refusal,
+    Sizes,
 };
 pub use cache::{batch_bytes, Batch, BatchCache, RecentDigests};
 pub use pool::{Mempool, MempoolError};

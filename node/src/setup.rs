@@ -100,6 +100,14 @@ impl NodeSetup {
             );
         }
         let params = exec_params(&genesis)?;
+        if config.batching.batch_max_txs > params.block_txs_max {
+            bail!(
+                "{}: batching.batch_max_txs = {} is more than the genesis params.block_txs_max = {} (a batch must fit one block)",
+                home.join("config.toml").display(),
+                config.batching.batch_max_txs,
+                params.block_txs_max
+            );
+        }
         let chain = chain_u64(&genesis.chain_id);
         Ok(NodeSetup {
             home: home.to_path_buf(),

@@ -339,7 +339,10 @@ pub fn run_once(
         sigs / (s.finalized as f64).max(1.0),
     );
     let cert_after = histogram_buckets(&net.apis, "plume_tx_certified_seconds");
-    for (q, name) in [(0.5, "submit_to_cert_p50_ms"), (0.99, "submit_to_cert_p99_ms")] {
+    for (q, name) in [
+        (0.5, "submit_to_cert_p50_ms"),
+        (0.99, "submit_to_cert_p99_ms"),
+    ] {
         if let Some(v) = bucket_quantile(&cert_before, &cert_after, q) {
             r.figure(name, v * 1000.0);
         }
@@ -641,7 +644,11 @@ mod tests {
         assert!((p50 - 0.002).abs() < 1e-9, "{p50}");
         let p25 = bucket_quantile(&before, &after, 0.25).unwrap();
         assert!((p25 - 0.0015).abs() < 1e-9, "{p25}");
-        assert_eq!(bucket_quantile(&after, &after, 0.5), None, "no observations");
+        assert_eq!(
+            bucket_quantile(&after, &after, 0.5),
+            None,
+            "no observations"
+        );
     }
 
     #[test]

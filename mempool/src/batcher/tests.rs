@@ -552,3 +552,33 @@ fn held_senders_are_released_after_the_ttl_when_their_batch_never_finalizes() {
     net.tick(0);
     assert!(net.b[0].pool.is_empty(), "released and batched");
 }
+
+#[test]
+fn the_vote_rule_wants_certificates_no_repeats_and_a_block_sized_total() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    net.submit(0, 2, 0);
+    net.tick(0);
+    net.submit(1, 3, 0);
+    net.tick(1);
+    net.tick_all();
+    let certified: Vec<Digest> = net.seen[2].offered.clone();
+    assert_eq!(certified.len(), 2);
+    let b = &net.b[2];
+    assert_eq!(b.check_proposal(&certified, 3), Ok(()));
+    assert_eq!(b.check_proposal(&[], 3), Ok(()), "an empty block");
+    assert_eq!(
+        b.check_proposal(&certified, 2),
+        Err(Refusal::TooManyTxs { txs: 3, max: 2 }),
+        "the certificates prove 2 + 1 transactions"
+    );
+    let unknown = Digest([9; 32]);
+    assert_eq!(
+        b.check_proposal(&[certified[0], unknown], 10),
+        Err(Refusal::Uncertified(unknown))
+    );
+    assert_eq!(
+        b.check_proposal(&[certified[0], certified[0]], 10),
+        Err(Refusal::Repeated(certified[0]))
+    );
+}

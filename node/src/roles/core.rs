@@ -55,6 +55,8 @@ struct Core {
     chain: u64,
     /// Zero of the batcher's clock.
     epoch: Instant,
+    /// Most transactions a block may carry (the vote rule checks it).
+    block_txs_max: u32,
 }
 
 /// What the core starts from besides its queues.
@@ -117,6 +119,7 @@ pub async fn run(
         net_key: plume_crypto::ed25519::SigningKey::from_bytes(&setup.keys.network.to_bytes()),
         chain: setup.chain_u64,
         epoch: Instant::now(),
+        block_txs_max: setup.params.block_txs_max,
     }));
     {
         let mut c = core.borrow_mut();
@@ -491,9 +494,10 @@ impl Core {
         bail!("{what} is gone")
     }
 
-    /// A proposal reaches the engine only if every batch it names has a
-    /// valid certificate: known here, or among `certs` (then checked off the
-    /// core first).
+    /// A proposal reaches the engine only if it passes the vote rule of
+    /// certified batches (`Batcher::check_proposal`): every batch it names
+    /// has a valid certificate, known here or among `certs` (then checked
+    /// off the core first), and they fit one block.
     fn on_proposal(
         &mut self,
         from: u32,
@@ -510,14 +514,15 @@ impl Core {
             .filter(|d| self.batcher.cert(d).is_none())
             .collect();
         if missing.is_empty() {
-            return self.step(Input::Message { from, msg });
+            return self.vote_rule(from, msg);
         }
         let needed: Vec<BatchCertificate> = certs
             .into_iter()
             .filter(|c| missing.contains(&&c.digest()))
             .collect();
         if needed.len() < missing.len() {
-            return self.refuse_proposal("a batch without a certificate");
+            self.refuse_proposal("a batch without a certificate");
+            return Ok(());
         }
         if self
             .sig_tx
@@ -533,10 +538,21 @@ impl Core {
         Ok(())
     }
 
-    fn refuse_proposal(&self, why: &'static str) -> Result<()> {
+    /// Hand the proposal to the engine if the vote rule holds.
+    fn vote_rule(&mut self, from: u32, msg: Message<BlsScheme>) -> Result<()> {
+        if let Message::Proposal(p) = &msg {
+            let max = u64::from(self.block_txs_max);
+            if let Err(e) = self.batcher.check_proposal(&p.block.payload, max) {
+                self.refuse_proposal(&e.to_string());
+                return Ok(());
+            }
+        }
+        self.step(Input::Message { from, msg })
+    }
+
+    fn refuse_proposal(&self, why: &str) {
         self.shared.metrics.proposals_refused.inc();
         tracing::debug!("refusing a proposal: {why}");
-        Ok(())
     }
 
     fn on_inbound(&mut self, peer: &PeerId, bytes: &[u8]) -> Result<()> {
@@ -681,19 +697,7 @@ impl Core {
                     self.batcher.on_cert(c, now, &mut actions);
                 }
                 self.carry_out(actions)?;
-                let covered = match &msg {
-                    Message::Proposal(p) => p
-                        .block
-                        .payload
-                        .iter()
-                        .all(|d| self.batcher.cert(d).is_some()),
-                    _ => false,
-                };
-                if covered {
-                    self.step(Input::Message { from, msg })?;
-                } else {
-                    self.refuse_proposal("a certificate that does not verify")?;
-                }
+                self.vote_rule(from, msg)?;
             }
             CoreIn::Durable(ds) => {
                 let mut actions = Vec::new();
