@@ -331,9 +331,9 @@ fn execute_one(
     let ctx = plume_execution::BlockContext { height, proposer };
     let max = cx.params.block_txs_max as usize;
     if txs.len() > max {
-        // Honest proposers never exceed the limit (the core budgets what it
-        // offers); a block from a faulty one is cut deterministically here,
-        // the same way on every validator.
+        // Unreachable with at most f faulty validators: no honest one
+        // votes for a block whose certified counts exceed the limit
+        // (`Batcher::check_proposal`). Kept as a deterministic guard.
         tracing::warn!(
             height,
             txs = txs.len(),
