@@ -84,11 +84,13 @@ impl ExecutedBatches {
     }
 }
 
-/// Execute until every sender is gone (or the stop flag is set and the
-/// queue is drained). Queue policy: `core_tx` is bounded; a full one blocks
-/// this thread (known issue: with the core blocked on a full exec queue
-/// this can deadlock under extreme backlog; tracked with the adversarial
-/// load work).
+/// Execute until every sender is gone or the stop flag is set. On stop the
+/// group in progress is finished and committed, and what is still queued
+/// is abandoned: those blocks are final, and after a restart consensus
+/// hands them over again (they are persisted with the safety state).
+/// Queue policy: `core_tx` is bounded; a full one blocks this thread (known
+/// issue: with the core blocked on a full exec queue this can deadlock
+/// under extreme backlog; tracked with the adversarial load work).
 pub fn run(
     mut store: Store<LmdbKv>,
     rx: flume::Receiver<ExecIn>,
@@ -96,7 +98,15 @@ pub fn run(
     cx: &ExecContext<'_>,
 ) -> Result<()> {
     let mut executed = ExecutedBatches::default();
-    while let Ok(first) = rx.recv() {
+    loop {
+        if cx.shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let first = match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(j) => j,
+            Err(flume::RecvTimeoutError::Timeout) => continue,
+            Err(flume::RecvTimeoutError::Disconnected) => break,
+        };
         let t0 = Instant::now();
         let mut jobs = vec![first];
         while jobs.len() < GROUP_COMMIT_MAX {
@@ -122,9 +132,6 @@ pub fn run(
             .executed_set_bytes
             .set(table_bytes::<Digest, ()>(executed.set.capacity()));
         m.add_busy("exec", t0.elapsed().as_micros() as u64);
-        if cx.shared.stop.load(Ordering::Relaxed) && rx.is_empty() {
-            break;
-        }
     }
     Ok(())
 }

@@ -47,8 +47,16 @@ use std::time::{Duration, Instant};
 /// Stop flag set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Longest a clean stop may take before the process exits anyway (what is
+/// durable is safe at any moment: kill -9 loses nothing reported final).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
 extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second signal: exit at once.
+        // SAFETY: _exit is async-signal-safe and takes no pointers.
+        unsafe { libc::_exit(130) };
+    }
 }
 
 /// The process-wide stop flag (set by SIGINT/SIGTERM).
@@ -187,12 +195,24 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("stopping");
+    let stopping = Instant::now();
+    std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            tracing::error!("clean stop took longer than {STOP_GRACE:?}; exiting now");
+            std::process::exit(1);
+        })?;
     api.stop();
     let _ = core_thread.join();
     drop(core_tx);
     let _ = exec_thread.join();
     let _ = sig_thread.join();
     let _ = log_thread.join();
+    tracing::info!(
+        ms = stopping.elapsed().as_millis() as u64,
+        "stopped cleanly"
+    );
     let fatal = shared
         .fatal
         .lock()
