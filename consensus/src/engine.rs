@@ -128,6 +128,9 @@ pub enum Input<S: Scheme> {
     /// (at least one). Digests already queued or carried by a block this
     /// engine knows of are ignored.
     PayloadReady(Vec<(Digest, u32)>),
+    /// These digests may no longer be proposed (their batches expired):
+    /// drop them from the queue.
+    PayloadWithdrawn(Vec<Digest>),
     /// The committee of the next epoch (decided by rules outside consensus,
     /// e.g. from committed state). The engine switches when it finalizes the
     /// last block of the current epoch; until then it holds this input.
@@ -387,6 +390,7 @@ impl<S: Scheme> Engine<S> {
             }
             Input::TimerFired(Timer::View(v)) => self.on_local_timeout(v),
             Input::PayloadReady(ds) => self.on_payload_ready(ds),
+            Input::PayloadWithdrawn(ds) => self.drop_payload(&ds),
             Input::NextEpoch {
                 epoch,
                 committee,
@@ -840,6 +844,11 @@ impl<S: Scheme> Engine<S> {
             self.metrics.commit_conflicts += 1;
             return;
         }
+        let finalized: Vec<Digest> = chain
+            .iter()
+            .flat_map(|b| b.payload.iter().copied())
+            .collect();
+        self.drop_payload(&finalized);
         for b in chain.into_iter().rev() {
             self.metrics.finalized += 1;
             self.committed = b.clone();
@@ -940,6 +949,19 @@ impl<S: Scheme> Engine<S> {
         }
     }
 
+    /// Forget queued digests (final, or withdrawn): a proposal naming one
+    /// would be refused by every honest validator.
+    fn drop_payload(&mut self, ds: &[Digest]) {
+        if ds.is_empty() {
+            return;
+        }
+        let gone: BTreeSet<Digest> = ds.iter().copied().collect();
+        self.payload.retain(|(d, _)| !gone.contains(d));
+        for d in &gone {
+            self.weights.remove(d);
+        }
+    }
+
     /// An accepted proposal carries `b.payload`: none of it is proposed
     /// again while the block may still be certified.
     fn take_in_flight(&mut self, b: &Block<S>) {
@@ -961,8 +983,9 @@ impl<S: Scheme> Engine<S> {
 
     /// A TC for `view` ended it: the payload of proposals of views up to
     /// `view` whose blocks we never saw certified goes back to the front of
-    /// the queue at once (execution skips a batch already executed, so a
-    /// block certified elsewhere meanwhile costs nothing but a duplicate).
+    /// the queue at once (a block certified elsewhere meanwhile may carry
+    /// it too: execution runs a batch once, and a digest that became final
+    /// leaves the queue when its block commits).
     fn return_abandoned(&mut self, view: View) {
         let upto = view + 1;
         let mut dead: Vec<View> = Vec::new();

@@ -601,3 +601,19 @@ fn payload_of_an_abandoned_view_returns_to_the_queue_at_once() {
     assert_eq!(p2.block.payload, vec![d(7)]);
     assert_eq!(es[2].metrics().payload_returned, 1);
 }
+
+#[test]
+fn withdrawn_payload_is_never_proposed() {
+    let (_, _, mut es) = engines();
+    es[1].step(Input::PayloadReady(vec![(d(1), 1), (d(2), 1)]));
+    es[1].step(Input::PayloadWithdrawn(vec![d(1)]));
+    let p = proposal_of(&es[1].step(Input::Start)).unwrap();
+    assert_eq!(p.block.payload, vec![d(2)]);
+    // Offered again after withdrawal: queued again (the batcher decides).
+    let (_, _, mut es) = engines();
+    es[1].step(Input::PayloadReady(vec![(d(1), 1)]));
+    es[1].step(Input::PayloadWithdrawn(vec![d(1)]));
+    es[1].step(Input::PayloadReady(vec![(d(1), 1)]));
+    let p = proposal_of(&es[1].step(Input::Start)).unwrap();
+    assert_eq!(p.block.payload, vec![d(1)]);
+}

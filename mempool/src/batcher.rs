@@ -39,7 +39,7 @@
 //! peer's not yet certified one younger than `uncertified_ttl_us`, or needed
 //! by a finalized block not yet executed is pinned and never evicted.
 
-use crate::cache::{Batch, BatchCache, RecentDigests};
+use crate::cache::{Batch, BatchCache, FinalizedIndex};
 use crate::pool::Mempool;
 use plume_crypto::Digest;
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchId, BatchVote, Verdict};
@@ -55,8 +55,16 @@ pub const BATCHES_HELD_MAX: usize = 16_384;
 /// first, oldest first; pinned ones never; while pinned batches alone
 /// exceed a bound no batch is cut: back-pressure).
 pub const BATCHES_HELD_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Digests of recently finalized batches remembered.
-pub const FINALIZED_DIGESTS_MAX: usize = 65_536;
+/// Blocks a new batch stays proposable for: its author sets its expiry
+/// height to its committed height plus this.
+pub const EXPIRY_BLOCKS: u64 = 1024;
+/// A peer's batch is stored (and voted for) only if it expires within this
+/// many blocks of our committed height: how long a vote obliges us to keep
+/// it.
+pub const EXPIRY_MAX: u64 = 2 * EXPIRY_BLOCKS;
+/// Heights of finalized payload remembered by the vote rule (covers every
+/// expiry a vote accepted).
+pub const FINALIZED_WINDOW: u64 = 2 * EXPIRY_MAX;
 /// A certified digest not finalized after this long is offered again.
 pub const REPROPOSE_AFTER_US: u64 = 2_000_000;
 /// A missing batch is asked of the next holder after this long.
@@ -64,9 +72,9 @@ pub const FETCH_RETRY_US: u64 = 200_000;
 /// An own batch without enough verified votes after this long asks the
 /// next validator of its ranking to verify.
 pub const VERIFY_TIMEOUT_US: u64 = 150_000;
-/// A peer's batch that is not certified after this long is no longer
-/// pinned (a Byzantine author's version that will never be certified).
-pub const UNCERTIFIED_TTL_US: u64 = 30_000_000;
+/// Most uncertified batches of one peer held (an honest author has at
+/// most [`OWN_UNCERTIFIED_MAX`]); beyond it its batches are not stored.
+pub const PEER_UNCERTIFIED_MAX: usize = OWN_UNCERTIFIED_MAX + 64;
 /// Most digests served from one batch request.
 pub const SERVE_MAX: usize = 64;
 /// Most own batches waiting for their certificate: beyond it no batch is
@@ -97,14 +105,15 @@ pub struct BatcherConfig {
     pub fetch_retry_us: u64,
     /// See [`VERIFY_TIMEOUT_US`].
     pub verify_timeout_us: u64,
-    /// See [`UNCERTIFIED_TTL_US`].
-    pub uncertified_ttl_us: u64,
+    /// See [`EXPIRY_BLOCKS`].
+    pub expiry_blocks: u64,
+    /// Most transactions a block may carry: a larger batch is never stored
+    /// or voted for (no block could carry it).
+    pub block_txs_max: u64,
     /// See [`BATCHES_HELD_MAX`].
     pub batches_held_max: usize,
     /// See [`BATCHES_HELD_BYTES_MAX`].
     pub batches_held_bytes_max: usize,
-    /// See [`FINALIZED_DIGESTS_MAX`].
-    pub finalized_digests_max: usize,
 }
 
 impl BatcherConfig {
@@ -125,10 +134,10 @@ impl BatcherConfig {
             repropose_after_us: REPROPOSE_AFTER_US,
             fetch_retry_us: FETCH_RETRY_US,
             verify_timeout_us: VERIFY_TIMEOUT_US,
-            uncertified_ttl_us: UNCERTIFIED_TTL_US,
+            expiry_blocks: EXPIRY_BLOCKS,
+            block_txs_max: u64::from(u32::MAX),
             batches_held_max: BATCHES_HELD_MAX,
             batches_held_bytes_max: BATCHES_HELD_BYTES_MAX,
-            finalized_digests_max: FINALIZED_DIGESTS_MAX,
         }
     }
 }
@@ -157,8 +166,9 @@ pub struct ExecJob<S: Scheme> {
     pub block: Block<S>,
     /// Its commit proof.
     pub proof: CommitProof<S>,
-    /// Its batches, in payload order.
-    pub batches: Vec<CertifiedBatch>,
+    /// Its batches, in payload order; `None` for a batch already final in
+    /// an earlier block (nothing of it runs again).
+    pub batches: Vec<Option<CertifiedBatch>>,
 }
 
 /// What the batch log holds.
@@ -211,6 +221,8 @@ pub enum Action<S: Scheme> {
     /// Offer these certified digests (with their transaction counts) to
     /// consensus.
     Offer(Vec<(Digest, u32)>),
+    /// These certified digests expired unproposed: consensus must drop them.
+    Withdraw(Vec<Digest>),
     /// Ask validator `from` for these batches (with certificates).
     Fetch {
         /// The holder asked.
@@ -245,6 +257,17 @@ pub enum Refusal {
     /// A batch is named twice.
     #[error("batch {0} is named twice")]
     Repeated(Digest),
+    /// A batch already in a finalized block.
+    #[error("batch {0} is already final")]
+    AlreadyFinal(Digest),
+    /// A batch past its expiry height.
+    #[error("batch {digest} expired at height {expires}")]
+    Expired {
+        /// The batch.
+        digest: Digest,
+        /// Its expiry.
+        expires: u64,
+    },
     /// More transactions than a block may hold.
     #[error("{txs} transactions, a block holds at most {max}")]
     TooManyTxs {
@@ -315,6 +338,17 @@ pub struct Counters {
     pub evidence: u64,
     /// Sum over certified own batches of cut-to-certificate microseconds.
     pub cert_latency_us_sum: u64,
+    /// Peers' batches not stored (see [`Batcher::on_batch`]).
+    pub refused: u64,
+    /// Transactions of own batches that expired unfinalized.
+    pub own_expired_txs: u64,
+}
+
+/// What one author's batches take here.
+#[derive(Clone, Copy, Debug, Default)]
+struct AuthorLoad {
+    uncertified: usize,
+    bytes: usize,
 }
 
 /// A batch held, with what we know and did about it.
@@ -328,8 +362,8 @@ struct Held {
     local: Option<Verdict>,
     /// We must verify before voting.
     verify: bool,
-    voted: bool,
-    arrived_us: u64,
+    /// What we voted (`Some(None)`: stored; `Some(Some(v))`: verified).
+    voted: Option<Option<Verdict>>,
 }
 
 /// An own batch waiting for its certificate.
@@ -371,8 +405,16 @@ pub struct Batcher<S: Scheme> {
     certs: HashMap<Digest, Arc<BatchCertificate>>,
     own: BTreeMap<Digest, Own>,
     certified: BTreeMap<Digest, Certified>,
-    finalized_recent: RecentDigests,
-    finalized_waiting: VecDeque<(Block<S>, CommitProof<S>)>,
+    finalized: FinalizedIndex,
+    /// Height of the last finalized block we heard of.
+    height: u64,
+    /// Per author: uncertified batches held, and bytes held.
+    load: HashMap<u32, AuthorLoad>,
+    /// How many waiting blocks name each digest.
+    waiting: HashMap<Digest, u32>,
+    /// Finalized blocks not yet executed, with the digests they finalized
+    /// first (the others were final in an earlier block).
+    finalized_waiting: VecDeque<(Block<S>, CommitProof<S>, Vec<Digest>)>,
     fetching: BTreeMap<Digest, Fetching>,
     /// Certificates of executed batches, kept (bounded) to serve peers
     /// that are behind.
@@ -409,7 +451,10 @@ impl<S: Scheme> Batcher<S> {
             certs: HashMap::new(),
             own: BTreeMap::new(),
             certified: BTreeMap::new(),
-            finalized_recent: RecentDigests::default(),
+            finalized: FinalizedIndex::default(),
+            height: 0,
+            load: HashMap::new(),
+            waiting: HashMap::new(),
             finalized_waiting: VecDeque::new(),
             fetching: BTreeMap::new(),
             old_certs: HashMap::new(),
@@ -450,10 +495,26 @@ impl<S: Scheme> Batcher<S> {
         self.evidence.iter()
     }
 
+    /// The committed height at start-up, and the payload of the finalized
+    /// blocks of the last [`FINALIZED_WINDOW`] heights (from the block
+    /// store), so the vote rule still knows what is final after a restart.
+    /// Call before [`Batcher::recover`].
+    pub fn resume(&mut self, height: u64, history: Vec<(u64, Vec<Digest>)>) {
+        self.height = height;
+        for (h, ds) in history {
+            self.finalized.insert(h, &ds);
+        }
+        self.finalized
+            .prune_below(height.saturating_sub(FINALIZED_WINDOW));
+    }
+
     /// Restore what the batch log held at start-up (records in log order;
     /// everything in it is durable). Own batches still uncertified resume
-    /// collecting votes; peers' are voted for again.
+    /// collecting votes (after checking their signatures again: the log is
+    /// ours, but the vote is a claim); peers' are voted for again; expired
+    /// ones are retired.
     pub fn recover(&mut self, items: Vec<LogItem>, now_us: u64, out: &mut Vec<Action<S>>) {
+        let mut gone = Vec::new();
         for it in items {
             match it {
                 LogItem::Batch(b) => {
@@ -461,18 +522,30 @@ impl<S: Scheme> Batcher<S> {
                     if self.held.contains_key(&d) {
                         continue;
                     }
-                    let verify = b.author != self.cfg.me && self.designated(&d, b.author);
-                    self.hold(b.clone(), Verdict::all_valid(), verify, now_us);
+                    if b.expires < self.height || self.finalized.height_of(&d).is_some() {
+                        gone.push(d);
+                        continue;
+                    }
+                    let own = b.author == self.cfg.me;
+                    let verify = own || self.designated(&d, b.author);
+                    self.hold(b.clone(), Verdict::all_valid(), verify);
                     if let Some(h) = self.held.get_mut(&d) {
                         h.durable = true;
                     }
-                    if b.author == self.cfg.me {
+                    if own {
                         self.start_own(d, Vec::new(), now_us);
                         self.hold_senders(&b, now_us);
                     }
                 }
                 LogItem::Cert(c) => {
-                    self.certs.insert(c.digest(), c);
+                    let d = c.digest();
+                    if c.id.expires >= self.height
+                        && self.finalized.height_of(&d).is_none()
+                        && !self.certs.contains_key(&d)
+                    {
+                        self.mark_certified(&d);
+                        self.certs.insert(d, c);
+                    }
                 }
             }
         }
@@ -484,27 +557,24 @@ impl<S: Scheme> Batcher<S> {
                 continue;
             }
             let Some(h) = self.held.get(&d) else { continue };
-            if h.batch.author == self.cfg.me {
-                // Collect votes again: send it to everyone.
-                let to = self.others();
-                out.push(Action::SendBatch {
-                    batch: h.batch.clone(),
-                    verdict: Verdict::all_valid(),
-                    to,
-                });
-                out.push(Action::Vote {
-                    id: self.id_of(&h.batch),
-                    verdict: Some(Verdict::all_valid()),
-                });
-            } else if h.verify {
-                out.push(Action::Verify(h.batch.clone()));
+            let (batch, verify) = (h.batch.clone(), h.verify);
+            if verify {
+                self.counters.verifications += 1;
+                out.push(Action::Verify(batch.clone()));
             } else {
-                // (already durable: vote again; the author ignores repeats)
-                out.push(Action::Vote {
-                    id: self.id_of(&h.batch),
-                    verdict: None,
+                self.maybe_vote(&d, out);
+            }
+            if batch.author == self.cfg.me {
+                // Collect votes again: send it to everyone.
+                out.push(Action::SendBatch {
+                    batch,
+                    verdict: Verdict::all_valid(),
+                    to: self.others(),
                 });
             }
+        }
+        if !gone.is_empty() {
+            out.push(Action::Retire(gone));
         }
     }
 
@@ -525,20 +595,35 @@ impl<S: Scheme> Batcher<S> {
             .collect()
     }
 
-    /// The vote rule of certified batches: a proposal naming `payload` may
-    /// get our vote only if every batch it names has a certificate we
-    /// checked, none is named twice, and their transactions (the counts
-    /// the certificates prove) sum to at most `txs_max`.
-    pub fn check_proposal(&self, payload: &[Digest], txs_max: u64) -> Result<(), Refusal> {
+    /// The vote rule of certified batches: a proposal of a block at
+    /// `height` naming `payload` may get our vote only if every batch it
+    /// names has a certificate we checked, is not final already, has not
+    /// expired, is named once, and their transactions (the counts the
+    /// certificates prove) sum to at most `txs_max`.
+    pub fn check_proposal(
+        &self,
+        payload: &[Digest],
+        height: u64,
+        txs_max: u64,
+    ) -> Result<(), Refusal> {
         let mut seen = HashSet::with_capacity(payload.len());
         let mut txs = 0u64;
         for d in payload {
             if !seen.insert(*d) {
                 return Err(Refusal::Repeated(*d));
             }
+            if self.finalized.height_of(d).is_some() {
+                return Err(Refusal::AlreadyFinal(*d));
+            }
             let Some(c) = self.certs.get(d) else {
                 return Err(Refusal::Uncertified(*d));
             };
+            if c.id.expires < height {
+                return Err(Refusal::Expired {
+                    digest: *d,
+                    expires: c.id.expires,
+                });
+            }
             txs += u64::from(c.id.items);
         }
         if txs > txs_max {
@@ -548,19 +633,27 @@ impl<S: Scheme> Batcher<S> {
     }
 
     /// Whether a peer's batch with this digest is worth decoding and
-    /// storing: not held, not a late copy of a finalized and executed one.
+    /// storing: not held, not final already.
     pub fn wants_batch(&self, digest: &Digest) -> bool {
         !self.held.contains_key(digest) && !self.cache.contains(digest) && !self.settled(digest)
     }
 
-    /// Whether a certificate for `digest` is worth checking (not known yet).
+    /// Whether a certificate for `digest` is worth checking (not known yet,
+    /// not final already).
     pub fn wants_cert(&self, digest: &Digest) -> bool {
         !self.certs.contains_key(digest) && !self.settled(digest)
     }
 
-    /// Finalized recently and no longer needed by a waiting execution.
+    /// Whether the author of held batch `digest` is `from`.
+    pub fn authored_by(&self, digest: &Digest, from: u32) -> bool {
+        self.held
+            .get(digest)
+            .is_some_and(|h| h.batch.author == from)
+    }
+
+    /// Finalized and no longer needed by a waiting execution.
     fn settled(&self, digest: &Digest) -> bool {
-        self.finalized_recent.contains(digest) && !self.waiting_for(digest)
+        self.finalized.height_of(digest).is_some() && !self.waiting.contains_key(digest)
     }
 
     /// The certificate of `digest`, if known.
@@ -579,12 +672,6 @@ impl<S: Scheme> Batcher<S> {
             })
     }
 
-    fn waiting_for(&self, d: &Digest) -> bool {
-        self.finalized_waiting
-            .iter()
-            .any(|(b, _)| b.payload.contains(d))
-    }
-
     fn others(&self) -> Vec<u32> {
         (0..self.cfg.committee.len() as u32)
             .filter(|i| *i != self.cfg.me)
@@ -598,7 +685,13 @@ impl<S: Scheme> Batcher<S> {
             .contains(&self.cfg.me)
     }
 
-    fn hold(&mut self, batch: Arc<Batch>, claimed: Verdict, verify: bool, now_us: u64) {
+    fn hold(&mut self, batch: Arc<Batch>, claimed: Verdict, verify: bool) {
+        let certified = self.certs.contains_key(&batch.digest);
+        let l = self.load.entry(batch.author).or_default();
+        l.bytes += crate::cache::batch_bytes(&batch);
+        if !certified {
+            l.uncertified += 1;
+        }
         self.held.insert(
             batch.digest,
             Held {
@@ -607,12 +700,37 @@ impl<S: Scheme> Batcher<S> {
                 durable: false,
                 local: None,
                 verify,
-                voted: self.certs.contains_key(&batch.digest),
-                arrived_us: now_us,
+                voted: None,
             },
         );
         self.cache.insert(batch);
-        self.trim(now_us);
+        self.trim();
+    }
+
+    /// Drop `d` from the held set (executed or expired).
+    fn unhold(&mut self, d: &Digest) -> bool {
+        let Some(h) = self.held.remove(d) else {
+            return false;
+        };
+        if let Some(l) = self.load.get_mut(&h.batch.author) {
+            l.bytes = l.bytes.saturating_sub(crate::cache::batch_bytes(&h.batch));
+            if !self.certs.contains_key(d) {
+                l.uncertified = l.uncertified.saturating_sub(1);
+            }
+            if l.bytes == 0 && l.uncertified == 0 {
+                self.load.remove(&h.batch.author);
+            }
+        }
+        true
+    }
+
+    /// A held batch got its certificate.
+    fn mark_certified(&mut self, d: &Digest) {
+        if let Some(h) = self.held.get(d) {
+            if let Some(l) = self.load.get_mut(&h.batch.author) {
+                l.uncertified = l.uncertified.saturating_sub(1);
+            }
+        }
     }
 
     fn start_own(&mut self, d: Digest, admitted_us: Vec<u64>, now_us: u64) {
@@ -631,8 +749,33 @@ impl<S: Scheme> Batcher<S> {
         );
     }
 
+    /// Why a peer's batch without a certificate is not stored (and gets no
+    /// vote), if it is not.
+    fn refuse_batch(&self, b: &Batch) -> Option<&'static str> {
+        let n = self.cfg.committee.len().max(1);
+        let load = self.load.get(&b.author).copied().unwrap_or_default();
+        if b.author == self.cfg.me {
+            Some("names us as its author")
+        } else if b.is_empty() {
+            Some("empty")
+        } else if b.len() as u64 > self.cfg.block_txs_max {
+            Some("more transactions than a block holds")
+        } else if b.expires < self.height {
+            Some("expired")
+        } else if b.expires > self.height.saturating_add(EXPIRY_MAX) {
+            Some("expires too far ahead")
+        } else if load.uncertified >= PEER_UNCERTIFIED_MAX {
+            Some("its author has too many uncertified batches here")
+        } else if load.bytes + crate::cache::batch_bytes(b) > self.cfg.batches_held_bytes_max / n {
+            Some("its author holds its share of our memory")
+        } else {
+            None
+        }
+    }
+
     /// A peer's batch (a broadcast by its author, or a fetch answer with
-    /// its certificate), decoded by the driver. `from` is the sender.
+    /// its certificate), decoded by the driver, which checked that a batch
+    /// without a certificate comes from its author.
     pub fn on_batch(
         &mut self,
         batch: Arc<Batch>,
@@ -642,16 +785,29 @@ impl<S: Scheme> Batcher<S> {
         out: &mut Vec<Action<S>>,
     ) {
         let d = batch.digest;
+        let certified = cert.is_some();
         if let Some(c) = cert {
             self.learn_cert(c, now_us, out);
+        }
+        if !certified {
+            if self.held.get(&d).is_some_and(|h| h.voted.is_some()) {
+                // The author sends it again: our vote was lost.
+                self.revote(&d, out);
+                return;
+            }
+            if let Some(why) = self.refuse_batch(&batch) {
+                self.counters.refused += 1;
+                let _ = why;
+                return;
+            }
+        } else if !self.certs.contains_key(&d) {
+            return; // its certificate was refused (final or expired)
         }
         if !self.wants_batch(&d) {
             return;
         }
-        let verify = batch.author != self.cfg.me
-            && !self.certs.contains_key(&d)
-            && self.designated(&d, batch.author);
-        self.hold(batch.clone(), claimed, verify, now_us);
+        let verify = !certified && self.designated(&d, batch.author);
+        self.hold(batch.clone(), claimed, verify);
         self.fetching.remove(&d);
         out.push(Action::Persist(LogItem::Batch(batch.clone())));
         if verify {
@@ -661,16 +817,34 @@ impl<S: Scheme> Batcher<S> {
         self.dispatch(now_us, out);
     }
 
-    /// The author asks us to verify its batch (fallback).
-    pub fn on_verify_request(&mut self, digest: &Digest, out: &mut Vec<Action<S>>) {
+    /// Send the vote we already cast for `d` again.
+    fn revote(&mut self, d: &Digest, out: &mut Vec<Action<S>>) {
+        let Some(h) = self.held.get(d) else { return };
+        let Some(verdict) = h.voted.clone() else {
+            return;
+        };
+        if self.certs.contains_key(d) {
+            return;
+        }
+        self.counters.votes_sent += 1;
+        out.push(Action::Vote {
+            id: self.id_of(&h.batch),
+            verdict,
+        });
+    }
+
+    /// The author of `digest` (`from`, checked by the driver) asks us to
+    /// verify its batch (fallback).
+    pub fn on_verify_request(&mut self, digest: &Digest, from: u32, out: &mut Vec<Action<S>>) {
+        let certified = self.certs.contains_key(digest);
         let Some(h) = self.held.get_mut(digest) else {
             return;
         };
-        if h.verify || h.local.is_some() || self.certs.contains_key(digest) {
+        if h.batch.author != from || h.verify || h.local.is_some() || certified {
             return;
         }
         h.verify = true;
-        h.voted = false;
+        h.voted = None;
         self.counters.verifications += 1;
         out.push(Action::Verify(h.batch.clone()));
     }
@@ -691,37 +865,27 @@ impl<S: Scheme> Batcher<S> {
             return;
         };
         h.local = Some(verdict);
-        h.voted = false;
+        h.voted = None;
         self.maybe_vote(digest, out);
     }
 
     fn maybe_vote(&mut self, d: &Digest, out: &mut Vec<Action<S>>) {
         let me = self.cfg.me;
-        let Some(h) = self.held.get_mut(d) else {
+        if self.certs.contains_key(d) {
+            return; // certified: no vote is needed any more
+        }
+        let Some(h) = self.held.get(d) else {
             return;
         };
-        if !h.durable || h.voted {
+        if !h.durable || h.voted.is_some() {
             return;
         }
-        let id = BatchId {
-            epoch: self.cfg.epoch,
-            digest: *d,
-            author: h.batch.author,
-            items: h.batch.len() as u32,
-        };
-        if h.batch.author == me {
-            h.voted = true;
-            self.counters.votes_sent += 1;
-            out.push(Action::Vote {
-                id,
-                verdict: Some(h.claimed.clone()),
-            });
-            return;
-        }
+        let id = self.id_of(&h.batch);
         let verdict = match (&h.local, h.verify) {
             (Some(local), _) if *local == h.claimed => Some(local.clone()),
             (Some(local), _) => {
-                // The author lied about its own batch.
+                // The author's claim contradicts the bytes (for our own
+                // batch after a restart: the log was damaged).
                 let ev = Evidence {
                     batch: h.batch.clone(),
                     claimed: h.claimed.clone(),
@@ -733,12 +897,18 @@ impl<S: Scheme> Batcher<S> {
                 }
                 self.evidence.push_back(ev.clone());
                 out.push(Action::Evidence(ev));
+                if h.batch.author == me {
+                    return;
+                }
                 None
             }
             (None, true) => return, // wait for our verification
+            (None, false) if h.batch.author == me => Some(h.claimed.clone()),
             (None, false) => None,
         };
-        h.voted = true;
+        if let Some(h) = self.held.get_mut(d) {
+            h.voted = Some(verdict.clone());
+        }
         self.counters.votes_sent += 1;
         out.push(Action::Vote { id, verdict });
     }
@@ -749,32 +919,31 @@ impl<S: Scheme> Batcher<S> {
             digest: b.digest,
             author: b.author,
             items: b.len() as u32,
+            expires: b.expires,
         }
     }
 
     /// A vote for one of our batches, its signature checked by the driver.
     pub fn on_vote(&mut self, vote: BatchVote, now_us: u64, out: &mut Vec<Action<S>>) {
         let digest = vote.id.digest;
-        let Some(own) = self.own.get_mut(&digest) else {
-            return;
-        };
         let Some(h) = self.held.get(&digest) else {
             return;
         };
-        if vote.id.epoch != self.cfg.epoch
-            || vote.id.author != self.cfg.me
-            || vote.id.items as usize != h.batch.len()
-        {
+        if vote.id != self.id_of(&h.batch) {
             return;
         }
+        let claimed = h.claimed.clone();
+        let Some(own) = self.own.get_mut(&digest) else {
+            return;
+        };
         // A verified vote with another verdict is not ours to aggregate
-        // (the verifier's evidence is its own); count it as stored.
-        let verified = vote.verdict.as_ref().is_some_and(|v| *v == h.claimed);
+        // (the verifier's evidence is its own): its signature is over
+        // another message, unusable.
+        let verified = vote.verdict.as_ref().is_some_and(|v| *v == claimed);
+        if vote.verdict.is_some() && !verified {
+            return;
+        }
         if verified || !own.votes.contains_key(&vote.voter) {
-            if vote.verdict.is_some() && !verified {
-                // Its signature is over another message: unusable.
-                return;
-            }
             own.votes.insert(vote.voter, (verified, vote.sig));
         }
         let c = &self.cfg.committee;
@@ -785,7 +954,7 @@ impl<S: Scheme> Batcher<S> {
                 own.votes.iter().map(|(i, (v, s))| (*i, *v, *s)).collect();
             let cert = Arc::new(BatchCertificate::from_votes(
                 vote.id,
-                h.claimed.clone(),
+                claimed,
                 c.len(),
                 &votes,
             ));
@@ -815,16 +984,23 @@ impl<S: Scheme> Batcher<S> {
         self.dispatch(now_us, out);
     }
 
+    /// Take a checked certificate in, unless its batch is final already
+    /// or expired (an old certificate replayed).
     fn learn_cert(&mut self, cert: Arc<BatchCertificate>, now_us: u64, out: &mut Vec<Action<S>>) {
         let d = cert.digest();
-        if self.certs.contains_key(&d) {
+        let needed = self.waiting.contains_key(&d);
+        if self.certs.contains_key(&d)
+            || (!needed
+                && (self.finalized.height_of(&d).is_some() || cert.id.expires < self.height))
+        {
             return;
         }
         self.counters.certs_learned += 1;
+        self.mark_certified(&d);
         self.certs.insert(d, cert.clone());
         out.push(Action::Persist(LogItem::Cert(cert.clone())));
         self.own.remove(&d);
-        if !self.finalized_recent.contains(&d) {
+        if !needed {
             self.certified.insert(d, Certified { offered_us: None });
         }
         if !self.held.contains_key(&d) && !self.cache.contains(&d) {
@@ -835,9 +1011,6 @@ impl<S: Scheme> Batcher<S> {
                 next: 0,
                 last_us: None,
             });
-        }
-        if let Some(h) = self.held.get_mut(&d) {
-            h.voted = true; // certified: no vote is needed any more
         }
         let _ = now_us;
     }
@@ -850,14 +1023,23 @@ impl<S: Scheme> Batcher<S> {
         now_us: u64,
         out: &mut Vec<Action<S>>,
     ) {
+        self.height = self.height.max(block.height);
+        let mut fresh = Vec::with_capacity(block.payload.len());
         for d in &block.payload {
-            self.finalized_recent
-                .insert(*d, self.cfg.finalized_digests_max);
+            if self
+                .finalized
+                .height_of(d)
+                .is_some_and(|h| h < block.height)
+            {
+                continue; // final in an earlier block: nothing more to run
+            }
+            fresh.push(*d);
             self.certified.remove(d);
             self.own.remove(d);
             if let Some((_, senders)) = self.unfinalized.remove(d) {
                 self.pool.release(&senders);
             }
+            *self.waiting.entry(*d).or_default() += 1;
             if !self.held.contains_key(d)
                 && !self.cache.contains(d)
                 && !self.fetching.contains_key(d)
@@ -877,7 +1059,10 @@ impl<S: Scheme> Batcher<S> {
                 );
             }
         }
-        self.finalized_waiting.push_back((block, proof));
+        self.finalized.insert(block.height, &fresh);
+        self.finalized
+            .prune_below(self.height.saturating_sub(FINALIZED_WINDOW));
+        self.finalized_waiting.push_back((block, proof, fresh));
         self.dispatch(now_us, out);
     }
 
@@ -885,7 +1070,7 @@ impl<S: Scheme> Batcher<S> {
     pub fn on_executed(&mut self, digests: &[Digest], out: &mut Vec<Action<S>>) {
         let mut retire = Vec::new();
         for d in digests {
-            if self.held.remove(d).is_some() {
+            if self.unhold(d) {
                 retire.push(*d);
             }
             if let Some(c) = self.certs.remove(d) {
@@ -904,13 +1089,13 @@ impl<S: Scheme> Batcher<S> {
     }
 
     /// The periodic step: cut a batch, chase votes, offer certified
-    /// digests, fetch what finalized blocks miss, hand them to execution.
+    /// digests, drop what expired, fetch what finalized blocks miss, hand
+    /// them to execution.
     pub fn tick(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
         self.cut(now_us, out);
         self.chase_votes(now_us, out);
         self.offer(now_us, out);
-        self.expire_uncertified(now_us, out);
-        self.release_stale_senders(now_us);
+        self.expire(out);
         self.dispatch(now_us, out);
     }
 
@@ -930,23 +1115,53 @@ impl<S: Scheme> Batcher<S> {
         self.unfinalized.insert(b.digest, (now_us, senders));
     }
 
-    /// Own batches not finalized within the uncertified TTL stop holding
-    /// their senders back (a batch the log recovered that was executed
-    /// before a crash is never finalized again): at worst a later
-    /// transaction of theirs fails on its sequence, the same on every
-    /// validator.
-    fn release_stale_senders(&mut self, now_us: u64) {
-        let ttl = self.cfg.uncertified_ttl_us;
+    /// Batches past their expiry height can never be proposed again: drop
+    /// them (unless a finalized block still waits for them), withdraw the
+    /// certified ones from consensus, and stop holding back the senders of
+    /// own ones (their transactions are lost: counted, and clients resubmit).
+    fn expire(&mut self, out: &mut Vec<Action<S>>) {
+        let h = self.height;
         let stale: Vec<Digest> = self
-            .unfinalized
+            .held
             .iter()
-            .filter(|(_, (at, _))| now_us.saturating_sub(*at) > ttl)
+            .filter(|(d, hd)| hd.batch.expires < h && !self.waiting.contains_key(d))
             .map(|(d, _)| *d)
             .collect();
-        for d in stale {
-            if let Some((_, senders)) = self.unfinalized.remove(&d) {
+        let mut withdraw = Vec::new();
+        for d in &stale {
+            if let Some(hd) = self.held.get(d) {
+                if hd.batch.author == self.cfg.me {
+                    self.counters.own_expired_txs += hd.batch.len() as u64;
+                }
+            }
+            if let Some((_, senders)) = self.unfinalized.remove(d) {
                 self.pool.release(&senders);
             }
+            self.own.remove(d);
+            if self.certified.remove(d).is_some() {
+                withdraw.push(*d);
+            }
+            self.unhold(d);
+            self.certs.remove(d);
+        }
+        let certs_only: Vec<Digest> = self
+            .certs
+            .iter()
+            .filter(|(d, c)| c.id.expires < h && !self.waiting.contains_key(d))
+            .map(|(d, _)| *d)
+            .collect();
+        for d in certs_only {
+            self.certs.remove(&d);
+            self.fetching.remove(&d);
+            if self.certified.remove(&d).is_some() {
+                withdraw.push(d);
+            }
+        }
+        if !stale.is_empty() {
+            out.push(Action::Retire(stale));
+        }
+        if !withdraw.is_empty() {
+            out.push(Action::Withdraw(withdraw));
         }
     }
 
@@ -954,13 +1169,17 @@ impl<S: Scheme> Batcher<S> {
         if self.pool.is_empty()
             || self.own.len() >= OWN_UNCERTIFIED_MAX
             || self.unfinalized.len() >= OWN_UNFINALIZED_MAX
-            || self.trim(now_us)
+            || self.trim()
         {
             return;
         }
+        let txs_max = self
+            .cfg
+            .batch_max_txs
+            .min(self.cfg.block_txs_max.min(usize::MAX as u64) as usize);
         let taken = self
             .pool
-            .take_batch_timed(self.cfg.batch_max_txs, self.cfg.batch_max_bytes);
+            .take_batch_timed(txs_max, self.cfg.batch_max_bytes);
         if taken.is_empty() {
             return;
         }
@@ -972,9 +1191,11 @@ impl<S: Scheme> Batcher<S> {
             raw.push(b);
             admitted.push(at);
         }
-        let digest = plume_protocol::batch::batch_digest(self.cfg.me, &raw);
+        let expires = self.height.saturating_add(self.cfg.expiry_blocks);
+        let digest = plume_protocol::batch::batch_digest(self.cfg.me, expires, &raw);
         let b = Arc::new(Batch {
             author: self.cfg.me,
+            expires,
             digest,
             txs,
             raw,
@@ -982,7 +1203,7 @@ impl<S: Scheme> Batcher<S> {
         self.counters.batches_cut += 1;
         self.start_own(digest, admitted, now_us);
         self.hold_senders(&b, now_us);
-        self.hold(b.clone(), Verdict::all_valid(), false, now_us);
+        self.hold(b.clone(), Verdict::all_valid(), false);
         out.push(Action::Persist(LogItem::Batch(b.clone())));
         out.push(Action::SendBatch {
             batch: b,
@@ -1034,26 +1255,38 @@ impl<S: Scheme> Batcher<S> {
         }
     }
 
+    /// Offer certified digests to consensus, interleaved across authors
+    /// (one of each author in turn), each weighted by the transaction count
+    /// its certificate proves.
     fn offer(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
         let again = self.cfg.repropose_after_us;
-        let mut offer = Vec::new();
+        let mut by_author: BTreeMap<u32, VecDeque<(Digest, u32)>> = BTreeMap::new();
         for (d, c) in self.certified.iter_mut() {
             let due = match c.offered_us {
                 None => true,
                 Some(t) => now_us.saturating_sub(t) > again,
             };
+            let Some(cert) = self.certs.get(d) else {
+                continue;
+            };
             if !due {
                 continue;
             }
-            let weight = self
-                .held
-                .get(d)
-                .map(|h| h.batch.len())
-                .or_else(|| self.cache.get(d).map(|b| b.len()))
-                .unwrap_or(1)
-                .max(1) as u32;
             c.offered_us = Some(now_us);
-            offer.push((*d, weight));
+            by_author
+                .entry(cert.id.author)
+                .or_default()
+                .push_back((*d, cert.id.items.max(1)));
+        }
+        let mut offer = Vec::new();
+        while !by_author.is_empty() {
+            by_author.retain(|_, q| match q.pop_front() {
+                Some(x) => {
+                    offer.push(x);
+                    true
+                }
+                None => false,
+            });
         }
         if !offer.is_empty() {
             self.counters.offered += offer.len() as u64;
@@ -1061,34 +1294,13 @@ impl<S: Scheme> Batcher<S> {
         }
     }
 
-    fn expire_uncertified(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        let ttl = self.cfg.uncertified_ttl_us;
-        let me = self.cfg.me;
-        let stale: Vec<Digest> = self
-            .held
-            .iter()
-            .filter(|(d, h)| {
-                h.batch.author != me
-                    && !self.certs.contains_key(d)
-                    && now_us.saturating_sub(h.arrived_us) > ttl
-            })
-            .map(|(d, _)| *d)
-            .collect();
-        if !stale.is_empty() {
-            for d in &stale {
-                self.held.remove(d);
-            }
-            out.push(Action::Retire(stale));
-        }
-    }
-
     /// Hand finalized blocks to execution, in order, once their batches and
     /// certificates are held; fetch the missing ones of the first block
-    /// that waits.
+    /// that waits. A batch already final in an earlier block is not run
+    /// again (it is `None` in the job).
     pub fn dispatch(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
-        while let Some((block, _)) = self.finalized_waiting.front() {
-            let missing: Vec<Digest> = block
-                .payload
+        while let Some((_, _, fresh)) = self.finalized_waiting.front() {
+            let missing: Vec<Digest> = fresh
                 .iter()
                 .filter(|d| {
                     !self.certs.contains_key(d)
@@ -1100,18 +1312,31 @@ impl<S: Scheme> Batcher<S> {
                 self.fetch(&missing, now_us, out);
                 return;
             }
-            let (block, proof) = self.finalized_waiting.pop_front().expect("front exists");
+            let (block, proof, fresh) = self.finalized_waiting.pop_front().expect("front exists");
+            for d in &fresh {
+                if let Some(n) = self.waiting.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.waiting.remove(d);
+                    }
+                }
+            }
             let batches = block
                 .payload
                 .iter()
-                .map(|d| CertifiedBatch {
-                    batch: self
-                        .held
-                        .get(d)
-                        .map(|h| h.batch.clone())
-                        .or_else(|| self.cache.get(d).cloned())
-                        .expect("checked above"),
-                    cert: self.certs[d].clone(),
+                .map(|d| {
+                    if !fresh.contains(d) {
+                        return None;
+                    }
+                    Some(CertifiedBatch {
+                        batch: self
+                            .held
+                            .get(d)
+                            .map(|h| h.batch.clone())
+                            .or_else(|| self.cache.get(d).cloned())
+                            .expect("checked above"),
+                        cert: self.certs[d].clone(),
+                    })
                 })
                 .collect();
             out.push(Action::Execute(ExecJob {
@@ -1187,7 +1412,7 @@ impl<S: Scheme> Batcher<S> {
                 .filter(|(d, h)| h.batch.author != me && !self.certs.contains_key(d))
                 .count(),
             certified: self.certified.len(),
-            finalized_recent: self.finalized_recent.len(),
+            finalized_recent: self.finalized.len(),
             finalized_waiting: self.finalized_waiting.len(),
             fetching: self.fetching.len(),
             pool_txs: self.pool.len(),
@@ -1200,27 +1425,13 @@ impl<S: Scheme> Batcher<S> {
     }
 
     /// Evict unpinned batches while the cache is over a bound. True when
-    /// pinned batches alone reach a bound.
-    fn trim(&mut self, now_us: u64) -> bool {
-        let me = self.cfg.me;
-        let ttl = self.cfg.uncertified_ttl_us;
-        let (held, certs, certified, waiting) = (
-            &self.held,
-            &self.certs,
-            &self.certified,
-            &self.finalized_waiting,
-        );
-        let waiting_set: HashSet<Digest> = waiting
-            .iter()
-            .flat_map(|(b, _)| b.payload.iter().copied())
-            .collect();
+    /// pinned batches alone reach a bound. Pinned: held (not executed, not
+    /// expired: a stored vote promises it until its expiry), certified, or
+    /// needed by a waiting block.
+    fn trim(&mut self) -> bool {
+        let (held, certified, waiting) = (&self.held, &self.certified, &self.waiting);
         let pinned = |d: &Digest| {
-            certified.contains_key(d)
-                || waiting_set.contains(d)
-                || held.get(d).is_some_and(|h| {
-                    !certs.contains_key(d)
-                        && (h.batch.author == me || now_us.saturating_sub(h.arrived_us) <= ttl)
-                })
+            held.contains_key(d) || certified.contains_key(d) || waiting.contains_key(d)
         };
         self.cache.trim(pinned);
         self.cache.over_bounds()

@@ -3,7 +3,7 @@
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
 use plume_protocol::PreparedTx;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A batch as a validator holds it: its author, its digest (over the
@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct Batch {
     /// The author's committee index.
     pub author: u32,
+    /// The last block height that may carry it (part of the digest).
+    pub expires: u64,
     /// Batch digest.
     pub digest: Digest,
     /// Decoded transactions (`None`: did not decode).
@@ -24,7 +26,7 @@ pub struct Batch {
 
 impl Batch {
     /// Decode `raw` (no signature checks) and compute the digest.
-    pub fn from_raw(author: u32, raw: Vec<Vec<u8>>) -> Batch {
+    pub fn from_raw(author: u32, expires: u64, raw: Vec<Vec<u8>>) -> Batch {
         let txs = raw
             .iter()
             .map(|r| {
@@ -35,7 +37,8 @@ impl Batch {
             .collect();
         Batch {
             author,
-            digest: plume_protocol::batch::batch_digest(author, &raw),
+            expires,
+            digest: plume_protocol::batch::batch_digest(author, expires, &raw),
             txs,
             raw,
         }
@@ -157,49 +160,78 @@ impl BatchCache {
     }
 }
 
-/// A bounded set of recent digests (oldest forgotten first).
+/// The payload digests of finalized blocks within a window of heights:
+/// what the vote rule needs to refuse a batch that is already final (a
+/// batch can only be proposed up to its expiry height, so a window of the
+/// longest expiry accepted covers every digest that could come back).
 #[derive(Debug, Default)]
-pub struct RecentDigests {
-    set: HashSet<Digest>,
-    order: VecDeque<Digest>,
+pub struct FinalizedIndex {
+    by_height: std::collections::BTreeMap<u64, Vec<Digest>>,
+    at: HashMap<Digest, u64>,
 }
 
-impl RecentDigests {
-    /// Remember `d`, forgetting the oldest beyond `max`.
-    pub fn insert(&mut self, d: Digest, max: usize) {
-        if self.set.insert(d) {
-            self.order.push_back(d);
-            while self.order.len() > max {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+impl FinalizedIndex {
+    /// Block `height` finalized these digests.
+    pub fn insert(&mut self, height: u64, digests: &[Digest]) {
+        let mut kept = Vec::with_capacity(digests.len());
+        for d in digests {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry(*d) {
+                e.insert(height);
+                kept.push(*d);
+            }
+        }
+        self.by_height.entry(height).or_default().extend(kept);
+    }
+
+    /// Forget heights below `floor`.
+    pub fn prune_below(&mut self, floor: u64) {
+        let keep = self.by_height.split_off(&floor);
+        for (_, ds) in std::mem::replace(&mut self.by_height, keep) {
+            for d in ds {
+                self.at.remove(&d);
             }
         }
     }
 
-    /// Whether `d` is remembered.
-    pub fn contains(&self, d: &Digest) -> bool {
-        self.set.contains(d)
+    /// The height that finalized `d`, if within the window.
+    pub fn height_of(&self, d: &Digest) -> Option<u64> {
+        self.at.get(d).copied()
     }
 
     /// Digests remembered.
     pub fn len(&self) -> usize {
-        self.set.len()
+        self.at.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.at.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_finalized_index_keeps_a_window_of_heights() {
+        let d = |i: u8| Digest([i; 32]);
+        let mut f = FinalizedIndex::default();
+        f.insert(5, &[d(1), d(2)]);
+        f.insert(6, &[d(3)]);
+        f.insert(7, &[d(1)]);
+        assert_eq!(f.height_of(&d(1)), Some(5), "the first finalization counts");
+        f.prune_below(6);
+        assert_eq!(f.height_of(&d(1)), None);
+        assert_eq!(f.height_of(&d(3)), Some(6));
+        assert_eq!(f.len(), 1);
+    }
 
     fn batch(i: u32, txs: usize, tx_len: usize) -> Arc<Batch> {
         Arc::new(Batch {
             author: 0,
+            expires: 0,
             digest: plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
             txs: (0..txs).map(|_| None).collect(),
             raw: vec![vec![0u8; tx_len]; txs],
@@ -273,19 +305,5 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), one);
         assert!(!c.over_bounds());
-    }
-
-    #[test]
-    fn recent_digests_are_bounded() {
-        let mut r = RecentDigests::default();
-        for i in 0..10u32 {
-            r.insert(
-                plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes()),
-                4,
-            );
-        }
-        assert_eq!(r.len(), 4);
-        let d = |i: u32| plume_crypto::hash(plume_crypto::Domain::Tx, &i.to_le_bytes());
-        assert!(r.contains(&d(9)) && r.contains(&d(6)) && !r.contains(&d(5)));
     }
 }

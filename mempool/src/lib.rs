@@ -18,5 +18,5 @@ pub use batcher::{
     Action, Batcher, BatcherConfig, CertifiedBatch, Counters, Evidence, ExecJob, LogItem, Refusal,
     Sizes,
 };
-pub use cache::{batch_bytes, Batch, BatchCache, RecentDigests};
+pub use cache::{batch_bytes, Batch, BatchCache, FinalizedIndex};
 pub use pool::{Mempool, MempoolError};

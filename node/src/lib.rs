@@ -18,6 +18,7 @@
 //! `plume_consensus`'s, batching `plume_mempool`'s, the ledger
 //! `plume_execution`'s. This crate moves bytes and time between them.
 
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod devnet;

@@ -274,8 +274,6 @@ pub struct NodeMetrics {
     pub malformed_msgs: Count,
     /// Consensus messages rejected by the engine.
     pub consensus_rejected: Count,
-    /// Transactions cut from over-full blocks.
-    pub txs_cut: Count,
     /// Notifications dropped because a subscriber was slow.
     pub notifications_dropped: Count,
     /// Batch votes sent.
@@ -294,6 +292,8 @@ pub struct NodeMetrics {
     pub proposals_refused: Count,
     /// Work dropped because the signature role's queue was full.
     pub shed_sig_queue: Count,
+    /// Peer work dropped: the peer's budget was spent.
+    pub peer_budget_shed: Count,
     /// Batch log syncs.
     pub batch_log_syncs: Count,
     /// Own batches: cut to certificate.
@@ -342,7 +342,6 @@ impl NodeMetrics {
             view_changes: Count::default(),
             malformed_msgs: Count::default(),
             consensus_rejected: Count::default(),
-            txs_cut: Count::default(),
             notifications_dropped: Count::default(),
             batch_votes_sent: Count::default(),
             batch_certs_formed: Count::default(),
@@ -352,6 +351,7 @@ impl NodeMetrics {
             batch_evidence: Count::default(),
             proposals_refused: Count::default(),
             shed_sig_queue: Count::default(),
+            peer_budget_shed: Count::default(),
             batch_log_syncs: Count::default(),
             certified_latency: Histogram::new(STAGE_BUCKETS_S),
             tx_certified_latency: Histogram::new(STAGE_BUCKETS_S),
@@ -414,11 +414,6 @@ impl NodeMetrics {
                 &m.consensus_rejected,
             ),
             (
-                "plume_txs_cut",
-                "Transactions cut from blocks over block_txs_max.",
-                &m.txs_cut,
-            ),
-            (
                 "plume_notifications_dropped",
                 "Subscription notifications dropped.",
                 &m.notifications_dropped,
@@ -455,13 +450,18 @@ impl NodeMetrics {
             ),
             (
                 "plume_proposals_refused",
-                "Proposals refused: a batch without a valid certificate.",
+                "Proposals refused by the vote rule of certified batches.",
                 &m.proposals_refused,
             ),
             (
                 "plume_shed_sig_queue",
                 "Work dropped: the signature queue was full.",
                 &m.shed_sig_queue,
+            ),
+            (
+                "plume_peer_budget_shed",
+                "Peer work dropped: the peer spent its budget (signatures or bytes served).",
+                &m.peer_budget_shed,
             ),
             (
                 "plume_batch_log_syncs",

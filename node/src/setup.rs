@@ -135,6 +135,9 @@ pub struct Opened {
     pub recovered: Option<Recovered<BlsScheme>>,
     /// Height of the last committed block.
     pub height: u64,
+    /// Payload digests of the last `plume_mempool::batcher::FINALIZED_WINDOW`
+    /// committed blocks, by height (the vote rule's memory of what is final).
+    pub recent_payloads: Vec<(u64, Vec<plume_crypto::Digest>)>,
 }
 
 /// Open the store in `HOME/data`, committing the genesis state on the
@@ -183,6 +186,24 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         }
         None => bail!("store head {} has no block record", head.finalized_height),
     };
+    let mut recent_payloads = Vec::new();
+    let floor = head
+        .finalized_height
+        .saturating_sub(plume_mempool::batcher::FINALIZED_WINDOW)
+        .max(1);
+    for h in floor..=head.finalized_height {
+        let Some(rec) = store.block(h)? else {
+            bail!(
+                "store has no block record at height {h} (head {})",
+                head.finalized_height
+            );
+        };
+        let (b, _) = plume_protocol::proof::decode_block_record(&rec.bytes)
+            .with_context(|| format!("stored block {h}"))?;
+        if !b.payload.is_empty() {
+            recent_payloads.push((h, b.payload));
+        }
+    }
     let restarted = safety.is_some() || head.finalized_height > 0;
     let recovered = restarted.then(|| Recovered {
         safety,
@@ -194,7 +215,7 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         store,
         safety_file,
         recovered,
-
         height: head.finalized_height,
+        recent_payloads,
     })
 }

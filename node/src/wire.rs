@@ -23,10 +23,10 @@ pub const TX_BYTES_MAX: usize = plume_protocol::tx::TX_BYTES_MAX;
 /// Most batch digests one batch request may name.
 pub const BATCH_REQUEST_MAX: usize = 256;
 /// Everything of a batch frame but the transactions' bytes, at most: tag,
-/// author, verdict, count, a length prefix per transaction, and a
+/// author, expiry, verdict, count, a length prefix per transaction, and a
 /// certificate.
 pub const BATCH_FRAME_OVERHEAD_MAX: usize =
-    1 + 4 + VERDICT_BYTES_MAX + 4 + 4 * BATCH_TXS_MAX + 1 + CERT_BYTES_MAX;
+    1 + 4 + 8 + VERDICT_BYTES_MAX + 4 + 4 * BATCH_TXS_MAX + 1 + CERT_BYTES_MAX;
 /// Most bytes of transactions in one batch: a full batch, with its
 /// certificate, still fits one frame.
 pub const BATCH_BYTES_MAX: usize = FRAME_BYTES_MAX - BATCH_FRAME_OVERHEAD_MAX;
@@ -48,6 +48,8 @@ pub enum NetMsg {
     Batch {
         /// The author.
         author: u32,
+        /// The last block height that may carry it.
+        expires: u64,
         /// The author's verdict.
         verdict: Verdict,
         /// The encoded transactions.
@@ -89,12 +91,14 @@ pub fn encode(msg: &NetMsg) -> Vec<u8> {
         }
         NetMsg::Batch {
             author,
+            expires,
             verdict,
             txs,
             cert,
         } => {
             w.u8(2);
             w.u32(*author);
+            w.u64(*expires);
             verdict.write(&mut w);
             w.u32(txs.len() as u32);
             for t in txs {
@@ -149,6 +153,7 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
         1 => NetMsg::Consensus(r.message()?),
         2 => {
             let author = r.u32()?;
+            let expires = r.u64()?;
             let verdict = Verdict::read(&mut r)?;
             let n = r.count(BATCH_TXS_MAX, "too many transactions in batch")?;
             let mut txs = Vec::with_capacity(n);
@@ -162,6 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
             };
             NetMsg::Batch {
                 author,
+                expires,
                 verdict,
                 txs,
                 cert,
@@ -227,6 +233,7 @@ mod tests {
             digest: Digest([6; 32]),
             author: 0,
             items: 3,
+            expires: 9,
         };
         BatchCertificate::from_votes(
             id,
@@ -303,12 +310,14 @@ mod tests {
             }),
             NetMsg::Batch {
                 author: 2,
+                expires: 300,
                 verdict: Verdict::new(vec![1]),
                 txs: vec![vec![1, 2, 3], vec![]],
                 cert: None,
             },
             NetMsg::Batch {
                 author: 0,
+                expires: 9,
                 verdict: Verdict::all_valid(),
                 txs: vec![vec![5; 40]],
                 cert: Some(sample_cert()),
@@ -356,6 +365,7 @@ mod tests {
         );
         let mut b = vec![2u8];
         b.extend_from_slice(&0u32.to_le_bytes()); // author
+        b.extend_from_slice(&0u64.to_le_bytes()); // expiry
         b.extend_from_slice(&0u32.to_le_bytes()); // empty verdict
         b.extend_from_slice(&(BATCH_TXS_MAX as u32 + 1).to_le_bytes());
         assert_eq!(
@@ -371,6 +381,7 @@ mod tests {
         let per = BATCH_BYTES_MAX / BATCH_TXS_MAX;
         let m = NetMsg::Batch {
             author: 1,
+            expires: u64::MAX,
             verdict: Verdict::new((0..BATCH_TXS_MAX as u32).collect()),
             txs: vec![vec![0u8; per.min(TX_BYTES_MAX)]; BATCH_TXS_MAX],
             cert: Some(sample_cert()),

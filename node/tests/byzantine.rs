@@ -7,6 +7,9 @@
 //! - a leader proposes digests nobody certified: no honest vote, the view
 //!   times out, the chain moves on;
 //! - a batch one validator never received is fetched and executed;
+//! - a leader proposing an executed batch again, with its genuine
+//!   certificate: refused (a batch is final once);
+//! - a batch sent under another validator's name: not stored, no vote;
 //! - the author is killed right after its batch is certified: the others
 //!   still execute it;
 //! - a client key with a small-order component: 1,000 transactions, one
@@ -26,7 +29,7 @@ use plume_protocol::Transaction;
 use rogue::{Consensus, Rogue};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{exe, final_on, free_base, height, metric, submit, wait_height};
+use support::{diag, exe, final_on, free_base, height, metric, submit, wait_height};
 
 /// A network of `n` validators where the last one is not started (the
 /// test runs it as a rogue, or not at all).
@@ -62,9 +65,10 @@ fn hash_of(t: &Transaction) -> String {
     t.body.signing_hash().to_hex()
 }
 
-fn batch_msg(author: u32, txs: &[Vec<u8>]) -> NetMsg {
+fn batch_msg(author: u32, expires: u64, txs: &[Vec<u8>]) -> NetMsg {
     NetMsg::Batch {
         author,
+        expires,
         verdict: Verdict::all_valid(),
         txs: txs.to_vec(),
         cert: None,
@@ -94,13 +98,14 @@ fn two_versions(n: usize, a: &[u32], b: &[u32], expect_certified: bool) {
     let mut flipped = txs[0].clone();
     flipped.signatures[0][7] ^= 0x40;
     vb[0] = flipped.to_bytes();
-    let (ida, idb) = (rogue.batch_id(&va), rogue.batch_id(&vb));
+    let expires = height(&net, 0) + 1000;
+    let (ida, idb) = (rogue.batch_id(&va, expires), rogue.batch_id(&vb, expires));
     assert_ne!(ida.digest, idb.digest, "the digest binds signature bytes");
     for &i in a {
-        rogue.send(i, Channel::Bulk, &batch_msg(rogue.me, &va));
+        rogue.send(i, Channel::Bulk, &batch_msg(rogue.me, ida.expires, &va));
     }
     for &i in b {
-        rogue.send(i, Channel::Bulk, &batch_msg(rogue.me, &vb));
+        rogue.send(i, Channel::Bulk, &batch_msg(rogue.me, idb.expires, &vb));
     }
     // Once they hold it (a request for a batch not held yet is ignored).
     std::thread::sleep(Duration::from_millis(500));
@@ -129,7 +134,7 @@ fn two_versions(n: usize, a: &[u32], b: &[u32], expect_certified: bool) {
             let mut receipts = Vec::new();
             for &i in &honest {
                 let v = final_on(&net.apis[i], &hash_of(t), Duration::from_secs(60))
-                    .unwrap_or_else(|| panic!("not final on validator {i}"));
+                    .unwrap_or_else(|| panic!("not final on validator {i}{}", diag(&net)));
                 assert_eq!(v["receipt"]["status"], "Success");
                 receipts.push(v["receipt"].clone());
             }
@@ -176,14 +181,15 @@ fn a_leader_proposing_uncertified_batches_gets_no_vote_and_the_chain_moves_on() 
     let stored = transfers(&net, 20, 2);
     let raw: Vec<Vec<u8>> = stored.iter().map(Transaction::to_bytes).collect();
     let unknown = Digest([0xab; 32]);
-    let held = plume_protocol::batch::batch_digest(3, &raw);
+    let expires = height(&net, 0) + 1000;
+    let held = plume_protocol::batch::batch_digest(3, expires, &raw);
     let rogue = Rogue::start(
         &net.homes[3],
-        Consensus::ProposeUncertified(vec![held, unknown]),
+        Consensus::propose_uncertified(vec![held, unknown]),
     );
     rogue.wait_connected(3, Duration::from_secs(30));
-    rogue.send(0, Channel::Bulk, &batch_msg(3, &raw));
-    rogue.send(1, Channel::Bulk, &batch_msg(3, &raw));
+    rogue.send(0, Channel::Bulk, &batch_msg(3, expires, &raw));
+    rogue.send(1, Channel::Bulk, &batch_msg(3, expires, &raw));
     // Until the rogue has led a few views (and been refused).
     let deadline = Instant::now() + Duration::from_secs(90);
     while rogue.proposals.load(std::sync::atomic::Ordering::Relaxed) < 3 {
@@ -223,10 +229,10 @@ fn a_certified_batch_one_validator_never_received_is_fetched_and_run() {
     wait_height(&net, 0, 2, Duration::from_secs(60));
     let txs = transfers(&net, 40, 3);
     let raw: Vec<Vec<u8>> = txs.iter().map(Transaction::to_bytes).collect();
-    let id = rogue.batch_id(&raw);
+    let id = rogue.batch_id(&raw, height(&net, 0) + 1000);
     // Validator 2 never gets the batch, only its certificate.
     for i in [0, 1] {
-        rogue.send(i, Channel::Bulk, &batch_msg(3, &raw));
+        rogue.send(i, Channel::Bulk, &batch_msg(3, id.expires, &raw));
     }
     std::thread::sleep(Duration::from_millis(500));
     for i in [0, 1] {
@@ -398,4 +404,118 @@ fn a_mixed_order_client_key_gets_one_verdict_on_every_validator_1000_times() {
     }
     let h = height(&net, 0);
     assert_roots_equal(&net, h);
+}
+
+/// The rogue authors a certified batch of `k` transfers from accounts
+/// `from..from+k` (stored by 0 and 1, certified with their votes) and
+/// sends the certificate to every honest validator.
+fn certified_batch(
+    net: &LocalNet,
+    rogue: &Rogue,
+    from: usize,
+    k: usize,
+) -> (Vec<Transaction>, plume_protocol::batch::BatchCertificate) {
+    let txs = transfers(net, from, k);
+    let raw: Vec<Vec<u8>> = txs.iter().map(Transaction::to_bytes).collect();
+    let id = rogue.batch_id(&raw, height(net, 0) + 1000);
+    for i in [0, 1] {
+        rogue.send(i, Channel::Bulk, &batch_msg(rogue.me, id.expires, &raw));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for i in [0, 1] {
+        rogue.send(i, Channel::Bulk, &NetMsg::VerifyRequest(id.digest));
+    }
+    let cert = rogue
+        .certify(&id, &Verdict::all_valid(), Duration::from_secs(10))
+        .expect("two holders and the author certify it");
+    for i in 0..3 {
+        rogue.send(i, Channel::Bulk, &NetMsg::BatchCert(cert.clone()));
+    }
+    (txs, cert)
+}
+
+#[test]
+fn a_leader_proposing_an_executed_batch_again_with_its_certificate_is_refused() {
+    let (_d, net) = net_without_last(4);
+    let rewrite: rogue::Rewrite = Default::default();
+    let rogue = Rogue::start(&net.homes[3], Consensus::Propose(rewrite.clone()));
+    rogue.wait_connected(3, Duration::from_secs(30));
+    wait_height(&net, 0, 2, Duration::from_secs(60));
+    let (txs, cert) = certified_batch(&net, &rogue, 70, 2);
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let v = final_on(&net.apis[i], &hash_of(&txs[0]), Duration::from_secs(60)).expect("final");
+        first.push(v["height"].clone());
+    }
+    // Now every proposal of the rogue names that batch again, with its
+    // genuine certificate attached; and it replays the certificate.
+    *rewrite.lock().unwrap() = (vec![cert.digest()], vec![cert.clone()]);
+    for i in 0..3 {
+        rogue.send(i, Channel::Bulk, &NetMsg::BatchCert(cert.clone()));
+    }
+    let refused = |net: &LocalNet| -> u64 {
+        (0..3)
+            .map(|i| metric(&net.apis[i], "plume_proposals_refused_total"))
+            .sum()
+    };
+    let proposals = || rogue.proposals.load(std::sync::atomic::Ordering::Relaxed);
+    let (refused0, proposals0) = (refused(&net), proposals());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while proposals() < proposals0 + 3 {
+        assert!(Instant::now() < deadline, "the rogue never led again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused(&net) >= refused0 + 3, "refused as already final");
+    // The chain goes on; the batch ran once, at its first height.
+    let t = &transfers(&net, 80, 1)[0];
+    submit(&net.apis[0], t).unwrap();
+    for i in 0..3 {
+        final_on(&net.apis[i], &hash_of(t), Duration::from_secs(60)).expect("the chain moves on");
+        let v = rpc(
+            &net.apis[i],
+            "plume_getTransaction",
+            json!([hash_of(&txs[0])]),
+        )
+        .unwrap();
+        assert_eq!(v["height"], first[i]);
+    }
+    let h = height(&net, 0);
+    assert_roots_equal(&net, h);
+}
+
+#[test]
+fn a_batch_sent_under_another_validators_name_is_not_stored() {
+    let (_d, net) = net_without_last(4);
+    let rogue = Rogue::start(&net.homes[3], Consensus::Silent);
+    rogue.wait_connected(3, Duration::from_secs(30));
+    wait_height(&net, 0, 2, Duration::from_secs(60));
+    let txs = transfers(&net, 90, 2);
+    let mut raw: Vec<Vec<u8>> = txs.iter().map(Transaction::to_bytes).collect();
+    let mut bad = txs[1].clone();
+    bad.signatures[0][3] ^= 1;
+    raw[1] = bad.to_bytes();
+    let expires = height(&net, 0) + 1000;
+    let votes = |net: &LocalNet| -> Vec<u64> {
+        (0..3)
+            .map(|i| metric(&net.apis[i], "plume_batch_votes_sent_total"))
+            .collect()
+    };
+    let malformed = |net: &LocalNet| -> u64 {
+        (0..3)
+            .map(|i| metric(&net.apis[i], "plume_malformed_messages_total"))
+            .sum()
+    };
+    let (v0, m0) = (votes(&net), malformed(&net));
+    // Validator 0's name, to validator 0 itself and to 1 and 2.
+    for i in 0..3 {
+        rogue.send(i, Channel::Bulk, &batch_msg(0, expires, &raw));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(votes(&net), v0, "nobody voted for it");
+    assert!(malformed(&net) >= m0 + 3, "each refused and counted it");
+    for t in &txs {
+        for i in 0..3 {
+            assert!(rpc(&net.apis[i], "plume_getTransaction", json!([hash_of(t)])).is_err());
+        }
+    }
 }

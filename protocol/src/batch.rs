@@ -51,22 +51,24 @@ pub fn items_root(leaves: &[Digest]) -> Digest {
 }
 
 /// The digest from its parts (what a proof recomputes).
-pub fn digest_from_root(author: u32, count: u32, root: &Digest) -> Digest {
+pub fn digest_from_root(author: u32, expires: u64, count: u32, root: &Digest) -> Digest {
     hash_parts(
         Domain::Batch,
         &[
             DIGEST_TAG,
             &author.to_le_bytes(),
+            &expires.to_le_bytes(),
             &count.to_le_bytes(),
             root.as_bytes(),
         ],
     )
 }
 
-/// The digest of `author`'s batch of `items` (raw encodings).
-pub fn batch_digest(author: u32, items: &[Vec<u8>]) -> Digest {
+/// The digest of `author`'s batch of `items` (raw encodings) that blocks
+/// may carry up to height `expires`.
+pub fn batch_digest(author: u32, expires: u64, items: &[Vec<u8>]) -> Digest {
     let leaves: Vec<Digest> = items.iter().map(|r| item_leaf(r)).collect();
-    digest_from_root(author, items.len() as u32, &items_root(&leaves))
+    digest_from_root(author, expires, items.len() as u32, &items_root(&leaves))
 }
 
 /// Which items of a batch are invalid (a bad or missing signature, or an
@@ -144,6 +146,8 @@ pub struct BatchId {
     pub author: u32,
     /// Its item count.
     pub items: u32,
+    /// The last block height that may carry it (part of the digest).
+    pub expires: u64,
 }
 
 impl BatchId {
@@ -152,7 +156,8 @@ impl BatchId {
             .update_u64(self.epoch)
             .update(self.digest.as_bytes())
             .update_u64(u64::from(self.author))
-            .update_u64(u64::from(self.items));
+            .update_u64(u64::from(self.items))
+            .update_u64(self.expires);
     }
 
     fn write(&self, w: &mut Writer) {
@@ -160,6 +165,7 @@ impl BatchId {
         w.digest(&self.digest);
         w.u32(self.author);
         w.u32(self.items);
+        w.u64(self.expires);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<BatchId, CodecError> {
@@ -170,11 +176,13 @@ impl BatchId {
         if items as usize > BATCH_TXS_MAX {
             return Err(CodecError("batch item count over the limit"));
         }
+        let expires = r.u64()?;
         Ok(BatchId {
             epoch,
             digest,
             author,
             items,
+            expires,
         })
     }
 }
@@ -384,13 +392,16 @@ impl BatchCommittee {
 /// Longest encoded verdict.
 pub const VERDICT_BYTES_MAX: usize = 4 + 4 * BATCH_TXS_MAX;
 /// Longest encoded certificate (every bound at its maximum).
-pub const CERT_BYTES_MAX: usize =
-    (8 + 32 + 4 + 4) + VERDICT_BYTES_MAX + 2 * (4 + VOTERS_MAX.div_ceil(8)) + 4 + 64 * VOTERS_MAX;
+pub const CERT_BYTES_MAX: usize = (8 + 32 + 4 + 4 + 8)
+    + VERDICT_BYTES_MAX
+    + 2 * (4 + VOTERS_MAX.div_ceil(8))
+    + 4
+    + 64 * VOTERS_MAX;
 
 /// A batch certificate: the batch is available and its verdict checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchCertificate {
-    /// The batch (epoch, digest, author, item count).
+    /// The batch (epoch, digest, author, item count, expiry).
     pub id: BatchId,
     /// Which items are invalid.
     pub verdict: Verdict,
@@ -584,22 +595,22 @@ mod tests {
     }
 
     #[test]
-    fn digests_bind_every_byte_and_the_author() {
+    fn digests_bind_every_byte_the_author_and_the_expiry() {
         let items = vec![vec![1u8, 2, 3], vec![4u8; 70]];
-        let d = batch_digest(2, &items);
+        let d = batch_digest(2, 9, &items);
         let mut flipped = items.clone();
         flipped[1][69] ^= 1;
-        assert_ne!(batch_digest(2, &flipped), d, "a signature byte");
-        assert_ne!(batch_digest(3, &items), d, "the author");
-        assert_ne!(batch_digest(2, &items[..1]), d, "an item");
+        assert_ne!(batch_digest(2, 9, &flipped), d, "a signature byte");
+        assert_ne!(batch_digest(3, 9, &items), d, "the author");
+        assert_ne!(batch_digest(2, 10, &items), d, "the expiry");
+        assert_ne!(batch_digest(2, 9, &items[..1]), d, "an item");
         let leaves: Vec<Digest> = items.iter().map(|r| item_leaf(r)).collect();
-        assert_eq!(digest_from_root(2, 2, &items_root(&leaves)), d);
-        // Pinned: changing the digest changes every block.
-        assert_eq!(
-            d.to_hex(),
-            batch_digest(2, &[vec![1u8, 2, 3], vec![4u8; 70]]).to_hex()
-        );
+        assert_eq!(digest_from_root(2, 9, 2, &items_root(&leaves)), d);
+        // Pinned: a change of the digest's shape changes every block.
+        assert_eq!(d.to_hex(), PINNED_DIGEST);
     }
+
+    const PINNED_DIGEST: &str = "5b86c794e747d411f59a13201ee9fa79515ed140ee1e3c183418613d789fc810";
 
     #[test]
     fn the_largest_certificate_fits_its_bound() {
@@ -609,6 +620,7 @@ mod tests {
             digest: Digest([1; 32]),
             author: 0,
             items: BATCH_TXS_MAX as u32,
+            expires: u64::MAX,
         };
         let votes: Vec<(u32, bool, [u8; 64])> =
             (0..n as u32).map(|i| (i, i % 2 == 0, [7; 64])).collect();
@@ -646,6 +658,7 @@ mod tests {
             digest: Digest([5; 32]),
             author: 0,
             items: 10,
+            expires: 100,
         };
         let verdict = Verdict::new(vec![3, 1, 3]);
         assert_eq!(verdict.invalid(), &[1, 3]);

@@ -47,6 +47,8 @@ fn invalid(s: impl Into<String>) -> ProofError {
 pub struct BatchRecord {
     /// The batch's author.
     pub author: u32,
+    /// The batch's expiry height (part of its digest).
+    pub expires: u64,
     /// Leaves, in batch order.
     pub leaves: Vec<Digest>,
 }
@@ -59,6 +61,7 @@ pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[BatchRecord]) ->
     w.u32(batches.len() as u32);
     for b in batches {
         w.u32(b.author);
+        w.u64(b.expires);
         w.u32(b.leaves.len() as u32);
         for d in &b.leaves {
             w.digest(d);
@@ -80,12 +83,17 @@ pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<BatchRec
     let mut batches = Vec::with_capacity(nb);
     for _ in 0..nb {
         let author = r.u32().map_err(e)?;
+        let expires = r.u64().map_err(e)?;
         let k = r.count(BATCH_TXS_MAX, "batch too large").map_err(e)?;
         let mut leaves = Vec::with_capacity(k);
         for _ in 0..k {
             leaves.push(r.digest().map_err(e)?);
         }
-        batches.push(BatchRecord { author, leaves });
+        batches.push(BatchRecord {
+            author,
+            expires,
+            leaves,
+        });
     }
     r.finish().map_err(e)?;
     Ok((block, batches))
@@ -101,6 +109,8 @@ pub struct FinalityProof {
     pub tx_bytes: String,
     /// Author of the transaction's batch (part of the batch digest).
     pub batch_author: u32,
+    /// Expiry height of the transaction's batch (part of the batch digest).
+    pub batch_expires: u64,
     /// Blocks (hex, wire encoding) from the transaction's block up to the
     /// directly committed block, each the parent of the next.
     pub chain: Vec<String>,
@@ -193,7 +203,7 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofE
     let root = incl
         .root_from(&merkle::leaf_hash(item_leaf(&raw).as_bytes()))
         .map_err(|e| invalid(format!("transaction not in batch: {e}")))?;
-    if digest_from_root(p.batch_author, p.batch_len, &root) != *batch {
+    if digest_from_root(p.batch_author, p.batch_expires, p.batch_len, &root) != *batch {
         return Err(invalid("transaction not in batch: digest mismatch"));
     }
     Ok(first.height)
@@ -206,6 +216,8 @@ pub struct Located {
     pub batch_index: u32,
     /// The batch's author.
     pub batch_author: u32,
+    /// The batch's expiry height.
+    pub batch_expires: u64,
     /// Position of the transaction in the batch.
     pub tx_index: u32,
     /// Batch length.
@@ -229,6 +241,7 @@ pub fn locate(batches: &[BatchRecord], leaf: &Digest) -> Option<Located> {
             return Some(Located {
                 batch_index: bi as u32,
                 batch_author: b.author,
+                batch_expires: b.expires,
                 tx_index: ti as u32,
                 batch_len: b.leaves.len() as u32,
                 siblings: p.siblings,

@@ -51,6 +51,7 @@ fn tx(sender: u8, seq: u64, good_sig: bool) -> (PreparedTx, Vec<u8>) {
 #[derive(Default)]
 struct Seen {
     offered: Vec<Digest>,
+    withdrawn: Vec<Digest>,
     executed: Vec<ExecJob<BlsScheme>>,
     verifications: usize,
     evidence: usize,
@@ -66,6 +67,8 @@ struct Net {
     cut: BTreeSet<(u32, u32)>,
     now: u64,
     committee: BatchCommittee,
+    /// Height of the next block each validator finalizes.
+    heights: Vec<u64>,
 }
 
 impl Net {
@@ -85,6 +88,7 @@ impl Net {
             cut: BTreeSet::new(),
             now: 0,
             committee: c,
+            heights: vec![1; n as usize],
         }
     }
 
@@ -108,7 +112,11 @@ impl Net {
                 Action::SendBatch { batch, verdict, to } => {
                     for t in to {
                         if self.reaches(i, t) {
-                            let copy = Arc::new(Batch::from_raw(batch.author, batch.raw.clone()));
+                            let copy = Arc::new(Batch::from_raw(
+                                batch.author,
+                                batch.expires,
+                                batch.raw.clone(),
+                            ));
                             let mut o = Vec::new();
                             self.b[t as usize].on_batch(
                                 copy,
@@ -163,16 +171,18 @@ impl Net {
                 Action::AskVerify { to, digest } => {
                     if self.reaches(i, to) {
                         let mut o = Vec::new();
-                        self.b[to as usize].on_verify_request(&digest, &mut o);
+                        self.b[to as usize].on_verify_request(&digest, i, &mut o);
                         queue.extend(o.into_iter().map(|a| (to, a)));
                     }
                 }
                 Action::Offer(ds) => self.seen[iu].offered.extend(ds.iter().map(|(d, _)| *d)),
+                Action::Withdraw(ds) => self.seen[iu].withdrawn.extend(ds),
                 Action::Fetch { from, digests } => {
                     self.seen[iu].fetches.push((from, digests.clone()));
                     if self.reaches(i, from) && self.reaches(from, i) {
                         for (b, v, c) in self.b[from as usize].serve(&digests) {
-                            let copy = Arc::new(Batch::from_raw(b.author, b.raw.clone()));
+                            let copy =
+                                Arc::new(Batch::from_raw(b.author, b.expires, b.raw.clone()));
                             self.b[iu].on_batch(copy, v, Some(c), self.now, &mut out);
                         }
                     }
@@ -197,7 +207,9 @@ impl Net {
     }
 
     fn finalize(&mut self, i: u32, payload: Vec<Digest>) {
-        let (block, proof) = finalized(payload);
+        let h = self.heights[i as usize];
+        self.heights[i as usize] += 1;
+        let (block, proof) = finalized(payload, h);
         let mut out = Vec::new();
         self.b[i as usize].on_finalized(block, proof, self.now, &mut out);
         self.run(i, out);
@@ -228,10 +240,16 @@ fn verdict_of(b: &Batch) -> Verdict {
     Verdict::new(invalid)
 }
 
-fn finalized(payload: Vec<Digest>) -> (Block<BlsScheme>, CommitProof<BlsScheme>) {
-    let g = Block::<BlsScheme>::genesis(1);
-    let block = Block::new(0, 1, 0, payload, QuorumCert::genesis(0, &g));
-    let child = Block::new(0, 2, 0, vec![], QuorumCert::genesis(0, &block));
+fn finalized(payload: Vec<Digest>, height: u64) -> (Block<BlsScheme>, CommitProof<BlsScheme>) {
+    let parent = QuorumCert {
+        epoch: 0,
+        view: height - 1,
+        block: Digest([height as u8; 32]),
+        height: height - 1,
+        cert: None,
+    };
+    let block = Block::new(0, height, 0, payload, parent);
+    let child = Block::new(0, height + 1, 0, vec![], QuorumCert::genesis(0, &block));
     let proof = CommitProof {
         child_qc: QuorumCert::genesis(0, &child),
         child,
@@ -275,7 +293,8 @@ fn a_batch_is_certified_offered_everywhere_and_verified_by_f_plus_one() {
         net.finalize(i, vec![d]);
         assert_eq!(net.seen[i as usize].executed.len(), 1);
         let job = &net.seen[i as usize].executed[0];
-        assert!(job.batches[0].runs(0) && job.batches[0].runs(1));
+        let b0 = job.batches[0].as_ref().expect("runs");
+        assert!(b0.runs(0) && b0.runs(1));
     }
     net.now += 10 * REPROPOSE_AFTER_US;
     net.tick_all();
@@ -288,7 +307,8 @@ fn a_silent_designated_verifier_is_replaced_after_the_timeout() {
     net.submit(0, 1, 0);
     // Find who verifies first for the batch 0 will cut, and silence it.
     let (p, bytes) = tx(1, 0, true);
-    let digest = plume_protocol::batch::batch_digest(0, std::slice::from_ref(&bytes));
+    let digest =
+        plume_protocol::batch::batch_digest(0, EXPIRY_BLOCKS, std::slice::from_ref(&bytes));
     let _ = p;
     let first = net.committee.designated(&digest, 0)[1];
     net.down.insert(first);
@@ -315,7 +335,7 @@ fn a_lying_author_gets_evidence_and_no_certificate() {
     let mut net = Net::new(4);
     let (_, good) = tx(1, 0, true);
     let (_, bad) = tx(2, 0, false);
-    let batch = Arc::new(Batch::from_raw(0, vec![good, bad]));
+    let batch = Arc::new(Batch::from_raw(0, EXPIRY_BLOCKS, vec![good, bad]));
     net.run(
         0,
         vec![Action::SendBatch {
@@ -348,8 +368,8 @@ fn two_versions_of_one_batch_certify_at_most_one() {
         let mut t2 = t.clone();
         let last = t2.len() - 1;
         t2[last] ^= 1;
-        let x = Arc::new(Batch::from_raw(0, vec![t]));
-        let y = Arc::new(Batch::from_raw(0, vec![t2]));
+        let x = Arc::new(Batch::from_raw(0, EXPIRY_BLOCKS, vec![t]));
+        let y = Arc::new(Batch::from_raw(0, EXPIRY_BLOCKS, vec![t2]));
         assert_ne!(x.digest, y.digest, "the digest binds the bytes");
         // The author is down for inbound traffic: honest votes to it are
         // captured below instead of delivered.
@@ -359,10 +379,10 @@ fn two_versions_of_one_batch_certify_at_most_one() {
             (y.clone(), (split + 1..n).collect()),
         ] {
             for t in &to {
-                let copy = Arc::new(Batch::from_raw(0, b.raw.clone()));
+                let copy = Arc::new(Batch::from_raw(0, EXPIRY_BLOCKS, b.raw.clone()));
                 let mut out = Vec::new();
                 net.b[*t as usize].on_batch(copy, Verdict::all_valid(), None, 0, &mut out);
-                net.b[*t as usize].on_verify_request(&b.digest, &mut out);
+                net.b[*t as usize].on_verify_request(&b.digest, 0, &mut out);
                 // Carry out locally; capture the votes meant for 0.
                 let mut queue: VecDeque<Action<BlsScheme>> = out.into();
                 while let Some(a) = queue.pop_front() {
@@ -400,6 +420,7 @@ fn two_versions_of_one_batch_certify_at_most_one() {
                 digest: b.digest,
                 author: 0,
                 items: 1,
+                expires: EXPIRY_BLOCKS,
             };
             let mut vs = votes.get(&b.digest).cloned().unwrap_or_default();
             // Keep the best vote per voter (verified over stored).
@@ -432,6 +453,11 @@ fn a_missing_batch_is_fetched_from_holders_with_retries() {
     // Validator 3 never receives the batch from its author.
     net.cut.insert((0, 3));
     net.tick(0);
+    if net.b[0].counters().certs_formed == 0 {
+        // 3 was its designated verifier: the next one stands in.
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
     assert_eq!(net.b[0].counters().certs_formed, 1);
     let d = *net.b[0].held_digests().iter().next().unwrap();
     // 3 heard of the certificate? The author's link to it is cut; give it
@@ -467,7 +493,7 @@ fn finalized_blocks_execute_in_order_once_their_batches_are_here() {
     let order: Vec<Digest> = net.seen[2]
         .executed
         .iter()
-        .map(|j| j.batches[0].batch.digest)
+        .map(|j| j.batches[0].as_ref().unwrap().batch.digest)
         .collect();
     assert_eq!(order, vec![all[1], all[0]]);
 }
@@ -540,21 +566,27 @@ fn a_senders_next_transactions_wait_until_its_batch_is_finalized() {
 }
 
 #[test]
-fn held_senders_are_released_after_the_ttl_when_their_batch_never_finalizes() {
+fn held_senders_are_released_when_their_batch_expires_unfinalized() {
     let mut net = Net::new(4);
+    net.down.extend([1, 2, 3]);
     net.submit(0, 1, 0);
     net.tick(0);
     net.submit(0, 1, 1);
     net.tick(0);
     assert_eq!(net.b[0].pool.len(), 1, "held back");
-    net.now += net.b[0].cfg.uncertified_ttl_us + 1;
+    // Blocks go by without the batch (validator 0 cannot reach anyone):
+    // past its expiry it is dropped and the sender released.
+    for _ in 0..=EXPIRY_BLOCKS {
+        net.finalize(0, vec![]);
+    }
     net.tick(0);
     net.tick(0);
-    assert!(net.b[0].pool.is_empty(), "released and batched");
+    assert!(net.b[0].pool.is_empty(), "released and batched again");
+    assert_eq!(net.b[0].counters().own_expired_txs, 1);
 }
 
 #[test]
-fn the_vote_rule_wants_certificates_no_repeats_and_a_block_sized_total() {
+fn the_vote_rule_wants_certificates_no_repeats_nothing_final_or_expired_and_a_block_sized_total() {
     let mut net = Net::new(4);
     net.submit(0, 1, 0);
     net.submit(0, 2, 0);
@@ -565,20 +597,116 @@ fn the_vote_rule_wants_certificates_no_repeats_and_a_block_sized_total() {
     let certified: Vec<Digest> = net.seen[2].offered.clone();
     assert_eq!(certified.len(), 2);
     let b = &net.b[2];
-    assert_eq!(b.check_proposal(&certified, 3), Ok(()));
-    assert_eq!(b.check_proposal(&[], 3), Ok(()), "an empty block");
+    assert_eq!(b.check_proposal(&certified, 1, 3), Ok(()));
+    assert_eq!(b.check_proposal(&[], 1, 3), Ok(()), "an empty block");
     assert_eq!(
-        b.check_proposal(&certified, 2),
+        b.check_proposal(&certified, 1, 2),
         Err(Refusal::TooManyTxs { txs: 3, max: 2 }),
         "the certificates prove 2 + 1 transactions"
     );
     let unknown = Digest([9; 32]);
     assert_eq!(
-        b.check_proposal(&[certified[0], unknown], 10),
+        b.check_proposal(&[certified[0], unknown], 1, 10),
         Err(Refusal::Uncertified(unknown))
     );
     assert_eq!(
-        b.check_proposal(&[certified[0], certified[0]], 10),
+        b.check_proposal(&[certified[0], certified[0]], 1, 10),
         Err(Refusal::Repeated(certified[0]))
     );
+    assert_eq!(
+        b.check_proposal(&[certified[0]], EXPIRY_BLOCKS + 1, 10),
+        Err(Refusal::Expired {
+            digest: certified[0],
+            expires: EXPIRY_BLOCKS
+        })
+    );
+    // Once final, never again (a replayed certificate is no way back).
+    let cert = net.b[2].cert(&certified[0]).unwrap().clone();
+    net.finalize(2, vec![certified[0]]);
+    assert_eq!(
+        net.b[2].check_proposal(&[certified[0]], 2, 10),
+        Err(Refusal::AlreadyFinal(certified[0]))
+    );
+    let mut out = Vec::new();
+    net.b[2].on_cert(cert, net.now, &mut out);
+    assert!(
+        !net.b[2].wants_cert(&certified[0]),
+        "a final batch's certificate is not wanted"
+    );
+    assert_eq!(
+        net.b[2].check_proposal(&[certified[0]], 3, 10),
+        Err(Refusal::AlreadyFinal(certified[0]))
+    );
+}
+
+#[test]
+fn a_batch_naming_us_or_empty_or_oversized_or_expired_is_not_stored() {
+    let mut net = Net::new(4);
+    let (_, t) = tx(1, 0, true);
+    let cases = [
+        (
+            Batch::from_raw(1, EXPIRY_BLOCKS, vec![t.clone()]),
+            "names us",
+        ),
+        (Batch::from_raw(0, EXPIRY_BLOCKS, vec![]), "empty"),
+        (
+            Batch::from_raw(0, EXPIRY_MAX + 1, vec![t.clone()]),
+            "too far ahead",
+        ),
+    ];
+    for (b, why) in cases {
+        let mut out = Vec::new();
+        net.b[1].on_batch(Arc::new(b), Verdict::all_valid(), None, 0, &mut out);
+        assert!(out.is_empty(), "{why}: {out:?}");
+        assert!(net.b[1].held_digests().is_empty(), "{why}");
+    }
+    // Expired: the chain is past it.
+    for _ in 0..3 {
+        net.finalize(1, vec![]);
+    }
+    let old = Batch::from_raw(0, 2, vec![t]);
+    let mut out = Vec::new();
+    net.b[1].on_batch(Arc::new(old), Verdict::all_valid(), None, 0, &mut out);
+    assert!(out.is_empty() && net.b[1].held_digests().is_empty());
+    assert_eq!(net.b[1].counters().refused, 4);
+}
+
+#[test]
+fn a_lost_vote_is_sent_again_when_the_author_resends() {
+    let mut net = Net::new(4);
+    // Votes from 2 and 3 to the author are lost; then the links heal.
+    net.cut.insert((2, 0));
+    net.cut.insert((3, 0));
+    net.submit(0, 1, 0);
+    net.tick(0);
+    assert_eq!(net.b[0].counters().certs_formed, 0);
+    net.cut.clear();
+    net.now += VERIFY_TIMEOUT_US + 1;
+    net.tick(0);
+    assert_eq!(
+        net.b[0].counters().certs_formed,
+        1,
+        "the resend brought the votes again"
+    );
+}
+
+#[test]
+fn offers_take_authors_in_turn_with_certified_weights() {
+    let mut net = Net::new(4);
+    for s in 1..=3 {
+        net.submit(0, s, 0);
+        net.tick(0);
+    }
+    net.submit(1, 9, 0);
+    net.submit(1, 10, 0);
+    net.tick(1);
+    // Validator 2 learns three batches of 0 and one of 1 (two txs).
+    net.tick(2);
+    let offered = net.seen[2].offered.clone();
+    assert_eq!(offered.len(), 4);
+    let author = |d: &Digest| net.b[2].cert(d).unwrap().id.author;
+    let first_two: BTreeSet<u32> = offered[..2].iter().map(author).collect();
+    assert_eq!(first_two.len(), 2, "one of each author first: {offered:?}");
+    let of_1 = offered.iter().find(|d| author(d) == 1).unwrap();
+    assert_eq!(net.b[2].cert(of_1).unwrap().id.items, 2);
 }

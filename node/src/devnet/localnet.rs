@@ -313,9 +313,13 @@ impl LocalNet {
                 }
                 if let Some(c) = self.children[i].as_mut() {
                     if let Ok(Some(st)) = c.try_wait() {
+                        let path = self.homes[i].join("node.log");
+                        let log = std::fs::read_to_string(&path).unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
                         bail!(
-                            "validator {i} exited ({st}); see {}",
-                            self.homes[i].join("node.log").display()
+                            "validator {i} exited ({st}); see {}; it ended with:\n{}",
+                            path.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                         );
                     }
                 }

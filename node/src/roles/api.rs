@@ -196,6 +196,7 @@ impl ApiNode {
             tx: tx.to_hex(),
             tx_bytes: hex::encode(&raw),
             batch_author: at.batch_author,
+            batch_expires: at.batch_expires,
             chain,
             batch_index: at.batch_index,
             tx_index: at.tx_index,

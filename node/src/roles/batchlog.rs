@@ -5,7 +5,8 @@
 //! validator votes for a batch only then). Runs on its own thread so the
 //! core never waits on the disk.
 //!
-//! Records: kind 1 is a batch (`author u32 | count u32 | (len u32 | tx)*`),
+//! Records: kind 1 is a batch (`author u32 | expires u64 | count u32 | (len
+//! u32 | tx)*`),
 //! kind 2 a certificate (its encoding), both keyed by the batch digest.
 
 use super::channels::{CoreIn, LogIn};
@@ -28,8 +29,10 @@ const KIND_CERT: u8 = 2;
 pub fn encode(item: &LogItem) -> LogRecord {
     match item {
         LogItem::Batch(b) => {
-            let mut body = Vec::with_capacity(8 + b.raw.iter().map(|r| r.len() + 4).sum::<usize>());
+            let mut body =
+                Vec::with_capacity(16 + b.raw.iter().map(|r| r.len() + 4).sum::<usize>());
             body.extend_from_slice(&b.author.to_le_bytes());
+            body.extend_from_slice(&b.expires.to_le_bytes());
             body.extend_from_slice(&(b.raw.len() as u32).to_le_bytes());
             for r in &b.raw {
                 body.extend_from_slice(&(r.len() as u32).to_le_bytes());
@@ -66,11 +69,12 @@ pub fn decode(r: LogRecord) -> Result<LogItem> {
                 ))
             };
             let author = u32_at(0)?;
-            let n = u32_at(4)? as usize;
+            let expires = u64::from(u32_at(4)?) | (u64::from(u32_at(8)?) << 32);
+            let n = u32_at(12)? as usize;
             if n > plume_protocol::batch::BATCH_TXS_MAX {
                 bail!("batch record {key}: {n} items");
             }
-            let mut pos = 8;
+            let mut pos = 16;
             let mut raw = Vec::with_capacity(n);
             for _ in 0..n {
                 let len = u32_at(pos)? as usize;
@@ -84,7 +88,7 @@ pub fn decode(r: LogRecord) -> Result<LogItem> {
             if pos != b.len() {
                 bail!("batch record {key}: trailing bytes");
             }
-            let batch = Batch::from_raw(author, raw);
+            let batch = Batch::from_raw(author, expires, raw);
             if batch.digest != key {
                 bail!("batch record {key}: its bytes hash to {}", batch.digest);
             }
@@ -137,7 +141,9 @@ pub fn run(
         };
         let t0 = Instant::now();
         let mut durable = Vec::new();
-        let mut retire: Vec<[u8; 32]> = Vec::new();
+        // In queue order: a record appended after its retirement (the same
+        // digest back, e.g. fetched again) must survive this group.
+        let mut retire: std::collections::BTreeSet<[u8; 32]> = Default::default();
         let mut items = vec![first];
         while items.len() < GROUP_MAX {
             match rx.try_recv() {
@@ -148,7 +154,9 @@ pub fn run(
         for it in items {
             match it {
                 LogIn::Append(item) => {
-                    log.append(&encode(&item))?;
+                    let rec = encode(&item);
+                    retire.remove(&rec.key);
+                    log.append(&rec)?;
                     if let LogItem::Batch(b) = &item {
                         durable.push(b.digest);
                     }
@@ -159,7 +167,8 @@ pub fn run(
         log.sync()?;
         m.batch_log_syncs.inc();
         if !retire.is_empty() {
-            log.retire(&retire)?;
+            let keys: Vec<[u8; 32]> = retire.into_iter().collect();
+            log.retire(&keys)?;
         }
         m.mem.batch_log_segments.set(log.segments() as u64);
         if !durable.is_empty() && core_tx.send(CoreIn::Durable(durable)).is_err() {

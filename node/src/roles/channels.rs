@@ -43,8 +43,12 @@ pub enum SigIn {
     /// A peer's batch (or a fetch answer): decode it, compute its digest,
     /// check the certificate if one came with it.
     DecodeBatch {
+        /// The peer that sent it.
+        from: u32,
         /// The author.
         author: u32,
+        /// Its expiry height.
+        expires: u64,
         /// The author's verdict.
         verdict: Verdict,
         /// The encodings.

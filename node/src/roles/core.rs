@@ -57,6 +57,8 @@ struct Core {
     epoch: Instant,
     /// Most transactions a block may carry (the vote rule checks it).
     block_txs_max: u32,
+    /// Work budget of each validator (committee order).
+    budgets: Vec<crate::budget::PeerBudget>,
 }
 
 /// What the core starts from besides its queues.
@@ -69,6 +71,10 @@ pub struct CoreStart {
     pub log_items: Vec<LogItem>,
     /// The committee as batch certificates see it.
     pub committee: BatchCommittee,
+    /// Height of the last committed block.
+    pub height: u64,
+    /// Payload of the recently committed blocks, by height.
+    pub recent_payloads: Vec<(u64, Vec<plume_crypto::Digest>)>,
 }
 
 /// Run the core until the stop flag is set. Opens the transport on this
@@ -91,18 +97,21 @@ pub async fn run(
         start.recovered,
     );
     let b = &setup.config.batching;
-    let batcher = Batcher::new(
-        BatcherConfig::new(
-            setup.me,
-            start.committee,
-            b.batch_max_txs as usize,
-            b.batch_max_bytes as usize,
-        ),
+    let mut bcfg = BatcherConfig::new(
+        setup.me,
+        start.committee,
+        b.batch_max_txs as usize,
+        b.batch_max_bytes as usize,
+    );
+    bcfg.block_txs_max = u64::from(setup.params.block_txs_max);
+    let mut batcher = Batcher::new(
+        bcfg,
         Mempool::with_limits(
             setup.config.mempool.txs_max as usize,
             setup.config.mempool.mib_max as usize * 1024 * 1024,
         ),
     );
+    batcher.resume(start.height, start.recent_payloads);
     let ep = Rc::new(ep);
     let stop = shared.stop;
     let core = Rc::new(RefCell::new(Core {
@@ -120,6 +129,7 @@ pub async fn run(
         chain: setup.chain_u64,
         epoch: Instant::now(),
         block_txs_max: setup.params.block_txs_max,
+        budgets: vec![crate::budget::PeerBudget::new(Instant::now()); setup.committee.len()],
     }));
     {
         let mut c = core.borrow_mut();
@@ -405,6 +415,7 @@ impl Core {
                 Action::SendBatch { batch, verdict, to } => {
                     let bytes = wire::encode(&NetMsg::Batch {
                         author: batch.author,
+                        expires: batch.expires,
                         verdict,
                         txs: batch.raw.clone(),
                         cert: None,
@@ -454,6 +465,7 @@ impl Core {
                     self.to_one(to, Channel::Bulk, &NetMsg::VerifyRequest(digest));
                 }
                 Action::Offer(ds) => self.step(Input::PayloadReady(ds))?,
+                Action::Withdraw(ds) => self.step(Input::PayloadWithdrawn(ds))?,
                 Action::Fetch { from, digests } => {
                     self.shared.metrics.batch_fetches.inc();
                     for chunk in digests.chunks(wire::BATCH_REQUEST_MAX) {
@@ -507,21 +519,37 @@ impl Core {
         let Message::Proposal(p) = &msg else {
             return Ok(());
         };
-        let missing: Vec<&plume_crypto::Digest> = p
-            .block
+        // Cheap checks before any signature work: from its proposer, in a
+        // view that can still matter.
+        let b = &p.block;
+        let view = self.engine.view();
+        if b.proposer != from
+            || b.view + 1 < view
+            || b.view > view + plume_consensus::engine::VIEW_AHEAD_MAX
+        {
+            return self.step(Input::Message { from, msg });
+        }
+        let mut missing: std::collections::BTreeSet<plume_crypto::Digest> = b
             .payload
             .iter()
             .filter(|d| self.batcher.cert(d).is_none())
+            .copied()
             .collect();
         if missing.is_empty() {
             return self.vote_rule(from, msg);
         }
+        // One certificate per missing digest (duplicates are not checked).
         let needed: Vec<BatchCertificate> = certs
             .into_iter()
-            .filter(|c| missing.contains(&&c.digest()))
+            .filter(|c| missing.remove(&c.digest()))
             .collect();
-        if needed.len() < missing.len() {
+        if !missing.is_empty() {
             self.refuse_proposal("a batch without a certificate");
+            return Ok(());
+        }
+        let cost: usize = needed.iter().map(|c| c.voters().len()).sum();
+        if !self.charge(from, cost as f64) {
+            self.refuse_proposal("its proposer is over its work budget");
             return Ok(());
         }
         if self
@@ -542,12 +570,28 @@ impl Core {
     fn vote_rule(&mut self, from: u32, msg: Message<BlsScheme>) -> Result<()> {
         if let Message::Proposal(p) = &msg {
             let max = u64::from(self.block_txs_max);
-            if let Err(e) = self.batcher.check_proposal(&p.block.payload, max) {
+            if let Err(e) = self
+                .batcher
+                .check_proposal(&p.block.payload, p.block.height, max)
+            {
                 self.refuse_proposal(&e.to_string());
                 return Ok(());
             }
         }
         self.step(Input::Message { from, msg })
+    }
+
+    /// Charge `units` of signature work to peer `from`'s budget; false
+    /// (counted) when it is spent.
+    fn charge(&mut self, from: u32, units: f64) -> bool {
+        let ok = self
+            .budgets
+            .get_mut(from as usize)
+            .is_some_and(|b| b.sig.take(units, Instant::now()));
+        if !ok {
+            self.shared.metrics.peer_budget_shed.inc();
+        }
+        ok
     }
 
     fn refuse_proposal(&self, why: &str) {
@@ -573,19 +617,37 @@ impl Core {
             NetMsg::Proposal { msg, certs } => self.on_proposal(from, msg, certs)?,
             NetMsg::Batch {
                 author,
+                expires,
                 verdict,
                 txs,
                 cert,
             } => {
-                // A copy of something held or executed is not decoded again.
-                let known = cert.as_ref().is_some_and(|c| {
-                    !self.batcher.wants_batch(&c.digest()) && !self.batcher.wants_cert(&c.digest())
-                });
+                // A copy of something held or executed is not decoded again;
+                // without a certificate only its author may send it.
+                let known = match &cert {
+                    Some(c) => {
+                        !self.batcher.wants_batch(&c.digest())
+                            && !self.batcher.wants_cert(&c.digest())
+                    }
+                    None if author != from => {
+                        self.shared.metrics.malformed_msgs.inc();
+                        tracing::debug!(from, author, "dropping a batch sent under another name");
+                        true
+                    }
+                    None => false,
+                };
+                let bytes: usize = txs.iter().map(Vec::len).sum();
+                let cost = 1.0
+                    + bytes as f64 / 8192.0
+                    + cert.as_ref().map_or(0, |c| c.voters().len()) as f64;
                 if !known
+                    && self.charge(from, cost)
                     && self
                         .sig_tx
                         .try_send(SigIn::DecodeBatch {
+                            from,
                             author,
+                            expires,
                             verdict,
                             txs,
                             cert,
@@ -600,6 +662,7 @@ impl Core {
                     && self
                         .batcher
                         .wants_vote(&v.id.digest, v.voter, v.verdict.is_some())
+                    && self.charge(from, 1.0)
                     && self.sig_tx.try_send(SigIn::Vote(v)).is_err()
                 {
                     self.shared.metrics.shed_sig_queue.inc();
@@ -607,6 +670,7 @@ impl Core {
             }
             NetMsg::BatchCert(c) => {
                 if self.batcher.wants_cert(&c.digest())
+                    && self.charge(from, c.voters().len() as f64)
                     && self.sig_tx.try_send(SigIn::Cert(c)).is_err()
                 {
                     self.shared.metrics.shed_sig_queue.inc();
@@ -614,13 +678,24 @@ impl Core {
             }
             NetMsg::VerifyRequest(d) => {
                 let mut actions = Vec::new();
-                self.batcher.on_verify_request(&d, &mut actions);
+                self.batcher.on_verify_request(&d, from, &mut actions);
                 self.carry_out(actions)?;
             }
             NetMsg::BatchRequest(ds) => {
                 for (b, verdict, c) in self.batcher.serve(&ds) {
+                    let size: usize = b.raw.iter().map(Vec::len).sum();
+                    let now = Instant::now();
+                    let ok = self
+                        .budgets
+                        .get_mut(from as usize)
+                        .is_some_and(|bu| bu.serve.take(size as f64, now));
+                    if !ok {
+                        self.shared.metrics.peer_budget_shed.inc();
+                        break;
+                    }
                     let bytes = wire::encode(&NetMsg::Batch {
                         author: b.author,
+                        expires: b.expires,
                         verdict,
                         txs: b.raw.clone(),
                         cert: Some((*c).clone()),

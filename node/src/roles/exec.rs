@@ -271,7 +271,7 @@ struct Picked {
 /// validator has the same store and the same verdicts.
 fn block_transactions(
     store: &Store<LmdbKv>,
-    batches: &[plume_mempool::CertifiedBatch],
+    batches: &[Option<plume_mempool::CertifiedBatch>],
     already: &dyn Fn(&Digest) -> bool,
     group_txs: &mut HashSet<Digest>,
 ) -> Result<Picked> {
@@ -282,7 +282,7 @@ fn block_transactions(
         batches: Vec::new(),
     };
     let mut seen_here: HashSet<Digest> = HashSet::new();
-    for cb in batches {
+    for cb in batches.iter().flatten() {
         let b = &cb.batch;
         if already(&b.digest) || !seen_here.insert(b.digest) {
             continue;
@@ -320,7 +320,7 @@ fn execute_one(
 ) -> Result<Executed> {
     let height = job.block.height;
     let picked = block_transactions(store, &job.batches, already, group_txs)?;
-    let (mut txs, mut raws, skipped, newly_executed) =
+    let (txs, raws, skipped, newly_executed) =
         (picked.txs, picked.raws, picked.skipped, picked.batches);
     if skipped > 0 {
         tracing::warn!(
@@ -340,16 +340,12 @@ fn execute_one(
     if txs.len() > max {
         // Unreachable with at most f faulty validators: no honest one
         // votes for a block whose certified counts exceed the limit
-        // (`Batcher::check_proposal`). Kept as a deterministic guard.
-        tracing::warn!(
-            height,
-            txs = txs.len(),
-            max,
-            "block exceeds block_txs_max; executing the first {max}"
+        // (`Batcher::check_proposal`). Cutting it here would depend on
+        // how blocks were grouped, so stop instead.
+        bail!(
+            "finalized block {height} carries {} transactions, more than block_txs_max = {max}: more than f validators are faulty",
+            txs.len()
         );
-        cx.shared.metrics.txs_cut.inc_by((txs.len() - max) as u64);
-        txs.truncate(max);
-        raws.truncate(max);
     }
     let out = plume_execution::apply_block_sharded_with(
         &*store,
@@ -366,14 +362,23 @@ fn execute_one(
     let records: Vec<plume_protocol::proof::BatchRecord> = job
         .batches
         .iter()
-        .map(|cb| plume_protocol::proof::BatchRecord {
-            author: cb.batch.author,
-            leaves: cb
-                .batch
-                .raw
-                .iter()
-                .map(|r| plume_protocol::batch::item_leaf(r))
-                .collect(),
+        .map(|cb| match cb {
+            Some(cb) => plume_protocol::proof::BatchRecord {
+                author: cb.batch.author,
+                expires: cb.batch.expires,
+                leaves: cb
+                    .batch
+                    .raw
+                    .iter()
+                    .map(|r| plume_protocol::batch::item_leaf(r))
+                    .collect(),
+            },
+            // Final in an earlier block (its record and proofs are there).
+            None => plume_protocol::proof::BatchRecord {
+                author: u32::MAX,
+                expires: 0,
+                leaves: Vec::new(),
+            },
         })
         .collect();
     let receipt_bytes = out.receipts.iter().map(Receipt::to_bytes).collect();

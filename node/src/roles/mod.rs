@@ -177,6 +177,8 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         safety: opened.safety_file,
         log_items,
         committee: setup.batch_committee.clone(),
+        height: opened.height,
+        recent_payloads: opened.recent_payloads,
     };
     let core_thread = spawn_core(
         setup,
@@ -234,6 +236,7 @@ fn spawn_sigverify(
 ) -> Result<std::thread::JoinHandle<()>> {
     let committee = setup.batch_committee.clone();
     let chain = setup.chain_u64;
+    let me = setup.me;
     Ok(std::thread::Builder::new()
         .name("sigverify".into())
         .spawn(move || {
@@ -243,6 +246,7 @@ fn spawn_sigverify(
                 registry: &registry,
                 committee: &committee,
                 chain,
+                me,
             };
             sigverify::run(rx, core_tx, &cx, stop_flag());
         })?)

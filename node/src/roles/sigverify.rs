@@ -42,6 +42,8 @@ pub struct SigContext<'a> {
     pub committee: &'a BatchCommittee,
     /// Consensus chain id (votes and certificates bind it).
     pub chain: u64,
+    /// Our committee index.
+    pub me: u32,
 }
 
 fn reject(code: i64, msg: impl Into<String>) -> ApiError {
@@ -98,11 +100,23 @@ pub fn run(
                     None
                 }
                 SigIn::DecodeBatch {
+                    from,
                     author,
+                    expires,
                     verdict,
                     txs,
                     cert,
-                } => decode_batch(author, verdict, txs, cert, cx),
+                } => decode_batch(
+                    Sent {
+                        from,
+                        author,
+                        expires,
+                    },
+                    verdict,
+                    txs,
+                    cert,
+                    cx,
+                ),
                 SigIn::VerifyBatch(b) => {
                     let verdict = verify_batch(&b, cx.metrics);
                     Some(CoreIn::BatchVerified {
@@ -187,21 +201,32 @@ fn verify_submissions(
     }
 }
 
+/// Who sent a batch, and what it claims to be.
+struct Sent {
+    from: u32,
+    author: u32,
+    expires: u64,
+}
+
 /// Decode a peer's batch (calls included) and check a certificate that came
 /// with it against the batch's bytes. `None` when the certificate does not
-/// verify or is for another batch (the peer lied; nothing is kept).
+/// verify or is for another batch, or when a batch without a certificate
+/// does not come from its author or names us as author (the peer lied;
+/// nothing is kept).
 fn decode_batch(
-    author: u32,
+    sent: Sent,
     verdict: Verdict,
     txs: Vec<Vec<u8>>,
     cert: Option<BatchCertificate>,
     cx: &SigContext<'_>,
 ) -> Option<CoreIn> {
-    if author as usize >= cx.committee.len() {
+    let author = sent.author;
+    let authentic = cert.is_some() || (author == sent.from && author != cx.me);
+    if author as usize >= cx.committee.len() || !authentic {
         cx.metrics.malformed_msgs.inc();
         return None;
     }
-    let mut batch = Batch::from_raw(author, txs);
+    let mut batch = Batch::from_raw(author, sent.expires, txs);
     for t in batch.txs.iter_mut().flatten() {
         cx.registry.prepare(t);
     }
@@ -210,6 +235,7 @@ fn decode_batch(
         Some(c) => {
             let matches = c.digest() == batch.digest
                 && c.id.author == author
+                && c.id.expires == batch.expires
                 && c.id.items as usize == batch.len();
             if !matches || c.verify(cx.chain, cx.committee).is_err() {
                 cx.metrics.malformed_msgs.inc();

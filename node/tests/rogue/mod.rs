@@ -26,14 +26,26 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What the rogue's proposals carry instead of what its engine chose: the
+/// payload and the certificates attached (the test may change it while
+/// the rogue runs).
+pub type Rewrite = Arc<std::sync::Mutex<(Vec<Digest>, Vec<BatchCertificate>)>>;
+
 /// What the rogue does in consensus.
 #[derive(Clone, Debug)]
 pub enum Consensus {
     /// Nothing: it never votes or proposes.
     Silent,
-    /// Runs a real engine, but every proposal it makes names `payload`
-    /// instead (digests with no certificate anywhere).
-    ProposeUncertified(Vec<Digest>),
+    /// Runs a real engine, but every proposal it makes names the payload
+    /// of the rewrite, with its certificates.
+    Propose(Rewrite),
+}
+
+impl Consensus {
+    /// Proposals naming `payload` with no certificates.
+    pub fn propose_uncertified(payload: Vec<Digest>) -> Consensus {
+        Consensus::Propose(Arc::new(std::sync::Mutex::new((payload, Vec::new()))))
+    }
 }
 
 /// A running rogue validator.
@@ -109,13 +121,15 @@ impl Rogue {
             .expect("rogue running");
     }
 
-    /// The id of a batch of ours with these items.
-    pub fn batch_id(&self, txs: &[Vec<u8>]) -> BatchId {
+    /// The id of a batch of ours with these items, proposable up to height
+    /// `expires`.
+    pub fn batch_id(&self, txs: &[Vec<u8>], expires: u64) -> BatchId {
         BatchId {
             epoch: 0,
-            digest: plume_protocol::batch::batch_digest(self.me, txs),
+            digest: plume_protocol::batch::batch_digest(self.me, expires, txs),
             author: self.me,
             items: txs.len() as u32,
+            expires,
         }
     }
 
@@ -231,7 +245,7 @@ async fn run(
         let ep = ep.clone();
         let peers = peers.clone();
         let consensus_in = consensus_in.clone();
-        let engine_on = matches!(mode, Consensus::ProposeUncertified(_));
+        let engine_on = matches!(mode, Consensus::Propose(_));
         glommio::spawn_local(async move {
             loop {
                 let inb = ep.recv().await;
@@ -260,7 +274,7 @@ async fn run(
     }
     let mut engine = match &mode {
         Consensus::Silent => None,
-        Consensus::ProposeUncertified(_) => {
+        Consensus::Propose(_) => {
             let timeout = g.params.view_timeout_ms * 1000;
             let cfg = plume_consensus::Config {
                 me,
@@ -280,9 +294,9 @@ async fn run(
             Some(Engine::<BlsScheme>::new(cfg, sk, None))
         }
     };
-    let bogus = match &mode {
-        Consensus::ProposeUncertified(p) => p.clone(),
-        Consensus::Silent => Vec::new(),
+    let rewrite = match &mode {
+        Consensus::Propose(r) => Some(r.clone()),
+        Consensus::Silent => None,
     };
     let mut timers: Vec<(Timer, Instant)> = Vec::new();
     let mut effects: Vec<Effect<BlsScheme>> = match engine.as_mut() {
@@ -322,19 +336,17 @@ async fn run(
                 Effect::Broadcast(Message::Proposal(p)) => {
                     proposals.fetch_add(1, Ordering::Relaxed);
                     let b = &p.block;
-                    let block = Block::new(
-                        b.epoch,
-                        b.view,
-                        b.proposer,
-                        bogus.clone(),
-                        b.justify.clone(),
-                    );
+                    let (payload, certs) = rewrite
+                        .as_ref()
+                        .map(|r| r.lock().unwrap().clone())
+                        .unwrap_or_default();
+                    let block = Block::new(b.epoch, b.view, b.proposer, payload, b.justify.clone());
                     let msg = NetMsg::Proposal {
                         msg: Message::Proposal(Proposal {
                             block,
                             tc: p.tc.clone(),
                         }),
-                        certs: Vec::new(),
+                        certs,
                     };
                     let bytes = wire::encode(&msg);
                     for (i, peer) in peers.iter().enumerate() {

@@ -91,3 +91,43 @@ pub fn final_on(api: &str, hash: &str, timeout: Duration) -> Option<Value> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Selected counters of every running validator, for failure messages.
+pub fn diag(net: &LocalNet) -> String {
+    const NAMES: &[&str] = &[
+        "plume_blocks_finalized_total",
+        "plume_txs_finalized_total",
+        "plume_view",
+        "plume_proposals_refused_total",
+        "plume_batch_certs_formed_total",
+        "plume_batch_fetches_total",
+        "plume_batch_votes_sent_total",
+        "plume_malformed_messages_total",
+        "plume_peer_budget_shed_total",
+        "plume_shed_sig_queue_total",
+        "plume_mem_certified",
+        "plume_mem_fetching",
+        "plume_mem_finalized_waiting",
+        "plume_mem_peer_pending",
+    ];
+    let mut out = String::new();
+    for (i, api) in net.apis.iter().enumerate() {
+        if net.children[i].is_none() {
+            continue;
+        }
+        let vals: Vec<String> = NAMES
+            .iter()
+            .map(|n| format!("{}={}", n.trim_start_matches("plume_"), metric(api, n)))
+            .collect();
+        out.push_str(&format!("\n  validator {i}: {}", vals.join(" ")));
+        let log = std::fs::read_to_string(net.homes[i].join("node.log")).unwrap_or_default();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+            .collect();
+        for l in notable.iter().rev().take(6).rev() {
+            out.push_str(&format!("\n    {}", &l[..l.len().min(400)]));
+        }
+    }
+    out
+}
