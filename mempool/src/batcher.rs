@@ -10,14 +10,18 @@
 //! The life of a batch (`plume_protocol::batch` has the formats):
 //! 1. **Cut.** The author takes up to `batch_max_txs` / `batch_max_bytes`
 //!    from the pool (every transaction in it was verified at submission, so
-//!    the author's verdict is "all valid"), persists it
+//!    the author's verdict is "all valid"), gives it an expiry height
+//!    (its committed height + `expiry_blocks`), persists it
 //!    ([`Action::Persist`]) and broadcasts it with its verdict.
 //! 2. **Store and vote.** Every receiver persists it; once durable
 //!    ([`Batcher::on_durable`]) it votes *stored*, or, if it is one of the
 //!    batch's designated verifiers, verifies every signature
 //!    ([`Action::Verify`]) and votes *verified* with its own verdict. A
 //!    designated verifier whose verdict differs from the author's records
-//!    [`Action::Evidence`] and votes only stored.
+//!    [`Action::Evidence`] and votes only stored. A batch that does not
+//!    come from its author, or breaks a cap, is not stored
+//!    ([`Batcher::on_batch`]); a resend of one already voted for brings
+//!    the vote again (it may have been lost).
 //! 3. **Certify.** The author collects votes; a quorum of voters with the
 //!    validity power among the verified ones is a certificate, which it
 //!    persists and broadcasts. When the verified votes lag
@@ -32,12 +36,16 @@
 //!    name is held with its certificate; what is missing is fetched from the
 //!    certificate's voters, one holder at a time, moving to the next after
 //!    `fetch_retry_us`; then the block goes to execution with its batches
-//!    and their verdicts.
+//!    and their verdicts (a batch final in an earlier block is skipped).
+//! 6. **Expire.** Past its expiry height a batch can never be proposed:
+//!    it leaves memory and log, and a certified one is withdrawn from
+//!    consensus ([`Action::Withdraw`]).
 //!
 //! Memory: batches are held in a [`BatchCache`] bounded by count and bytes;
-//! a batch that is own and uncertified, certified and not finalized, a
-//! peer's not yet certified one younger than `uncertified_ttl_us`, or needed
-//! by a finalized block not yet executed is pinned and never evicted.
+//! a batch held (not executed, not past its expiry height), certified and
+//! not finalized, or needed by a finalized block not yet executed is
+//! pinned and never evicted. What one author's batches may take is capped
+//! ([`PEER_UNCERTIFIED_MAX`], a 1/n share of the bytes).
 
 use crate::cache::{Batch, BatchCache, FinalizedIndex};
 use crate::pool::Mempool;
