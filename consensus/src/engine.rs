@@ -99,6 +99,11 @@ pub struct Config<S: Scheme> {
     pub epoch_length: u64,
     /// Most total payload weight (transactions) one proposal carries.
     pub payload_weight_max: u64,
+    /// When nothing waits to be proposed or finalized, the leader proposes
+    /// an empty block only after this long (and every view timer is this
+    /// much longer): an idle chain makes about one block per interval
+    /// instead of one per round trip. 0: propose at once, always.
+    pub idle_interval_us: u64,
 }
 
 /// Timers the engine asks for.
@@ -106,6 +111,8 @@ pub struct Config<S: Scheme> {
 pub enum Timer {
     /// Local timeout of a view.
     View(View),
+    /// The leader of an idle view may propose an empty block now.
+    Idle(View),
 }
 
 /// Inputs of [`Engine::step`].
@@ -282,6 +289,17 @@ pub struct Engine<S: Scheme> {
     /// an abandoned proposal's payload goes back with its weight.
     weights: BTreeMap<Digest, u32>,
     last_executed: Option<(u64, Digest, Digest)>,
+    /// Highest height the driver executed (blocks above it go into the
+    /// safety state).
+    exec_floor: u64,
+    /// The block we last voted for.
+    voted_block: Option<Digest>,
+    /// The view whose idle wait is over (its leader may propose empty).
+    idle_done: View,
+    /// The view whose idle timer is set.
+    idle_armed: View,
+    /// [`Input::Start`] was given.
+    started: bool,
     /// Block the current epoch extends (genesis for epoch 0).
     epoch_start: Digest,
     next_epoch: Option<(u64, S::Committee, u32, S::Signer)>,
@@ -334,6 +352,11 @@ impl<S: Scheme> Engine<S> {
             in_flight: BTreeMap::new(),
             weights: BTreeMap::new(),
             last_executed: None,
+            exec_floor: 0,
+            voted_block: None,
+            idle_done: 0,
+            idle_armed: 0,
+            started: false,
             epoch_start: genesis.id,
             next_epoch: None,
             epoch_proofs: BTreeMap::new(),
@@ -351,6 +374,7 @@ impl<S: Scheme> Engine<S> {
             if let Some(c) = e.blocks.get(&r.committed) {
                 e.committed = c.clone();
             }
+            e.exec_floor = e.committed.height;
             if let Some(safety) = r.safety {
                 assert_eq!(
                     safety.epoch, e.cfg.epoch,
@@ -360,6 +384,11 @@ impl<S: Scheme> Engine<S> {
                 e.last_voted_view = safety.last_voted_view;
                 e.high_qc = safety.high_qc;
                 e.last_tc = safety.high_tc;
+                for b in safety.blocks {
+                    if b.compute_id() == b.id {
+                        e.blocks.insert(b.id, b);
+                    }
+                }
                 if let (Some(p), Some(prev)) = (safety.epoch_proof, e.cfg.epoch.checked_sub(1)) {
                     e.epoch_proofs.insert(prev, p);
                 }
@@ -376,6 +405,7 @@ impl<S: Scheme> Engine<S> {
     pub fn step(&mut self, input: Input<S>) -> Vec<Effect<S>> {
         match input {
             Input::Start => {
+                self.started = true;
                 let v = self.view;
                 self.view = 0;
                 self.advance_to(v, false);
@@ -389,7 +419,18 @@ impl<S: Scheme> Engine<S> {
                 }
             }
             Input::TimerFired(Timer::View(v)) => self.on_local_timeout(v),
-            Input::PayloadReady(ds) => self.on_payload_ready(ds),
+            Input::TimerFired(Timer::Idle(v)) => {
+                if v == self.view {
+                    self.idle_done = v;
+                    self.maybe_propose();
+                }
+            }
+            Input::PayloadReady(ds) => {
+                self.on_payload_ready(ds);
+                if self.started {
+                    self.maybe_propose();
+                }
+            }
             Input::PayloadWithdrawn(ds) => self.drop_payload(&ds),
             Input::NextEpoch {
                 epoch,
@@ -405,7 +446,10 @@ impl<S: Scheme> Engine<S> {
                 height,
                 block,
                 state_root,
-            } => self.last_executed = Some((height, block, state_root)),
+            } => {
+                self.exec_floor = self.exec_floor.max(height);
+                self.last_executed = Some((height, block, state_root));
+            }
         }
         loop {
             while let Some(m) = self.loopback.pop_front() {
@@ -546,7 +590,54 @@ impl<S: Scheme> Engine<S> {
                 .epoch
                 .checked_sub(1)
                 .and_then(|e| self.epoch_proofs.get(&e).cloned()),
+            blocks: self.unexecuted_chain(),
         }
+    }
+
+    /// The blocks above the executed height on the way down from
+    /// `high_qc`'s block and from the block last voted for, lowest first.
+    fn unexecuted_chain(&self) -> Vec<Block<S>> {
+        let mut picked: BTreeMap<(u64, Digest), &Block<S>> = BTreeMap::new();
+        for top in [Some(self.high_qc.block), self.voted_block]
+            .into_iter()
+            .flatten()
+        {
+            let mut cur = self.blocks.get(&top);
+            while let Some(b) = cur {
+                if b.height <= self.exec_floor || picked.len() >= SAFETY_BLOCKS_MAX {
+                    break;
+                }
+                if picked.insert((b.height, b.id), b).is_some() {
+                    break;
+                }
+                cur = self.blocks.get(&b.parent);
+            }
+        }
+        picked.into_values().cloned().collect()
+    }
+
+    /// Whether anything waits: digests to propose, a block with payload
+    /// between the committed one and `high_qc`'s that a further block
+    /// must finalize, or payload in `high_qc`'s block or its parent (the
+    /// block it may just have committed: only the next proposal carries
+    /// that certificate to the others).
+    fn has_work(&self) -> bool {
+        if !self.payload.is_empty() {
+            return true;
+        }
+        let mut cur = self.blocks.get(&self.high_qc.block);
+        let mut depth = 0;
+        while let Some(b) = cur {
+            if b.height == 0 || (b.height <= self.committed.height && depth >= 2) {
+                return false;
+            }
+            if !b.payload.is_empty() {
+                return true;
+            }
+            depth += 1;
+            cur = self.blocks.get(&b.parent);
+        }
+        false
     }
 
     /// Is `qc` valid? Cached by signed message.
@@ -630,9 +721,14 @@ impl<S: Scheme> Engine<S> {
             self.timeouts_in_row = 0;
         }
         self.timed_out_view = None;
+        let idle = if self.cfg.idle_interval_us > 0 && !self.has_work() {
+            self.cfg.idle_interval_us
+        } else {
+            0
+        };
         self.out.push(Effect::SetTimer {
             timer: Timer::View(v),
-            after_us: self.timeout_us(v),
+            after_us: self.timeout_us(v).saturating_add(idle),
         });
         // Drop vote/timeout collections that can no longer matter.
         let keep_from = v.saturating_sub(1);
@@ -649,6 +745,19 @@ impl<S: Scheme> Engine<S> {
         }
         let parent = self.high_qc.block;
         if !self.blocks.contains_key(&parent) {
+            // (After a restart we may hold the certificate, not the block.)
+            if self.leader(v, &parent) == self.cfg.me {
+                if let Some(c) = &self.high_qc.cert {
+                    let signers: Vec<usize> = S::cert_signers(c)
+                        .into_iter()
+                        .filter(|i| *i as u32 != self.cfg.me)
+                        .collect();
+                    if !signers.is_empty() {
+                        let to = signers[(v as usize) % signers.len()] as u32;
+                        self.request_sync(to, parent);
+                    }
+                }
+            }
             return;
         }
         if self.leader(v, &parent) != self.cfg.me {
@@ -664,6 +773,28 @@ impl<S: Scheme> Engine<S> {
                 _ => return,
             }
         };
+        // An idle chain: wait for payload (or the interval) before an empty
+        // block. A view entered by timeout proposes at once.
+        if tc.is_none() && self.cfg.idle_interval_us > 0 && self.idle_done != v && !self.has_work()
+        {
+            if self.idle_armed != v {
+                self.idle_armed = v;
+                self.out.push(Effect::SetTimer {
+                    timer: Timer::Idle(v),
+                    after_us: self.cfg.idle_interval_us,
+                });
+                // The certificate we just formed would otherwise travel only
+                // with our next proposal: share it now, so every validator
+                // commits what it finalizes (and enters this view) at once.
+                if self.high_qc.cert.is_some() {
+                    self.out.push(Effect::Broadcast(Message::Certificates {
+                        high_qc: self.high_qc.clone(),
+                        tc: None,
+                    }));
+                }
+            }
+            return;
+        }
         self.proposed_view = v;
         let past_end = self
             .epoch_end()
@@ -893,6 +1024,8 @@ impl<S: Scheme> Engine<S> {
         self.last_voted_view = 0;
         self.last_tc = None;
         self.proposed_view = 0;
+        self.idle_done = 0;
+        self.idle_armed = 0;
         self.timed_out_view = None;
         self.timeouts_in_row = 0;
         self.votes.clear();
@@ -1143,6 +1276,7 @@ impl<S: Scheme> Engine<S> {
                 .is_some_and(|tc| tc.view + 1 == b.view && b.justify.view >= tc.max_high_qc_view());
         if b.view == self.view && b.view > self.last_voted_view && extends {
             self.last_voted_view = b.view;
+            self.voted_block = Some(b.id);
             // Persist before the vote leaves (driver contract).
             self.out.push(Effect::PersistSafety(self.safety()));
             let m = QuorumCert::<S>::vote_message(self.cfg.epoch, b.view, &b.id, b.height);

@@ -19,6 +19,7 @@ fn config(me: u32, committee: &TestCommittee) -> Config<TestScheme> {
         leader_reputation: true,
         epoch_length: 0,
         payload_weight_max: 10_000,
+        idle_interval_us: 0,
     }
 }
 
@@ -616,4 +617,73 @@ fn withdrawn_payload_is_never_proposed() {
     es[1].step(Input::PayloadReady(vec![(d(1), 1)]));
     let p = proposal_of(&es[1].step(Input::Start)).unwrap();
     assert_eq!(p.block.payload, vec![d(1)]);
+}
+
+fn idle_engines(idle_us: u64) -> Vec<Engine<TestScheme>> {
+    let (c, s) = TestCommittee::generate(N, 1);
+    (0..N as u32)
+        .map(|i| {
+            let mut cfg = config(i, &c);
+            cfg.idle_interval_us = idle_us;
+            Engine::new(cfg, s[i as usize].clone(), None)
+        })
+        .collect()
+}
+
+#[test]
+fn an_idle_leader_waits_for_payload_or_the_interval() {
+    let mut es = idle_engines(50_000);
+    let eff = es[1].step(Input::Start);
+    assert!(proposal_of(&eff).is_none(), "nothing to do: no block yet");
+    let timers: Vec<(Timer, u64)> = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetTimer { timer, after_us } => Some((*timer, *after_us)),
+            _ => None,
+        })
+        .collect();
+    assert!(timers.contains(&(Timer::Idle(1), 50_000)), "{timers:?}");
+    let view_timer = timers.iter().find(|t| t.0 == Timer::View(1)).unwrap().1;
+    assert!(
+        view_timer >= 100_000 + 50_000,
+        "view timers wait the interval too"
+    );
+    // Payload arrives: proposed at once.
+    let p = proposal_of(&es[1].step(Input::PayloadReady(vec![(d(4), 1)]))).unwrap();
+    assert_eq!(p.block.payload, vec![d(4)]);
+    // Without payload the interval elapsing brings an empty block.
+    let mut es = idle_engines(50_000);
+    es[1].step(Input::Start);
+    let p = proposal_of(&es[1].step(Input::TimerFired(Timer::Idle(1)))).unwrap();
+    assert!(p.block.payload.is_empty());
+}
+
+#[test]
+fn with_an_idle_interval_payload_is_finalized_without_waiting_and_then_the_chain_rests() {
+    let mut es = idle_engines(1_000_000);
+    // Every validator is offered every certified digest (as the batcher
+    // does); no timer ever fires here: only payload can make blocks.
+    let all: Vec<(Digest, u32)> = (0..N as u8).map(|j| (Digest([j; 32]), 1)).collect();
+    for e in es.iter_mut() {
+        e.step(Input::PayloadReady(all.clone()));
+    }
+    let fin = run_lossless(&mut es, 100_000);
+    for (i, f) in fin.iter().enumerate() {
+        let carried: Vec<Digest> = f.iter().flat_map(|(b, _)| b.payload.clone()).collect();
+        for j in 0..N as u8 {
+            assert!(
+                carried.contains(&Digest([j; 32])),
+                "validator {i}: payload of {j} not final: {carried:?}"
+            );
+        }
+        assert!(
+            f.len() < 20,
+            "the chain rests once nothing is left: {} blocks",
+            f.len()
+        );
+    }
+    // The last certificate was shared while the chain rests: every
+    // validator finalized the same blocks.
+    let lens: Vec<usize> = fin.iter().map(Vec::len).collect();
+    assert!(lens.windows(2).all(|w| w[0] == w[1]), "{lens:?}");
 }

@@ -117,6 +117,29 @@ enum Cmd {
     },
     /// Inspect this host and propose a core placement plan (changes nothing by itself).
     Tune(plume_tuning::cli::TuneArgs),
+    /// Safety-state commands (recovery after a lost disk).
+    Safety {
+        #[command(subcommand)]
+        cmd: SafetyCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SafetyCmd {
+    /// Write a fresh safety state that votes only above VIEW, when both
+    /// safety slots are unreadable (plume start refuses and names this).
+    /// Pick the network's current view plus a margin.
+    Reset {
+        /// Node home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// This validator will vote only in views above this.
+        #[arg(long)]
+        above_view: u64,
+        /// Replace a valid safety state too.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -395,6 +418,26 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Devnet(args) => return cmd_devnet(args),
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
+        Cmd::Safety {
+            cmd:
+                SafetyCmd::Reset {
+                    home,
+                    above_view,
+                    force,
+                },
+        } => {
+            let setup = plume_node::setup::NodeSetup::load(&home, None)?;
+            plume_node::safety::SafetyFile::reset(
+                &home.join("data"),
+                setup.chain_u64,
+                above_view,
+                force,
+            )?;
+            println!(
+                "{}: safety state reset; this validator votes only above view {above_view}",
+                home.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -303,7 +303,15 @@ pub struct SafetyState<S: Scheme> {
     /// The proof that finalized the previous epoch's last block (kept so a
     /// restarted validator can still hand it to peers left behind).
     pub epoch_proof: Option<CommitProof<S>>,
+    /// The blocks above the last executed height on the way to `high_qc`
+    /// and to the last block voted for, lowest first: with them a
+    /// restarted validator (or all of them) can propose on `high_qc` and
+    /// finalize what it had not executed (at most [`SAFETY_BLOCKS_MAX`]).
+    pub blocks: Vec<Block<S>>,
 }
+
+/// Most blocks a safety state carries.
+pub const SAFETY_BLOCKS_MAX: usize = 256;
 
 /// Offline-checkable proof that `child.justify.block` is final under the
 /// two-chain rule: `child` extends it in the very next view and `child_qc`

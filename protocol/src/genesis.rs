@@ -122,6 +122,15 @@ pub struct Params {
     pub epoch_blocks: u64,
     /// Base view timeout in milliseconds before a view change.
     pub view_timeout_ms: u64,
+    /// With nothing to propose or finalize, a leader proposes an empty
+    /// block only after this many milliseconds (0: at once). Bounds an idle
+    /// chain to about one block per interval.
+    #[serde(default = "default_idle_block_interval_ms")]
+    pub idle_block_interval_ms: u64,
+}
+
+fn default_idle_block_interval_ms() -> u64 {
+    1_000
 }
 
 impl Default for Params {
@@ -140,6 +149,7 @@ impl Default for Params {
             ),
             epoch_blocks: 10_000,
             view_timeout_ms: 1_000,
+            idle_block_interval_ms: default_idle_block_interval_ms(),
         }
     }
 }
@@ -275,6 +285,9 @@ impl Genesis {
         }
         if p.view_timeout_ms == 0 {
             bail!("params.view_timeout_ms: must be at least 1");
+        }
+        if p.idle_block_interval_ms > 3_600_000 {
+            bail!("params.idle_block_interval_ms: at most 3,600,000 (one hour)");
         }
         Ok(())
     }

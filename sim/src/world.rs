@@ -304,6 +304,10 @@ enum Ev<S: SimScheme> {
         view: u64,
         gen: u64,
     },
+    Idle {
+        inst: usize,
+        view: u64,
+    },
     Crash {
         inst: usize,
     },
@@ -491,6 +495,7 @@ impl<S: SimScheme> World<S> {
             leader_reputation: self.cfg.leader_reputation,
             epoch_length: self.cfg.epoch_length,
             payload_weight_max: 10_000,
+            idle_interval_us: 0,
         };
         let mut e = Engine::new(cfg, key, recovered);
         let effects = e.step(Input::Start);
@@ -608,6 +613,13 @@ impl<S: SimScheme> World<S> {
                 let effects = e.step(Input::TimerFired(Timer::View(view)));
                 self.apply(inst, effects);
             }
+            Ev::Idle { inst, view } => {
+                let Some(e) = self.insts[inst].engine.as_mut() else {
+                    return;
+                };
+                let effects = e.step(Input::TimerFired(Timer::Idle(view)));
+                self.apply(inst, effects);
+            }
             Ev::Crash { inst } => {
                 self.trace = mix(mix(self.trace, 3), inst as u64);
                 self.insts[inst].engine = None;
@@ -693,6 +705,10 @@ impl<S: SimScheme> World<S> {
                     let gen = self.insts[inst].timer_gen;
                     self.schedule(self.now + after_us, Ev::Timer { inst, view, gen });
                 }
+                Effect::SetTimer {
+                    timer: Timer::Idle(view),
+                    after_us,
+                } => self.schedule(self.now + after_us, Ev::Idle { inst, view }),
                 Effect::Send { to, msg } => self.outgoing(inst, vec![to], msg),
                 Effect::Broadcast(msg) => {
                     let me = self.insts[inst].index;

@@ -23,8 +23,10 @@ use rkyv::util::AlignedVec;
 pub const CHECKSUM_LEN: usize = 8;
 
 /// Schema version this build writes and reads. Bump on any change to a
-/// record layout, a table's key encoding or the tree's hash shape.
-pub const SCHEMA_VERSION: u32 = 1;
+/// record layout, a table's key encoding or the tree's hash shape (or to
+/// the block-record bytes the node stores: 2 = batch expiry heights in
+/// block records, issue 14).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A node of the authenticated state tree (alignment 1: read in place).
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -245,6 +245,11 @@ fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
         // Validator-set changes are not wired to governance yet: one epoch.
         epoch_length: 0,
         payload_weight_max: u64::from(setup.params.block_txs_max),
+        idle_interval_us: setup
+            .genesis
+            .params
+            .idle_block_interval_ms
+            .saturating_mul(1000),
     }
 }
 
@@ -816,9 +821,10 @@ impl Core {
             .collect();
         self.timers.retain(|(_, at)| *at > now);
         for t in due {
-            let Timer::View(v) = t;
-            if v == self.engine.view() {
-                self.shared.metrics.view_changes.inc();
+            if let Timer::View(v) = t {
+                if v == self.engine.view() {
+                    self.shared.metrics.view_changes.inc();
+                }
             }
             self.step(Input::TimerFired(t))?;
         }

@@ -288,6 +288,7 @@ async fn run(
                 leader_reputation: true,
                 epoch_length: 0,
                 payload_weight_max: 1,
+                idle_interval_us: g.params.idle_block_interval_ms * 1000,
             };
             let sk =
                 plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes()).unwrap();
