@@ -280,6 +280,31 @@ impl LocalNet {
         Ok(())
     }
 
+    /// SIGTERM validator `i` and wait up to `timeout` for it to exit;
+    /// returns its exit status and how long it took (`None`: it did not
+    /// exit in time and was killed).
+    pub fn stop(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut c = self.children[i].take()?;
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+        while t0.elapsed() < timeout {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some((st, t0.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// SIGKILL validator `i` (no clean shutdown).
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
