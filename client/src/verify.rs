@@ -36,5 +36,5 @@ pub fn verify_finality(
     let p: FinalityProof =
         serde_json::from_value(proof_json.clone()).map_err(|e| VerifyError::Json(e.to_string()))?;
     let set = genesis.validator_set()?;
-    Ok(proof::verify(&p, &set)?)
+    Ok(proof::verify(&p, &set, genesis.consensus_chain())?)
 }

@@ -250,6 +250,48 @@ impl Metrics {
     }
 }
 
+/// Views and heights above this in a peer's message are refused before
+/// anything else looks at them (so no `+ 1` on them can overflow; the
+/// chain would need 2^62 rounds to get there).
+pub const VIEW_HEIGHT_MAX: u64 = 1 << 62;
+
+fn qc_in_range<S: Scheme>(qc: &QuorumCert<S>) -> bool {
+    qc.view < VIEW_HEIGHT_MAX && qc.height < VIEW_HEIGHT_MAX && qc.epoch < VIEW_HEIGHT_MAX
+}
+
+fn tc_in_range<S: Scheme>(tc: &TimeoutCert<S>) -> bool {
+    tc.view < VIEW_HEIGHT_MAX
+        && tc.epoch < VIEW_HEIGHT_MAX
+        && tc.entries.iter().all(|e| e.1 < VIEW_HEIGHT_MAX)
+}
+
+fn block_in_range<S: Scheme>(b: &Block<S>) -> bool {
+    b.view < VIEW_HEIGHT_MAX
+        && b.height < VIEW_HEIGHT_MAX
+        && b.epoch < VIEW_HEIGHT_MAX
+        && qc_in_range(&b.justify)
+}
+
+/// Every view, height and epoch a message carries is below
+/// [`VIEW_HEIGHT_MAX`].
+fn in_range<S: Scheme>(msg: &Message<S>) -> bool {
+    match msg {
+        Message::Proposal(p) => block_in_range(&p.block) && p.tc.as_ref().is_none_or(tc_in_range),
+        Message::Vote(v) => {
+            v.view < VIEW_HEIGHT_MAX && v.height < VIEW_HEIGHT_MAX && v.epoch < VIEW_HEIGHT_MAX
+        }
+        Message::Timeout(t) => {
+            t.view < VIEW_HEIGHT_MAX && t.epoch < VIEW_HEIGHT_MAX && qc_in_range(&t.high_qc)
+        }
+        Message::Certificates { high_qc, tc } => {
+            qc_in_range(high_qc) && tc.as_ref().is_none_or(tc_in_range)
+        }
+        Message::SyncRequest { .. } => true,
+        Message::SyncResponse { blocks } => blocks.iter().all(block_in_range),
+        Message::EpochProof(p) => block_in_range(&p.child) && qc_in_range(&p.child_qc),
+    }
+}
+
 /// Votes collected for one view: voter -> (block, height, signature).
 type VotesOfView<S> = BTreeMap<u32, (Digest, u64, <S as Scheme>::Sig)>;
 
@@ -274,7 +316,11 @@ pub struct Engine<S: Scheme> {
     votes: BTreeMap<View, VotesOfView<S>>,
     qc_done: BTreeSet<View>,
     timeouts: BTreeMap<View, BTreeMap<u32, (View, S::Sig)>>,
-    verified: BTreeSet<Digest>,
+    /// Certificates whose signatures we checked, by signed message (QCs)
+    /// or content (TCs): a hit needs the very same certificate, so a forged
+    /// one over a cached message is still checked (and refused).
+    verified: BTreeMap<Digest, S::Cert>,
+    verified_tcs: BTreeMap<Digest, TimeoutCert<S>>,
     /// Blocks certified by a QC we verified (bounded like `verified`).
     certified: BTreeSet<Digest>,
     pending: BTreeMap<Digest, (u32, Proposal<S>)>,
@@ -344,7 +390,8 @@ impl<S: Scheme> Engine<S> {
             votes: BTreeMap::new(),
             qc_done: BTreeSet::new(),
             timeouts: BTreeMap::new(),
-            verified: BTreeSet::new(),
+            verified: BTreeMap::new(),
+            verified_tcs: BTreeMap::new(),
             certified: BTreeSet::new(),
             pending: BTreeMap::new(),
             orphans: BTreeMap::new(),
@@ -653,18 +700,19 @@ impl<S: Scheme> Engine<S> {
                 if qc.epoch != self.cfg.epoch || qc.view == 0 {
                     return false;
                 }
-                let m = qc.signed_message();
-                if self.verified.contains(&m) {
+                let m = qc.signed_message(self.cfg.chain_id);
+                if self.verified.get(&m) == Some(c) {
                     return true;
                 }
                 if S::verify_cert(&self.cfg.committee, m.as_bytes(), c) {
                     if self.verified.len() >= VERIFIED_CACHE_MAX {
                         self.verified.clear();
+                        self.verified_tcs.clear();
                     }
                     if self.certified.len() >= VERIFIED_CACHE_MAX {
                         self.certified.clear();
                     }
-                    self.verified.insert(m);
+                    self.verified.insert(m, c.clone());
                     self.certified.insert(qc.block);
                     true
                 } else {
@@ -839,7 +887,7 @@ impl<S: Scheme> Engine<S> {
         // J§4 "Pacemaker": stop voting in v, broadcast a timeout with qc_high.
         self.last_voted_view = self.last_voted_view.max(v);
         self.out.push(Effect::PersistSafety(self.safety()));
-        let msg = timeout_message(self.cfg.epoch, v, self.high_qc.view);
+        let msg = timeout_message(self.cfg.chain_id, self.cfg.epoch, v, self.high_qc.view);
         let t = Timeout {
             epoch: self.cfg.epoch,
             view: v,
@@ -882,7 +930,7 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// Is `tc` valid? Cached by its content (view and (voter, high-QC view)
-    /// pairs): two certificates with the same content mean the same thing.
+    /// pairs), a hit only for the identical certificate (signatures too).
     fn check_tc(&mut self, tc: &TimeoutCert<S>) -> bool {
         if tc.epoch != self.cfg.epoch || tc.entries.len() > self.n {
             return false;
@@ -895,16 +943,20 @@ impl<S: Scheme> Engine<S> {
             h.update_u64(u64::from(*v)).update_u64(*hv);
         }
         let key = h.finalize();
-        if self.verified.contains(&key) {
+        if self
+            .verified_tcs
+            .get(&key)
+            .is_some_and(|t| t.view == tc.view && t.epoch == tc.epoch && t.entries == tc.entries)
+        {
             return true;
         }
-        if !tc.verify(&self.cfg.committee) {
+        if !tc.verify(&self.cfg.committee, self.cfg.chain_id) {
             return false;
         }
-        if self.verified.len() >= VERIFIED_CACHE_MAX {
-            self.verified.clear();
+        if self.verified_tcs.len() >= VERIFIED_CACHE_MAX {
+            self.verified_tcs.clear();
         }
-        self.verified.insert(key);
+        self.verified_tcs.insert(key, tc.clone());
         true
     }
 
@@ -1033,6 +1085,7 @@ impl<S: Scheme> Engine<S> {
         self.timeouts.clear();
         self.proposal_seen.clear();
         self.verified.clear();
+        self.verified_tcs.clear();
         self.certified.clear();
         self.pending.clear();
         self.orphans.clear();
@@ -1154,6 +1207,9 @@ impl<S: Scheme> Engine<S> {
     // ---- messages ----
 
     fn on_message(&mut self, from: u32, msg: Message<S>) {
+        if !in_range(&msg) {
+            return self.reject("view or height out of range");
+        }
         let msg_epoch = match &msg {
             Message::Proposal(p) => Some(p.block.epoch),
             Message::Vote(v) => Some(v.epoch),
@@ -1279,7 +1335,13 @@ impl<S: Scheme> Engine<S> {
             self.voted_block = Some(b.id);
             // Persist before the vote leaves (driver contract).
             self.out.push(Effect::PersistSafety(self.safety()));
-            let m = QuorumCert::<S>::vote_message(self.cfg.epoch, b.view, &b.id, b.height);
+            let m = QuorumCert::<S>::vote_message(
+                self.cfg.chain_id,
+                self.cfg.epoch,
+                b.view,
+                &b.id,
+                b.height,
+            );
             let vote = Vote {
                 epoch: self.cfg.epoch,
                 view: b.view,
@@ -1327,7 +1389,13 @@ impl<S: Scheme> Engine<S> {
         if !S::has_quorum(&self.cfg.committee, &idx) {
             return;
         }
-        let m = QuorumCert::<S>::vote_message(self.cfg.epoch, v.view, &v.block, v.height);
+        let m = QuorumCert::<S>::vote_message(
+            self.cfg.chain_id,
+            self.cfg.epoch,
+            v.view,
+            &v.block,
+            v.height,
+        );
         match S::aggregate(&self.cfg.committee, m.as_bytes(), &same) {
             Ok(cert) => {
                 self.qc_done.insert(v.view);
@@ -1337,9 +1405,9 @@ impl<S: Scheme> Engine<S> {
                     view: v.view,
                     block: v.block,
                     height: v.height,
-                    cert: Some(cert),
+                    cert: Some(cert.clone()),
                 };
-                self.verified.insert(m);
+                self.verified.insert(m, cert);
                 self.certified.insert(qc.block);
                 self.on_qc(&qc, from);
                 if !self.blocks.contains_key(&qc.block) {
@@ -1366,7 +1434,7 @@ impl<S: Scheme> Engine<S> {
         if t.view > self.view + VIEW_AHEAD_MAX || t.high_qc.view >= t.view {
             return self.reject("timeout view out of range");
         }
-        let m = timeout_message(t.epoch, t.view, t.high_qc.view);
+        let m = timeout_message(self.cfg.chain_id, t.epoch, t.view, t.high_qc.view);
         if !S::verify(&self.cfg.committee, from as usize, m.as_bytes(), &t.sig) {
             return self.reject("bad signature");
         }
@@ -1419,7 +1487,8 @@ impl<S: Scheme> Engine<S> {
         if let Err(why) = self.check_block_shape(&p.child) {
             return self.reject(why);
         }
-        if p.verify_direct(&self.cfg.committee).is_err()
+        if p.verify_direct(&self.cfg.committee, self.cfg.chain_id)
+            .is_err()
             || !self.check_qc(&p.child.justify)
             || !self.check_qc(&p.child_qc)
         {

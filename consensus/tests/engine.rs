@@ -114,14 +114,18 @@ fn four_validators_finalize_one_chain_with_valid_proofs() {
     }
     // Every proof checks offline, and breaking it is noticed.
     for (b, p) in &fin[0] {
-        let proven = p.verify_direct(&c).expect("valid proof");
+        let proven = p.verify_direct(&c, 9).expect("valid proof");
         assert!(proven == b.id || p.child.height > b.height);
+        assert!(
+            p.verify_direct(&c, 10).is_err(),
+            "the same keys on another chain do not verify"
+        );
         let mut bad = p.clone();
         bad.child_qc.view += 1;
-        assert!(bad.verify_direct(&c).is_err());
+        assert!(bad.verify_direct(&c, 9).is_err());
         let mut bad = p.clone();
         bad.child.payload.push(Digest([7; 32]));
-        assert!(bad.verify_direct(&c).is_err());
+        assert!(bad.verify_direct(&c, 9).is_err());
     }
 }
 
@@ -319,14 +323,15 @@ fn timeouts_form_a_certificate_and_back_off() {
         }
     }
     let tc = tc.expect("three timeouts form a TC");
-    assert!(tc.verify(&c));
+    assert!(tc.verify(&c, 9));
+    assert!(!tc.verify(&c, 10), "a TC of another chain");
     assert_eq!(es[0].view(), 2);
     let mut dup = tc.clone();
     dup.entries.push(dup.entries[0]);
-    assert!(!dup.verify(&c), "duplicate voters accepted");
+    assert!(!dup.verify(&c, 9), "duplicate voters accepted");
     let mut short = tc.clone();
     short.entries.truncate(2);
-    assert!(!short.verify(&c), "TC without quorum accepted");
+    assert!(!short.verify(&c, 9), "TC without quorum accepted");
     // Backoff: after a timeout the next view's timer is longer.
     let high_qc = es[0].high_qc().clone();
     let t2 = es[3]
@@ -686,4 +691,101 @@ fn with_an_idle_interval_payload_is_finalized_without_waiting_and_then_the_chain
     // validator finalized the same blocks.
     let lens: Vec<usize> = fin.iter().map(Vec::len).collect();
     assert!(lens.windows(2).all(|w| w[0] == w[1]), "{lens:?}");
+}
+
+#[test]
+fn a_forged_certificate_over_a_cached_message_is_refused_and_so_is_another_chains() {
+    let (c, s, mut es) = engines();
+    let fin = run_lossless(&mut es, 2_000);
+    let (_, proof) = fin[0].last().expect("blocks finalized").clone();
+    let genuine = proof.child_qc.clone();
+    let bad = |e: &Engine<TestScheme>| {
+        e.metrics()
+            .rejected
+            .get("bad certificate")
+            .copied()
+            .unwrap_or(0)
+    };
+    // Validator 0 checked (and cached) the genuine certificate; the same
+    // message with other signature bytes is checked again and refused.
+    let mut forged = genuine.clone();
+    let cert = forged.cert.as_mut().expect("a real certificate");
+    cert.sigs[0] = Digest([1; 32]);
+    let before = bad(&es[0]);
+    es[0].step(Input::Message {
+        from: 1,
+        msg: Message::Certificates {
+            high_qc: forged,
+            tc: None,
+        },
+    });
+    assert_eq!(bad(&es[0]), before + 1, "the cache did not let it through");
+    // The genuine one is still accepted.
+    es[0].step(Input::Message {
+        from: 1,
+        msg: Message::Certificates {
+            high_qc: genuine.clone(),
+            tc: None,
+        },
+    });
+    assert_eq!(bad(&es[0]), before + 1);
+    // The same keys on another chain: its certificates do not verify here.
+    let mut other: Vec<Engine<TestScheme>> = (0..N as u32)
+        .map(|i| {
+            let mut cfg = config(i, &c);
+            cfg.chain_id = 10;
+            Engine::new(cfg, s[i as usize].clone(), None)
+        })
+        .collect();
+    let fin10 = run_lossless(&mut other, 2_000);
+    let foreign = fin10[0].last().expect("blocks").1.child_qc.clone();
+    let before = bad(&es[2]);
+    es[2].step(Input::Message {
+        from: 1,
+        msg: Message::Certificates {
+            high_qc: foreign,
+            tc: None,
+        },
+    });
+    assert_eq!(bad(&es[2]), before + 1, "a certificate of another chain");
+}
+
+#[test]
+fn views_and_heights_at_the_top_of_u64_are_refused_without_arithmetic() {
+    // (Debug builds check overflow: an unchecked `+ 1` on any of these
+    // would panic here.)
+    let (_, _, mut es) = engines();
+    let p = proposal_of(&es[1].step(Input::Start)).unwrap();
+    es[0].step(Input::Start);
+    let refused = |e: &Engine<TestScheme>| {
+        e.metrics()
+            .rejected
+            .get("view or height out of range")
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut cases: Vec<Message<TestScheme>> = Vec::new();
+    for f in 0..5 {
+        let mut x = p.clone();
+        match f {
+            0 => x.block.view = u64::MAX,
+            1 => x.block.height = u64::MAX,
+            2 => x.block.justify.height = u64::MAX,
+            3 => x.block.justify.view = u64::MAX - 1,
+            _ => x.block.epoch = u64::MAX,
+        }
+        x.block.id = x.block.compute_id();
+        cases.push(Message::Proposal(x));
+    }
+    let mut qc = p.block.justify.clone();
+    qc.view = u64::MAX;
+    cases.push(Message::Certificates {
+        high_qc: qc,
+        tc: None,
+    });
+    let n = cases.len() as u64;
+    for m in cases {
+        es[0].step(Input::Message { from: 1, msg: m });
+    }
+    assert_eq!(refused(&es[0]), n);
 }

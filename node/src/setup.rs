@@ -68,8 +68,7 @@ pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
 
 /// The consensus chain id: the first 8 bytes of the chain id's hash.
 pub fn chain_u64(chain_id: &str) -> u64 {
-    let d = plume_crypto::hash(plume_crypto::Domain::Block, chain_id.as_bytes());
-    u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
+    plume_protocol::genesis::consensus_chain(chain_id)
 }
 
 impl NodeSetup {

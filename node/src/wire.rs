@@ -248,7 +248,7 @@ mod tests {
         let genesis = Block::<BlsScheme>::genesis(7);
         let gqc = QuorumCert::genesis(0, &genesis);
         let b1 = Block::new(0, 1, 1, vec![Digest([3; 32]), Digest([4; 32])], gqc.clone());
-        let msg = QuorumCert::<BlsScheme>::vote_message(0, 1, &b1.id, 1);
+        let msg = QuorumCert::<BlsScheme>::vote_message(9, 0, 1, &b1.id, 1);
         let mut agg = VoteAggregator::new(&set, msg.as_bytes());
         for (i, k) in sks.iter().enumerate().take(3) {
             agg.add(i, k.sign(msg.as_bytes())).unwrap();

@@ -368,25 +368,26 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
         assert!(Instant::now() < deadline, "not final");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let committee = load_genesis(&net.genesis_path)
-        .unwrap()
-        .validator_set()
-        .unwrap();
+    let genesis = load_genesis(&net.genesis_path).unwrap();
+    let committee = genesis.validator_set().unwrap();
+    let chain = genesis.consensus_chain();
     let proof: plume_protocol::proof::FinalityProof =
         serde_json::from_value(v["finality_proof"].clone()).unwrap();
-    let h = plume_protocol::proof::verify(&proof, &committee).unwrap();
+    let h = plume_protocol::proof::verify(&proof, &committee, chain).unwrap();
     assert_eq!(h, v["height"].as_u64().unwrap());
+    // The same keys on another chain: the certificates do not verify.
+    assert!(plume_protocol::proof::verify(&proof, &committee, chain ^ 1).is_err());
     // Another transaction id: refused.
     let mut other = proof.clone();
     other.tx = "ab".repeat(32);
-    assert!(plume_protocol::proof::verify(&other, &committee).is_err());
+    assert!(plume_protocol::proof::verify(&other, &committee, chain).is_err());
     // A tampered certificate: refused.
     let mut tampered = proof.clone();
     let mut cp = hex::decode(&tampered.commit_proof).unwrap();
     let n = cp.len();
     cp[n - 10] ^= 0x01;
     tampered.commit_proof = hex::encode(cp);
-    assert!(plume_protocol::proof::verify(&tampered, &committee).is_err());
+    assert!(plume_protocol::proof::verify(&tampered, &committee, chain).is_err());
     // Another validator set: refused.
     let other_set = {
         let sk = plume_crypto::bls::SecretKey::from_bytes(&[7u8; 32]).unwrap();
@@ -396,7 +397,7 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
         }])
         .unwrap()
     };
-    assert!(plume_protocol::proof::verify(&proof, &other_set).is_err());
+    assert!(plume_protocol::proof::verify(&proof, &other_set, chain).is_err());
     // The CLI does the same check (against the node that answered: another
     // may not have executed the block yet).
     let out = std::process::Command::new(exe())

@@ -29,19 +29,21 @@ pub struct QuorumCert<S: Scheme> {
 }
 
 impl<S: Scheme> QuorumCert<S> {
-    /// The bytes a vote for (`epoch`, `view`, `block`, `height`) signs.
-    pub fn vote_message(epoch: u64, view: View, block: &Digest, height: u64) -> Digest {
+    /// The bytes a vote for (`epoch`, `view`, `block`, `height`) on chain
+    /// `chain` signs (domain `Vote`, chain id first).
+    pub fn vote_message(chain: u64, epoch: u64, view: View, block: &Digest, height: u64) -> Digest {
         let mut h = Hasher::new(Domain::Vote);
-        h.update_u64(epoch)
+        h.update_u64(chain)
+            .update_u64(epoch)
             .update_u64(view)
             .update(block.as_bytes())
             .update_u64(height);
         h.finalize()
     }
 
-    /// The message this certificate's signers signed.
-    pub fn signed_message(&self) -> Digest {
-        Self::vote_message(self.epoch, self.view, &self.block, self.height)
+    /// The message this certificate's signers signed (on chain `chain`).
+    pub fn signed_message(&self, chain: u64) -> Digest {
+        Self::vote_message(chain, self.epoch, self.view, &self.block, self.height)
     }
 
     /// The certificate of the genesis block of an epoch (needs no signatures).
@@ -185,15 +187,17 @@ pub struct Timeout<S: Scheme> {
     pub high_qc: QuorumCert<S>,
     /// Sender's committee index.
     pub voter: u32,
-    /// Signature over [`timeout_message`]`(epoch, view, high_qc.view)`.
+    /// Signature over [`timeout_message`]`(chain, epoch, view, high_qc.view)`.
     pub sig: S::Sig,
 }
 
-/// The bytes a timeout signs: the view and the view of the sender's highest
+/// The bytes a timeout signs (domain `Timeout`, chain id first): the view
+/// and the view of the sender's highest
 /// certificate (Jolteon §4: timeouts bind `qc_high.round`).
-pub fn timeout_message(epoch: u64, view: View, high_qc_view: View) -> Digest {
+pub fn timeout_message(chain: u64, epoch: u64, view: View, high_qc_view: View) -> Digest {
     let mut h = Hasher::new(Domain::Timeout);
-    h.update_u64(epoch)
+    h.update_u64(chain)
+        .update_u64(epoch)
         .update_u64(view)
         .update_u64(high_qc_view);
     h.finalize()
@@ -219,8 +223,8 @@ impl<S: Scheme> TimeoutCert<S> {
         self.entries.iter().map(|e| e.1).max().unwrap_or(0)
     }
 
-    /// Check signatures, distinct voters and quorum.
-    pub fn verify(&self, committee: &S::Committee) -> bool {
+    /// Check signatures (over chain `chain`), distinct voters and quorum.
+    pub fn verify(&self, committee: &S::Committee, chain: u64) -> bool {
         if self.entries.len() > TC_ENTRIES_MAX || !self.entries.windows(2).all(|w| w[0].0 < w[1].0)
         {
             return false;
@@ -232,7 +236,7 @@ impl<S: Scheme> TimeoutCert<S> {
                     && S::verify(
                         committee,
                         *v as usize,
-                        timeout_message(self.epoch, self.view, *hv).as_bytes(),
+                        timeout_message(chain, self.epoch, self.view, *hv).as_bytes(),
                         sig,
                     )
             })
@@ -331,7 +335,11 @@ impl<S: Scheme> CommitProof<S> {
     /// Check the proof for `committed` (which may be the directly committed
     /// block or, with `chain`, an ancestor). `committee` is the committee of
     /// `child`'s epoch.
-    pub fn verify_direct(&self, committee: &S::Committee) -> Result<Digest, &'static str> {
+    pub fn verify_direct(
+        &self,
+        committee: &S::Committee,
+        chain: u64,
+    ) -> Result<Digest, &'static str> {
         let b1 = &self.child;
         let qc0 = &b1.justify;
         if b1.compute_id() != b1.id || self.child_qc.block != b1.id {
@@ -340,12 +348,12 @@ impl<S: Scheme> CommitProof<S> {
         if self.child_qc.view != b1.view || self.child_qc.height != b1.height {
             return Err("child certificate view/height mismatch");
         }
-        if b1.view != qc0.view + 1 {
+        if Some(b1.view) != qc0.view.checked_add(1) {
             return Err("child is not in the next view (not a two-chain)");
         }
         let check = |qc: &QuorumCert<S>| -> bool {
             match &qc.cert {
-                Some(c) => S::verify_cert(committee, qc.signed_message().as_bytes(), c),
+                Some(c) => S::verify_cert(committee, qc.signed_message(chain).as_bytes(), c),
                 None => false,
             }
         };

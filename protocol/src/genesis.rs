@@ -325,6 +325,12 @@ impl Genesis {
         crate::batch::BatchCommittee::new(members).ctx(|| "validators".into())
     }
 
+    /// The consensus chain id: the first 8 bytes of the chain id's hash
+    /// (every consensus signature binds it).
+    pub fn consensus_chain(&self) -> u64 {
+        consensus_chain(&self.chain_id)
+    }
+
     /// Total initial supply.
     pub fn total_supply(&self) -> u128 {
         self.alloc
@@ -332,6 +338,13 @@ impl Genesis {
             .filter_map(|a| a.amount.parse::<u128>().ok())
             .sum()
     }
+}
+
+/// The consensus chain id of chain id `chain_id` (see
+/// [`Genesis::consensus_chain`]).
+pub fn consensus_chain(chain_id: &str) -> u64 {
+    let d = plume_crypto::hash(plume_crypto::Domain::Block, chain_id.as_bytes());
+    u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
 }
 
 /// Parse `ADDR=AMOUNT` from the command line.

@@ -131,9 +131,10 @@ fn unhex(what: &'static str, s: &str) -> Result<Vec<u8>, ProofError> {
     hex::decode(s).map_err(|_| ProofError::Hex(what))
 }
 
-/// Check a proof offline against the genesis validator set. Returns the
-/// height of the transaction's block.
-pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofError> {
+/// Check a proof offline against the genesis validator set of consensus
+/// chain `chain` ([`crate::genesis::Genesis::consensus_chain`]). Returns
+/// the height of the transaction's block.
+pub fn verify(p: &FinalityProof, committee: &ValidatorSet, chain: u64) -> Result<u64, ProofError> {
     if p.chain.is_empty() || p.chain.len() > PROOF_CHAIN_MAX {
         return Err(invalid(format!(
             "chain must hold 1 to {PROOF_CHAIN_MAX} blocks"
@@ -147,7 +148,7 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet) -> Result<u64, ProofE
             }
         })?;
     let committed = proof
-        .verify_direct(committee)
+        .verify_direct(committee, chain)
         .map_err(|e| invalid(format!("commit proof: {e}")))?;
     let blocks: Vec<Block<BlsScheme>> = p
         .chain

@@ -734,7 +734,7 @@ impl<S: SimScheme> World<S> {
                     if self.cfg.check_commit_proofs {
                         batch_last = Some(block.id);
                         let committee = self.epoch_keys(proof.child.epoch).0.clone();
-                        proven = Some(proof.verify_direct(&committee));
+                        proven = Some(proof.verify_direct(&committee, self.cfg.seed));
                     }
                 }
             }
@@ -841,7 +841,8 @@ impl<S: SimScheme> World<S> {
             }
             (Behavior::DoubleVote | Behavior::UnknownVotes, Message::Vote(v)) => {
                 let fake = Digest(self.byz.bytes32());
-                let m = QuorumCert::<S>::vote_message(v.epoch, v.view, &fake, v.height);
+                let m =
+                    QuorumCert::<S>::vote_message(self.cfg.seed, v.epoch, v.view, &fake, v.height);
                 let v2 = Vote {
                     block: fake,
                     sig: S::sign(&self.epoch_keys(v.epoch).1[me as usize], m.as_bytes()),
