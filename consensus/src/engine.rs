@@ -104,6 +104,10 @@ pub struct Config<S: Scheme> {
     /// much longer): an idle chain makes about one block per interval
     /// instead of one per round trip. 0: propose at once, always.
     pub idle_interval_us: u64,
+    /// Blocks carry the state root of [`state_height`] (fed by
+    /// [`Input::Executed`]) and a validator votes only if its own matches;
+    /// off where nothing executes (the simulator).
+    pub state_roots: bool,
 }
 
 /// Timers the engine asks for.
@@ -188,6 +192,17 @@ pub enum Effect<S: Scheme> {
     PersistSafety(SafetyState<S>),
     /// Store a block (restarts reload stored blocks).
     PersistBlock(Block<S>),
+    /// Our state root after `height` differs from the one finalized
+    /// headers carry (or the proposal claims): this validator stopped
+    /// voting, proposing and timing out. Emitted once.
+    Diverged {
+        /// The height.
+        height: u64,
+        /// Our root.
+        ours: Digest,
+        /// The root the others certified or claim.
+        claimed: Digest,
+    },
     /// The block is final (blocks come in height order, each exactly once).
     Finalized {
         /// The block.
@@ -241,6 +256,8 @@ pub struct Metrics {
     pub payload_dropped: u64,
     /// Payload digests returned to the queue from abandoned views.
     pub payload_returned: u64,
+    /// Our state diverged from the certified one (we stopped voting).
+    pub diverged: bool,
 }
 
 impl Metrics {
@@ -346,6 +363,14 @@ pub struct Engine<S: Scheme> {
     idle_armed: View,
     /// [`Input::Start`] was given.
     started: bool,
+    /// Our state roots by height (a window; see [`Config::state_roots`]).
+    roots: BTreeMap<u64, Digest>,
+    /// Roots finalized headers claim for heights we have not executed yet.
+    claims: BTreeMap<u64, Digest>,
+    /// A proposal of the current view waiting for our root to vote.
+    deferred: Option<(u32, Proposal<S>)>,
+    /// (height, ours, claimed) once our state diverged.
+    diverged: Option<(u64, Digest, Digest)>,
     /// Block the current epoch extends (genesis for epoch 0).
     epoch_start: Digest,
     next_epoch: Option<(u64, S::Committee, u32, S::Signer)>,
@@ -404,6 +429,10 @@ impl<S: Scheme> Engine<S> {
             idle_done: 0,
             idle_armed: 0,
             started: false,
+            roots: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            deferred: None,
+            diverged: None,
             epoch_start: genesis.id,
             next_epoch: None,
             epoch_proofs: BTreeMap::new(),
@@ -496,6 +525,9 @@ impl<S: Scheme> Engine<S> {
             } => {
                 self.exec_floor = self.exec_floor.max(height);
                 self.last_executed = Some((height, block, state_root));
+                if self.cfg.state_roots {
+                    self.on_executed(height, state_root);
+                }
             }
         }
         loop {
@@ -788,6 +820,9 @@ impl<S: Scheme> Engine<S> {
 
     fn maybe_propose(&mut self) {
         let v = self.view;
+        if self.diverged.is_some() {
+            return;
+        }
         if self.proposed_view >= v {
             return;
         }
@@ -843,6 +878,14 @@ impl<S: Scheme> Engine<S> {
             }
             return;
         }
+        let state_root = if self.cfg.state_roots {
+            match self.roots.get(&state_height(self.high_qc.height + 1)) {
+                Some(r) => *r,
+                None => return, // execution is behind: propose when it is there
+            }
+        } else {
+            Digest::ZERO
+        };
         self.proposed_view = v;
         let past_end = self
             .epoch_end()
@@ -868,7 +911,8 @@ impl<S: Scheme> Engine<S> {
             self.cfg.me,
             payload,
             self.high_qc.clone(),
-        );
+        )
+        .with_state_root(state_root);
         self.metrics.proposals += 1;
         let p = Proposal { block, tc };
         self.out
@@ -877,7 +921,7 @@ impl<S: Scheme> Engine<S> {
     }
 
     fn on_local_timeout(&mut self, v: View) {
-        if v != self.view {
+        if v != self.view || self.diverged.is_some() {
             return;
         }
         if self.timed_out_view != Some(v) {
@@ -1033,6 +1077,7 @@ impl<S: Scheme> Engine<S> {
             .collect();
         self.drop_payload(&finalized);
         for b in chain.into_iter().rev() {
+            self.check_claim(&b);
             self.metrics.finalized += 1;
             self.committed = b.clone();
             self.out.push(Effect::Finalized {
@@ -1323,6 +1368,16 @@ impl<S: Scheme> Engine<S> {
         }
         // Votes may have beaten the proposal here: now we can extend it.
         self.maybe_propose();
+        self.maybe_vote(from, Proposal { block: b, tc: p.tc });
+    }
+
+    /// Vote for `p` (already accepted) if the voting rule allows, once our
+    /// own state root for the height it names is known and equal to its.
+    fn maybe_vote(&mut self, from: u32, p: Proposal<S>) {
+        let b = &p.block;
+        if self.diverged.is_some() {
+            return;
+        }
         // J§4 "Voting rule": vote once per view, only in the current view,
         // and only if the block extends the previous view's QC or a TC for
         // the previous view with qc.view >= max high-QC view in the TC.
@@ -1330,7 +1385,26 @@ impl<S: Scheme> Engine<S> {
             || p.tc
                 .as_ref()
                 .is_some_and(|tc| tc.view + 1 == b.view && b.justify.view >= tc.max_high_qc_view());
-        if b.view == self.view && b.view > self.last_voted_view && extends {
+        if !(b.view == self.view && b.view > self.last_voted_view && extends) {
+            return;
+        }
+        if self.cfg.state_roots {
+            let sh = state_height(b.height);
+            match self.roots.get(&sh) {
+                None => {
+                    // Execution has not reached it yet: vote when it does.
+                    self.deferred = Some((from, p));
+                    return;
+                }
+                Some(ours) if *ours != b.state_root => {
+                    // Not ours to certify. (Only a *finalized* header that
+                    // disagrees means our state diverged: `check_claim`.)
+                    return self.reject("state root differs from ours");
+                }
+                Some(_) => {}
+            }
+        }
+        {
             self.last_voted_view = b.view;
             self.voted_block = Some(b.id);
             // Persist before the vote leaves (driver contract).
@@ -1353,6 +1427,62 @@ impl<S: Scheme> Engine<S> {
             self.metrics.votes += 1;
             let next = self.leader(b.view + 1, &b.id);
             self.send(next, Message::Vote(vote));
+        }
+    }
+
+    /// Our state after `height` is not the one the others claim: stop
+    /// voting, proposing and timing out for good, and say so.
+    fn diverge(&mut self, height: u64, ours: Digest, claimed: Digest) {
+        if self.diverged.is_some() {
+            return;
+        }
+        self.diverged = Some((height, ours, claimed));
+        self.metrics.diverged = true;
+        self.out.push(Effect::Diverged {
+            height,
+            ours,
+            claimed,
+        });
+    }
+
+    /// Our execution reached `height` with `root`: compare it with what
+    /// finalized headers claimed for it, and resume a proposal or a vote
+    /// that waited for it.
+    fn on_executed(&mut self, height: u64, root: Digest) {
+        self.roots.insert(height, root);
+        let floor = height.saturating_sub(4 * STATE_LAG);
+        self.roots = self.roots.split_off(&floor);
+        if let Some(claimed) = self.claims.remove(&height) {
+            if claimed != root {
+                self.diverge(height, root, claimed);
+            }
+        }
+        self.claims = self.claims.split_off(&floor);
+        if let Some((from, p)) = self.deferred.take() {
+            if p.block.view == self.view {
+                self.maybe_vote(from, p);
+            }
+        }
+        self.maybe_propose();
+    }
+
+    /// A finalized block claims the state root of its state height: check
+    /// it now, or when we get there.
+    fn check_claim(&mut self, b: &Block<S>) {
+        if !self.cfg.state_roots || b.height == 0 {
+            return;
+        }
+        let sh = state_height(b.height);
+        match self.roots.get(&sh) {
+            Some(ours) if *ours != b.state_root => {
+                let ours = *ours;
+                self.diverge(sh, ours, b.state_root);
+            }
+            Some(_) => {}
+            None if sh > self.exec_floor => {
+                self.claims.insert(sh, b.state_root);
+            }
+            None => {}
         }
     }
 

@@ -20,6 +20,7 @@ fn config(me: u32, committee: &TestCommittee) -> Config<TestScheme> {
         epoch_length: 0,
         payload_weight_max: 10_000,
         idle_interval_us: 0,
+        state_roots: false,
     }
 }
 
@@ -788,4 +789,145 @@ fn views_and_heights_at_the_top_of_u64_are_refused_without_arithmetic() {
         es[0].step(Input::Message { from: 1, msg: m });
     }
     assert_eq!(refused(&es[0]), n);
+}
+
+fn root(i: u8) -> Digest {
+    Digest([0xc0 | i; 32])
+}
+
+fn rooted_engines() -> Vec<Engine<TestScheme>> {
+    let (c, s) = TestCommittee::generate(N, 1);
+    (0..N as u32)
+        .map(|i| {
+            let mut cfg = config(i, &c);
+            cfg.state_roots = true;
+            Engine::new(cfg, s[i as usize].clone(), None)
+        })
+        .collect()
+}
+
+fn executed(e: &mut Engine<TestScheme>, height: u64, r: Digest) -> Vec<Effect<TestScheme>> {
+    e.step(Input::Executed {
+        height,
+        block: Digest([height as u8; 32]),
+        state_root: r,
+    })
+}
+
+#[test]
+fn proposals_carry_the_lagged_state_root_and_votes_need_the_same() {
+    let mut es = rooted_engines();
+    // The leader proposes only once it knows the root of its state height.
+    assert!(proposal_of(&es[1].step(Input::Start)).is_none());
+    let p = proposal_of(&executed(&mut es[1], 0, root(0))).expect("proposes with the root");
+    assert_eq!(p.block.state_root, root(0));
+    assert_eq!(plume_consensus::state_height(p.block.height), 0);
+    // A validator whose root for height 0 is another refuses it (no vote,
+    // no divergence: a proposal is only a claim).
+    es[2].step(Input::Start);
+    executed(&mut es[2], 0, root(9));
+    let eff = es[2].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    });
+    assert!(votes_of(&eff).is_empty());
+    assert_eq!(
+        es[2].metrics().rejected.get("state root differs from ours"),
+        Some(&1)
+    );
+    assert!(!es[2].metrics().diverged);
+    // One that has not executed height 0 yet votes once it has.
+    es[3].step(Input::Start);
+    let eff = es[3].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    });
+    assert!(votes_of(&eff).is_empty(), "waits for its own root");
+    let eff = executed(&mut es[3], 0, root(0));
+    assert_eq!(votes_of(&eff).len(), 1, "votes once the root matches");
+}
+
+#[test]
+fn a_finalized_header_claiming_another_root_than_ours_stops_us_for_good() {
+    // Validators 0-2 agree on every root; validator 3's differs from
+    // height 1 on. Run until blocks carrying roots of height >= 1 are final.
+    let mut es = rooted_engines();
+    let mut q: VecDeque<(usize, Input<TestScheme>)> = VecDeque::new();
+    for i in 0..N {
+        q.push_back((
+            i,
+            Input::Executed {
+                height: 0,
+                block: Digest::ZERO,
+                state_root: root(0),
+            },
+        ));
+        q.push_back((i, Input::Start));
+    }
+    let mut diverged = Vec::new();
+    let mut finalized = vec![0u64; N];
+    let mut steps = 0;
+    while let Some((i, input)) = q.pop_front() {
+        steps += 1;
+        if steps > 200_000 || finalized.iter().take(3).all(|h| *h >= 12) {
+            break;
+        }
+        for e in es[i].step(input) {
+            match e {
+                Effect::Send { to, msg } => q.push_back((
+                    to as usize,
+                    Input::Message {
+                        from: i as u32,
+                        msg,
+                    },
+                )),
+                Effect::Broadcast(msg) => {
+                    for j in 0..N {
+                        if j != i {
+                            q.push_back((
+                                j,
+                                Input::Message {
+                                    from: i as u32,
+                                    msg: msg.clone(),
+                                },
+                            ));
+                        }
+                    }
+                }
+                Effect::Finalized { block, .. } => {
+                    finalized[i] = block.height;
+                    // Execute it at once: validator 3 computes another root.
+                    let r = if i == 3 { root(7) } else { root(1) };
+                    q.push_back((
+                        i,
+                        Input::Executed {
+                            height: block.height,
+                            block: block.id,
+                            state_root: r,
+                        },
+                    ));
+                }
+                Effect::Diverged {
+                    height,
+                    ours,
+                    claimed,
+                } => diverged.push((i, height, ours, claimed)),
+                _ => {}
+            }
+        }
+    }
+    assert!(finalized.iter().take(3).all(|h| *h >= 12), "{finalized:?}");
+    assert_eq!(diverged.len(), 1, "{diverged:?}");
+    let (who, height, ours, claimed) = diverged[0];
+    assert_eq!((who, ours, claimed), (3, root(7), root(1)));
+    assert!(height >= 1);
+    assert!(es[3].metrics().diverged);
+    // It never votes or times out again.
+    let votes_before = es[3].metrics().votes;
+    let v3 = es[3].view();
+    let eff = es[3].step(Input::TimerFired(Timer::View(v3)));
+    assert!(!eff
+        .iter()
+        .any(|e| matches!(e, Effect::Broadcast(Message::Timeout(_)))));
+    assert_eq!(es[3].metrics().votes, votes_before);
 }

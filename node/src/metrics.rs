@@ -308,6 +308,10 @@ pub struct NodeMetrics {
     pub peers: Level,
     /// Consensus view.
     pub view: Level,
+    /// 1 once our state diverged from the certified one.
+    pub state_diverged: Level,
+    /// The height it diverged at.
+    pub state_diverged_height: Level,
     /// Finalized height.
     pub height: Level,
     /// Finality latency (submission on this node to commit).
@@ -359,6 +363,8 @@ impl NodeMetrics {
             mempool_depth: Level::default(),
             peers: Level::default(),
             view: Level::default(),
+            state_diverged: Level::default(),
+            state_diverged_height: Level::default(),
             height: Level::default(),
             finality: Histogram::new(FINALITY_BUCKETS_S),
             mem: MemGauges::default(),
@@ -484,6 +490,16 @@ impl NodeMetrics {
             ),
             ("plume_peers", "Connected peers.", &m.peers),
             ("plume_view", "Current consensus view.", &m.view),
+            (
+                "plume_state_diverged",
+                "1 when this validator's state root differs from the certified one (it stopped voting).",
+                &m.state_diverged,
+            ),
+            (
+                "plume_state_diverged_height",
+                "Height at which this validator's state diverged.",
+                &m.state_diverged_height,
+            ),
             (
                 "plume_finalized_height",
                 "Height of the last committed block.",

@@ -137,6 +137,9 @@ pub struct Opened {
     /// Payload digests of the last `plume_mempool::batcher::FINALIZED_WINDOW`
     /// committed blocks, by height (the vote rule's memory of what is final).
     pub recent_payloads: Vec<(u64, Vec<plume_crypto::Digest>)>,
+    /// (height, block id, state root after it) of the last committed
+    /// blocks, lowest first (what consensus compares headers against).
+    pub recent_roots: Vec<(u64, plume_crypto::Digest, plume_crypto::Digest)>,
 }
 
 /// Open the store in `HOME/data`, committing the genesis state on the
@@ -160,7 +163,13 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
             .collect::<Result<Vec<_>>>()?;
         let writes = plume_execution::genesis_writes(&setup.params, &allocs)
             .map_err(|e| anyhow!("genesis state: {e}"))?;
-        let enc = plume_protocol::proof::encode_block_record(&genesis_block, &[]);
+        let genesis_root = {
+            use plume_storage::AuthenticatedState;
+            plume_storage::MemoryState::new()
+                .apply(&writes)
+                .map_err(|e| anyhow!("genesis state root: {e}"))?
+        };
+        let enc = plume_protocol::proof::encode_block_record(&genesis_block, &[], &genesis_root);
         store
             .commit_block_with_writes(
                 &plume_storage::BlockCommit {
@@ -173,6 +182,9 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
                 &writes,
             )
             .context("committing the genesis state")?;
+        if store.committed_root() != genesis_root {
+            bail!("genesis state root mismatch between the memory tree and the store");
+        }
         tracing::info!(root = %store.committed_root(), "genesis state committed");
     }
     let (safety_file, safety) = SafetyFile::open(&data_dir)?;
@@ -181,15 +193,18 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         Some(rec) => {
             plume_protocol::proof::decode_block_record(&rec.bytes)
                 .with_context(|| format!("stored block {}", head.finalized_height))?
-                .0
+                .block
         }
         None => bail!("store head {} has no block record", head.finalized_height),
     };
     let mut recent_payloads = Vec::new();
+    let mut recent_roots = Vec::new();
     let floor = head
         .finalized_height
-        .saturating_sub(plume_mempool::batcher::FINALIZED_WINDOW)
-        .max(1);
+        .saturating_sub(plume_mempool::batcher::FINALIZED_WINDOW);
+    let roots_floor = head
+        .finalized_height
+        .saturating_sub(2 * plume_protocol::consensus::STATE_LAG);
     for h in floor..=head.finalized_height {
         let Some(rec) = store.block(h)? else {
             bail!(
@@ -197,10 +212,13 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
                 head.finalized_height
             );
         };
-        let (b, _) = plume_protocol::proof::decode_block_record(&rec.bytes)
+        let sb = plume_protocol::proof::decode_block_record(&rec.bytes)
             .with_context(|| format!("stored block {h}"))?;
-        if !b.payload.is_empty() {
-            recent_payloads.push((h, b.payload));
+        if h >= roots_floor {
+            recent_roots.push((h, sb.block.id, sb.state_root));
+        }
+        if !sb.block.payload.is_empty() {
+            recent_payloads.push((h, sb.block.payload));
         }
     }
     let restarted = safety.is_some() || head.finalized_height > 0;
@@ -216,5 +234,6 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         recovered,
         height: head.finalized_height,
         recent_payloads,
+        recent_roots,
     })
 }

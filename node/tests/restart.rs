@@ -264,3 +264,99 @@ fn unreadable_safety_slots_refuse_to_start_and_the_named_reset_recovers() {
     let hash = t.body.signing_hash().to_hex();
     assert!(support::final_on(&net.apis[0], &hash, Duration::from_secs(60)).is_some());
 }
+
+#[test]
+fn a_validator_whose_state_was_tampered_with_stops_with_the_divergence_error_and_the_others_go_on()
+{
+    use plume_storage::kv::{KvRead, KvStore, KvWrite, Table};
+    let (_d, mut net) = net(4);
+    wait_height(&net, 0, 2, Duration::from_secs(30));
+    let victim = net.accounts[300].public_key().address();
+    let home = net.homes[3].clone();
+    net.stop(3, Duration::from_secs(30)).expect("stopped");
+    // One account value changed under a valid checksum, tree untouched.
+    {
+        let kv = plume_storage::LmdbKv::open(
+            &home.join("data").join("store"),
+            &plume_storage::LmdbOptions::with_map_size_gib(1),
+        )
+        .unwrap();
+        let key = plume_execution::state::account_key(&victim.0);
+        let raw = {
+            let r = kv.read_txn().unwrap();
+            r.get(Table::Accounts, &key).unwrap().unwrap().to_vec()
+        };
+        let payload = &raw[..raw.len() - plume_storage::records::CHECKSUM_LEN];
+        let mut rec = plume_execution::state::AccountRecord::decode(payload).unwrap();
+        rec.balance += 1_000_000;
+        let sealed = plume_storage::records::seal(Table::Accounts, &key, &rec.encode().unwrap());
+        let mut w = kv.write_txn().unwrap();
+        w.put(Table::Accounts, &key, &sealed).unwrap();
+        w.commit().unwrap();
+    }
+    net.start(3).unwrap();
+    net.wait_ready(Duration::from_secs(30)).unwrap();
+    // A transfer from that account: validator 3 computes another state.
+    let t = txbuild::transfer(
+        &net.chain_id,
+        &net.accounts[300],
+        0,
+        &net.accounts[1].public_key().address(),
+        5,
+        None,
+        Fees::default(),
+        u64::MAX,
+    );
+    submit(&net.apis[0], &t).unwrap();
+    let hash = t.body.signing_hash().to_hex();
+    let at = support::final_on(&net.apis[0], &hash, Duration::from_secs(60))
+        .expect("final on the honest ones")["height"]
+        .as_u64()
+        .unwrap();
+    // At the header that carries that height's root it stops, loudly.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = net.status(3).unwrap();
+        if s["state"] == "diverged" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "validator 3 did not notice: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["diverged"]["height"].as_u64(), Some(at), "{status}");
+    assert_eq!(
+        support::metric(&net.apis[3], "plume_state_diverged"),
+        1,
+        "exported as a metric"
+    );
+    let log = std::fs::read_to_string(home.join("node.log")).unwrap();
+    assert!(
+        log.contains("DIVERGED") && log.contains(&format!("after block {at}")),
+        "the log names the height"
+    );
+    // The other three go on.
+    for i in 0..3 {
+        assert_eq!(net.status(i).unwrap()["state"], "ok");
+    }
+    let h = height(&net, 0);
+    let t2 = txbuild::transfer(
+        &net.chain_id,
+        &net.accounts[301],
+        0,
+        &net.accounts[1].public_key().address(),
+        1,
+        None,
+        Fees::default(),
+        u64::MAX,
+    );
+    submit(&net.apis[0], &t2).unwrap();
+    for i in 0..3 {
+        support::final_on(
+            &net.apis[i],
+            &t2.body.signing_hash().to_hex(),
+            Duration::from_secs(60),
+        )
+        .expect("the chain goes on without it");
+    }
+    assert!(height(&net, 1) > h);
+}

@@ -84,6 +84,7 @@ impl Writer {
         for d in &b.payload {
             self.digest(d);
         }
+        self.digest(&b.state_root);
         self.qc(&b.justify);
     }
     /// Append (see the decoder of the same name).
@@ -274,6 +275,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             payload.push(self.digest()?);
         }
+        let state_root = self.digest()?;
         let justify = self.qc()?;
         Ok(Block {
             id,
@@ -283,6 +285,7 @@ impl<'a> Reader<'a> {
             parent,
             proposer,
             payload,
+            state_root,
             justify,
         })
     }

@@ -76,8 +76,25 @@ pub struct Block<S: Scheme> {
     pub proposer: u32,
     /// Transaction-batch digests (the data itself travels outside consensus).
     pub payload: Vec<Digest>,
+    /// The state root after the block at height `height - STATE_LAG`
+    /// (saturating at 0: the genesis state), as its proposer computed it;
+    /// a validator votes only if it computed the same. All zeros where
+    /// state roots are not agreed on (`STATE_LAG` off).
+    pub state_root: Digest,
     /// Certificate of the parent.
     pub justify: QuorumCert<S>,
+}
+
+/// How many blocks behind its own height a block's `state_root` is:
+/// execution stays off the consensus critical path (a proposer needs the
+/// root of a block committed several rounds earlier, which execution has
+/// long finished in the steady state; if it has not, the proposal and the
+/// votes wait for it: consensus never outruns execution by more).
+pub const STATE_LAG: u64 = 8;
+
+/// The height whose state root block `height` carries.
+pub fn state_height(height: u64) -> u64 {
+    height.saturating_sub(STATE_LAG)
 }
 
 impl<S: Scheme> Block<S> {
@@ -97,10 +114,18 @@ impl<S: Scheme> Block<S> {
             parent: justify.block,
             proposer,
             payload,
+            state_root: Digest::ZERO,
             justify,
         };
         b.id = b.compute_id();
         b
+    }
+
+    /// The same block carrying `root` as its state root (id recomputed).
+    pub fn with_state_root(mut self, root: Digest) -> Self {
+        self.state_root = root;
+        self.id = self.compute_id();
+        self
     }
 
     /// The genesis block of the chain (height 0, view 0).
@@ -113,6 +138,7 @@ impl<S: Scheme> Block<S> {
             parent: Digest::ZERO,
             proposer: 0,
             payload: Vec::new(),
+            state_root: Digest::ZERO,
             justify: QuorumCert {
                 epoch: 0,
                 view: 0,
@@ -155,6 +181,7 @@ impl<S: Scheme> Block<S> {
         for d in &self.payload {
             h.update(d.as_bytes());
         }
+        h.update(self.state_root.as_bytes());
         h.finalize()
     }
 }

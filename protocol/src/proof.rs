@@ -53,11 +53,27 @@ pub struct BatchRecord {
     pub leaves: Vec<Digest>,
 }
 
-/// The stored form of a finalized block: the consensus block and, per
-/// batch of its payload, the batch record.
-pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[BatchRecord]) -> Vec<u8> {
+/// A finalized block as the node stores it.
+#[derive(Clone, Debug)]
+pub struct StoredBlock {
+    /// The consensus block.
+    pub block: Block<BlsScheme>,
+    /// Per batch of its payload, the batch record.
+    pub batches: Vec<BatchRecord>,
+    /// The state root after executing it.
+    pub state_root: Digest,
+}
+
+/// The stored form of a finalized block: the consensus block, per batch of
+/// its payload the batch record, and the state root after it.
+pub fn encode_block_record(
+    block: &Block<BlsScheme>,
+    batches: &[BatchRecord],
+    state_root: &Digest,
+) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(512));
     w.bytes(&codec::encode_block(block));
+    w.digest(state_root);
     w.u32(batches.len() as u32);
     for b in batches {
         w.u32(b.author);
@@ -71,12 +87,13 @@ pub fn encode_block_record(block: &Block<BlsScheme>, batches: &[BatchRecord]) ->
 }
 
 /// Decode [`encode_block_record`].
-pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<BatchRecord>), ProofError> {
+pub fn decode_block_record(raw: &[u8]) -> Result<StoredBlock, ProofError> {
     let what = "block record";
     let e = |err| ProofError::Decode { what, err };
     let mut r = Reader { b: raw };
     let block_bytes = r.bytes(raw.len()).map_err(e)?;
     let block = codec::decode_block(block_bytes).map_err(e)?;
+    let state_root = r.digest().map_err(e)?;
     let nb = r
         .count(PAYLOAD_DIGESTS_MAX, "too many batches")
         .map_err(e)?;
@@ -96,7 +113,11 @@ pub fn decode_block_record(raw: &[u8]) -> Result<(Block<BlsScheme>, Vec<BatchRec
         });
     }
     r.finish().map_err(e)?;
-    Ok((block, batches))
+    Ok(StoredBlock {
+        block,
+        batches,
+        state_root,
+    })
 }
 
 /// Everything a client needs to check that a transaction is final.

@@ -496,6 +496,8 @@ impl<S: SimScheme> World<S> {
             epoch_length: self.cfg.epoch_length,
             payload_weight_max: 10_000,
             idle_interval_us: 0,
+            // Nothing executes here: no state roots to agree on.
+            state_roots: false,
         };
         let mut e = Engine::new(cfg, key, recovered);
         let effects = e.step(Input::Start);
@@ -709,6 +711,10 @@ impl<S: SimScheme> World<S> {
                     timer: Timer::Idle(view),
                     after_us,
                 } => self.schedule(self.now + after_us, Ev::Idle { inst, view }),
+                Effect::Diverged { height, .. } => self.violation(
+                    ViolationKind::Validity,
+                    format!("instance {inst} reports a diverged state at height {height}"),
+                ),
                 Effect::Send { to, msg } => self.outgoing(inst, vec![to], msg),
                 Effect::Broadcast(msg) => {
                     let me = self.insts[inst].index;

@@ -170,7 +170,9 @@ impl ApiNode {
                 .block(h)
                 .map_err(internal)?
                 .ok_or_else(|| internal(format!("block {h} missing")))?;
-            proof::decode_block_record(&rec.bytes).map_err(internal)
+            proof::decode_block_record(&rec.bytes)
+                .map(|sb| (sb.block, sb.batches))
+                .map_err(internal)
         };
         let (first, batches) = block_at(height)?;
         let raw = store
@@ -209,11 +211,18 @@ impl ApiNode {
 
     fn status(&self) -> Value {
         let (height, root) = *self.shared.state_root.lock().expect("not poisoned");
+        let diverged = *self.shared.diverged.lock().expect("not poisoned");
         let m = &self.shared.metrics;
         json!({
             "chain_id": self.shared.chain_id,
             "height": height,
             "state_root": root.to_hex(),
+            "state": if diverged.is_some() { "diverged" } else { "ok" },
+            "diverged": diverged.map(|(h, ours, certified)| json!({
+                "height": h,
+                "ours": ours.to_hex(),
+                "certified": certified.to_hex(),
+            })),
             "view": m.view.get(),
             "validators": self.shared.committee_len,
             "peers": m.peers.get(),
@@ -243,10 +252,14 @@ impl ApiNode {
                 format!("no finalized block at height {height}"),
             )
         })?;
-        let (b, _) = proof::decode_block_record(&rec.bytes).map_err(internal)?;
+        let sb = proof::decode_block_record(&rec.bytes).map_err(internal)?;
+        let b = sb.block;
         Ok(json!({
             "height": b.height, "hash": b.id.to_hex(), "view": b.view, "epoch": b.epoch,
             "parent": b.parent.to_hex(), "proposer": b.proposer,
+            "state_root": b.state_root.to_hex(),
+            "state_root_height": plume_protocol::consensus::state_height(b.height),
+            "state_root_after": sb.state_root.to_hex(),
             "batches": b.payload.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
             "block_bytes": hex::encode(codec::encode_block(&b)),
         }))

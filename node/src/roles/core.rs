@@ -75,6 +75,8 @@ pub struct CoreStart {
     pub height: u64,
     /// Payload of the recently committed blocks, by height.
     pub recent_payloads: Vec<(u64, Vec<plume_crypto::Digest>)>,
+    /// (height, block, state root after it) of the last committed blocks.
+    pub recent_roots: Vec<(u64, plume_crypto::Digest, plume_crypto::Digest)>,
 }
 
 /// Run the core until the stop flag is set. Opens the transport on this
@@ -137,6 +139,13 @@ pub async fn run(
         let now = c.now_us();
         c.batcher.recover(start.log_items, now, &mut actions);
         c.carry_out(actions)?;
+        for (height, block, state_root) in start.recent_roots {
+            c.step(Input::Executed {
+                height,
+                block,
+                state_root,
+            })?;
+        }
         c.step(Input::Start)?;
     }
 
@@ -250,6 +259,7 @@ fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
             .params
             .idle_block_interval_ms
             .saturating_mul(1000),
+        state_roots: true,
     }
 }
 
@@ -373,6 +383,26 @@ impl Core {
                     });
                     self.timers
                         .push((timer, Instant::now() + Duration::from_micros(after_us)));
+                }
+                Effect::Diverged {
+                    height,
+                    ours,
+                    claimed,
+                } => {
+                    tracing::error!(
+                        height,
+                        ours = %ours,
+                        certified = %claimed,
+                        "DIVERGED: our state root after block {height} differs from the one the validators certified; this validator stopped voting (its state must be rebuilt)"
+                    );
+                    let m = &self.shared.metrics;
+                    m.state_diverged.set(1);
+                    m.state_diverged_height.set(height);
+                    *self
+                        .shared
+                        .diverged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some((height, ours, claimed));
                 }
                 Effect::Finalized { block, proof } => {
                     let now = self.now_us();

@@ -383,7 +383,7 @@ fn execute_one(
         .collect();
     let receipt_bytes = out.receipts.iter().map(Receipt::to_bytes).collect();
     Ok(Executed {
-        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &records),
+        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &records, &root),
         proof_bytes: plume_protocol::codec::encode_commit_proof(&job.proof),
         digests: newly_executed,
         block: job.block,

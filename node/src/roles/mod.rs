@@ -146,6 +146,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         started: Instant::now(),
         stop: stop_flag(),
         fatal: Mutex::new(None),
+        diverged: Mutex::new(None),
     });
     let place = placement(&setup.config);
     let sig_thread = spawn_sigverify(
@@ -179,6 +180,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         committee: setup.batch_committee.clone(),
         height: opened.height,
         recent_payloads: opened.recent_payloads,
+        recent_roots: opened.recent_roots,
     };
     let core_thread = spawn_core(
         setup,

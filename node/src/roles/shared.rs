@@ -44,4 +44,6 @@ pub struct Shared {
     pub stop: &'static AtomicBool,
     /// Why the core stopped, when it failed (start-up errors included).
     pub fatal: Mutex<Option<String>>,
+    /// (height, our root, the certified root) once our state diverged.
+    pub diverged: Mutex<Option<(u64, Digest, Digest)>>,
 }

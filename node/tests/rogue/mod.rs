@@ -289,6 +289,9 @@ async fn run(
                 epoch_length: 0,
                 payload_weight_max: 1,
                 idle_interval_us: g.params.idle_block_interval_ms * 1000,
+                // It executes nothing: its proposals carry no state root
+                // (honest validators refuse them: a rogue's in any case).
+                state_roots: false,
             };
             let sk =
                 plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes()).unwrap();
@@ -370,7 +373,10 @@ async fn run(
                     });
                     timers.push((timer, Instant::now() + Duration::from_micros(after_us)));
                 }
-                Effect::PersistSafety(_) | Effect::PersistBlock(_) | Effect::Finalized { .. } => {}
+                Effect::PersistSafety(_)
+                | Effect::PersistBlock(_)
+                | Effect::Finalized { .. }
+                | Effect::Diverged { .. } => {}
             }
         }
         glommio::timer::sleep(Duration::from_millis(2)).await;
