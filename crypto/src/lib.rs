@@ -12,6 +12,7 @@ pub mod ed25519;
 pub mod hash;
 pub mod merkle;
 pub mod qc;
+pub mod state_proof;
 pub mod zip215;
 
 pub use hash::{hash, hash_parts, Digest, Domain, Hasher};

@@ -35,9 +35,7 @@ pub const GENESIS_ALLOCS_MAX: usize = 100_000;
 /// Key of an account record (and the account's identity everywhere in
 /// execution): the address with the top bit cleared.
 pub fn account_key(address: &[u8; 32]) -> StateKey {
-    let mut k = *address;
-    k[0] &= 0x7f;
-    k
+    plume_protocol::account::account_key(address)
 }
 
 /// A derived record's key: a hash with the top bit set.
@@ -77,24 +75,14 @@ impl AccountRecord {
 
     /// Encode (`None` for the all-zero record, which is deleted).
     pub fn encode(&self) -> Option<Vec<u8>> {
-        if *self == AccountRecord::default() {
-            return None;
-        }
-        let mut v = Vec::with_capacity(Self::LEN);
-        v.extend_from_slice(&self.sequence.to_le_bytes());
-        v.extend_from_slice(&self.balance.to_le_bytes());
-        Some(v)
+        plume_protocol::account::encode_account_value(self.sequence, self.balance)
     }
 
     /// Decode.
     pub fn decode(b: &[u8]) -> Result<Self, ExecError> {
-        if b.len() != Self::LEN {
-            return Err(ExecError::CorruptState("account record length"));
-        }
-        Ok(AccountRecord {
-            sequence: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-            balance: u128::from_le_bytes(b[8..].try_into().expect("16 bytes")),
-        })
+        let (sequence, balance) = plume_protocol::account::decode_account_value(b)
+            .ok_or(ExecError::CorruptState("account record length"))?;
+        Ok(AccountRecord { sequence, balance })
     }
 }
 

@@ -219,6 +219,10 @@ enum QueryCmd {
         /// Node API address.
         #[arg(long, default_value = "127.0.0.1:26700")]
         node: String,
+        /// Check the account offline against a state root the validators
+        /// certified (waits for the block that certifies it).
+        #[arg(long)]
+        verify_with: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -673,9 +677,34 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
         QueryCmd::Account {
             address,
             node,
+            verify_with,
             json: as_json,
         } => {
             let v = rpc(&node, "plume_getAccount", json!([address]))?;
+            if let Some(g) = verify_with {
+                let genesis = load_genesis(&g)?;
+                let h = v["height"].as_u64().unwrap_or(0);
+                // The block that certifies this root is STATE_LAG above it.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                let root = loop {
+                    match rpc(&node, "plume_getStateRoot", json!([h])) {
+                        Ok(r) => break r,
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            let _ = e;
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                        }
+                        Err(e) => bail!("the root of height {h} was not certified in time: {e}"),
+                    }
+                };
+                let a = plume_client::verify::verify_account(&v, &root, &genesis)?;
+                println!(
+                    "VERIFIED: balance {} sequence {} at height {} (root certified by the validators of {})",
+                    a.balance,
+                    a.sequence,
+                    a.height,
+                    g.display()
+                );
+            }
             if as_json {
                 println!("{v}");
             } else {

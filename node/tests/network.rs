@@ -419,3 +419,81 @@ fn finality_proof_verifies_offline_and_rejects_tampering() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
 }
+
+#[test]
+fn an_account_checks_offline_against_a_root_the_validators_certified() {
+    let (_d, net) = net(4);
+    wait_height(&net, 0, 2, Duration::from_secs(30));
+    let to = plume_crypto::ed25519::Address([0x42; 32]);
+    let t = txbuild::transfer(
+        &net.chain_id,
+        &net.accounts[9],
+        0,
+        &to,
+        777,
+        None,
+        Fees::default(),
+        u64::MAX,
+    );
+    submit(&net.apis[0], &t).unwrap();
+    let hash = t.body.signing_hash().to_hex();
+    support::final_on(&net.apis[1], &hash, Duration::from_secs(60)).expect("final");
+    // The CLI: read, wait for the certifying block, check offline.
+    let out = std::process::Command::new(exe())
+        .args([
+            "query",
+            "account",
+            &to.to_hex(),
+            "--node",
+            &net.apis[1],
+            "--verify-with",
+        ])
+        .arg(&net.genesis_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("VERIFIED: balance 777 "), "{stdout}");
+    // The same checks by hand, and what they refuse.
+    let genesis = load_genesis(&net.genesis_path).unwrap();
+    let acct = rpc(&net.apis[1], "plume_getAccount", json!([to.to_hex()])).unwrap();
+    let h = acct["height"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let root = loop {
+        if let Ok(r) = rpc(&net.apis[1], "plume_getStateRoot", json!([h])) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "root of {h} never certified");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ok = plume_client::verify::verify_account(&acct, &root, &genesis).unwrap();
+    assert_eq!((ok.balance, ok.height), (777, h));
+    let mut lie = acct.clone();
+    lie["balance"] = json!("778");
+    assert!(plume_client::verify::verify_account(&lie, &root, &genesis).is_err());
+    let mut lie = acct.clone();
+    let v = lie["value"].as_str().unwrap().to_string();
+    let mut b = hex::decode(v).unwrap();
+    b[10] ^= 1;
+    lie["value"] = json!(hex::encode(b));
+    assert!(
+        plume_client::verify::verify_account(&lie, &root, &genesis).is_err(),
+        "a changed value is not under the root"
+    );
+    let mut other = root.clone();
+    other["root"] = json!("11".repeat(32));
+    assert!(
+        plume_client::verify::verify_account(&acct, &other, &genesis).is_err(),
+        "a root the block does not carry"
+    );
+    // An absent account proves absent.
+    let nobody = rpc(&net.apis[1], "plume_getAccount", json!(["77".repeat(32)])).unwrap();
+    if nobody["height"] == acct["height"] {
+        let n = plume_client::verify::verify_account(&nobody, &root, &genesis).unwrap();
+        assert_eq!(n.balance, 0);
+    }
+}

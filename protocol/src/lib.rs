@@ -19,6 +19,7 @@
 //!   parameters) and `validator.json`.
 #![forbid(unsafe_code)]
 
+pub mod account;
 mod archive;
 pub mod batch;
 pub mod calls;
@@ -28,6 +29,7 @@ pub mod genesis;
 pub mod proof;
 pub mod receipt;
 pub mod scheme;
+pub use plume_crypto::state_proof;
 pub mod tx;
 
 pub use batch::batch_digest;

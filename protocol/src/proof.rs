@@ -272,3 +272,86 @@ pub fn locate(batches: &[BatchRecord], leaf: &Digest) -> Option<Located> {
     }
     None
 }
+
+/// Proof that the validators certified `root` as the state after block
+/// `height`: the block that carries it (at `height + STATE_LAG`) and the
+/// blocks above it up to a directly committed one, with its commit proof.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RootProof {
+    /// The height whose state it is.
+    pub height: u64,
+    /// The state root (hex).
+    pub root: String,
+    /// Blocks (hex, wire encoding) from the one carrying the root up to the
+    /// directly committed block, each the parent of the next.
+    pub chain: Vec<String>,
+    /// The commit proof (hex) of the last one.
+    pub commit_proof: String,
+}
+
+/// Check a root proof offline against the genesis validator set of
+/// consensus chain `chain`. Returns (height, root).
+pub fn verify_root(
+    p: &RootProof,
+    committee: &ValidatorSet,
+    chain: u64,
+) -> Result<(u64, Digest), ProofError> {
+    if p.chain.is_empty() || p.chain.len() > PROOF_CHAIN_MAX {
+        return Err(invalid(format!(
+            "chain must hold 1 to {PROOF_CHAIN_MAX} blocks"
+        )));
+    }
+    let proof =
+        codec::decode_commit_proof(&unhex("commit_proof", &p.commit_proof)?).map_err(|err| {
+            ProofError::Decode {
+                what: "commit proof",
+                err,
+            }
+        })?;
+    let committed = proof
+        .verify_direct(committee, chain)
+        .map_err(|e| invalid(format!("commit proof: {e}")))?;
+    let blocks: Vec<Block<BlsScheme>> = p
+        .chain
+        .iter()
+        .map(|h| {
+            codec::decode_block(&unhex("chain", h)?).map_err(|err| ProofError::Decode {
+                what: "chain block",
+                err,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    for b in &blocks {
+        if b.compute_id() != b.id {
+            return Err(invalid(format!(
+                "block at height {} does not hash to its id",
+                b.height
+            )));
+        }
+    }
+    for w in blocks.windows(2) {
+        if w[1].parent != w[0].id || Some(w[1].height) != w[0].height.checked_add(1) {
+            return Err(invalid(format!(
+                "chain broken between heights {} and {}",
+                w[0].height, w[1].height
+            )));
+        }
+    }
+    if blocks.last().expect("non-empty").id != committed {
+        return Err(invalid("chain does not end at the committed block"));
+    }
+    let carrier = &blocks[0];
+    let root = Digest::from_hex(&p.root).map_err(|_| ProofError::Hex("root"))?;
+    if crate::consensus::state_height(carrier.height) != p.height || carrier.height <= p.height {
+        return Err(invalid(format!(
+            "block {} carries the root of height {}, not {}",
+            carrier.height,
+            crate::consensus::state_height(carrier.height),
+            p.height
+        )));
+    }
+    if carrier.state_root != root {
+        return Err(invalid("the certified block carries another state root"));
+    }
+    Ok((p.height, root))
+}

@@ -19,41 +19,13 @@
 
 use crate::records::TreeNode;
 use crate::{StateKey, StorageError};
-use plume_crypto::{hash_parts, Digest, Domain};
+use plume_crypto::Digest;
 use std::collections::HashMap;
 
-/// Hash of the empty subtree (and root of the empty state).
-pub const EMPTY_HASH: Digest = Digest::ZERO;
-
-/// Depth of a full key path: the deepest position a leaf can take.
-pub const KEY_BITS: u16 = 256;
-
-/// Longest proof accepted (one sibling per level).
-pub const PROOF_SIBLINGS_MAX: usize = KEY_BITS as usize;
-
-const TAG_LEAF: u8 = 0x00;
-const TAG_INNER: u8 = 0x01;
-const TAG_VALUE: u8 = 0x02;
-
-/// Hash of a state value as committed by its leaf.
-pub fn value_hash(value: &[u8]) -> Digest {
-    hash_parts(Domain::State, &[&[TAG_VALUE], value])
-}
-
-/// Hash of the leaf of `key` with value hash `value_hash`.
-pub fn leaf_hash(key: &StateKey, value_hash: &Digest) -> Digest {
-    hash_parts(Domain::State, &[&[TAG_LEAF], key, &value_hash.0])
-}
-
-/// Hash of an inner node.
-pub fn inner_hash(left: &Digest, right: &Digest) -> Digest {
-    hash_parts(Domain::State, &[&[TAG_INNER], &left.0, &right.0])
-}
-
-/// Bit `i` of `key`, most significant bit of byte 0 first.
-pub fn key_bit(key: &StateKey, i: u16) -> u8 {
-    (key[(i / 8) as usize] >> (7 - (i % 8))) & 1
-}
+pub use plume_crypto::state_proof::{
+    inner_hash, key_bit, leaf_hash, value_hash, ProofEnd, ProofError, StateProof, EMPTY_HASH,
+    KEY_BITS, PROOF_SIBLINGS_MAX,
+};
 
 /// Position of a node: its depth and the first `depth` bits of any key
 /// below it (the other bits are zero).
@@ -371,107 +343,6 @@ fn combine<S: NodeStore>(s: &mut S, pos: NodePos, l: Sub, r: Sub) -> Result<Sub,
     Ok(Sub::Inner(inner_hash(&lh, &rh)))
 }
 
-/// Where a proof's path ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProofEnd {
-    /// An empty subtree: the key is absent.
-    Empty,
-    /// A leaf: the key itself (inclusion) or another key whose path shares
-    /// the proof's prefix (non-inclusion).
-    Leaf {
-        /// The leaf's key.
-        key: StateKey,
-        /// Hash of the leaf's value.
-        value_hash: Digest,
-    },
-}
-
-/// Proof that a key has a given value, or no value, under a root.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateProof {
-    /// Sibling hashes from the root down: `siblings[i]` is the sibling of
-    /// the path's node at depth `i + 1`.
-    pub siblings: Vec<Digest>,
-    /// What the path ends in.
-    pub end: ProofEnd,
-}
-
-/// Why a proof did not verify.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError {
-    /// More siblings than key bits.
-    #[error("proof longer than {PROOF_SIBLINGS_MAX} levels")]
-    TooLong,
-    /// The proof ends in a leaf that does not match the claim.
-    #[error("proof does not support the claimed value: {0}")]
-    WrongClaim(&'static str),
-    /// The recomputed root differs.
-    #[error("proof does not lead to the root")]
-    RootMismatch,
-}
-
-impl StateProof {
-    /// Check that under `root`, `key` has `value` (`None`: is absent).
-    pub fn verify(
-        &self,
-        root: &Digest,
-        key: &StateKey,
-        value: Option<&[u8]>,
-    ) -> Result<(), ProofError> {
-        if self.siblings.len() > PROOF_SIBLINGS_MAX {
-            return Err(ProofError::TooLong);
-        }
-        let depth = self.siblings.len() as u16;
-        let end_hash = match (&self.end, value) {
-            (ProofEnd::Empty, None) => EMPTY_HASH,
-            (ProofEnd::Empty, Some(_)) => {
-                return Err(ProofError::WrongClaim("path ends empty"));
-            }
-            (
-                ProofEnd::Leaf {
-                    key: leaf_key,
-                    value_hash: vh,
-                },
-                claim,
-            ) => {
-                match claim {
-                    Some(v) => {
-                        if leaf_key != key {
-                            return Err(ProofError::WrongClaim("leaf holds another key"));
-                        }
-                        if *vh != value_hash(v) {
-                            return Err(ProofError::WrongClaim("leaf holds another value"));
-                        }
-                    }
-                    None => {
-                        if leaf_key == key {
-                            return Err(ProofError::WrongClaim("key is present"));
-                        }
-                        if (0..depth).any(|i| key_bit(leaf_key, i) != key_bit(key, i)) {
-                            return Err(ProofError::WrongClaim("leaf is off the key's path"));
-                        }
-                    }
-                }
-                leaf_hash(leaf_key, vh)
-            }
-        };
-        let mut acc = end_hash;
-        for i in (0..depth).rev() {
-            let sib = &self.siblings[i as usize];
-            acc = if key_bit(key, i) == 0 {
-                inner_hash(&acc, sib)
-            } else {
-                inner_hash(sib, &acc)
-            };
-        }
-        if acc == *root {
-            Ok(())
-        } else {
-            Err(ProofError::RootMismatch)
-        }
-    }
-}
-
 /// Build the proof for `key` from the stored tree.
 pub fn prove<S: NodeRead>(store: &S, key: &StateKey) -> Result<StateProof, StorageError> {
     let mut pos = NodePos::ROOT;
@@ -608,7 +479,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn k(n: u64) -> StateKey {
-        plume_crypto::hash(Domain::State, &n.to_le_bytes()).0
+        plume_crypto::hash(plume_crypto::Domain::State, &n.to_le_bytes()).0
     }
 
     #[test]

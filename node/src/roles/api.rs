@@ -291,23 +291,95 @@ impl ApiNode {
         }))
     }
 
+    /// An account, with its state proof (hex, `plume_crypto::state_proof`)
+    /// under the root after block `height`; `plume_getStateRoot [height]`
+    /// proves that root certified once the block carrying it is final.
     fn get_account(&self, params: &Value) -> ApiResult<Value> {
+        use plume_storage::AuthenticatedState;
         let a = Address::from_hex(param_str(params, 0, "address")?)
             .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
+        let key = plume_protocol::account::account_key(&a.0);
+        // Value, proof and root from one committed state: a commit between
+        // the reads shows as a proof that does not check; read again.
+        for _ in 0..5 {
+            let store = self.store()?;
+            let root = store.committed_root();
+            let height = store.finalized_height().unwrap_or(0);
+            let value = store.get(&key).map_err(internal)?;
+            let proof = store.prove(&key).map_err(internal)?;
+            if proof.verify(&root, &key, value.as_deref()).is_err() {
+                continue;
+            }
+            let (sequence, balance) = match &value {
+                Some(v) => plume_protocol::account::decode_account_value(v)
+                    .ok_or_else(|| internal("account record of the wrong length"))?,
+                None => (0, 0),
+            };
+            return Ok(json!({
+                "address": a.to_hex(),
+                "balance": balance.to_string(),
+                "sequence": sequence,
+                "height": height,
+                "state_root": root.to_hex(),
+                "key": hex::encode(key),
+                "value": value.map(hex::encode),
+                "state_proof": hex::encode(proof.to_bytes()),
+            }));
+        }
+        Err(ApiError::new(
+            codes::UNAVAILABLE,
+            "the state kept changing under the read; try again",
+        ))
+    }
+
+    /// `plume_getStateRoot [height]`: the proof that the root after block
+    /// `height` was certified (by the block `STATE_LAG` above it and a
+    /// commit proof), once that block is final.
+    fn get_state_root(&self, params: &Value) -> ApiResult<Value> {
+        let height = params
+            .get(0)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApiError::new(codes::INVALID_PARAMS, "params: [height]"))?;
         let store = self.store()?;
-        let bal =
-            plume_execution::state::read_balance(&store, &a, &plume_protocol::tx::NATIVE_ASSET)
-                .map_err(internal)?;
-        let acct = plume_execution::state::read_account(&store, &a).map_err(internal)?;
-        let proof = store.prove(&a.0).map_err(internal)?;
-        Ok(json!({
-            "address": a.to_hex(),
-            "balance": bal.to_string(),
-            "sequence": acct.sequence,
-            "height": store.finalized_height(),
-            "state_root": store.committed_root().to_hex(),
-            "state_proof": format!("{proof:?}"),
-        }))
+        let head = store.finalized_height().unwrap_or(0);
+        let carrier = height
+            .saturating_add(plume_protocol::consensus::STATE_LAG)
+            .max(1);
+        if carrier > head {
+            return Err(ApiError::new(
+                codes::NOT_FOUND,
+                format!(
+                    "the root of height {height} is certified by block {carrier}; the chain is at {head}"
+                ),
+            ));
+        }
+        let block_at = |h: u64| -> ApiResult<proof::StoredBlock> {
+            let rec = store
+                .block(h)
+                .map_err(internal)?
+                .ok_or_else(|| internal(format!("block {h} missing")))?;
+            proof::decode_block_record(&rec.bytes).map_err(internal)
+        };
+        let root = block_at(height)?.state_root;
+        let qc = store
+            .qc(carrier)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("commit proof of block {carrier} missing")))?;
+        let commit = codec::decode_commit_proof(&qc.bytes).map_err(internal)?;
+        let committed_height = commit.child.height.saturating_sub(1);
+        let mut chain = Vec::new();
+        let mut h = carrier;
+        while h <= committed_height && chain.len() < proof::PROOF_CHAIN_MAX {
+            chain.push(hex::encode(codec::encode_block(&block_at(h)?.block)));
+            h += 1;
+        }
+        let p = proof::RootProof {
+            height,
+            root: root.to_hex(),
+            chain,
+            commit_proof: hex::encode(&qc.bytes),
+        };
+        serde_json::to_value(p).map_err(internal)
     }
 
     /// `plume_query [module, method, args...]`: a module's read-only query.
@@ -365,6 +437,7 @@ impl NodeApi for ApiNode {
             "plume_getBlock" => self.get_block(params),
             "plume_getTransaction" => self.get_transaction(params),
             "plume_getAccount" => self.get_account(params),
+            "plume_getStateRoot" => self.get_state_root(params),
             "plume_query" => self.query(params),
             other => Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
