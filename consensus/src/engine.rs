@@ -157,6 +157,15 @@ pub enum Input<S: Scheme> {
         /// Our signing key in it.
         signer: S::Signer,
     },
+    /// The driver executed and committed final blocks up to `block` that
+    /// it fetched from a peer's store and checked itself (catch-up from any
+    /// distance: `plume_protocol::catchup`); the engine jumps its committed
+    /// block there. Ignored unless higher than ours and of our epoch. Feed
+    /// the [`Input::Executed`] of the blocks too (their roots).
+    CaughtUp {
+        /// The highest of those blocks.
+        block: Block<S>,
+    },
     /// Execution finished a finalized block.
     Executed {
         /// Height executed.
@@ -518,6 +527,7 @@ impl<S: Scheme> Engine<S> {
                     self.next_epoch = Some((epoch, committee, me, signer));
                 }
             }
+            Input::CaughtUp { block } => self.on_caught_up(block),
             Input::Executed {
                 height,
                 block,
@@ -825,6 +835,9 @@ impl<S: Scheme> Engine<S> {
         }
         if self.proposed_view >= v {
             return;
+        }
+        if self.high_qc.height < self.committed.height {
+            return; // caught up past it: wait for a current certificate
         }
         let parent = self.high_qc.block;
         if !self.blocks.contains_key(&parent) {
@@ -1461,6 +1474,33 @@ impl<S: Scheme> Engine<S> {
         if let Some((from, p)) = self.deferred.take() {
             if p.block.view == self.view {
                 self.maybe_vote(from, p);
+            }
+        }
+        self.maybe_propose();
+    }
+
+    fn on_caught_up(&mut self, b: Block<S>) {
+        if b.height <= self.committed.height || b.epoch != self.cfg.epoch || b.compute_id() != b.id
+        {
+            return;
+        }
+        self.exec_floor = self.exec_floor.max(b.height);
+        self.blocks.insert(b.id, b.clone());
+        // Claims for heights now executed were checked by the driver
+        // against the certified roots it executed to.
+        self.claims = self.claims.split_off(&(b.height + 1));
+        self.committed = b;
+        self.prune();
+        // Proposals that waited for a parent we now hold go on.
+        let ready: Vec<Digest> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, p))| self.blocks.contains_key(&p.block.parent))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            if let Some((f, p)) = self.pending.remove(&id) {
+                self.on_proposal(f, p);
             }
         }
         self.maybe_propose();

@@ -1074,6 +1074,44 @@ impl<S: Scheme> Batcher<S> {
         self.dispatch(now_us, out);
     }
 
+    /// Execution caught up to `height` from a peer's store (blocks this
+    /// node never finalized itself): `payloads` are those blocks' batch
+    /// digests by height. They join the finalized index (the vote rule),
+    /// and finalized blocks still waiting for batches at or below `height`
+    /// are dropped (they are executed; their batches may be gone
+    /// everywhere).
+    pub fn on_caught_up(&mut self, height: u64, payloads: Vec<(u64, Vec<Digest>)>) {
+        self.height = self.height.max(height);
+        for (h, ds) in payloads {
+            for d in &ds {
+                self.certified.remove(d);
+                self.own.remove(d);
+                if let Some((_, senders)) = self.unfinalized.remove(d) {
+                    self.pool.release(&senders);
+                }
+            }
+            self.finalized.insert(h, &ds);
+        }
+        self.finalized
+            .prune_below(self.height.saturating_sub(FINALIZED_WINDOW));
+        while self
+            .finalized_waiting
+            .front()
+            .is_some_and(|(b, _, _)| b.height <= height)
+        {
+            let (_, _, fresh) = self.finalized_waiting.pop_front().expect("front exists");
+            for d in &fresh {
+                if let Some(n) = self.waiting.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.waiting.remove(d);
+                        self.fetching.remove(d);
+                    }
+                }
+            }
+        }
+    }
+
     /// Execution committed these batches: they may leave memory and log.
     pub fn on_executed(&mut self, digests: &[Digest], out: &mut Vec<Action<S>>) {
         let mut retire = Vec::new();

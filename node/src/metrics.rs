@@ -296,6 +296,12 @@ pub struct NodeMetrics {
     pub peer_budget_shed: Count,
     /// Batch log syncs.
     pub batch_log_syncs: Count,
+    /// Blocks executed from peers' stores (catch-up).
+    pub catchup_blocks: Count,
+    /// Catch-up segments refused (failed a check) or useless.
+    pub catchup_refused: Count,
+    /// Catch-up segments served to peers.
+    pub catchup_served: Count,
     /// Own batches: cut to certificate.
     pub certified_latency: Histogram,
     /// Transactions of own batches: admission to certificate.
@@ -357,6 +363,9 @@ impl NodeMetrics {
             shed_sig_queue: Count::default(),
             peer_budget_shed: Count::default(),
             batch_log_syncs: Count::default(),
+            catchup_blocks: Count::default(),
+            catchup_refused: Count::default(),
+            catchup_served: Count::default(),
             certified_latency: Histogram::new(STAGE_BUCKETS_S),
             tx_certified_latency: Histogram::new(STAGE_BUCKETS_S),
             busy: Family::default(),
@@ -468,6 +477,21 @@ impl NodeMetrics {
                 "plume_peer_budget_shed",
                 "Peer work dropped: the peer spent its budget (signatures or bytes served).",
                 &m.peer_budget_shed,
+            ),
+            (
+                "plume_catchup_blocks",
+                "Finalized blocks executed from peers' block stores (catch-up from any distance).",
+                &m.catchup_blocks,
+            ),
+            (
+                "plume_catchup_refused",
+                "Catch-up segments refused (a check failed) or that held nothing to execute yet.",
+                &m.catchup_refused,
+            ),
+            (
+                "plume_catchup_served",
+                "Catch-up segments this validator served from its block store.",
+                &m.catchup_served,
             ),
             (
                 "plume_batch_log_syncs",

@@ -169,7 +169,8 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
                 .apply(&writes)
                 .map_err(|e| anyhow!("genesis state root: {e}"))?
         };
-        let enc = plume_protocol::proof::encode_block_record(&genesis_block, &[], &genesis_root);
+        let enc =
+            plume_protocol::proof::encode_block_record(&genesis_block, &[], &genesis_root, &[]);
         store
             .commit_block_with_writes(
                 &plume_storage::BlockCommit {

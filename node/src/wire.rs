@@ -10,6 +10,7 @@ use plume_crypto::Digest;
 use plume_protocol::batch::{
     BatchCertificate, BatchVote, Verdict, CERT_BYTES_MAX, VERDICT_BYTES_MAX,
 };
+use plume_protocol::catchup::{read_segment, write_segment, SegmentBlock};
 use plume_protocol::codec::{CodecError, ConsensusMsg, Reader, Writer};
 use plume_protocol::consensus::{Message, PAYLOAD_DIGESTS_MAX};
 
@@ -65,6 +66,16 @@ pub enum NetMsg {
     VerifyRequest(Digest),
     /// "Send me these batches, with their certificates."
     BatchRequest(Vec<Digest>),
+    /// "Send me the finalized blocks from this height on, from your store"
+    /// (catch-up from any distance).
+    CatchUpRequest {
+        /// First height wanted.
+        from: u64,
+    },
+    /// Finalized blocks from the sender's store, consecutive, with the
+    /// transactions they executed (checked by
+    /// `plume_protocol::catchup::verify_segment`).
+    CatchUp(Vec<SegmentBlock>),
 }
 
 // Equality by encoding: the consensus types only derive `PartialEq` for
@@ -135,6 +146,14 @@ pub fn encode(msg: &NetMsg) -> Vec<u8> {
             w.u8(6);
             c.write(&mut w);
         }
+        NetMsg::CatchUpRequest { from } => {
+            w.u8(8);
+            w.u64(*from);
+        }
+        NetMsg::CatchUp(seg) => {
+            w.u8(9);
+            write_segment(&mut w, seg);
+        }
         NetMsg::VerifyRequest(d) => {
             w.u8(7);
             w.digest(d);
@@ -196,6 +215,8 @@ pub fn decode(bytes: &[u8]) -> Result<NetMsg, WireError> {
         5 => NetMsg::BatchVote(BatchVote::read(&mut r)?),
         6 => NetMsg::BatchCert(BatchCertificate::read(&mut r)?),
         7 => NetMsg::VerifyRequest(r.digest()?),
+        8 => NetMsg::CatchUpRequest { from: r.u64()? },
+        9 => NetMsg::CatchUp(read_segment(&mut r)?),
         _ => return Err(CodecError("unknown message tag")),
     };
     r.finish()?;
@@ -331,6 +352,18 @@ mod tests {
             NetMsg::BatchCert(sample_cert()),
             NetMsg::VerifyRequest(Digest([8; 32])),
             NetMsg::BatchRequest(vec![Digest([1; 32]), Digest([2; 32])]),
+            NetMsg::CatchUpRequest { from: 1 << 40 },
+            NetMsg::CatchUp(vec![]),
+            NetMsg::CatchUp(vec![
+                SegmentBlock {
+                    record: vec![9; 77],
+                    txs: vec![vec![1; 30], vec![]],
+                },
+                SegmentBlock {
+                    record: vec![],
+                    txs: vec![],
+                },
+            ]),
         ]
     }
 

@@ -15,6 +15,8 @@
 //! - [`consensus`] and [`scheme`]: blocks, votes, certificates and the
 //!   signature scheme they are generic over; [`codec`] their bytes.
 //! - [`proof`]: finality proofs and the stored block record.
+//! - [`catchup`]: checking a run of finalized blocks served from a peer's
+//!   store (catch-up from any distance).
 //! - [`genesis`]: the genesis document (validators, allocations,
 //!   parameters) and `validator.json`.
 #![forbid(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod account;
 mod archive;
 pub mod batch;
 pub mod calls;
+pub mod catchup;
 pub mod codec;
 pub mod consensus;
 pub mod genesis;

@@ -62,16 +62,24 @@ pub struct StoredBlock {
     pub batches: Vec<BatchRecord>,
     /// The state root after executing it.
     pub state_root: Digest,
+    /// Ids of the transactions it executed, in execution order (what
+    /// catch-up serves: the store's transaction table holds their bytes).
+    pub txs: Vec<Digest>,
 }
 
+/// Most transaction ids one block record lists.
+pub const RECORD_TXS_MAX: usize = 1 << 20;
+
 /// The stored form of a finalized block: the consensus block, per batch of
-/// its payload the batch record, and the state root after it.
+/// its payload the batch record, the state root after it and the ids of
+/// the transactions it executed.
 pub fn encode_block_record(
     block: &Block<BlsScheme>,
     batches: &[BatchRecord],
     state_root: &Digest,
+    txs: &[Digest],
 ) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(512));
+    let mut w = Writer(Vec::with_capacity(512 + 32 * txs.len()));
     w.bytes(&codec::encode_block(block));
     w.digest(state_root);
     w.u32(batches.len() as u32);
@@ -82,6 +90,10 @@ pub fn encode_block_record(
         for d in &b.leaves {
             w.digest(d);
         }
+    }
+    w.u32(txs.len() as u32);
+    for d in txs {
+        w.digest(d);
     }
     w.0
 }
@@ -112,11 +124,19 @@ pub fn decode_block_record(raw: &[u8]) -> Result<StoredBlock, ProofError> {
             leaves,
         });
     }
+    let nt = r
+        .count(RECORD_TXS_MAX, "too many transactions")
+        .map_err(e)?;
+    let mut txs = Vec::with_capacity(nt.min(r.b.len() / 32));
+    for _ in 0..nt {
+        txs.push(r.digest().map_err(e)?);
+    }
     r.finish().map_err(e)?;
     Ok(StoredBlock {
         block,
         batches,
         state_root,
+        txs,
     })
 }
 

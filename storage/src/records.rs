@@ -25,8 +25,9 @@ pub const CHECKSUM_LEN: usize = 8;
 /// Schema version this build writes and reads. Bump on any change to a
 /// record layout, a table's key encoding or the tree's hash shape (or to
 /// the block-record bytes the node stores: 2 = batch expiry heights in
-/// block records, issue 14).
-pub const SCHEMA_VERSION: u32 = 2;
+/// block records, issue 14; 3 = state roots in headers and records, and
+/// executed transaction ids in records, issue 15).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A node of the authenticated state tree (alignment 1: read in place).
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

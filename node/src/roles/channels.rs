@@ -5,7 +5,8 @@
 //! | --- | --- | --- | --- |
 //! | [`SigIn`] | API, core -> sigverify | [`SIG_QUEUE_MAX`] | API: `try_send`, the client gets "mempool full" (retry); core: `try_send`, the item is dropped (batches are re-sent or fetched, votes re-sent, proposals time out) |
 //! | [`CoreIn`] | sigverify, exec, batch log -> core | [`CORE_QUEUE_MAX`] | blocking `send` (back-pressure on sigverify, exec and the log) |
-//! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocking `send` (back-pressure on the core) |
+//! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocks: blocking `send` (back-pressure on the core); catch-up segments: `try_send`, dropped (asked again later) |
+//! | [`ServeIn`] | core -> catch-up server | [`SERVE_QUEUE_MAX`] | `try_send`, the request is dropped (the peer asks again) |
 //! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | blocking `send` (a batch is not voted for before it is durable; the log never waits on the core) |
 //!
 //! Known limit: the blocking sends can wait on each other when the queues
@@ -13,11 +14,12 @@
 //! replacing them with explicit shedding is the adversarial-load work.
 
 use crate::http::ApiError;
-use plume_consensus::BlsScheme;
+use plume_consensus::{Block, BlsScheme};
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
 use plume_mempool::{Batch, ExecJob, LogItem};
 use plume_protocol::batch::{BatchCertificate, BatchVote, Verdict};
+use plume_protocol::catchup::SegmentBlock;
 use plume_protocol::codec::ConsensusMsg;
 use plume_protocol::PreparedTx;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ pub enum SigIn {
     },
 }
 
+/// What a catch-up segment gave: the highest block committed and the batch
+/// digests of each committed block by height; or why it was refused.
+pub type CatchUpOutcome = Result<(Block<BlsScheme>, Vec<(u64, Vec<Digest>)>), String>;
+
 /// Items queued for the core.
 pub const CORE_QUEUE_MAX: usize = 65_536;
 
@@ -121,6 +127,22 @@ pub enum CoreIn {
     },
     /// The batch log synced these batches.
     Durable(Vec<Digest>),
+    /// A catch-up segment from peer `from` was checked and executed up to
+    /// `block` (`Ok`), or refused (`Err`, why).
+    CaughtUp {
+        /// The peer that served it.
+        from: u32,
+        /// The highest block committed, with the batch digests of every
+        /// committed block by height; or why the segment was refused.
+        outcome: CatchUpOutcome,
+    },
+    /// Encoded catch-up answer for peer `to` (from the catch-up server).
+    Serve {
+        /// Committee index.
+        to: u32,
+        /// Encoded `NetMsg::CatchUp`.
+        bytes: Vec<u8>,
+    },
     /// A finalized block was executed and committed.
     Executed {
         /// Its height.
@@ -139,8 +161,30 @@ pub enum CoreIn {
 /// Finalized blocks queued for execution.
 pub const EXEC_QUEUE_MAX: usize = 1024;
 
-/// A finalized block for execution, with its certified batches.
-pub type ExecIn = ExecJob<BlsScheme>;
+/// Work for execution.
+pub enum ExecIn {
+    /// A finalized block, with its certified batches.
+    Block(ExecJob<BlsScheme>),
+    /// Finalized blocks served by peer `from` from its store: check
+    /// (`plume_protocol::catchup::verify_segment`), execute, commit.
+    CatchUp {
+        /// The peer.
+        from: u32,
+        /// The blocks.
+        segment: Vec<SegmentBlock>,
+    },
+}
+
+/// Catch-up requests queued for the server thread.
+pub const SERVE_QUEUE_MAX: usize = 16;
+
+/// A peer asks for finalized blocks from `height` on.
+pub struct ServeIn {
+    /// Committee index.
+    pub from: u32,
+    /// First height.
+    pub height: u64,
+}
 
 /// Items queued for the batch log.
 pub const LOG_QUEUE_MAX: usize = 4096;

@@ -19,7 +19,7 @@
 //! `try_send` (a full peer queue drops the frame: consensus retries by
 //! timeouts, batches by re-sending and fetching).
 
-use super::channels::{CoreIn, ExecIn, LogIn, SigIn};
+use super::channels::{CoreIn, ExecIn, LogIn, ServeIn, SigIn};
 use super::shared::Shared;
 use crate::config::NetworkSection;
 use crate::http::{codes, ApiError};
@@ -59,6 +59,72 @@ struct Core {
     block_txs_max: u32,
     /// Work budget of each validator (committee order).
     budgets: Vec<crate::budget::PeerBudget>,
+    /// Catch-up requests to the server thread.
+    serve_tx: flume::Sender<ServeIn>,
+    /// When to catch up from peers' stores, and from whom.
+    catchup: CatchUp,
+}
+
+/// Catch up from peers' block stores when this many blocks behind what
+/// f+1 validators claim (closer, the engine's own sync fetches blocks).
+pub const CATCHUP_LAG: u64 = 32;
+/// An unanswered catch-up request is given up after this long.
+pub const CATCHUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer whose segment was refused is not asked again for this long.
+pub const CATCHUP_PENALTY: Duration = Duration::from_secs(10);
+/// Execution that made no progress for this long (with nothing queued)
+/// while the others are ahead is stuck: catch up.
+pub const CATCHUP_STALL: Duration = Duration::from_millis(500);
+/// Serving-budget bytes a catch-up request costs up front (a peer cannot
+/// make us read the store faster than its budget pays for).
+pub const CATCHUP_REQUEST_COST: f64 = 256.0 * 1024.0;
+
+/// The client side of catch-up (see `plume_protocol::catchup`).
+struct CatchUp {
+    /// Highest height each validator's messages mentioned (a claim, not
+    /// trusted: the (f+1)-th highest is the target).
+    claims: Vec<u64>,
+    /// Highest height executed and committed here.
+    executed: u64,
+    /// When `executed` last moved.
+    progress_at: Instant,
+    /// The request out: (peer, sent at).
+    in_flight: Option<(u32, Instant)>,
+    /// The last segment was useful: ask for the next one at once.
+    streaming: bool,
+    /// Next peer to try first.
+    next: usize,
+    /// Peers not to ask before these instants.
+    penalty: Vec<Option<Instant>>,
+}
+
+impl CatchUp {
+    fn new(n: usize, executed: u64) -> CatchUp {
+        CatchUp {
+            claims: vec![0; n],
+            executed,
+            progress_at: Instant::now(),
+            in_flight: None,
+            streaming: false,
+            next: 0,
+            penalty: vec![None; n],
+        }
+    }
+
+    fn claim(&mut self, from: u32, height: u64) {
+        if let Some(c) = self.claims.get_mut(from as usize) {
+            *c = (*c).max(height);
+        }
+    }
+
+    /// The height at least one honest validator reached (the (f+1)-th
+    /// highest claim).
+    fn target(&self) -> u64 {
+        let mut c = self.claims.clone();
+        c.sort_unstable_by(|a, b| b.cmp(a));
+        let f = (c.len().saturating_sub(1)) / 3;
+        c.get(f).copied().unwrap_or(0)
+    }
 }
 
 /// What the core starts from besides its queues.
@@ -89,6 +155,7 @@ pub async fn run(
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
+    serve_tx: flume::Sender<ServeIn>,
     shared: Arc<Shared>,
     core_core: usize,
 ) -> Result<()> {
@@ -132,6 +199,8 @@ pub async fn run(
         epoch: Instant::now(),
         block_txs_max: setup.params.block_txs_max,
         budgets: vec![crate::budget::PeerBudget::new(Instant::now()); setup.committee.len()],
+        serve_tx,
+        catchup: CatchUp::new(setup.committee.len(), start.height),
     }));
     {
         let mut c = core.borrow_mut();
@@ -518,7 +587,7 @@ impl Core {
                     );
                 }
                 Action::Execute(job) => {
-                    if self.exec_tx.send(job).is_err() {
+                    if self.exec_tx.send(ExecIn::Block(job)).is_err() {
                         return self.gone("the execution thread");
                     }
                 }
@@ -646,7 +715,49 @@ impl Core {
                 return Ok(());
             }
         };
+        match &msg {
+            NetMsg::Consensus(Message::Proposal(p))
+            | NetMsg::Proposal {
+                msg: Message::Proposal(p),
+                ..
+            } => self.catchup.claim(from, p.block.height.saturating_sub(1)),
+            NetMsg::Consensus(Message::Certificates { high_qc, .. }) => {
+                self.catchup.claim(from, high_qc.height)
+            }
+            _ => {}
+        }
         match msg {
+            NetMsg::CatchUpRequest { from: height } => {
+                let now = Instant::now();
+                let ok = self
+                    .budgets
+                    .get_mut(from as usize)
+                    .is_some_and(|b| b.serve.take(CATCHUP_REQUEST_COST, now));
+                // Over budget or a full queue: dropped (the peer asks again).
+                if !ok || self.serve_tx.try_send(ServeIn { from, height }).is_err() {
+                    self.shared.metrics.peer_budget_shed.inc();
+                }
+            }
+            NetMsg::CatchUp(segment) => {
+                match self.catchup.in_flight {
+                    Some((p, _)) if p == from => {
+                        // Exec answers with `CaughtUp`; until then the
+                        // request stays in flight (its timeout covers a
+                        // dropped segment).
+                        if self
+                            .exec_tx
+                            .try_send(ExecIn::CatchUp { from, segment })
+                            .is_err()
+                        {
+                            self.catchup.in_flight = None;
+                        }
+                    }
+                    _ => {
+                        self.shared.metrics.malformed_msgs.inc();
+                        tracing::debug!(from, "dropping an unrequested catch-up segment");
+                    }
+                }
+            }
             NetMsg::Consensus(m @ Message::Proposal(_)) => self.on_proposal(from, m, Vec::new())?,
             NetMsg::Consensus(m) => self.step(Input::Message { from, msg: m })?,
             NetMsg::Proposal { msg, certs } => self.on_proposal(from, msg, certs)?,
@@ -814,6 +925,46 @@ impl Core {
                 self.batcher.on_durable(&ds, &mut actions);
                 self.carry_out(actions)?;
             }
+            CoreIn::Serve { to, bytes } => {
+                let now = Instant::now();
+                let ok = self
+                    .budgets
+                    .get_mut(to as usize)
+                    .is_some_and(|b| b.serve.take(bytes.len() as f64, now));
+                match self.peers.get(to as usize) {
+                    Some(p) if ok => {
+                        let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
+                    }
+                    _ => {
+                        self.shared.metrics.peer_budget_shed.inc();
+                    }
+                }
+            }
+            CoreIn::CaughtUp { from, outcome } => {
+                self.catchup.in_flight = None;
+                match outcome {
+                    Ok((block, payloads)) => {
+                        tracing::info!(
+                            from,
+                            height = block.height,
+                            blocks = payloads.len(),
+                            "caught up from a peer's block store"
+                        );
+                        self.catchup.streaming = true;
+                        self.batcher.on_caught_up(block.height, payloads);
+                        self.step(Input::CaughtUp { block })?;
+                        self.maybe_catch_up();
+                    }
+                    Err(why) => {
+                        self.shared.metrics.catchup_refused.inc();
+                        tracing::warn!(from, "catch-up segment not used: {why}");
+                        self.catchup.streaming = false;
+                        if let Some(p) = self.catchup.penalty.get_mut(from as usize) {
+                            *p = Some(Instant::now() + CATCHUP_PENALTY);
+                        }
+                    }
+                }
+            }
             CoreIn::Executed {
                 height,
                 block,
@@ -821,6 +972,10 @@ impl Core {
                 sequences,
                 digests,
             } => {
+                if height > self.catchup.executed {
+                    self.catchup.executed = height;
+                    self.catchup.progress_at = Instant::now();
+                }
                 for (a, next) in sequences {
                     self.batcher.pool.advance(&a, next);
                 }
@@ -862,8 +1017,56 @@ impl Core {
         let now_us = self.now_us();
         self.batcher.tick(now_us, &mut actions);
         self.carry_out(actions)?;
+        self.maybe_catch_up();
         self.update_gauges();
         Ok(())
+    }
+
+    /// Ask a peer for finalized blocks from its store when f+1 validators
+    /// are more than [`CATCHUP_LAG`] blocks ahead of what we executed and
+    /// execution has nothing queued and is not moving (or the last segment
+    /// helped): one request at a time, peers in turn, refused ones resting.
+    fn maybe_catch_up(&mut self) {
+        let now = Instant::now();
+        let c = &mut self.catchup;
+        if let Some((_, at)) = c.in_flight {
+            if now.duration_since(at) < CATCHUP_TIMEOUT {
+                return;
+            }
+            c.in_flight = None;
+            c.streaming = false;
+        }
+        let target = c.target();
+        let base = c.executed.max(self.engine.committed().height);
+        if target <= base.saturating_add(CATCHUP_LAG) {
+            c.streaming = false;
+            return;
+        }
+        if !self.exec_tx.is_empty()
+            || (!c.streaming && now.duration_since(c.progress_at) < CATCHUP_STALL)
+        {
+            return;
+        }
+        let n = self.peers.len();
+        let me = self.engine.config().me as usize;
+        for k in 0..n {
+            let p = (c.next + k) % n;
+            if p == me || c.claims[p] < target || c.penalty[p].is_some_and(|until| now < until) {
+                continue;
+            }
+            c.next = p + 1;
+            c.in_flight = Some((p as u32, now));
+            let from = c.executed + 1;
+            tracing::debug!(
+                peer = p,
+                from,
+                target,
+                "catch-up: asking a peer's block store"
+            );
+            let bytes = wire::encode(&NetMsg::CatchUpRequest { from });
+            let _ = self.ep.try_send(&self.peers[p], Channel::Bulk, &bytes);
+            return;
+        }
     }
 
     fn update_gauges(&self) {

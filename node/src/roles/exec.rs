@@ -12,7 +12,7 @@
 //! LMDB commits are blocking syscalls: they run here and never stall the
 //! network loop.
 
-use super::channels::{CoreIn, ExecIn};
+use super::channels::{CatchUpOutcome, CoreIn, ExecIn};
 use super::shared::Shared;
 use crate::metrics::table_bytes;
 use anyhow::{anyhow, bail, Result};
@@ -21,6 +21,7 @@ use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
 use plume_execution::Registry;
 use plume_mempool::batcher::BATCHES_HELD_MAX;
+use plume_mempool::ExecJob;
 use plume_protocol::genesis::ValidatorInfo;
 use plume_protocol::{PreparedTx, Receipt};
 use plume_storage::{LmdbKv, Store};
@@ -49,6 +50,10 @@ pub struct ExecContext<'a> {
     pub shards: usize,
     /// Pin shard worker `k` (1..) to a core.
     pub pin_worker: &'a (dyn Fn(usize) + Sync),
+    /// The consensus committee (catch-up segments are checked against it).
+    pub committee: &'a plume_crypto::qc::ValidatorSet,
+    /// Consensus chain id.
+    pub chain: u64,
 }
 
 /// One executed block waiting for the group's commit.
@@ -108,24 +113,34 @@ pub fn run(
             Err(flume::RecvTimeoutError::Disconnected) => break,
         };
         let t0 = Instant::now();
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_COMMIT_MAX {
+        let mut items = vec![first];
+        while items.len() < GROUP_COMMIT_MAX {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) => items.push(j),
                 Err(_) => break,
             }
         }
-        let group = execute_group(&mut store, jobs, cx, &mut executed)?;
-        if !group.is_empty() {
-            commit_group(&mut store, &group)?;
-            // Durable: now tell consensus, subscribers and clients.
-            for e in &group {
-                for d in &e.digests {
-                    executed.remember(*d);
+        let mut jobs = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                ExecIn::Block(j) => jobs.push(j),
+                ExecIn::CatchUp { from, segment } => {
+                    // Blocks queued before it first.
+                    run_group(
+                        &mut store,
+                        std::mem::take(&mut jobs),
+                        cx,
+                        &mut executed,
+                        &core_tx,
+                    )?;
+                    let outcome = catch_up(&mut store, &segment, cx, &mut executed, &core_tx)?;
+                    if core_tx.send(CoreIn::CaughtUp { from, outcome }).is_err() {
+                        break;
+                    }
                 }
-                announce(&store, e, cx, &core_tx)?;
             }
         }
+        run_group(&mut store, jobs, cx, &mut executed, &core_tx)?;
         let m = &cx.shared.metrics;
         m.mem.executed_batches.set(executed.order.len() as u64);
         m.mem
@@ -136,10 +151,161 @@ pub fn run(
     Ok(())
 }
 
+/// Execute, commit and announce a group of finalized blocks.
+fn run_group(
+    store: &mut Store<LmdbKv>,
+    jobs: Vec<ExecJob<BlsScheme>>,
+    cx: &ExecContext<'_>,
+    executed: &mut ExecutedBatches,
+    core_tx: &flume::Sender<CoreIn>,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let group = execute_group(store, jobs, cx, executed)?;
+    if !group.is_empty() {
+        commit_group(store, &group)?;
+        // Durable: now tell consensus, subscribers and clients.
+        for e in &group {
+            for d in &e.digests {
+                executed.remember(*d);
+            }
+            announce(store, e, cx, core_tx)?;
+        }
+    }
+    Ok(())
+}
+
+/// Check a segment served from a peer's store, execute its blocks that
+/// may be executed, and commit each group only if every block of it
+/// arrived at the root the validators certified for it. A refusal is not
+/// an error of this node (`Ok(Err(why))`); a failing store is.
+fn catch_up(
+    store: &mut Store<LmdbKv>,
+    segment: &[plume_protocol::catchup::SegmentBlock],
+    cx: &ExecContext<'_>,
+    executed: &mut ExecutedBatches,
+    core_tx: &flume::Sender<CoreIn>,
+) -> Result<CatchUpOutcome> {
+    let Some(head) = store.head() else {
+        bail!("store without a head");
+    };
+    let verified = match plume_protocol::catchup::verify_segment(
+        segment,
+        head.finalized_height,
+        &Digest(head.block_hash),
+        cx.committee,
+        cx.chain,
+    ) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(format!("refused: {e}"))),
+    };
+    if verified.is_empty() {
+        return Ok(Err(format!(
+            "nothing to execute yet in {} blocks from height {}",
+            segment.len(),
+            head.finalized_height + 1
+        )));
+    }
+    let mut last = None;
+    let mut payloads = Vec::with_capacity(verified.len());
+    let mut seen: HashSet<Digest> = HashSet::new();
+    for chunk in verified.chunks(GROUP_COMMIT_MAX) {
+        let mut group = Vec::with_capacity(chunk.len());
+        for vb in chunk {
+            match execute_verified(store, vb, cx, &mut seen)? {
+                Ok(e) => group.push(e),
+                Err(why) => {
+                    store.discard_staged();
+                    if group.is_empty() && last.is_none() {
+                        return Ok(Err(why));
+                    }
+                    tracing::warn!("catch-up: {why}; keeping the blocks before it");
+                    break;
+                }
+            }
+        }
+        if group.is_empty() {
+            break;
+        }
+        let complete = group.len() == chunk.len();
+        commit_group(store, &group)?;
+        for e in &group {
+            for d in &e.digests {
+                executed.remember(*d);
+            }
+            announce(store, e, cx, core_tx)?;
+            payloads.push((e.block.height, e.block.payload.clone()));
+            last = Some(e.block.clone());
+        }
+        cx.shared.metrics.catchup_blocks.inc_by(group.len() as u64);
+        if !complete {
+            break;
+        }
+    }
+    match last {
+        Some(b) => Ok(Ok((b, payloads))),
+        None => Ok(Err("no block executed".into())),
+    }
+}
+
+/// Execute one checked block of a segment (staged): `Ok(Err(why))` when
+/// it replays a transaction or misses its certified root.
+fn execute_verified(
+    store: &mut Store<LmdbKv>,
+    vb: &plume_protocol::catchup::VerifiedBlock,
+    cx: &ExecContext<'_>,
+    seen: &mut HashSet<Digest>,
+) -> Result<std::result::Result<Executed, String>> {
+    let height = vb.block.height;
+    let mut txs = Vec::with_capacity(vb.txs.len());
+    let mut raws = Vec::with_capacity(vb.txs.len());
+    for (id, raw, tx) in &vb.txs {
+        let known = store
+            .tx(id)
+            .map_err(|e| anyhow!("reading tx index: {e}"))?
+            .is_some();
+        if known || !seen.insert(*id) {
+            return Ok(Err(format!(
+                "block {height} replays transaction {id}, already final"
+            )));
+        }
+        let mut ptx = PreparedTx::new(tx.clone());
+        cx.registry.prepare(&mut ptx);
+        txs.push(ptx);
+        raws.push(raw.clone());
+    }
+    let digests = vb
+        .block
+        .payload
+        .iter()
+        .zip(&vb.batches)
+        .filter(|(_, r)| r.author != plume_protocol::catchup::PLACEHOLDER_AUTHOR)
+        .map(|(d, _)| *d)
+        .collect();
+    let e = run_block(
+        store,
+        cx,
+        vb.block.clone(),
+        plume_protocol::codec::encode_commit_proof(&vb.proof),
+        &vb.batches,
+        txs,
+        raws,
+        digests,
+    )?;
+    if e.root != vb.certified_root {
+        return Ok(Err(format!(
+            "state root after block {height} is {}, the validators certified {}",
+            e.root, vb.certified_root
+        )));
+    }
+    Ok(Ok(e))
+}
+
 /// Execute the jobs at the store's next heights, staging each.
 fn execute_group(
     store: &mut Store<LmdbKv>,
-    jobs: Vec<ExecIn>,
+    jobs: Vec<ExecJob<BlsScheme>>,
     cx: &ExecContext<'_>,
     executed: &mut ExecutedBatches,
 ) -> Result<Vec<Executed>> {
@@ -313,7 +479,7 @@ fn block_transactions(
 /// which batch digests were executed before.
 fn execute_one(
     store: &mut Store<LmdbKv>,
-    job: ExecIn,
+    job: ExecJob<BlsScheme>,
     cx: &ExecContext<'_>,
     already: &dyn Fn(&Digest) -> bool,
     group_txs: &mut HashSet<Digest>,
@@ -329,9 +495,56 @@ fn execute_one(
             "transactions with bad encodings or signatures skipped"
         );
     }
+    let records: Vec<plume_protocol::proof::BatchRecord> = job
+        .batches
+        .iter()
+        .map(|cb| match cb {
+            Some(cb) => plume_protocol::proof::BatchRecord {
+                author: cb.batch.author,
+                expires: cb.batch.expires,
+                leaves: cb
+                    .batch
+                    .raw
+                    .iter()
+                    .map(|r| plume_protocol::batch::item_leaf(r))
+                    .collect(),
+            },
+            // Final in an earlier block (its record and proofs are there).
+            None => plume_protocol::proof::BatchRecord {
+                author: plume_protocol::catchup::PLACEHOLDER_AUTHOR,
+                expires: 0,
+                leaves: Vec::new(),
+            },
+        })
+        .collect();
+    run_block(
+        store,
+        cx,
+        job.block,
+        plume_protocol::codec::encode_commit_proof(&job.proof),
+        &records,
+        txs,
+        raws,
+        newly_executed,
+    )
+}
+
+/// Execute `txs` as block `block` (staged) and build its record.
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    store: &mut Store<LmdbKv>,
+    cx: &ExecContext<'_>,
+    block: Block<BlsScheme>,
+    proof_bytes: Vec<u8>,
+    records: &[plume_protocol::proof::BatchRecord],
+    txs: Vec<PreparedTx>,
+    raws: Vec<Vec<u8>>,
+    digests: Vec<Digest>,
+) -> Result<Executed> {
+    let height = block.height;
     let proposer = cx
         .validators
-        .get(job.block.proposer as usize)
+        .get(block.proposer as usize)
         .and_then(|v| plume_crypto::ed25519::PublicKey::from_hex(&v.network_key).ok())
         .map(|k| k.address())
         .unwrap_or_default();
@@ -359,34 +572,13 @@ fn execute_one(
     .map_err(|e| anyhow!("executing block {height}: {e}"))?;
     let root = plume_storage::AuthenticatedState::apply(store, &out.writes)
         .map_err(|e| anyhow!("staging block {height}: {e}"))?;
-    let records: Vec<plume_protocol::proof::BatchRecord> = job
-        .batches
-        .iter()
-        .map(|cb| match cb {
-            Some(cb) => plume_protocol::proof::BatchRecord {
-                author: cb.batch.author,
-                expires: cb.batch.expires,
-                leaves: cb
-                    .batch
-                    .raw
-                    .iter()
-                    .map(|r| plume_protocol::batch::item_leaf(r))
-                    .collect(),
-            },
-            // Final in an earlier block (its record and proofs are there).
-            None => plume_protocol::proof::BatchRecord {
-                author: u32::MAX,
-                expires: 0,
-                leaves: Vec::new(),
-            },
-        })
-        .collect();
     let receipt_bytes = out.receipts.iter().map(Receipt::to_bytes).collect();
+    let ids: Vec<Digest> = txs.iter().map(|t| t.hash).collect();
     Ok(Executed {
-        block_bytes: plume_protocol::proof::encode_block_record(&job.block, &records, &root),
-        proof_bytes: plume_protocol::codec::encode_commit_proof(&job.proof),
-        digests: newly_executed,
-        block: job.block,
+        block_bytes: plume_protocol::proof::encode_block_record(&block, records, &root, &ids),
+        proof_bytes,
+        digests,
+        block,
         root,
         txs,
         raws,

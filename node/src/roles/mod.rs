@@ -15,7 +15,9 @@
 //! - [`sigverify`]: Ed25519 (ZIP-215) verification of submissions, of the
 //!   batches this validator verifies, of batch votes and certificates.
 //! - [`batchlog`]: the durable batch log, group-synced.
-//! - [`exec`]: execution, group commit, notifications.
+//! - [`exec`]: execution, group commit, notifications; executes catch-up
+//!   segments after checking them.
+//! - [`catchup`]: serves peers' catch-up requests from the block store.
 //! - [`api`]: the JSON-RPC method table served by [`crate::http`].
 //!
 //! Every channel between the roles, its bound and its full-queue policy
@@ -24,6 +26,7 @@
 
 pub mod api;
 pub mod batchlog;
+pub mod catchup;
 pub mod channels;
 pub mod core;
 pub mod exec;
@@ -35,7 +38,8 @@ use crate::metrics::NodeMetrics;
 use crate::setup::{open_state, NodeSetup};
 use anyhow::{anyhow, Result};
 use channels::{
-    CoreIn, ExecIn, LogIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, LOG_QUEUE_MAX, SIG_QUEUE_MAX,
+    CoreIn, ExecIn, LogIn, ServeIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, LOG_QUEUE_MAX,
+    SERVE_QUEUE_MAX, SIG_QUEUE_MAX,
 };
 pub use shared::Shared;
 use std::collections::HashMap;
@@ -131,6 +135,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
     let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
     let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
+    let (serve_tx, serve_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: opened.kv.clone(),
@@ -157,7 +162,13 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         shared.registry.clone(),
         place.sigverify,
     )?;
-    let log_thread = spawn_batchlog(batch_log, log_rx, core_tx.clone(), metrics)?;
+    let log_thread = spawn_batchlog(batch_log, log_rx, core_tx.clone(), metrics.clone())?;
+    let serve_thread = {
+        let (kv, core_tx, metrics) = (opened.kv.clone(), core_tx.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("catchup".into())
+            .spawn(move || catchup::run(kv, serve_rx, core_tx, &metrics, stop_flag()))?
+    };
     let exec_thread = spawn_exec(
         &setup,
         opened.store,
@@ -190,6 +201,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             sig_tx,
             exec_tx,
             log_tx,
+            serve_tx,
         },
         shared.clone(),
         place.consensus,
@@ -213,6 +225,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let _ = exec_thread.join();
     let _ = sig_thread.join();
     let _ = log_thread.join();
+    let _ = serve_thread.join();
     tracing::info!(
         ms = stopping.elapsed().as_millis() as u64,
         "stopped cleanly"
@@ -278,6 +291,7 @@ struct Queues {
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
+    serve_tx: flume::Sender<ServeIn>,
 }
 
 fn spawn_exec(
@@ -290,6 +304,8 @@ fn spawn_exec(
 ) -> Result<std::thread::JoinHandle<()>> {
     let params = setup.params.clone();
     let validators = setup.genesis.validators.clone();
+    let committee = setup.committee.clone();
+    let chain = setup.chain_u64;
     Ok(std::thread::Builder::new()
         .name("exec".into())
         .spawn(move || {
@@ -302,6 +318,8 @@ fn spawn_exec(
                 validators: &validators,
                 shards: cores.len(),
                 pin_worker: &pin_worker,
+                committee: &committee,
+                chain,
             };
             if let Err(e) = exec::run(store, rx, core_tx, &cx) {
                 tracing::error!("execution stopped: {e:#}");
@@ -327,6 +345,7 @@ fn spawn_core(
                 q.sig_tx,
                 q.exec_tx,
                 q.log_tx,
+                q.serve_tx,
                 shared.clone(),
                 core,
             )
