@@ -405,7 +405,10 @@ mod tests {
             decode(&b),
             Err(CodecError("too many transactions in batch"))
         );
-        assert_eq!(decode(&[9]), Err(CodecError("unknown message tag")));
+        let mut b = vec![9u8];
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&b), Err(CodecError("too many blocks in a segment")));
+        assert_eq!(decode(&[10]), Err(CodecError("unknown message tag")));
     }
 
     #[test]
