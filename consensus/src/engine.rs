@@ -596,6 +596,12 @@ impl<S: Scheme> Engine<S> {
     pub fn blocks_held(&self) -> usize {
         self.blocks.len()
     }
+    /// Whether the block is in memory (a sync request for one that is not
+    /// gets no answer from the engine; the driver may serve it from its
+    /// block store).
+    pub fn holds(&self, id: &Digest) -> bool {
+        self.blocks.contains_key(id)
+    }
     /// The configuration.
     pub fn config(&self) -> &Config<S> {
         &self.cfg

@@ -931,3 +931,56 @@ fn a_finalized_header_claiming_another_root_than_ours_stops_us_for_good() {
         .any(|e| matches!(e, Effect::Broadcast(Message::Timeout(_)))));
     assert_eq!(es[3].metrics().votes, votes_before);
 }
+
+#[test]
+fn caught_up_moves_the_committed_block_forward_only() {
+    let (c, s, mut es) = engines();
+    let fin = run_lossless(&mut es, 4_000);
+    let chain = &fin[0];
+    assert!(chain.len() >= 6, "a chain to catch up to");
+    // A validator left at genesis that executed blocks from a store.
+    let mut late = Engine::new(config(3, &c), s[3].clone(), None);
+    let _ = late.step(Input::Start);
+    let top = chain[chain.len() - 2].0.clone();
+    let mut forged = top.clone();
+    forged.payload.push(Digest([9; 32])); // id no longer matches
+    let _ = late.step(Input::CaughtUp { block: forged });
+    assert_eq!(
+        late.committed().height,
+        0,
+        "a block that does not hash to its id"
+    );
+    let _ = late.step(Input::CaughtUp { block: top.clone() });
+    assert_eq!(late.committed().id, top.id);
+    let _ = late.step(Input::CaughtUp {
+        block: chain[1].0.clone(),
+    });
+    assert_eq!(late.committed().id, top.id, "never backwards");
+    // From there block sync (from memory) connects to the new tip: the
+    // next final block arrives with its certified child and is finalized.
+    let (next, proof) = chain.last().unwrap().clone();
+    assert_eq!(next.parent, top.id);
+    assert_eq!(proof.child.parent, next.id, "directly committed");
+    let _ = late.step(Input::Message {
+        from: 1,
+        msg: Message::Certificates {
+            high_qc: proof.child_qc.clone(),
+            tc: None,
+        },
+    });
+    let out = late.step(Input::Message {
+        from: 1,
+        msg: Message::SyncResponse {
+            blocks: vec![next.clone(), proof.child.clone()],
+        },
+    });
+    let finalized: Vec<u64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Finalized { block, .. } => Some(block.height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finalized, vec![next.height]);
+    assert_eq!(late.committed().id, next.id);
+}

@@ -59,7 +59,20 @@ fn a_validator_far_behind_catches_up_from_the_block_stores_and_votes_on() {
     let target = height(&net, 0);
     let t0 = Instant::now();
     net.start(3).unwrap();
-    wait_height(&net, 3, target, Duration::from_secs(300));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while height(&net, 3) < target {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(net.homes[3].join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "validator 3 stuck at {} (target {target}):{}\n{}",
+                height(&net, 3),
+                support::diag(&net),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let took = t0.elapsed();
     let caught = metric(&net.apis[3], "plume_catchup_blocks_total");
     eprintln!(

@@ -98,6 +98,36 @@ pub fn encode_block_record(
     w.0
 }
 
+/// The executed transaction ids of an [`encode_block_record`] record,
+/// without decoding its block (no signature points are parsed).
+pub fn record_tx_ids(raw: &[u8]) -> Result<Vec<Digest>, ProofError> {
+    let what = "block record";
+    let e = |err| ProofError::Decode { what, err };
+    let mut r = Reader { b: raw };
+    r.bytes(raw.len()).map_err(e)?;
+    r.digest().map_err(e)?;
+    let nb = r
+        .count(PAYLOAD_DIGESTS_MAX, "too many batches")
+        .map_err(e)?;
+    for _ in 0..nb {
+        r.u32().map_err(e)?;
+        r.u64().map_err(e)?;
+        let k = r.count(BATCH_TXS_MAX, "batch too large").map_err(e)?;
+        for _ in 0..k {
+            r.digest().map_err(e)?;
+        }
+    }
+    let nt = r
+        .count(RECORD_TXS_MAX, "too many transactions")
+        .map_err(e)?;
+    let mut txs = Vec::with_capacity(nt.min(r.b.len() / 32));
+    for _ in 0..nt {
+        txs.push(r.digest().map_err(e)?);
+    }
+    r.finish().map_err(e)?;
+    Ok(txs)
+}
+
 /// Decode [`encode_block_record`].
 pub fn decode_block_record(raw: &[u8]) -> Result<StoredBlock, ProofError> {
     let what = "block record";

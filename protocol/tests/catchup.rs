@@ -176,9 +176,23 @@ fn an_honest_segment_yields_final_blocks_with_their_certified_roots_and_proofs()
         assert!(((ch - h) as usize) < COMMIT_POINT_SPACING);
         let _ = committed;
     }
+    // The server's light read of a record names the same transactions.
+    for sb in f.segment() {
+        let full = plume_protocol::proof::decode_block_record(&sb.record).unwrap();
+        assert_eq!(
+            plume_protocol::proof::record_tx_ids(&sb.record).unwrap(),
+            full.txs
+        );
+    }
     let with_txs = &out[TX_HEIGHT as usize - 1];
     assert_eq!(with_txs.txs.len(), 2);
     assert_eq!(with_txs.txs[0].1, f.raws[0]);
+    // Asked before our tip moved: the blocks we committed meanwhile are
+    // skipped, the rest must extend our new tip.
+    let later = verify_segment(&f.segment(), 2, &f.blocks[1].id, &f.set, CHAIN).unwrap();
+    assert_eq!(later[0].block.height, 3);
+    assert_eq!(later.len(), out.len() - 2);
+    assert!(verify_segment(&f.segment(), 2, &f.blocks[0].id, &f.set, CHAIN).is_err());
     // Too short to certify any state: nothing to execute, no error.
     assert!(f
         .verify(&f.segment()[..STATE_LAG as usize + 1])

@@ -6,7 +6,7 @@
 //! | [`SigIn`] | API, core -> sigverify | [`SIG_QUEUE_MAX`] | API: `try_send`, the client gets "mempool full" (retry); core: `try_send`, the item is dropped (batches are re-sent or fetched, votes re-sent, proposals time out) |
 //! | [`CoreIn`] | sigverify, exec, batch log -> core | [`CORE_QUEUE_MAX`] | blocking `send` (back-pressure on sigverify, exec and the log) |
 //! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocks: blocking `send` (back-pressure on the core); catch-up segments: `try_send`, dropped (asked again later) |
-//! | [`ServeIn`] | core -> catch-up server | [`SERVE_QUEUE_MAX`] | `try_send`, the request is dropped (the peer asks again) |
+//! | [`ServeIn`] | core -> catch-up server, two queues (catch-up segments first, then store-backed block sync) | [`SERVE_QUEUE_MAX`] each | `try_send`, the request is dropped (the peer asks again) |
 //! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | blocking `send` (a batch is not voted for before it is durable; the log never waits on the core) |
 //!
 //! Known limit: the blocking sends can wait on each other when the queues
@@ -178,12 +178,25 @@ pub enum ExecIn {
 /// Catch-up requests queued for the server thread.
 pub const SERVE_QUEUE_MAX: usize = 16;
 
-/// A peer asks for finalized blocks from `height` on.
-pub struct ServeIn {
-    /// Committee index.
-    pub from: u32,
-    /// First height.
-    pub height: u64,
+/// A peer's request for blocks from the store.
+pub enum ServeIn {
+    /// Finalized blocks from `height` on, with their transactions.
+    Segment {
+        /// Committee index.
+        from: u32,
+        /// First height.
+        height: u64,
+    },
+    /// A consensus sync request the engine could not answer from memory:
+    /// the block and its ancestors, from the store.
+    Blocks {
+        /// Committee index.
+        from: u32,
+        /// The block.
+        block: Digest,
+        /// Most blocks (capped at `SYNC_BLOCKS_MAX`).
+        max: u32,
+    },
 }
 
 /// Items queued for the batch log.

@@ -31,6 +31,7 @@ use plume_consensus::{BlsScheme, Effect, Engine, Input, Message, Recovered, Time
 use plume_mempool::{Action, Batcher, BatcherConfig, LogItem, Mempool, MempoolError};
 use plume_netstack::{AnyTransport, Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId};
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchVote};
+use plume_protocol::consensus::STATE_LAG;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -61,6 +62,10 @@ struct Core {
     budgets: Vec<crate::budget::PeerBudget>,
     /// Catch-up requests to the server thread.
     serve_tx: flume::Sender<ServeIn>,
+    /// Block-sync requests served from the store, to the same thread.
+    sync_tx: flume::Sender<ServeIn>,
+    /// Store-backed sync requests each peer may make per second.
+    store_sync: Vec<crate::budget::Bucket>,
     /// When to catch up from peers' stores, and from whom.
     catchup: CatchUp,
 }
@@ -75,6 +80,13 @@ pub const CATCHUP_PENALTY: Duration = Duration::from_secs(10);
 /// Execution that made no progress for this long (with nothing queued)
 /// while the others are ahead is stuck: catch up.
 pub const CATCHUP_STALL: Duration = Duration::from_millis(500);
+/// Finalized blocks that execution could not run for this long (their
+/// batches could not be fetched) are taken from the stores too, even when
+/// fewer than [`CATCHUP_LAG`] blocks behind.
+pub const CATCHUP_WAITING: Duration = Duration::from_secs(2);
+/// Consensus sync requests per second one peer may have served from the
+/// block store (each at most `SYNC_BLOCKS_MAX` blocks).
+pub const STORE_SYNC_PER_S: f64 = 20.0;
 /// Serving-budget bytes a catch-up request costs up front (a peer cannot
 /// make us read the store faster than its budget pays for).
 pub const CATCHUP_REQUEST_COST: f64 = 256.0 * 1024.0;
@@ -156,6 +168,7 @@ pub async fn run(
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
     serve_tx: flume::Sender<ServeIn>,
+    sync_tx: flume::Sender<ServeIn>,
     shared: Arc<Shared>,
     core_core: usize,
 ) -> Result<()> {
@@ -200,6 +213,15 @@ pub async fn run(
         block_txs_max: setup.params.block_txs_max,
         budgets: vec![crate::budget::PeerBudget::new(Instant::now()); setup.committee.len()],
         serve_tx,
+        sync_tx,
+        store_sync: vec![
+            crate::budget::Bucket::new(
+                STORE_SYNC_PER_S,
+                2.0 * STORE_SYNC_PER_S,
+                Instant::now()
+            );
+            setup.committee.len()
+        ],
         catchup: CatchUp::new(setup.committee.len(), start.height),
     }));
     {
@@ -734,7 +756,12 @@ impl Core {
                     .get_mut(from as usize)
                     .is_some_and(|b| b.serve.take(CATCHUP_REQUEST_COST, now));
                 // Over budget or a full queue: dropped (the peer asks again).
-                if !ok || self.serve_tx.try_send(ServeIn { from, height }).is_err() {
+                if !ok
+                    || self
+                        .serve_tx
+                        .try_send(ServeIn::Segment { from, height })
+                        .is_err()
+                {
                     self.shared.metrics.peer_budget_shed.inc();
                 }
             }
@@ -756,6 +783,28 @@ impl Core {
                         self.shared.metrics.malformed_msgs.inc();
                         tracing::debug!(from, "dropping an unrequested catch-up segment");
                     }
+                }
+            }
+            NetMsg::Consensus(Message::SyncRequest { block, max })
+                if !self.engine.holds(&block) =>
+            {
+                // Not in memory (pruned, or before our restart): from the
+                // store, if finalized there.
+                let now = Instant::now();
+                let ok = self
+                    .store_sync
+                    .get_mut(from as usize)
+                    .is_some_and(|b| b.take(1.0, now))
+                    && self.budgets[from as usize]
+                        .serve
+                        .take(CATCHUP_REQUEST_COST / 16.0, now);
+                if !ok
+                    || self
+                        .sync_tx
+                        .try_send(ServeIn::Blocks { from, block, max })
+                        .is_err()
+                {
+                    self.shared.metrics.peer_budget_shed.inc();
                 }
             }
             NetMsg::Consensus(m @ Message::Proposal(_)) => self.on_proposal(from, m, Vec::new())?,
@@ -1037,14 +1086,21 @@ impl Core {
             c.streaming = false;
         }
         let target = c.target();
-        let base = c.executed.max(self.engine.committed().height);
-        if target <= base.saturating_add(CATCHUP_LAG) {
+        let stalled = now.duration_since(c.progress_at);
+        // Finalized here but not executable (its batches are gone from
+        // every peer): after a while, close even a short gap from the
+        // stores, as long as a segment can certify something.
+        let waiting = self.engine.committed().height > c.executed && stalled > CATCHUP_WAITING;
+        let (base, lag) = if waiting {
+            (c.executed, STATE_LAG + 3)
+        } else {
+            (c.executed.max(self.engine.committed().height), CATCHUP_LAG)
+        };
+        if target <= base.saturating_add(lag) {
             c.streaming = false;
             return;
         }
-        if !self.exec_tx.is_empty()
-            || (!c.streaming && now.duration_since(c.progress_at) < CATCHUP_STALL)
-        {
+        if !self.exec_tx.is_empty() || (!c.streaming && stalled < CATCHUP_STALL) {
             return;
         }
         let n = self.peers.len();

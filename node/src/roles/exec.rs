@@ -190,6 +190,7 @@ fn catch_up(
     let Some(head) = store.head() else {
         bail!("store without a head");
     };
+    let t0 = Instant::now();
     let verified = match plume_protocol::catchup::verify_segment(
         segment,
         head.finalized_height,
@@ -207,11 +208,14 @@ fn catch_up(
             head.finalized_height + 1
         )));
     }
+    let checked_us = t0.elapsed().as_micros() as u64;
+    let (mut exec_us, mut commit_us) = (0u64, 0u64);
     let mut last = None;
     let mut payloads = Vec::with_capacity(verified.len());
     let mut seen: HashSet<Digest> = HashSet::new();
     for chunk in verified.chunks(GROUP_COMMIT_MAX) {
         let mut group = Vec::with_capacity(chunk.len());
+        let te = Instant::now();
         for vb in chunk {
             match execute_verified(store, vb, cx, &mut seen)? {
                 Ok(e) => group.push(e),
@@ -229,7 +233,10 @@ fn catch_up(
             break;
         }
         let complete = group.len() == chunk.len();
+        let tc = Instant::now();
+        exec_us += tc.duration_since(te).as_micros() as u64;
         commit_group(store, &group)?;
+        commit_us += tc.elapsed().as_micros() as u64;
         for e in &group {
             for d in &e.digests {
                 executed.remember(*d);
@@ -243,6 +250,14 @@ fn catch_up(
             break;
         }
     }
+    tracing::debug!(
+        blocks = payloads.len(),
+        checked_us,
+        exec_us,
+        commit_us,
+        total_us = t0.elapsed().as_micros() as u64,
+        "catch-up segment executed"
+    );
     match last {
         Some(b) => Ok(Ok((b, payloads))),
         None => Ok(Err("no block executed".into())),

@@ -136,6 +136,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
     let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
     let (serve_tx, serve_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
+    let (sync_tx, sync_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: opened.kv.clone(),
@@ -167,7 +168,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         let (kv, core_tx, metrics) = (opened.kv.clone(), core_tx.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("catchup".into())
-            .spawn(move || catchup::run(kv, serve_rx, core_tx, &metrics, stop_flag()))?
+            .spawn(move || catchup::run(kv, serve_rx, sync_rx, core_tx, &metrics, stop_flag()))?
     };
     let exec_thread = spawn_exec(
         &setup,
@@ -202,6 +203,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             exec_tx,
             log_tx,
             serve_tx,
+            sync_tx,
         },
         shared.clone(),
         place.consensus,
@@ -292,6 +294,7 @@ struct Queues {
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
     serve_tx: flume::Sender<ServeIn>,
+    sync_tx: flume::Sender<ServeIn>,
 }
 
 fn spawn_exec(
@@ -346,6 +349,7 @@ fn spawn_core(
                 q.exec_tx,
                 q.log_tx,
                 q.serve_tx,
+                q.sync_tx,
                 shared.clone(),
                 core,
             )
