@@ -14,7 +14,30 @@ pub fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_plume"))
 }
 
-/// A base port such that base..base+n and base+100..base+100+n are free.
+/// Hold an exclusive lock on `base` for the life of this process, so no
+/// other test process picks it while our validators are down between a
+/// stop and a restart (when the ports look free). Released at exit.
+fn reserve(base: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("plume-test-port-{base}.lock"));
+    let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: flock on a file descriptor we own; no pointers.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return false;
+    }
+    std::mem::forget(f);
+    true
+}
+
+/// A base port such that base..base+n and base+100..base+100+n are free,
+/// and reserved against other test processes (see `reserve`).
 pub fn free_base(n: u16) -> u16 {
     let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     for attempt in 0..200u64 {
@@ -24,7 +47,7 @@ pub fn free_base(n: u16) -> u16 {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
         });
-        if ok {
+        if ok && reserve(base) {
             return base;
         }
     }
