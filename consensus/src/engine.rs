@@ -233,6 +233,10 @@ pub struct Recovered<S: Scheme> {
     pub blocks: Vec<Block<S>>,
     /// Id of the highest finalized block.
     pub committed: Digest,
+    /// The commit proof stored with it (its child and the child's QC): a
+    /// crash can lose the high QC that finalized it from the safety state,
+    /// and a leader must extend at least that child.
+    pub commit_proof: Option<CommitProof<S>>,
 }
 
 /// Counters of what the engine saw and did.
@@ -476,6 +480,18 @@ impl<S: Scheme> Engine<S> {
                 }
                 if let (Some(p), Some(prev)) = (safety.epoch_proof, e.cfg.epoch.checked_sub(1)) {
                     e.epoch_proofs.insert(prev, p);
+                }
+            }
+            if let Some(p) = r.commit_proof {
+                let qc = &p.child_qc;
+                if p.child.parent == e.committed.id
+                    && p.child.compute_id() == p.child.id
+                    && qc.block == p.child.id
+                    && qc.epoch == e.cfg.epoch
+                    && qc.view > e.high_qc.view
+                {
+                    e.high_qc = qc.clone();
+                    e.blocks.insert(p.child.id, p.child);
                 }
             }
             // Resume in the highest view we can justify to others (a view

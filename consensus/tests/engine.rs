@@ -200,6 +200,7 @@ fn restart_from_persisted_state_never_double_votes() {
             safety: Some(safety),
             blocks,
             committed: genesis,
+            commit_proof: None,
         }),
     );
     restarted.step(Input::Start);
@@ -983,4 +984,45 @@ fn caught_up_moves_the_committed_block_forward_only() {
         .collect();
     assert_eq!(finalized, vec![next.height]);
     assert_eq!(late.committed().id, next.id);
+}
+
+#[test]
+fn a_restart_extends_at_least_the_child_that_finalized_the_stored_head() {
+    // The safety state lost the QC that finalized the head (a crash before
+    // it was persisted): the stored commit proof brings it back, so the
+    // leaders extend the head's certified child, not an older block.
+    let (c, s, mut es) = engines();
+    let fin = run_lossless(&mut es, 4_000);
+    let (head, proof) = fin[0].last().unwrap().clone();
+    assert_eq!(proof.child.parent, head.id);
+    let r = Engine::new(
+        config(2, &c),
+        s[2].clone(),
+        Some(Recovered {
+            safety: None,
+            blocks: vec![head.clone()],
+            committed: head.id,
+            commit_proof: Some(proof.clone()),
+        }),
+    );
+    assert_eq!(
+        (r.high_qc().block, r.high_qc().view),
+        (proof.child_qc.block, proof.child_qc.view)
+    );
+    assert!(r.holds(&proof.child.id));
+    assert!(r.view() > proof.child_qc.view);
+    // A proof that does not extend the head is ignored.
+    let (other, other_proof) = fin[0][1].clone();
+    let r = Engine::new(
+        config(2, &c),
+        s[2].clone(),
+        Some(Recovered {
+            safety: None,
+            blocks: vec![head.clone()],
+            committed: head.id,
+            commit_proof: Some(other_proof),
+        }),
+    );
+    assert_ne!(r.high_qc().block, other.id);
+    assert!(r.high_qc().view < proof.child_qc.view);
 }

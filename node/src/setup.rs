@@ -223,10 +223,21 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         }
     }
     let restarted = safety.is_some() || head.finalized_height > 0;
+    // The proof that finalized the head (its child and that child's QC),
+    // when the head was committed directly by it.
+    let commit_proof = match store.qc(head.finalized_height)? {
+        Some(q) if !q.bytes.is_empty() => {
+            let p = plume_protocol::codec::decode_commit_proof(&q.bytes)
+                .map_err(|e| anyhow!("stored commit proof {}: {e}", head.finalized_height))?;
+            (p.child.parent == committed_block.id).then_some(p)
+        }
+        _ => None,
+    };
     let recovered = restarted.then(|| Recovered {
         safety,
         blocks: vec![committed_block.clone()],
         committed: committed_block.id,
+        commit_proof,
     });
     Ok(Opened {
         kv,

@@ -482,6 +482,7 @@ impl<S: SimScheme> World<S> {
                 safety: i.store.safety.clone(),
                 blocks: i.store.blocks.values().cloned().collect(),
                 committed: i.store.committed,
+                commit_proof: None,
             });
         let cfg = Config {
             me: i.index,

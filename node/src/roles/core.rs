@@ -123,6 +123,11 @@ impl CatchUp {
         }
     }
 
+    /// A catch-up from the stores is under way.
+    fn active(&self) -> bool {
+        self.streaming || self.in_flight.is_some()
+    }
+
     fn claim(&mut self, from: u32, height: u64) {
         if let Some(c) = self.claims.get_mut(from as usize) {
             *c = (*c).max(height);
@@ -446,6 +451,14 @@ impl Core {
             match e {
                 Effect::PersistSafety(s) => self.safety.persist(&s)?,
                 Effect::PersistBlock(_) => {}
+                Effect::Send {
+                    msg: Message::SyncRequest { .. },
+                    ..
+                } if self.catchup.active() => {
+                    // Far behind: blocks come from the stores; block sync
+                    // would only fill the orphan pool with blocks that
+                    // cannot connect yet (each a certificate check).
+                }
                 Effect::Send { to, msg } => {
                     if let Some(p) = self.peers.get(to as usize).copied() {
                         let bytes = wire::encode(&NetMsg::Consensus(msg));
@@ -785,6 +798,7 @@ impl Core {
                     }
                 }
             }
+            NetMsg::Consensus(Message::SyncResponse { .. }) if self.catchup.active() => {}
             NetMsg::Consensus(Message::SyncRequest { block, max })
                 if !self.engine.holds(&block) =>
             {
