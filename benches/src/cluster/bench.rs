@@ -427,14 +427,18 @@ pub fn set_config_value(path: &Path, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// A free loopback port range for a benchmark network: bases in
+/// 10,000..19,799, below both the test suite's ranges and Linux's
+/// ephemeral range (32,768+), where any outgoing connection could take a
+/// port between this check and the validator's bind.
 fn free_base(n: u16) -> Result<u16> {
     let seed = std::process::id() as u64
         ^ (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos() as u64);
     for attempt in 0..200u64 {
-        let base = 30_000
-            + ((seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 300) as u16 * 100;
+        let base = 10_000
+            + ((seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 98) as u16 * 100;
         let ok = (0..n).all(|i| {
             std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
