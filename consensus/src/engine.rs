@@ -233,9 +233,10 @@ pub struct Recovered<S: Scheme> {
     pub blocks: Vec<Block<S>>,
     /// Id of the highest finalized block.
     pub committed: Digest,
-    /// The commit proof stored with it (its child and the child's QC): a
-    /// crash can lose the high QC that finalized it from the safety state,
-    /// and a leader must extend at least that child.
+    /// The commit proof stored with it (the child of the block it finalized
+    /// directly, that block at or above ours, and the child's QC): a crash
+    /// can lose that QC from the safety state, and a leader must extend at
+    /// least that child (the blocks between are fetched by sync).
     pub commit_proof: Option<CommitProof<S>>,
 }
 
@@ -484,7 +485,7 @@ impl<S: Scheme> Engine<S> {
             }
             if let Some(p) = r.commit_proof {
                 let qc = &p.child_qc;
-                if p.child.parent == e.committed.id
+                if p.child.height > e.committed.height
                     && p.child.compute_id() == p.child.id
                     && qc.block == p.child.id
                     && qc.epoch == e.cfg.epoch
@@ -857,9 +858,6 @@ impl<S: Scheme> Engine<S> {
         }
         if self.proposed_view >= v {
             return;
-        }
-        if self.high_qc.height < self.committed.height {
-            return; // caught up past it: wait for a current certificate
         }
         let parent = self.high_qc.block;
         if !self.blocks.contains_key(&parent) {

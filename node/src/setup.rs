@@ -223,13 +223,13 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         }
     }
     let restarted = safety.is_some() || head.finalized_height > 0;
-    // The proof that finalized the head (its child and that child's QC),
-    // when the head was committed directly by it.
+    // The proof that finalized the head (the child of the directly
+    // committed block at or above it, and that child's QC).
     let commit_proof = match store.qc(head.finalized_height)? {
         Some(q) if !q.bytes.is_empty() => {
             let p = plume_protocol::codec::decode_commit_proof(&q.bytes)
                 .map_err(|e| anyhow!("stored commit proof {}: {e}", head.finalized_height))?;
-            (p.child.parent == committed_block.id).then_some(p)
+            (p.child.height > committed_block.height).then_some(p)
         }
         _ => None,
     };

@@ -154,7 +154,11 @@ pub fn verify_segment(
                 (p.block.height.checked_add(1), p.block.id)
             }
         };
-        if Some(b.height) != want_h || b.parent != want_parent {
+        if Some(b.height) != want_h
+            || b.parent != want_parent
+            || b.justify.block != b.parent
+            || b.justify.height.checked_add(1) != Some(b.height)
+        {
             return Err(invalid(format!(
                 "segment block {i} (height {}) does not extend the previous one",
                 b.height

@@ -252,6 +252,13 @@ fn every_lie_in_a_segment_is_refused() {
     let rec = plume_protocol::proof::decode_block_record(&seg[i].record).unwrap();
     seg[i].record = encode_block_record(&rec.block, &[batch], &Digest::ZERO, &rec.txs);
     refused(&seg, "a forged batch record", "does not match its digest");
+    // A justify naming another block or height (neither is in the id).
+    let mut seg = honest.clone();
+    let mut b = f.blocks[9].clone();
+    b.justify.height += 1;
+    assert_eq!(b.compute_id(), b.id, "the id does not cover it");
+    seg[9].record = encode_block_record(&b, &[], &Digest::ZERO, &[]);
+    refused(&seg, "a justify of another height", "does not extend");
     // Fewer transaction bytes than the record lists.
     let mut seg = honest.clone();
     seg[i].txs.pop();
