@@ -1511,18 +1511,7 @@ impl<S: Scheme> Engine<S> {
         self.claims = self.claims.split_off(&(b.height + 1));
         self.committed = b;
         self.prune();
-        // Proposals that waited for a parent we now hold go on.
-        let ready: Vec<Digest> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, p))| self.blocks.contains_key(&p.block.parent))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ready {
-            if let Some((f, p)) = self.pending.remove(&id) {
-                self.on_proposal(f, p);
-            }
-        }
+        self.retry_pending();
         self.maybe_propose();
     }
 
@@ -1726,6 +1715,21 @@ impl<S: Scheme> Engine<S> {
             || self.pending.values().any(|(_, p)| p.block.parent == *id)
     }
 
+    /// Proposals that waited for a parent we now hold go on.
+    fn retry_pending(&mut self) {
+        let ready: Vec<Digest> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, p))| self.blocks.contains_key(&p.block.parent))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            if let Some((f, p)) = self.pending.remove(&id) {
+                self.on_proposal(f, p);
+            }
+        }
+    }
+
     fn connect_orphans(&mut self, from: u32) {
         loop {
             let ready: Vec<Digest> = self
@@ -1756,18 +1760,7 @@ impl<S: Scheme> Engine<S> {
                 self.request_sync(from, p);
             }
         }
-        // Retry waiting proposals whose parent arrived.
-        let ready: Vec<Digest> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, p))| self.blocks.contains_key(&p.block.parent))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ready {
-            if let Some((f, p)) = self.pending.remove(&id) {
-                self.on_proposal(f, p);
-            }
-        }
+        self.retry_pending();
         let hq = self.high_qc.clone();
         self.try_commit(&hq, from);
         self.maybe_propose();

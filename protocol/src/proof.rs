@@ -202,27 +202,31 @@ fn unhex(what: &'static str, s: &str) -> Result<Vec<u8>, ProofError> {
     hex::decode(s).map_err(|_| ProofError::Hex(what))
 }
 
-/// Check a proof offline against the genesis validator set of consensus
-/// chain `chain` ([`crate::genesis::Genesis::consensus_chain`]). Returns
-/// the height of the transaction's block.
-pub fn verify(p: &FinalityProof, committee: &ValidatorSet, chain: u64) -> Result<u64, ProofError> {
-    if p.chain.is_empty() || p.chain.len() > PROOF_CHAIN_MAX {
+/// Check a proof's chain of blocks (hex) up to a directly committed block
+/// and its commit proof (hex) against the committee of consensus chain
+/// `chain_id`; returns the blocks, lowest first.
+fn verify_chain(
+    chain_hex: &[String],
+    commit_proof: &str,
+    committee: &ValidatorSet,
+    chain_id: u64,
+) -> Result<Vec<Block<BlsScheme>>, ProofError> {
+    if chain_hex.is_empty() || chain_hex.len() > PROOF_CHAIN_MAX {
         return Err(invalid(format!(
             "chain must hold 1 to {PROOF_CHAIN_MAX} blocks"
         )));
     }
     let proof =
-        codec::decode_commit_proof(&unhex("commit_proof", &p.commit_proof)?).map_err(|err| {
+        codec::decode_commit_proof(&unhex("commit_proof", commit_proof)?).map_err(|err| {
             ProofError::Decode {
                 what: "commit proof",
                 err,
             }
         })?;
     let committed = proof
-        .verify_direct(committee, chain)
+        .verify_direct(committee, chain_id)
         .map_err(|e| invalid(format!("commit proof: {e}")))?;
-    let blocks: Vec<Block<BlsScheme>> = p
-        .chain
+    let blocks: Vec<Block<BlsScheme>> = chain_hex
         .iter()
         .map(|h| {
             codec::decode_block(&unhex("chain", h)?).map_err(|err| ProofError::Decode {
@@ -250,6 +254,14 @@ pub fn verify(p: &FinalityProof, committee: &ValidatorSet, chain: u64) -> Result
     if blocks.last().expect("non-empty").id != committed {
         return Err(invalid("chain does not end at the committed block"));
     }
+    Ok(blocks)
+}
+
+/// Check a proof offline against the genesis validator set of consensus
+/// chain `chain` ([`crate::genesis::Genesis::consensus_chain`]). Returns
+/// the height of the transaction's block.
+pub fn verify(p: &FinalityProof, committee: &ValidatorSet, chain: u64) -> Result<u64, ProofError> {
+    let blocks = verify_chain(&p.chain, &p.commit_proof, committee, chain)?;
     let first = &blocks[0];
     let batch = first
         .payload
@@ -346,50 +358,7 @@ pub fn verify_root(
     committee: &ValidatorSet,
     chain: u64,
 ) -> Result<(u64, Digest), ProofError> {
-    if p.chain.is_empty() || p.chain.len() > PROOF_CHAIN_MAX {
-        return Err(invalid(format!(
-            "chain must hold 1 to {PROOF_CHAIN_MAX} blocks"
-        )));
-    }
-    let proof =
-        codec::decode_commit_proof(&unhex("commit_proof", &p.commit_proof)?).map_err(|err| {
-            ProofError::Decode {
-                what: "commit proof",
-                err,
-            }
-        })?;
-    let committed = proof
-        .verify_direct(committee, chain)
-        .map_err(|e| invalid(format!("commit proof: {e}")))?;
-    let blocks: Vec<Block<BlsScheme>> = p
-        .chain
-        .iter()
-        .map(|h| {
-            codec::decode_block(&unhex("chain", h)?).map_err(|err| ProofError::Decode {
-                what: "chain block",
-                err,
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    for b in &blocks {
-        if b.compute_id() != b.id {
-            return Err(invalid(format!(
-                "block at height {} does not hash to its id",
-                b.height
-            )));
-        }
-    }
-    for w in blocks.windows(2) {
-        if w[1].parent != w[0].id || Some(w[1].height) != w[0].height.checked_add(1) {
-            return Err(invalid(format!(
-                "chain broken between heights {} and {}",
-                w[0].height, w[1].height
-            )));
-        }
-    }
-    if blocks.last().expect("non-empty").id != committed {
-        return Err(invalid("chain does not end at the committed block"));
-    }
+    let blocks = verify_chain(&p.chain, &p.commit_proof, committee, chain)?;
     let carrier = &blocks[0];
     let root = Digest::from_hex(&p.root).map_err(|_| ProofError::Hex("root"))?;
     if crate::consensus::state_height(carrier.height) != p.height || carrier.height <= p.height {

@@ -211,10 +211,13 @@ fn catch_up(
     let checked_us = t0.elapsed().as_micros() as u64;
     let (mut exec_us, mut commit_us) = (0u64, 0u64);
     let mut last = None;
-    let mut payloads = Vec::with_capacity(verified.len());
+    let mut payloads = Vec::new();
     let mut seen: HashSet<Digest> = HashSet::new();
-    for chunk in verified.chunks(GROUP_COMMIT_MAX) {
-        let mut group = Vec::with_capacity(chunk.len());
+    let mut rest = verified.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<_> = rest.by_ref().take(GROUP_COMMIT_MAX).collect();
+        let chunk_len = chunk.len();
+        let mut group = Vec::with_capacity(chunk_len);
         let te = Instant::now();
         for vb in chunk {
             match execute_verified(store, vb, cx, &mut seen)? {
@@ -232,7 +235,7 @@ fn catch_up(
         if group.is_empty() {
             break;
         }
-        let complete = group.len() == chunk.len();
+        let complete = group.len() == chunk_len;
         let tc = Instant::now();
         exec_us += tc.duration_since(te).as_micros() as u64;
         commit_group(store, &group)?;
@@ -268,27 +271,27 @@ fn catch_up(
 /// it replays a transaction or misses its certified root.
 fn execute_verified(
     store: &mut Store<LmdbKv>,
-    vb: &plume_protocol::catchup::VerifiedBlock,
+    vb: plume_protocol::catchup::VerifiedBlock,
     cx: &ExecContext<'_>,
     seen: &mut HashSet<Digest>,
 ) -> Result<std::result::Result<Executed, String>> {
     let height = vb.block.height;
     let mut txs = Vec::with_capacity(vb.txs.len());
     let mut raws = Vec::with_capacity(vb.txs.len());
-    for (id, raw, tx) in &vb.txs {
+    for (id, raw, tx) in vb.txs {
         let known = store
-            .tx(id)
+            .tx(&id)
             .map_err(|e| anyhow!("reading tx index: {e}"))?
             .is_some();
-        if known || !seen.insert(*id) {
+        if known || !seen.insert(id) {
             return Ok(Err(format!(
                 "block {height} replays transaction {id}, already final"
             )));
         }
-        let mut ptx = PreparedTx::new(tx.clone());
+        let mut ptx = PreparedTx::new(tx);
         cx.registry.prepare(&mut ptx);
         txs.push(ptx);
-        raws.push(raw.clone());
+        raws.push(raw);
     }
     let digests = vb
         .block
@@ -301,7 +304,7 @@ fn execute_verified(
     let e = run_block(
         store,
         cx,
-        vb.block.clone(),
+        vb.block,
         plume_protocol::codec::encode_commit_proof(&vb.proof),
         &vb.batches,
         txs,
