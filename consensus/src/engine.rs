@@ -72,6 +72,22 @@ pub enum CommitRule {
     OneChainUnsafe,
 }
 
+/// A deliberately broken safety rule, for the simulator's mutation tests:
+/// each must be caught by its checkers. Without the `test-utils` feature
+/// (the validator's build) every mutation is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mutation {
+    /// Every rule holds.
+    #[default]
+    None,
+    /// DELIBERATELY UNSAFE: accept a proposal's justify certificate
+    /// without checking its signatures.
+    SkipCertCheck,
+    /// DELIBERATELY UNSAFE: vote for a block whose header state root
+    /// differs from ours.
+    SkipRootCheck,
+}
+
 /// Engine configuration.
 #[derive(Debug, Clone)]
 pub struct Config<S: Scheme> {
@@ -108,6 +124,8 @@ pub struct Config<S: Scheme> {
     /// [`Input::Executed`]) and a validator votes only if its own matches;
     /// off where nothing executes (the simulator).
     pub state_roots: bool,
+    /// [`Mutation::None`] outside mutation tests.
+    pub mutation: Mutation,
 }
 
 /// Timers the engine asks for.
@@ -163,8 +181,10 @@ pub enum Input<S: Scheme> {
     /// block there. Ignored unless higher than ours and of our epoch. Feed
     /// the [`Input::Executed`] of the blocks too (their roots).
     CaughtUp {
-        /// The highest of those blocks.
-        block: Block<S>,
+        /// The last of those blocks, lowest first, ending at the highest:
+        /// at least [`REPUTATION_WINDOW`] of them when there were that
+        /// many (the leader of a view is drawn from them).
+        blocks: Vec<Block<S>>,
     },
     /// Execution finished a finalized block.
     Executed {
@@ -238,6 +258,36 @@ pub struct Recovered<S: Scheme> {
     /// can lose that QC from the safety state, and a leader must extend at
     /// least that child (the blocks between are fetched by sync).
     pub commit_proof: Option<CommitProof<S>>,
+}
+
+impl<S: Scheme> Recovered<S> {
+    /// What a validator restarts from, the same for the node and the
+    /// simulator: the durable safety state, the last committed blocks
+    /// (lowest first, ending at the last one; the blocks above it are in
+    /// the safety state) and the commit proof stored with the last,
+    /// kept only when its child is above it (then a leader must extend at
+    /// least that child). Give the last [`REPUTATION_WINDOW`] committed
+    /// blocks: the leader of a view is drawn from them, and a validator
+    /// that held fewer than its peers would pick another leader (a
+    /// restart of every validator then halted: found by the simulator).
+    /// `None` on a first start: nothing was ever persisted.
+    pub fn after_restart(
+        safety: Option<SafetyState<S>>,
+        committed_chain: Vec<Block<S>>,
+        stored_proof: Option<CommitProof<S>>,
+    ) -> Option<Self> {
+        let committed = committed_chain.last()?;
+        if safety.is_none() && committed.height == 0 {
+            return None;
+        }
+        let commit_proof = stored_proof.filter(|p| p.child.height > committed.height);
+        Some(Recovered {
+            safety,
+            committed: committed.id,
+            blocks: committed_chain,
+            commit_proof,
+        })
+    }
 }
 
 /// Counters of what the engine saw and did.
@@ -544,7 +594,7 @@ impl<S: Scheme> Engine<S> {
                     self.next_epoch = Some((epoch, committee, me, signer));
                 }
             }
-            Input::CaughtUp { block } => self.on_caught_up(block),
+            Input::CaughtUp { blocks } => self.on_caught_up(blocks),
             Input::Executed {
                 height,
                 block,
@@ -1365,7 +1415,7 @@ impl<S: Scheme> Engine<S> {
             Some(id) if *id != b.id => return self.reject("equivocating proposal"),
             _ => {}
         }
-        if !self.check_qc(&b.justify) {
+        if !self.check_qc(&b.justify) && !self.mutated(Mutation::SkipCertCheck) {
             return self.reject("bad certificate");
         }
         if let Some(tc) = &p.tc {
@@ -1406,6 +1456,19 @@ impl<S: Scheme> Engine<S> {
 
     /// Vote for `p` (already accepted) if the voting rule allows, once our
     /// own state root for the height it names is known and equal to its.
+    /// Whether the (test-only) mutation `m` is on.
+    #[allow(unused_variables)]
+    fn mutated(&self, m: Mutation) -> bool {
+        #[cfg(any(test, feature = "test-utils"))]
+        {
+            self.cfg.mutation == m
+        }
+        #[cfg(not(any(test, feature = "test-utils")))]
+        {
+            false
+        }
+    }
+
     fn maybe_vote(&mut self, from: u32, p: Proposal<S>) {
         let b = &p.block;
         if self.diverged.is_some() {
@@ -1429,7 +1492,7 @@ impl<S: Scheme> Engine<S> {
                     self.deferred = Some((from, p));
                     return;
                 }
-                Some(ours) if *ours != b.state_root => {
+                Some(ours) if *ours != b.state_root && !self.mutated(Mutation::SkipRootCheck) => {
                     // Not ours to certify. (Only a *finalized* header that
                     // disagrees means our state diverged: `check_claim`.)
                     return self.reject("state root differs from ours");
@@ -1499,10 +1562,23 @@ impl<S: Scheme> Engine<S> {
         self.maybe_propose();
     }
 
-    fn on_caught_up(&mut self, b: Block<S>) {
+    fn on_caught_up(&mut self, blocks: Vec<Block<S>>) {
+        let Some(b) = blocks.last().cloned() else {
+            return;
+        };
         if b.height <= self.committed.height || b.epoch != self.cfg.epoch || b.compute_id() != b.id
         {
             return;
+        }
+        // The blocks below it, for the leader schedule (only a linked
+        // chain down from it).
+        let mut want = b.parent;
+        for x in blocks.iter().rev().skip(1) {
+            if x.id != want || x.compute_id() != x.id {
+                break;
+            }
+            want = x.parent;
+            self.blocks.insert(x.id, x.clone());
         }
         self.exec_floor = self.exec_floor.max(b.height);
         self.blocks.insert(b.id, b.clone());
@@ -1662,6 +1738,13 @@ impl<S: Scheme> Engine<S> {
     fn on_epoch_proof(&mut self, from: u32, p: CommitProof<S>) {
         if p.child.epoch != self.cfg.epoch {
             return self.reject("wrong epoch");
+        }
+        if p.child.height <= self.committed.height {
+            // Finalizes nothing new. (Checked first: a replayed old proof
+            // cost a certificate check and sent a sync request for blocks
+            // long pruned, to a peer that could answer with the same proof
+            // again; the simulator's epoch-proof-replay strategy found it.)
+            return self.reject("stale commit proof");
         }
         if let Err(why) = self.check_block_shape(&p.child) {
             return self.reject(why);

@@ -12,7 +12,7 @@
 
 pub mod engine;
 
-pub use engine::{CommitRule, Config, Effect, Engine, Input, Metrics, Recovered, Timer};
+pub use engine::{CommitRule, Config, Effect, Engine, Input, Metrics, Mutation, Recovered, Timer};
 /// The messages, blocks and certificates the engine exchanges (they are
 /// part of the protocol: defined in `plume_protocol`, re-exported here).
 pub use plume_protocol::consensus::*;

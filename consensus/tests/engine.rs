@@ -21,6 +21,7 @@ fn config(me: u32, committee: &TestCommittee) -> Config<TestScheme> {
         payload_weight_max: 10_000,
         idle_interval_us: 0,
         state_roots: false,
+        mutation: plume_consensus::Mutation::None,
     }
 }
 
@@ -945,16 +946,20 @@ fn caught_up_moves_the_committed_block_forward_only() {
     let top = chain[chain.len() - 2].0.clone();
     let mut forged = top.clone();
     forged.payload.push(Digest([9; 32])); // id no longer matches
-    let _ = late.step(Input::CaughtUp { block: forged });
+    let _ = late.step(Input::CaughtUp {
+        blocks: vec![forged],
+    });
     assert_eq!(
         late.committed().height,
         0,
         "a block that does not hash to its id"
     );
-    let _ = late.step(Input::CaughtUp { block: top.clone() });
+    let _ = late.step(Input::CaughtUp {
+        blocks: vec![top.clone()],
+    });
     assert_eq!(late.committed().id, top.id);
     let _ = late.step(Input::CaughtUp {
-        block: chain[1].0.clone(),
+        blocks: vec![chain[1].0.clone()],
     });
     assert_eq!(late.committed().id, top.id, "never backwards");
     // From there block sync (from memory) connects to the new tip: the

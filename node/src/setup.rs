@@ -200,6 +200,10 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
     };
     let mut recent_payloads = Vec::new();
     let mut recent_roots = Vec::new();
+    let mut committed_chain = Vec::new();
+    let chain_floor = head
+        .finalized_height
+        .saturating_sub(plume_consensus::engine::REPUTATION_WINDOW as u64 - 1);
     let floor = head
         .finalized_height
         .saturating_sub(plume_mempool::batcher::FINALIZED_WINDOW);
@@ -218,27 +222,24 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         if h >= roots_floor {
             recent_roots.push((h, sb.block.id, sb.state_root));
         }
+        if h >= chain_floor && h < head.finalized_height {
+            committed_chain.push(sb.block.clone());
+        }
         if !sb.block.payload.is_empty() {
             recent_payloads.push((h, sb.block.payload));
         }
     }
-    let restarted = safety.is_some() || head.finalized_height > 0;
     // The proof that finalized the head (the child of the directly
     // committed block at or above it, and that child's QC).
-    let commit_proof = match store.qc(head.finalized_height)? {
-        Some(q) if !q.bytes.is_empty() => {
-            let p = plume_protocol::codec::decode_commit_proof(&q.bytes)
-                .map_err(|e| anyhow!("stored commit proof {}: {e}", head.finalized_height))?;
-            (p.child.height > committed_block.height).then_some(p)
-        }
+    let stored_proof = match store.qc(head.finalized_height)? {
+        Some(q) if !q.bytes.is_empty() => Some(
+            plume_protocol::codec::decode_commit_proof(&q.bytes)
+                .map_err(|e| anyhow!("stored commit proof {}: {e}", head.finalized_height))?,
+        ),
         _ => None,
     };
-    let recovered = restarted.then(|| Recovered {
-        safety,
-        blocks: vec![committed_block.clone()],
-        committed: committed_block.id,
-        commit_proof,
-    });
+    committed_chain.push(committed_block);
+    let recovered = Recovered::after_restart(safety, committed_chain, stored_proof);
     Ok(Opened {
         kv,
         store,

@@ -31,10 +31,42 @@ pub struct SimArgs {
     /// 1 ms and 50 ms one-way latency.
     #[arg(long)]
     pub report_latency: bool,
+    /// Every Byzantine validator follows this strategy (default: each draws
+    /// one from the seed). One of: equivocate, double-vote, twins,
+    /// unknown-votes, bad-signatures, withhold, forged-cert,
+    /// forged-signers, cross-chain, far-future-view, sync-flood,
+    /// epoch-proof-replay, wrong-root.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Run this one seed and print its outcome and trace hash (the same
+    /// hash on every run and machine).
+    #[arg(long)]
+    pub replay: Option<u64>,
     /// Self-test of the checkers: run the engine with the deliberately
     /// unsafe one-chain commit rule (violations are expected).
     #[arg(long, hide = true)]
     pub unsafe_one_chain: bool,
+    /// Self-test of the checkers: a deliberately broken rule
+    /// (skip-cert-check, skip-root-check, persist-nothing,
+    /// committed-only-restart); violations are expected.
+    #[arg(long, hide = true)]
+    pub mutation: Option<String>,
+}
+
+/// A named mutation applied to a config (the checkers' self-tests).
+pub fn apply_mutation(name: &str, c: &mut crate::SimConfig) -> anyhow::Result<()> {
+    match name {
+        "one-chain" => {
+            c.commit_rule = plume_consensus::CommitRule::OneChainUnsafe;
+            c.check_commit_proofs = false;
+        }
+        "skip-cert-check" => c.mutation = plume_consensus::Mutation::SkipCertCheck,
+        "skip-root-check" => c.mutation = plume_consensus::Mutation::SkipRootCheck,
+        "persist-nothing" => c.persist = crate::Persist::Nothing,
+        "committed-only-restart" => c.persist = crate::Persist::CommittedOnly,
+        other => anyhow::bail!("unknown mutation {other:?}"),
+    }
+    Ok(())
 }
 
 /// Run the sweep; `Ok(true)` when no violation was found.
@@ -68,6 +100,55 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         "--byzantine {} exceeds f = {f} for {n} validators",
         args.byzantine
     );
+    let strategy = match args.strategy.as_deref() {
+        None | Some("random") => None,
+        Some(name) => Some(crate::Behavior::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown --strategy {name:?}; one of: {}",
+                crate::BYZANTINE_BEHAVIORS
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?),
+    };
+    anyhow::ensure!(
+        strategy.is_none() || args.byzantine > 0,
+        "--strategy needs --byzantine 1 or more"
+    );
+    let mut mutations: Vec<String> = args.mutation.iter().cloned().collect();
+    if args.unsafe_one_chain {
+        mutations.push("one-chain".into());
+    }
+    for m in &mutations {
+        apply_mutation(m, &mut crate::SimConfig::fault_free(0, 4, 1000, 1))?;
+    }
+    let fault_us = args.fault_ms * 1000;
+    let make = |seed: u64| {
+        let mut c = crate::SimConfig::random_with(seed, n, args.byzantine, fault_us, strategy);
+        for m in &mutations {
+            apply_mutation(m, &mut c).expect("checked above");
+        }
+        c
+    };
+    if let Some(seed) = args.replay {
+        let cfg = make(seed);
+        let o = if args.bls {
+            crate::run::<BlsScheme>(&cfg)
+        } else {
+            crate::run::<TestScheme>(&cfg)
+        };
+        println!("{cfg:#?}");
+        println!(
+            "seed {seed}: {} blocks finalized, {} events, end {} us, {} rejected messages, trace {:016x}",
+            o.blocks_finalized, o.events, o.end_us, o.rejected_messages, o.trace_hash
+        );
+        for v in &o.violations {
+            println!("VIOLATION {:?} at {} us: {}", v.kind, v.at_us, v.detail);
+        }
+        return Ok(o.violations.is_empty());
+    }
     let started = Instant::now();
     let mut last = Instant::now();
     let mut done = 0u64;
@@ -91,53 +172,50 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             let _ = std::io::stderr().flush();
         }
     };
-    let fault_us = args.fault_ms * 1000;
-    let unsafe_one_chain = args.unsafe_one_chain;
-    let tweak = move |c: &mut crate::SimConfig| {
-        if unsafe_one_chain {
-            c.commit_rule = plume_consensus::CommitRule::OneChainUnsafe;
-            c.check_commit_proofs = false;
+    let mut s = crate::SweepSummary::default();
+    for seed in args.start_seed..args.start_seed + seeds {
+        let cfg = make(seed);
+        let o = if args.bls {
+            crate::run::<BlsScheme>(&cfg)
+        } else {
+            crate::run::<TestScheme>(&cfg)
+        };
+        s.seeds += 1;
+        s.blocks_finalized += o.blocks_finalized;
+        progress(&o);
+        if !o.violations.is_empty() {
+            s.failures.push((seed, o.violations));
         }
-    };
-    let s = if args.bls {
-        crate::sweep::<BlsScheme>(
-            args.start_seed,
-            seeds,
-            n,
-            args.byzantine,
-            fault_us,
-            &tweak,
-            &mut progress,
-        )
-    } else {
-        crate::sweep::<TestScheme>(
-            args.start_seed,
-            seeds,
-            n,
-            args.byzantine,
-            fault_us,
-            &tweak,
-            &mut progress,
-        )
-    };
+    }
     eprintln!();
+    let mut flags = String::new();
+    if let Some(st) = &args.strategy {
+        flags += &format!(" --strategy {st}");
+    }
+    if let Some(m) = &args.mutation {
+        flags += &format!(" --mutation {m}");
+    }
+    if args.unsafe_one_chain {
+        flags += " --unsafe-one-chain";
+    }
+    if args.bls {
+        flags += " --bls";
+    }
+    if args.fault_ms != 600 {
+        flags += &format!(" --fault-ms {}", args.fault_ms);
+    }
     for (seed, _) in &s.failures {
         println!(
-            "replay: plume sim --seeds 1 --validators {n} --byzantine {} --start-seed {seed}{}{}{}",
-            args.byzantine,
-            if args.unsafe_one_chain {
-                " --unsafe-one-chain"
-            } else {
-                ""
-            },
-            if args.bls { " --bls" } else { "" },
-            if args.fault_ms != 600 {
-                format!(" --fault-ms {}", args.fault_ms)
-            } else {
-                String::new()
-            },
+            "replay: plume sim --validators {n} --byzantine {}{flags} --replay {seed}",
+            args.byzantine
         );
     }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} seeds in {secs:.1} s ({:.1} seeds/s)",
+        s.seeds,
+        s.seeds as f64 / secs.max(1e-9)
+    );
     println!(
         "seeds: {}, blocks finalized: {}, violations: {}",
         s.seeds,

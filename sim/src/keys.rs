@@ -1,8 +1,8 @@
 //! Key material for simulated committees, per signature scheme.
 
-use plume_consensus::{BlsScheme, Scheme, TestCommittee, TestScheme};
+use plume_consensus::{BlsScheme, Scheme, TestCert, TestCommittee, TestScheme};
 use plume_crypto::bls::SecretKey;
-use plume_crypto::qc::{Validator, ValidatorSet};
+use plume_crypto::qc::{QuorumCertificate, SignerBitmap, Validator, ValidatorSet};
 use plume_crypto::{hash_parts, Domain};
 
 /// A scheme the simulator can generate keys for.
@@ -13,6 +13,9 @@ pub trait SimScheme: Scheme {
     fn generate(n: usize, seed: u64) -> (Self::Committee, Vec<Self::Signer>);
     /// A copy of a signer (twins, restarts).
     fn clone_signer(s: &Self::Signer) -> Self::Signer;
+    /// `cert` claiming the signer set `signers` (its signatures unchanged):
+    /// a forged certificate.
+    fn forge_signers(cert: &Self::Cert, signers: &[usize]) -> Self::Cert;
 }
 
 impl SimScheme for TestScheme {
@@ -22,6 +25,22 @@ impl SimScheme for TestScheme {
     }
     fn clone_signer(s: &plume_consensus::TestSigner) -> plume_consensus::TestSigner {
         s.clone()
+    }
+    fn forge_signers(cert: &TestCert, signers: &[usize]) -> TestCert {
+        let sigs = signers
+            .iter()
+            .enumerate()
+            .map(|(k, _)| {
+                cert.sigs
+                    .get(k % cert.sigs.len().max(1))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect();
+        TestCert {
+            signers: signers.iter().map(|&s| s as u16).collect(),
+            sigs,
+        }
     }
 }
 
@@ -63,5 +82,15 @@ impl SimScheme for BlsScheme {
     }
     fn clone_signer(s: &SecretKey) -> SecretKey {
         SecretKey::from_bytes(&s.to_bytes()).expect("a valid key round-trips")
+    }
+    fn forge_signers(cert: &QuorumCertificate, signers: &[usize]) -> QuorumCertificate {
+        let mut bits = SignerBitmap::new(cert.signers.len());
+        for &s in signers {
+            bits.set(s);
+        }
+        QuorumCertificate {
+            signers: bits,
+            signature: cert.signature,
+        }
     }
 }

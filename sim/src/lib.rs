@@ -22,7 +22,9 @@ pub mod rng;
 pub mod world;
 
 pub use keys::SimScheme;
-pub use world::{run, Behavior, Outcome, SimConfig, Violation, ViolationKind};
+pub use world::{
+    run, Behavior, Outcome, Persist, SimConfig, Violation, ViolationKind, BYZANTINE_BEHAVIORS,
+};
 
 /// Virtual time with faults on, per seed, in CI sweeps.
 pub const CI_FAULT_WINDOW_US: u64 = 600_000;

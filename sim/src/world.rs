@@ -8,10 +8,10 @@ use crate::keys::SimScheme;
 use crate::rng::Rng;
 use plume_consensus::engine::RETAIN_BLOCKS;
 use plume_consensus::{
-    Block, CommitRule, Config, Effect, Engine, Input, Message, QuorumCert, Recovered, SafetyState,
-    Timer, Vote,
+    Block, CommitProof, CommitRule, Config, Effect, Engine, Input, Message, Mutation, QuorumCert,
+    Recovered, SafetyState, Timer, Vote,
 };
-use plume_crypto::Digest;
+use plume_crypto::{hash_parts, Digest, Domain};
 use std::collections::BTreeMap;
 
 /// Virtual time between payload ticks (each tick hands every validator a few
@@ -20,8 +20,10 @@ pub const TICK_US: u64 = 20_000;
 /// A run stops after this many events (a guard against a livelock making a
 /// seed run forever; reaching it is reported as a liveness violation).
 pub const EVENTS_MAX: u64 = 5_000_000;
+/// Sync requests a flooding validator adds to each message it sends.
+pub const FLOOD_PER_MESSAGE: usize = 8;
 
-/// What a faulty validator does.
+/// What a faulty validator does: a named, seedable strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
     /// Follows the protocol.
@@ -30,7 +32,8 @@ pub enum Behavior {
     Equivocate,
     /// Votes for its block and for a made-up one in the same view.
     DoubleVote,
-    /// Two instances run with the same key (Twins).
+    /// Two instances run with the same key (Twins), each with its own
+    /// place in every partition.
     Twin,
     /// Also votes for random blocks nobody proposed.
     UnknownVotes,
@@ -38,16 +41,86 @@ pub enum Behavior {
     BadSignatures,
     /// Never sends proposals or votes.
     Withhold,
+    /// As leader, justifies its block with a forged certificate: its
+    /// parent's, relabelled to the previous view (so the block looks like
+    /// a two-chain), the signatures of the genuine one.
+    ForgedCert,
+    /// Its certificates (in timeouts and view-sync messages) claim every
+    /// validator signed, over the aggregate of the real signers.
+    ForgedSigners,
+    /// Votes and timeouts validly signed, but for another chain id.
+    CrossChain,
+    /// Votes and timeouts for views 10^9 ahead and `u64::MAX`.
+    FarFutureView,
+    /// Adds [`FLOOD_PER_MESSAGE`] sync requests (random and real blocks,
+    /// `max = u32::MAX`) to every consensus message it sends.
+    SyncFlood,
+    /// Sends every commit proof it ever saw to everyone, as epoch proofs,
+    /// again and again.
+    EpochProofReplay,
+    /// As leader, puts a made-up state root in its headers.
+    WrongRoot,
 }
 
-const BYZANTINE_BEHAVIORS: [Behavior; 6] = [
+/// Every Byzantine strategy, in the order `--strategy` names them.
+pub const BYZANTINE_BEHAVIORS: [Behavior; 13] = [
     Behavior::Equivocate,
     Behavior::DoubleVote,
     Behavior::Twin,
     Behavior::UnknownVotes,
     Behavior::BadSignatures,
     Behavior::Withhold,
+    Behavior::ForgedCert,
+    Behavior::ForgedSigners,
+    Behavior::CrossChain,
+    Behavior::FarFutureView,
+    Behavior::SyncFlood,
+    Behavior::EpochProofReplay,
+    Behavior::WrongRoot,
 ];
+
+impl Behavior {
+    /// The strategy's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Behavior::Honest => "honest",
+            Behavior::Equivocate => "equivocate",
+            Behavior::DoubleVote => "double-vote",
+            Behavior::Twin => "twins",
+            Behavior::UnknownVotes => "unknown-votes",
+            Behavior::BadSignatures => "bad-signatures",
+            Behavior::Withhold => "withhold",
+            Behavior::ForgedCert => "forged-cert",
+            Behavior::ForgedSigners => "forged-signers",
+            Behavior::CrossChain => "cross-chain",
+            Behavior::FarFutureView => "far-future-view",
+            Behavior::SyncFlood => "sync-flood",
+            Behavior::EpochProofReplay => "epoch-proof-replay",
+            Behavior::WrongRoot => "wrong-root",
+        }
+    }
+
+    /// The strategy named `name` (`random` is `None`).
+    pub fn from_name(name: &str) -> Option<Behavior> {
+        BYZANTINE_BEHAVIORS.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// What the simulated disk keeps across a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// As the node: the safety state (durable before any later send, with
+    /// the unexecuted blocks toward the high QC) and each finalized block
+    /// once execution committed it, with its commit proof and state root.
+    /// A crash loses what execution had not committed.
+    Node,
+    /// The node before the restart fix (review C3): the safety state
+    /// without its blocks, the last committed block, no commit proof.
+    CommittedOnly,
+    /// DELIBERATELY UNSAFE: the fsync lies, no safety state survives a
+    /// crash (mutation test: persist nothing before voting).
+    Nothing,
+}
 
 /// A network partition: validators in different groups cannot talk.
 #[derive(Debug, Clone)]
@@ -56,11 +129,13 @@ pub struct Partition {
     pub from_us: u64,
     /// End (healed), virtual µs.
     pub until_us: u64,
-    /// Group of each validator.
+    /// Group of each instance (twins are two instances of one validator,
+    /// see [`SimConfig::instances`]).
     pub group: Vec<u8>,
 }
 
-/// A crash and restart (from persisted state) of one validator.
+/// A crash and restart (from persisted state) of one validator (every
+/// instance of it).
 #[derive(Debug, Clone, Copy)]
 pub struct Crash {
     /// Committee index.
@@ -112,6 +187,17 @@ pub struct SimConfig {
     /// Blocks per epoch (0 = no epoch changes). Each epoch has a fresh
     /// committee: the same validators with new keys.
     pub epoch_length: u64,
+    /// What survives a crash.
+    pub persist: Persist,
+    /// A deliberately broken engine rule (mutation tests).
+    pub mutation: Mutation,
+    /// Byzantine validators keep attacking after the network faults stop
+    /// (liveness is then shown during the attack).
+    pub attack_after_faults: bool,
+    /// Headers carry state roots and validators vote only on their own.
+    pub state_roots: bool,
+    /// Events before the run stops as a livelock ([`EVENTS_MAX`]).
+    pub events_max: u64,
 }
 
 impl SimConfig {
@@ -120,11 +206,34 @@ impl SimConfig {
         6 * (self.latency_us + self.jitter_us) + 5_000
     }
 
+    /// The validator each instance runs: one per validator, two (adjacent)
+    /// for a twin.
+    pub fn instances(&self) -> Vec<u32> {
+        instances_of(&self.behaviors)
+    }
+
     /// A fault mix drawn from `seed`: latency 1–10 ms with jitter, drops,
-    /// duplicates, healing partitions, crash/restarts and `byzantine`
-    /// validators with random Byzantine behaviours, faults for
-    /// `fault_window_us` of virtual time.
+    /// duplicates, healing partitions, crash/restarts (sometimes of every
+    /// validator at once) and `byzantine` validators with random Byzantine
+    /// strategies, faults for `fault_window_us` of virtual time. With a
+    /// twin, half the seeds run Twins proper: the window is cut into rounds
+    /// of about one view, and in each round the instances are split in two
+    /// with the twins on opposite sides; the split of round `r` is digit
+    /// `r` of the seed in base 2^(instances - 2), so consecutive seeds
+    /// enumerate every split sequence of the first rounds.
     pub fn random(seed: u64, validators: usize, byzantine: usize, fault_window_us: u64) -> Self {
+        Self::random_with(seed, validators, byzantine, fault_window_us, None)
+    }
+
+    /// [`SimConfig::random`] with every Byzantine validator following
+    /// `strategy` (when given).
+    pub fn random_with(
+        seed: u64,
+        validators: usize,
+        byzantine: usize,
+        fault_window_us: u64,
+        strategy: Option<Behavior>,
+    ) -> Self {
         let mut r = Rng::new(seed, 1);
         let n = validators;
         let latency_us = r.range(1_000, 10_000);
@@ -136,15 +245,50 @@ impl SimConfig {
         for i in 0..byzantine.min(n) {
             let j = i + r.below((n - i) as u64) as usize;
             idx.swap(i, j);
-            behaviors[idx[i]] = BYZANTINE_BEHAVIORS[r.below(6) as usize];
+            let pick = BYZANTINE_BEHAVIORS[r.below(BYZANTINE_BEHAVIORS.len() as u64) as usize];
+            behaviors[idx[i]] = strategy.unwrap_or(pick);
         }
+        let insts = instances_of(&behaviors);
+        let m = insts.len();
+        let base_timeout = 6 * (latency_us + jitter_us) + 5_000;
         let mut partitions = Vec::new();
-        if r.below(2) == 0 {
+        let twins: Vec<usize> = (1..m).filter(|&k| insts[k] == insts[k - 1]).collect();
+        if !twins.is_empty() && r.below(2) == 0 {
+            // Twins proper: per-round splits, twins apart.
+            let round = 2 * base_timeout;
+            let free: Vec<usize> = (0..m)
+                .filter(|k| !twins.iter().any(|&t| t == *k || t - 1 == *k))
+                .collect();
+            let choices = 1u64 << free.len().min(16);
+            let mut digits = seed;
+            let mut from_us = r.below(round);
+            while from_us + round <= fault_window_us {
+                let pick = digits % choices;
+                digits /= choices;
+                if digits == 0 {
+                    digits = r.next_u64();
+                }
+                let mut group = vec![0u8; m];
+                for (bit, &k) in free.iter().enumerate() {
+                    group[k] = ((pick >> bit) & 1) as u8;
+                }
+                for &t in &twins {
+                    group[t - 1] = 0;
+                    group[t] = 1;
+                }
+                partitions.push(Partition {
+                    from_us,
+                    until_us: from_us + round,
+                    group,
+                });
+                from_us += round;
+            }
+        } else if r.below(2) == 0 {
             for _ in 0..r.range(1, 3) {
                 let from_us = r.below(fault_window_us / 2);
                 let until_us = (from_us + r.range(50_000, 400_000)).min(fault_window_us);
                 let groups = r.range(2, 3) as u8;
-                let group = (0..n).map(|_| r.below(u64::from(groups)) as u8).collect();
+                let group = (0..m).map(|_| r.below(u64::from(groups)) as u8).collect();
                 partitions.push(Partition {
                     from_us,
                     until_us,
@@ -153,23 +297,39 @@ impl SimConfig {
             }
         }
         let mut crashes = Vec::new();
-        if r.below(2) == 0 {
-            for _ in 0..r.range(1, 2) {
-                let honest: Vec<u32> = (0..n as u32)
-                    .filter(|&i| behaviors[i as usize] == Behavior::Honest)
-                    .collect();
-                if honest.is_empty() {
-                    break;
+        match r.below(4) {
+            0 | 1 => {
+                for _ in 0..r.range(1, 2) {
+                    let honest: Vec<u32> = (0..n as u32)
+                        .filter(|&i| behaviors[i as usize] == Behavior::Honest)
+                        .collect();
+                    if honest.is_empty() {
+                        break;
+                    }
+                    let validator = honest[r.below(honest.len() as u64) as usize];
+                    let at_us = r.below(fault_window_us / 2);
+                    let restart_us = (at_us + r.range(20_000, 300_000)).min(fault_window_us);
+                    crashes.push(Crash {
+                        validator,
+                        at_us,
+                        restart_us,
+                    });
                 }
-                let validator = honest[r.below(honest.len() as u64) as usize];
-                let at_us = r.below(fault_window_us / 2);
-                let restart_us = (at_us + r.range(20_000, 300_000)).min(fault_window_us);
-                crashes.push(Crash {
-                    validator,
-                    at_us,
-                    restart_us,
-                });
             }
+            2 => {
+                // Every validator down at once (a power cut, an upgrade).
+                let at = r.below(fault_window_us / 2);
+                for validator in 0..n as u32 {
+                    let at_us = at + r.below(5_000);
+                    let restart_us = (at_us + r.range(20_000, 200_000)).min(fault_window_us);
+                    crashes.push(Crash {
+                        validator,
+                        at_us,
+                        restart_us,
+                    });
+                }
+            }
+            _ => {}
         }
         let mut cfg = SimConfig {
             seed,
@@ -189,6 +349,11 @@ impl SimConfig {
             check_commit_proofs: true,
             stop_when_live: true,
             epoch_length: if r.below(2) == 0 { r.range(4, 12) } else { 0 },
+            persist: Persist::Node,
+            mutation: Mutation::None,
+            attack_after_faults: true,
+            state_roots: true,
+            events_max: EVENTS_MAX,
         };
         // Worst case after faults stop: timeouts at their cap and up to about
         // 2n views before two correct leaders follow each other (leader
@@ -217,10 +382,26 @@ impl SimConfig {
             check_commit_proofs: true,
             stop_when_live: true,
             epoch_length: 0,
+            persist: Persist::Node,
+            mutation: Mutation::None,
+            attack_after_faults: false,
+            state_roots: true,
+            events_max: EVENTS_MAX,
         };
         cfg.liveness_bound_us = (blocks + 10) * 20 * cfg.base_timeout_us();
         cfg
     }
+}
+
+fn instances_of(behaviors: &[Behavior]) -> Vec<u32> {
+    let mut v = Vec::new();
+    for (i, b) in behaviors.iter().enumerate() {
+        v.push(i as u32);
+        if *b == Behavior::Twin {
+            v.push(i as u32);
+        }
+    }
+    v
 }
 
 /// Which checker fired.
@@ -228,14 +409,18 @@ impl SimConfig {
 pub enum ViolationKind {
     /// Two correct validators finalized different blocks at one height.
     Agreement,
+    /// Two correct validators reached different state roots after one
+    /// height, or one saw a finalized header disagree with its own state.
+    StateRoot,
     /// A finalized block does not extend the validator's previous one.
     Validity,
     /// A commit proof does not check out.
     Certificate,
+    /// A correct validator signed two different votes in one view.
+    Equivocation,
     /// Not enough blocks finalized after faults stopped.
     Liveness,
 }
-
 /// A checker failure.
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -274,11 +459,20 @@ pub struct Outcome {
     pub finality_latency_us: Vec<u64>,
 }
 
+/// The simulated disk of one instance: what survives a crash.
 #[derive(Debug)]
-struct Store<S: SimScheme> {
+struct Disk<S: SimScheme> {
     safety: Option<SafetyState<S>>,
-    blocks: BTreeMap<Digest, Block<S>>,
-    committed: Digest,
+    /// Last block execution committed, its commit proof and state root.
+    committed: Block<S>,
+    /// The last committed blocks, lowest first, ending at `committed` (the
+    /// node reads the same from its block store at start).
+    chain: std::collections::VecDeque<Block<S>>,
+    proof: Option<CommitProof<S>>,
+    root: Digest,
+    /// (height, block, root) of the last committed blocks (the node reads
+    /// them back from its block store at start).
+    recent_roots: BTreeMap<u64, (Digest, Digest)>,
 }
 
 #[derive(Debug)]
@@ -286,10 +480,16 @@ struct Instance<S: SimScheme> {
     index: u32,
     behavior: Behavior,
     engine: Option<Engine<S>>,
-    store: Store<S>,
+    disk: Disk<S>,
+    /// Incremented at each crash (and view timer): stale events are void.
     timer_gen: u64,
+    life: u64,
+    /// Virtual time execution is busy until.
+    exec_busy_until: u64,
     tip: (u64, Digest),
     height_at_fault_end: u64,
+    /// Commit proofs seen (the epoch-proof replayer's ammunition).
+    seen_proofs: Vec<CommitProof<S>>,
 }
 
 #[derive(Debug)]
@@ -307,6 +507,13 @@ enum Ev<S: SimScheme> {
     Idle {
         inst: usize,
         view: u64,
+        life: u64,
+    },
+    Executed {
+        inst: usize,
+        life: u64,
+        block: Block<S>,
+        proof: CommitProof<S>,
     },
     Crash {
         inst: usize,
@@ -330,7 +537,12 @@ struct World<S: SimScheme> {
     byz: Rng,
     trace: u64,
     finalized_at: BTreeMap<u64, Digest>,
+    roots_at: BTreeMap<u64, Digest>,
+    /// Votes correct validators signed: (validator, epoch, view) -> block.
+    votes: BTreeMap<(u32, u64, u64), Digest>,
     proposed_at: BTreeMap<Digest, u64>,
+    /// Parent of every block proposed in the run (checker's record).
+    parents: BTreeMap<Digest, Digest>,
     violations: Vec<Violation>,
     faults_on: bool,
     latency: Vec<u64>,
@@ -345,6 +557,24 @@ fn mix(h: u64, x: u64) -> u64 {
 
 fn d64(d: &Digest) -> u64 {
     u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
+}
+
+/// The simulator's stand-in for execution: the state root after a block
+/// commits to the root before it and the block (every correct validator
+/// that executed the same chain holds the same root; any other chain, or
+/// a skipped block, gives another).
+fn next_root(prev: &Digest, block: &Digest) -> Digest {
+    hash_parts(
+        Domain::Handshake,
+        &[b"sim-state", prev.as_bytes(), block.as_bytes()],
+    )
+}
+
+fn genesis_root(seed: u64) -> Digest {
+    hash_parts(
+        Domain::Handshake,
+        &[b"sim-genesis-state", &seed.to_le_bytes()],
+    )
 }
 
 fn fingerprint<S: SimScheme>(m: &Message<S>) -> u64 {
@@ -369,29 +599,31 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         "behaviour per validator"
     );
     let epochs = vec![S::generate(n, cfg.seed)];
-    let mut insts: Vec<Instance<S>> = Vec::new();
-    for i in 0..n {
-        let copies = if cfg.behaviors[i] == Behavior::Twin {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            insts.push(Instance {
-                index: i as u32,
-                behavior: cfg.behaviors[i],
-                engine: None,
-                store: Store {
-                    safety: None,
-                    blocks: BTreeMap::new(),
-                    committed: Block::<S>::genesis(cfg.seed).id,
-                },
-                timer_gen: 0,
-                tip: (0, Block::<S>::genesis(cfg.seed).id),
-                height_at_fault_end: 0,
-            });
-        }
-    }
+    let genesis = Block::<S>::genesis(cfg.seed);
+    let g_root = genesis_root(cfg.seed);
+    let insts: Vec<Instance<S>> = cfg
+        .instances()
+        .into_iter()
+        .map(|i| Instance {
+            index: i,
+            behavior: cfg.behaviors[i as usize],
+            engine: None,
+            disk: Disk {
+                safety: None,
+                committed: genesis.clone(),
+                chain: [genesis.clone()].into_iter().collect(),
+                proof: None,
+                root: g_root,
+                recent_roots: [(0, (genesis.id, g_root))].into_iter().collect(),
+            },
+            timer_gen: 0,
+            life: 0,
+            exec_busy_until: 0,
+            tip: (0, genesis.id),
+            height_at_fault_end: 0,
+            seen_proofs: Vec::new(),
+        })
+        .collect();
     let mut w = World {
         cfg: cfg.clone(),
         epochs,
@@ -403,7 +635,10 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         byz: Rng::new(cfg.seed, 3),
         trace: cfg.seed,
         finalized_at: BTreeMap::new(),
+        roots_at: [(0, g_root)].into_iter().collect(),
+        votes: BTreeMap::new(),
         proposed_at: BTreeMap::new(),
+        parents: BTreeMap::new(),
         violations: Vec::new(),
         faults_on: cfg.fault_end_us > 0,
         latency: Vec::new(),
@@ -451,6 +686,11 @@ impl<S: SimScheme> World<S> {
         self.insts[inst].behavior == Behavior::Honest
     }
 
+    /// Byzantine validators act now.
+    fn attacking(&self) -> bool {
+        self.faults_on || self.cfg.attack_after_faults
+    }
+
     fn epoch_keys(&mut self, epoch: u64) -> &(S::Committee, Vec<S::Signer>) {
         while self.epochs.len() as u64 <= epoch {
             let e = self.epochs.len() as u64;
@@ -467,23 +707,21 @@ impl<S: SimScheme> World<S> {
         S::clone_signer(&self.epoch_keys(epoch).1[index as usize])
     }
 
+    /// Start an instance from its disk, the way the node starts: the
+    /// recovered state (`Recovered::after_restart`, the node's own rule),
+    /// then the recent state roots, then `Start`.
     fn boot(&mut self, inst: usize) {
-        let epoch = self.insts[inst]
-            .store
-            .safety
-            .as_ref()
-            .map_or(0, |s| s.epoch);
+        let epoch = self.insts[inst].disk.safety.as_ref().map_or(0, |s| s.epoch);
         let committee = self.epoch_keys(epoch).0.clone();
         let index = self.insts[inst].index;
         let key = self.signer(epoch, index);
         let i = &self.insts[inst];
-        let recovered =
-            (i.store.safety.is_some() || !i.store.blocks.is_empty()).then(|| Recovered {
-                safety: i.store.safety.clone(),
-                blocks: i.store.blocks.values().cloned().collect(),
-                committed: i.store.committed,
-                commit_proof: None,
-            });
+        let d = &i.disk;
+        let recovered = Recovered::after_restart(
+            d.safety.clone(),
+            d.chain.iter().cloned().collect(),
+            d.proof.clone(),
+        );
         let cfg = Config {
             me: i.index,
             epoch,
@@ -497,12 +735,26 @@ impl<S: SimScheme> World<S> {
             epoch_length: self.cfg.epoch_length,
             payload_weight_max: 10_000,
             idle_interval_us: 0,
-            // Nothing executes here: no state roots to agree on.
-            state_roots: false,
+            state_roots: self.cfg.state_roots,
+            mutation: self.cfg.mutation,
         };
+        let roots: Vec<(u64, Digest, Digest)> = d
+            .recent_roots
+            .iter()
+            .map(|(h, (b, r))| (*h, *b, *r))
+            .collect();
         let mut e = Engine::new(cfg, key, recovered);
-        let effects = e.step(Input::Start);
+        let mut effects = Vec::new();
+        for (height, block, state_root) in roots {
+            effects.extend(e.step(Input::Executed {
+                height,
+                block,
+                state_root,
+            }));
+        }
+        effects.extend(e.step(Input::Start));
         self.insts[inst].engine = Some(e);
+        self.insts[inst].exec_busy_until = self.now;
         self.apply(inst, effects);
     }
 
@@ -528,11 +780,9 @@ impl<S: SimScheme> World<S> {
                 break;
             }
             events += 1;
-            if events > EVENTS_MAX {
-                self.violation(
-                    ViolationKind::Liveness,
-                    format!("{EVENTS_MAX} events reached"),
-                );
+            if events > self.cfg.events_max {
+                let max = self.cfg.events_max;
+                self.violation(ViolationKind::Liveness, format!("{max} events reached"));
                 break;
             }
             self.now = t;
@@ -570,9 +820,14 @@ impl<S: SimScheme> World<S> {
             self.violation(
                 ViolationKind::Liveness,
                 format!(
-                    "fewer than {} blocks finalized within {} us after faults stopped ({})",
+                    "fewer than {} blocks finalized within {} us after faults stopped{} ({})",
                     self.cfg.liveness_blocks,
                     self.cfg.liveness_bound_us,
+                    if self.cfg.attack_after_faults {
+                        ", Byzantine validators still attacking"
+                    } else {
+                        ""
+                    },
                     lag.join(", ")
                 ),
             );
@@ -616,17 +871,45 @@ impl<S: SimScheme> World<S> {
                 let effects = e.step(Input::TimerFired(Timer::View(view)));
                 self.apply(inst, effects);
             }
-            Ev::Idle { inst, view } => {
+            Ev::Idle { inst, view, life } => {
+                if self.insts[inst].life != life {
+                    return;
+                }
                 let Some(e) = self.insts[inst].engine.as_mut() else {
                     return;
                 };
                 let effects = e.step(Input::TimerFired(Timer::Idle(view)));
                 self.apply(inst, effects);
             }
+            Ev::Executed {
+                inst,
+                life,
+                block,
+                proof,
+            } => {
+                if self.insts[inst].life != life {
+                    return; // lost in a crash: never committed
+                }
+                self.executed(inst, block, proof);
+            }
             Ev::Crash { inst } => {
                 self.trace = mix(mix(self.trace, 3), inst as u64);
-                self.insts[inst].engine = None;
-                self.insts[inst].timer_gen += 1;
+                let x = &mut self.insts[inst];
+                x.engine = None;
+                x.timer_gen += 1;
+                x.life += 1;
+                match self.cfg.persist {
+                    Persist::Node => {}
+                    Persist::CommittedOnly => {
+                        x.disk.proof = None;
+                        if let Some(s) = x.disk.safety.as_mut() {
+                            s.blocks.clear();
+                        }
+                    }
+                    Persist::Nothing => x.disk.safety = None,
+                }
+                // The tip restarts from the disk.
+                x.tip = (x.disk.committed.height, x.disk.committed.id);
             }
             Ev::Restart { inst } => {
                 self.trace = mix(mix(self.trace, 4), inst as u64);
@@ -655,12 +938,63 @@ impl<S: SimScheme> World<S> {
                             self.boot(inst);
                         }
                         self.insts[inst].height_at_fault_end = self.insts[inst].tip.0;
-                    } else {
-                        // Byzantine validators go silent once faults stop.
+                    } else if !self.cfg.attack_after_faults {
                         self.insts[inst].engine = None;
+                    } else if self.insts[inst].engine.is_none() {
+                        self.boot(inst);
                     }
                 }
             }
+        }
+    }
+
+    /// Execution committed `block`: it is on disk with its proof and root,
+    /// and the engine hears `Executed` (as the node's exec role reports).
+    fn executed(&mut self, inst: usize, block: Block<S>, proof: CommitProof<S>) {
+        let x = &mut self.insts[inst];
+        if block.height != x.disk.committed.height + 1 {
+            // Not the next block: the engine finalized out of order.
+            let detail = format!(
+                "validator {}: execution got height {} after {}",
+                x.index, block.height, x.disk.committed.height
+            );
+            self.violation(ViolationKind::Validity, detail);
+            return;
+        }
+        let root = next_root(&x.disk.root, &block.id);
+        x.disk.root = root;
+        x.disk.recent_roots.insert(block.height, (block.id, root));
+        let floor = block.height.saturating_sub(2 * plume_consensus::STATE_LAG);
+        x.disk.recent_roots = x.disk.recent_roots.split_off(&floor);
+        let (height, id) = (block.height, block.id);
+        if x.disk.chain.len() == plume_consensus::engine::REPUTATION_WINDOW {
+            x.disk.chain.pop_front();
+        }
+        x.disk.chain.push_back(block.clone());
+        x.disk.committed = block;
+        x.disk.proof = Some(proof);
+        if self.correct(inst) {
+            match self.roots_at.get(&height) {
+                Some(r) if *r != root => {
+                    let detail = format!(
+                        "validator {}: state root {root} after height {height}, others {r}",
+                        self.insts[inst].index
+                    );
+                    self.violation(ViolationKind::StateRoot, detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.roots_at.insert(height, root);
+                }
+            }
+        }
+        if let Some(e) = self.insts[inst].engine.as_mut() {
+            let effects = e.step(Input::Executed {
+                height,
+                block: id,
+                state_root: root,
+            });
+            self.apply(inst, effects);
         }
     }
 
@@ -691,15 +1025,10 @@ impl<S: SimScheme> World<S> {
         let mut proven: Option<Result<Digest, &'static str>> = None;
         for e in effects {
             match e {
-                Effect::PersistSafety(s) => self.insts[inst].store.safety = Some(s),
-                Effect::PersistBlock(b) => {
-                    let st = &mut self.insts[inst].store;
-                    st.blocks.insert(b.id, b);
-                    if st.blocks.len() as u64 > 4 * RETAIN_BLOCKS {
-                        let h = self.insts[inst].tip.0.saturating_sub(RETAIN_BLOCKS);
-                        self.insts[inst].store.blocks.retain(|_, b| b.height >= h);
-                    }
-                }
+                Effect::PersistSafety(s) => self.insts[inst].disk.safety = Some(s),
+                // The node keeps no block outside the safety state and the
+                // committed chain either.
+                Effect::PersistBlock(_) => {}
                 Effect::SetTimer {
                     timer: Timer::View(view),
                     after_us,
@@ -711,11 +1040,21 @@ impl<S: SimScheme> World<S> {
                 Effect::SetTimer {
                     timer: Timer::Idle(view),
                     after_us,
-                } => self.schedule(self.now + after_us, Ev::Idle { inst, view }),
-                Effect::Diverged { height, .. } => self.violation(
-                    ViolationKind::Validity,
-                    format!("instance {inst} reports a diverged state at height {height}"),
-                ),
+                } => {
+                    let life = self.insts[inst].life;
+                    self.schedule(self.now + after_us, Ev::Idle { inst, view, life })
+                }
+                Effect::Diverged { height, .. } => {
+                    if self.correct(inst) {
+                        self.violation(
+                            ViolationKind::StateRoot,
+                            format!(
+                                "validator {}: a finalized header disagrees with its state at height {height}",
+                                self.insts[inst].index
+                            ),
+                        )
+                    }
+                }
                 Effect::Send { to, msg } => self.outgoing(inst, vec![to], msg),
                 Effect::Broadcast(msg) => {
                     let me = self.insts[inst].index;
@@ -730,11 +1069,28 @@ impl<S: SimScheme> World<S> {
                     self.outgoing(inst, tos, msg);
                 }
                 Effect::Finalized { block, proof } => {
-                    self.insts[inst].store.committed = block.id;
                     let tip = self.insts[inst].tip;
                     self.insts[inst].tip = (block.height, block.id);
                     self.trace = mix(mix(mix(self.trace, 6), inst as u64), d64(&block.id));
+                    // Execution takes 0.1-2 ms per block, in order; a crash
+                    // before it is done loses the block from the disk.
+                    let cost = self.net.range(100, 2_000);
+                    let at = self.insts[inst].exec_busy_until.max(self.now) + cost;
+                    self.insts[inst].exec_busy_until = at;
+                    let life = self.insts[inst].life;
                     if !self.correct(inst) {
+                        if self.insts[inst].seen_proofs.len() < 8 {
+                            self.insts[inst].seen_proofs.push(proof.clone());
+                        }
+                        self.schedule(
+                            at,
+                            Ev::Executed {
+                                inst,
+                                life,
+                                block,
+                                proof,
+                            },
+                        );
                         continue;
                     }
                     self.check_finalized(inst, tip, &block);
@@ -743,13 +1099,22 @@ impl<S: SimScheme> World<S> {
                         let committee = self.epoch_keys(proof.child.epoch).0.clone();
                         proven = Some(proof.verify_direct(&committee, self.cfg.seed));
                     }
+                    self.schedule(
+                        at,
+                        Ev::Executed {
+                            inst,
+                            life,
+                            block,
+                            proof,
+                        },
+                    );
                 }
             }
         }
         self.feed_epoch(inst);
         if let (Some(last), Some(p)) = (batch_last, proven) {
             match p {
-                Ok(id) if self.descends(inst, id, last) => {}
+                Ok(id) if self.descends(id, last) => {}
                 Ok(id) => self.violation(
                     ViolationKind::Certificate,
                     format!(
@@ -766,16 +1131,15 @@ impl<S: SimScheme> World<S> {
     }
 
     /// Is `from` equal to `to` or a descendant of it, by the parent links of
-    /// the blocks the validator stored?
-    fn descends(&self, inst: usize, from: Digest, to: Digest) -> bool {
-        let blocks = &self.insts[inst].store.blocks;
+    /// every block proposed in the run (the checker's own record)?
+    fn descends(&self, from: Digest, to: Digest) -> bool {
         let mut cur = from;
         for _ in 0..=RETAIN_BLOCKS {
             if cur == to {
                 return true;
             }
-            match blocks.get(&cur) {
-                Some(b) => cur = b.parent,
+            match self.parents.get(&cur) {
+                Some(p) => cur = *p,
                 None => return false,
             }
         }
@@ -816,21 +1180,39 @@ impl<S: SimScheme> World<S> {
         }
     }
 
-    fn link_ok(&self, a: u32, b: u32) -> bool {
-        !self.cfg.partitions.iter().any(|p| {
-            self.now >= p.from_us
-                && self.now < p.until_us
-                && p.group[a as usize] != p.group[b as usize]
-        })
+    /// Can instance `a` reach instance `b` now?
+    fn link_ok(&self, a: usize, b: usize) -> bool {
+        !self
+            .cfg
+            .partitions
+            .iter()
+            .any(|p| self.now >= p.from_us && self.now < p.until_us && p.group[a] != p.group[b])
+    }
+
+    /// A signature by `me` over `msg` in `epoch`.
+    fn sign_as(&mut self, epoch: u64, me: u32, msg: &Digest) -> S::Sig {
+        S::sign(&self.epoch_keys(epoch).1[me as usize], msg.as_bytes())
+    }
+
+    /// `qc` claiming every validator signed (the aggregate unchanged).
+    fn forge_signers(&self, qc: &mut QuorumCert<S>) {
+        if let Some(c) = &qc.cert {
+            let all: Vec<usize> = (0..self.cfg.validators).collect();
+            qc.cert = Some(S::forge_signers(c, &all));
+        }
     }
 
     /// Byzantine rewriting of one outgoing message.
     fn corrupt(&mut self, inst: usize, tos: Vec<u32>, msg: Message<S>) -> Vec<(u32, Message<S>)> {
         let behavior = self.insts[inst].behavior;
         let me = self.insts[inst].index;
-        if !self.faults_on {
+        let chain = self.cfg.seed;
+        if !self.attacking() || behavior == Behavior::Honest {
             return tos.into_iter().map(|t| (t, msg.clone())).collect();
         }
+        let same = |tos: Vec<u32>, m: Message<S>| -> Vec<(u32, Message<S>)> {
+            tos.into_iter().map(|t| (t, m.clone())).collect()
+        };
         match (behavior, msg) {
             (Behavior::Equivocate, Message::Proposal(p)) => {
                 let mut p2 = p.clone();
@@ -848,11 +1230,10 @@ impl<S: SimScheme> World<S> {
             }
             (Behavior::DoubleVote | Behavior::UnknownVotes, Message::Vote(v)) => {
                 let fake = Digest(self.byz.bytes32());
-                let m =
-                    QuorumCert::<S>::vote_message(self.cfg.seed, v.epoch, v.view, &fake, v.height);
+                let m = QuorumCert::<S>::vote_message(chain, v.epoch, v.view, &fake, v.height);
                 let v2 = Vote {
                     block: fake,
-                    sig: S::sign(&self.epoch_keys(v.epoch).1[me as usize], m.as_bytes()),
+                    sig: self.sign_as(v.epoch, me, &m),
                     ..v.clone()
                 };
                 let mut out = Vec::new();
@@ -875,37 +1256,147 @@ impl<S: SimScheme> World<S> {
                 out
             }
             (Behavior::BadSignatures, Message::Vote(mut v)) => {
-                v.sig = S::sign(
-                    &self.epoch_keys(v.epoch).1[me as usize],
-                    b"not the vote message",
-                );
-                tos.into_iter()
-                    .map(|t| (t, Message::Vote(v.clone())))
-                    .collect()
+                v.sig = self.sign_as(v.epoch, me, &Digest([7; 32]));
+                same(tos, Message::Vote(v))
             }
             (Behavior::BadSignatures, Message::Timeout(mut to)) => {
-                to.sig = S::sign(
-                    &self.epoch_keys(to.epoch).1[me as usize],
-                    b"not the timeout message",
-                );
-                tos.into_iter()
-                    .map(|t| (t, Message::Timeout(to.clone())))
-                    .collect()
+                to.sig = self.sign_as(to.epoch, me, &Digest([8; 32]));
+                same(tos, Message::Timeout(to))
             }
             (Behavior::Withhold, Message::Proposal(_) | Message::Vote(_)) => Vec::new(),
-            (_, msg) => tos.into_iter().map(|t| (t, msg.clone())).collect(),
+            (Behavior::ForgedCert, Message::Proposal(mut p)) => {
+                let b = &mut p.block;
+                if b.justify.cert.is_some() && b.justify.view + 1 != b.view {
+                    // Pretend the parent was certified in the previous
+                    // view: a direct two-chain, no TC needed.
+                    b.justify.view = b.view - 1;
+                    p.tc = None;
+                } else {
+                    self.forge_signers(&mut b.justify);
+                }
+                b.id = b.compute_id();
+                same(tos, Message::Proposal(p))
+            }
+            (Behavior::ForgedSigners, Message::Proposal(mut p)) => {
+                self.forge_signers(&mut p.block.justify);
+                p.block.id = p.block.compute_id();
+                same(tos, Message::Proposal(p))
+            }
+            (Behavior::ForgedSigners, Message::Timeout(mut to)) => {
+                self.forge_signers(&mut to.high_qc);
+                same(tos, Message::Timeout(to))
+            }
+            (Behavior::ForgedSigners, Message::Certificates { mut high_qc, tc }) => {
+                self.forge_signers(&mut high_qc);
+                same(tos, Message::Certificates { high_qc, tc })
+            }
+            (Behavior::CrossChain, Message::Vote(mut v)) => {
+                let m =
+                    QuorumCert::<S>::vote_message(chain ^ 1, v.epoch, v.view, &v.block, v.height);
+                v.sig = self.sign_as(v.epoch, me, &m);
+                same(tos, Message::Vote(v))
+            }
+            (Behavior::CrossChain, Message::Timeout(mut to)) => {
+                let m =
+                    plume_consensus::timeout_message(chain ^ 1, to.epoch, to.view, to.high_qc.view);
+                to.sig = self.sign_as(to.epoch, me, &m);
+                same(tos, Message::Timeout(to))
+            }
+            (Behavior::FarFutureView, Message::Vote(mut v)) => {
+                v.view = if self.byz.below(2) == 0 {
+                    u64::MAX
+                } else {
+                    v.view.saturating_add(1_000_000_000)
+                };
+                let m = QuorumCert::<S>::vote_message(chain, v.epoch, v.view, &v.block, v.height);
+                v.sig = self.sign_as(v.epoch, me, &m);
+                same(tos, Message::Vote(v))
+            }
+            (Behavior::FarFutureView, Message::Timeout(mut to)) => {
+                to.view = if self.byz.below(2) == 0 {
+                    u64::MAX
+                } else {
+                    to.view.saturating_add(1_000_000_000)
+                };
+                let m = plume_consensus::timeout_message(chain, to.epoch, to.view, to.high_qc.view);
+                to.sig = self.sign_as(to.epoch, me, &m);
+                same(tos, Message::Timeout(to))
+            }
+            (
+                Behavior::SyncFlood,
+                m @ (Message::Proposal(_)
+                | Message::Vote(_)
+                | Message::Timeout(_)
+                | Message::Certificates { .. }),
+            ) => {
+                // (Not on sync traffic: two flooders would answer each
+                // other's floods with floods, without end.)
+                let mut out = same(tos.clone(), m);
+                let known: Vec<Digest> = self.parents.keys().rev().take(64).copied().collect();
+                for t in tos {
+                    for k in 0..FLOOD_PER_MESSAGE {
+                        let block = match (k % 2, known.is_empty()) {
+                            (0, false) => known[self.byz.below(known.len() as u64) as usize],
+                            _ => Digest(self.byz.bytes32()),
+                        };
+                        out.push((
+                            t,
+                            Message::SyncRequest {
+                                block,
+                                max: u32::MAX,
+                            },
+                        ));
+                    }
+                }
+                out
+            }
+            (Behavior::EpochProofReplay, m) => {
+                let mut out = same(tos.clone(), m);
+                let proofs = &self.insts[inst].seen_proofs;
+                if !proofs.is_empty() {
+                    let p = proofs[self.byz.below(proofs.len() as u64) as usize].clone();
+                    out.extend(same(tos, Message::EpochProof(p)));
+                }
+                out
+            }
+            (Behavior::WrongRoot, Message::Proposal(mut p)) => {
+                p.block.state_root = Digest(self.byz.bytes32());
+                p.block.id = p.block.compute_id();
+                same(tos, Message::Proposal(p))
+            }
+            (_, msg) => same(tos, msg),
         }
     }
 
     fn outgoing(&mut self, inst: usize, tos: Vec<u32>, msg: Message<S>) {
         let from = self.insts[inst].index;
+        if let Message::Proposal(p) = &msg {
+            self.parents.insert(p.block.id, p.block.parent);
+        }
+        if let Message::Vote(v) = &msg {
+            if self.correct(inst) {
+                match self.votes.get(&(from, v.epoch, v.view)) {
+                    Some(b) if *b != v.block => {
+                        let detail = format!(
+                            "validator {from} voted for {} and {} in epoch {} view {}",
+                            b, v.block, v.epoch, v.view
+                        );
+                        self.violation(ViolationKind::Equivocation, detail);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.votes.insert((from, v.epoch, v.view), v.block);
+                    }
+                }
+            }
+        }
         let sends = self.corrupt(inst, tos, msg);
         for (to, m) in sends {
-            if !self.link_ok(from, to) {
-                continue;
+            if let Message::Proposal(p) = &m {
+                self.parents.insert(p.block.id, p.block.parent);
             }
             let targets: Vec<usize> = (0..self.insts.len())
-                .filter(|&j| j != inst && self.insts[j].index == to)
+                .filter(|&j| j != inst && self.insts[j].index == to && self.link_ok(inst, j))
                 .collect();
             for j in targets {
                 let copies = if self.faults_on && self.net.chance_ppm(self.cfg.dup_ppm) {

@@ -77,7 +77,10 @@ pub enum SigIn {
 
 /// What a catch-up segment gave: the highest block committed and the batch
 /// digests of each committed block by height; or why it was refused.
-pub type CatchUpOutcome = Result<(Block<BlsScheme>, Vec<(u64, Vec<Digest>)>), String>;
+/// The last blocks committed (lowest first, at most
+/// `REPUTATION_WINDOW`) and the batch digests of every committed block by
+/// height; or why the segment was refused.
+pub type CatchUpOutcome = Result<(Vec<Block<BlsScheme>>, Vec<(u64, Vec<Digest>)>), String>;
 
 /// Items queued for the core.
 pub const CORE_QUEUE_MAX: usize = 65_536;

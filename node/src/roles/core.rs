@@ -356,6 +356,7 @@ fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
             .idle_block_interval_ms
             .saturating_mul(1000),
         state_roots: true,
+        mutation: plume_consensus::Mutation::None,
     }
 }
 
@@ -1006,16 +1007,19 @@ impl Core {
             CoreIn::CaughtUp { from, outcome } => {
                 self.catchup.in_flight = None;
                 match outcome {
-                    Ok((block, payloads)) => {
+                    Ok((blocks, payloads)) => {
+                        let Some(height) = blocks.last().map(|b| b.height) else {
+                            return Ok(());
+                        };
                         tracing::info!(
                             from,
-                            height = block.height,
+                            height,
                             blocks = payloads.len(),
                             "caught up from a peer's block store"
                         );
                         self.catchup.streaming = true;
-                        self.batcher.on_caught_up(block.height, payloads);
-                        self.step(Input::CaughtUp { block })?;
+                        self.batcher.on_caught_up(height, payloads);
+                        self.step(Input::CaughtUp { blocks })?;
                         self.maybe_catch_up();
                     }
                     Err(why) => {

@@ -210,7 +210,7 @@ fn catch_up(
     }
     let checked_us = t0.elapsed().as_micros() as u64;
     let (mut exec_us, mut commit_us) = (0u64, 0u64);
-    let mut last = None;
+    let mut last: std::collections::VecDeque<Block<BlsScheme>> = Default::default();
     let mut payloads = Vec::new();
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut rest = verified.into_iter().peekable();
@@ -224,7 +224,7 @@ fn catch_up(
                 Ok(e) => group.push(e),
                 Err(why) => {
                     store.discard_staged();
-                    if group.is_empty() && last.is_none() {
+                    if group.is_empty() && last.is_empty() {
                         return Ok(Err(why));
                     }
                     tracing::warn!("catch-up: {why}; keeping the blocks before it");
@@ -246,7 +246,10 @@ fn catch_up(
             }
             announce(store, e, cx, core_tx)?;
             payloads.push((e.block.height, e.block.payload.clone()));
-            last = Some(e.block.clone());
+            if last.len() == plume_consensus::engine::REPUTATION_WINDOW {
+                last.pop_front();
+            }
+            last.push_back(e.block.clone());
         }
         cx.shared.metrics.catchup_blocks.inc_by(group.len() as u64);
         if !complete {
@@ -261,10 +264,10 @@ fn catch_up(
         total_us = t0.elapsed().as_micros() as u64,
         "catch-up segment executed"
     );
-    match last {
-        Some(b) => Ok(Ok((b, payloads))),
-        None => Ok(Err("no block executed".into())),
+    if last.is_empty() {
+        return Ok(Err("no block executed".into()));
     }
+    Ok(Ok((last.into(), payloads)))
 }
 
 /// Execute one checked block of a segment (staged): `Ok(Err(why))` when

@@ -292,6 +292,7 @@ async fn run(
                 // It executes nothing: its proposals carry no state root
                 // (honest validators refuse them: a rogue's in any case).
                 state_roots: false,
+                mutation: plume_consensus::Mutation::None,
             };
             let sk =
                 plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes()).unwrap();
