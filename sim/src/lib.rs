@@ -4,15 +4,18 @@
 //! validators, and checkers run after every step.
 //!
 //! Start reading at [`world::run`] and [`world::SimConfig::random`]; the
-//! checkers are `World::check_finalized` and the commit-proof check in
-//! `World::apply`. [`sweep`] runs many seeds; [`latency`] measures finality
+//! checkers are `World::check_finalized`, the commit-proof check in
+//! `World::apply`, the root check in `World::executed` and the vote check
+//! in `World::outgoing`. [`sweep`] runs many seeds; [`latency`] measures finality
 //! latency; [`cli`] is `plume sim`.
 //!
 //! Epoch changes are simulated (each epoch: same validators, fresh keys).
-//! Not simulated yet: execution and storage (the engine's payloads are random
-//! batch digests; "disk" is an in-memory store of the engine's persist
-//! effects, applied in effect order), disk faults, validators joining or
-//! leaving the set.
+//! Restarts recover through the node's rule (`Recovered::after_restart`)
+//! from a simulated disk that loses what execution had not committed.
+//! Not simulated yet: batches and their certification, real transactions
+//! and execution (state roots are a stand-in hash of the chain), the
+//! node's own effect applier, disk faults beyond a lost safety state,
+//! validators joining or leaving the set.
 #![forbid(unsafe_code)]
 
 pub mod cli;
