@@ -1202,6 +1202,15 @@ impl<S: SimScheme> World<S> {
         }
     }
 
+    /// A view 10^9 ahead of `view`, or `u64::MAX`.
+    fn far_view(&mut self, view: u64) -> u64 {
+        if self.byz.below(2) == 0 {
+            u64::MAX
+        } else {
+            view.saturating_add(1_000_000_000)
+        }
+    }
+
     /// Byzantine rewriting of one outgoing message.
     fn corrupt(&mut self, inst: usize, tos: Vec<u32>, msg: Message<S>) -> Vec<(u32, Message<S>)> {
         let behavior = self.insts[inst].behavior;
@@ -1303,21 +1312,13 @@ impl<S: SimScheme> World<S> {
                 same(tos, Message::Timeout(to))
             }
             (Behavior::FarFutureView, Message::Vote(mut v)) => {
-                v.view = if self.byz.below(2) == 0 {
-                    u64::MAX
-                } else {
-                    v.view.saturating_add(1_000_000_000)
-                };
+                v.view = self.far_view(v.view);
                 let m = QuorumCert::<S>::vote_message(chain, v.epoch, v.view, &v.block, v.height);
                 v.sig = self.sign_as(v.epoch, me, &m);
                 same(tos, Message::Vote(v))
             }
             (Behavior::FarFutureView, Message::Timeout(mut to)) => {
-                to.view = if self.byz.below(2) == 0 {
-                    u64::MAX
-                } else {
-                    to.view.saturating_add(1_000_000_000)
-                };
+                to.view = self.far_view(to.view);
                 let m = plume_consensus::timeout_message(chain, to.epoch, to.view, to.high_qc.view);
                 to.sig = self.sign_as(to.epoch, me, &m);
                 same(tos, Message::Timeout(to))
