@@ -44,6 +44,14 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
+/// The label of `plume_shed_total`: why an item was dropped or refused
+/// under load (the README's limits table names every reason).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabel {
+    /// A stable snake_case reason, e.g. `api_rate_limited`.
+    pub reason: &'static str,
+}
+
 /// Sizes of every long-lived collection of the core, exec and API paths
 /// (`plume_mem_*`). Byte figures are approximate: payload bytes plus fixed
 /// per-entry overheads, or a hash table's allocated capacity times its slot
@@ -308,6 +316,8 @@ pub struct NodeMetrics {
     pub tx_certified_latency: Histogram,
     /// Busy seconds per role.
     pub busy: Family<RoleLabel, Counter<f64, AtomicU64>>,
+    /// Items shed under load, by reason (`plume_shed_total{reason}`).
+    pub shed: Family<ShedLabel, Count>,
     /// Mempool depth.
     pub mempool_depth: Level,
     /// Connected peers.
@@ -369,6 +379,7 @@ impl NodeMetrics {
             certified_latency: Histogram::new(STAGE_BUCKETS_S),
             tx_certified_latency: Histogram::new(STAGE_BUCKETS_S),
             busy: Family::default(),
+            shed: Family::default(),
             mempool_depth: Level::default(),
             peers: Level::default(),
             view: Level::default(),
@@ -506,6 +517,11 @@ impl NodeMetrics {
             "Seconds each role spent working.",
             m.busy.clone(),
         );
+        r.register(
+            "plume_shed",
+            "Items dropped or refused under load, by reason (README: limits).",
+            m.shed.clone(),
+        );
         for (name, help, g) in [
             (
                 "plume_mempool_depth",
@@ -561,6 +577,21 @@ impl NodeMetrics {
         self.busy
             .get_or_create(&RoleLabel { role })
             .inc_by(us as f64 / 1e6);
+    }
+
+    /// Count one item shed for `reason` (`plume_shed_total{reason}`).
+    pub fn shed(&self, reason: &'static str) {
+        self.shed_n(reason, 1);
+    }
+
+    /// Count `n` items shed for `reason`.
+    pub fn shed_n(&self, reason: &'static str, n: u64) {
+        self.shed.get_or_create(&ShedLabel { reason }).inc_by(n);
+    }
+
+    /// How many items were shed for `reason` so far.
+    pub fn shed_count(&self, reason: &'static str) -> u64 {
+        self.shed.get_or_create(&ShedLabel { reason }).get()
     }
 
     /// Record one cut-to-certificate time.

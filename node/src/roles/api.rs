@@ -4,12 +4,14 @@
 //! Submissions are prechecked against the latest committed state (format,
 //! chain id, module call, sequence window, fees), then queued for the
 //! signature role with `try_send` (a full queue is "mempool full", retry
-//! later); the call waits for the admission outcome. Reads open an LMDB
-//! read transaction per call.
+//! later); the server waits for the admission outcome without holding a
+//! thread. Reads open an LMDB read transaction per call; the server runs
+//! at most `Limits::readers_max` calls at once, under LMDB's reader slots.
 
 use super::channels::SigIn;
+use super::notify::SUBSCRIPTIONS_MAX;
 use super::shared::Shared;
-use crate::http::{codes, ApiError, NodeApi, Topic, WS_CONNECTIONS_MAX, WS_SUBSCRIPTIONS_MAX};
+use crate::http::{codes, ApiError, NodeApi, Pending, Sink, Topic};
 use crate::metrics::table_bytes;
 use crate::views::receipt_json;
 use plume_consensus::{Block, BlsScheme};
@@ -27,10 +29,6 @@ pub const SUBMITTED_MAX: usize = 262_144;
 /// Submission times older than this are forgotten (the transaction was
 /// dropped, or finalized before its submission was recorded).
 pub const SUBMITTED_TTL: Duration = Duration::from_secs(120);
-/// Notifications buffered per subscriber before drops.
-pub const SUBSCRIBER_QUEUE: usize = 4096;
-/// How long a submission waits for its admission outcome.
-pub const SUBMIT_WAIT: Duration = Duration::from_secs(30);
 
 /// The API's view of a running node.
 pub struct ApiNode {
@@ -78,48 +76,19 @@ impl ApiNode {
         Store::open(self.shared.kv.clone()).map_err(|e| internal(format!("store: {e}")))
     }
 
-    /// Check and hand over many transactions; replies in order.
-    fn submit_all(&self, hex_txs: &[ApiResult<&str>]) -> Vec<ApiResult<Digest>> {
+    /// Check and hand over many transactions; outcomes in order.
+    fn submit_all(&self, hex_txs: &[ApiResult<&str>]) -> Vec<ApiResult<Pending>> {
         let store = match self.store() {
             Ok(s) => s,
             Err(e) => return hex_txs.iter().map(|_| Err(e.clone())).collect(),
         };
-        let waiting: Vec<ApiResult<flume::Receiver<ApiResult<Digest>>>> = hex_txs
+        hex_txs
             .iter()
             .map(|h| h.clone().and_then(|h| self.precheck_and_queue(&store, h)))
-            .collect();
-        drop(store);
-        let deadline = Instant::now() + SUBMIT_WAIT;
-        let out: Vec<ApiResult<Digest>> = waiting
-            .into_iter()
-            .map(|w| {
-                w.and_then(|rx| {
-                    rx.recv_deadline(deadline).map_err(|_| {
-                        ApiError::new(codes::UNAVAILABLE, "node did not answer in time")
-                    })?
-                })
-            })
-            .collect();
-        let now = Instant::now();
-        let mut sub = self.shared.submitted.lock().expect("not poisoned");
-        for h in out.iter().flatten() {
-            if sub.len() >= SUBMITTED_MAX {
-                // Entries that never saw finality here (dropped, or finalized
-                // before they were recorded) would otherwise stay forever.
-                sub.retain(|_, t| now.duration_since(*t) < SUBMITTED_TTL);
-            }
-            if sub.len() < SUBMITTED_MAX {
-                sub.insert(*h, now);
-            }
-        }
-        out
+            .collect()
     }
 
-    fn precheck_and_queue(
-        &self,
-        store: &Store<LmdbKv>,
-        hex_tx: &str,
-    ) -> ApiResult<flume::Receiver<ApiResult<Digest>>> {
+    fn precheck_and_queue(&self, store: &Store<LmdbKv>, hex_tx: &str) -> ApiResult<Pending> {
         let bytes = hex::decode(hex_tx.trim_start_matches("0x"))
             .map_err(|_| ApiError::new(codes::MALFORMED_TX, "transaction is not hex"))?;
         let max = plume_protocol::tx::TX_BYTES_MAX;
@@ -420,13 +389,10 @@ impl ApiNode {
 impl NodeApi for ApiNode {
     fn call(&self, method: &str, params: &Value) -> ApiResult<Value> {
         match method {
-            "plume_submitTransaction" => {
-                let h = self
-                    .submit_all(&[param_str(params, 0, "tx")])
-                    .pop()
-                    .expect("one result per input")?;
-                Ok(json!({"hash": h.to_hex()}))
-            }
+            "plume_submitTransaction" => Err(ApiError::new(
+                codes::INTERNAL,
+                "submissions go through NodeApi::submit",
+            )),
             "plume_status" => Ok(self.status()),
             "plume_peers" => Ok(json!(self
                 .shared
@@ -446,12 +412,27 @@ impl NodeApi for ApiNode {
         }
     }
 
-    fn submit_many(&self, params: &[Value]) -> Vec<ApiResult<Value>> {
+    fn submit(&self, params: &[Value]) -> Vec<ApiResult<Pending>> {
         let txs: Vec<ApiResult<&str>> = params.iter().map(|p| param_str(p, 0, "tx")).collect();
         self.submit_all(&txs)
-            .into_iter()
-            .map(|r| r.map(|h| json!({"hash": h.to_hex()})))
-            .collect()
+    }
+
+    fn submitted(&self, hashes: &[Digest], at: Instant) {
+        let mut sub = self.shared.submitted.lock().expect("not poisoned");
+        for h in hashes {
+            if sub.len() >= SUBMITTED_MAX {
+                // Entries that never saw finality here (dropped, or finalized
+                // before they were recorded) would otherwise stay forever.
+                sub.retain(|_, t| at.duration_since(*t) < SUBMITTED_TTL);
+            }
+            if sub.len() < SUBMITTED_MAX {
+                sub.insert(*h, at);
+            }
+        }
+    }
+
+    fn shed(&self, reason: &'static str) {
+        self.shared.metrics.shed(reason);
     }
 
     fn metrics_text(&self) -> String {
@@ -477,13 +458,19 @@ impl NodeApi for ApiNode {
         )
     }
 
-    fn subscribe(&self, topic: Topic) -> ApiResult<flume::Receiver<Value>> {
-        let (tx, rx) = flume::bounded(SUBSCRIBER_QUEUE);
+    fn subscribe(&self, topic: Topic, sink: Sink) -> ApiResult<()> {
         let mut subs = self.shared.subscribers.lock().expect("not poisoned");
-        if subs.len() >= WS_CONNECTIONS_MAX * WS_SUBSCRIPTIONS_MAX {
-            return Err(ApiError::new(codes::UNAVAILABLE, "too many subscriptions"));
+        if subs.len() >= SUBSCRIPTIONS_MAX {
+            self.shared.metrics.shed("ws_subscriptions_full");
+            return Err(ApiError::new(
+                codes::UNAVAILABLE,
+                format!("too many subscriptions on this node (at most {SUBSCRIPTIONS_MAX})"),
+            ));
         }
-        subs.push((topic, tx));
-        Ok(rx)
+        subs.push((topic, sink));
+        self.shared
+            .subscriber_count
+            .store(subs.len(), Ordering::Relaxed);
+        Ok(())
     }
 }

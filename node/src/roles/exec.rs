@@ -25,7 +25,6 @@ use plume_mempool::ExecJob;
 use plume_protocol::genesis::ValidatorInfo;
 use plume_protocol::{PreparedTx, Receipt};
 use plume_storage::{LmdbKv, Store};
-use serde_json::json;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -33,8 +32,6 @@ use std::time::Instant;
 /// Most finalized blocks committed in one LMDB write transaction when
 /// execution falls behind (group commit).
 pub const GROUP_COMMIT_MAX: usize = 32;
-/// Most transaction ids listed in one block notification.
-pub const BLOCK_NOTE_HASHES_MAX: usize = 20_000;
 
 /// What execution needs besides its queue.
 pub struct ExecContext<'a> {
@@ -413,15 +410,18 @@ fn announce(
             }
         }
     }
-    publish(
-        shared,
-        cx.registry,
+    super::notify::offer(shared, || super::notify::Note {
         height,
-        &e.block,
-        e.root,
-        &e.txs,
-        &e.receipts,
-    );
+        block: e.block.id,
+        view: e.block.view,
+        root: e.root,
+        txs: e
+            .txs
+            .iter()
+            .map(|p| (p.hash, p.signer_addresses.clone()))
+            .collect(),
+        receipts: e.receipts.clone(),
+    });
     let mut payers: Vec<Address> = e.txs.iter().filter_map(|p| p.payer().copied()).collect();
     payers.sort();
     payers.dedup();
@@ -606,55 +606,4 @@ fn run_block(
         receipts: out.receipts,
         receipt_bytes,
     })
-}
-
-/// Notify subscribers of a committed block. Runs on this thread under the
-/// subscriber lock (a known cost: tracked with the adversarial-load work).
-fn publish(
-    shared: &Shared,
-    registry: &Registry,
-    height: u64,
-    block: &Block<BlsScheme>,
-    root: Digest,
-    txs: &[PreparedTx],
-    receipts: &[Receipt],
-) {
-    let mut subs = shared.subscribers.lock().expect("not poisoned");
-    if subs.is_empty() {
-        return;
-    }
-    subs.retain(|(_, tx)| !tx.is_disconnected());
-    let hashes: Vec<String> = txs
-        .iter()
-        .take(BLOCK_NOTE_HASHES_MAX)
-        .map(|p| p.hash.to_hex())
-        .collect();
-    let block_note = json!({
-        "height": height, "hash": block.id.to_hex(), "view": block.view, "txs": txs.len(),
-        "state_root": root.to_hex(), "tx_hashes": hashes,
-    });
-    for (topic, tx) in subs.iter() {
-        match topic {
-            crate::http::Topic::Blocks => {
-                if tx.try_send(block_note.clone()).is_err() {
-                    shared.metrics.notifications_dropped.inc();
-                }
-            }
-            crate::http::Topic::Receipts(addr) => {
-                for (p, r) in txs.iter().zip(receipts) {
-                    // An account is touched when it signed or a balance of
-                    // it changed (every change is an event of the receipt).
-                    let touches = p.signer_addresses.iter().any(|a| a.to_hex() == *addr)
-                        || r.events.iter().any(|e| hex::encode(e.account) == *addr);
-                    if touches
-                        && tx
-                            .try_send(json!({"height": height, "tx": p.hash.to_hex(), "receipt": crate::views::receipt_json(registry, r)}))
-                            .is_err()
-                    {
-                        shared.metrics.notifications_dropped.inc();
-                    }
-                }
-            }
-        }
-    }
 }

@@ -30,6 +30,7 @@ pub mod catchup;
 pub mod channels;
 pub mod core;
 pub mod exec;
+pub mod notify;
 pub mod shared;
 pub mod sigverify;
 
@@ -44,7 +45,7 @@ use channels::{
 pub use shared::Shared;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -137,12 +138,16 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
     let (serve_tx, serve_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
     let (sync_tx, sync_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
+    let (notify_tx, notify_rx) = flume::bounded::<notify::Note>(notify::NOTIFY_QUEUE_MAX);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: opened.kv.clone(),
         metrics: metrics.clone(),
         sig_tx: sig_tx.clone(),
         subscribers: Mutex::new(Vec::new()),
+        subscriber_count: AtomicUsize::new(0),
+        notify_tx,
+        notes_lost: AtomicBool::new(false),
         submitted: Mutex::new(HashMap::new()),
         state_root: Mutex::new((opened.height, opened.store.committed_root())),
         peers: Mutex::new(Vec::new()),
@@ -169,6 +174,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         std::thread::Builder::new()
             .name("catchup".into())
             .spawn(move || catchup::run(kv, serve_rx, sync_rx, core_tx, &metrics, stop_flag()))?
+    };
+    let notify_thread = {
+        let (shared, registry) = (shared.clone(), shared.registry.clone());
+        std::thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || notify::run(notify_rx, shared, registry))?
     };
     let exec_thread = spawn_exec(
         &setup,
@@ -228,6 +239,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let _ = sig_thread.join();
     let _ = log_thread.join();
     let _ = serve_thread.join();
+    let _ = notify_thread.join();
     tracing::info!(
         ms = stopping.elapsed().as_millis() as u64,
         "stopped cleanly"

@@ -3,14 +3,14 @@
 //! stop flag.
 
 use super::channels::SigIn;
-use crate::http::Topic;
+use super::notify::Note;
+use crate::http::{Sink, Topic};
 use crate::metrics::NodeMetrics;
 use plume_crypto::Digest;
 use plume_execution::Registry;
 use plume_storage::LmdbKv;
-use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,8 +24,14 @@ pub struct Shared {
     pub metrics: Arc<NodeMetrics>,
     /// The signature role's queue (submissions).
     pub sig_tx: flume::Sender<SigIn>,
-    /// Subscriptions, by topic.
-    pub subscribers: Mutex<Vec<(Topic, flume::Sender<Value>)>>,
+    /// Subscriptions, by topic (the notifier delivers to them).
+    pub subscribers: Mutex<Vec<(Topic, Sink)>>,
+    /// How many there are (execution skips notes when none).
+    pub subscriber_count: AtomicUsize,
+    /// The notifier's queue (execution `try_send`s one note per block).
+    pub notify_tx: flume::Sender<Note>,
+    /// Set when a note was dropped: the notifier cuts every subscriber.
+    pub notes_lost: AtomicBool,
     /// Submission time of transactions submitted here (finality latency).
     pub submitted: Mutex<HashMap<Digest, Instant>>,
     /// Height and state root of the last commit.

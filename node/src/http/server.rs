@@ -1,0 +1,401 @@
+//! The HTTP/1.1 server (hyper) on its own current-thread tokio runtime:
+//! one thread accepts and drives every connection; calls that read the
+//! store run on a blocking pool, at most [`Limits::readers_max`] at once.
+//!
+//! Connections are counted in total and per client address; a client over
+//! either bound is refused at accept. A request head must arrive within
+//! [`Limits::head_timeout`] (hyper's header timer, which also ends idle
+//! keep-alive connections) and a body within [`Limits::body_timeout`], so
+//! a slowloris connection holds a slot for seconds, not forever, and never
+//! a thread. `/health` and `/metrics` are answered on the runtime thread
+//! itself, without a reader, so they answer while readers are all busy.
+
+use super::{codes, error_response, ApiError, Limits, NodeApi, Prepared};
+use crate::budget::Bucket;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Client addresses remembered for rate limits (idle ones are forgotten
+/// first when the table is full).
+pub const CLIENTS_MAX: usize = 65_536;
+
+struct Client {
+    conns: usize,
+    calls: Bucket,
+}
+
+/// Per-client-address connection counts and call budgets.
+struct Clients {
+    map: Mutex<HashMap<IpAddr, Client>>,
+    total: AtomicUsize,
+}
+
+/// One admitted connection; released when dropped.
+pub(super) struct Guard {
+    cx: Arc<Ctx>,
+    ip: IpAddr,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.cx.clients.total.fetch_sub(1, Ordering::Relaxed);
+        let mut map = self
+            .cx
+            .clients
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get_mut(&self.ip) {
+            c.conns = c.conns.saturating_sub(1);
+        }
+    }
+}
+
+/// One of the [`Limits::ws_connections_max`] WebSocket slots.
+pub(super) struct WsSlot(Arc<Ctx>);
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.0.ws_live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection shares.
+pub(super) struct Ctx {
+    pub(super) node: Arc<dyn NodeApi>,
+    pub(super) limits: Limits,
+    clients: Clients,
+    readers: Arc<tokio::sync::Semaphore>,
+    ws_live: AtomicUsize,
+}
+
+impl Ctx {
+    /// Admit a connection from `ip`, or refuse it (counted).
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Guard> {
+        let l = &self.limits;
+        if self.clients.total.fetch_add(1, Ordering::Relaxed) >= l.connections_max {
+            self.clients.total.fetch_sub(1, Ordering::Relaxed);
+            self.node.shed("api_connections_full");
+            return None;
+        }
+        let mut map = self.clients.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CLIENTS_MAX && !map.contains_key(&ip) {
+            map.retain(|_, c| c.conns > 0);
+        }
+        let c = map.entry(ip).or_insert_with(|| Client {
+            conns: 0,
+            calls: Bucket::new(l.calls_per_s, l.calls_burst, Instant::now()),
+        });
+        if c.conns >= l.connections_per_client {
+            drop(map);
+            self.clients.total.fetch_sub(1, Ordering::Relaxed);
+            self.node.shed("api_client_connections");
+            return None;
+        }
+        c.conns += 1;
+        Some(Guard {
+            cx: self.clone(),
+            ip,
+        })
+    }
+
+    /// Take `n` calls from `ip`'s rate budget.
+    fn allow(&self, ip: IpAddr, n: usize) -> bool {
+        let mut map = self.clients.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_mut(&ip)
+            .is_some_and(|c| c.calls.take(n as f64, Instant::now()))
+    }
+
+    /// Run a JSON-RPC body: parse and call on the blocking pool (holding a
+    /// reader permit), then wait for submissions here.
+    pub(super) async fn rpc(self: &Arc<Self>, body: Vec<u8>, client: &Guard) -> (u16, String) {
+        let busy = |why: &str| {
+            error_response(
+                Value::Null,
+                &ApiError::new(codes::UNAVAILABLE, format!("node busy: {why}; retry")),
+            )
+            .to_string()
+        };
+        let permit = match tokio::time::timeout(
+            self.limits.reader_wait,
+            self.readers.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                self.node.shed("api_readers_busy");
+                return (503, busy("every store reader is in use"));
+            }
+        };
+        let cx = self.clone();
+        let ip = client.ip;
+        let prepared: Result<Prepared, _> = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            super::prepare(&body, cx.node.as_ref(), &cx.limits, &mut |n| {
+                cx.allow(ip, n)
+            })
+        })
+        .await;
+        let Ok(prepared) = prepared else {
+            return (500, busy("the call failed"));
+        };
+        let status = prepared.status();
+        let deadline = tokio::time::Instant::now() + self.limits.submit_wait;
+        let (text, admitted) = prepared.finish(deadline).await;
+        if !admitted.is_empty() {
+            self.node.submitted(&admitted, Instant::now());
+        }
+        (status, text)
+    }
+}
+
+/// Handle of a running server.
+pub struct ApiServer {
+    stop: Arc<(AtomicBool, tokio::sync::Notify)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl ApiServer {
+    /// Bind and serve with the default [`Limits`].
+    pub fn start(addr: &str, node: Arc<dyn NodeApi>) -> anyhow::Result<ApiServer> {
+        Self::start_with(addr, node, Limits::default())
+    }
+
+    /// Bind and serve with `limits`.
+    pub fn start_with(
+        addr: &str,
+        node: Arc<dyn NodeApi>,
+        limits: Limits,
+    ) -> anyhow::Result<ApiServer> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("api: cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(limits.readers_max + 2)
+            .thread_name("api-read")
+            .build()
+            .map_err(|e| anyhow::anyhow!("api: runtime: {e}"))?;
+        let cx = Arc::new(Ctx {
+            readers: Arc::new(tokio::sync::Semaphore::new(limits.readers_max)),
+            node,
+            limits,
+            clients: Clients {
+                map: Mutex::new(HashMap::new()),
+                total: AtomicUsize::new(0),
+            },
+            ws_live: AtomicUsize::new(0),
+        });
+        let stop = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("api".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("api: listener: {e}");
+                            return;
+                        }
+                    };
+                    accept_loop(listener, cx, &stop2).await;
+                });
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
+        Ok(ApiServer {
+            stop,
+            thread: Some(thread),
+            addr: local,
+        })
+    }
+
+    /// Stop accepting and drop every open connection.
+    pub fn stop(mut self) {
+        self.stop.0.store(true, Ordering::SeqCst);
+        self.stop.1.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    cx: Arc<Ctx>,
+    stop: &(AtomicBool, tokio::sync::Notify),
+) {
+    while !stop.0.load(Ordering::SeqCst) {
+        let accepted = tokio::select! {
+            () = stop.1.notified() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: back off, keep serving.
+                tracing::warn!("api: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(guard) = cx.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let guard = Arc::new(guard);
+        let cx2 = cx.clone();
+        tokio::spawn(async move {
+            let service = {
+                let guard = guard.clone();
+                hyper::service::service_fn(move |req| {
+                    let (cx, guard) = (cx2.clone(), guard.clone());
+                    async move { Ok::<_, std::convert::Infallible>(handle(req, cx, guard).await) }
+                })
+            };
+            let limits = &guard.cx.limits;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.head_timeout)
+                .max_buf_size(limits.head_bytes_max.max(8192))
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let _ = conn.await;
+        });
+    }
+}
+
+fn reply(status: u16, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", ctype)
+        .body(Full::new(body.into()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn json_error(status: u16, code: i64, msg: String) -> Response<Full<Bytes>> {
+    let body = error_response(Value::Null, &ApiError::new(code, msg)).to_string();
+    let mut r = reply(status, "application/json", body);
+    r.headers_mut().insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+async fn handle(req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    match (req.method().as_str(), path.as_str()) {
+        ("GET", "/health") => {
+            let (ok, detail) = cx.node.health();
+            reply(
+                if ok { 200 } else { 503 },
+                "application/json",
+                detail.to_string(),
+            )
+        }
+        ("GET", "/metrics") => reply(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            cx.node.metrics_text(),
+        ),
+        ("GET", "/ws") => upgrade(req, cx, client),
+        ("POST", "/") | ("POST", "/rpc") => {
+            let max = cx.limits.request_bytes_max;
+            let declared = req
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max as u64) {
+                cx.node.shed("api_body_too_large");
+                return json_error(
+                    413,
+                    codes::INVALID_REQUEST,
+                    format!("request body over {max} bytes"),
+                );
+            }
+            let body = tokio::time::timeout(
+                cx.limits.body_timeout,
+                Limited::new(req.into_body(), max).collect(),
+            )
+            .await;
+            let body = match body {
+                Ok(Ok(b)) => b.to_bytes().to_vec(),
+                Ok(Err(e)) => {
+                    cx.node.shed("api_body_too_large");
+                    return json_error(413, codes::INVALID_REQUEST, format!("request body: {e}"));
+                }
+                Err(_) => {
+                    cx.node.shed("api_body_timeout");
+                    return json_error(
+                        408,
+                        codes::INVALID_REQUEST,
+                        format!(
+                            "request body not received within {:?}",
+                            cx.limits.body_timeout
+                        ),
+                    );
+                }
+            };
+            let (status, text) = cx.rpc(body, &client).await;
+            reply(status, "application/json", text)
+        }
+        _ => reply(404, "text/plain", "not found\n"),
+    }
+}
+
+fn upgrade(mut req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let is_ws = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let Some(key) = header("sec-websocket-key").filter(|_| is_ws) else {
+        return reply(400, "text/plain", "expected a WebSocket upgrade\n");
+    };
+    if cx.ws_live.fetch_add(1, Ordering::Relaxed) >= cx.limits.ws_connections_max {
+        cx.ws_live.fetch_sub(1, Ordering::Relaxed);
+        cx.node.shed("ws_connections_full");
+        return reply(503, "text/plain", "too many WebSocket connections\n");
+    }
+    let slot = WsSlot(cx.clone());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => super::ws::session(upgraded, cx, client, slot).await,
+            Err(e) => tracing::debug!("api: websocket upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
