@@ -96,6 +96,8 @@ pub struct MemGauges {
     pub mempool_recent_ids: Level,
     /// Items queued for the core.
     pub core_queue: Level,
+    /// Items waiting in the core's backlogs for full exec and log queues.
+    pub exec_backlog: Level,
     /// Finalized blocks queued for execution.
     pub exec_queue: Level,
     /// Executed batch digests remembered by exec (re-proposal skip).
@@ -214,6 +216,11 @@ impl MemGauges {
                 &self.mempool_recent_ids,
             ),
             ("core_queue", "Items queued for the core.", &self.core_queue),
+            (
+                "core_backlog",
+                "Finalized blocks and batch log items waiting in the core for full exec and log queues.",
+                &self.exec_backlog,
+            ),
             (
                 "exec_queue",
                 "Finalized blocks queued for execution.",

@@ -4,14 +4,16 @@
 //! | queue | from -> to | bound | when full |
 //! | --- | --- | --- | --- |
 //! | [`SigIn`] | API, core -> sigverify | [`SIG_QUEUE_MAX`] | API: `try_send`, the client gets "mempool full" (retry); core: `try_send`, the item is dropped (batches are re-sent or fetched, votes re-sent, proposals time out) |
-//! | [`CoreIn`] | sigverify, exec, batch log -> core | [`CORE_QUEUE_MAX`] | blocking `send` (back-pressure on sigverify, exec and the log) |
-//! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocks: blocking `send` (back-pressure on the core); catch-up segments: `try_send`, dropped (asked again later) |
+//! | [`CoreIn`] | sigverify, catch-up server -> core | [`CORE_QUEUE_MAX`] | blocking `send`: back-pressure on sigverify (whose full queue turns into "mempool full" for clients) and on the catch-up server; the core never waits on either, so this cannot close a cycle |
+//! | [`CoreIn`] (done) | exec, batch log -> core | none in count: bounded by the work the core handed them (at most [`EXEC_QUEUE_MAX`] blocks + [`LOG_QUEUE_MAX`] items in flight, one report each) | never waits |
+//! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocks: `try_send`, what does not fit waits in the core's ordered backlog (`feed::EXEC_BACKLOG_MAX`), retried on every tick and report; past it the block is dropped (`plume_shed_total{reason="exec_backlog_full"}`) and so is every later one until catch-up has executed past it (no gap ever reaches execution); catch-up segments: `try_send`, dropped (asked again later) |
 //! | [`ServeIn`] | core -> catch-up server, two queues (catch-up segments first, then store-backed block sync) | [`SERVE_QUEUE_MAX`] each | `try_send`, the request is dropped (the peer asks again) |
-//! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | blocking `send` (a batch is not voted for before it is durable; the log never waits on the core) |
+//! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | `try_send`, then the core's ordered backlog (`feed::LOG_BACKLOG_MAX`); past it an append is dropped (that batch is not voted for) and a retire is dropped (its record stays), `log_backlog_full` |
 //!
-//! Known limit: the blocking sends can wait on each other when the queues
-//! are full at once (exec 1,024 blocks behind with full submission queues);
-//! replacing them with explicit shedding is the adversarial-load work.
+//! The core thread never blocks on a queue (it also drives the network);
+//! exec and the batch log never wait on the core. The three-way wait of
+//! the first design (core on a full exec queue, exec and sigverify on a
+//! full core queue) cannot form: `feed.rs` tests the full cases.
 
 use crate::http::ApiError;
 use plume_consensus::{Block, BlsScheme};

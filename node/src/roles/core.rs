@@ -47,6 +47,10 @@ struct Core {
     batcher: Batcher<BlsScheme>,
     timers: Vec<(Timer, Instant)>,
     exec_tx: flume::Sender<ExecIn>,
+    /// Finalized blocks the exec queue could not take yet (never blocks).
+    exec_feed: super::feed::ExecFeed<ExecIn>,
+    /// Batch log items its queue could not take yet (never blocks).
+    log_backlog: super::feed::Backlog<LogIn>,
     sig_tx: flume::Sender<SigIn>,
     log_tx: flume::Sender<LogIn>,
     shared: Arc<Shared>,
@@ -169,6 +173,7 @@ pub async fn run(
     setup: NodeSetup,
     start: CoreStart,
     core_rx: flume::Receiver<CoreIn>,
+    done_rx: flume::Receiver<CoreIn>,
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
@@ -209,6 +214,8 @@ pub async fn run(
         batcher,
         timers: Vec::new(),
         exec_tx,
+        exec_feed: super::feed::ExecFeed::new(super::feed::EXEC_BACKLOG_MAX),
+        log_backlog: super::feed::Backlog::new(super::feed::LOG_BACKLOG_MAX),
         sig_tx,
         log_tx,
         shared,
@@ -261,27 +268,12 @@ pub async fn run(
         }
     })
     .detach();
-    // Channel task: verified transactions, batches, execution results.
-    let c2 = core.clone();
-    let chan_task = glommio::spawn_local(async move {
-        while let Ok(msg) = core_rx.recv_async().await {
-            let t0 = Instant::now();
-            c2.borrow()
-                .shared
-                .metrics
-                .mem
-                .core_queue
-                .set(core_rx.len() as u64);
-            let r = c2.borrow_mut().on_core_in(msg);
-            if let Err(e) = r {
-                tracing::error!("core: {e:#}");
-                stop.store(true, Ordering::SeqCst);
-                return;
-            }
-            c2.borrow().busy(t0);
-        }
-    })
-    .detach();
+    // Channel tasks: verified transactions and batches (bounded, the
+    // senders wait: back-pressure), and what execution and the batch log
+    // report (a queue of its own that never makes them wait on the core,
+    // bounded by the work the core gave them).
+    let chan_task = channel_task(core.clone(), core_rx, stop, true);
+    let done_task = channel_task(core.clone(), done_rx, stop, false);
     // Tick: timers, batches, housekeeping.
     let interval = Duration::from_millis(setup.config.batching.batch_delay_ms as u64);
     while !stop.load(Ordering::Relaxed) {
@@ -292,7 +284,38 @@ pub async fn run(
     }
     drop(net_task);
     drop(chan_task);
+    drop(done_task);
     Ok(())
+}
+
+/// Feed one inbound channel to the core until it closes or fails.
+fn channel_task(
+    core: Rc<RefCell<Core>>,
+    rx: flume::Receiver<CoreIn>,
+    stop: &'static std::sync::atomic::AtomicBool,
+    gauge: bool,
+) -> glommio::task::JoinHandle<()> {
+    glommio::spawn_local(async move {
+        while let Ok(msg) = rx.recv_async().await {
+            let t0 = Instant::now();
+            if gauge {
+                core.borrow()
+                    .shared
+                    .metrics
+                    .mem
+                    .core_queue
+                    .set(rx.len() as u64);
+            }
+            let r = core.borrow_mut().on_core_in(msg);
+            if let Err(e) = r {
+                tracing::error!("core: {e:#}");
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            core.borrow().busy(t0);
+        }
+    })
+    .detach()
 }
 
 /// Open the transport and start the endpoint with every genesis
@@ -542,16 +565,8 @@ impl Core {
         while let Some(a) = queue.pop_front() {
             let mut more = Vec::new();
             match a {
-                Action::Persist(item) => {
-                    if self.log_tx.send(LogIn::Append(item)).is_err() {
-                        return self.gone("the batch log");
-                    }
-                }
-                Action::Retire(ds) => {
-                    if self.log_tx.send(LogIn::Retire(ds)).is_err() {
-                        return self.gone("the batch log");
-                    }
-                }
+                Action::Persist(item) => self.send_log(LogIn::Append(item))?,
+                Action::Retire(ds) => self.send_log(LogIn::Retire(ds))?,
                 Action::SendBatch { batch, verdict, to } => {
                     let bytes = wire::encode(&NetMsg::Batch {
                         author: batch.author,
@@ -623,8 +638,22 @@ impl Core {
                     );
                 }
                 Action::Execute(job) => {
-                    if self.exec_tx.send(ExecIn::Block(job)).is_err() {
-                        return self.gone("the execution thread");
+                    let height = job.block.height;
+                    let executed = self.catchup.executed;
+                    match self
+                        .exec_feed
+                        .push(height, ExecIn::Block(job), executed, &self.exec_tx)
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.shared.metrics.shed("exec_backlog_full");
+                            tracing::warn!(
+                                height,
+                                executed,
+                                "execution is too far behind: finalized block dropped here (catch-up will execute it from the peers' stores)"
+                            );
+                        }
+                        Err(super::feed::Gone) => return self.gone("the execution thread"),
                     }
                 }
             }
@@ -1018,6 +1047,10 @@ impl Core {
                             "caught up from a peer's block store"
                         );
                         self.catchup.streaming = true;
+                        self.exec_feed.caught_up(height, |i| match i {
+                            ExecIn::Block(j) => j.block.height,
+                            ExecIn::CatchUp { .. } => u64::MAX,
+                        });
                         self.batcher.on_caught_up(height, payloads);
                         self.step(Input::CaughtUp { blocks })?;
                         self.maybe_catch_up();
@@ -1049,6 +1082,7 @@ impl Core {
                 let mut actions = Vec::new();
                 self.batcher.on_executed(&digests, &mut actions);
                 self.carry_out(actions)?;
+                self.flush_backlogs()?;
                 self.shared
                     .metrics
                     .mempool_depth
@@ -1063,7 +1097,31 @@ impl Core {
         Ok(())
     }
 
+    /// Hand an item to the batch log without blocking (see `feed`).
+    fn send_log(&mut self, item: LogIn) -> Result<()> {
+        match self.log_backlog.push(item, &self.log_tx) {
+            Ok(super::feed::Pushed::Queued) => Ok(()),
+            Ok(super::feed::Pushed::Shed) => {
+                self.shared.metrics.shed("log_backlog_full");
+                Ok(())
+            }
+            Err(super::feed::Gone) => self.gone("the batch log"),
+        }
+    }
+
+    /// Retry the work waiting for full exec and log queues.
+    fn flush_backlogs(&mut self) -> Result<()> {
+        if self.exec_feed.flush(&self.exec_tx).is_err() {
+            return self.gone("the execution thread");
+        }
+        if self.log_backlog.flush(&self.log_tx).is_err() {
+            return self.gone("the batch log");
+        }
+        Ok(())
+    }
+
     fn tick(&mut self) -> Result<()> {
+        self.flush_backlogs()?;
         let now = Instant::now();
         let due: Vec<Timer> = self
             .timers
@@ -1118,7 +1176,10 @@ impl Core {
             c.streaming = false;
             return;
         }
-        if !self.exec_tx.is_empty() || (!c.streaming && stalled < CATCHUP_STALL) {
+        if !self.exec_tx.is_empty()
+            || self.exec_feed.backlog() > 0
+            || (!c.streaming && stalled < CATCHUP_STALL)
+        {
             return;
         }
         let n = self.peers.len();
@@ -1148,6 +1209,9 @@ impl Core {
         m.mem.set_batcher(&self.batcher.sizes());
         m.mem.timers.set(self.timers.len() as u64);
         m.mem.exec_queue.set(self.exec_tx.len() as u64);
+        m.mem
+            .exec_backlog
+            .set((self.exec_feed.backlog() + self.log_backlog.len()) as u64);
         m.mempool_depth.set(self.batcher.pool.len() as u64);
         let connected = self.ep.connected_peers();
         m.peers.set(connected.len() as u64);

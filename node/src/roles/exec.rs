@@ -90,9 +90,8 @@ impl ExecutedBatches {
 /// group in progress is finished and committed, and what is still queued
 /// is abandoned: those blocks are final, and after a restart consensus
 /// hands them over again (they are persisted with the safety state).
-/// Queue policy: `core_tx` is bounded; a full one blocks this thread (known
-/// issue: with the core blocked on a full exec queue this can deadlock
-/// under extreme backlog; tracked with the adversarial load work).
+/// Queue policy: `core_tx` is the core's report queue, which never makes
+/// this thread wait (channels.rs).
 pub fn run(
     mut store: Store<LmdbKv>,
     rx: flume::Receiver<ExecIn>,

@@ -30,6 +30,7 @@ pub mod catchup;
 pub mod channels;
 pub mod core;
 pub mod exec;
+pub mod feed;
 pub mod notify;
 pub mod shared;
 pub mod sigverify;
@@ -134,6 +135,10 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     metrics.height.set(opened.height);
     let (sig_tx, sig_rx) = flume::bounded::<SigIn>(SIG_QUEUE_MAX);
     let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
+    // Execution and the batch log report on a queue of their own that
+    // never makes them wait on the core (bounded by the work the core gave
+    // them: channels.rs).
+    let (done_tx, done_rx) = flume::unbounded::<CoreIn>();
     let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
     let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
     let (serve_tx, serve_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
@@ -168,7 +173,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         shared.registry.clone(),
         place.sigverify,
     )?;
-    let log_thread = spawn_batchlog(batch_log, log_rx, core_tx.clone(), metrics.clone())?;
+    let log_thread = spawn_batchlog(batch_log, log_rx, done_tx.clone(), metrics.clone())?;
     let serve_thread = {
         let (kv, core_tx, metrics) = (opened.kv.clone(), core_tx.clone(), metrics.clone());
         std::thread::Builder::new()
@@ -185,7 +190,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         &setup,
         opened.store,
         exec_rx,
-        core_tx.clone(),
+        done_tx.clone(),
         shared.clone(),
         place.exec.clone(),
     )?;
@@ -210,6 +215,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         start,
         Queues {
             core_rx,
+            done_rx,
             sig_tx,
             exec_tx,
             log_tx,
@@ -235,6 +241,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     api.stop();
     let _ = core_thread.join();
     drop(core_tx);
+    drop(done_tx);
     let _ = exec_thread.join();
     let _ = sig_thread.join();
     let _ = log_thread.join();
@@ -302,6 +309,7 @@ fn spawn_batchlog(
 /// The core's queues.
 struct Queues {
     core_rx: flume::Receiver<CoreIn>,
+    done_rx: flume::Receiver<CoreIn>,
     sig_tx: flume::Sender<SigIn>,
     exec_tx: flume::Sender<ExecIn>,
     log_tx: flume::Sender<LogIn>,
@@ -357,6 +365,7 @@ fn spawn_core(
                 setup,
                 start,
                 q.core_rx,
+                q.done_rx,
                 q.sig_tx,
                 q.exec_tx,
                 q.log_tx,
