@@ -38,7 +38,7 @@ pub mod state;
 pub use block::{
     apply_block, apply_block_sharded, apply_block_sharded_with, commit, BlockContext, BlockOutput,
 };
-pub use mempool::{precheck, PrecheckError, SEQUENCE_WINDOW};
+pub use mempool::{precheck, Checked, PrecheckError, SEQUENCE_WINDOW};
 pub use modules::{standard, Call, Ledger, Module, Registry};
 pub use plume_protocol::{Cause, Event, PreparedTx, Reason, Receipt, Status};
 pub use state::{genesis_writes, read_ledger_meta, LedgerMeta};

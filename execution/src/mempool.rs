@@ -31,6 +31,17 @@ impl From<Reason> for PrecheckError {
     }
 }
 
+/// What the check read from the state, for the mempool's own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The payer's next sequence.
+    pub next_sequence: u64,
+    /// The payer's native balance.
+    pub balance: u128,
+    /// The tip per gas it would pay at the current base fee.
+    pub tip_per_gas: u64,
+}
+
 /// Check `ptx` against the current state for inclusion in the next block.
 ///
 /// Refuses: limits broken, wrong chain, a call no module decodes or that
@@ -44,7 +55,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     params: &Params,
     registry: &Registry,
     ptx: &PreparedTx,
-) -> Result<(), PrecheckError> {
+) -> Result<Checked, PrecheckError> {
     let body = &ptx.tx.body;
     ptx.tx.check_limits()?;
     if body.chain_id != params.chain_id {
@@ -64,7 +75,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     if next_height > body.expiry_height {
         return Err(Reason::Expired.into());
     }
-    fees::effective_tip(
+    let tip_per_gas = fees::effective_tip(
         body.max_fee_per_gas,
         body.priority_fee_per_gas,
         meta.base_fee_per_gas,
@@ -84,5 +95,9 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     if acct.balance < max_fee {
         return Err(Reason::InsufficientFeeBalance.into());
     }
-    Ok(())
+    Ok(Checked {
+        next_sequence: acct.sequence,
+        balance: acct.balance,
+        tip_per_gas,
+    })
 }

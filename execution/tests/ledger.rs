@@ -494,7 +494,7 @@ fn precheck_admits_good_and_refuses_bad() {
     let refused =
         |ptx: &plume_execution::PreparedTx| match precheck(&l.state, &l.params, &l.registry, ptx) {
             Err(PrecheckError::Refused(r)) => Some(r),
-            Ok(()) => None,
+            Ok(_) => None,
             Err(e) => panic!("{e}"),
         };
     assert_eq!(refused(&transfer(a, 0, b, 1)), None);

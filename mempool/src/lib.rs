@@ -19,4 +19,4 @@ pub use batcher::{
     Sizes,
 };
 pub use cache::{batch_bytes, Batch, BatchCache, FinalizedIndex};
-pub use pool::{Mempool, MempoolError};
+pub use pool::{Mempool, MempoolError, StateView};

@@ -5,11 +5,22 @@
 //! - Ordered per sender by sequence: a batch only ever takes a sender's
 //!   transactions in sequence order without gaps, so a block never holds a
 //!   sender's sequence `n+1` before `n`.
-//! - Across senders, batches take the highest fee per gas first.
-//! - Bounded by count, bytes and per-sender depth. When full, a new
-//!   transaction that pays more per gas than the cheapest one held evicts
-//!   it (the cheapest sender's *last* pending transaction, so no gap is
-//!   created); otherwise it is refused with `Full`.
+//! - Across senders, batches take the highest tip per gas first: the tip
+//!   the transaction will pay at the base fee its admission read
+//!   (`min(priority fee, max fee - base fee)`), not its maximum fee, so a
+//!   sender cannot buy priority with a fee it never pays.
+//! - Bounded by count, bytes and per-sender depth ([`SENDER_PENDING_MAX`]).
+//!   A sender's pending transactions together may not commit more fees
+//!   (gas limit x max fee each) than its balance at admission.
+//! - When full, fairness first: the sender holding the most pending
+//!   transactions loses its last one, if it holds more than the newcomer's
+//!   sender would; else a newcomer paying a higher tip evicts the cheapest
+//!   sender's last one; else the newcomer is refused with `Full`. Evicting a
+//!   sender's *last* pending transaction never creates a gap. An attacker
+//!   with many accounts gets at most its share per account, however it
+//!   prices its transactions.
+//! - Transactions stuck behind a gap (a missing earlier sequence) expire
+//!   after [`GAP_TTL_US`] ([`Mempool::expire_gapped`]).
 
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
@@ -28,6 +39,35 @@ pub const MEMPOOL_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const RECENT_IDS_MAX: usize = 65_536;
 /// How far ahead of its next sequence a sender may queue.
 pub const SENDER_SEQUENCE_WINDOW: u64 = 1024;
+/// Most pending transactions of one sender.
+pub const SENDER_PENDING_MAX: usize = 256;
+/// A transaction waiting behind a gap longer than this (microseconds on
+/// the caller's clock) is dropped.
+pub const GAP_TTL_US: u64 = 30_000_000;
+
+/// What a transaction's admission check read from the latest state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateView {
+    /// The sender's next sequence.
+    pub next_sequence: u64,
+    /// The payer's native balance (what its fees are paid from).
+    pub fee_balance: u128,
+    /// The tip per gas it would pay at the current base fee.
+    pub tip_per_gas: u64,
+}
+
+impl StateView {
+    /// A view with no balance limit and the tip at a zero base fee
+    /// (`min(priority fee, max fee)`).
+    pub fn unlimited(tx: &PreparedTx, next_sequence: u64) -> StateView {
+        let b = &tx.tx.body;
+        StateView {
+            next_sequence,
+            fee_balance: u128::MAX,
+            tip_per_gas: b.priority_fee_per_gas.min(b.max_fee_per_gas),
+        }
+    }
+}
 /// Senders whose latest executed sequence is remembered although nothing
 /// of theirs is pending here (see [`Mempool::advance`]): enough for every
 /// payer of the last few seconds of blocks.
@@ -51,6 +91,21 @@ pub enum MempoolError {
         /// The sender's next sequence.
         next: u64,
     },
+    /// The sender already has [`SENDER_PENDING_MAX`] pending transactions.
+    #[error("the sender already has {held} transactions waiting (at most {SENDER_PENDING_MAX})")]
+    SenderFull {
+        /// Pending transactions of the sender.
+        held: usize,
+    },
+    /// The sender's pending transactions would commit more fees than its
+    /// balance.
+    #[error("pending fees of the sender ({reserved} with this one) exceed its balance {balance}")]
+    FeesExceedBalance {
+        /// Fees committed by its pending transactions, this one included.
+        reserved: u128,
+        /// Its balance at admission.
+        balance: u128,
+    },
     /// Sequence too far ahead.
     #[error("sequence {got} too far ahead (next is {next}, window {SENDER_SEQUENCE_WINDOW})")]
     SequenceTooFar {
@@ -64,7 +119,10 @@ pub enum MempoolError {
 struct Entry {
     tx: PreparedTx,
     bytes: Vec<u8>,
+    /// The tip per gas it pays (the priority key).
     fee: u64,
+    /// The most fee it can be charged (gas limit x max fee).
+    max_fee: u128,
     /// When it was admitted, on the caller's clock.
     admitted_us: u64,
 }
@@ -77,6 +135,8 @@ struct Sender {
     state_seen: u64,
     /// One past the highest sequence handed to a batch.
     batched_upto: u64,
+    /// Sum of `max_fee` over `pending`.
+    reserved: u128,
     pending: BTreeMap<u64, Entry>,
 }
 
@@ -88,6 +148,11 @@ pub struct Mempool {
     ids: HashMap<Digest, (Address, u64)>,
     /// (fee, sender, sequence) of every held transaction, cheapest first.
     by_fee: BTreeSet<(u64, Address, u64)>,
+    /// (admission time, sender, sequence), oldest first.
+    by_admit: BTreeSet<(u64, Address, u64)>,
+    /// (pending count, sender) of every sender with pending transactions.
+    by_depth: BTreeSet<(usize, Address)>,
+    expired: u64,
     bytes: usize,
     evicted: u64,
     recent: std::collections::VecDeque<Digest>,
@@ -134,6 +199,9 @@ impl Mempool {
             senders: HashMap::new(),
             ids: HashMap::new(),
             by_fee: BTreeSet::new(),
+            by_admit: BTreeSet::new(),
+            by_depth: BTreeSet::new(),
+            expired: 0,
             bytes: 0,
             evicted: 0,
             recent: std::collections::VecDeque::new(),
@@ -199,6 +267,67 @@ impl Mempool {
         self.evicted
     }
 
+    /// Gapped transactions expired so far.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Pending transactions of `sender`.
+    pub fn pending_of(&self, sender: &Address) -> usize {
+        self.senders.get(sender).map_or(0, |s| s.pending.len())
+    }
+
+    /// Take entry `seq` of `sender` out of every index (the caller removed
+    /// it from the sender's `pending`; `before` is the count before that).
+    fn unlink(&mut self, sender: Address, seq: u64, e: &Entry, before: usize) {
+        self.by_fee.remove(&(e.fee, sender, seq));
+        self.by_admit.remove(&(e.admitted_us, sender, seq));
+        self.ids.remove(&e.tx.hash);
+        self.bytes -= e.bytes.len();
+        if let Some(s) = self.senders.get_mut(&sender) {
+            s.reserved = s.reserved.saturating_sub(e.max_fee);
+        }
+        self.by_depth.remove(&(before, sender));
+        if before > 1 {
+            self.by_depth.insert((before - 1, sender));
+        }
+    }
+
+    /// Remove `sender`'s pending `seq` from the pool.
+    fn remove(&mut self, sender: Address, seq: u64) -> Option<Entry> {
+        let s = self.senders.get_mut(&sender)?;
+        let before = s.pending.len();
+        let e = s.pending.remove(&seq)?;
+        self.unlink(sender, seq, &e, before);
+        Some(e)
+    }
+
+    /// Drop transactions admitted more than `ttl_us` before `now_us` that
+    /// wait behind a gap (an earlier sequence of their sender is missing).
+    /// Returns how many were dropped.
+    pub fn expire_gapped(&mut self, now_us: u64, ttl_us: u64) -> u64 {
+        let cutoff = now_us.saturating_sub(ttl_us);
+        let old: Vec<(Address, u64)> = self
+            .by_admit
+            .iter()
+            .take_while(|(t, _, _)| *t < cutoff)
+            .map(|(_, a, q)| (*a, *q))
+            .collect();
+        let mut n = 0;
+        for (sender, seq) in old {
+            let gapped = self.senders.get(&sender).is_some_and(|s| {
+                // Reachable: every sequence from the cursor up to it held.
+                (s.next..seq).any(|q| !s.pending.contains_key(&q))
+            });
+            if gapped && self.remove(sender, seq).is_some() {
+                n += 1;
+            }
+            self.drop_sender_if_empty(&sender);
+        }
+        self.expired += n;
+        n
+    }
+
     /// Admit a verified transaction. `state_next_sequence` is the sender's
     /// next sequence in the latest executed state (used the first time the
     /// sender is seen, or to move its cursor forward).
@@ -208,18 +337,21 @@ impl Mempool {
         bytes: Vec<u8>,
         state_next_sequence: u64,
     ) -> Result<(), MempoolError> {
-        self.insert_at(tx, bytes, state_next_sequence, 0)
+        let view = StateView::unlimited(&tx, state_next_sequence);
+        self.insert_at(tx, bytes, view, 0)
     }
 
-    /// [`Mempool::insert`], remembering the admission time `now_us` (handed
-    /// back by [`Mempool::take_batch_timed`]).
+    /// Admit a verified transaction with what its admission check read
+    /// from the state, remembering the admission time `now_us` (handed back
+    /// by [`Mempool::take_batch_timed`]; gapped transactions expire by it).
     pub fn insert_at(
         &mut self,
         tx: PreparedTx,
         bytes: Vec<u8>,
-        state_next_sequence: u64,
+        view: StateView,
         now_us: u64,
     ) -> Result<(), MempoolError> {
+        let state_next_sequence = view.next_sequence;
         let Some(sender) = tx.payer().copied() else {
             return Err(MempoolError::SequenceUsed { got: 0, next: 0 });
         };
@@ -227,7 +359,8 @@ impl Mempool {
             return Err(MempoolError::Duplicate);
         }
         let seq = tx.tx.body.sequence;
-        let fee = tx.tx.body.max_fee_per_gas;
+        let fee = view.tip_per_gas;
+        let max_fee = tx.tx.body.gas_limit as u128 * tx.tx.body.max_fee_per_gas as u128;
         if !self.senders.contains_key(&sender) && self.senders.len() >= self.txs_max {
             // Idle senders (everything batched) are forgotten first.
             self.senders.retain(|_, s| !s.pending.is_empty());
@@ -253,30 +386,65 @@ impl Mempool {
             // Same sender and sequence, different transaction: keep the first.
             return Err(MempoolError::Duplicate);
         }
+        let held = s.pending.len();
+        if held >= SENDER_PENDING_MAX {
+            return Err(MempoolError::SenderFull { held });
+        }
+        let reserved = s.reserved.saturating_add(max_fee);
+        if reserved > view.fee_balance {
+            self.drop_sender_if_empty(&sender);
+            return Err(MempoolError::FeesExceedBalance {
+                reserved,
+                balance: view.fee_balance,
+            });
+        }
         while self.ids.len() >= self.txs_max || self.bytes + bytes.len() > self.bytes_max {
-            let Some(&(cheapest, _, _)) = self.by_fee.first() else {
-                return Err(MempoolError::Full);
-            };
-            if fee <= cheapest {
+            if !self.evict_for(sender, held, fee) {
                 self.drop_sender_if_empty(&sender);
                 return Err(MempoolError::Full);
             }
-            self.evict_cheapest();
         }
         let s = self.senders.entry(sender).or_default();
-        self.bytes += bytes.len();
-        self.ids.insert(tx.hash, (sender, seq));
-        self.by_fee.insert((fee, sender, seq));
+        s.reserved = s.reserved.saturating_add(max_fee);
+        let before = s.pending.len();
+        let (hash, len) = (tx.hash, bytes.len());
         s.pending.insert(
             seq,
             Entry {
                 tx,
                 bytes,
                 fee,
+                max_fee,
                 admitted_us: now_us,
             },
         );
+        self.bytes += len;
+        self.ids.insert(hash, (sender, seq));
+        self.by_fee.insert((fee, sender, seq));
+        self.by_admit.insert((now_us, sender, seq));
+        self.by_depth.remove(&(before, sender));
+        self.by_depth.insert((before + 1, sender));
         Ok(())
+    }
+
+    /// Make room for a newcomer of `sender` (holding `held`) paying `fee`:
+    /// evict the deepest sender's last transaction if it holds more than
+    /// the newcomer's sender would, else the cheapest sender's last one if
+    /// the newcomer pays more. False when neither applies.
+    fn evict_for(&mut self, sender: Address, held: usize, fee: u64) -> bool {
+        if let Some(&(depth, deepest)) = self.by_depth.last() {
+            if deepest != sender && depth > held + 1 {
+                self.evict_last_of(deepest);
+                return true;
+            }
+        }
+        match self.by_fee.first() {
+            Some(&(cheapest, victim, _)) if fee > cheapest => {
+                self.evict_last_of(victim);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn drop_sender_if_empty(&mut self, sender: &Address) {
@@ -311,22 +479,18 @@ impl Mempool {
         }
     }
 
-    fn evict_cheapest(&mut self) {
-        let Some(&(fee, sender, _)) = self.by_fee.first() else {
+    fn evict_last_of(&mut self, sender: Address) {
+        // A sender's last pending transaction: no gap is created.
+        let Some(seq) = self
+            .senders
+            .get(&sender)
+            .and_then(|s| s.pending.keys().next_back().copied())
+        else {
             return;
         };
-        // Evict the cheapest sender's last pending transaction (no gap).
-        let s = self
-            .senders
-            .get_mut(&sender)
-            .expect("by_fee and senders agree");
-        let (&seq, _) = s.pending.iter().next_back().expect("sender has pending");
-        let e = s.pending.remove(&seq).expect("present");
-        self.by_fee.remove(&(e.fee, sender, seq));
-        self.ids.remove(&e.tx.hash);
-        self.bytes -= e.bytes.len();
-        self.evicted += 1;
-        let _ = fee;
+        if self.remove(sender, seq).is_some() {
+            self.evicted += 1;
+        }
         self.drop_sender_if_empty(&sender);
     }
 
@@ -353,10 +517,7 @@ impl Mempool {
         s.next = next;
         let stale: Vec<u64> = s.pending.range(..next).map(|(k, _)| *k).collect();
         for seq in stale {
-            let e = s.pending.remove(&seq).expect("listed");
-            self.by_fee.remove(&(e.fee, *sender, seq));
-            self.ids.remove(&e.tx.hash);
-            self.bytes -= e.bytes.len();
+            self.remove(*sender, seq);
         }
         self.drop_sender_if_empty(sender);
     }
@@ -400,13 +561,10 @@ impl Mempool {
                     break;
                 }
                 let seq = s.next;
-                let e = s.pending.remove(&seq).expect("just looked up");
                 s.next += 1;
                 s.batched_upto = s.next;
+                let e = self.remove(sender, seq).expect("just looked up");
                 size += e.bytes.len();
-                self.bytes -= e.bytes.len();
-                self.by_fee.remove(&(e.fee, sender, seq));
-                self.ids.remove(&e.tx.hash);
                 if self.recent_set.insert(e.tx.hash) {
                     self.recent.push_back(e.tx.hash);
                     if self.recent.len() > RECENT_IDS_MAX {
@@ -439,6 +597,7 @@ mod tests {
         body.signers = vec![key.public_key().to_bytes()];
         body.sequence = seq;
         body.max_fee_per_gas = fee;
+        body.priority_fee_per_gas = fee;
         body.gas_limit = 100_000;
         body.expiry_height = 1000;
         PreparedTx::new(Transaction::sign(body, &[key]))
@@ -521,31 +680,148 @@ mod tests {
     }
 
     #[test]
-    fn full_pool_evicts_the_cheapest_senders_last_transaction() {
+    fn full_pool_evicts_the_deepest_sender_first_then_the_cheapest() {
         let mut m = Mempool::with_limits(3, usize::MAX);
-        let (a, b, c) = (key(1), key(2), key(3));
+        let (a, b, c, d) = (key(1), key(2), key(3), key(5));
         add(&mut m, tx(&a, 0, 5)).unwrap();
         add(&mut m, tx(&a, 1, 5)).unwrap();
         add(&mut m, tx(&b, 0, 20)).unwrap();
+        // a holds two, c none: a's last goes (c pays no more than a).
+        add(&mut m, tx(&c, 0, 5)).unwrap();
+        assert_eq!(m.evicted(), 1);
+        assert_eq!(m.pending_of(&a.public_key().address()), 1, "a kept seq 0");
+        // One each now: only a better tip gets in.
         assert_eq!(
-            add(&mut m, tx(&c, 0, 5)),
+            add(&mut m, tx(&d, 0, 5)),
             Err(MempoolError::Full),
             "not better than the cheapest"
         );
-        add(&mut m, tx(&c, 0, 30)).unwrap();
+        add(&mut m, tx(&d, 0, 30)).unwrap();
         assert_eq!(m.len(), 3);
-        assert_eq!(m.evicted(), 1);
-        let seqs_of_a: Vec<u64> = m
-            .take_batch(10, usize::MAX)
-            .iter()
-            .filter(|(t, _)| t.tx.body.signers[0] == a.public_key().to_bytes())
-            .map(|(t, _)| t.tx.body.sequence)
+        assert_eq!(m.evicted(), 2);
+        let held = |k: &SigningKey| m.pending_of(&k.public_key().address());
+        assert_eq!(held(&a) + held(&c), 1, "one of the cheapest lost its last");
+        assert_eq!((held(&b), held(&d)), (1, 1));
+    }
+
+    #[test]
+    fn squatting_accounts_cannot_keep_an_honest_sender_out() {
+        // 300 funded accounts with high tips fill the pool; an honest
+        // sender with the lowest tip still gets in, and only squatters lose.
+        let mut m = Mempool::with_limits(2_000, usize::MAX);
+        let squatters: Vec<SigningKey> = (0..300u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                b[31] = 0xee;
+                SigningKey::from_bytes(&b)
+            })
             .collect();
+        'fill: for seq in 0..SENDER_PENDING_MAX as u64 {
+            for k in &squatters {
+                if add(&mut m, tx(k, seq, 1_000)).is_err() {
+                    break 'fill;
+                }
+            }
+        }
+        assert_eq!(m.len(), 2_000, "the pool is full of squatters");
+        for i in 0..50u8 {
+            let honest = key(100 + i);
+            add(&mut m, tx(&honest, 0, 1)).expect("an honest newcomer is admitted");
+            assert_eq!(m.pending_of(&honest.public_key().address()), 1);
+        }
+        assert_eq!(m.len(), 2_000);
+        let batch = m.take_batch(10_000, usize::MAX);
+        let honest = batch
+            .iter()
+            .filter(|(t, _)| t.tx.body.max_fee_per_gas == 1)
+            .count();
+        assert_eq!(honest, 50, "every honest transaction is batched");
+    }
+
+    #[test]
+    fn one_sender_holds_a_bounded_number_and_its_fees_are_covered_together() {
+        let mut m = Mempool::new();
+        let a = key(9);
+        for seq in 0..SENDER_PENDING_MAX as u64 {
+            add(&mut m, tx(&a, seq, 1)).unwrap();
+        }
         assert_eq!(
-            seqs_of_a,
-            vec![0],
-            "a's last transaction (seq 1) was evicted, not seq 0"
+            add(&mut m, tx(&a, SENDER_PENDING_MAX as u64, 1)),
+            Err(MempoolError::SenderFull {
+                held: SENDER_PENDING_MAX
+            })
         );
+        // Balance for exactly two transactions' fees (gas limit 100,000 x
+        // max fee 10 each): the third is refused although each alone is
+        // covered.
+        let b = key(10);
+        let t = |seq| tx(&b, seq, 10);
+        let view = |t: &PreparedTx| StateView {
+            next_sequence: 0,
+            fee_balance: 2_000_000,
+            tip_per_gas: StateView::unlimited(t, 0).tip_per_gas,
+        };
+        for seq in 0..2 {
+            let t = t(seq);
+            let (v, bytes) = (view(&t), t.tx.to_bytes());
+            m.insert_at(t, bytes, v, 0).unwrap();
+        }
+        let t3 = t(2);
+        let (v, bytes) = (view(&t3), t3.tx.to_bytes());
+        assert_eq!(
+            m.insert_at(t3, bytes, v, 0),
+            Err(MempoolError::FeesExceedBalance {
+                reserved: 3_000_000,
+                balance: 2_000_000
+            })
+        );
+        // Once one is batched its reservation is gone from the pool's sum.
+        let _ = m.take_batch(1, usize::MAX);
+        let t3 = t(2);
+        let (v, bytes) = (view(&t3), t3.tx.to_bytes());
+        m.insert_at(t3, bytes, v, 0).unwrap();
+    }
+
+    #[test]
+    fn priority_is_the_tip_paid_not_the_max_fee() {
+        let mut m = Mempool::new();
+        let (rich_cap, real_tip) = (key(11), key(12));
+        // Max fee 1,000 but no priority fee: pays no tip.
+        let mut t = tx(&rich_cap, 0, 1_000);
+        t = {
+            let mut body = t.tx.body.clone();
+            body.priority_fee_per_gas = 0;
+            PreparedTx::new(Transaction::sign(body, &[&rich_cap]))
+        };
+        add(&mut m, t).unwrap();
+        add(&mut m, tx(&real_tip, 0, 5)).unwrap();
+        let batch = m.take_batch(1, usize::MAX);
+        assert_eq!(batch[0].0.tx.body.priority_fee_per_gas, 5);
+    }
+
+    #[test]
+    fn transactions_behind_a_gap_expire_and_reachable_ones_stay() {
+        let mut m = Mempool::new();
+        let (a, b) = (key(13), key(14));
+        let at = |m: &mut Mempool, k: &SigningKey, seq, now| {
+            let t = tx(k, seq, 1);
+            let (v, bytes) = (StateView::unlimited(&t, 0), t.tx.to_bytes());
+            m.insert_at(t, bytes, v, now).unwrap();
+        };
+        // a: sequence 0 missing, 1 and 2 wait. b: 0 and 1, reachable, but
+        // held back (b's earlier batch is not final yet).
+        at(&mut m, &a, 1, 0);
+        at(&mut m, &a, 2, 0);
+        at(&mut m, &b, 0, 0);
+        at(&mut m, &b, 1, 0);
+        m.hold_senders(&[b.public_key().address()]);
+        assert_eq!(m.expire_gapped(GAP_TTL_US - 1, GAP_TTL_US), 0, "not yet");
+        assert_eq!(m.expire_gapped(GAP_TTL_US + 1, GAP_TTL_US), 2);
+        assert_eq!(m.pending_of(&a.public_key().address()), 0);
+        assert_eq!(m.pending_of(&b.public_key().address()), 2);
+        assert_eq!(m.expired(), 2);
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

@@ -371,7 +371,9 @@ fn a_mixed_order_client_key_gets_one_verdict_on_every_validator_1000_times() {
         &net.accounts[60],
         0,
         &mk.address(),
-        1_000_000_000,
+        // Enough for the fees of every transaction the mempool may hold
+        // for it at once (they are checked together).
+        1_000_000_000_000,
         None,
         Fees::default(),
         u64::MAX,

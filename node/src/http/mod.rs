@@ -143,6 +143,9 @@ pub mod codes {
     pub const RATE_LIMITED: i64 = 1013;
     /// The response would exceed the response byte budget (split the batch).
     pub const RESPONSE_TOO_LARGE: i64 = 1014;
+    /// The sender already has the most transactions the mempool holds per
+    /// account waiting (wait for some to be final).
+    pub const ACCOUNT_LIMIT: i64 = 1015;
 }
 
 /// An error returned to a client.

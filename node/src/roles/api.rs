@@ -116,11 +116,14 @@ impl ApiNode {
         let state_seq = plume_execution::state::read_account(store, &payer)
             .map_err(internal)?
             .sequence;
-        if let Err(e) =
+        let checked =
             plume_execution::precheck(store, &self.shared.params, &self.shared.registry, &ptx)
-        {
-            return Err(precheck_error(&e, ptx.tx.body.sequence, state_seq));
-        }
+                .map_err(|e| precheck_error(&e, ptx.tx.body.sequence, state_seq))?;
+        let state_seq = plume_mempool::StateView {
+            next_sequence: checked.next_sequence,
+            fee_balance: checked.balance,
+            tip_per_gas: checked.tip_per_gas,
+        };
         let (rtx, rrx) = flume::bounded(1);
         self.shared
             .sig_tx
@@ -129,7 +132,10 @@ impl ApiNode {
                 state_seq,
                 reply: rtx,
             })
-            .map_err(|_| ApiError::new(codes::MEMPOOL_FULL, "signature queue full; retry later"))?;
+            .map_err(|_| {
+                self.shared.metrics.shed("api_sig_queue_full");
+                ApiError::new(codes::MEMPOOL_FULL, "signature queue full; retry later")
+            })?;
         Ok(rrx)
     }
 

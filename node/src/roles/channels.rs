@@ -19,7 +19,7 @@ use crate::http::ApiError;
 use plume_consensus::{Block, BlsScheme};
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
-use plume_mempool::{Batch, ExecJob, LogItem};
+use plume_mempool::{Batch, ExecJob, LogItem, StateView};
 use plume_protocol::batch::{BatchCertificate, BatchVote, Verdict};
 use plume_protocol::catchup::SegmentBlock;
 use plume_protocol::codec::ConsensusMsg;
@@ -34,13 +34,14 @@ pub type Reply = flume::Sender<Result<Digest, ApiError>>;
 /// Work for the signature role: everything that costs a signature check
 /// or a decode, kept off the core.
 pub enum SigIn {
-    /// A client's transaction, prechecked against the state whose payer
-    /// sequence was `state_seq`.
+    /// A client's transaction, prechecked against the state `state_seq`
+    /// describes.
     Submit {
         /// Encoded transaction.
         bytes: Vec<u8>,
-        /// The payer's next sequence in the state the precheck read.
-        state_seq: u64,
+        /// What the precheck read: the payer's next sequence and balance,
+        /// the tip it pays.
+        state_seq: StateView,
         /// Where the outcome goes.
         reply: Reply,
     },
@@ -95,8 +96,8 @@ pub enum CoreIn {
         ptx: PreparedTx,
         /// Its encoding.
         bytes: Vec<u8>,
-        /// The payer's next sequence in the state the precheck read.
-        state_seq: u64,
+        /// What the precheck read (sequence, balance, tip).
+        state_seq: StateView,
         /// Where the admission outcome goes.
         reply: Reply,
     },

@@ -51,6 +51,8 @@ struct Core {
     exec_feed: super::feed::ExecFeed<ExecIn>,
     /// Batch log items its queue could not take yet (never blocks).
     log_backlog: super::feed::Backlog<LogIn>,
+    /// When gapped mempool transactions were last expired.
+    last_expiry: Instant,
     sig_tx: flume::Sender<SigIn>,
     log_tx: flume::Sender<LogIn>,
     shared: Arc<Shared>,
@@ -216,6 +218,7 @@ pub async fn run(
         exec_tx,
         exec_feed: super::feed::ExecFeed::new(super::feed::EXEC_BACKLOG_MAX),
         log_backlog: super::feed::Backlog::new(super::feed::LOG_BACKLOG_MAX),
+        last_expiry: Instant::now(),
         sig_tx,
         log_tx,
         shared,
@@ -964,11 +967,21 @@ impl Core {
                     }
                     Err(e) => {
                         m.txs_rejected.inc();
+                        match e {
+                            MempoolError::Full => m.shed("mempool_full"),
+                            MempoolError::SenderFull { .. } => m.shed("mempool_sender_full"),
+                            MempoolError::FeesExceedBalance { .. } => {
+                                m.shed("mempool_fees_exceed_balance")
+                            }
+                            _ => {}
+                        }
                         let code = match e {
                             MempoolError::Duplicate => codes::DUPLICATE,
                             MempoolError::Full => codes::MEMPOOL_FULL,
                             MempoolError::SequenceUsed { .. } => codes::SEQUENCE_USED,
                             MempoolError::SequenceTooFar { .. } => codes::SEQUENCE_TOO_FAR,
+                            MempoolError::SenderFull { .. } => codes::ACCOUNT_LIMIT,
+                            MempoolError::FeesExceedBalance { .. } => codes::FEE_TOO_LOW,
                         };
                         Err(ApiError::new(code, e.to_string()))
                     }
@@ -1123,6 +1136,17 @@ impl Core {
     fn tick(&mut self) -> Result<()> {
         self.flush_backlogs()?;
         let now = Instant::now();
+        if now.duration_since(self.last_expiry) >= Duration::from_secs(1) {
+            self.last_expiry = now;
+            let now_us = self.now_us();
+            let n = self
+                .batcher
+                .pool
+                .expire_gapped(now_us, plume_mempool::pool::GAP_TTL_US);
+            if n > 0 {
+                self.shared.metrics.shed_n("mempool_gap_expired", n);
+            }
+        }
         let due: Vec<Timer> = self
             .timers
             .iter()

@@ -74,7 +74,7 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        let mut submits: Vec<(PreparedTx, Vec<u8>, u64, Reply)> = Vec::new();
+        let mut submits: Vec<(PreparedTx, Vec<u8>, plume_mempool::StateView, Reply)> = Vec::new();
         for it in items {
             let out = match it {
                 SigIn::Submit {
@@ -172,7 +172,7 @@ pub fn run(
 }
 
 fn verify_submissions(
-    submits: Vec<(PreparedTx, Vec<u8>, u64, Reply)>,
+    submits: Vec<(PreparedTx, Vec<u8>, plume_mempool::StateView, Reply)>,
     core_tx: &flume::Sender<CoreIn>,
     m: &NodeMetrics,
 ) {
