@@ -441,6 +441,9 @@ pub struct Engine<S: Scheme> {
     /// Proofs that finalized the last block of past epochs, to hand to
     /// validators still in them.
     epoch_proofs: BTreeMap<u64, CommitProof<S>>,
+    /// The child block of the last commit proof that checked (a replay of
+    /// it is refused before any signature work).
+    last_epoch_proof: Option<Digest>,
     metrics: Metrics,
     out: Vec<Effect<S>>,
     loopback: VecDeque<Message<S>>,
@@ -500,6 +503,7 @@ impl<S: Scheme> Engine<S> {
             epoch_start: genesis.id,
             next_epoch: None,
             epoch_proofs: BTreeMap::new(),
+            last_epoch_proof: None,
             metrics: Metrics::default(),
             out: Vec::new(),
             loopback: VecDeque::new(),
@@ -1365,6 +1369,12 @@ impl<S: Scheme> Engine<S> {
             Message::Vote(v) => self.on_vote(from, v),
             Message::Timeout(t) => self.on_timeout(from, t),
             Message::Certificates { high_qc, tc } => {
+                // A timeout certificate of a view we are past (or already
+                // hold one for) tells us nothing: not checked, so a peer
+                // replaying or recombining old timeouts costs no pairings.
+                let tc = tc.filter(|tc| {
+                    tc.view >= self.view && self.last_tc.as_ref().is_none_or(|t| t.view < tc.view)
+                });
                 if !self.check_qc(&high_qc) {
                     return self.reject("bad certificate");
                 }
@@ -1689,15 +1699,10 @@ impl<S: Scheme> Engine<S> {
         if t.view > self.view + VIEW_AHEAD_MAX || t.high_qc.view >= t.view {
             return self.reject("timeout view out of range");
         }
-        let m = timeout_message(self.cfg.chain_id, t.epoch, t.view, t.high_qc.view);
-        if !S::verify(&self.cfg.committee, from as usize, m.as_bytes(), &t.sig) {
-            return self.reject("bad signature");
-        }
-        if !self.check_qc(&t.high_qc) {
-            return self.reject("bad certificate");
-        }
         if t.view < self.view {
-            // The sender is behind: help it catch up.
+            // The sender is behind: help it catch up. What we send is
+            // public and checked by the receiver, so the timeout is not
+            // (the core charges the peer for the message).
             if from != self.cfg.me {
                 let tc = self.last_tc.clone().filter(|tc| tc.view >= t.view);
                 self.send(
@@ -1709,6 +1714,21 @@ impl<S: Scheme> Engine<S> {
                 );
             }
             return;
+        }
+        if self
+            .timeouts
+            .get(&t.view)
+            .is_some_and(|pv| pv.contains_key(&t.voter))
+        {
+            // Checked before any signature work.
+            return self.reject("duplicate timeout");
+        }
+        let m = timeout_message(self.cfg.chain_id, t.epoch, t.view, t.high_qc.view);
+        if !S::verify(&self.cfg.committee, from as usize, m.as_bytes(), &t.sig) {
+            return self.reject("bad signature");
+        }
+        if !self.check_qc(&t.high_qc) {
+            return self.reject("bad certificate");
         }
         self.on_qc(&t.high_qc, from);
         let per_view = self.timeouts.entry(t.view).or_default();
@@ -1746,6 +1766,10 @@ impl<S: Scheme> Engine<S> {
             // again; the simulator's epoch-proof-replay strategy found it.)
             return self.reject("stale commit proof");
         }
+        if self.last_epoch_proof == Some(p.child.id) {
+            // The same proof again: checked once already.
+            return self.reject("duplicate commit proof");
+        }
         if let Err(why) = self.check_block_shape(&p.child) {
             return self.reject(why);
         }
@@ -1756,6 +1780,7 @@ impl<S: Scheme> Engine<S> {
         {
             return self.reject("bad commit proof");
         }
+        self.last_epoch_proof = Some(p.child.id);
         self.on_qc(&p.child_qc, from);
         if !self.blocks.contains_key(&p.child.id) {
             self.orphans.insert(p.child.id, p.child.clone());

@@ -61,22 +61,41 @@ pub fn verify(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
 pub fn verify_batch(items: &[Item<'_>]) -> Result<(), Vec<usize>> {
     let mut bad = Vec::new();
     for (c, chunk) in items.chunks(BATCH_MAX).enumerate() {
-        let base = c * BATCH_MAX;
-        let keys_ok = chunk.iter().all(|it| key_acceptable(it.key));
-        if !keys_ok || !batch_ok(chunk) {
-            // Slow path: exactly which ones fail.
-            for (i, it) in chunk.iter().enumerate() {
-                if !verify(it.key, it.msg, it.sig) {
-                    bad.push(base + i);
-                }
-            }
-        }
+        find_bad(chunk, c * BATCH_MAX, &mut bad);
     }
     if bad.is_empty() {
         Ok(())
     } else {
         Err(bad)
     }
+}
+
+/// Below this many items a failing batch is checked one by one.
+const BISECT_MIN: usize = 8;
+
+/// Push the indices (offset by `base`) of the items of `chunk` that fail.
+/// A failing batch is split in halves, each checked as a batch again, so
+/// one bad signature among 1,024 costs about 2 log2(1,024) batch checks of
+/// shrinking size (about two passes over the batch) rather than 1,024
+/// single verifications. The verdict is the same as checking each alone.
+fn find_bad(chunk: &[Item<'_>], base: usize, bad: &mut Vec<usize>) {
+    if chunk.is_empty() {
+        return;
+    }
+    if chunk.len() <= BISECT_MIN {
+        for (i, it) in chunk.iter().enumerate() {
+            if !verify(it.key, it.msg, it.sig) {
+                bad.push(base + i);
+            }
+        }
+        return;
+    }
+    if chunk.iter().all(|it| key_acceptable(it.key)) && batch_ok(chunk) {
+        return;
+    }
+    let mid = chunk.len() / 2;
+    find_bad(&chunk[..mid], base, bad);
+    find_bad(&chunk[mid..], base + mid, bad);
 }
 
 fn batch_ok(chunk: &[Item<'_>]) -> bool {
@@ -121,6 +140,47 @@ mod tests {
             .collect();
         assert_eq!(verify_batch(&items), Err(vec![3]));
         assert_eq!(verify_batch(&items[..3]), Ok(()));
+    }
+
+    #[test]
+    fn bisection_finds_exactly_the_bad_signatures_of_a_large_batch() {
+        let n = 600;
+        let keys: Vec<SigningKey> = (0..n)
+            .map(|i: usize| {
+                let mut b = [3u8; 32];
+                b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                SigningKey::from_bytes(&b)
+            })
+            .collect();
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i: usize| i.to_le_bytes().to_vec()).collect();
+        let pks: Vec<[u8; 32]> = keys.iter().map(|k| k.public_key().to_bytes()).collect();
+        let mut sigs: Vec<[u8; 64]> = keys
+            .iter()
+            .zip(&msgs)
+            .map(|(k, m)| k.sign(m).to_bytes())
+            .collect();
+        // Bad ones at the edges, adjacent, and inside a small-order key.
+        let bad = [0usize, 1, 299, 300, 511, 512, 599];
+        for &i in &bad {
+            sigs[i][5] ^= 0x40;
+        }
+        let mut small = [0u8; 32];
+        small[0] = 1;
+        let mut keys_of = pks.clone();
+        keys_of[17] = small;
+        let items: Vec<Item<'_>> = (0..n)
+            .map(|i| Item {
+                key: &keys_of[i],
+                msg: &msgs[i],
+                sig: &sigs[i],
+            })
+            .collect();
+        let mut want: Vec<usize> = (0..n)
+            .filter(|&i| !verify(items[i].key, items[i].msg, items[i].sig))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(want.len(), bad.len() + 1);
+        assert_eq!(verify_batch(&items), Err(want));
     }
 
     #[test]

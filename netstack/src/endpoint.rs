@@ -3,9 +3,13 @@
 //! between bounded priority queues and the transport.
 //!
 //! One session per peer pair: of two peers that know each other's address,
-//! the one with the smaller [`PeerId`] dials; an inbound session from a peer
-//! replaces an older one (the newest wins, so a restarted peer is taken at
-//! once). Per peer there is a bounded send queue per channel that outlives
+//! the one with the smaller [`PeerId`] dials; the other dials too once the
+//! pair has been apart for [`NetConfig::fallback_dial_after`] (so a link
+//! the smaller side cannot re-dial still comes back); an inbound session
+//! from a peer replaces an older one (the newest wins, so a restarted peer
+//! is taken at once). Inbound handshakes from addresses of members have
+//! their own [`MEMBER_HANDSHAKES_MAX`] slots: strangers filling theirs
+//! never keep a member out. Per peer there is a bounded send queue per channel that outlives
 //! sessions; the writer drains consensus first, batching records up to
 //! `write_batch_bytes`. Inbound frames go to one endpoint-wide bounded
 //! priority queue; when it is full the reader stops reading, so a slow
@@ -40,8 +44,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// Most handshakes in progress at once (inbound); more are dropped.
+/// Most inbound handshakes in progress at once from addresses that are not
+/// known members'; more are dropped.
 pub const PENDING_HANDSHAKES_MAX: usize = 64;
+/// Most inbound handshakes in progress at once from members' addresses (a
+/// reserve strangers cannot use).
+pub const MEMBER_HANDSHAKES_MAX: usize = 64;
 /// Most addresses the handshake rate limiter tracks.
 pub const RATE_TABLE_MAX: usize = 1024;
 /// Most remembered addresses of authenticated peers.
@@ -65,7 +73,8 @@ pub struct NetConfig {
     pub chain_id: ChainId,
     /// Network keys allowed to hold a session (genesis members).
     pub allow: Vec<PeerId>,
-    /// Known addresses; we dial those whose key is greater than ours.
+    /// Known addresses; we dial those whose key is greater than ours, and
+    /// the others after [`NetConfig::fallback_dial_after`] apart.
     pub peers: Vec<PeerAddr>,
     /// Largest frame payload.
     pub frame_payload_max: usize,
@@ -98,6 +107,9 @@ pub struct NetConfig {
     pub unknown_handshake_burst: f64,
     /// Encrypt records (false only for benchmarks; both ends must agree).
     pub encrypt: bool,
+    /// How long a pair must be apart before the side with the greater key
+    /// dials as well.
+    pub fallback_dial_after: Duration,
 }
 
 impl NetConfig {
@@ -123,6 +135,7 @@ impl NetConfig {
             unknown_handshakes_per_s: 1.0,
             unknown_handshake_burst: 4.0,
             encrypt: true,
+            fallback_dial_after: Duration::from_secs(2),
         }
     }
 }
@@ -203,6 +216,8 @@ struct Inner<T: Transport> {
     limiter: RefCell<RateLimiter>,
     known_ips: RefCell<HashSet<IpAddr>>,
     pending_handshakes: Cell<usize>,
+    /// The same for members' addresses.
+    pending_members: Cell<usize>,
     tasks: RefCell<Vec<Task<()>>>,
     body_max: usize,
 }
@@ -286,11 +301,12 @@ impl<T: Transport> Endpoint<T> {
             metrics,
             known_ips: RefCell::new(known_ips),
             pending_handshakes: Cell::new(0),
+            pending_members: Cell::new(0),
             tasks: RefCell::new(Vec::new()),
         });
         let mut tasks = vec![glommio::spawn_local(accept_loop(inner.clone(), listener))];
         for p in inner.peers.values() {
-            if p.addr.is_some() && inner.hs.id < p.id {
+            if p.addr.is_some() {
                 tasks.push(glommio::spawn_local(dial_loop(inner.clone(), p.clone())));
             }
         }
@@ -432,23 +448,32 @@ async fn accept_loop<T: Transport>(inner: Rc<Inner<T>>, listener: T::Listener) {
                 continue;
             }
         };
-        if inner.pending_handshakes.get() >= PENDING_HANDSHAKES_MAX {
+        let known = inner.known_ips.borrow().contains(&addr.ip());
+        // Members' addresses and strangers' have separate slots.
+        let (slots, max) = if known {
+            (&inner.pending_members, MEMBER_HANDSHAKES_MAX)
+        } else {
+            (&inner.pending_handshakes, PENDING_HANDSHAKES_MAX)
+        };
+        if slots.get() >= max {
             inc(&inner.metrics.handshakes_overload);
             continue;
         }
-        let known = inner.known_ips.borrow().contains(&addr.ip());
         if !known && !inner.limiter.borrow_mut().allow(addr.ip(), Instant::now()) {
             inc(&inner.metrics.handshakes_rate_limited);
             tracing::debug!(%addr, "handshake rate-limited");
             continue;
         }
-        inner
-            .pending_handshakes
-            .set(inner.pending_handshakes.get() + 1);
+        slots.set(slots.get() + 1);
         let i = inner.clone();
         glommio::spawn_local(async move {
             let r = with_timeout(i.cfg.handshake_timeout, respond(&i, conn)).await;
-            i.pending_handshakes.set(i.pending_handshakes.get() - 1);
+            let slots = if known {
+                &i.pending_members
+            } else {
+                &i.pending_handshakes
+            };
+            slots.set(slots.get() - 1);
             match r.unwrap_or(Err(NetError::Timeout)) {
                 Ok((peer, cipher, rd, wr)) => {
                     remember_ip(&i, addr.ip());
@@ -530,6 +555,10 @@ async fn dial_loop<T: Transport>(inner: Rc<Inner<T>>, peer: Rc<PeerState>) {
         .expect("dial loops exist only for peers with an address");
     let mut attempt: u32 = 0;
     let mut rng = rand::thread_rng();
+    // The smaller key dials at once; the greater one only once the pair has
+    // been apart for a while (the smaller side may be unable to dial: no
+    // address for us, a one-way firewall), so both never race.
+    let primary = inner.hs.id < peer.id;
     loop {
         if peer.connected.get() {
             let seen = peer.changed.version();
@@ -537,6 +566,13 @@ async fn dial_loop<T: Transport>(inner: Rc<Inner<T>>, peer: Rc<PeerState>) {
                 peer.changed.changed_since(seen).await;
             }
             continue;
+        }
+        if !primary && attempt == 0 {
+            let grace = inner.cfg.fallback_dial_after;
+            sleep(grace.mul_f64(rng.gen_range(1.0..1.5))).await;
+            if peer.connected.get() {
+                continue;
+            }
         }
         inc(&inner.metrics.dials);
         match with_timeout(inner.cfg.handshake_timeout, dial(&inner, peer.id, addr))

@@ -387,3 +387,128 @@ fn receive_budget_bounds_held_messages() {
         assert_eq!(got, (0..10).collect::<Vec<u8>>(), "in order, nothing lost");
     });
 }
+
+/// Only the side with the greater key knows the other's address (the
+/// smaller side cannot dial): it dials after `fallback_dial_after`, and
+/// again after the link drops.
+#[test]
+fn the_greater_key_dials_when_the_smaller_side_cannot() {
+    run(async {
+        let (small, great) = ordered(5, 6);
+        let es = Endpoint::start(GlommioTcp, cfg(any(), &[small, great], &[]), key(small)).unwrap();
+        let mut c = cfg(any(), &[small, great], &[(small, es.local_addr())]);
+        c.fallback_dial_after = Duration::from_millis(300);
+        let eg = Endpoint::start(GlommioTcp, c.clone(), key(great)).unwrap();
+        assert!(
+            es.wait_connected(&[id(great)], Duration::from_secs(5))
+                .await
+        );
+        assert_eq!(eg.metrics().snapshot().dials, 1);
+        // The greater side restarts: it dials again.
+        drop(eg);
+        sleep_ms(100).await;
+        assert!(!es.is_connected(&id(great)));
+        let eg = Endpoint::start(GlommioTcp, c, key(great)).unwrap();
+        assert!(
+            es.wait_connected(&[id(great)], Duration::from_secs(5))
+                .await
+        );
+        eg.send(&id(small), Channel::Consensus, b"back")
+            .await
+            .unwrap();
+        assert_eq!(es.recv().await.payload(), b"back");
+    });
+}
+
+/// The smaller side dials at once; the greater one, holding the address
+/// too, does not race it (one session, one dial).
+#[test]
+fn with_both_addresses_only_the_smaller_key_dials() {
+    run(async {
+        let (small, great) = ordered(7, 8);
+        let (es, eg) = pair(small, great);
+        assert!(
+            es.wait_connected(&[id(great)], Duration::from_secs(5))
+                .await
+        );
+        sleep_ms(2500).await; // past the greater side's grace
+        assert_eq!(eg.metrics().snapshot().dials, 0, "the greater key waited");
+        assert_eq!(es.metrics().snapshot().sessions_opened, 1);
+    });
+}
+
+/// A TCP connection to `to` from local address `from` (blocking connect:
+/// on loopback the kernel completes it at once).
+fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> Option<std::net::TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let SocketAddr::V4(to) = to else { return None };
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
+    let ok = unsafe {
+        libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
+            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0
+    };
+    // SAFETY: fd is owned here and handed to the stream once.
+    let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    ok.then_some(s)
+}
+
+/// Strangers from 40 addresses open connections that never handshake:
+/// they fill the strangers' slots, and a member still connects at once
+/// (its address has slots of its own).
+#[test]
+fn strangers_holding_every_handshake_slot_do_not_keep_a_member_out() {
+    run(async {
+        let (small, great) = ordered(9, 10);
+        // The member's listener first, so its address is known to `great`.
+        let mut cs = cfg(any(), &[small, great], &[]);
+        cs.fallback_dial_after = Duration::from_secs(60);
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr_small = probe.local_addr().unwrap();
+        drop(probe);
+        cs.listen = addr_small;
+        let mut cg = cfg(any(), &[small, great], &[(small, addr_small)]);
+        cg.fallback_dial_after = Duration::from_secs(60);
+        cg.handshake_timeout = Duration::from_secs(30);
+        let eg = Endpoint::start(GlommioTcp, cg, key(great)).unwrap();
+        let target = eg.local_addr();
+        let held: Vec<std::net::TcpStream> = (2..42u8)
+            .flat_map(|i| {
+                let ip = std::net::Ipv4Addr::new(127, 0, 0, i);
+                (0..4).filter_map(move |_| connect_from(ip, target))
+            })
+            .collect();
+        assert_eq!(held.len(), 160);
+        sleep_ms(300).await;
+        let m = eg.metrics().snapshot();
+        assert!(
+            m.handshakes_overload > 0,
+            "the strangers' slots are full: {m:?}"
+        );
+        cs.peers = vec![PeerAddr {
+            id: id(great),
+            addr: eg.local_addr(),
+        }];
+        let es = Endpoint::start(GlommioTcp, cs, key(small)).unwrap();
+        assert!(
+            es.wait_connected(&[id(great)], Duration::from_secs(5))
+                .await,
+            "the member got in while strangers held their slots"
+        );
+        drop(held);
+    });
+}

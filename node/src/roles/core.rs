@@ -488,7 +488,23 @@ impl Core {
                 }
                 Effect::Send { to, msg } => {
                     if let Some(p) = self.peers.get(to as usize).copied() {
+                        let answer = matches!(msg, Message::SyncResponse { .. });
                         let bytes = wire::encode(&NetMsg::Consensus(msg));
+                        // Block sync answers (up to SYNC_BLOCKS_MAX blocks
+                        // for a 41-byte request) are paid from the
+                        // requester's serving budget, in bytes.
+                        if answer {
+                            let now = Instant::now();
+                            let ok = self
+                                .budgets
+                                .get_mut(to as usize)
+                                .is_some_and(|b| b.serve.take(bytes.len() as f64, now));
+                            if !ok {
+                                self.shared.metrics.peer_budget_shed.inc();
+                                self.shared.metrics.shed("peer_serve_budget");
+                                continue;
+                            }
+                        }
                         let _ = self.ep.try_send(&p, Channel::Consensus, &bytes);
                     }
                 }
@@ -766,6 +782,21 @@ impl Core {
         ok
     }
 
+    /// Charge a consensus message's worst-case check cost to peer `from`'s
+    /// consensus budget; false (counted) when it is spent.
+    fn charge_consensus(&mut self, from: u32, m: &Message<BlsScheme>) -> bool {
+        let cost = crate::budget::consensus_cost(m);
+        let ok = self
+            .budgets
+            .get_mut(from as usize)
+            .is_some_and(|b| b.consensus.take(cost, Instant::now()));
+        if !ok {
+            self.shared.metrics.peer_budget_shed.inc();
+            self.shared.metrics.shed("peer_consensus_budget");
+        }
+        ok
+    }
+
     fn refuse_proposal(&self, why: &str) {
         self.shared.metrics.proposals_refused.inc();
         tracing::debug!("refusing a proposal: {why}");
@@ -854,6 +885,8 @@ impl Core {
                     self.shared.metrics.peer_budget_shed.inc();
                 }
             }
+            NetMsg::Consensus(m) if !self.charge_consensus(from, &m) => {}
+            NetMsg::Proposal { msg, .. } if !self.charge_consensus(from, &msg) => {}
             NetMsg::Consensus(m @ Message::Proposal(_)) => self.on_proposal(from, m, Vec::new())?,
             NetMsg::Consensus(m) => self.step(Input::Message { from, msg: m })?,
             NetMsg::Proposal { msg, certs } => self.on_proposal(from, msg, certs)?,
@@ -923,7 +956,16 @@ impl Core {
                 self.batcher.on_verify_request(&d, from, &mut actions);
                 self.carry_out(actions)?;
             }
-            NetMsg::BatchRequest(ds) => {
+            NetMsg::BatchRequest(mut ds) => {
+                // One answer per digest however often it is named.
+                let named = ds.len();
+                ds.sort_unstable();
+                ds.dedup();
+                if ds.len() < named {
+                    self.shared
+                        .metrics
+                        .shed_n("peer_duplicate_request", (named - ds.len()) as u64);
+                }
                 for (b, verdict, c) in self.batcher.serve(&ds) {
                     let size: usize = b.raw.iter().map(Vec::len).sum();
                     let now = Instant::now();
