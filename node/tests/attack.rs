@@ -1,0 +1,390 @@
+//! Adversarial load against real `plume start` processes (issue 17): a
+//! member peer flooding every costly message kind, a client holding
+//! slowloris connections and a WebSocket it never reads, and hundreds of
+//! concurrent readers during load. Traffic goes only to loopback; every
+//! loop is bounded in count and time.
+
+mod rogue;
+mod support;
+
+use plume_client::txbuild::{self, Fees};
+use plume_crypto::Digest;
+use plume_netstack::Channel;
+use plume_node::devnet::LocalNet;
+use plume_node::setup::NodeSetup;
+use plume_node::wire::NetMsg;
+use plume_protocol::batch::Verdict;
+use plume_protocol::consensus::{timeout_message, Block, Message, QuorumCert, Timeout};
+use plume_protocol::Transaction;
+use rogue::{Consensus, Rogue};
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{diag, exe, final_on, free_base, height, metric, submit, wait_height};
+
+fn hash_of(t: &Transaction) -> String {
+    t.body.signing_hash().to_hex()
+}
+
+/// Transfers of 1 from accounts `from..from+k` (each its sequence 0).
+fn transfers(net: &LocalNet, from: usize, k: usize) -> Vec<Transaction> {
+    (from..from + k)
+        .map(|a| {
+            txbuild::transfer(
+                &net.chain_id,
+                &net.accounts[a],
+                0,
+                &net.accounts[1].public_key().address(),
+                1,
+                None,
+                Fees::default(),
+                u64::MAX,
+            )
+        })
+        .collect()
+}
+
+/// Resident memory of validator `i`'s process, in bytes.
+fn rss(net: &LocalNet, i: usize) -> u64 {
+    let pid = net.children[i].as_ref().expect("running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A validator's RSS must stay under this during every attack here (its
+/// bounded collections together are far below; the figure leaves room for
+/// allocator slack, not for growth with the attack).
+const RSS_BOUND: u64 = 1536 << 20;
+
+fn shed(api: &str, reason: &str) -> u64 {
+    metric(api, &format!("plume_shed_total{{reason=\"{reason}\"}}"))
+}
+
+/// A block with batches in it (its id and batch digests), after
+/// finalizing a few transfers.
+fn block_with_batches(net: &LocalNet) -> (Digest, Vec<Digest>) {
+    let txs = transfers(net, 40, 4);
+    for t in &txs {
+        submit(&net.apis[0], t).unwrap();
+    }
+    let h = final_on(&net.apis[0], &hash_of(&txs[3]), Duration::from_secs(60)).expect("final")
+        ["height"]
+        .as_u64()
+        .unwrap();
+    let b = plume_client::rpc(&net.apis[0], "plume_getBlock", json!([h])).unwrap();
+    let id = Digest::from_hex(b["hash"].as_str().unwrap()).unwrap();
+    let batches = b["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| Digest::from_hex(d.as_str().unwrap()).unwrap())
+        .collect();
+    (id, batches)
+}
+
+/// A member floods validators 0-2 for 10 s with every message kind that
+/// costs them work: batch requests naming one real batch 256 times, block
+/// sync requests for 2 MiB answers, catch-up requests, validly signed
+/// timeouts for future views (each a pairing the first time) replayed
+/// over and over, and junk batches. The three keep finalizing, every
+/// transfer submitted meanwhile is final, their memory stays bounded, and
+/// the budgets show what they shed.
+#[test]
+fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = LocalNet::create(exe(), &dir.path().join("net"), 4, free_base(4)).unwrap();
+    for i in 0..3 {
+        net.start(i).unwrap();
+    }
+    net.wait_ready(Duration::from_secs(60)).unwrap();
+    let rogue = Rogue::start(&net.homes[3], Consensus::Silent);
+    rogue.wait_connected(3, Duration::from_secs(30));
+    wait_height(&net, 0, 2, Duration::from_secs(60));
+    let (head, batches) = block_with_batches(&net);
+    assert!(!batches.is_empty());
+    // Timeouts signed with the rogue's real consensus key.
+    let setup = NodeSetup::load(&net.homes[3], None).unwrap();
+    let sk = plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes()).unwrap();
+    let view = net.status(0).unwrap()["view"].as_u64().unwrap();
+    let genesis = Block::<plume_consensus::BlsScheme>::genesis(rogue.chain);
+    let timeouts: Vec<NetMsg> = (0..60u64)
+        .map(|k| {
+            let v = view + 1 + k;
+            let m = timeout_message(rogue.chain, 0, v, 0);
+            NetMsg::Consensus(Message::Timeout(Timeout {
+                epoch: 0,
+                view: v,
+                high_qc: QuorumCert::genesis(0, &genesis),
+                voter: rogue.me,
+                sig: sk.sign(m.as_bytes()),
+            }))
+        })
+        .collect();
+    let junk = NetMsg::Batch {
+        author: rogue.me,
+        expires: height(&net, 0) + 1000,
+        verdict: Verdict::all_valid(),
+        txs: vec![vec![0xAB; 1000]; 200],
+        cert: None,
+    };
+    let kinds = [
+        NetMsg::BatchRequest(vec![batches[0]; 256]),
+        NetMsg::Consensus(Message::SyncRequest {
+            block: head,
+            max: u32::MAX,
+        }),
+        NetMsg::CatchUpRequest { from: 1 },
+        junk,
+    ];
+    let h0: Vec<u64> = (0..3).map(|i| height(&net, i)).collect();
+    let rss0: Vec<u64> = (0..3).map(|i| rss(&net, i)).collect();
+    let flood_until = Instant::now() + Duration::from_secs(10);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Honest load meanwhile: 120 transfers through the three.
+    let honest = transfers(&net, 100, 120);
+    let apis = net.apis.clone();
+    let load = {
+        let honest = honest.clone();
+        std::thread::spawn(move || {
+            for (k, t) in honest.iter().enumerate() {
+                let _ = submit(&apis[k % 3], t);
+                std::thread::sleep(Duration::from_millis(60));
+            }
+        })
+    };
+    let mut rounds = 0u64;
+    let mut peak = rss0.clone();
+    while Instant::now() < flood_until && rounds < 20_000 {
+        for to in 0..3u32 {
+            for m in &kinds {
+                rogue.send(to, Channel::Bulk, m);
+            }
+            rogue.send(
+                to,
+                Channel::Consensus,
+                &timeouts[(rounds as usize) % timeouts.len()],
+            );
+        }
+        rounds += 1;
+        if rounds % 50 == 0 {
+            for (i, p) in peak.iter_mut().enumerate() {
+                *p = (*p).max(rss(&net, i));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        // Drain what the victims answer, so the rogue's side stays bounded.
+        while rogue.inbound.try_recv().is_ok() {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let h1: Vec<u64> = (0..3).map(|i| height(&net, i)).collect();
+    for i in 0..3 {
+        assert!(
+            h1[i] >= h0[i] + 5,
+            "validator {i} kept finalizing during the flood ({} -> {}): {}",
+            h0[i],
+            h1[i],
+            diag(&net)
+        );
+        assert!(
+            peak[i] < RSS_BOUND,
+            "validator {i} RSS {} MiB (from {} MiB)",
+            peak[i] >> 20,
+            rss0[i] >> 20
+        );
+    }
+    for t in &honest {
+        for api in &net.apis[..3] {
+            final_on(api, &hash_of(t), Duration::from_secs(60))
+                .unwrap_or_else(|| panic!("{} not final: {}", hash_of(t), diag(&net)));
+        }
+    }
+    let budget_shed: u64 = (0..3)
+        .map(|i| {
+            metric(&net.apis[i], "plume_peer_budget_shed_total")
+                + shed(&net.apis[i], "peer_duplicate_request")
+        })
+        .sum();
+    assert!(budget_shed > 0, "the budgets engaged: {}", diag(&net));
+    eprintln!(
+        "flood: {rounds} rounds; heights {h0:?} -> {h1:?}; peak RSS MiB {:?}",
+        peak.iter().map(|p| p >> 20).collect::<Vec<_>>()
+    );
+}
+
+/// A TCP connection to `to` from local address `from`.
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let std::net::SocketAddr::V4(to) = to else {
+        return None;
+    };
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
+    let ok = unsafe {
+        libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
+            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0
+    };
+    // SAFETY: fd is owned here and handed to the stream once.
+    let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    ok.then_some(s)
+}
+
+/// POST `body` from `from` on a fresh connection: (status, JSON body).
+fn post_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+    body: &[u8],
+) -> Option<(u16, Value)> {
+    use std::io::Read as _;
+    let mut s = connect_from(from, to)?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let v = serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?;
+    Some((status, v))
+}
+
+/// 500 slowloris connections (from 127.0.0.2), a WebSocket subscriber that
+/// never reads, and 400 concurrent readers, all during load: health calls
+/// and submissions are still answered, every transfer is final, execution
+/// never fails, and RSS stays bounded.
+#[test]
+fn slowloris_a_stalled_subscriber_and_400_readers_leave_the_api_answering() {
+    let (_d, net) = support::net(4);
+    wait_height(&net, 0, 2, Duration::from_secs(60));
+    let api = net.apis[0].clone();
+    let addr: std::net::SocketAddr = api.parse().unwrap();
+    let rss0 = rss(&net, 0);
+    // A subscriber to every block that never reads a byte.
+    let (mut ws, _) = tungstenite::connect(format!("ws://{api}/ws")).unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}"#,
+    ))
+    .unwrap();
+    // Slowloris: half a request head each, never finished.
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        if let Some(mut s) = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr) {
+            let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+            held.push(s);
+        }
+    }
+    // 400 readers for 8 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, busy, failed) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let account = net.accounts[5].public_key().address().to_hex();
+    let readers: Vec<_> = (0..400)
+        .map(|k| {
+            let (stop, ok, busy, failed) = (stop.clone(), ok.clone(), busy.clone(), failed.clone());
+            // Ten readers per client address (127.0.0.10-49), each call on
+            // its own connection.
+            let from = std::net::Ipv4Addr::new(127, 0, 0, 10 + (k % 40) as u8);
+            let call = if k % 2 == 0 {
+                json!({"jsonrpc": "2.0", "id": 1, "method": "plume_getAccount", "params": [account]})
+            } else {
+                json!({"jsonrpc": "2.0", "id": 1, "method": "plume_getBlock", "params": [1]})
+            }
+            .to_string();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(8);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match post_from(from, addr, call.as_bytes()) {
+                        Some((200, v)) if v.get("result").is_some() => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Some((_, v))
+                            if matches!(v["error"]["code"].as_i64(), Some(1012) | Some(1013)) =>
+                        {
+                            busy.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    // Meanwhile: health calls and submissions.
+    let txs = transfers(&net, 200, 60);
+    let mut health_ms = Vec::new();
+    for (k, t) in txs.iter().enumerate() {
+        let t0 = Instant::now();
+        let (status, _) = plume_client::http_get(&api, "/health").unwrap();
+        assert_eq!(status, 200);
+        health_ms.push(t0.elapsed().as_millis() as u64);
+        submit(&net.apis[k % 4], t).unwrap_or_else(|e| panic!("submission refused: {e:?}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in &txs {
+        final_on(&api, &hash_of(t), Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{} not final: {}", hash_of(t), diag(&net)));
+    }
+    let rss1 = rss(&net, 0);
+    assert!(
+        rss1 < RSS_BOUND,
+        "RSS {} MiB (from {} MiB)",
+        rss1 >> 20,
+        rss0 >> 20
+    );
+    let st: Value = net.status(0).unwrap();
+    assert_eq!(st["state"], "ok", "{st}");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "reads fail only as busy ({} busy)",
+        busy.load(Ordering::Relaxed)
+    );
+    assert!(
+        shed(&api, "api_client_connections") >= 244,
+        "past 256 connections from 127.0.0.2 were refused"
+    );
+    health_ms.sort_unstable();
+    eprintln!(
+        "health during attack: p50 {} ms, max {} ms; reads ok {}, busy {}; RSS {} -> {} MiB",
+        health_ms[health_ms.len() / 2],
+        health_ms.last().unwrap(),
+        ok.load(Ordering::Relaxed),
+        busy.load(Ordering::Relaxed),
+        rss0 >> 20,
+        rss1 >> 20
+    );
+    drop(held);
+    drop(ws);
+}
