@@ -16,7 +16,9 @@ pub mod storage;
 pub use report::Report;
 
 /// Names of the suites `plume bench` knows.
-pub const SUITES: &[&str] = &["crypto", "storage", "exec", "net", "cluster", "sweep"];
+pub const SUITES: &[&str] = &[
+    "crypto", "storage", "exec", "net", "cluster", "sweep", "attack",
+];
 
 /// Options common to every suite.
 #[derive(Clone, Debug)]
@@ -47,7 +49,7 @@ impl Default for Options {
 /// Run one suite by name.
 pub fn run_suite(name: &str, opts: &Options) -> anyhow::Result<Report> {
     // Whole-network suites run many processes: never pin the driver.
-    if let (Some(core), false) = (opts.core, matches!(name, "cluster" | "sweep")) {
+    if let (Some(core), false) = (opts.core, matches!(name, "cluster" | "sweep" | "attack")) {
         report::pin_to_core(core);
     }
     match name {
@@ -57,6 +59,7 @@ pub fn run_suite(name: &str, opts: &Options) -> anyhow::Result<Report> {
         "net" => net::run(opts),
         "cluster" => cluster::bench::run_cluster(opts),
         "sweep" => cluster::bench::run_sweep(opts),
+        "attack" => cluster::attack::run_attack(opts),
         other => anyhow::bail!(
             "unknown benchmark suite {other:?}; known: {}",
             SUITES.join(", ")

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Run a benchmark suite: crypto, storage, exec, net, cluster, sweep.
+/// Run a benchmark suite: crypto, storage, exec, net, cluster, sweep, attack.
 #[derive(Parser, Debug)]
 #[command(name = "plume bench", version)]
 struct Args {
@@ -25,7 +25,11 @@ struct Args {
     /// Scale iteration counts (0.1 for a quick smoke run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// cluster/sweep: validators.
+    /// attack: peer-flood, handshake-flood, slowloris, ws-stall or
+    /// mempool-squat.
+    #[arg(long, default_value = "peer-flood")]
+    kind: String,
+    /// cluster/sweep/attack: validators.
     #[arg(long, default_value_t = 4)]
     validators: usize,
     /// cluster: offered tx/s; sweep: first rate (doubled each run).
@@ -72,7 +76,7 @@ fn run(a: Args) -> Result<()> {
     if !(a.scale > 0.0 && a.scale <= 100.0) {
         bail!("--scale must be in (0, 100]");
     }
-    let cluster_suite = matches!(a.suite.as_str(), "cluster" | "sweep");
+    let cluster_suite = matches!(a.suite.as_str(), "cluster" | "sweep" | "attack");
     let transport = match (cluster_suite, a.transports.as_slice()) {
         (true, []) => "tcp".to_string(),
         (true, [one]) => one.clone(),
@@ -94,6 +98,7 @@ fn run(a: Args) -> Result<()> {
             params: a.params,
             dir: None,
             transport,
+            attack: a.kind,
         },
         transports: a.transports,
     };

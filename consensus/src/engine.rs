@@ -1766,8 +1766,13 @@ impl<S: Scheme> Engine<S> {
             // again; the simulator's epoch-proof-replay strategy found it.)
             return self.reject("stale commit proof");
         }
-        if self.last_epoch_proof == Some(p.child.id) {
-            // The same proof again: checked once already.
+        if self.last_epoch_proof == Some(p.child.id)
+            && p.child.height <= self.committed.height.saturating_add(1)
+        {
+            // The same proof again, and what it finalizes (the child's
+            // parent) is committed: checked once already, nothing to gain.
+            // A proof that checked but could not take effect yet (its
+            // blocks were missing) is checked and applied again.
             return self.reject("duplicate commit proof");
         }
         if let Err(why) = self.check_block_shape(&p.child) {

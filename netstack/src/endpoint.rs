@@ -80,6 +80,10 @@ pub struct NetConfig {
     pub frame_payload_max: usize,
     /// Frames queued per peer per channel before `send` waits.
     pub send_queue_frames: usize,
+    /// Bytes queued per peer (every channel) before `send` waits and
+    /// `try_send` refuses: a slow or hostile peer holds at most this much
+    /// of our memory, whatever its frames' sizes. At least one frame.
+    pub send_queue_bytes: usize,
     /// Inbound frames queued per channel before readers stop reading.
     pub recv_queue_frames: usize,
     /// Inbound payload bytes held (queued or not yet dropped by the
@@ -122,6 +126,7 @@ impl NetConfig {
             peers: Vec::new(),
             frame_payload_max: FRAME_PAYLOAD_MAX_DEFAULT,
             send_queue_frames: 256,
+            send_queue_bytes: 64 << 20,
             recv_queue_frames: 1024,
             recv_budget_bytes: 64 << 20,
             pool_bufs: 4096,
@@ -197,6 +202,10 @@ struct PeerState {
     id: PeerId,
     addr: Option<SocketAddr>,
     out: PrioQueue<PooledBuf>,
+    /// Bytes of the frames in `out` (bounded by `send_queue_bytes`).
+    out_bytes: Cell<usize>,
+    /// Notified when frames leave `out`.
+    drained: Signal,
     session: RefCell<Option<Task<()>>>,
     generation: Cell<u64>,
     connected: Cell<bool>,
@@ -270,6 +279,8 @@ impl<T: Transport> Endpoint<T> {
                     id: *id,
                     addr: addrs.get(id).copied(),
                     out: PrioQueue::new(cfg.send_queue_frames),
+                    out_bytes: Cell::new(0),
+                    drained: Signal::default(),
                     session: RefCell::new(None),
                     generation: Cell::new(0),
                     connected: Cell::new(false),
@@ -379,17 +390,42 @@ impl<T: Transport> Endpoint<T> {
     /// full (backpressure). Queued frames wait across reconnections.
     pub async fn send(&self, peer: &PeerId, ch: Channel, msg: &[u8]) -> Result<(), SendError> {
         let (p, b) = self.frame(peer, ch, msg)?;
+        let len = b.len();
+        // Wait while the peer's queued bytes would pass their bound (an
+        // empty queue always takes one frame).
+        loop {
+            let seen = p.drained.version();
+            let queued = p.out_bytes.get();
+            if queued == 0 || queued + len <= self.inner.cfg.send_queue_bytes {
+                break;
+            }
+            p.drained.changed_since(seen).await;
+        }
+        p.out_bytes.set(p.out_bytes.get() + len);
         p.out.push(ch, b).await;
         Ok(())
     }
 
-    /// Queue `msg` if there is room.
+    /// Queue `msg` if there is room (in frames for its channel and in
+    /// bytes for the peer).
     pub fn try_send(&self, peer: &PeerId, ch: Channel, msg: &[u8]) -> Result<(), SendError> {
         let (p, b) = self.frame(peer, ch, msg)?;
-        p.out.try_push(ch, b).map_err(|_| {
+        let len = b.len();
+        let queued = p.out_bytes.get();
+        if queued > 0 && queued + len > self.inner.cfg.send_queue_bytes {
             inc(&self.inner.metrics.send_queue_full);
-            SendError::Full
-        })
+            return Err(SendError::Full);
+        }
+        match p.out.try_push(ch, b) {
+            Ok(()) => {
+                p.out_bytes.set(queued + len);
+                Ok(())
+            }
+            Err(_) => {
+                inc(&self.inner.metrics.send_queue_full);
+                Err(SendError::Full)
+            }
+        }
     }
 
     /// Next inbound message, consensus first.
@@ -807,6 +843,9 @@ fn fill_batch<W: RecordWriter>(
         let Some((_ch, buf)) = peer.out.pop() else {
             break;
         };
+        peer.out_bytes
+            .set(peer.out_bytes.get().saturating_sub(buf.len()));
+        peer.drained.notify();
         let out = wr.reserve(sealed_len(buf.len(), enc));
         c.seal(&buf, out)
             .map_err(|e| NetError::Runtime(e.to_string()))?;

@@ -358,6 +358,47 @@ fn full_queue_pushes_back() {
     });
 }
 
+/// A peer that never reads holds at most `send_queue_bytes` of our memory
+/// whatever its frames' sizes (4 frames of 1 MiB against a 4 MiB bound,
+/// far under the frame count bound); once its frames leave, room returns.
+#[test]
+fn queued_bytes_per_peer_are_bounded() {
+    run(async {
+        let (a, b) = ordered(11, 12);
+        let mut c = cfg(any(), &[a, b], &[]);
+        c.send_queue_bytes = 4 << 20;
+        c.frame_payload_max = 2 << 20;
+        let ea = Endpoint::start(GlommioTcp, c, key(a)).unwrap();
+        let big = vec![7u8; (1 << 20) - 64];
+        for _ in 0..4 {
+            ea.try_send(&id(b), Channel::Bulk, &big).unwrap();
+        }
+        assert_eq!(
+            ea.try_send(&id(b), Channel::Consensus, &big),
+            Err(SendError::Full),
+            "the byte bound covers every channel"
+        );
+        assert!(ea.try_send(&id(b), Channel::Consensus, b"tiny").is_ok());
+        // The peer comes up and drains the queue: room again.
+        let mut cb = cfg(any(), &[a, b], &[]);
+        cb.frame_payload_max = 2 << 20;
+        cb.recv_budget_bytes = 16 << 20;
+        let eb = Endpoint::start(GlommioTcp, cb, key(b)).unwrap();
+        drop(ea);
+        let mut c = cfg(any(), &[a, b], &[(b, eb.local_addr())]);
+        c.send_queue_bytes = 4 << 20;
+        c.frame_payload_max = 2 << 20;
+        let ea = Endpoint::start(GlommioTcp, c, key(a)).unwrap();
+        assert!(ea.wait_connected(&[id(b)], Duration::from_secs(5)).await);
+        for _ in 0..12 {
+            ea.send(&id(b), Channel::Bulk, &big).await.unwrap();
+        }
+        for _ in 0..12 {
+            assert_eq!(eb.recv().await.payload().len(), big.len());
+        }
+    });
+}
+
 #[test]
 fn receive_budget_bounds_held_messages() {
     run(async {

@@ -242,12 +242,66 @@ pub struct NodeSection {
 pub struct ApiSection {
     /// Address of the JSON-RPC / metrics listener.
     pub listen_addr: String,
+    /// Most open API connections (default 1,024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_max: Option<u32>,
+    /// Most open API connections from one client address (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_client: Option<u32>,
+    /// Calls per second one client address may make (default 50,000; the
+    /// burst is twice this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_s: Option<u32>,
+    /// Most calls in one JSON-RPC batch (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_calls_max: Option<u32>,
+}
+
+impl ApiSection {
+    /// The server's limits: the defaults, with what this section sets.
+    pub fn limits(&self) -> crate::http::Limits {
+        let mut l = crate::http::Limits::default();
+        if let Some(n) = self.connections_max {
+            l.connections_max = n as usize;
+        }
+        if let Some(n) = self.connections_per_client {
+            l.connections_per_client = n as usize;
+        }
+        if let Some(n) = self.calls_per_s {
+            l.calls_per_s = f64::from(n);
+            l.calls_burst = 2.0 * f64::from(n);
+        }
+        if let Some(n) = self.batch_calls_max {
+            l.batch_calls_max = n as usize;
+        }
+        l
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |name: &str, v: Option<u32>, max: u32| match v {
+            Some(n) if n == 0 || n > max => Err(anyhow::anyhow!("api.{name} must be 1 to {max}")),
+            _ => Ok(()),
+        };
+        bad("connections_max", self.connections_max, 65_536)?;
+        bad(
+            "connections_per_client",
+            self.connections_per_client,
+            65_536,
+        )?;
+        bad("calls_per_s", self.calls_per_s, 10_000_000)?;
+        bad("batch_calls_max", self.batch_calls_max, 100_000)?;
+        Ok(())
+    }
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
         ApiSection {
             listen_addr: "127.0.0.1:26700".into(),
+            connections_max: None,
+            connections_per_client: None,
+            calls_per_s: None,
+            batch_calls_max: None,
         }
     }
 }
@@ -295,6 +349,7 @@ impl Config {
             },
             api: ApiSection {
                 listen_addr: api_addr.into(),
+                ..ApiSection::default()
             },
             storage: StorageSection::default(),
             placement: PlacementSection::default(),
@@ -345,6 +400,7 @@ impl Config {
                     self.api.listen_addr
                 )
             })?;
+        self.api.check()?;
         if self.storage.map_size_gib == 0 || self.storage.map_size_gib > MAP_SIZE_GIB_MAX {
             bail!("storage.map_size_gib must be 1 to {MAP_SIZE_GIB_MAX}");
         }
@@ -399,6 +455,11 @@ listen_addr = "{listen}"
 [api]
 # JSON-RPC over HTTP/WebSocket, /metrics and /health.
 listen_addr = "{api}"
+# Limits (README: limits); uncomment to change a default.
+# connections_max = 1024
+# connections_per_client = 256
+# calls_per_s = 50000
+# batch_calls_max = 1000
 
 [storage]
 # LMDB map size in GiB: address space reserved for the store, not disk used.
@@ -487,6 +548,22 @@ mod tests {
     }
 
     #[test]
+    fn api_limits_come_from_the_config() {
+        let good = Config::new("v0", "127.0.0.1:26600", "127.0.0.1:26700").to_commented_toml();
+        let c = check(&good.replace(
+            "# connections_per_client = 256",
+            "connections_per_client = 8",
+        ))
+        .unwrap();
+        let l = c.api.limits();
+        assert_eq!(l.connections_per_client, 8);
+        assert_eq!(
+            l.connections_max,
+            crate::http::Limits::default().connections_max
+        );
+    }
+
+    #[test]
     fn commented_defaults_round_trip() {
         let c = Config::new("v0", "127.0.0.1:26600", "127.0.0.1:26700");
         assert_eq!(check(&c.to_commented_toml()).unwrap(), c);
@@ -507,6 +584,10 @@ mod tests {
             (
                 good.replace("map_size_gib = 64", "map_size_gib = 0"),
                 "storage.map_size_gib",
+            ),
+            (
+                good.replace("# calls_per_s = 50000", "calls_per_s = 0"),
+                "api.calls_per_s must be 1 to",
             ),
             (
                 good.replace("map_size_gib = 64", "map_size_gib = \"big\""),

@@ -4,19 +4,14 @@
 //! concurrent readers during load. Traffic goes only to loopback; every
 //! loop is bounded in count and time.
 
-mod rogue;
 mod support;
 
 use plume_client::txbuild::{self, Fees};
 use plume_crypto::Digest;
 use plume_netstack::Channel;
+use plume_node::devnet::rogue::{Consensus, Rogue};
 use plume_node::devnet::LocalNet;
-use plume_node::setup::NodeSetup;
-use plume_node::wire::NetMsg;
-use plume_protocol::batch::Verdict;
-use plume_protocol::consensus::{timeout_message, Block, Message, QuorumCert, Timeout};
 use plume_protocol::Transaction;
-use rogue::{Consensus, Rogue};
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +56,26 @@ fn rss(net: &LocalNet, i: usize) -> u64 {
 /// bounded collections together are far below; the figure leaves room for
 /// allocator slack, not for growth with the attack).
 const RSS_BOUND: u64 = 1536 << 20;
+
+/// Every validator's shed and batch counters, for failure messages.
+fn shed_lines(net: &LocalNet) -> String {
+    let mut out = String::new();
+    for (i, api) in net.apis.iter().enumerate() {
+        let Ok((_, body)) = plume_client::http_get(api, "/metrics") else {
+            continue;
+        };
+        for l in body.lines().filter(|l| {
+            l.starts_with("plume_shed_total")
+                || l.starts_with("plume_batch_")
+                || l.starts_with("plume_mempool_depth")
+                || l.starts_with("plume_mem_own")
+                || l.starts_with("plume_txs_")
+        }) {
+            out.push_str(&format!("\n  v{i} {l}"));
+        }
+    }
+    out
+}
 
 fn shed(api: &str, reason: &str) -> u64 {
     metric(api, &format!("plume_shed_total{{reason=\"{reason}\"}}"))
@@ -108,40 +123,16 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
     wait_height(&net, 0, 2, Duration::from_secs(60));
     let (head, batches) = block_with_batches(&net);
     assert!(!batches.is_empty());
-    // Timeouts signed with the rogue's real consensus key.
-    let setup = NodeSetup::load(&net.homes[3], None).unwrap();
-    let sk = plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes()).unwrap();
     let view = net.status(0).unwrap()["view"].as_u64().unwrap();
-    let genesis = Block::<plume_consensus::BlsScheme>::genesis(rogue.chain);
-    let timeouts: Vec<NetMsg> = (0..60u64)
-        .map(|k| {
-            let v = view + 1 + k;
-            let m = timeout_message(rogue.chain, 0, v, 0);
-            NetMsg::Consensus(Message::Timeout(Timeout {
-                epoch: 0,
-                view: v,
-                high_qc: QuorumCert::genesis(0, &genesis),
-                voter: rogue.me,
-                sig: sk.sign(m.as_bytes()),
-            }))
-        })
-        .collect();
-    let junk = NetMsg::Batch {
-        author: rogue.me,
-        expires: height(&net, 0) + 1000,
-        verdict: Verdict::all_valid(),
-        txs: vec![vec![0xAB; 1000]; 200],
-        cert: None,
-    };
-    let kinds = [
-        NetMsg::BatchRequest(vec![batches[0]; 256]),
-        NetMsg::Consensus(Message::SyncRequest {
-            block: head,
-            max: u32::MAX,
-        }),
-        NetMsg::CatchUpRequest { from: 1 },
-        junk,
-    ];
+    let (kinds, timeouts) = plume_node::devnet::rogue::flood_kit(
+        &net.homes[3],
+        head,
+        batches[0],
+        view,
+        height(&net, 0) + 1000,
+        60,
+    )
+    .unwrap();
     let h0: Vec<u64> = (0..3).map(|i| height(&net, i)).collect();
     let rss0: Vec<u64> = (0..3).map(|i| rss(&net, i)).collect();
     let flood_until = Instant::now() + Duration::from_secs(10);
@@ -152,18 +143,34 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
     let load = {
         let honest = honest.clone();
         std::thread::spawn(move || {
+            // A client retries what the node refuses as busy or full (it
+            // says "retry later"); anything else is a failure.
+            let mut refusals = Vec::new();
             for (k, t) in honest.iter().enumerate() {
-                let _ = submit(&apis[k % 3], t);
+                for attempt in 0..50 {
+                    match submit(&apis[k % 3], t) {
+                        Ok(_) => break,
+                        Err(e) if matches!(e.code, 1009 | 1012 | 1011) && attempt < 49 => {
+                            if e.code == 1011 {
+                                break; // a retry whose first attempt got in
+                            }
+                            refusals.push(e.code);
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(e) => panic!("honest transfer refused: {e:?}"),
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(60));
             }
+            refusals
         })
     };
     let mut rounds = 0u64;
     let mut peak = rss0.clone();
     while Instant::now() < flood_until && rounds < 20_000 {
         for to in 0..3u32 {
-            for m in &kinds {
-                rogue.send(to, Channel::Bulk, m);
+            for (ch, m) in &kinds {
+                rogue.send(to, *ch, m);
             }
             rogue.send(
                 to,
@@ -182,7 +189,7 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
         while rogue.inbound.try_recv().is_ok() {}
     }
     stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
+    let refusals = load.join().unwrap();
     let h1: Vec<u64> = (0..3).map(|i| height(&net, i)).collect();
     for i in 0..3 {
         assert!(
@@ -199,10 +206,22 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
             rss0[i] >> 20
         );
     }
-    for t in &honest {
+    for (k, t) in honest.iter().enumerate() {
         for api in &net.apis[..3] {
-            final_on(api, &hash_of(t), Duration::from_secs(60))
-                .unwrap_or_else(|| panic!("{} not final: {}", hash_of(t), diag(&net)));
+            final_on(api, &hash_of(t), Duration::from_secs(60)).unwrap_or_else(|| {
+                // Keep the validators' logs for the report.
+                let kept = std::env::temp_dir()
+                    .join(format!("plume-attack-failed-{}", std::process::id()));
+                let _ = std::fs::rename(dir.path(), &kept);
+                panic!(
+                    "{} (submitted to validator {}) not final: {}\nshed: {}\nlogs kept in {}",
+                    hash_of(t),
+                    k % 3,
+                    diag(&net),
+                    shed_lines(&net),
+                    kept.display()
+                )
+            });
         }
     }
     let budget_shed: u64 = (0..3)
@@ -213,8 +232,9 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
         .sum();
     assert!(budget_shed > 0, "the budgets engaged: {}", diag(&net));
     eprintln!(
-        "flood: {rounds} rounds; heights {h0:?} -> {h1:?}; peak RSS MiB {:?}",
-        peak.iter().map(|p| p >> 20).collect::<Vec<_>>()
+        "flood: {rounds} rounds; heights {h0:?} -> {h1:?}; peak RSS MiB {:?}; {} busy refusals retried",
+        peak.iter().map(|p| p >> 20).collect::<Vec<_>>(),
+        refusals.len()
     );
 }
 

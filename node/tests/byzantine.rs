@@ -15,18 +15,17 @@
 //! - a client key with a small-order component: 1,000 transactions, one
 //!   verdict on every validator.
 
-mod rogue;
 mod support;
 
 use plume_client::rpc;
 use plume_client::txbuild::{self, Fees};
 use plume_crypto::Digest;
 use plume_netstack::Channel;
+use plume_node::devnet::rogue::{self, Consensus, Rogue};
 use plume_node::devnet::LocalNet;
 use plume_node::wire::NetMsg;
 use plume_protocol::batch::Verdict;
 use plume_protocol::Transaction;
-use rogue::{Consensus, Rogue};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{diag, exe, final_on, free_base, height, metric, submit, wait_height};

@@ -187,6 +187,27 @@ fn regression_seeds() {
         // Replayed old commit proofs sent sync requests for pruned blocks
         // to the replayer, which answered with the proof again.
         (4, 1, 13, "epoch-proof replay ping-pong"),
+        // A commit proof refused as a duplicate although it had not taken
+        // effect yet (its blocks were missing the first time): a validator
+        // left behind an epoch change never caught up.
+        (
+            4,
+            1,
+            62,
+            "a repeated commit proof that had not taken effect",
+        ),
+        (
+            4,
+            1,
+            214,
+            "a repeated commit proof that had not taken effect",
+        ),
+        (
+            4,
+            1,
+            890,
+            "a repeated commit proof that had not taken effect",
+        ),
     ] {
         let strategy = (seed == 13).then_some(Behavior::EpochProofReplay);
         let cfg = SimConfig::random_with(seed, n, f, CI_FAULT_WINDOW_US, strategy);

@@ -36,6 +36,8 @@ pub struct ClusterOptions {
     pub dir: Option<PathBuf>,
     /// Peer transport of every validator: "tcp" or "udp".
     pub transport: String,
+    /// `bench attack`: the attack (`attack::KINDS`).
+    pub attack: String,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +51,7 @@ impl Default for ClusterOptions {
             params: Vec::new(),
             dir: None,
             transport: "tcp".into(),
+            attack: "peer-flood".into(),
         }
     }
 }
@@ -103,7 +106,7 @@ fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn metric(api: &str, name: &str) -> f64 {
+pub(crate) fn metric(api: &str, name: &str) -> f64 {
     let Ok((_, body)) = plume_client::http_get(api, "/metrics") else {
         return 0.0;
     };
@@ -431,7 +434,7 @@ pub fn set_config_value(path: &Path, key: &str, value: &str) -> Result<()> {
 /// 10,000..19,799, below both the test suite's ranges and Linux's
 /// ephemeral range (32,768+), where any outgoing connection could take a
 /// port between this check and the validator's bind.
-fn free_base(n: u16) -> Result<u16> {
+pub(crate) fn free_base(n: u16) -> Result<u16> {
     let seed = std::process::id() as u64
         ^ (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?

@@ -4,6 +4,7 @@
 //! delays.
 
 pub mod localnet;
+pub mod rogue;
 
 pub use localnet::{account_key, set_transport, LocalNet, NsLayout, DEVNET_ACCOUNTS};
 

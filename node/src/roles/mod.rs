@@ -194,11 +194,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         shared.clone(),
         place.exec.clone(),
     )?;
-    let api = ApiServer::start(
+    let api = ApiServer::start_with(
         &setup.config.api.listen_addr,
         Arc::new(api::ApiNode {
             shared: shared.clone(),
         }),
+        setup.config.api.limits(),
     )?;
     tracing::info!(addr = %api.addr, "API listening");
     let start = core::CoreStart {

@@ -37,7 +37,7 @@ fn reserve(base: u16) -> bool {
 }
 
 /// A base port such that base..base+n and base+100..base+100+n are free,
-/// and reserved against other test processes (see `reserve`). Bases stay
+/// and both reserved against other test processes (see `reserve`). Bases stay
 /// in 20,000..32,099, below Linux's ephemeral range (32,768-60,999): a port
 /// there can be taken by any outgoing connection between our check and
 /// the validator's bind.
@@ -50,7 +50,10 @@ pub fn free_base(n: u16) -> u16 {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
         });
-        if ok && reserve(base) {
+        // Both hundreds are locked: a network at `base` uses base.. for
+        // peers and base+100.. for its API, and one at base+100 would use
+        // the same ports for its peers.
+        if ok && reserve(base) && reserve(base + 100) {
             return base;
         }
     }

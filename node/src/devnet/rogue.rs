@@ -1,19 +1,19 @@
-//! A Byzantine validator for multi-process tests: it holds one validator's
-//! real keys and speaks the real wire protocol over the real transport, but
-//! its behaviour is the test's. The test thread sends it raw frames and
-//! reads everything it receives; optionally it runs a real consensus
-//! engine whose proposals it rewrites (to name batches nobody certified).
+//! A Byzantine validator for the multi-process tests and `plume bench
+//! attack`: it holds one validator's real keys and speaks the real wire
+//! protocol over the real transport, but its behaviour is the caller's.
+//! The caller sends it raw frames and reads everything it receives;
+//! optionally it runs a real consensus engine whose proposals it rewrites
+//! (to name batches nobody certified). [`flood_kit`] builds the messages of
+//! a peer flood. Never part of a validator: `plume start` does not use it.
 
-#![allow(dead_code)]
-
+use crate::setup::NodeSetup;
+use crate::wire::{self, NetMsg};
 use plume_consensus::{BlsScheme, Effect, Engine, Input, Message, Timer};
 use plume_crypto::ed25519::SigningKey;
 use plume_crypto::Digest;
 use plume_netstack::{
     AnyTransport, ChainId, Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId,
 };
-use plume_node::setup::NodeSetup;
-use plume_node::wire::{self, NetMsg};
 use plume_protocol::batch::{
     stored_message, verified_message, BatchCertificate, BatchCommittee, BatchId, BatchVote, Verdict,
 };
@@ -114,6 +114,14 @@ impl Rogue {
         }
     }
 
+    /// A handle another thread can send through (and drain inbound with).
+    pub fn sender(&self) -> RogueSender {
+        RogueSender {
+            out: self.out.clone(),
+            inbound: self.inbound.clone(),
+        }
+    }
+
     /// Send `msg` to validator `to`.
     pub fn send(&self, to: u32, ch: Channel, msg: &NetMsg) {
         self.out
@@ -194,6 +202,25 @@ impl Rogue {
             }
         }
         None
+    }
+}
+
+/// Sends through a running [`Rogue`] from another thread.
+#[derive(Clone)]
+pub struct RogueSender {
+    out: flume::Sender<(u32, Channel, Vec<u8>)>,
+    inbound: flume::Receiver<(u32, NetMsg)>,
+}
+
+impl RogueSender {
+    /// Send `msg` to validator `to` (dropped once the rogue stopped).
+    pub fn send(&self, to: u32, ch: Channel, msg: &NetMsg) {
+        let _ = self.out.send((to, ch, wire::encode(msg)));
+    }
+
+    /// Drop what the rogue received so far.
+    pub fn drain(&self) {
+        while self.inbound.try_recv().is_ok() {}
     }
 }
 
@@ -382,4 +409,67 @@ async fn run(
         }
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// What [`flood_kit`] builds: messages sent every round (with their
+/// channel), and signed timeouts sent one per round in turn.
+pub type FloodKit = (Vec<(Channel, NetMsg)>, Vec<NetMsg>);
+
+/// The messages of a peer flood, each costly for its receiver in another
+/// way: a batch request naming one real batch 256 times, a block sync
+/// request for the most blocks (from `head`), a catch-up request from
+/// height 1, `timeouts` validly signed timeouts for future views from
+/// `view` on (each a pairing the first time; replays after that), and a
+/// junk batch of 200 items. With the channel each goes on.
+pub fn flood_kit(
+    home: &Path,
+    head: Digest,
+    batch: Digest,
+    view: u64,
+    expires: u64,
+    timeouts: u64,
+) -> anyhow::Result<FloodKit> {
+    use plume_protocol::consensus::{timeout_message, QuorumCert, Timeout};
+    let setup = NodeSetup::load(home, None)?;
+    let sk = plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?;
+    let chain = setup.chain_u64;
+    let genesis = Block::<BlsScheme>::genesis(chain);
+    let signed: Vec<NetMsg> = (0..timeouts)
+        .map(|k| {
+            let v = view + 1 + k;
+            let m = timeout_message(chain, 0, v, 0);
+            NetMsg::Consensus(Message::Timeout(Timeout {
+                epoch: 0,
+                view: v,
+                high_qc: QuorumCert::genesis(0, &genesis),
+                voter: setup.me,
+                sig: sk.sign(m.as_bytes()),
+            }))
+        })
+        .collect();
+    let kinds = vec![
+        (
+            Channel::Bulk,
+            NetMsg::BatchRequest(vec![batch; wire::BATCH_REQUEST_MAX]),
+        ),
+        (
+            Channel::Consensus,
+            NetMsg::Consensus(Message::SyncRequest {
+                block: head,
+                max: u32::MAX,
+            }),
+        ),
+        (Channel::Bulk, NetMsg::CatchUpRequest { from: 1 }),
+        (
+            Channel::Bulk,
+            NetMsg::Batch {
+                author: setup.me,
+                expires,
+                verdict: plume_protocol::batch::Verdict::all_valid(),
+                txs: vec![vec![0xAB; 1000]; 200],
+                cert: None,
+            },
+        ),
+    ];
+    Ok((kinds, signed))
 }
