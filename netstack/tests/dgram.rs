@@ -177,3 +177,60 @@ fn non_member_is_refused_over_datagrams() {
         );
     });
 }
+
+/// 1,000 SYNs from 200 loopback addresses that never answer (as spoofed
+/// sources never can) leave the listener holding no connection state: it
+/// answers each with a cookie, and members connect meanwhile.
+#[test]
+fn a_syn_flood_holds_no_state_and_members_still_connect() {
+    use plume_netstack::dgram::proto::{Header, Kind, HEADER, SACK_WORDS};
+    run(async {
+        let (a, b) = ordered(5, 6);
+        let tb = transport(0);
+        let lb = SocketAddr::V4(tb.local());
+        let tb_metrics = tb.metrics();
+        let eb = Endpoint::start(tb, net_cfg(lb, &[a, b], &[]), key(b)).unwrap();
+        // The flood: SYNs with fresh connection ids from 127.0.0.10-209.
+        let socks: Vec<std::net::UdpSocket> = (10..210u8)
+            .filter_map(|i| {
+                std::net::UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, i), 0)).ok()
+            })
+            .collect();
+        assert_eq!(socks.len(), 200);
+        let mut syn = [0u8; HEADER];
+        for k in 0..1000u32 {
+            Header {
+                kind: Kind::Syn,
+                conn: 0xF000_0000 | k,
+                seq: 0,
+                ack: 0,
+                sack: [0; SACK_WORDS],
+                window: 64,
+            }
+            .encode(0, &mut syn);
+            let _ = socks[k as usize % socks.len()].send_to(&syn, lb);
+            if k % 50 == 0 {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // A member dials during the flood's aftermath.
+        let ta = transport(0);
+        let la = SocketAddr::V4(ta.local());
+        let ea = Endpoint::start(ta, net_cfg(la, &[a, b], &[(b, lb)]), key(a)).unwrap();
+        assert!(
+            ea.wait_connected(&[id(b)], Duration::from_secs(5)).await,
+            "the member connected"
+        );
+        ea.send(&id(b), Channel::Consensus, b"through")
+            .await
+            .unwrap();
+        assert_eq!(eb.recv().await.payload(), b"through");
+        let m = tb_metrics.snapshot();
+        assert!(
+            m.cookies_sent + m.conns_refused >= 1000,
+            "every SYN was answered statelessly or refused: {m:?}"
+        );
+        assert!(m.cookies_sent >= 64, "{m:?}");
+        drop(socks);
+    });
+}

@@ -22,7 +22,13 @@
 //!   so backpressure reaches the application as with TCP.
 //! - A connection opens with SYN / SYN-ACK (retried), and ends with RESET
 //!   or when nothing was heard from the peer for `dead_after` while
-//!   something waited for an answer.
+//!   something waited for an answer. A listener answers a SYN statelessly:
+//!   its SYN-ACK carries a cookie in `seq` (a keyed hash of the source, the
+//!   connection id and the time, [`syn_cookie`]), the initiator echoes it in
+//!   an ACK (retried) and sends data only once the listener answered that;
+//!   the listener creates the connection only for a valid echo
+//!   ([`Conn::accept_echoed`]). Spoofed-source SYNs hold no state at all.
+//!   A SYN-ACK with `seq` 0 (a listener keeping state) establishes at once.
 //!
 //! Encryption and peer authentication are not here: the endpoint runs the
 //! same Noise handshake and record encryption over this stream as over TCP.
@@ -290,8 +296,11 @@ pub struct Conn {
     id: u32,
     state: State,
     initiator: bool,
-    /// A control packet (SYN, SYN-ACK or RESET) waits to be sent.
+    /// A control packet (SYN, SYN-ACK, cookie echo ACK or RESET) waits to
+    /// be sent.
     control: Option<Kind>,
+    /// The listener's cookie, echoed until it answers (initiator only).
+    cookie: Option<u64>,
     syn_deadline: Option<Instant>,
     last_heard: Instant,
     // --- send side ---
@@ -344,6 +353,7 @@ impl Conn {
             },
             initiator,
             control: Some(if initiator { Kind::Syn } else { Kind::SynAck }),
+            cookie: None,
             syn_deadline: None,
             last_heard: now,
             sendq: VecDeque::new(),
@@ -370,6 +380,15 @@ impl Conn {
     /// Accept a connection whose SYN arrived (we send SYN-ACK).
     pub fn accept(cfg: ConnConfig, id: u32, now: Instant) -> Conn {
         Conn::new(cfg, id, now, false)
+    }
+
+    /// Accept a connection whose initiator echoed our cookie (our SYN-ACK
+    /// went out statelessly): established, and an ACK confirms it.
+    pub fn accept_echoed(cfg: ConnConfig, id: u32, now: Instant) -> Conn {
+        let mut c = Conn::new(cfg, id, now, false);
+        c.control = None;
+        c.ack_due = true;
+        c
     }
 
     /// Connection id.
@@ -533,18 +552,32 @@ impl Conn {
             }
             Kind::SynAck => {
                 if self.initiator && self.state == State::SynSent {
-                    self.state = State::Established;
-                    self.syn_deadline = None;
-                    self.control = None;
+                    if h.seq != 0 {
+                        // A stateless listener: echo its cookie (and keep
+                        // echoing until it answers); no data before.
+                        self.cookie = Some(h.seq);
+                        self.control = Some(Kind::Ack);
+                        self.syn_deadline = None;
+                    } else {
+                        self.state = State::Established;
+                        self.syn_deadline = None;
+                        self.control = None;
+                    }
                 }
                 return;
             }
             Kind::Data | Kind::Ack => {
                 if self.initiator && self.state == State::SynSent {
-                    // The SYN-ACK was lost but the peer talks to us.
+                    // The listener has the connection (it answered our
+                    // echo), or its SYN-ACK was lost but it talks to us.
                     self.state = State::Established;
                     self.syn_deadline = None;
                     self.control = None;
+                    self.cookie = None;
+                }
+                if !self.initiator && h.kind == Kind::Ack && h.seq != 0 {
+                    // A cookie echo again: our confirming ACK was lost.
+                    self.ack_due = true;
                 }
             }
         }
@@ -718,7 +751,11 @@ impl Conn {
         }
         if self.state == State::SynSent {
             if self.syn_deadline.is_some_and(|d| now >= d) {
-                self.control = Some(Kind::Syn);
+                self.control = Some(if self.cookie.is_some() {
+                    Kind::Ack
+                } else {
+                    Kind::Syn
+                });
                 self.rto = (self.rto * 2).min(self.cfg.rto_max);
                 self.syn_deadline = None;
             }
@@ -790,10 +827,12 @@ impl Conn {
     /// None after every input.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if let Some(kind) = self.control.take() {
-            if kind == Kind::Syn {
+            let echo = kind == Kind::Ack && self.initiator && self.state == State::SynSent;
+            if kind == Kind::Syn || echo {
                 self.syn_deadline = Some(now + self.rto);
             }
-            let h = self.header(kind, 0);
+            let seq = if echo { self.cookie.unwrap_or(0) } else { 0 };
+            let h = self.header(kind, seq);
             h.encode(0, out);
             return Some(HEADER);
         }
@@ -854,6 +893,36 @@ impl Conn {
     pub fn unacked(&self) -> usize {
         self.sendq.len()
     }
+}
+
+/// The stateless SYN-ACK answering `syn` with `cookie`, advertising
+/// `window` packets.
+pub fn syn_ack_for(syn: &Header, cookie: u64, window: u32, out: &mut [u8]) -> usize {
+    Header {
+        kind: Kind::SynAck,
+        conn: syn.conn,
+        seq: cookie,
+        ack: 0,
+        sack: [0; SACK_WORDS],
+        window,
+    }
+    .encode(0, out);
+    HEADER
+}
+
+/// A SYN cookie: a keyed hash of the source address, the connection id
+/// and the time slot (`slot`, e.g. seconds / 64), never 0. A listener
+/// accepts the cookies of the current and the previous slot.
+pub fn syn_cookie(secret: &[u8; 32], src: std::net::SocketAddrV4, conn: u32, slot: u64) -> u64 {
+    let mut h = plume_crypto::Hasher::new(plume_crypto::Domain::Handshake);
+    h.update(b"plume dgram syn cookie")
+        .update(secret)
+        .update(&src.ip().octets())
+        .update(&src.port().to_be_bytes())
+        .update(&conn.to_be_bytes())
+        .update_u64(slot);
+    let d = h.finalize();
+    u64::from_be_bytes(d.0[..8].try_into().expect("8 bytes")) | 1
 }
 
 /// A RESET answering a packet for a connection we do not have. None for a
@@ -1124,6 +1193,70 @@ mod tests {
         c.on_timer(t0 + Duration::from_secs(11));
         assert_eq!(c.state(), &State::Closed(CloseReason::Unreachable));
         assert_eq!(c.write(b"x", t0), 0);
+    }
+
+    /// All packets `c` has due, decoded.
+    fn drain(c: &mut Conn, now: Instant) -> Vec<(Header, Vec<u8>)> {
+        let mut out = vec![0u8; HEADER + PAYLOAD_LIMIT];
+        let mut v = Vec::new();
+        while let Some(n) = c.poll_transmit(now, &mut out) {
+            let (h, p) = Header::decode(&out[..n]).expect("our own packet");
+            v.push((h, p.to_vec()));
+        }
+        v
+    }
+
+    #[test]
+    fn a_cookie_handshake_sends_no_data_before_the_listener_keeps_state() {
+        let t0 = Instant::now();
+        let src: std::net::SocketAddrV4 = "127.0.0.9:4000".parse().unwrap();
+        let secret = [5u8; 32];
+        let mut a = Conn::connect(ConnConfig::default(), 77, t0);
+        assert_eq!(a.write(b"hello", t0), 5);
+        let syn = drain(&mut a, t0);
+        assert_eq!(syn.len(), 1);
+        assert_eq!(syn[0].0.kind, Kind::Syn);
+        // The listener answers statelessly.
+        let cookie = syn_cookie(&secret, src, 77, 0);
+        assert_ne!(cookie, 0);
+        assert_ne!(cookie, syn_cookie(&secret, src, 78, 0), "bound to the id");
+        assert_ne!(cookie, syn_cookie(&[6; 32], src, 77, 0), "bound to the key");
+        let mut r = [0u8; HEADER];
+        syn_ack_for(&syn[0].0, cookie, 64, &mut r);
+        let (synack, _) = Header::decode(&r).unwrap();
+        a.on_packet(&synack, &[], t0);
+        assert!(
+            !a.is_established(),
+            "not before the listener has the connection"
+        );
+        let echo = drain(&mut a, t0);
+        assert_eq!(echo.len(), 1, "only the echo, no data: {echo:?}");
+        assert_eq!((echo[0].0.kind, echo[0].0.seq), (Kind::Ack, cookie));
+        // The echo is lost: it is sent again on the timer.
+        let later = t0 + Duration::from_secs(2);
+        a.on_timer(later);
+        let again = drain(&mut a, later);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].0.kind, again[0].0.seq), (Kind::Ack, cookie));
+        // The listener takes it: state now, and an ACK confirms it.
+        let mut l = Conn::accept_echoed(ConnConfig::default(), 77, later);
+        l.on_packet(&again[0].0, &[], later);
+        assert!(l.is_established());
+        let confirm = drain(&mut l, later);
+        assert_eq!(confirm.len(), 1);
+        assert_eq!(confirm[0].0.kind, Kind::Ack);
+        a.on_packet(&confirm[0].0, &[], later);
+        assert!(a.is_established());
+        let data = drain(&mut a, later);
+        assert!(data
+            .iter()
+            .any(|(h, p)| h.kind == Kind::Data && p == b"hello"));
+        // A stateful listener's SYN-ACK (seq 0) establishes at once.
+        let mut b = Conn::connect(ConnConfig::default(), 78, t0);
+        let syn = drain(&mut b, t0);
+        syn_ack_for(&syn[0].0, 0, 64, &mut r);
+        b.on_packet(&Header::decode(&r).unwrap().0, &[], t0);
+        assert!(b.is_established());
     }
 
     #[test]

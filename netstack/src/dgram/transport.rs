@@ -8,7 +8,9 @@
 //! `busy_poll` (dedicated network core). Writers and readers kick it.
 
 use super::device::DatagramIo;
-use super::proto::{reset_for, Conn, ConnConfig, ConnStats, Header, Kind, State, HEADER};
+use super::proto::{
+    reset_for, syn_ack_for, syn_cookie, Conn, ConnConfig, ConnStats, Header, Kind, State, HEADER,
+};
 use crate::frame::{encode_len_prefix, RecordBuf};
 use crate::metrics::{add, counters, inc};
 use crate::transport::{Connection, Listener, RecordReader, RecordWriter, Transport};
@@ -24,8 +26,10 @@ use std::time::{Duration, Instant};
 
 /// Receive buffer of a reader at start; grows up to one largest record.
 pub const READ_BUF_INITIAL: usize = 64 << 10;
-/// Most RESETs waiting to be sent (answers to unknown connections).
+/// Most stateless answers (RESETs, cookie SYN-ACKs) waiting to be sent.
 pub const RESETS_MAX: usize = 64;
+/// Seconds per SYN-cookie time slot (a cookie is good for one to two).
+pub const COOKIE_SLOT_S: u64 = 64;
 /// Most receive bursts per driver round.
 pub const RX_BURSTS_PER_ROUND: usize = 16;
 /// Most packets one connection sends per driver round (fairness).
@@ -41,6 +45,8 @@ counters! {
     injected_drops: "Datagrams dropped on purpose (loss injection).",
     resets_sent: "RESETs sent for unknown connections or local closes.",
     conns_refused: "SYNs refused (not listening, connection table or backlog full).",
+    cookies_sent: "SYN-ACKs sent with a cookie (no state kept for the SYN).",
+    cookies_bad: "Cookie echoes that did not verify (forged, or older than two slots).",
     data_sent: "Data packets sent for the first time.",
     retransmits: "Data packets sent again.",
     timeouts: "Retransmission timeouts.",
@@ -111,6 +117,10 @@ struct Stack {
     kicked: bool,
     tx_count: u64,
     resets: VecDeque<(SocketAddrV4, [u8; HEADER])>,
+    /// Key of the SYN cookies (random per start).
+    secret: [u8; 32],
+    /// Origin of the cookie time slots.
+    started: Instant,
     buf: Vec<u8>,
     metrics: Arc<DgramMetrics>,
 }
@@ -136,8 +146,11 @@ impl Stack {
             backlog,
             resets,
             metrics,
+            secret,
+            started,
             ..
         } = self;
+        let slot_now = now.saturating_duration_since(*started).as_secs() / COOKIE_SLOT_S;
         // 1. Receive: drain the device (up to RX_BURSTS_PER_ROUND bursts),
         // so that timers never judge a connection whose acknowledgements
         // are still waiting in the receive ring.
@@ -159,9 +172,32 @@ impl Stack {
                 }
                 return;
             }
-            if h.kind == Kind::Syn {
-                if *listening && conns.len() < cfg.conns_max && backlog.len() < cfg.backlog {
-                    let conn = Conn::accept(cfg.conn.clone(), h.conn, now);
+            if h.kind == Kind::Syn && *listening {
+                // Stateless: a SYN-ACK carrying a cookie, nothing kept.
+                if resets.len() < RESETS_MAX {
+                    let mut r = [0u8; HEADER];
+                    let cookie = syn_cookie(secret, src, h.conn, slot_now);
+                    let window = cfg.conn.recv_window.min(u32::MAX as usize) as u32;
+                    syn_ack_for(&h, cookie, window, &mut r);
+                    resets.push_back((src, r));
+                    inc(&metrics.cookies_sent);
+                } else {
+                    inc(&metrics.conns_refused);
+                }
+                return;
+            }
+            let echo = h.kind == Kind::Ack && h.seq != 0 && *listening;
+            if echo {
+                let valid = [slot_now, slot_now.wrapping_sub(1)]
+                    .iter()
+                    .any(|s| syn_cookie(secret, src, h.conn, *s) == h.seq);
+                if !valid {
+                    inc(&metrics.cookies_bad);
+                    return;
+                }
+                if conns.len() < cfg.conns_max && backlog.len() < cfg.backlog {
+                    let mut conn = Conn::accept_echoed(cfg.conn.clone(), h.conn, now);
+                    conn.on_packet(&h, payload, now);
                     conns.insert(
                         key,
                         Slot {
@@ -178,7 +214,9 @@ impl Stack {
                     touched.push(key);
                     return;
                 }
+                // Full: the initiator echoes again later.
                 inc(&metrics.conns_refused);
+                return;
             }
             if resets.len() < RESETS_MAX {
                 let mut r = [0u8; HEADER];
@@ -345,6 +383,8 @@ impl DgramTransport {
             kicked: false,
             tx_count: 0,
             resets: VecDeque::new(),
+            secret: rand::thread_rng().gen(),
+            started: Instant::now(),
             metrics: metrics.clone(),
         }));
         // Event-driven receive where the device has a descriptor (kernel
