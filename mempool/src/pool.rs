@@ -398,8 +398,14 @@ impl Mempool {
                 balance: view.fee_balance,
             });
         }
+        // Behind a gap it cannot pay until its predecessors come: it may
+        // take a deeper sender's place, never evict by its tip.
+        let reachable = self
+            .senders
+            .get(&sender)
+            .is_some_and(|s| (s.next..seq).all(|q| s.pending.contains_key(&q)));
         while self.ids.len() >= self.txs_max || self.bytes + bytes.len() > self.bytes_max {
-            if !self.evict_for(sender, held, fee) {
+            if !self.evict_for(sender, held, fee, reachable) {
                 self.drop_sender_if_empty(&sender);
                 return Err(MempoolError::Full);
             }
@@ -429,21 +435,32 @@ impl Mempool {
 
     /// Make room for a newcomer of `sender` (holding `held`) paying `fee`:
     /// evict the deepest sender's last transaction if it holds more than
-    /// the newcomer's sender would, else the cheapest sender's last one if
-    /// the newcomer pays more. False when neither applies.
-    fn evict_for(&mut self, sender: Address, held: usize, fee: u64) -> bool {
+    /// the newcomer's sender would, else (for a `reachable` newcomer: no
+    /// gap before it) the last one of the cheapest other sender paying
+    /// less. Never the newcomer's own sender (that could cut a gap under
+    /// it). False when neither applies.
+    fn evict_for(&mut self, sender: Address, held: usize, fee: u64, reachable: bool) -> bool {
         if let Some(&(depth, deepest)) = self.by_depth.last() {
             if deepest != sender && depth > held + 1 {
                 self.evict_last_of(deepest);
                 return true;
             }
         }
-        match self.by_fee.first() {
-            Some(&(cheapest, victim, _)) if fee > cheapest => {
-                self.evict_last_of(victim);
+        if !reachable {
+            return false;
+        }
+        let victim = self
+            .by_fee
+            .iter()
+            .take_while(|(f, _, _)| *f < fee)
+            .find(|(_, a, _)| *a != sender)
+            .map(|(_, a, _)| *a);
+        match victim {
+            Some(v) => {
+                self.evict_last_of(v);
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -702,6 +719,29 @@ mod tests {
         let held = |k: &SigningKey| m.pending_of(&k.public_key().address());
         assert_eq!(held(&a) + held(&c), 1, "one of the cheapest lost its last");
         assert_eq!((held(&b), held(&d)), (1, 1));
+    }
+
+    #[test]
+    fn a_newcomer_never_evicts_its_own_sender_and_gapped_ones_never_evict_by_tip() {
+        let mut m = Mempool::with_limits(2, usize::MAX);
+        let (a, b, c) = (key(21), key(22), key(23));
+        add(&mut m, tx(&a, 0, 1)).unwrap();
+        add(&mut m, tx(&b, 0, 5)).unwrap();
+        // a's seq 1 pays more than a's own seq 0, the cheapest: the victim
+        // must be b (cheapest other sender paying less), never a's seq 0.
+        add(&mut m, tx(&a, 1, 10)).unwrap();
+        assert_eq!(m.pending_of(&a.public_key().address()), 2);
+        assert_eq!(m.pending_of(&b.public_key().address()), 0);
+        let batch = m.take_batch(10, usize::MAX);
+        let seqs: Vec<u64> = batch.iter().map(|(t, _)| t.tx.body.sequence).collect();
+        assert_eq!(seqs, vec![0, 1], "no gap was cut under a");
+        // A gapped newcomer (c's seq 3, nothing before it) with a huge tip
+        // does not evict a reachable transaction.
+        let mut m = Mempool::with_limits(2, usize::MAX);
+        add(&mut m, tx(&a, 0, 1)).unwrap();
+        add(&mut m, tx(&b, 0, 1)).unwrap();
+        assert_eq!(add(&mut m, tx(&c, 3, 1_000)), Err(MempoolError::Full));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

@@ -80,9 +80,11 @@ pub struct NetConfig {
     pub frame_payload_max: usize,
     /// Frames queued per peer per channel before `send` waits.
     pub send_queue_frames: usize,
-    /// Bytes queued per peer (every channel) before `send` waits and
+    /// Bytes queued per peer before a bulk `send` waits and a bulk
     /// `try_send` refuses: a slow or hostile peer holds at most this much
-    /// of our memory, whatever its frames' sizes. At least one frame.
+    /// of our memory in bulk frames (plus one), whatever their sizes;
+    /// consensus frames (small, bounded by their lane's count) always get
+    /// in.
     pub send_queue_bytes: usize,
     /// Inbound frames queued per channel before readers stop reading.
     pub recv_queue_frames: usize,
@@ -391,18 +393,24 @@ impl<T: Transport> Endpoint<T> {
     pub async fn send(&self, peer: &PeerId, ch: Channel, msg: &[u8]) -> Result<(), SendError> {
         let (p, b) = self.frame(peer, ch, msg)?;
         let len = b.len();
-        // Wait while the peer's queued bytes would pass their bound (an
-        // empty queue always takes one frame).
-        loop {
-            let seen = p.drained.version();
-            let queued = p.out_bytes.get();
-            if queued == 0 || queued + len <= self.inner.cfg.send_queue_bytes {
-                break;
+        // Bulk waits while the peer's queued bytes would pass their bound
+        // (an empty queue always takes one frame); consensus frames are
+        // bounded by their lane's frame count only, so bulk never starves
+        // them.
+        if ch == Channel::Bulk {
+            loop {
+                let seen = p.drained.version();
+                let queued = p.out_bytes.get();
+                if queued == 0 || queued + len <= self.inner.cfg.send_queue_bytes {
+                    break;
+                }
+                p.drained.changed_since(seen).await;
             }
-            p.drained.changed_since(seen).await;
         }
-        p.out_bytes.set(p.out_bytes.get() + len);
         p.out.push(ch, b).await;
+        // Counted once queued (a cancelled wait leaves nothing counted);
+        // nothing runs between the push and this line on this executor.
+        p.out_bytes.set(p.out_bytes.get() + len);
         Ok(())
     }
 
@@ -412,7 +420,7 @@ impl<T: Transport> Endpoint<T> {
         let (p, b) = self.frame(peer, ch, msg)?;
         let len = b.len();
         let queued = p.out_bytes.get();
-        if queued > 0 && queued + len > self.inner.cfg.send_queue_bytes {
+        if ch == Channel::Bulk && queued > 0 && queued + len > self.inner.cfg.send_queue_bytes {
             inc(&self.inner.metrics.send_queue_full);
             return Err(SendError::Full);
         }

@@ -91,8 +91,11 @@ pub fn consensus_cost<S: plume_consensus::Scheme>(
 ) -> f64 {
     use plume_protocol::consensus::Message as M;
     match m {
-        // Its justify QC (usually cached: we formed or saw it).
-        M::Proposal(_) => BLS_UNITS / 4.0,
+        // Its justify QC (usually cached: we formed or saw it), and the
+        // timeout certificate it may carry (checked before the leader).
+        M::Proposal(p) => {
+            BLS_UNITS / 4.0 + BLS_UNITS * p.tc.as_ref().map_or(0, |t| t.entries.len()) as f64
+        }
         // Aggregated with the others at quorum.
         M::Vote(_) => 2.0,
         M::Timeout(_) => BLS_UNITS,

@@ -124,6 +124,19 @@ impl Ctx {
             )
             .to_string()
         };
+        // One call charged before a reader is taken: a client already over
+        // its rate costs no parse on the blocking pool.
+        if !self.allow(client.ip, 1) {
+            self.node.shed("api_rate_limited");
+            let e = ApiError::new(
+                codes::RATE_LIMITED,
+                format!(
+                    "more than {} calls per second from this client; slow down",
+                    self.limits.calls_per_s
+                ),
+            );
+            return (429, error_response(Value::Null, &e).to_string());
+        }
         let permit = match tokio::time::timeout(
             self.limits.reader_wait,
             self.readers.clone().acquire_owned(),
@@ -140,8 +153,9 @@ impl Ctx {
         let ip = client.ip;
         let prepared: Result<Prepared, _> = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            // One call was charged before the permit.
             super::prepare(&body, cx.node.as_ref(), &cx.limits, &mut |n| {
-                cx.allow(ip, n)
+                cx.allow(ip, n.saturating_sub(1))
             })
         })
         .await;

@@ -482,3 +482,73 @@ fn calls_wait_for_a_reader_and_health_does_not() {
     assert!(node.calls.load(Ordering::Relaxed) <= 8);
     srv.stop();
 }
+
+#[test]
+fn a_silent_subscriber_is_closed_once_nothing_was_heard_for_the_idle_time() {
+    let (srv, node) = start(Limits {
+        ws_idle: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", srv.addr)).unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}"#,
+    ))
+    .unwrap();
+    // Silent: it neither reads nor answers pings.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut reason = None;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => {
+                reason = Some(f.reason.to_string());
+                break;
+            }
+            Ok(m) => seen.push(format!("{m:?}")),
+            Err(e) => {
+                seen.push(format!("error {e}"));
+                break;
+            }
+        }
+    }
+    // The close frame says why, unless the client's automatic pong hit
+    // the closed socket first (then the read fails): either way it ended.
+    let ended = reason
+        .as_deref()
+        .is_some_and(|r| r.contains("nothing heard"))
+        || seen.last().is_some_and(|l| l.starts_with("error"));
+    assert!(ended, "{reason:?} after {seen:?}");
+    assert_eq!(node.shed_count("ws_idle"), 1);
+    srv.stop();
+}
+
+#[test]
+fn a_subscriber_that_answers_pings_stays() {
+    let (srv, _node) = start(Limits {
+        ws_idle: Duration::from_millis(600),
+        ..Limits::default()
+    });
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", srv.addr)).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    ws.send(tungstenite::Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["blocks"]}"#,
+    ))
+    .unwrap();
+    // Reading answers pings (tungstenite replies to each): 2 s, several
+    // idle periods, and the connection is still open.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => panic!("closed: {f:?}"),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    srv.stop();
+}

@@ -165,8 +165,13 @@ pub(super) async fn session(
     let state = Arc::new(SinkState::new(limits.ws_queue_bytes_max));
     let mut subs = 0usize;
     let mut next_sub = 1u64;
+    // Pings every third of `ws_idle`; a client from which nothing (not even
+    // a pong) arrived for `ws_idle` is closed, subscribed or not, so a
+    // vanished client never keeps its slot.
+    let ping_every = (limits.ws_idle / 3).max(std::time::Duration::from_millis(10));
+    let mut last_heard = tokio::time::Instant::now();
+    let mut next_ping = last_heard + ping_every;
     loop {
-        let idle = tokio::time::sleep(limits.ws_idle);
         tokio::select! {
             () = state.wake.notified() => {
                 let reason = state.cut_reason().unwrap_or_else(|| "closed".into());
@@ -184,8 +189,24 @@ pub(super) async fn session(
                     return;
                 }
             }
-            () = idle, if subs == 0 => return,
+            () = tokio::time::sleep_until(next_ping) => {
+                if last_heard.elapsed() >= limits.ws_idle {
+                    cx.node.shed("ws_idle");
+                    let frame = CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: format!("nothing heard for {:?}", limits.ws_idle).into(),
+                    };
+                    let _ = tokio::time::timeout(limits.ws_write_timeout, ws.close(Some(frame))).await;
+                    return;
+                }
+                next_ping = tokio::time::Instant::now() + ping_every;
+                if !send(&mut ws, Message::Ping(Vec::new().into()), &limits).await {
+                    cx.node.shed("ws_write_timeout");
+                    return;
+                }
+            }
             msg = ws.next() => {
+                last_heard = tokio::time::Instant::now();
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).to_string(),

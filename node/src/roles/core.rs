@@ -1102,10 +1102,6 @@ impl Core {
                             "caught up from a peer's block store"
                         );
                         self.catchup.streaming = true;
-                        self.exec_feed.caught_up(height, |i| match i {
-                            ExecIn::Block(j) => j.block.height,
-                            ExecIn::CatchUp { .. } => u64::MAX,
-                        });
                         self.batcher.on_caught_up(height, payloads);
                         self.step(Input::CaughtUp { blocks })?;
                         self.maybe_catch_up();
@@ -1166,7 +1162,11 @@ impl Core {
 
     /// Retry the work waiting for full exec and log queues.
     fn flush_backlogs(&mut self) -> Result<()> {
-        if self.exec_feed.flush(&self.exec_tx).is_err() {
+        if self
+            .exec_feed
+            .flush(self.catchup.executed, &self.exec_tx)
+            .is_err()
+        {
             return self.gone("the execution thread");
         }
         if self.log_backlog.flush(&self.log_tx).is_err() {
@@ -1243,7 +1243,7 @@ impl Core {
             return;
         }
         if !self.exec_tx.is_empty()
-            || self.exec_feed.backlog() > 0
+            || self.exec_feed.flushable()
             || (!c.streaming && stalled < CATCHUP_STALL)
         {
             return;

@@ -5,11 +5,12 @@
 //! what passes it is shed by the owner's policy:
 //!
 //! - finalized blocks for execution ([`ExecFeed`]): past the bound the
-//!   block is dropped, and so is every later one until execution has
-//!   passed the highest dropped height (catch-up from the peers' stores
-//!   closes the gap: the core asks once the engine's committed height is
-//!   ahead of execution and execution is idle), so execution never sees a
-//!   gap in heights;
+//!   *oldest* waiting block is dropped (the newest are kept: execution
+//!   needs them once it is back near the tip) and nothing is sent until
+//!   execution has passed the highest dropped height (catch-up from the
+//!   peers' stores closes the gap: the core asks once the engine's
+//!   committed height is ahead of execution and execution is idle), so
+//!   execution never sees a gap in heights;
 //! - batch log items ([`Backlog`]): past the bound an append is dropped
 //!   (that batch is never voted for: it is fetched again or expires) and a
 //!   retire is dropped (its record stays until the log is compacted).
@@ -102,19 +103,27 @@ impl<T> Backlog<T> {
 }
 
 /// Finalized blocks for execution, in height order, never with a gap.
+///
+/// Past its bound the backlog drops its *oldest* block (keeping the
+/// newest, the ones execution needs once it is back near the tip) and
+/// remembers the highest height dropped; nothing more is sent until
+/// execution (by catch-up from the peers' stores) has passed it. Blocks at
+/// or below what execution reached are dropped as stale.
 #[derive(Debug)]
 pub struct ExecFeed<T> {
-    backlog: Backlog<T>,
-    /// The highest height dropped while the backlog was full.
-    dropped: Option<u64>,
+    backlog: VecDeque<(u64, T)>,
+    max: usize,
+    /// The highest height dropped from the front of the backlog.
+    gap_through: Option<u64>,
 }
 
 impl<T> ExecFeed<T> {
     /// An empty feed with a backlog of at most `max` blocks.
     pub fn new(max: usize) -> Self {
         ExecFeed {
-            backlog: Backlog::new(max),
-            dropped: None,
+            backlog: VecDeque::new(),
+            max: max.max(1),
+            gap_through: None,
         }
     }
 
@@ -123,13 +132,15 @@ impl<T> ExecFeed<T> {
         self.backlog.len()
     }
 
-    /// Whether blocks are being dropped until execution passes a height.
+    /// Whether the feed waits for execution to pass a dropped height (by
+    /// catch-up) before it sends anything.
     pub fn gap(&self) -> Option<u64> {
-        self.dropped
+        self.gap_through
     }
 
     /// Hand over the block at `height`; `executed` is the highest height
-    /// execution reported. `Ok(false)`: dropped (counted by the caller).
+    /// execution reported. `Ok(false)`: a block was dropped (counted by the
+    /// caller).
     pub fn push(
         &mut self,
         height: u64,
@@ -137,31 +148,45 @@ impl<T> ExecFeed<T> {
         executed: u64,
         tx: &flume::Sender<T>,
     ) -> Result<bool, Gone> {
-        if let Some(d) = self.dropped {
-            if executed < d {
-                self.dropped = Some(d.max(height));
-                return Ok(false);
-            }
-            self.dropped = None;
-        }
-        match self.backlog.push(item, tx)? {
-            Pushed::Queued => Ok(true),
-            Pushed::Shed => {
-                self.dropped = Some(height);
-                Ok(false)
+        self.backlog.push_back((height, item));
+        let mut kept = true;
+        if self.backlog.len() > self.max {
+            if let Some((h, _)) = self.backlog.pop_front() {
+                self.gap_through = Some(self.gap_through.map_or(h, |g| g.max(h)));
+                kept = false;
             }
         }
+        self.flush(executed, tx)?;
+        Ok(kept)
     }
 
-    /// Retry what waits.
-    pub fn flush(&mut self, tx: &flume::Sender<T>) -> Result<(), Gone> {
-        self.backlog.flush(tx)
+    /// Send what waits, in order, unless a gap must be closed first.
+    pub fn flush(&mut self, executed: u64, tx: &flume::Sender<T>) -> Result<(), Gone> {
+        if let Some(g) = self.gap_through {
+            if executed < g {
+                return Ok(());
+            }
+            self.gap_through = None;
+        }
+        while let Some((h, item)) = self.backlog.pop_front() {
+            if h <= executed && executed > 0 {
+                continue; // executed by other means (catch-up)
+            }
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(flume::TrySendError::Full(item)) => {
+                    self.backlog.push_front((h, item));
+                    return Ok(());
+                }
+                Err(flume::TrySendError::Disconnected(_)) => return Err(Gone),
+            }
+        }
+        Ok(())
     }
 
-    /// Execution reached `executed` by other means (catch-up): drop the
-    /// waiting blocks at or below it.
-    pub fn caught_up(&mut self, executed: u64, height_of: impl Fn(&T) -> u64) {
-        self.backlog.retain(|t| height_of(t) > executed);
+    /// Whether blocks wait that could be sent now (no gap to close first).
+    pub fn flushable(&self) -> bool {
+        !self.backlog.is_empty() && self.gap_through.is_none()
     }
 }
 
@@ -201,37 +226,40 @@ mod tests {
 
     #[test]
     fn execution_never_sees_a_gap_after_blocks_were_dropped() {
-        // Queue of 2, backlog of 2: heights 1-4 fit, 5 is dropped, and so
-        // is every later block until execution reports 5 or more.
+        // Queue of 2, backlog of 3. Heights 1-2 go to the queue, 3-5 wait;
+        // 6 and 7 push 3 and 4 out (dropped): a gap through 4.
         let (tx, rx) = flume::bounded::<u64>(2);
-        let mut f = ExecFeed::new(2);
-        for h in 1..=4 {
-            assert_eq!(f.push(h, h, 0, &tx), Ok(true));
-        }
-        assert_eq!(f.push(5, 5, 0, &tx), Ok(false));
-        assert_eq!(f.gap(), Some(5));
-        // Execution drains 1-4 (reports 4): still short of 5.
-        let mut executed = 0;
-        while executed < 4 {
-            while let Ok(h) = rx.try_recv() {
-                assert_eq!(h, executed + 1, "contiguous");
-                executed = h;
+        let mut f = ExecFeed::new(3);
+        let mut dropped = 0;
+        for h in 1..=7 {
+            if !f.push(h, h, 0, &tx).unwrap() {
+                dropped += 1;
             }
-            f.flush(&tx).unwrap();
         }
-        assert_eq!(f.push(6, 6, executed, &tx), Ok(false), "still in the gap");
-        assert_eq!(f.gap(), Some(6));
-        // Catch-up executes up to 7; the next block is 8 and is sent.
-        executed = 7;
-        f.caught_up(executed, |h| *h);
-        assert_eq!(f.push(7, 7, executed, &tx), Ok(true));
+        assert_eq!(dropped, 2);
+        assert_eq!(f.gap(), Some(4));
+        assert_eq!(f.backlog(), 3, "the newest kept: 5, 6, 7");
+        // Execution drains 1-2 (reports 2): still short of 4, nothing sent.
+        let got: Vec<u64> = rx.drain().collect();
+        assert_eq!(got, vec![1, 2]);
+        f.flush(2, &tx).unwrap();
+        assert!(rx.is_empty(), "3 and 4 are missing: 5 must wait");
+        assert!(!f.flushable(), "the core may start catch-up");
+        // Catch-up executes through 5: 5 is stale, 6 and 7 follow.
+        f.flush(5, &tx).unwrap();
         assert_eq!(f.gap(), None);
-        assert_eq!(f.push(8, 8, executed, &tx), Ok(true));
-        let sent: Vec<u64> = rx.drain().collect();
-        assert_eq!(
-            sent,
-            vec![7, 8],
-            "7 is stale: execution skips it, 8 follows 7"
-        );
+        let got: Vec<u64> = rx.drain().collect();
+        assert_eq!(got, vec![6, 7]);
+        // Catch-up reaching the tip while the gap is open: nothing stale is
+        // sent, the next block follows.
+        let mut f = ExecFeed::new(1);
+        let (tx, rx) = flume::bounded::<u64>(1);
+        for h in 1..=4 {
+            let _ = f.push(h, h, 0, &tx);
+        }
+        assert_eq!(rx.drain().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(f.gap(), Some(3));
+        f.push(5, 5, 4, &tx).unwrap();
+        assert_eq!(rx.drain().collect::<Vec<_>>(), vec![5], "4 was stale");
     }
 }
