@@ -19,6 +19,7 @@
 //! Error codes (JSON-RPC `error.code`) are listed in [`codes`] and in the
 //! README's API section.
 
+mod conn;
 pub mod server;
 pub mod ws;
 

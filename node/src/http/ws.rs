@@ -9,7 +9,7 @@
 //! memory and learns why it was dropped. Every write has a deadline
 //! ([`Limits::ws_write_timeout`]).
 
-use super::server::{Ctx, Guard};
+use super::conn::{Ctx, Guard, WsSlot};
 use super::{codes, error_response, parse_topic, ApiError, Limits};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
@@ -153,7 +153,7 @@ pub(super) async fn session(
     upgraded: hyper::upgrade::Upgraded,
     cx: Arc<Ctx>,
     client: Arc<Guard>,
-    _ws_slot: super::server::WsSlot,
+    _ws_slot: WsSlot,
 ) {
     let limits = cx.limits.clone();
     let config = WebSocketConfig::default()

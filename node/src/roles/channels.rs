@@ -23,7 +23,7 @@ use plume_mempool::{Batch, ExecJob, LogItem, StateView};
 use plume_protocol::batch::{BatchCertificate, BatchVote, Verdict};
 use plume_protocol::catchup::SegmentBlock;
 use plume_protocol::codec::ConsensusMsg;
-use plume_protocol::PreparedTx;
+use plume_protocol::{PreparedTx, Receipt};
 use std::sync::Arc;
 
 /// Work queued for the signature role.
@@ -214,4 +214,22 @@ pub enum LogIn {
     Append(LogItem),
     /// These batches are executed: their records may go.
     Retire(Vec<Digest>),
+}
+
+/// One committed block, for the notifier (`notify::NOTIFY_QUEUE_MAX`
+/// queued; execution `try_send`s, a full queue drops the note and cuts
+/// every subscriber with a reason).
+pub struct Note {
+    /// Its height.
+    pub height: u64,
+    /// Its id.
+    pub block: Digest,
+    /// Its view.
+    pub view: u64,
+    /// The state root after it.
+    pub root: Digest,
+    /// Each transaction's hash and signers, in block order.
+    pub txs: Vec<(Digest, Vec<Address>)>,
+    /// Each transaction's receipt.
+    pub receipts: Vec<Receipt>,
 }

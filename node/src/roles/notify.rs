@@ -10,12 +10,10 @@
 //! subscriber too slow for its own queue is cut alone
 //! ([`crate::http::Sink::offer`]).
 
+pub use super::channels::Note;
 use super::shared::Shared;
 use crate::http::{ws::notification, ws::Offer, Sink, Topic};
-use plume_crypto::ed25519::Address;
-use plume_crypto::Digest;
 use plume_execution::Registry;
-use plume_protocol::Receipt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -28,22 +26,6 @@ pub const NOTIFY_QUEUE_MAX: usize = 256;
 pub const BLOCK_NOTE_HASHES_MAX: usize = 20_000;
 /// Most subscriptions on the node (every connection together).
 pub const SUBSCRIPTIONS_MAX: usize = 4096;
-
-/// One committed block, for the subscribers.
-pub struct Note {
-    /// Its height.
-    pub height: u64,
-    /// Its id.
-    pub block: Digest,
-    /// Its view.
-    pub view: u64,
-    /// The state root after it.
-    pub root: Digest,
-    /// Each transaction's hash and signers, in block order.
-    pub txs: Vec<(Digest, Vec<Address>)>,
-    /// Each transaction's receipt.
-    pub receipts: Vec<Receipt>,
-}
 
 /// Hand a committed block to the notifier (from execution; never blocks).
 pub fn offer(shared: &Shared, note: impl FnOnce() -> Note) {

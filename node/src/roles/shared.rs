@@ -2,8 +2,8 @@
 //! environment for the API's reads, subscriptions, the last commit, and the
 //! stop flag.
 
+use super::channels::Note;
 use super::channels::SigIn;
-use super::notify::Note;
 use crate::http::{Sink, Topic};
 use crate::metrics::NodeMetrics;
 use plume_crypto::Digest;
