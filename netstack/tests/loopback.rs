@@ -481,36 +481,6 @@ fn with_both_addresses_only_the_smaller_key_dials() {
     });
 }
 
-/// A TCP connection to `to` from local address `from` (blocking connect:
-/// on loopback the kernel completes it at once).
-fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> Option<std::net::TcpStream> {
-    use std::os::fd::FromRawFd as _;
-    let SocketAddr::V4(to) = to else { return None };
-    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) takes no pointers.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
-    let ok = unsafe {
-        libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
-            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0
-    };
-    // SAFETY: fd is owned here and handed to the stream once.
-    let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    ok.then_some(s)
-}
-
 /// Strangers from 40 addresses open connections that never handshake:
 /// they fill the strangers' slots, and a member still connects at once
 /// (its address has slots of its own).
@@ -533,7 +503,7 @@ fn strangers_holding_every_handshake_slot_do_not_keep_a_member_out() {
         let held: Vec<std::net::TcpStream> = (2..42u8)
             .flat_map(|i| {
                 let ip = std::net::Ipv4Addr::new(127, 0, 0, i);
-                (0..4).filter_map(move |_| connect_from(ip, target))
+                (0..4).filter_map(move |_| plume_netstack::tcp::connect_from(ip, target).ok())
             })
             .collect();
         assert_eq!(held.len(), 160);

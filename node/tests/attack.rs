@@ -17,29 +17,9 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{diag, exe, final_on, free_base, height, metric, submit, wait_height};
-
-fn hash_of(t: &Transaction) -> String {
-    t.body.signing_hash().to_hex()
-}
-
-/// Transfers of 1 from accounts `from..from+k` (each its sequence 0).
-fn transfers(net: &LocalNet, from: usize, k: usize) -> Vec<Transaction> {
-    (from..from + k)
-        .map(|a| {
-            txbuild::transfer(
-                &net.chain_id,
-                &net.accounts[a],
-                0,
-                &net.accounts[1].public_key().address(),
-                1,
-                None,
-                Fees::default(),
-                u64::MAX,
-            )
-        })
-        .collect()
-}
+use support::{
+    diag, exe, final_on, free_base, hash_of, height, metric, submit, transfers, wait_height,
+};
 
 /// Resident memory of validator `i`'s process, in bytes.
 fn rss(net: &LocalNet, i: usize) -> u64 {
@@ -253,37 +233,6 @@ fn a_member_flooding_every_costly_message_kind_cannot_stop_the_others() {
     );
 }
 
-/// A TCP connection to `to` from local address `from`.
-fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> Option<std::net::TcpStream> {
-    use std::os::fd::FromRawFd as _;
-    let std::net::SocketAddr::V4(to) = to else {
-        return None;
-    };
-    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) takes no pointers.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
-    let ok = unsafe {
-        libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
-            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0
-    };
-    // SAFETY: fd is owned here and handed to the stream once.
-    let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    ok.then_some(s)
-}
-
 /// POST `body` from `from` on a fresh connection: (status, JSON body).
 fn post_from(
     from: std::net::Ipv4Addr,
@@ -291,7 +240,7 @@ fn post_from(
     body: &[u8],
 ) -> Option<(u16, Value)> {
     use std::io::Read as _;
-    let mut s = connect_from(from, to)?;
+    let mut s = plume_netstack::tcp::connect_from(from, to).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     write!(
         s,
@@ -328,7 +277,9 @@ fn slowloris_a_stalled_subscriber_and_400_readers_leave_the_api_answering() {
     // Slowloris: half a request head each, never finished.
     let mut held = Vec::new();
     for _ in 0..500 {
-        if let Some(mut s) = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr) {
+        if let Ok(mut s) =
+            plume_netstack::tcp::connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr)
+        {
             let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
             held.push(s);
         }

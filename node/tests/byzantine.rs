@@ -28,7 +28,9 @@ use plume_protocol::batch::Verdict;
 use plume_protocol::Transaction;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{diag, exe, final_on, free_base, height, metric, submit, wait_height};
+use support::{
+    diag, exe, final_on, free_base, hash_of, height, metric, submit, transfers, wait_height,
+};
 
 /// A network of `n` validators where the last one is not started (the
 /// test runs it as a rogue, or not at all).
@@ -40,28 +42,6 @@ fn net_without_last(n: usize) -> (tempfile::TempDir, LocalNet) {
     }
     net.wait_ready(Duration::from_secs(60)).unwrap();
     (dir, net)
-}
-
-/// Transfers of 1 from accounts `from..from+k` (each its sequence 0).
-fn transfers(net: &LocalNet, from: usize, k: usize) -> Vec<Transaction> {
-    (from..from + k)
-        .map(|a| {
-            txbuild::transfer(
-                &net.chain_id,
-                &net.accounts[a],
-                0,
-                &net.accounts[1].public_key().address(),
-                1,
-                None,
-                Fees::default(),
-                u64::MAX,
-            )
-        })
-        .collect()
-}
-
-fn hash_of(t: &Transaction) -> String {
-    t.body.signing_hash().to_hex()
 }
 
 fn batch_msg(author: u32, expires: u64, txs: &[Vec<u8>]) -> NetMsg {

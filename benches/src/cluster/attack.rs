@@ -263,38 +263,6 @@ fn fund_squatters(net: &LocalNet) -> Result<()> {
     Ok(())
 }
 
-/// A TCP connection to `to` from local address `from`.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    use std::os::fd::FromRawFd as _;
-    let SocketAddr::V4(to) = to else {
-        return None;
-    };
-    let sa = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) takes no pointers.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
-    let bound = unsafe { libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0 };
-    // SAFETY: as above; a non-blocking connect returns EINPROGRESS.
-    let rc = unsafe { libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) };
-    let in_progress =
-        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINPROGRESS);
-    // SAFETY: fd is owned here and handed to the stream once.
-    let s = unsafe { TcpStream::from_raw_fd(fd) };
-    (bound && in_progress).then_some(s)
-}
-
 fn spawn_attack(
     kind: &str,
     net: &LocalNet,
@@ -364,7 +332,7 @@ fn spawn_attack(
                             .filter(|s| s.local_addr().is_ok_and(|a| a.ip() == from))
                             .count();
                         for _ in have..want {
-                            if let Some(mut s) = connect_from(from, to) {
+                            if let Ok(mut s) = plume_netstack::tcp::connect_from(from, to) {
                                 std::thread::sleep(Duration::from_micros(200));
                                 let _ = s.write_all(head);
                                 held.push(s);

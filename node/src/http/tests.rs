@@ -318,45 +318,11 @@ fn an_oversized_websocket_message_closes_the_connection() {
 fn slowloris(addr: std::net::SocketAddr, from: &str, n: usize) -> Vec<TcpStream> {
     (0..n)
         .filter_map(|_| {
-            let sock = socket_from(from, addr)?;
-            let mut s = sock;
+            let mut s = plume_netstack::tcp::connect_from(from.parse().ok()?, addr).ok()?;
             let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
             Some(s)
         })
         .collect()
-}
-
-/// A TCP connection to `to` from local address `from` (any port).
-fn socket_from(from: &str, to: std::net::SocketAddr) -> Option<TcpStream> {
-    use std::os::fd::FromRawFd as _;
-    // std has no bind-before-connect: do it with libc.
-    // SAFETY: socket(2) takes no pointers.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return None;
-    }
-    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let local = sa(from.parse().ok()?, 0);
-    let std::net::SocketAddr::V4(to) = to else {
-        return None;
-    };
-    let remote = sa(*to.ip(), to.port());
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: fd is a fresh socket; the addresses are valid sockaddr_in.
-    let ok = unsafe {
-        libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
-            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0
-    };
-    // SAFETY: fd is owned here and handed to the TcpStream once.
-    let s = unsafe { TcpStream::from_raw_fd(fd) };
-    ok.then_some(s)
 }
 
 #[test]

@@ -95,11 +95,6 @@ impl<T> Backlog<T> {
         self.items.push_back(item);
         Ok(Pushed::Queued)
     }
-
-    /// Drop waiting items for which `stale` holds.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        self.items.retain(keep);
-    }
 }
 
 /// Finalized blocks for execution, in height order, never with a gap.

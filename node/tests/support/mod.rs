@@ -160,3 +160,27 @@ pub fn diag(net: &LocalNet) -> String {
     }
     out
 }
+
+/// Transfers of 1 from accounts `from..from+k` (each its sequence 0).
+pub fn transfers(net: &LocalNet, from: usize, k: usize) -> Vec<plume_protocol::Transaction> {
+    use plume_client::txbuild::{self, Fees};
+    (from..from + k)
+        .map(|a| {
+            txbuild::transfer(
+                &net.chain_id,
+                &net.accounts[a],
+                0,
+                &net.accounts[1].public_key().address(),
+                1,
+                None,
+                Fees::default(),
+                u64::MAX,
+            )
+        })
+        .collect()
+}
+
+/// A transaction's id, hex.
+pub fn hash_of(t: &plume_protocol::Transaction) -> String {
+    t.body.signing_hash().to_hex()
+}
