@@ -80,6 +80,7 @@ fn exercise(net: &mut LocalNet, transport: &str, lossy: bool) {
     let (h2, roots) = net.converge(h + 1, Duration::from_secs(60)).unwrap();
     assert!(h2 > h);
     assert!(roots.iter().all(|r| r.1 == roots[0].1), "{roots:?}");
+    let mut retransmits = Vec::new();
     for i in 0..4 {
         let log = std::fs::read_to_string(net.homes[i].join("node.log")).unwrap();
         assert!(
@@ -97,12 +98,18 @@ fn exercise(net: &mut LocalNet, transport: &str, lossy: bool) {
             metric(&body, "plume_dgram_datagrams_received") > 0,
             "validator {i}"
         );
-        if lossy {
-            assert!(
-                metric(&body, "plume_dgram_retransmits") > 0,
-                "validator {i}"
-            );
-        }
+        retransmits.push(metric(&body, "plume_dgram_retransmits"));
+    }
+    if lossy {
+        // Which of a validator's packets the kernel drops (data, an ack, a
+        // handshake packet) depends on timing, so one validator may have
+        // lost only acks and resent nothing; the network as a whole must
+        // have recovered lost data by resending it.
+        eprintln!("{transport}: retransmits per validator {retransmits:?}");
+        assert!(
+            retransmits.iter().sum::<u64>() > 0,
+            "{transport}: no validator resent anything: {retransmits:?}"
+        );
     }
 }
 
