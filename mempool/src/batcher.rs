@@ -437,6 +437,9 @@ pub struct Batcher<S: Scheme> {
     /// Own batches not finalized yet: when cut, and their senders (held
     /// back in the pool until then; see [`Mempool::hold_senders`]).
     unfinalized: HashMap<Digest, (u64, Vec<plume_crypto::ed25519::Address>)>,
+    /// Held batches whose signature check the driver could not queue
+    /// (its verifier queue was full): asked again on the next tick.
+    reverify: BTreeSet<Digest>,
 }
 
 /// Most cut-to-certificate times kept for the driver between takes.
@@ -472,6 +475,7 @@ impl<S: Scheme> Batcher<S> {
             cert_latencies: Vec::new(),
             tx_cert_latencies: Vec::new(),
             unfinalized: HashMap::new(),
+            reverify: BTreeSet::new(),
         }
     }
 
@@ -848,13 +852,44 @@ impl<S: Scheme> Batcher<S> {
         let Some(h) = self.held.get_mut(digest) else {
             return;
         };
-        if h.batch.author != from || h.verify || h.local.is_some() || certified {
+        if h.batch.author != from || certified {
+            return;
+        }
+        if h.local.is_some() || h.verify {
+            // Checked (a lost vote comes back when the author resends the
+            // batch to us, silent to it), or our check is under way or
+            // queued again for the next tick.
             return;
         }
         h.verify = true;
         h.voted = None;
         self.counters.verifications += 1;
         out.push(Action::Verify(h.batch.clone()));
+    }
+
+    /// The driver could not queue the signature check of `digest` (its
+    /// verifier queue was full): it is asked for again on the next tick,
+    /// so a shed check never leaves the batch waiting for a verdict
+    /// forever.
+    pub fn on_verify_shed(&mut self, digest: &Digest) {
+        if self
+            .held
+            .get(digest)
+            .is_some_and(|h| h.verify && h.local.is_none())
+        {
+            self.reverify.insert(*digest);
+        }
+    }
+
+    /// Ask the driver again for the checks it shed.
+    fn retry_verify(&mut self, out: &mut Vec<Action<S>>) {
+        for d in std::mem::take(&mut self.reverify) {
+            if let Some(h) = self.held.get(&d) {
+                if h.verify && h.local.is_none() && !self.certs.contains_key(&d) {
+                    out.push(Action::Verify(h.batch.clone()));
+                }
+            }
+        }
     }
 
     /// The batch log made these durable.
@@ -1139,6 +1174,7 @@ impl<S: Scheme> Batcher<S> {
     /// them to execution.
     pub fn tick(&mut self, now_us: u64, out: &mut Vec<Action<S>>) {
         self.cut(now_us, out);
+        self.retry_verify(out);
         self.chase_votes(now_us, out);
         self.offer(now_us, out);
         self.expire(out);
@@ -1272,11 +1308,15 @@ impl<S: Scheme> Batcher<S> {
             let Some(h) = self.held.get(d) else { continue };
             let ver =
                 c.power_of_members(own.votes.iter().filter(|(_, (v, _))| *v).map(|(i, _)| *i));
-            if ver < c.validity_power() {
+            if ver < c.validity_power() && !own.ranking.is_empty() {
                 // Ask the next validator of the ranking that has not sent
-                // a verified vote.
-                while own.asked < own.ranking.len() {
-                    let next = own.ranking[own.asked];
+                // a verified vote, going round the ranking again once it
+                // is through (a request, the batch before it, the check or
+                // the vote may each have been lost or shed on the way, so
+                // one pass can end with nobody verifying).
+                let n = own.ranking.len();
+                for _ in 0..n {
+                    let next = own.ranking[own.asked % n];
                     own.asked += 1;
                     if !own.votes.get(&next).is_some_and(|(v, _)| *v) {
                         self.counters.verify_requests += 1;

@@ -65,6 +65,9 @@ struct Net {
     down: BTreeSet<u32>,
     /// (from, to) links dropped.
     cut: BTreeSet<(u32, u32)>,
+    /// Per validator, how many of its next signature checks its driver
+    /// sheds (a full verifier queue).
+    shed_verify: BTreeMap<u32, u32>,
     now: u64,
     committee: BatchCommittee,
     /// Height of the next block each validator finalizes.
@@ -86,6 +89,7 @@ impl Net {
             seen: (0..n).map(|_| Seen::default()).collect(),
             down: BTreeSet::new(),
             cut: BTreeSet::new(),
+            shed_verify: BTreeMap::new(),
             now: 0,
             committee: c,
             heights: vec![1; n as usize],
@@ -128,6 +132,10 @@ impl Net {
                             queue.extend(o.into_iter().map(|a| (t, a)));
                         }
                     }
+                }
+                Action::Verify(b) if self.shed_verify.get(&i).is_some_and(|n| *n > 0) => {
+                    *self.shed_verify.get_mut(&i).expect("present") -= 1;
+                    self.b[iu].on_verify_shed(&b.digest);
                 }
                 Action::Verify(b) => {
                     self.seen[iu].verifications += 1;
@@ -326,6 +334,95 @@ fn a_silent_designated_verifier_is_replaced_after_the_timeout() {
         c.certs_formed, 1,
         "the next verifier of the ranking stood in"
     );
+}
+
+/// The digest of the batch validator 0 cuts from one transaction of
+/// sender 1, and its verification ranking.
+fn first_batch_ranking(net: &Net) -> (Digest, Vec<u32>) {
+    let (_, bytes) = tx(1, 0, true);
+    let digest =
+        plume_protocol::batch::batch_digest(0, EXPIRY_BLOCKS, std::slice::from_ref(&bytes));
+    (digest, net.committee.ranking(&digest, 0))
+}
+
+#[test]
+fn checks_shed_by_full_verifier_queues_are_retried_until_the_batch_is_certified() {
+    // The designated verifier is silent and both stand-ins shed their
+    // first check (seen under a member's flood: the batch then waited for
+    // a verdict that never came, and its transactions were never final).
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    let (_, ranking) = first_batch_ranking(&net);
+    net.down.insert(ranking[0]);
+    net.shed_verify.insert(ranking[1], 1);
+    net.shed_verify.insert(ranking[2], 1);
+    net.tick(0);
+    for _ in 0..2 {
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
+    assert_eq!(net.b[0].counters().certs_formed, 0, "both checks were shed");
+    assert_eq!(net.seen[ranking[1] as usize].verifications, 0);
+    net.now += 1;
+    net.tick(ranking[1]);
+    net.tick(ranking[2]);
+    assert_eq!(
+        net.b[0].counters().certs_formed,
+        1,
+        "the shed checks ran on the next tick and certified the batch"
+    );
+}
+
+#[test]
+fn verify_requests_go_round_the_ranking_until_a_verified_vote_arrives() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    let (_, ranking) = first_batch_ranking(&net);
+    net.down.insert(ranking[0]);
+    net.tick(0);
+    // Both stand-ins hold the batch and voted (unverified); the requests
+    // asking them to verify are lost.
+    net.cut.insert((0, ranking[1]));
+    net.cut.insert((0, ranking[2]));
+    for _ in 0..3 {
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
+    assert_eq!(net.b[0].counters().certs_formed, 0);
+    net.cut.clear();
+    for _ in 0..3 {
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
+    assert_eq!(
+        net.b[0].counters().certs_formed,
+        1,
+        "asked again after one pass of the ranking: {:?}",
+        net.b[0].counters()
+    );
+}
+
+#[test]
+fn a_lost_verified_vote_comes_back_without_a_second_check() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    let (_, ranking) = first_batch_ranking(&net);
+    // The designated verifier checks, but its vote never arrives; the
+    // other two are down.
+    net.cut.insert((ranking[0], 0));
+    net.down.insert(ranking[2]);
+    net.tick(0);
+    assert_eq!(net.seen[ranking[0] as usize].verifications, 1);
+    net.cut.clear();
+    net.down.clear();
+    // The author resends the batch to the silent verifier and asks round
+    // the ranking: the vote it cast comes back, with no second check.
+    for _ in 0..4 {
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
+    assert_eq!(net.b[0].counters().certs_formed, 1);
+    assert_eq!(net.seen[ranking[0] as usize].verifications, 1);
 }
 
 #[test]

@@ -604,8 +604,12 @@ impl Core {
                 }
                 Action::Verify(b) => {
                     self.shared.metrics.batch_verifications.inc();
+                    let d = b.digest;
                     if self.sig_tx.try_send(SigIn::VerifyBatch(b)).is_err() {
+                        // Asked for again on the next tick: a shed check
+                        // must not leave the batch without a verdict.
                         self.shared.metrics.shed_sig_queue.inc();
+                        self.batcher.on_verify_shed(&d);
                     }
                 }
                 Action::Vote { id, verdict } => {
@@ -952,6 +956,10 @@ impl Core {
                 }
             }
             NetMsg::VerifyRequest(d) => {
+                // It may start a batch check or a vote signature.
+                if !self.charge(from, 1.0) {
+                    return Ok(());
+                }
                 let mut actions = Vec::new();
                 self.batcher.on_verify_request(&d, from, &mut actions);
                 self.carry_out(actions)?;
