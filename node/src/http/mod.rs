@@ -20,6 +20,7 @@
 //! README's API section.
 
 mod conn;
+mod deadline;
 pub mod server;
 pub mod ws;
 
@@ -43,6 +44,9 @@ pub struct Limits {
     pub head_timeout: Duration,
     /// Time a client has to send a request body.
     pub body_timeout: Duration,
+    /// Time a response write may wait for the client to take a byte
+    /// before the connection is closed.
+    pub write_timeout: Duration,
     /// Largest request head (request line and headers).
     pub head_bytes_max: usize,
     /// Largest request body.
@@ -85,6 +89,7 @@ impl Default for Limits {
             connections_per_client: 256,
             head_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             head_bytes_max: 16 * 1024,
             request_bytes_max: 8 * 1024 * 1024,
             batch_calls_max: 1000,

@@ -7,10 +7,13 @@
 //! [`Limits::head_timeout`] (hyper's header timer, which also ends idle
 //! keep-alive connections) and a body within [`Limits::body_timeout`], so
 //! a slowloris connection holds a slot for seconds, not forever, and never
-//! a thread. `/health` and `/metrics` are answered on the runtime thread
+//! a thread. A response write that waits [`Limits::write_timeout`] for the
+//! client to take a byte closes the connection (a client that asks for a
+//! large answer and stops reading). `/health` and `/metrics` are answered on the runtime thread
 //! itself, without a reader, so they answer while readers are all busy.
 
 use super::conn::{Clients, Ctx, Guard, WsSlot};
+use super::deadline::WriteDeadline;
 use super::{codes, error_response, ApiError, Limits, NodeApi};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -139,6 +142,15 @@ async fn accept_loop(
                 })
             };
             let limits = &guard.cx.limits;
+            let node = guard.cx.node.clone();
+            let stream = WriteDeadline::new(
+                stream,
+                limits.write_timeout,
+                Box::new(move || {
+                    tracing::debug!(%peer, "api: a client stopped reading its response");
+                    node.shed("api_write_timeout");
+                }),
+            );
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.head_timeout)

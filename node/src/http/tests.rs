@@ -518,3 +518,75 @@ fn a_subscriber_that_answers_pings_stays() {
     }
     srv.stop();
 }
+
+#[test]
+fn a_client_that_stops_reading_its_responses_is_closed_after_the_write_timeout() {
+    let (srv, node) = start(Limits {
+        write_timeout: Duration::from_secs(1),
+        connections_per_client: 1,
+        ..Limits::default()
+    });
+    // Twenty pipelined 1 MB answers, never read: far more than the socket
+    // buffers hold, so the server's write stalls.
+    let calls: Vec<Value> = (0..1000)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"big"}))
+        .collect();
+    let body = serde_json::to_vec(&calls).unwrap();
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    let mut w = s.try_clone().unwrap();
+    // Writing blocks once the server stops reading (it writes first) and
+    // fails once it closed: on its own thread, errors ignored.
+    let writer = std::thread::spawn(move || {
+        for _ in 0..20 {
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if w.write_all(head.as_bytes()).is_err() || w.write_all(&body).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.shed_count("api_write_timeout") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled write never timed out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The connection is gone: its one slot for this address is free again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = post(
+            &srv.addr.to_string(),
+            br#"{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]}"#,
+        );
+        if status == 200 {
+            assert!(text.contains("\"result\""), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot not released: {status} {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What the stalled client reads ends: the server closed it.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let mut ended = false;
+    for _ in 0..1000 {
+        match s.read(&mut sink) {
+            Ok(0) | Err(_) => {
+                ended = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(ended, "the stalled connection was closed");
+    writer.join().unwrap();
+    assert_eq!(node.shed_count("api_write_timeout"), 1);
+    srv.stop();
+}
