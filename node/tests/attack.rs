@@ -1,8 +1,10 @@
 //! Adversarial load against real `plume start` processes (issue 17): a
 //! member peer flooding every costly message kind, a client holding
 //! slowloris connections and a WebSocket it never reads, and hundreds of
-//! concurrent readers during load. Traffic goes only to loopback; every
-//! loop is bounded in count and time.
+//! concurrent readers during load, and a stranger in its own network
+//! namespace holding half-open connections or sending spoofed-source SYNs
+//! while a member restarts. Traffic goes only to loopback or to namespaces
+//! the test creates; every loop is bounded in count and time.
 
 mod support;
 
@@ -487,4 +489,242 @@ fn mempool_squatters_cannot_keep_honest_transactions_out() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Validator `i`'s metric `name`, read inside its namespace.
+fn ns_metric(net: &LocalNet, i: usize, name: &str) -> u64 {
+    let api = net.apis[i].clone();
+    let Ok((_, body)) = net.in_ns(i, || plume_client::http_get(&api, "/metrics")) else {
+        return 0;
+    };
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raise this process's descriptor limit to its hard limit; the number of
+/// descriptors it may now hold.
+fn raise_nofile() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `r`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        r.rlim_cur = r.rlim_max;
+        let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+    }
+    r.rlim_cur
+}
+
+/// The stranger's side of the attack, run in its own namespace until
+/// `stop`: over TCP, keep up to `conns` connections to the victim open
+/// without ever sending a byte (re-opening those it closes); over UDP, send
+/// datagram-transport SYNs from 200 addresses that never answer (their
+/// replies are dropped by the stranger's own firewall, as spoofed sources
+/// would never see them). Returns how many connections (TCP) or SYNs (UDP)
+/// it made.
+fn stranger(transport: &str, victim: std::net::SocketAddr, conns: usize, stop: &AtomicBool) -> u64 {
+    let mut made = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if transport == "tcp" {
+        let mut open: Vec<std::net::TcpStream> = Vec::new();
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            // Drop the ones the victim closed.
+            open.retain(|s| match s.peek(&mut [0u8; 1]) {
+                Ok(n) => n > 0,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            });
+            while open.len() < conns && !stop.load(Ordering::Relaxed) {
+                match std::net::TcpStream::connect_timeout(&victim, Duration::from_millis(200)) {
+                    Ok(s) => {
+                        let _ = s.set_nonblocking(true);
+                        open.push(s);
+                        made += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        use plume_netstack::dgram::proto::{Header, Kind, HEADER, SACK_WORDS};
+        let socks: Vec<std::net::UdpSocket> = (50..250u8)
+            .filter_map(|i| {
+                std::net::UdpSocket::bind((std::net::Ipv4Addr::new(10, 77, 0, i), 0)).ok()
+            })
+            .collect();
+        assert_eq!(socks.len(), 200, "bound the stranger's 200 addresses");
+        let mut syn = [0u8; HEADER];
+        let mut k = 0u32;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && k < 400_000 {
+            for _ in 0..50 {
+                Header {
+                    kind: Kind::Syn,
+                    conn: 0xE000_0000 | k,
+                    seq: 0,
+                    ack: 0,
+                    sack: [0; SACK_WORDS],
+                    window: 64,
+                }
+                .encode(0, &mut syn);
+                let _ = socks[k as usize % socks.len()].send_to(&syn, victim);
+                k += 1;
+                made += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    made
+}
+
+fn run_ns(ns: &str, args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{ns}: {args:?}");
+}
+
+/// A stranger in its own namespace on the validators' segment attacks
+/// validator 0 (1,000 half-open TCP connections, or a stream of
+/// spoofed-source datagram SYNs); meanwhile validator 1 is killed and
+/// restarted: it is connected to all three others again within 5 s of
+/// answering, and the chain goes on.
+fn stranger_cannot_keep_a_restarted_member_out(transport: &str) {
+    use plume_netstack::netns::{self, Lab};
+    use plume_node::devnet::NsLayout;
+    if let Some(why) = netns::unavailable() {
+        eprintln!("SKIPPED stranger flood over {transport}: {why}");
+        return;
+    }
+    const PORT: u16 = 26700;
+    let lab = Lab::new(if transport == "tcp" { "ast" } else { "asu" }, 5).expect("namespaces");
+    let stranger_ns = lab.hosts[4].clone();
+    if transport == "udp" {
+        for i in 50..250u8 {
+            run_ns(
+                &stranger_ns,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("10.77.0.{i}/24"),
+                    "dev",
+                    "eth0",
+                ],
+            );
+        }
+        run_ns(
+            &stranger_ns,
+            &["iptables", "-A", "INPUT", "-p", "udp", "-j", "DROP"],
+        );
+    }
+    let conns = (raise_nofile().saturating_sub(200) as usize).min(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport.to_string();
+    let edit = move |_: usize, cfg: String| {
+        cfg.replace("transport = \"tcp\"", &format!("transport = \"{t}\""))
+    };
+    let layout = NsLayout {
+        hosts: lab.hosts[..4].to_vec(),
+        addrs: lab.addrs[..4].to_vec(),
+        edit_config: &edit,
+    };
+    let mut net =
+        LocalNet::create_in(exe(), &dir.path().join("net"), 4, PORT, Some(&layout)).unwrap();
+    net.start_all(Duration::from_secs(60)).unwrap();
+    net.converge(3, Duration::from_secs(90)).unwrap();
+    let victim = std::net::SocketAddr::new(lab.addrs[0], PORT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let (stop, t, ns) = (stop.clone(), transport.to_string(), stranger_ns.clone());
+        std::thread::spawn(move || {
+            netns::enter(&ns).expect("enter the stranger's namespace");
+            stranger(&t, victim, conns, &stop)
+        })
+    };
+    // Let the attack take hold, then restart a member.
+    std::thread::sleep(Duration::from_secs(3));
+    let h0 = height(&net, 0);
+    net.kill9(1);
+    std::thread::sleep(Duration::from_secs(1));
+    net.start(1).unwrap();
+    net.wait_ready(Duration::from_secs(60)).unwrap();
+    let up = Instant::now();
+    let mut peers = (0, 0);
+    while up.elapsed() < Duration::from_secs(5) {
+        peers = (
+            ns_metric(&net, 0, "plume_peers"),
+            ns_metric(&net, 1, "plume_peers"),
+        );
+        if peers == (3, 3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = up.elapsed();
+    // The chain goes on with the restarted member in it, attack still on.
+    let target = h0 + 5;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while height(&net, 1) < target || height(&net, 0) < target {
+        assert!(
+            Instant::now() < deadline,
+            "{transport}: heights {} / {} short of {target}",
+            height(&net, 0),
+            height(&net, 1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let made = attacker.join().unwrap();
+    let victim_metrics: Vec<(&str, u64)> = [
+        "plume_net_handshakes_rate_limited",
+        "plume_net_handshakes_not_allowed",
+        "plume_net_handshake_timeouts",
+        "plume_dgram_cookies_sent",
+        "plume_dgram_conns_refused",
+    ]
+    .iter()
+    .map(|n| (*n, ns_metric(&net, 0, n)))
+    .collect();
+    eprintln!(
+        "{transport}: stranger made {made} (up to {conns} open); member reconnected in {took:?} ({peers:?}); victim {victim_metrics:?}"
+    );
+    assert_eq!(
+        peers,
+        (3, 3),
+        "{transport}: the restarted member was not connected to all within 5 s of answering"
+    );
+    if transport == "tcp" {
+        assert!(
+            made >= conns as u64,
+            "{transport}: the stranger held {conns} connections"
+        );
+    } else {
+        assert!(
+            ns_metric(&net, 0, "plume_dgram_cookies_sent")
+                + ns_metric(&net, 0, "plume_dgram_conns_refused")
+                >= 1000,
+            "{transport}: the victim answered the SYN flood statelessly: {victim_metrics:?}"
+        );
+    }
+    drop(net);
+    drop(lab);
+}
+
+#[test]
+fn half_open_tcp_connections_from_a_stranger_do_not_keep_a_restarted_member_out() {
+    stranger_cannot_keep_a_restarted_member_out("tcp");
+}
+
+#[test]
+fn spoofed_datagram_syns_from_a_stranger_do_not_keep_a_restarted_member_out() {
+    stranger_cannot_keep_a_restarted_member_out("udp");
 }
