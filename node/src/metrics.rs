@@ -335,8 +335,10 @@ pub struct NodeMetrics {
     pub state_diverged: Level,
     /// The height it diverged at.
     pub state_diverged_height: Level,
-    /// Finalized height.
+    /// Finalized height (executed and committed to the store).
     pub height: Level,
+    /// Highest block consensus finalized (execution may lag behind it).
+    pub consensus_height: Level,
     /// Finality latency (submission on this node to commit).
     pub finality: Histogram,
     /// Sizes of the long-lived collections (`plume_mem_*`).
@@ -393,6 +395,7 @@ impl NodeMetrics {
             state_diverged: Level::default(),
             state_diverged_height: Level::default(),
             height: Level::default(),
+            consensus_height: Level::default(),
             finality: Histogram::new(FINALITY_BUCKETS_S),
             mem: MemGauges::default(),
             net: Arc::new(OnceLock::new()),
@@ -551,6 +554,11 @@ impl NodeMetrics {
                 "plume_finalized_height",
                 "Height of the last committed block.",
                 &m.height,
+            ),
+            (
+                "plume_consensus_height",
+                "Highest block consensus finalized; execution may lag behind it (plume_finalized_height).",
+                &m.consensus_height,
             ),
         ] {
             r.register(name, help, g.clone());

@@ -728,3 +728,134 @@ fn half_open_tcp_connections_from_a_stranger_do_not_keep_a_restarted_member_out(
 fn spoofed_datagram_syns_from_a_stranger_do_not_keep_a_restarted_member_out() {
     stranger_cannot_keep_a_restarted_member_out("udp");
 }
+
+/// One thread of a running process frozen (cgroup v1 freezer, whose
+/// `tasks` file takes single thread ids) until dropped.
+struct FrozenThread {
+    dir: std::path::PathBuf,
+    tid: String,
+}
+
+impl FrozenThread {
+    /// Freeze the thread named `name` of process `pid`, or say why not.
+    fn freeze(pid: u32, name: &str) -> Result<FrozenThread, String> {
+        let root = std::path::Path::new("/sys/fs/cgroup/freezer");
+        if !root.join("tasks").exists() {
+            return Err("no cgroup v1 freezer at /sys/fs/cgroup/freezer".into());
+        }
+        let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .ok_or_else(|| format!("no thread {name} in process {pid}"))?
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        let dir = root.join(format!("plume-test-{}-{tid}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let f = FrozenThread { dir, tid };
+        std::fs::write(f.dir.join("tasks"), &f.tid).map_err(|e| e.to_string())?;
+        std::fs::write(f.dir.join("freezer.state"), "FROZEN").map_err(|e| e.to_string())?;
+        Ok(f)
+    }
+}
+
+impl Drop for FrozenThread {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+        let _ = std::fs::write("/sys/fs/cgroup/freezer/tasks", &self.tid);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The backlog that used to deadlock the core, execution and signature
+/// checks: validator 0's execution thread stops (frozen) while the network
+/// finalizes and clients keep submitting to it, until its exec queue
+/// (1,024 blocks) is full and the core backlogs. The core never blocks:
+/// validator 0 keeps finalizing with the others and its API answers. Once
+/// execution runs again it catches up, every accepted transfer is final on
+/// it, and its state root equals the others'.
+#[test]
+fn an_execution_1024_blocks_behind_with_submissions_queued_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = LocalNet::create(exe(), &dir.path().join("net"), 4, free_base(4)).unwrap();
+    net.start_all(Duration::from_secs(60)).unwrap();
+    net.converge(3, Duration::from_secs(90)).unwrap();
+    let pid = net.children[0].as_ref().expect("running").id();
+    let frozen = match FrozenThread::freeze(pid, "exec") {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("SKIPPED the exec backlog test: {why}");
+            return;
+        }
+    };
+    let executed0 = height(&net, 0);
+    let queue = |net: &LocalNet| metric(&net.apis[0], "plume_mem_exec_queue");
+    let backlog = |net: &LocalNet| metric(&net.apis[0], "plume_mem_core_backlog");
+    let finalized = |net: &LocalNet, i: usize| metric(&net.apis[i], "plume_consensus_height");
+    // Submit to validator 0 while its execution is stopped, a transfer
+    // every few blocks, until its exec queue is full and blocks wait in
+    // the core's backlog.
+    let txs = transfers(&net, 100, 400);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let t0 = Instant::now();
+    let mut next = 0;
+    while !(queue(&net) >= 1024 && backlog(&net) > 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "exec queue {} backlog {} after {:?} (finalized {} / {}): {}",
+            queue(&net),
+            backlog(&net),
+            t0.elapsed(),
+            finalized(&net, 0),
+            finalized(&net, 1),
+            diag(&net)
+        );
+        if next < txs.len() {
+            match submit(&net.apis[0], &txs[next]) {
+                Ok(_) => accepted.push(next),
+                Err(_) => refused += 1,
+            }
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let filled = t0.elapsed();
+    // The core did not block: validator 0 finalizes with the others, and
+    // its API answers, while its execution is still stopped.
+    let f0 = finalized(&net, 0);
+    assert_eq!(height(&net, 0), executed0, "execution was stopped");
+    assert!(
+        f0 >= executed0 + 1024,
+        "finalized {f0}, executed {executed0}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while finalized(&net, 0) < f0 + 10 {
+        assert!(
+            Instant::now() < deadline,
+            "validator 0 stopped finalizing while execution is stopped: {}",
+            diag(&net)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(frozen);
+    // Execution catches up and everything accepted is final on it.
+    for k in &accepted {
+        assert!(
+            final_on(&net.apis[0], &hash_of(&txs[*k]), Duration::from_secs(120)).is_some(),
+            "accepted transfer {k} not final on validator 0 after the backlog: {}",
+            diag(&net)
+        );
+    }
+    let (h, roots) = net.converge(f0 + 10, Duration::from_secs(120)).unwrap();
+    assert!(roots.iter().all(|r| r.1 == roots[0].1), "{roots:?}");
+    assert!(!accepted.is_empty());
+    eprintln!(
+        "exec backlog: queue full after {filled:?} ({} finalized, {executed0} executed); {} accepted, {refused} refused; converged at {h}",
+        f0,
+        accepted.len()
+    );
+}

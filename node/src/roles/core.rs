@@ -552,6 +552,9 @@ impl Core {
                         .unwrap_or_else(|p| p.into_inner()) = Some((height, ours, claimed));
                 }
                 Effect::Finalized { block, proof } => {
+                    let m = &self.shared.metrics;
+                    m.consensus_height
+                        .set(m.consensus_height.get().max(block.height));
                     let now = self.now_us();
                     self.batcher.on_finalized(block, proof, now, &mut actions);
                 }

@@ -133,6 +133,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     );
     let metrics = Arc::new(NodeMetrics::new());
     metrics.height.set(opened.height);
+    metrics.consensus_height.set(opened.height);
     let (sig_tx, sig_rx) = flume::bounded::<SigIn>(SIG_QUEUE_MAX);
     let (core_tx, core_rx) = flume::bounded::<CoreIn>(CORE_QUEUE_MAX);
     // Execution and the batch log report on a queue of their own that
