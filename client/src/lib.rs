@@ -12,6 +12,7 @@
 //! Start at [`rpc::RpcClient`] and [`Node`], then [`txbuild`].
 #![forbid(unsafe_code)]
 
+pub mod bin;
 pub mod fsutil;
 pub mod keyfile;
 pub mod rpc;

@@ -11,8 +11,13 @@ use plume_protocol::tx::PreparedTx;
 use plume_protocol::Reason;
 use plume_storage::AuthenticatedState;
 
-/// How far ahead of the payer's next sequence a transaction may be queued.
-pub const SEQUENCE_WINDOW: u64 = 64;
+/// How far ahead of the payer's committed next sequence a transaction may
+/// be queued: the mempool's own window (`plume_mempool`'s
+/// `SENDER_SEQUENCE_WINDOW`), so a client that submits its 256 pending
+/// transactions back to back is never refused because execution has not
+/// caught up with the first ones yet (it was 64, and such a client got
+/// 1005 depending on timing).
+pub const SEQUENCE_WINDOW: u64 = 1024;
 
 /// Why the mempool refuses a transaction.
 #[derive(Debug, thiserror::Error)]

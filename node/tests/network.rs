@@ -497,3 +497,113 @@ fn an_account_checks_offline_against_a_root_the_validators_certified() {
         assert_eq!(n.balance, 0);
     }
 }
+
+/// The binary endpoint end to end: 500 transfers pipelined over one
+/// `/bin` connection are acknowledged with their hashes and each shows up
+/// in the finality stream once; bad transactions get the JSON-RPC error
+/// codes in their acknowledgements; an oversized frame ends the connection
+/// with a reason; a plain GET /bin is refused.
+#[test]
+fn binary_submissions_are_acknowledged_and_streamed_final() {
+    use plume_client::bin::{self, Event};
+    use plume_node::http::codes;
+    let (_d, net) = net(4);
+    wait_height(&net, 0, 2, Duration::from_secs(60));
+    let to = net.accounts[1].public_key().address();
+    let txs: Vec<Vec<u8>> = (0..500u64)
+        .map(|k| {
+            let a = 100 + (k % 50) as usize;
+            txbuild::transfer(
+                &net.chain_id,
+                &net.accounts[a],
+                k / 50,
+                &to,
+                1,
+                None,
+                Fees::default(),
+                u64::MAX,
+            )
+            .to_bytes()
+        })
+        .collect();
+    let want: std::collections::HashSet<plume_crypto::Digest> = txs
+        .iter()
+        .map(|b| {
+            plume_protocol::Transaction::from_bytes(b)
+                .unwrap()
+                .body
+                .signing_hash()
+        })
+        .collect();
+    let (mut w, mut r) = bin::connect(&net.apis[0], true).unwrap();
+    for t in &txs {
+        w.submit(t).unwrap();
+    }
+    // A replay of the first, a malformed one.
+    w.submit(&txs[0]).unwrap();
+    w.submit(b"not a transaction").unwrap();
+    w.flush().unwrap();
+    let mut acks = std::collections::BTreeMap::new();
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acks.len() < 502 || seen.len() < want.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} acks, {} of {} final",
+            acks.len(),
+            seen.len(),
+            want.len()
+        );
+        match r.next_event().unwrap() {
+            Some(Event::Ack { index, outcome }) => {
+                assert!(acks.insert(index, outcome).is_none(), "one ack per index");
+            }
+            Some(Event::Block { txs, height, .. }) => {
+                for h in txs {
+                    if want.contains(&h) {
+                        assert!(seen.insert(h, height).is_none(), "final once: {h}");
+                    }
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for (i, t) in txs.iter().enumerate() {
+        let h = plume_protocol::Transaction::from_bytes(t)
+            .unwrap()
+            .body
+            .signing_hash();
+        assert_eq!(acks[&(i as u64)], Ok(h), "ack {i}");
+    }
+    let replay = acks[&500].clone().unwrap_err().0;
+    assert!(
+        [codes::DUPLICATE, codes::SEQUENCE_USED].contains(&replay),
+        "replay refused: {:?}",
+        acks[&500]
+    );
+    assert_eq!(acks[&501].clone().unwrap_err().0, codes::MALFORMED_TX);
+    // Every streamed transaction is final through JSON-RPC too.
+    let (h, _) = seen.iter().next().unwrap();
+    let v = rpc(&net.apis[0], "plume_getTransaction", json!([h.to_hex()])).unwrap();
+    assert_eq!(v["receipt"]["status"], "Success", "{v}");
+    // An oversized frame: the node says why and closes.
+    let (mut w2, mut r2) = bin::connect(&net.apis[1], false).unwrap();
+    w2.submit(&vec![0u8; plume_protocol::tx::TX_BYTES_MAX + 1])
+        .unwrap();
+    w2.flush().unwrap();
+    match r2.next_event().unwrap() {
+        Some(Event::Closing { code, message }) => {
+            assert_eq!(code, codes::OVERSIZED, "{message}");
+        }
+        other => panic!("expected the node to close: {other:?}"),
+    }
+    assert_eq!(r2.next_event().unwrap(), None, "closed");
+    // Pings are answered.
+    let (mut w3, mut r3) = bin::connect(&net.apis[2], false).unwrap();
+    w3.ping().unwrap();
+    w3.flush().unwrap();
+    assert_eq!(r3.next_event().unwrap(), Some(Event::Pong));
+    // Without the upgrade header: refused.
+    let (status, _) = plume_client::http_get(&net.apis[0], "/bin").unwrap();
+    assert_eq!(status, 400);
+}

@@ -19,6 +19,7 @@
 //! Error codes (JSON-RPC `error.code`) are listed in [`codes`] and in the
 //! README's API section.
 
+pub mod bin;
 mod conn;
 mod deadline;
 pub mod server;
@@ -183,6 +184,9 @@ pub enum Topic {
     Blocks,
     /// Receipts of transactions touching this account (hex address).
     Receipts(String),
+    /// Every committed block as a binary `/bin` frame (its transaction
+    /// hashes; [`bin::block_frame`]).
+    BlocksBinary,
 }
 
 /// A submission's admission outcome, once it is known.
@@ -201,6 +205,19 @@ pub trait NodeApi: Send + Sync + 'static {
     fn submit(&self, params: &[Value]) -> Vec<Result<Pending, ApiError>> {
         params
             .iter()
+            .map(|_| {
+                Err(ApiError::new(
+                    codes::METHOD_NOT_FOUND,
+                    "this node takes no submissions",
+                ))
+            })
+            .collect()
+    }
+    /// Check and queue raw transactions (the binary endpoint), all
+    /// together; one outcome per transaction, in order. The default
+    /// refuses them.
+    fn submit_raw(&self, txs: Vec<Vec<u8>>) -> Vec<Result<Pending, ApiError>> {
+        txs.iter()
             .map(|_| {
                 Err(ApiError::new(
                     codes::METHOD_NOT_FOUND,

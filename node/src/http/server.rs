@@ -197,6 +197,7 @@ async fn handle(req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Res
             cx.node.metrics_text(),
         ),
         ("GET", "/ws") => upgrade(req, cx, client),
+        ("GET", "/bin") => upgrade_bin(req, cx, client),
         ("POST", "/") | ("POST", "/rpc") => {
             let max = cx.limits.request_bytes_max;
             let declared = req
@@ -240,6 +241,49 @@ async fn handle(req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Res
         }
         _ => reply(404, "text/plain", "not found\n"),
     }
+}
+
+/// Switch to the binary protocol (`super::bin`).
+fn upgrade_bin(
+    mut req: Request<Incoming>,
+    cx: Arc<Ctx>,
+    client: Arc<Guard>,
+) -> Response<Full<Bytes>> {
+    let wanted = req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|u| u.eq_ignore_ascii_case(super::bin::PROTOCOL));
+    if !wanted {
+        return reply(
+            400,
+            "text/plain",
+            format!("expected Upgrade: {}\n", super::bin::PROTOCOL),
+        );
+    }
+    let finality = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "finality=1"));
+    if cx.ws_live.fetch_add(1, Ordering::Relaxed) >= cx.limits.ws_connections_max {
+        cx.ws_live.fetch_sub(1, Ordering::Relaxed);
+        cx.node.shed("ws_connections_full");
+        return reply(503, "text/plain", "too many streaming connections\n");
+    }
+    let slot = WsSlot(cx.clone());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => super::bin::session(upgraded, cx, client, slot, finality).await,
+            Err(e) => tracing::debug!("api: binary upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", super::bin::PROTOCOL)
+        .header("connection", "Upgrade")
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 fn upgrade(mut req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Response<Full<Bytes>> {

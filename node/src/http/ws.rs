@@ -62,6 +62,53 @@ impl SinkState {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
+
+    /// The connection took `n` queued bytes off the queue.
+    pub(super) fn taken(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Wait until the connection is cut.
+    pub(super) async fn cut_notified(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// One queued notification: JSON text (a WebSocket subscription) or a
+/// binary frame (a `/bin` connection's finality stream).
+#[derive(Clone, Debug)]
+pub enum Out {
+    /// A JSON text message.
+    Text(Arc<str>),
+    /// An encoded binary frame.
+    Bin(hyper::body::Bytes),
+}
+
+impl Out {
+    /// Bytes it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Out::Text(t) => t.len(),
+            Out::Bin(b) => b.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Arc<str>> for Out {
+    fn from(t: Arc<str>) -> Out {
+        Out::Text(t)
+    }
+}
+
+impl From<&str> for Out {
+    fn from(t: &str) -> Out {
+        Out::Text(t.into())
+    }
 }
 
 /// Where one subscription's notifications go.
@@ -69,7 +116,7 @@ impl SinkState {
 pub struct Sink {
     /// The subscription id the client was given.
     pub id: u64,
-    tx: flume::Sender<Arc<str>>,
+    tx: flume::Sender<Out>,
     /// Shared by the connection's subscriptions.
     pub state: Arc<SinkState>,
 }
@@ -87,7 +134,7 @@ pub enum Offer {
 
 impl Sink {
     /// A sink of subscription `id` into `tx`.
-    pub fn new(id: u64, tx: flume::Sender<Arc<str>>, state: Arc<SinkState>) -> Sink {
+    pub fn new(id: u64, tx: flume::Sender<Out>, state: Arc<SinkState>) -> Sink {
         Sink { id, tx, state }
     }
 
@@ -97,7 +144,8 @@ impl Sink {
     }
 
     /// Queue `msg`, or cut the connection if it is too far behind.
-    pub fn offer(&self, msg: Arc<str>) -> Offer {
+    pub fn offer(&self, msg: impl Into<Out>) -> Offer {
+        let msg = msg.into();
         if self.is_gone() {
             return Offer::Gone;
         }
@@ -161,7 +209,7 @@ pub(super) async fn session(
         .max_frame_size(Some(limits.ws_message_bytes_max));
     let mut ws =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let (tx, rx) = flume::bounded::<Arc<str>>(WS_QUEUE_NOTES_MAX);
+    let (tx, rx) = flume::bounded::<Out>(WS_QUEUE_NOTES_MAX);
     let state = Arc::new(SinkState::new(limits.ws_queue_bytes_max));
     let mut subs = 0usize;
     let mut next_sub = 1u64;
@@ -183,7 +231,11 @@ pub(super) async fn session(
             note = rx.recv_async() => {
                 let Ok(note) = note else { return };
                 state.queued.fetch_sub(note.len(), Ordering::Relaxed);
-                if !send(&mut ws, Message::text(note.to_string()), &limits).await {
+                let msg = match note {
+                    Out::Text(t) => Message::text(t.to_string()),
+                    Out::Bin(b) => Message::binary(b),
+                };
+                if !send(&mut ws, msg, &limits).await {
                     cx.node.shed("ws_write_timeout");
                     state.cut("write failed or timed out");
                     return;
@@ -280,7 +332,7 @@ mod tests {
         let (tx, rx) = flume::bounded(WS_QUEUE_NOTES_MAX);
         let state = Arc::new(SinkState::new(100));
         let sink = Sink::new(1, tx, state.clone());
-        let note: Arc<str> = "x".repeat(40).into();
+        let note: Out = Out::Text("x".repeat(40).into());
         assert_eq!(sink.offer(note.clone()), Offer::Queued);
         assert_eq!(sink.offer(note.clone()), Offer::Queued);
         assert_eq!(state.queued(), 80);
@@ -295,7 +347,7 @@ mod tests {
         let (tx, rx) = flume::bounded(4);
         let sink = Sink::new(1, tx, Arc::new(SinkState::new(1000)));
         drop(rx);
-        assert_eq!(sink.offer("{}".into()), Offer::Gone);
+        assert_eq!(sink.offer("{}"), Offer::Gone);
         assert!(sink.is_gone());
     }
 }

@@ -91,6 +91,14 @@ impl ApiNode {
     fn precheck_and_queue(&self, store: &Store<LmdbKv>, hex_tx: &str) -> ApiResult<Pending> {
         let bytes = hex::decode(hex_tx.trim_start_matches("0x"))
             .map_err(|_| ApiError::new(codes::MALFORMED_TX, "transaction is not hex"))?;
+        self.precheck_and_queue_bytes(store, bytes)
+    }
+
+    fn precheck_and_queue_bytes(
+        &self,
+        store: &Store<LmdbKv>,
+        bytes: Vec<u8>,
+    ) -> ApiResult<Pending> {
         let max = plume_protocol::tx::TX_BYTES_MAX;
         if bytes.len() > max {
             return Err(ApiError::new(
@@ -421,6 +429,16 @@ impl NodeApi for ApiNode {
     fn submit(&self, params: &[Value]) -> Vec<ApiResult<Pending>> {
         let txs: Vec<ApiResult<&str>> = params.iter().map(|p| param_str(p, 0, "tx")).collect();
         self.submit_all(&txs)
+    }
+
+    fn submit_raw(&self, txs: Vec<Vec<u8>>) -> Vec<ApiResult<Pending>> {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return txs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        txs.into_iter()
+            .map(|b| self.precheck_and_queue_bytes(&store, b))
+            .collect()
     }
 
     fn submitted(&self, hashes: &[Digest], at: Instant) {

@@ -85,9 +85,11 @@ fn deliver(shared: &Shared, registry: &Registry, note: &Note) {
     };
     let mut by_account: HashMap<String, Vec<&Sink>> = HashMap::new();
     let mut block_sinks = Vec::new();
+    let mut bin_sinks = Vec::new();
     for (topic, sink) in &sinks {
         match topic {
             Topic::Blocks => block_sinks.push(sink),
+            Topic::BlocksBinary => bin_sinks.push(sink),
             Topic::Receipts(a) => by_account.entry(a.clone()).or_default().push(sink),
         }
     }
@@ -105,6 +107,17 @@ fn deliver(shared: &Shared, registry: &Registry, note: &Note) {
         .to_string();
         for s in block_sinks {
             count(s.offer(notification(s.id, &body)));
+        }
+    }
+    if !bin_sinks.is_empty() {
+        let frame = crate::http::bin::block_frame(
+            note.height,
+            &note.block,
+            &note.root,
+            note.txs.iter().map(|(h, _)| h),
+        );
+        for s in bin_sinks {
+            count(s.offer(crate::http::ws::Out::Bin(frame.clone())));
         }
     }
     if by_account.is_empty() {
