@@ -52,6 +52,11 @@ struct Args {
     /// cluster/sweep: the validators' peer transport, tcp (default) or udp.
     #[arg(long = "transport", value_delimiter = ',')]
     transports: Vec<String>,
+    /// cluster/sweep/attack: how the load is submitted: bin (pre-signed,
+    /// pipelined over the binary endpoint; default) or json (JSON-RPC,
+    /// signed as it goes).
+    #[arg(long, default_value = "bin")]
+    submit: plume_node::devnet::Submit,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +104,7 @@ fn run(a: Args) -> Result<()> {
             dir: None,
             transport,
             attack: a.kind,
+            submit: a.submit,
         },
         transports: a.transports,
     };

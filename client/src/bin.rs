@@ -157,6 +157,13 @@ impl BinWriter {
         })
     }
 
+    /// Send what is queued and close the connection both ways (its
+    /// [`BinReader`] then reads the end).
+    pub fn close(mut self) {
+        let _ = self.out.flush();
+        let _ = self.out.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
     /// Submissions queued so far.
     pub fn sent(&self) -> u64 {
         self.sent

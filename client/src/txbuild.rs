@@ -75,6 +75,42 @@ pub fn transfer(
     )
 }
 
+/// A transfer of `amount` to `to` whose memo pads the encoded transaction
+/// to about `size` bytes (the memo holds at most
+/// [`plume_protocol::tx::MEMO_BYTES_MAX`]): one signature and one payee
+/// whatever the size, so a benchmark's "512-byte payment" costs what a
+/// real one does.
+pub fn memo_transfer(
+    chain_id: &str,
+    key: &SigningKey,
+    sequence: u64,
+    to: &Address,
+    amount: u128,
+    size: usize,
+    fees: Fees,
+    expiry_height: u64,
+) -> Transaction {
+    let call = Transfer {
+        asset: NATIVE_ASSET,
+        to: to.0,
+        amount,
+    };
+    let mut b = body(chain_id, &[key], sequence, fees, expiry_height, call);
+    // The encoding without a memo, plus a signature: what the memo adds to.
+    let bare = Transaction {
+        body: b.clone(),
+        signatures: vec![[0u8; 64]],
+    }
+    .to_bytes()
+    .len();
+    b.memo = vec![
+        0x2e;
+        size.saturating_sub(bare)
+            .min(plume_protocol::tx::MEMO_BYTES_MAX)
+    ];
+    Transaction::sign(b, &[key])
+}
+
 /// A payment of 1 unit to `to` repeated over enough payees that the
 /// encoded transaction is at least `size` bytes (at most `PAYEES_MAX`
 /// payees): a stand-in for "a payment of `size` bytes".

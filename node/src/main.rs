@@ -309,6 +309,10 @@ struct DevnetArgs {
     /// kernel UDP sockets).
     #[arg(long, default_value = "tcp")]
     transport: String,
+    /// How the load is submitted: bin (pre-signed, pipelined over the
+    /// binary endpoint) or json (JSON-RPC, signed as it goes).
+    #[arg(long, default_value = "bin")]
+    submit: plume_node::devnet::Submit,
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -532,6 +536,7 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         base_port,
         settle_every,
         transport,
+        submit,
         json,
     } = args;
     if rate == 0 {
@@ -550,6 +555,7 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         drain: std::time::Duration::from_secs(30),
         tx_size: 0,
         transport,
+        submit,
     };
     let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
     plume_node::devnet::print_summary(&s);

@@ -16,6 +16,15 @@ use support::{exe, free_base, height, metric, net, submit, wait_height};
 
 #[test]
 fn four_validators_finalize_10000_transfers_with_equal_roots() {
+    finalize_10000(plume_node::devnet::Submit::Json);
+}
+
+#[test]
+fn four_validators_finalize_10000_presigned_binary_submissions_with_equal_roots() {
+    finalize_10000(plume_node::devnet::Submit::Bin);
+}
+
+fn finalize_10000(submit: plume_node::devnet::Submit) {
     let (_d, net) = net(4);
     let opts = DevnetOptions {
         validators: 4,
@@ -29,6 +38,7 @@ fn four_validators_finalize_10000_transfers_with_equal_roots() {
         drain: Duration::from_secs(90),
         tx_size: 0,
         transport: "tcp".into(),
+        submit,
     };
     let s = plume_node::devnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
     assert!(s.submit_errors.is_empty(), "{s:?}");

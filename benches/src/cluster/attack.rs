@@ -177,6 +177,7 @@ fn run_phase(exe: &std::path::Path, c: &ClusterOptions, kind: &str, attack: bool
         drain: Duration::from_secs(20),
         tx_size: c.tx_size,
         transport: c.transport.clone(),
+        submit: c.submit,
     };
     let summary = devnet::drive_load(&net, &dopts, &AtomicBool::new(false));
     stop.store(true, Ordering::Relaxed);

@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     pub transport: String,
     /// `bench attack`: the attack (`attack::KINDS`).
     pub attack: String,
+    /// How the load is submitted.
+    pub submit: plume_node::devnet::Submit,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +54,7 @@ impl Default for ClusterOptions {
             dir: None,
             transport: "tcp".into(),
             attack: "peer-flood".into(),
+            submit: plume_node::devnet::Submit::Bin,
         }
     }
 }
@@ -266,6 +269,7 @@ pub fn run_once(
         drain: Duration::from_secs(20),
         tx_size: opts.tx_size,
         transport: opts.transport.clone(),
+        submit: opts.submit,
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.
@@ -396,6 +400,10 @@ fn fill_summary(r: &mut Report, s: &Summary, rate: u64, opts: &ClusterOptions) {
     r.figure("tx_bytes_mean", s.tx_bytes_mean);
     r.figure("blocks", s.blocks as f64);
     r.figure("state_roots_equal", if s.roots_equal { 1.0 } else { 0.0 });
+    r.machine.insert("submit".into(), s.submit_path.clone());
+    r.figure("harness_presign_s", s.presign_secs);
+    r.figure("harness_cpu_us_per_tx", s.harness_cpu_us_per_tx);
+    r.target("harness_cpu_us_per_tx", false, 2.0);
     r.target("sustained_tx_per_s", true, 30_000.0);
     r.target("finality_p50_ms", false, 25.0);
     r.target("finality_p99_ms", false, 60.0);

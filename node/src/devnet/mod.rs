@@ -3,6 +3,7 @@
 //! transaction's *intended* send time, so a stalled system cannot hide its
 //! delays.
 
+pub mod load;
 pub mod localnet;
 pub mod rogue;
 
@@ -46,13 +47,37 @@ pub struct DevnetOptions {
     pub count: Option<u64>,
     /// How long to wait for the tail to finalize after the load.
     pub drain: Duration,
-    /// Pad transfers to about this many bytes (0: plain transfers). Padding
-    /// turns a transfer into a batch payment with enough payees.
+    /// Pad transfers to about this many bytes (0: plain transfers), with a
+    /// memo (one payee, one signature).
     pub tx_size: usize,
     /// Peer transport of every validator: "tcp" or "udp" (the datagram
     /// transport over kernel sockets; AF_XDP and DPDK need network
     /// namespaces, see node/tests/bypass.rs).
     pub transport: String,
+    /// How the load reaches the validators.
+    pub submit: Submit,
+}
+
+/// How the load generator submits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submit {
+    /// Pre-signed, pipelined over the binary endpoint (`/bin`), finality
+    /// from its binary block stream ([`load`]).
+    Bin,
+    /// Signed as it goes, JSON-RPC batches, finality from a WebSocket
+    /// block subscription.
+    Json,
+}
+
+impl std::str::FromStr for Submit {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Submit, String> {
+        match s {
+            "bin" => Ok(Submit::Bin),
+            "json" => Ok(Submit::Json),
+            other => Err(format!("--submit must be bin or json, not {other:?}")),
+        }
+    }
 }
 
 /// The summary of a run.
@@ -90,6 +115,14 @@ pub struct Summary {
     pub roots_equal: bool,
     /// Each validator's (height, root).
     pub roots: Vec<(u64, String)>,
+    /// How the load was submitted: "bin" or "json".
+    pub submit_path: String,
+    /// Seconds spent signing the workload before the timed window (0 when
+    /// it was signed as it went).
+    pub presign_secs: f64,
+    /// The load generator's own CPU (user + system) per transaction sent,
+    /// over the timed window, in microseconds.
+    pub harness_cpu_us_per_tx: f64,
 }
 
 /// Run `plume devnet`.
@@ -116,11 +149,18 @@ struct Pending {
     height: u64,
 }
 
-// Long by design: the open-loop loop keeps the clock, the pacing and the
-// counters in one place (the pre-signed workload of the speed work will
-// replace it).
-/// Drive the open-loop workload against a running network and summarise.
+/// Drive the open-loop workload against a running network and summarise
+/// (pre-signed over `/bin`, or signed as it goes over JSON-RPC).
 pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
+    if opts.submit == Submit::Bin {
+        return load::drive_bin(net, opts, stop);
+    }
+    drive_json(net, opts, stop)
+}
+
+// Long by design: the open-loop loop keeps the clock, the pacing and the
+// counters in one place.
+fn drive_json(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let chain = net.chain_id.clone();
     let fees = Fees::default();
     let n = net.apis.len();
@@ -144,6 +184,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
     std::thread::sleep(Duration::from_millis(200));
 
     let start = Instant::now();
+    let cpu0 = load::cpu_time();
     let mut sent_total: u64 = 0;
     let mut tx_bytes_total: u64 = 0;
     let mut submit_errors: Vec<String> = Vec::new();
@@ -217,6 +258,7 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         }
     }
     let load_secs = start.elapsed().as_secs_f64();
+    let harness_cpu = load::cpu_time().saturating_sub(cpu0);
     // Let the tail finalize.
     let drain_deadline = Instant::now() + opts.drain;
     while Instant::now() < drain_deadline && !stop.load(Ordering::Relaxed) {
@@ -261,6 +303,9 @@ pub fn drive_load(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Re
         compared_height: h,
         roots_equal,
         roots,
+        submit_path: "json".into(),
+        presign_secs: 0.0,
+        harness_cpu_us_per_tx: harness_cpu.as_secs_f64() * 1e6 / sent_total.max(1) as f64,
     })
 }
 
@@ -377,11 +422,11 @@ impl Workload<'_> {
             return txbuild::settle(chain, &[payer, issuer], seq, legs, fees, u64::MAX);
         }
         let to: Address = self.accounts[b].public_key().address();
-        let plain = txbuild::transfer(chain, payer, seq, &to, 1, None, fees, u64::MAX);
-        if opts.tx_size > 0 && plain.to_bytes().len() < opts.tx_size {
-            txbuild::padded_payment(chain, payer, seq, &to, opts.tx_size, fees, u64::MAX)
+        if opts.tx_size > 0 {
+            // Padded with a memo: one payee, one signature, whatever the size.
+            txbuild::memo_transfer(chain, payer, seq, &to, 1, opts.tx_size, fees, u64::MAX)
         } else {
-            plain
+            txbuild::transfer(chain, payer, seq, &to, 1, None, fees, u64::MAX)
         }
     }
 }
@@ -476,6 +521,10 @@ pub fn print_summary(s: &Summary) {
     println!(
         "  finality p50 / p99   {:.0} ms / {:.0} ms (max {:.0} ms)",
         s.finality_p50_ms, s.finality_p99_ms, s.finality_max_ms
+    );
+    println!(
+        "  load generator       {} submissions, {:.1} us CPU per transaction",
+        s.submit_path, s.harness_cpu_us_per_tx
     );
     println!(
         "  state roots          {} at height {} ({})",
