@@ -498,8 +498,9 @@ fn precheck_admits_good_and_refuses_bad() {
             Err(e) => panic!("{e}"),
         };
     assert_eq!(refused(&transfer(a, 0, b, 1)), None);
-    assert_eq!(refused(&transfer(a, 63, b, 1)), None);
-    assert_eq!(refused(&transfer(a, 64, b, 1)), Some(Reason::BadSequence));
+    let w = plume_execution::SEQUENCE_WINDOW;
+    assert_eq!(refused(&transfer(a, w - 1, b, 1)), None);
+    assert_eq!(refused(&transfer(a, w, b, 1)), Some(Reason::BadSequence));
     let poor = who(77);
     assert_eq!(
         refused(&transfer(poor, 0, b, 1)),
