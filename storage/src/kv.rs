@@ -24,10 +24,10 @@ pub enum Table {
     BlockHashes = 2,
     /// Height -> [`crate::records::QcRecord`].
     Qcs = 3,
-    /// Transaction hash -> [`crate::records::TxRecord`].
+    /// Transaction hash -> [`crate::records::TxReceiptRecord`] (the transaction
+    /// and its receipt in one record: one random-key insert per
+    /// transaction; 5 was a separate receipts table before schema 4).
     Txs = 4,
-    /// Transaction hash -> receipt as a [`crate::records::TxRecord`].
-    Receipts = 5,
     /// State key -> raw value bytes (execution's encoding).
     Accounts = 6,
     /// Tree position ([`crate::smt::NodePos::encode`]) -> [`crate::records::TreeNode`].
@@ -38,12 +38,11 @@ pub enum Table {
 
 impl Table {
     /// Every table, in discriminant order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 7] = [
         Table::Blocks,
         Table::BlockHashes,
         Table::Qcs,
         Table::Txs,
-        Table::Receipts,
         Table::Accounts,
         Table::Nodes,
         Table::Meta,
@@ -56,15 +55,23 @@ impl Table {
             Table::BlockHashes => "block_hashes",
             Table::Qcs => "qcs",
             Table::Txs => "txs",
-            Table::Receipts => "receipts",
             Table::Accounts => "accounts",
             Table::Nodes => "nodes",
             Table::Meta => "meta",
         }
     }
 
-    fn index(self) -> usize {
-        self as usize - 1
+    /// Position in [`Table::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Table::Blocks => 0,
+            Table::BlockHashes => 1,
+            Table::Qcs => 2,
+            Table::Txs => 3,
+            Table::Accounts => 4,
+            Table::Nodes => 5,
+            Table::Meta => 6,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub mod store;
 pub use batchlog::{BatchLog, LogError, LogRecord};
 pub use kv::{KvRead, KvStore, KvWrite, MemoryKv, Table};
 pub use lmdb::{LmdbKv, LmdbOptions};
-pub use records::{BlockRecord, ChainMeta, QcRecord, TxRecord, SCHEMA_VERSION};
+pub use records::{BlockRecord, ChainMeta, QcRecord, TxReceiptRecord, TxRecord, SCHEMA_VERSION};
 pub use smt::{MemoryState, ProofEnd, ProofError, StateProof};
 pub use store::{BlockCommit, StateReader, Store, TxEntry};
 

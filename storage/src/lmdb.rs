@@ -114,7 +114,7 @@ impl LmdbKv {
     }
 
     fn db(&self, t: Table) -> &Database<Bytes, Bytes> {
-        &self.dbs[t as usize - 1]
+        &self.dbs[t.index()]
     }
 
     fn err(&self, e: heed::Error) -> StorageError {

@@ -13,7 +13,7 @@
 use crate::kv::{KvRead, KvStore, KvWrite, Table};
 use crate::records::{
     corrupt, decode, encode, seal, unseal, with_archived, BlockRecord, ChainMeta, HeightRecord,
-    QcRecord, SchemaRecord, TreeNode, TxRecord, SCHEMA_VERSION,
+    QcRecord, SchemaRecord, TreeNode, TxReceiptRecord, TxRecord, SCHEMA_VERSION,
 };
 use crate::smt::{self, NodePos, NodeRead, NodeStore, PosMap, StateProof, EMPTY_HASH};
 use crate::{AuthenticatedState, StateKey, StateWrite, StorageError};
@@ -33,7 +33,7 @@ const META_CHAIN: &[u8] = b"chain";
 /// One transaction of a block, with its receipt.
 #[derive(Clone, Copy, Debug)]
 pub struct TxEntry<'a> {
-    /// Transaction hash (the key of the `txs` and `receipts` tables).
+    /// Transaction hash (the key of the `txs` table).
     pub hash: Digest,
     /// Encoded transaction.
     pub tx: &'a [u8],
@@ -354,23 +354,13 @@ impl<K: KvStore> Store<K> {
         };
         w.put(Table::Qcs, &hkey, &encode(Table::Qcs, &hkey, &qc))?;
         for (i, t) in b.txs.iter().enumerate() {
-            let index = i as u32;
-            let tx = TxRecord {
+            let e = TxReceiptRecord {
                 height: b.height,
-                index,
-                bytes: t.tx.to_vec(),
+                index: i as u32,
+                tx: t.tx.to_vec(),
+                receipt: t.receipt.to_vec(),
             };
-            w.put(Table::Txs, &t.hash.0, &encode(Table::Txs, &t.hash.0, &tx))?;
-            let rc = TxRecord {
-                height: b.height,
-                index,
-                bytes: t.receipt.to_vec(),
-            };
-            w.put(
-                Table::Receipts,
-                &t.hash.0,
-                &encode(Table::Receipts, &t.hash.0, &rc),
-            )?;
+            w.put(Table::Txs, &t.hash.0, &encode(Table::Txs, &t.hash.0, &e))?;
         }
         Ok(())
     }
@@ -403,12 +393,36 @@ impl<K: KvStore> Store<K> {
 
     /// A transaction with its height and index.
     pub fn tx(&self, hash: &Digest) -> Result<Option<TxRecord>, StorageError> {
-        self.get_record(Table::Txs, &hash.0)
+        Ok(self
+            .get_record::<TxReceiptRecord>(Table::Txs, &hash.0)?
+            .map(|e| TxRecord {
+                height: e.height,
+                index: e.index,
+                bytes: e.tx,
+            }))
     }
 
     /// A receipt with its height and index.
     pub fn receipt(&self, hash: &Digest) -> Result<Option<TxRecord>, StorageError> {
-        self.get_record(Table::Receipts, &hash.0)
+        Ok(self
+            .get_record::<TxReceiptRecord>(Table::Txs, &hash.0)?
+            .map(|e| TxRecord {
+                height: e.height,
+                index: e.index,
+                bytes: e.receipt,
+            }))
+    }
+
+    /// A transaction and its receipt, with their height and index.
+    pub fn tx_entry(&self, hash: &Digest) -> Result<Option<TxReceiptRecord>, StorageError> {
+        self.get_record(Table::Txs, &hash.0)
+    }
+
+    /// Whether a finalized block holds transaction `hash` (its record's
+    /// bytes are not read).
+    pub fn has_tx(&self, hash: &Digest) -> Result<bool, StorageError> {
+        let r = self.kv.read_txn()?;
+        Ok(r.get(Table::Txs, &hash.0)?.is_some())
     }
 
     fn get_record<T>(&self, table: Table, key: &[u8]) -> Result<Option<T>, StorageError>

@@ -252,23 +252,19 @@ impl ApiNode {
         let h = Digest::from_hex(param_str(params, 0, "hash")?)
             .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
         let store = self.store()?;
-        let rec = store.tx(&h).map_err(internal)?.ok_or_else(|| {
+        let rec = store.tx_entry(&h).map_err(internal)?.ok_or_else(|| {
             ApiError::new(
                 codes::NOT_FOUND,
                 format!("transaction {h} is not in a finalized block"),
             )
         })?;
-        let receipt = store
-            .receipt(&h)
-            .map_err(internal)?
-            .ok_or_else(|| internal("receipt missing"))?;
-        let receipt = Receipt::from_bytes(&receipt.bytes).map_err(internal)?;
+        let receipt = Receipt::from_bytes(&rec.receipt).map_err(internal)?;
         let proof = self.finality_proof(&store, rec.height, &h)?;
         Ok(json!({
             "hash": h.to_hex(),
             "height": rec.height,
             "index": rec.index,
-            "tx": hex::encode(&rec.bytes),
+            "tx": hex::encode(&rec.tx),
             "receipt": receipt_json(&self.shared.registry, &receipt),
             "finality_proof": proof,
         }))

@@ -279,9 +279,8 @@ fn execute_verified(
     let mut raws = Vec::with_capacity(vb.txs.len());
     for (id, raw, tx) in vb.txs {
         let known = store
-            .tx(&id)
-            .map_err(|e| anyhow!("reading tx index: {e}"))?
-            .is_some();
+            .has_tx(&id)
+            .map_err(|e| anyhow!("reading tx index: {e}"))?;
         if known || !seen.insert(id) {
             return Ok(Err(format!(
                 "block {height} replays transaction {id}, already final"
@@ -479,9 +478,8 @@ fn block_transactions(
                 Some(tx) if cb.runs(i) => {
                     let dup = !group_txs.insert(tx.hash)
                         || store
-                            .tx(&tx.hash)
-                            .map_err(|e| anyhow!("reading tx index: {e}"))?
-                            .is_some();
+                            .has_tx(&tx.hash)
+                            .map_err(|e| anyhow!("reading tx index: {e}"))?;
                     if !dup {
                         p.txs.push(tx.clone());
                         p.raws.push(b.raw[i].clone());
