@@ -218,6 +218,20 @@ pub fn connect_from(
     // SAFETY: fd is a fresh socket we own; handed to the stream once, which
     // closes it on every path below.
     let s = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    // Pick the source port at connect, by the whole 4-tuple: a bind with
+    // port 0 alone would need a port unused by every socket on `from`,
+    // TIME_WAIT ones included, and a busy client runs out of them.
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a valid c_int for the duration of the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     // SAFETY: the addresses are valid sockaddr_in of `len` bytes.
     if unsafe { libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) } != 0 {
         return Err(std::io::Error::last_os_error());

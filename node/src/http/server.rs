@@ -25,6 +25,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Connections the kernel queues for the API before it accepts them.
+pub const ACCEPT_BACKLOG: i32 = 4096;
+
 /// Handle of a running server.
 pub struct ApiServer {
     stop: Arc<(AtomicBool, tokio::sync::Notify)>,
@@ -56,6 +59,21 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("api: cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr()?;
+        // std listens with a backlog of 128: a burst of clients connecting
+        // at once overflowed it (the kernel drops their handshakes, and a
+        // client that already sent its request gets a reset). Listening
+        // again on a listening socket only raises its backlog (the kernel
+        // caps it at net.core.somaxconn).
+        {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: listen(2) on a socket we own; no pointers.
+            if unsafe { libc::listen(listener.as_raw_fd(), ACCEPT_BACKLOG) } != 0 {
+                tracing::warn!(
+                    "api: could not raise the accept backlog: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
         listener.set_nonblocking(true)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
