@@ -78,11 +78,30 @@ pub fn wait_height(net: &LocalNet, i: usize, h: u64, timeout: Duration) {
     while height(net, i) < h {
         assert!(
             Instant::now() < deadline,
-            "validator {i} did not reach height {h} (at {})",
-            height(net, i)
+            "validator {i} did not reach height {h} (at {}): {}",
+            height(net, i),
+            why_not(net, i)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// What validator `i` looks like from outside: its status call's answer
+/// or error, whether its process is alive, the end of its log.
+pub fn why_not(net: &LocalNet, i: usize) -> String {
+    let status = match net.status(i) {
+        Ok(v) => v.to_string(),
+        Err(e) => format!("status failed: {e:#}"),
+    };
+    let alive = net.children[i]
+        .as_ref()
+        .map(|c| std::path::Path::new(&format!("/proc/{}", c.id())).exists());
+    let log = std::fs::read_to_string(net.homes[i].join("node.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+    format!(
+        "process alive: {alive:?}; {status}; last log lines (newest first):\n  {}",
+        tail.join("\n  ")
+    )
 }
 
 pub fn submit(addr: &str, tx: &plume_protocol::Transaction) -> Result<Value, RpcError> {
