@@ -22,8 +22,9 @@
 //! index says which). Bounds: a frame of at most one transaction
 //! ([`plume_protocol::tx::TX_BYTES_MAX`] bytes); at most
 //! [`Limits::batch_calls_max`] submissions checked as one group; at most
-//! [`BIN_INFLIGHT_MAX`] submissions of one connection awaiting their
-//! acknowledgement (past it the node stops reading from the connection);
+//! [`BIN_INFLIGHT_MAX`] submissions and [`BIN_INFLIGHT_BYTES_MAX`] bytes of
+//! them per connection awaiting their acknowledgement (past either the
+//! node stops reading from the connection);
 //! the client's call rate (one call per transaction, refused with 1013);
 //! the connection counts with the WebSocket connections; the finality
 //! stream's queued bytes are bounded like a WebSocket subscriber's (cut
@@ -57,6 +58,9 @@ pub const ERROR: u8 = 0x83;
 pub const PONG: u8 = 0x84;
 /// Most submissions of one connection awaiting their acknowledgement.
 pub const BIN_INFLIGHT_MAX: usize = 8192;
+/// Most transaction bytes of one connection read and not yet acknowledged
+/// (a group is also cut here).
+pub const BIN_INFLIGHT_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(1 + body.len() as u32).to_le_bytes());
@@ -272,6 +276,9 @@ async fn read_frames(
     let max = plume_protocol::tx::TX_BYTES_MAX;
     let group_max = cx.limits.batch_calls_max.max(1);
     let inflight = Arc::new(tokio::sync::Semaphore::new(BIN_INFLIGHT_MAX));
+    let inflight_bytes = Arc::new(tokio::sync::Semaphore::new(BIN_INFLIGHT_BYTES_MAX));
+    let group_bytes_max = BIN_INFLIGHT_BYTES_MAX / 2;
+    let mut group_bytes = 0usize;
     let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
     let mut next_index = 0u64;
     let mut group: Vec<Vec<u8>> = Vec::new();
@@ -294,7 +301,10 @@ async fn read_frames(
         }
         heard.store(now_ms(t0), Ordering::Relaxed);
         match kind[0] {
-            SUBMIT => group.push(body),
+            SUBMIT => {
+                group_bytes += body.len();
+                group.push(body);
+            }
             PING => {
                 let mut pong = Vec::with_capacity(5);
                 frame(PONG, &[], &mut pong);
@@ -314,12 +324,22 @@ async fn read_frames(
             && buffered.len()
                 >= 4 + u32::from_le_bytes([buffered[0], buffered[1], buffered[2], buffered[3]])
                     as usize;
-        if group.is_empty() || (whole_next && group.len() < group_max) {
+        if group.is_empty()
+            || (whole_next && group.len() < group_max && group_bytes < group_bytes_max)
+        {
             continue;
         }
         let txs = std::mem::take(&mut group);
         let n = txs.len();
+        let bytes = std::mem::take(&mut group_bytes).max(1);
         let Ok(permits) = inflight.clone().acquire_many_owned(n as u32).await else {
+            return End::Closed;
+        };
+        let Ok(byte_permits) = inflight_bytes
+            .clone()
+            .acquire_many_owned(bytes.min(BIN_INFLIGHT_BYTES_MAX) as u32)
+            .await
+        else {
             return End::Closed;
         };
         let first = next_index;
@@ -328,7 +348,7 @@ async fn read_frames(
         tokio::spawn(async move {
             let out = submit_group(&cx, &client, first, txs).await;
             let _ = acks.send(out);
-            drop(permits);
+            drop((permits, byte_permits));
         });
     }
 }
