@@ -108,6 +108,9 @@ pub fn connect(addr: &str, finality: bool) -> Result<(BinWriter, BinReader), Cli
         )));
     }
     s.set_read_timeout(None).map_err(io)?;
+    // A node that stops reading fails our writes instead of blocking us.
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
     let r = s.try_clone().map_err(io)?;
     Ok((
         BinWriter {
@@ -162,6 +165,20 @@ impl BinWriter {
     pub fn close(mut self) {
         let _ = self.out.flush();
         let _ = self.out.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Send what is queued and close our side only: the node still sends
+    /// every acknowledgement due, then closes (the [`BinReader`] reads them
+    /// and then the end).
+    pub fn finish(mut self) -> Result<(), ClientError> {
+        self.flush()?;
+        self.out
+            .get_ref()
+            .shutdown(std::net::Shutdown::Write)
+            .map_err(|err| ClientError::Io {
+                addr: self.addr.clone(),
+                err,
+            })
     }
 
     /// Submissions queued so far.

@@ -855,11 +855,17 @@ impl<S: Scheme> Batcher<S> {
         if h.batch.author != from || certified {
             return;
         }
-        if h.local.is_some() || h.verify {
-            // Checked (a lost vote comes back when the author resends the
-            // batch to us, silent to it), or our check is under way or
-            // queued again for the next tick.
+        if h.local.is_some() {
+            // Checked already: the author asks because our verified vote
+            // did not reach it (it heard our stored vote, so it does not
+            // resend the batch to us): send the vote again.
+            if h.voted.is_some() {
+                self.revote(digest, out);
+            }
             return;
+        }
+        if h.verify {
+            return; // our check is under way, or queued again for a tick
         }
         h.verify = true;
         h.voted = None;

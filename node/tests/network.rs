@@ -608,6 +608,35 @@ fn binary_submissions_are_acknowledged_and_streamed_final() {
         other => panic!("expected the node to close: {other:?}"),
     }
     assert_eq!(r2.next_event().unwrap(), None, "closed");
+    // A client that sends and closes its side still gets every ack.
+    let more: Vec<Vec<u8>> = (0..50u64)
+        .map(|k| {
+            txbuild::transfer(
+                &net.chain_id,
+                &net.accounts[300 + k as usize],
+                0,
+                &to,
+                1,
+                None,
+                Fees::default(),
+                u64::MAX,
+            )
+            .to_bytes()
+        })
+        .collect();
+    let (mut w4, mut r4) = bin::connect(&net.apis[3], false).unwrap();
+    for t in &more {
+        w4.submit(t).unwrap();
+    }
+    w4.finish().unwrap();
+    let mut got = 0;
+    while let Some(ev) = r4.next_event().unwrap() {
+        if let Event::Ack { outcome, .. } = ev {
+            assert!(outcome.is_ok(), "{outcome:?}");
+            got += 1;
+        }
+    }
+    assert_eq!(got, 50, "every ack before the node closed");
     // Pings are answered.
     let (mut w3, mut r3) = bin::connect(&net.apis[2], false).unwrap();
     w3.ping().unwrap();

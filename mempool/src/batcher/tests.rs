@@ -426,6 +426,39 @@ fn a_lost_verified_vote_comes_back_without_a_second_check() {
 }
 
 #[test]
+fn a_lost_verified_vote_after_a_stored_one_is_sent_again_when_asked() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    let (_, ranking) = first_batch_ranking(&net);
+    // The designated verifier is silent; the stand-ins vote stored.
+    net.down.insert(ranking[0]);
+    net.tick(0);
+    assert_eq!(net.b[0].counters().certs_formed, 0);
+    // The first stand-in is asked, checks, and its verified vote is lost
+    // (the author already holds its stored vote: it is not silent, so the
+    // batch is not resent to it).
+    net.cut.insert((ranking[1], 0));
+    net.now += VERIFY_TIMEOUT_US + 1;
+    net.tick(0);
+    assert_eq!(net.seen[ranking[1] as usize].verifications, 1);
+    net.cut.clear();
+    // The second stand-in (whose stored vote the author holds) can no
+    // longer verify: only the first one's verified vote, sent again when
+    // it is asked again, can certify.
+    net.down.insert(ranking[2]);
+    for _ in 0..4 {
+        net.now += VERIFY_TIMEOUT_US + 1;
+        net.tick(0);
+    }
+    assert_eq!(
+        net.b[0].counters().certs_formed,
+        1,
+        "asked again, the first stand-in sent its verified vote again"
+    );
+    assert_eq!(net.seen[ranking[1] as usize].verifications, 1, "one check");
+}
+
+#[test]
 fn a_lying_author_gets_evidence_and_no_certificate() {
     // Validator 0 is Byzantine: its batch holds a badly signed transaction
     // but it claims every item valid.

@@ -156,6 +156,14 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
         let live = live.clone();
         std::thread::spawn(move || {
             while let Ok(Some(ev)) = fin_r.next_event() {
+                if let Event::Closing { code, message } = &ev {
+                    // Counted as not final from here on: say why.
+                    let mut l = live.lock().expect("not poisoned");
+                    l.errors.push(format!(
+                        "validator 0 closed the finality stream: {code}: {message}"
+                    ));
+                    return;
+                }
                 if let Event::Block { height, txs, .. } = ev {
                     let now = Instant::now();
                     let mut l = live.lock().expect("not poisoned");

@@ -114,6 +114,44 @@ fn error_frame(code: i64, message: &str) -> Vec<u8> {
     out
 }
 
+/// Acknowledgement frames, holding the in-flight permits of what they
+/// acknowledge until they are written.
+type Acked = (Vec<u8>, Permits);
+
+/// In-flight permits: submissions and their bytes.
+type Permits = (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// Write `first` and whatever else is ready (up to 256 KiB) in one write;
+/// permits are released once written. False: the write failed or timed
+/// out.
+async fn write_acks(
+    wr: &mut tokio::io::WriteHalf<TokioIo<hyper::upgrade::Upgraded>>,
+    first: Acked,
+    more: &flume::Receiver<Acked>,
+    limits: &super::Limits,
+) -> bool {
+    let mut held = vec![first.1];
+    let mut buf = first.0;
+    while buf.len() < 256 * 1024 {
+        match more.try_recv() {
+            Ok((b, p)) => {
+                buf.extend_from_slice(&b);
+                held.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    let ok = matches!(
+        tokio::time::timeout(limits.ws_write_timeout, wr.write_all(&buf)).await,
+        Ok(Ok(()))
+    );
+    drop(held);
+    ok
+}
+
 /// Why the reading side ended.
 enum End {
     /// The client closed.
@@ -153,8 +191,10 @@ pub(super) async fn session(
     } else {
         drop(note_tx);
     }
-    // Acknowledgements: bounded by the in-flight permits.
-    let (ack_tx, ack_rx) = flume::unbounded::<Vec<u8>>();
+    // Acknowledgements: each carries the in-flight permits of what it
+    // acknowledges, released only once it is written, so what waits here
+    // is bounded by those permits.
+    let (ack_tx, ack_rx) = flume::unbounded::<Acked>();
     // Held here so the queue never reads as closed while the reader's end
     // is on its way (the session ends on `end_rx`, not on this queue).
     let _ack_keep = ack_tx.clone();
@@ -171,7 +211,6 @@ pub(super) async fn session(
         t0,
     ));
     let idle_check = (limits.ws_idle / 3).max(std::time::Duration::from_millis(10));
-    let mut buf = Vec::new();
     loop {
         tokio::select! {
             () = state.cut_notified() => {
@@ -186,19 +225,7 @@ pub(super) async fn session(
             }
             a = ack_rx.recv_async() => {
                 let Ok(a) = a else { break };
-                buf.clear();
-                buf.extend_from_slice(&a);
-                // Whatever else is ready goes in the same write.
-                while buf.len() < 256 * 1024 {
-                    match ack_rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if !matches!(
-                    tokio::time::timeout(limits.ws_write_timeout, wr.write_all(&buf)).await,
-                    Ok(Ok(()))
-                ) {
+                if !write_acks(&mut wr, a, &ack_rx, &limits).await {
                     cx.node.shed("ws_write_timeout");
                     break;
                 }
@@ -220,6 +247,14 @@ pub(super) async fn session(
                 }
             }
             e = end_rx.recv_async() => {
+                // The reader queued every acknowledgement before it ended:
+                // write what is still waiting first (a client that only
+                // half-closed reads them).
+                while let Ok(a) = ack_rx.try_recv() {
+                    if !write_acks(&mut wr, a, &ack_rx, &limits).await {
+                        break;
+                    }
+                }
                 if let Ok(End::Bad(code, msg)) = e {
                     cx.node.shed("bin_bad_frame");
                     let _ = tokio::time::timeout(
@@ -256,7 +291,7 @@ async fn read_loop(
     rd: tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>,
     cx: Arc<Ctx>,
     client: Arc<Guard>,
-    acks: flume::Sender<Vec<u8>>,
+    acks: flume::Sender<Acked>,
     end: flume::Sender<End>,
     heard: Arc<AtomicU64>,
     t0: Instant,
@@ -269,12 +304,32 @@ async fn read_frames(
     rd: tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>,
     cx: &Arc<Ctx>,
     client: &Arc<Guard>,
-    acks: &flume::Sender<Vec<u8>>,
+    acks: &flume::Sender<Acked>,
     heard: &AtomicU64,
     t0: Instant,
 ) -> End {
+    // The submissions in flight: aborted with this task when the session
+    // ends (dropping the set), awaited when the client closes its side so
+    // their acknowledgements are still sent.
+    let mut tasks = tokio::task::JoinSet::new();
+    let why = read_into(rd, cx, client, acks, heard, t0, &mut tasks).await;
+    if matches!(why, End::Closed) {
+        while tasks.join_next().await.is_some() {}
+    }
+    why
+}
+
+async fn read_into(
+    rd: tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>,
+    cx: &Arc<Ctx>,
+    client: &Arc<Guard>,
+    acks: &flume::Sender<Acked>,
+    heard: &AtomicU64,
+    t0: Instant,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> End {
     let max = plume_protocol::tx::TX_BYTES_MAX;
-    let group_max = cx.limits.batch_calls_max.max(1);
+    let group_max = cx.limits.batch_calls_max.clamp(1, BIN_INFLIGHT_MAX);
     let inflight = Arc::new(tokio::sync::Semaphore::new(BIN_INFLIGHT_MAX));
     let inflight_bytes = Arc::new(tokio::sync::Semaphore::new(BIN_INFLIGHT_BYTES_MAX));
     let group_bytes_max = BIN_INFLIGHT_BYTES_MAX / 2;
@@ -306,9 +361,20 @@ async fn read_frames(
                 group.push(body);
             }
             PING => {
+                // A call like any other (rate and in-flight bounds).
+                if !cx.allow(client.ip, 1) {
+                    cx.node.shed("api_rate_limited");
+                    continue;
+                }
+                let Ok(p) = inflight.clone().acquire_many_owned(1).await else {
+                    return End::Closed;
+                };
+                let Ok(pb) = inflight_bytes.clone().acquire_many_owned(5).await else {
+                    return End::Closed;
+                };
                 let mut pong = Vec::with_capacity(5);
                 frame(PONG, &[], &mut pong);
-                let _ = acks.send(pong);
+                let _ = acks.send((pong, (p, pb)));
             }
             k => {
                 return End::Bad(
@@ -345,11 +411,13 @@ async fn read_frames(
         let first = next_index;
         next_index += n as u64;
         let (cx, client, acks) = (cx.clone(), client.clone(), acks.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let out = submit_group(&cx, &client, first, txs).await;
-            let _ = acks.send(out);
-            drop((permits, byte_permits));
+            let _ = acks.send((out, (permits, byte_permits)));
         });
+        // Reap the finished ones (the set stays as large as what is in
+        // flight).
+        while tasks.try_join_next().is_some() {}
     }
 }
 
