@@ -6,12 +6,13 @@
 //! transactions with equal state roots. The namespace runs need root and
 //! skip with a message otherwise.
 
+mod support;
+
 use plume_client::txbuild::{self, Fees};
 use plume_client::{http_get, rpc};
 use plume_netstack::netns::{self, Lab};
 use plume_node::devnet::{LocalNet, NsLayout};
 use serde_json::json;
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -154,23 +155,6 @@ fn four_validators_over_dpdk_in_namespaces_finalize() {
     });
 }
 
-/// A base port such that base..base+4 and base+100..base+104 are free.
-fn free_base() -> u16 {
-    let seed = std::process::id() as u64;
-    for attempt in 0..200u64 {
-        let base = 30_000 + ((seed.wrapping_mul(2654435761) + attempt * 7919) % 300) as u16 * 100;
-        let ok = (0..4).all(|i| {
-            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
-                && std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free port range");
-}
-
 /// Packets iptables dropped in namespace `ns` (the OUTPUT chain's counters).
 fn iptables_drops(ns: &str) -> u64 {
     let out = std::process::Command::new("ip")
@@ -245,7 +229,7 @@ fn four_validators_over_kernel_udp_with_loss_finalize() {
 #[test]
 fn unavailable_transport_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
-    let net = LocalNet::create(exe(), &dir.path().join("net"), 1, free_base()).unwrap();
+    let net = LocalNet::create(exe(), &dir.path().join("net"), 1, support::free_base(1)).unwrap();
     let src = &net.homes[0];
     // AF_XDP on an interface that does not exist: start-up fails, names it.
     let p = src.join("config.toml");

@@ -14,46 +14,51 @@ pub fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_plume"))
 }
 
-/// Hold an exclusive lock on `base` for the life of this process, so no
-/// other test process picks it while our validators are down between a
-/// stop and a restart (when the ports look free). Released at exit.
-fn reserve(base: u16) -> bool {
+/// An exclusive lock on `base` against other test processes (held while
+/// the returned file is open), or None if another process holds it.
+fn lock(base: u16) -> Option<std::fs::File> {
     use std::os::fd::AsRawFd;
     let path = std::env::temp_dir().join(format!("plume-test-port-{base}.lock"));
-    let Ok(f) = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-    else {
-        return false;
-    };
+        .ok()?;
     // SAFETY: flock on a file descriptor we own; no pointers.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return false;
+        return None;
     }
-    std::mem::forget(f);
-    true
+    Some(f)
 }
 
 /// A base port such that base..base+n and base+100..base+100+n are free,
-/// and both reserved against other test processes (see `reserve`). Bases stay
-/// in 20,000..32,099, below Linux's ephemeral range (32,768-60,999): a port
+/// and both reserved against other test processes for the life of this
+/// one (so no other test process picks them while our validators are down
+/// between a stop and a restart, when the ports look free). Bases stay in
+/// 20,000..32,099, below Linux's ephemeral range (32,768-60,999): a port
 /// there can be taken by any outgoing connection between our check and
-/// the validator's bind.
+/// the validator's bind. The locks are taken before the ports are probed:
+/// probing binds each port for an instant, and a probe of ports another
+/// process holds could make its validator's bind fail.
 pub fn free_base(n: u16) -> u16 {
     let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     for attempt in 0..200u64 {
         let base = 20_000
             + ((seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 120) as u16 * 100;
-        let ok = (0..n).all(|i| {
-            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-                && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
-        });
         // Both hundreds are locked: a network at `base` uses base.. for
         // peers and base+100.. for its API, and one at base+100 would use
         // the same ports for its peers.
-        if ok && reserve(base) && reserve(base + 100) {
+        let (Some(a), Some(b)) = (lock(base), lock(base + 100)) else {
+            continue;
+        };
+        let free = (0..n).all(|i| {
+            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if free {
+            std::mem::forget(a);
+            std::mem::forget(b);
             return base;
         }
     }
