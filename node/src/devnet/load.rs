@@ -7,7 +7,7 @@
 //! generator's own CPU per transaction over the window is reported, so a
 //! figure it limits is seen as such.
 
-use super::{issue_bond, DevnetOptions, Summary, Workload};
+use super::{final_roots, issue_bond, report_missing, DevnetOptions, Summary, Workload};
 use super::{LocalNet, SigningKey};
 use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
@@ -15,7 +15,6 @@ use plume_client::bin::{self, BinWriter, Event};
 use plume_client::txbuild::Fees;
 use plume_crypto::Digest;
 use plume_protocol::tx::asset_id;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -294,31 +293,13 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
         let _ = a.join();
     }
     let _ = watcher.join();
-    let missing: Vec<Digest> = live
-        .lock()
-        .expect("not poisoned")
-        .sent
-        .keys()
-        .take(5)
-        .copied()
-        .collect();
-    for h in missing {
-        let r = plume_client::rpc(&net.apis[0], "plume_getTransaction", json!([h.to_hex()]));
-        eprintln!(
-            "not seen final: {h}: {}",
-            match r {
-                Ok(v) => format!("final at height {}", v["height"]),
-                Err(e) => format!("{e:#}"),
-            }
-        );
-    }
-    let status0 = net.status(0)?;
-    let (h, roots) = net.converge(
-        status0["height"].as_u64().unwrap_or(0),
-        Duration::from_secs(20),
-    )?;
+    let missing: Vec<String> = {
+        let l = live.lock().expect("not poisoned");
+        l.sent.keys().take(5).map(|h| h.to_hex()).collect()
+    };
+    report_missing(net, &missing);
+    let (h, roots, roots_equal) = final_roots(net)?;
     let l = live.lock().expect("not poisoned");
-    let roots_equal = roots.iter().all(|r| r.1 == roots[0].1);
     let bytes: usize = plan.iter().map(|p| p.bytes.len()).sum();
     let ms = |q: f64| l.hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Summary {

@@ -274,14 +274,13 @@ fn drive_json(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result
     if let Err(e) = watcher_result {
         tracing::warn!("finality watcher: {e:#}");
     }
-    report_missing(net, &pending);
-    let status0 = net.status(0)?;
-    let (h, roots) = net.converge(
-        status0["height"].as_u64().unwrap_or(0),
-        Duration::from_secs(20),
-    )?;
+    let missing: Vec<String> = {
+        let p = pending.lock().expect("not poisoned");
+        p.sent.keys().take(5).cloned().collect()
+    };
+    report_missing(net, &missing);
+    let (h, roots, roots_equal) = final_roots(net)?;
     let p = pending.lock().expect("not poisoned");
-    let roots_equal = roots.iter().all(|r| r.1 == roots[0].1);
     Ok(Summary {
         submitted: sent_total - rejected,
         rejected,
@@ -433,10 +432,7 @@ impl Workload<'_> {
 
 /// Ask validator 0 about the first few transactions the watcher did not
 /// see: final anyway (a missed notification) or really not final?
-fn report_missing(net: &LocalNet, pending: &Mutex<Pending>) {
-    let p = pending.lock().expect("not poisoned");
-    let missing: Vec<String> = p.sent.keys().take(5).cloned().collect();
-    drop(p);
+fn report_missing(net: &LocalNet, missing: &[String]) {
     for h in missing {
         let r = plume_client::rpc(&net.apis[0], "plume_getTransaction", json!([h]));
         tracing::warn!(tx = %h, final_on_node0 = r.is_ok(), "transaction not seen final by the load generator");
@@ -448,6 +444,21 @@ fn report_missing(net: &LocalNet, pending: &Mutex<Pending>) {
             }
         );
     }
+}
+
+/// Each validator's (height, state root).
+type Roots = Vec<(u64, String)>;
+
+/// Wait until every validator is at validator 0's height; that height,
+/// each validator's (height, root), and whether the roots are equal.
+fn final_roots(net: &LocalNet) -> Result<(u64, Roots, bool)> {
+    let status0 = net.status(0)?;
+    let (h, roots) = net.converge(
+        status0["height"].as_u64().unwrap_or(0),
+        Duration::from_secs(20),
+    )?;
+    let equal = roots.iter().all(|r| r.1 == roots[0].1);
+    Ok((h, roots, equal))
 }
 
 /// Submit one JSON-RPC batch to validator `node`; returns how many were

@@ -31,6 +31,18 @@ impl<T> WriteDeadline<T> {
         }
     }
 
+    /// `r` from the inner writer: progress disarms the timer, a wait arms
+    /// it (and fails once it fired).
+    fn guard<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.stalled(cx).map(Err),
+            done => {
+                self.timer = None;
+                done
+            }
+        }
+    }
+
     /// The write is blocked: arm the timer if it is not, and fail once it
     /// fired.
     fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -71,13 +83,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.stalled(cx).map(Err),
-            done => {
-                self.timer = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, r)
     }
 
     fn poll_write_vectored(
@@ -85,13 +92,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.stalled(cx).map(Err),
-            done => {
-                self.timer = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.guard(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -99,23 +101,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.stalled(cx).map(Err),
-            done => {
-                self.timer = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_shutdown(cx) {
-            Poll::Pending => self.stalled(cx).map(Err),
-            done => {
-                self.timer = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.guard(cx, r)
     }
 }
 
