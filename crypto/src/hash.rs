@@ -38,6 +38,9 @@ pub enum Domain {
     BatchItem,
     /// What a batch vote (availability or validity) signs.
     BatchVote,
+    /// Compliance claims (what a KYC provider signs) and the input hashes
+    /// of compliance verdicts.
+    Compliance,
 }
 
 impl Domain {
@@ -54,6 +57,7 @@ impl Domain {
             Domain::MerkleNode => b"plume/v1/merkle-node\0",
             Domain::Address => b"plume/v1/address\0",
             Domain::Batch => b"plume/v1/batch\0",
+            Domain::Compliance => b"plume/v1/compliance\0",
             Domain::Handshake => b"plume/v1/handshake\0",
             Domain::BatchItem => b"plume/v1/batch-item\0",
             Domain::BatchVote => b"plume/v1/batch-vote\0",

@@ -20,10 +20,12 @@
 //! output for any shard count (property-tested).
 
 use crate::fees::{self, FeeSplit};
+use crate::modules::compliance as cmod;
 use crate::modules::{CallRef, Registry, TxInfo};
 use crate::schedule;
 use crate::state::{self, meta_key, Overlay};
 use crate::{fee_pool_address, ExecError, Params};
+use plume_compliance::{BlockVerdicts, Policy, VerdictEntry};
 use plume_crypto::ed25519::Address;
 use plume_crypto::Digest;
 use plume_protocol::tx::{PreparedTx, NATIVE_ASSET};
@@ -91,6 +93,19 @@ pub struct BlockOutput {
     pub fees: FeeTotals,
     /// Ledger metadata after the block (supply accounting included).
     pub meta: state::LedgerMeta,
+    /// What the compliance engine did in the block.
+    pub compliance: ComplianceTotals,
+}
+
+/// Compliance counts of a block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ComplianceTotals {
+    /// Value-moving transactions checked against the rules.
+    pub checked: u32,
+    /// Stopped by a rule (Failed with a 200s code).
+    pub stopped: u32,
+    /// Flagged (an alert) without being stopped.
+    pub flagged: u32,
 }
 
 /// Apply the writes of `out` to `state`; returns the new root.
@@ -189,6 +204,8 @@ struct Admitted<'a> {
 /// ones and their shard lists.
 struct Plan<'a> {
     meta: state::LedgerMeta,
+    /// The compliance policy in force (block-start state), if it has rules.
+    policy: Option<Policy>,
     receipts: Vec<Option<Receipt>>,
     admitted: Vec<Option<Admitted<'a>>>,
     lists: Vec<Vec<u32>>,
@@ -199,6 +216,8 @@ struct ShardResult<'s, S: ?Sized> {
     receipts: Vec<(u32, Receipt)>,
     gas_used: u64,
     fees: FeeTotals,
+    verdicts: Vec<VerdictEntry>,
+    checked: u32,
 }
 
 fn prepare<'a, S: AuthenticatedState + ?Sized>(
@@ -228,12 +247,21 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
         });
     }
     let base_fee = meta.base_fee_per_gas;
+    let policy = cmod::read_policy(state)?.filter(Policy::active);
     let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
     let mut admitted: Vec<Option<Admitted<'a>>> = Vec::with_capacity(txs.len());
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
     let mut block_gas: u64 = 0;
     for (i, ptx) in txs.iter().enumerate() {
-        match prepass(ptx, params, registry, ctx, base_fee, &mut block_gas) {
+        match prepass(
+            ptx,
+            params,
+            registry,
+            ctx,
+            base_fee,
+            policy.as_ref(),
+            &mut block_gas,
+        ) {
             Ok(a) => {
                 admitted.push(Some(a));
                 items.push(i as u32);
@@ -257,6 +285,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     let lists = schedule::plan(&items, shards, &touched);
     Ok(Plan {
         meta,
+        policy,
         receipts,
         admitted,
         lists,
@@ -276,13 +305,31 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
         receipts: Vec::with_capacity(list.len()),
         gas_used: 0,
         fees: FeeTotals::default(),
+        verdicts: Vec::new(),
+        checked: 0,
     };
     let base_fee = plan.meta.base_fee_per_gas;
     for &i in list {
         let a = plan.admitted[i as usize]
             .as_ref()
             .expect("planned txs are admitted");
-        let (r, split) = exec_tx(&mut sh.overlay, params, ctx, &txs[i as usize], a, base_fee)?;
+        let mut seen = Seen {
+            index: i,
+            checked: false,
+            verdict: None,
+        };
+        let (r, split) = exec_tx(
+            &mut sh.overlay,
+            params,
+            ctx,
+            &txs[i as usize],
+            a,
+            base_fee,
+            plan.policy.as_ref(),
+            &mut seen,
+        )?;
+        sh.checked += u32::from(seen.checked);
+        sh.verdicts.extend(seen.verdict);
         sh.gas_used += r.gas_used;
         sh.fees.add(&split);
         sh.receipts.push((i, r));
@@ -298,7 +345,10 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     results: Vec<Result<ShardResult<'s, S>, ExecError>>,
 ) -> Result<BlockOutput, ExecError> {
     let Plan {
-        meta, mut receipts, ..
+        meta,
+        mut receipts,
+        policy: plan_policy,
+        ..
     } = plan;
     let base_fee = meta.base_fee_per_gas;
     let mut results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -311,10 +361,14 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     };
     let mut gas_used: u64 = 0;
     let mut fees = FeeTotals::default();
+    let mut verdicts: Vec<VerdictEntry> = Vec::new();
+    let mut compliance = ComplianceTotals::default();
     for r in results {
         overlay.absorb(r.overlay);
         gas_used += r.gas_used;
         fees.merge(&r.fees);
+        compliance.checked += r.checked;
+        verdicts.extend(r.verdicts);
         for (i, rec) in r.receipts {
             receipts[i as usize] = Some(rec);
         }
@@ -359,6 +413,21 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
         .binary_search_by(|w| w.0.cmp(&mk))
         .expect_err("meta is not an overlay key");
     writes.insert(pos, (mk, Some(new_meta.encode())));
+    if let (Some(policy), false) = (&plan_policy, verdicts.is_empty()) {
+        verdicts.sort_by_key(|v| v.index);
+        compliance.stopped = verdicts.iter().filter(|v| !v.flagged).count() as u32;
+        compliance.flagged = verdicts.len() as u32 - compliance.stopped;
+        let vk = cmod::verdicts_key(ctx.height);
+        let rec = BlockVerdicts {
+            policy_version: policy.version,
+            entries: verdicts,
+        };
+        // A fresh key each block (heights only grow): never an overlay key.
+        let pos = writes
+            .binary_search_by(|w| w.0.cmp(&vk))
+            .expect_err("verdicts are not an overlay key");
+        writes.insert(pos, (vk, Some(plume_compliance::encode(&rec))));
+    }
 
     Ok(BlockOutput {
         writes,
@@ -372,6 +441,7 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
         next_base_fee_per_gas: next_base_fee,
         fees,
         meta: new_meta,
+        compliance,
     })
 }
 
@@ -412,6 +482,7 @@ fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext) -> TxInfo<'a> {
         signers: &ptx.signer_addresses,
         sequence: ptx.tx.body.sequence,
         height: ctx.height,
+        chain_id: &ptx.tx.body.chain_id,
     }
 }
 
@@ -421,6 +492,7 @@ fn prepass<'a>(
     registry: &Registry,
     ctx: &BlockContext,
     base_fee: u64,
+    policy: Option<&Policy>,
     block_gas: &mut u64,
 ) -> Result<Admitted<'a>, Reason> {
     let body = &ptx.tx.body;
@@ -439,7 +511,10 @@ fn prepass<'a>(
     let tip_per_gas =
         fees::effective_tip(body.max_fee_per_gas, body.priority_fee_per_gas, base_fee)
             .ok_or(Reason::FeeCapBelowBaseFee)?;
-    let intrinsic_gas = fees::intrinsic_gas(body, call.gas());
+    // Compliance gas by the number of accounts the call declares (known
+    // without state; the policy is the block's).
+    let compliance_gas = policy.map_or(0, |p| p.gas(cmod::parties(&*call, &tx_info(ptx, ctx))));
+    let intrinsic_gas = fees::intrinsic_gas(body, call.gas().saturating_add(compliance_gas));
     let gas_used = intrinsic_gas.min(body.gas_limit);
     let total = block_gas
         .checked_add(gas_used)
@@ -454,6 +529,13 @@ fn prepass<'a>(
     })
 }
 
+/// What the compliance engine saw of one transaction.
+struct Seen {
+    index: u32,
+    checked: bool,
+    verdict: Option<VerdictEntry>,
+}
+
 /// Execute one admitted transaction.
 fn exec_tx<S: AuthenticatedState + ?Sized>(
     ov: &mut Overlay<'_, S>,
@@ -462,6 +544,8 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     ptx: &PreparedTx,
     a: &Admitted<'_>,
     base_fee: u64,
+    policy: Option<&Policy>,
+    seen: &mut Seen,
 ) -> Result<(Receipt, FeeSplit), ExecError> {
     ov.clear_journal();
     let body = &ptx.tx.body;
@@ -517,8 +601,43 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     }
     let mark = ov.mark();
     let fee_events = events.len();
+    let base = ov.base();
     let ledger: &mut dyn crate::modules::Ledger = ov;
-    match a.call.apply(&tx_info(ptx, ctx), ledger, &mut events)? {
+    let mut result = a.call.apply(&tx_info(ptx, ctx), ledger, &mut events)?;
+    // Interception: a call that moved value passes the rules before it
+    // stands (the flows come from its balance events, whatever module).
+    if let (Some(policy), Ok(())) = (policy, &result) {
+        let flows = plume_compliance::flows_of(&events[fee_events..]);
+        if !flows.is_empty() {
+            seen.checked = true;
+            let mut env = cmod::Interceptor { base, ledger };
+            let o = plume_compliance::check(
+                policy,
+                &mut env,
+                &plume_compliance::TxContext {
+                    height: ctx.height,
+                    tx: &ptx.hash.0,
+                    memo: &body.memo,
+                },
+                &flows,
+            )?;
+            let entry = |rule_id, code: Reason, flagged| VerdictEntry {
+                index: seen.index,
+                tx: ptx.hash.0,
+                rule_id,
+                code: code.0,
+                flagged,
+                input_hash: o.input_hash.0,
+            };
+            if let Some((rule_id, code)) = o.failed {
+                seen.verdict = Some(entry(rule_id, code, false));
+                result = Err(code);
+            } else if let Some(&rule_id) = o.flagged.first() {
+                seen.verdict = Some(entry(rule_id, Reason::Ok, true));
+            }
+        }
+    }
+    match result {
         Ok(()) => {}
         Err(reason) => {
             ov.rollback(mark);

@@ -35,13 +35,14 @@ pub mod modules;
 pub mod schedule;
 pub mod state;
 
+pub use block::ComplianceTotals;
 pub use block::{
     apply_block, apply_block_sharded, apply_block_sharded_with, commit, BlockContext, BlockOutput,
 };
 pub use mempool::{precheck, Checked, PrecheckError, SEQUENCE_WINDOW};
 pub use modules::{standard, Call, Ledger, Module, Registry};
 pub use plume_protocol::{Cause, Event, PreparedTx, Reason, Receipt, Status};
-pub use state::{genesis_writes, read_ledger_meta, LedgerMeta};
+pub use state::{genesis_writes, genesis_writes_with, read_ledger_meta, LedgerMeta};
 
 use plume_crypto::ed25519::Address;
 

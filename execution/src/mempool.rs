@@ -70,13 +70,19 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     let meta = read_ledger_meta(state)?;
     let next_height = meta.height.saturating_add(1);
     let call = registry.decode(body.module, &body.call)?;
-    call.authorize(&TxInfo {
+    let info = TxInfo {
         hash: &ptx.hash,
         payer: &payer.0,
         signers: &ptx.signer_addresses,
         sequence: body.sequence,
         height: next_height,
-    })?;
+        chain_id: &body.chain_id,
+    };
+    call.authorize(&info)?;
+    let compliance_gas = crate::modules::compliance::read_gas(
+        state,
+        crate::modules::compliance::parties(&*call, &info),
+    )?;
     if next_height > body.expiry_height {
         return Err(Reason::Expired.into());
     }
@@ -86,7 +92,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
         meta.base_fee_per_gas,
     )
     .ok_or(Reason::FeeCapBelowBaseFee)?;
-    if body.gas_limit < fees::intrinsic_gas(body, call.gas()) {
+    if body.gas_limit < fees::intrinsic_gas(body, call.gas().saturating_add(compliance_gas)) {
         return Err(Reason::OutOfGas.into());
     }
     if body.gas_limit > params.block_gas_limit {

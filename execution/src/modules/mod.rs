@@ -46,6 +46,8 @@ pub struct TxInfo<'a> {
     pub sequence: u64,
     /// Height of the block executing it.
     pub height: u64,
+    /// The chain id (the transaction's, equal to the chain's).
+    pub chain_id: &'a str,
 }
 
 impl TxInfo<'_> {
@@ -441,6 +443,7 @@ standard_modules! {
     asset => Assets,
     settlement => Settlements,
     batch_pay => BatchPayments,
+    compliance => Compliance,
 }
 
 /// Parse a 32-byte hex argument of a query.

@@ -160,10 +160,20 @@ impl Ledger {
     }
 
     pub fn with_params(params: Params, allocs: &[(Address, u128)]) -> Ledger {
+        Self::with_compliance(params, allocs, None)
+    }
+
+    pub fn with_compliance(
+        params: Params,
+        allocs: &[(Address, u128)],
+        compliance: Option<&plume_compliance::GenesisCompliance>,
+    ) -> Ledger {
         let mut state = MemoryState::new();
-        state
-            .apply(&genesis_writes(&params, allocs).unwrap())
-            .unwrap();
+        let writes = match compliance {
+            None => genesis_writes(&params, allocs).unwrap(),
+            Some(c) => plume_execution::genesis_writes_with(&params, allocs, Some(c)).unwrap(),
+        };
+        state.apply(&writes).unwrap();
         let mut accounts: BTreeSet<Address> = allocs.iter().map(|a| a.0).collect();
         accounts.insert(params.treasury);
         accounts.insert(plume_execution::fee_pool_address());
@@ -237,6 +247,10 @@ impl Ledger {
 
     pub fn asset_sum(&self, asset: &[u8; 32]) -> u128 {
         self.accounts.iter().map(|a| self.balance(*a, asset)).sum()
+    }
+
+    pub fn root(&self) -> plume_crypto::Digest {
+        self.state.root()
     }
 
     pub fn meta(&self) -> plume_execution::LedgerMeta {

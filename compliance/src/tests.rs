@@ -1,0 +1,435 @@
+use super::*;
+use plume_protocol::{Cause, Event, Reason};
+use std::collections::BTreeMap;
+
+const A: [u8; 32] = [1; 32];
+const B: [u8; 32] = [2; 32];
+const C: [u8; 32] = [3; 32];
+const P1: [u8; 32] = [9; 32];
+const NATIVE: [u8; 32] = [0; 32];
+
+#[derive(Default)]
+struct Mem {
+    ids: BTreeMap<[u8; 32], Identity>,
+    deny: Vec<[u8; 32]>,
+    exempt: Vec<[u8; 32]>,
+    counters: BTreeMap<([u8; 32], u16), Counter>,
+}
+
+impl Env for Mem {
+    type Error = std::convert::Infallible;
+    fn identity(&self, a: &[u8; 32]) -> Result<Option<Identity>, Self::Error> {
+        Ok(self.ids.get(a).cloned())
+    }
+    fn listed(&self, l: ListKind, a: &[u8; 32]) -> Result<bool, Self::Error> {
+        Ok(match l {
+            ListKind::Deny => self.deny.contains(a),
+            ListKind::Exempt => self.exempt.contains(a),
+        })
+    }
+    fn counter(&mut self, a: &[u8; 32], r: u16) -> Result<Counter, Self::Error> {
+        Ok(self.counters.get(&(*a, r)).copied().unwrap_or_default())
+    }
+    fn set_counter(&mut self, a: &[u8; 32], r: u16, c: Counter) {
+        self.counters.insert((*a, r), c);
+    }
+}
+
+fn policy(rules: Vec<Rule>) -> Policy {
+    Policy {
+        version: 3,
+        effective_height: 1,
+        admin: [7; 32],
+        list_keeper: [7; 32],
+        providers: vec![Provider {
+            key: P1,
+            name: "p1".into(),
+            revoked_from: None,
+        }],
+        rules: rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| RuleEntry {
+                id: 10 + i as u16,
+                rule,
+            })
+            .collect(),
+    }
+}
+
+fn kyc(tier: u8, j: &[u8; 2], expiry: u64) -> Identity {
+    Identity {
+        attestations: vec![Attestation {
+            provider: P1,
+            status: KycStatus::Verified,
+            risk_tier: tier,
+            jurisdiction: *j,
+            accreditation: 0,
+            issued_height: 1,
+            expiry_height: expiry,
+        }],
+        revoked: Vec::new(),
+    }
+}
+
+fn flow(from: [u8; 32], to: [u8; 32], amount: u128) -> Flow {
+    Flow {
+        from: Some(from),
+        to: Some(to),
+        asset: NATIVE,
+        amount,
+    }
+}
+
+fn run(p: &Policy, env: &mut Mem, height: u64, memo: &[u8], flows: &[Flow]) -> Option<Reason> {
+    let tx = [0xaa; 32];
+    check(
+        p,
+        env,
+        &TxContext {
+            height,
+            tx: &tx,
+            memo,
+        },
+        flows,
+    )
+    .unwrap()
+    .failed
+    .map(|f| f.1)
+}
+
+fn ev(account: [u8; 32], credit: bool, amount: u128) -> Event {
+    Event {
+        account,
+        asset: NATIVE,
+        credit,
+        amount,
+        cause: Cause::Transfer,
+    }
+}
+
+#[test]
+fn flows_pair_debits_with_credits_in_order() {
+    // A batch payment: one debit of the total, one credit per payee; the
+    // fee event is not a flow.
+    let mut fee = ev(A, false, 5);
+    fee.cause = Cause::Fee;
+    let f = flows_of(&[fee, ev(A, false, 30), ev(B, true, 10), ev(C, true, 20)]);
+    assert_eq!(f, vec![flow(A, B, 10), flow(A, C, 20)]);
+    // Settlement legs: debit, credit, debit, credit.
+    let f = flows_of(&[
+        ev(A, false, 4),
+        ev(B, true, 4),
+        ev(B, false, 6),
+        ev(C, true, 6),
+    ]);
+    assert_eq!(f, vec![flow(A, B, 4), flow(B, C, 6)]);
+    // Issuance: a credit with no debit.
+    let f = flows_of(&[ev(C, true, 9)]);
+    assert_eq!(f[0].from, None);
+    assert_eq!(f[0].to, Some(C));
+}
+
+#[test]
+fn sanctions_hit_either_side() {
+    let p = policy(vec![Rule::Sanctions]);
+    let mut env = Mem {
+        deny: vec![C],
+        ..Mem::default()
+    };
+    assert_eq!(run(&p, &mut env, 5, b"", &[flow(A, B, 1)]), None);
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(A, C, 1)]),
+        Some(codes::SANCTIONED)
+    );
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(C, A, 1)]),
+        Some(codes::SANCTIONED)
+    );
+    // A settlement with one restricted leg fails as a whole.
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(A, B, 1), flow(B, C, 1)]),
+        Some(codes::SANCTIONED)
+    );
+}
+
+#[test]
+fn kyc_expires_exactly_at_its_height_and_revoked_providers_stop_counting() {
+    let mut p = policy(vec![Rule::Kyc { receivers: true }]);
+    let mut env = Mem::default();
+    env.ids.insert(A, kyc(1, b"DE", 100));
+    env.ids.insert(B, kyc(1, b"FR", 1_000));
+    assert_eq!(run(&p, &mut env, 99, b"", &[flow(A, B, 1)]), None);
+    assert_eq!(
+        run(&p, &mut env, 100, b"", &[flow(A, B, 1)]),
+        Some(codes::KYC_EXPIRED)
+    );
+    assert_eq!(
+        run(&p, &mut env, 50, b"", &[flow(A, C, 1)]),
+        Some(codes::KYC_MISSING)
+    );
+    p.providers[0].revoked_from = Some(60);
+    assert_eq!(run(&p, &mut env, 59, b"", &[flow(A, B, 1)]), None);
+    assert_eq!(
+        run(&p, &mut env, 60, b"", &[flow(A, B, 1)]),
+        Some(codes::KYC_PROVIDER_REVOKED)
+    );
+    // An attestation from a provider the policy does not know never counts.
+    p.providers.clear();
+    assert_eq!(
+        run(&p, &mut env, 50, b"", &[flow(A, B, 1)]),
+        Some(codes::KYC_MISSING)
+    );
+}
+
+#[test]
+fn velocity_fails_the_transfer_that_crosses_the_limit_and_resets_per_window() {
+    let p = policy(vec![Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 100,
+        max_amount: 10_000,
+        max_count: 0,
+        min_tier: 0,
+    }]);
+    let mut env = Mem::default();
+    assert_eq!(run(&p, &mut env, 101, b"", &[flow(A, B, 4_000)]), None);
+    assert_eq!(run(&p, &mut env, 150, b"", &[flow(A, B, 4_000)]), None);
+    assert_eq!(
+        run(&p, &mut env, 199, b"", &[flow(A, B, 4_000)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    // Exactly at the limit passes.
+    assert_eq!(run(&p, &mut env, 199, b"", &[flow(A, B, 2_000)]), None);
+    assert_eq!(
+        run(&p, &mut env, 199, b"", &[flow(A, B, 1)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    // The next window starts from zero; other senders have their own.
+    assert_eq!(run(&p, &mut env, 200, b"", &[flow(A, B, 10_000)]), None);
+    assert_eq!(run(&p, &mut env, 199, b"", &[flow(B, A, 10_000)]), None);
+}
+
+#[test]
+fn exempt_counterparties_skip_amount_rules_but_not_sanctions() {
+    let p = policy(vec![
+        Rule::Sanctions,
+        Rule::SingleLimit {
+            asset: NATIVE,
+            max: 100,
+            min_tier: 0,
+        },
+    ]);
+    let mut env = Mem {
+        exempt: vec![C],
+        ..Mem::default()
+    };
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(A, B, 101)]),
+        Some(codes::SINGLE_LIMIT)
+    );
+    assert_eq!(run(&p, &mut env, 5, b"", &[flow(A, C, 101)]), None);
+    env.deny.push(C);
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(A, C, 1)]),
+        Some(codes::SANCTIONED)
+    );
+}
+
+#[test]
+fn tiered_limits_apply_only_from_their_tier() {
+    let p = policy(vec![Rule::SingleLimit {
+        asset: NATIVE,
+        max: 100,
+        min_tier: 3,
+    }]);
+    let mut env = Mem::default();
+    env.ids.insert(A, kyc(1, b"DE", 1_000));
+    env.ids.insert(B, kyc(3, b"DE", 1_000));
+    assert_eq!(run(&p, &mut env, 5, b"", &[flow(A, C, 500)]), None);
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(B, C, 500)]),
+        Some(codes::SINGLE_LIMIT)
+    );
+    // No valid attestation: the strictest tier.
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(C, A, 500)]),
+        Some(codes::SINGLE_LIMIT)
+    );
+}
+
+#[test]
+fn jurisdiction_pairs_block_both_directions() {
+    let p = policy(vec![Rule::JurisdictionBlock {
+        pairs: vec![[*b"US", *b"KP"]],
+    }]);
+    let mut env = Mem::default();
+    env.ids.insert(A, kyc(1, b"US", 1_000));
+    env.ids.insert(B, kyc(1, b"KP", 1_000));
+    env.ids.insert(C, kyc(1, b"DE", 1_000));
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(A, B, 1)]),
+        Some(codes::JURISDICTION_BLOCKED)
+    );
+    assert_eq!(
+        run(&p, &mut env, 5, b"", &[flow(B, A, 1)]),
+        Some(codes::JURISDICTION_BLOCKED)
+    );
+    assert_eq!(run(&p, &mut env, 5, b"", &[flow(A, C, 1)]), None);
+}
+
+#[test]
+fn travel_rule_needs_a_commitment_at_the_threshold() {
+    let p = policy(vec![Rule::TravelRule {
+        asset: NATIVE,
+        threshold: 1_000,
+    }]);
+    let mut env = Mem::default();
+    assert_eq!(run(&p, &mut env, 5, b"", &[flow(A, B, 999)]), None);
+    assert_eq!(
+        run(&p, &mut env, 5, b"invoice 7", &[flow(A, B, 1_000)]),
+        Some(codes::TRAVEL_RULE)
+    );
+    let memo = travel_memo(b"sealed envelope");
+    assert_eq!(run(&p, &mut env, 5, &memo, &[flow(A, B, 1_000)]), None);
+    // A commitment that does not match the envelope carried is refused.
+    let mut bad = memo.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        run(&p, &mut env, 5, &bad, &[flow(A, B, 1_000)]),
+        Some(codes::TRAVEL_RULE)
+    );
+    // The commitment alone (envelope sent off-chain) is enough.
+    assert_eq!(
+        run(
+            &p,
+            &mut env,
+            5,
+            &memo[..TRAVEL_TAG_LEN + 32],
+            &[flow(A, B, 5_000)]
+        ),
+        None
+    );
+}
+
+const TRAVEL_TAG_LEN: usize = model::TRAVEL_TAG.len();
+
+#[test]
+fn structuring_flags_the_nth_just_below_threshold_transfer() {
+    let p = policy(vec![Rule::Structuring {
+        asset: NATIVE,
+        threshold: 10_000,
+        margin_bps: 1_000,
+        count: 3,
+        window_blocks: 50,
+        block: false,
+    }]);
+    let mut env = Mem::default();
+    let tx = [1; 32];
+    let ctx = |h| TxContext {
+        height: h,
+        tx: &tx,
+        memo: b"",
+    };
+    let o = check(&p, &mut env, &ctx(10), &[flow(A, B, 9_500)]).unwrap();
+    assert!(o.flagged.is_empty() && o.failed.is_none());
+    // Below the margin: not counted.
+    let o = check(&p, &mut env, &ctx(11), &[flow(A, B, 8_000)]).unwrap();
+    assert!(o.flagged.is_empty());
+    let o = check(&p, &mut env, &ctx(12), &[flow(A, B, 9_999)]).unwrap();
+    assert!(o.flagged.is_empty());
+    let o = check(&p, &mut env, &ctx(13), &[flow(A, B, 9_000)]).unwrap();
+    assert_eq!(o.flagged, vec![10]);
+    assert!(o.failed.is_none());
+    // A new window starts over.
+    let o = check(&p, &mut env, &ctx(50), &[flow(A, B, 9_000)]).unwrap();
+    assert!(o.flagged.is_empty());
+}
+
+#[test]
+fn input_hash_names_tx_version_and_flows() {
+    let f = [flow(A, B, 1)];
+    let h = input_hash(&[1; 32], 1, &f);
+    assert_ne!(h, input_hash(&[1; 32], 2, &f));
+    assert_ne!(h, input_hash(&[2; 32], 1, &f));
+    assert_ne!(h, input_hash(&[1; 32], 1, &[flow(A, B, 2)]));
+    assert_eq!(h, input_hash(&[1; 32], 1, &f));
+}
+
+#[test]
+fn calls_and_records_round_trip_and_reject_garbage() {
+    let c = ComplianceCall::SetRules {
+        rules: policy(vec![Rule::Sanctions, Rule::Kyc { receivers: false }]).rules,
+    };
+    assert_eq!(ComplianceCall::decode(&c.encode()).unwrap(), c);
+    assert_eq!(
+        ComplianceCall::decode(b"not an archive"),
+        Err(Reason::MalformedCall)
+    );
+    // Two rules with one id break the rule set.
+    let mut rules = policy(vec![Rule::Sanctions, Rule::Sanctions]).rules;
+    rules[1].id = rules[0].id;
+    assert_eq!(
+        ComplianceCall::decode(&ComplianceCall::SetRules { rules }.encode()),
+        Err(codes::BAD_RULES)
+    );
+    let id = kyc(2, b"CH", 9);
+    assert_eq!(decode::<Identity>(&encode(&id)).unwrap(), id);
+}
+
+#[test]
+fn genesis_json_parses_and_names_errors() {
+    let j = serde_json::json!({
+        "admin": hex::encode([7u8; 32]),
+        "list_keeper": hex::encode([7u8; 32]),
+        "providers": [{"key": hex::encode(P1), "name": "kyc-co"}],
+        "rules": [
+            {"id": 1, "kind": "sanctions"},
+            {"id": 2, "kind": "single_limit", "asset": "native", "max": "1000000"},
+            {"id": 3, "kind": "jurisdiction_block", "pairs": [["US", "KP"]]}
+        ],
+        "deny": [hex::encode(C)],
+        "identities": [{
+            "identity": hex::encode([5u8; 32]), "addresses": [hex::encode(A)],
+            "provider": hex::encode(P1), "status": "verified", "jurisdiction": "DE",
+            "expiry_height": 1000
+        }]
+    });
+    let g: GenesisCompliance = serde_json::from_value(j.clone()).unwrap();
+    g.validate("c").unwrap();
+    assert_eq!(g.rules.len(), 3);
+    assert_eq!(
+        g.rules[1].rule,
+        Rule::SingleLimit {
+            asset: NATIVE,
+            max: 1_000_000,
+            min_tier: 0
+        }
+    );
+    let mut bad = j.clone();
+    bad["rules"][1]["max"] = serde_json::json!("lots");
+    assert!(serde_json::from_value::<GenesisCompliance>(bad)
+        .unwrap_err()
+        .to_string()
+        .contains("not a decimal"));
+    let mut bad = j;
+    bad["identities"][0]["provider"] = serde_json::json!(hex::encode([8u8; 32]));
+    let g: GenesisCompliance = serde_json::from_value(bad).unwrap();
+    assert!(g.validate("c").unwrap_err().contains("not in providers"));
+}
+
+#[test]
+fn worst_case_policy_gas_is_bounded() {
+    // 64 of the costliest rule over the most parties a call can declare
+    // (a batch payment: payer + 256 payees) stays far below the default
+    // block gas limit (300M): a block always has room for many checks.
+    let rules: Vec<Rule> = (0..model::RULES_MAX)
+        .map(|_| Rule::JurisdictionBlock {
+            pairs: vec![[*b"US", *b"KP"]; model::PAIRS_MAX],
+        })
+        .collect();
+    let p = policy(rules);
+    p.validate().unwrap();
+    let g = p.gas(257);
+    assert!(g < 30_000_000, "{g}");
+    assert!(g > p.gas(2));
+}

@@ -1,0 +1,553 @@
+//! The compliance ledger module (id 5): the KYC registry, the lists and
+//! the versioned rule set in state, and the executor's interception of
+//! every value-moving transaction (`block.rs` calls [`Interceptor`]).
+//!
+//! Records (keys from [`module_key`] under this module's id):
+//! - `policy`: the [`Policy`] in force (admin, list keeper, providers,
+//!   rules), and `policy/<version>`: every version ever in force (audits
+//!   and `explain` name the rule by id and version);
+//! - `gas`: the policy's gas line (base, per party), read by the mempool's
+//!   precheck without decoding the policy;
+//! - `list/<kind>/<account>`: deny and exempt entries;
+//! - `link/<account>`: the identity an address belongs to;
+//!   `identity/<id>`: its [`Identity`] (attestations per provider);
+//! - `counter/<account>/<rule>`: velocity and structuring windows;
+//! - `verdicts/<height>`: the block's stopped and flagged transactions.
+//!
+//! Changes to the policy, lists and identities made in block H apply from
+//! H+1: interception reads them from the block-start state.
+
+use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead, TxInfo};
+use crate::state::account_key;
+use crate::ExecError;
+use plume_compliance::{
+    codes, decode, encode, BlockVerdicts, ComplianceCall, Counter, Env, GenesisCompliance,
+    Identity, ListKind, Policy, MODULE_COMPLIANCE,
+};
+use plume_protocol::{Event, Reason};
+use plume_storage::{StateKey, StateWrite};
+
+/// Gas of an admin or list call (besides the envelope's), and per list entry.
+pub const GAS_ADMIN: u64 = 10_000;
+/// Gas per list entry added or removed.
+pub const GAS_PER_ENTRY: u64 = 2_000;
+/// Gas of recording a claim (a signature check and the writes).
+pub const GAS_ATTEST: u64 = 40_000;
+
+/// Key of the policy in force.
+pub fn policy_key() -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"policy"])
+}
+
+/// Key of one stored policy version.
+pub fn policy_version_key(version: u32) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"policy", &version.to_le_bytes()])
+}
+
+/// Key of the policy's gas line.
+pub fn gas_key() -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"gas"])
+}
+
+/// Key of a list entry.
+pub fn list_key(list: ListKind, account: &[u8; 32]) -> StateKey {
+    module_key(
+        MODULE_COMPLIANCE,
+        &[b"list", &[list.tag()], &account_key(account)],
+    )
+}
+
+/// Key of an address's identity link.
+pub fn link_key(account: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"link", &account_key(account)])
+}
+
+/// Key of an identity record.
+pub fn identity_key(identity: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"identity", identity])
+}
+
+/// Key of a sender's window counter for one rule. Derived 1:1 from the
+/// sender's account key, which is in the transaction's access set.
+pub fn counter_key(account: &[u8; 32], rule_id: u16) -> StateKey {
+    module_key(
+        MODULE_COMPLIANCE,
+        &[b"counter", &account_key(account), &rule_id.to_le_bytes()],
+    )
+}
+
+/// Key of a block's verdict record.
+pub fn verdicts_key(height: u64) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"verdicts", &height.to_le_bytes()])
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(String) -> ExecError {
+    move |_| ExecError::CorruptState(what)
+}
+
+/// The policy in force in `state`, if compliance is configured.
+pub fn read_policy<B: StateRead + ?Sized>(state: &B) -> Result<Option<Policy>, ExecError> {
+    match state.get(&policy_key())? {
+        Some(b) => decode::<Policy>(&b).map(Some).map_err(corrupt("policy")),
+        None => Ok(None),
+    }
+}
+
+/// A stored policy version.
+pub fn read_policy_version<B: StateRead + ?Sized>(
+    state: &B,
+    version: u32,
+) -> Result<Option<Policy>, ExecError> {
+    match state.get(&policy_version_key(version))? {
+        Some(b) => decode::<Policy>(&b).map(Some).map_err(corrupt("policy")),
+        None => Ok(None),
+    }
+}
+
+/// The compliance gas of a transaction declaring `parties` accounts, from
+/// the stored gas line (0 without a policy).
+pub fn read_gas<B: StateRead + ?Sized>(state: &B, parties: usize) -> Result<u64, ExecError> {
+    let Some(b) = state.get(&gas_key())? else {
+        return Ok(0);
+    };
+    let b: [u8; 16] = b
+        .as_slice()
+        .try_into()
+        .map_err(|_| ExecError::CorruptState("compliance gas"))?;
+    let base = u64::from_le_bytes(b[..8].try_into().expect("8"));
+    let per = u64::from_le_bytes(b[8..].try_into().expect("8"));
+    Ok(base.saturating_add(per.saturating_mul(parties as u64)))
+}
+
+fn gas_line(p: &Policy) -> Vec<u8> {
+    let base = p.gas(0);
+    let per = p.gas(1) - base;
+    let mut v = base.to_le_bytes().to_vec();
+    v.extend_from_slice(&per.to_le_bytes());
+    v
+}
+
+/// The identity an address belongs to.
+pub fn read_identity_of<B: StateRead + ?Sized>(
+    state: &B,
+    account: &[u8; 32],
+) -> Result<Option<([u8; 32], Identity)>, ExecError> {
+    let Some(link) = state.get(&link_key(account))? else {
+        return Ok(None);
+    };
+    let id: [u8; 32] = link
+        .as_slice()
+        .try_into()
+        .map_err(|_| ExecError::CorruptState("identity link"))?;
+    Ok(read_identity(state, &id)?.map(|r| (id, r)))
+}
+
+/// An identity record.
+pub fn read_identity<B: StateRead + ?Sized>(
+    state: &B,
+    identity: &[u8; 32],
+) -> Result<Option<Identity>, ExecError> {
+    match state.get(&identity_key(identity))? {
+        Some(b) => decode::<Identity>(&b)
+            .map(Some)
+            .map_err(corrupt("identity")),
+        None => Ok(None),
+    }
+}
+
+/// A block's verdict record.
+pub fn read_verdicts<B: StateRead + ?Sized>(
+    state: &B,
+    height: u64,
+) -> Result<Option<BlockVerdicts>, ExecError> {
+    match state.get(&verdicts_key(height))? {
+        Some(b) => decode::<BlockVerdicts>(&b)
+            .map(Some)
+            .map_err(corrupt("verdicts")),
+        None => Ok(None),
+    }
+}
+
+/// The genesis writes of a `compliance` section (unsorted).
+pub fn genesis_writes(g: &GenesisCompliance) -> Result<Vec<StateWrite>, ExecError> {
+    let policy = g.policy();
+    let mut w: Vec<StateWrite> = vec![
+        (policy_key(), Some(encode(&policy))),
+        (policy_version_key(policy.version), Some(encode(&policy))),
+        (gas_key(), Some(gas_line(&policy))),
+    ];
+    for a in &g.deny {
+        w.push((list_key(ListKind::Deny, a), Some(vec![1])));
+    }
+    for a in &g.exempt {
+        w.push((list_key(ListKind::Exempt, a), Some(vec![1])));
+    }
+    let mut ids: std::collections::BTreeMap<[u8; 32], Identity> = Default::default();
+    for gi in &g.identities {
+        let rec = ids.entry(gi.identity).or_default();
+        if rec.attestations.iter().any(|a| a.provider == gi.provider) {
+            return Err(ExecError::BadGenesis(
+                "an identity attested twice by one provider",
+            ));
+        }
+        rec.attestations.push(plume_compliance::Attestation {
+            provider: gi.provider,
+            status: gi.status,
+            risk_tier: gi.risk_tier,
+            jurisdiction: gi.jurisdiction,
+            accreditation: gi.accreditation,
+            issued_height: 0,
+            expiry_height: gi.expiry_height,
+        });
+        rec.attestations.sort_by_key(|a| a.provider);
+        for a in &gi.addresses {
+            w.push((link_key(a), Some(gi.identity.to_vec())));
+        }
+    }
+    for (id, rec) in ids {
+        if rec.attestations.len() > plume_compliance::model::ATTESTATIONS_MAX {
+            return Err(ExecError::BadGenesis("too many attestations of one identity"));
+        }
+        w.push((identity_key(&id), Some(encode(&rec))));
+    }
+    Ok(w)
+}
+
+/// How many accounts a call declares (its touched resources and the
+/// payer): the party count compliance gas is charged by.
+pub fn parties(call: &dyn Call, tx: &TxInfo<'_>) -> usize {
+    let mut v = Vec::new();
+    call.touched(tx, &mut v);
+    v.len() + 1
+}
+
+/// The compliance module (id [`MODULE_COMPLIANCE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Compliance;
+
+impl Module for Compliance {
+    fn id(&self) -> u16 {
+        MODULE_COMPLIANCE
+    }
+    fn name(&self) -> &'static str {
+        "compliance"
+    }
+    fn decode(&self, call: &[u8]) -> Result<Box<dyn Call>, Reason> {
+        Ok(Box::new(ComplianceCall::decode(call)?))
+    }
+    fn reason_name(&self, r: Reason) -> Option<&'static str> {
+        codes::name(r)
+    }
+    fn queries(&self) -> &'static [&'static str] {
+        &["policy", "identity", "listed", "verdicts", "codes"]
+    }
+    fn query(
+        &self,
+        state: &dyn StateRead,
+        method: &str,
+        args: &[String],
+    ) -> Result<serde_json::Value, QueryError> {
+        match method {
+            // policy [version]: the policy in force, or a stored version.
+            "policy" => {
+                let p = match args.first() {
+                    Some(v) => {
+                        let v: u32 = v
+                            .parse()
+                            .map_err(|_| QueryError::BadArgs("version is not a number".into()))?;
+                        read_policy_version(state, v)?
+                    }
+                    None => read_policy(state)?,
+                };
+                Ok(p.map_or(serde_json::Value::Null, |p| plume_compliance::to_json(&p)))
+            }
+            // identity ADDRESS|ID: an address's identity, or an identity by id.
+            "identity" => {
+                let a = super::hex32_arg(args, 0, "address or identity")?;
+                let found = match read_identity_of(state, &a)? {
+                    Some(x) => Some(x),
+                    None => read_identity(state, &a)?.map(|r| (a, r)),
+                };
+                Ok(match found {
+                    Some((id, rec)) => serde_json::json!({
+                        "identity": hex::encode(id),
+                        "attestations": plume_compliance::to_json(&rec.attestations),
+                        "revoked_before": rec.revoked.iter().map(|(p, h)| serde_json::json!({
+                            "provider": hex::encode(p), "issued_height": h})).collect::<Vec<_>>(),
+                    }),
+                    None => serde_json::Value::Null,
+                })
+            }
+            // listed ADDRESS: on the deny and exempt lists?
+            "listed" => {
+                let a = super::hex32_arg(args, 0, "address")?;
+                let on = |l| -> Result<bool, ExecError> { Ok(state.get(&list_key(l, &a))?.is_some()) };
+                Ok(serde_json::json!({
+                    "deny": on(ListKind::Deny)?,
+                    "exempt": on(ListKind::Exempt)?,
+                }))
+            }
+            // verdicts HEIGHT: the block's stopped and flagged transactions.
+            "verdicts" => {
+                let h: u64 = args
+                    .first()
+                    .ok_or_else(|| QueryError::BadArgs("missing height".into()))?
+                    .parse()
+                    .map_err(|_| QueryError::BadArgs("height is not a number".into()))?;
+                Ok(read_verdicts(state, h)?.map_or(serde_json::Value::Null, |v| plume_compliance::to_json(&v)))
+            }
+            "codes" => Ok(serde_json::Value::Array(
+                codes::ALL
+                    .iter()
+                    .map(|(r, n, d)| serde_json::json!({"code": r.0, "name": n, "meaning": d}))
+                    .collect(),
+            )),
+            _ => Err(QueryError::Unknown(format!("compliance.{method}"))),
+        }
+    }
+}
+
+fn admin_of(l: &mut dyn Ledger) -> Result<Result<Policy, Reason>, ExecError> {
+    match l.record(&policy_key())? {
+        Some(b) => Ok(Ok(decode::<Policy>(&b).map_err(corrupt("policy"))?)),
+        // Compliance never configured: nobody governs it.
+        None => Ok(Err(codes::NOT_AUTHORITY)),
+    }
+}
+
+fn store_policy(l: &mut dyn Ledger, p: &mut Policy, height: u64) -> Result<(), ExecError> {
+    p.version = p.version.saturating_add(1);
+    p.effective_height = height.saturating_add(1);
+    let bytes = encode(&*p);
+    l.set_record(&policy_key(), Some(bytes.clone()));
+    // Fresh keys: read first (the overlay's rule), then write.
+    let vk = policy_version_key(p.version);
+    l.record(&vk)?;
+    l.set_record(&vk, Some(bytes));
+    let gk = gas_key();
+    l.record(&gk)?;
+    l.set_record(&gk, Some(gas_line(p)));
+    Ok(())
+}
+
+impl Call for ComplianceCall {
+    fn gas(&self) -> u64 {
+        match self {
+            ComplianceCall::Attest { claim, .. } => {
+                GAS_ATTEST + GAS_PER_ENTRY * claim.addresses.len() as u64
+            }
+            ComplianceCall::UpdateList { add, remove, .. } => {
+                GAS_ADMIN + GAS_PER_ENTRY * (add.len() + remove.len()) as u64
+            }
+            ComplianceCall::SetRules { rules } => GAS_ADMIN + GAS_PER_ENTRY * rules.len() as u64,
+            _ => GAS_ADMIN,
+        }
+    }
+
+    fn touched(&self, _tx: &TxInfo<'_>, out: &mut Vec<[u8; 32]>) {
+        // Every call reads the policy (authority, providers); the policy's
+        // own writers write it.
+        out.push(policy_key());
+        match self {
+            ComplianceCall::SetRules { .. }
+            | ComplianceCall::AddProvider { .. }
+            | ComplianceCall::RevokeProvider { .. }
+            | ComplianceCall::SetRoles { .. } => {
+                out.push(gas_key());
+            }
+            ComplianceCall::UpdateList { list, add, remove } => {
+                out.extend(add.iter().chain(remove).map(|a| list_key(*list, a)));
+            }
+            ComplianceCall::Attest { claim, .. } => {
+                out.push(identity_key(&claim.identity));
+                out.extend(claim.addresses.iter().map(link_key));
+            }
+            ComplianceCall::RevokeAttestation { identity, .. } => {
+                out.push(identity_key(identity));
+            }
+        }
+    }
+
+    fn authorize(&self, tx: &TxInfo<'_>) -> Result<(), Reason> {
+        if let ComplianceCall::RevokeAttestation { provider, .. } = self {
+            let addr = plume_protocol::tx::address_of_key(provider);
+            if !tx.signed_by(&addr.0) {
+                return Err(codes::NOT_AUTHORITY);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, tx: &TxInfo<'_>, l: &mut dyn Ledger, _events: &mut Vec<Event>) -> CallResult {
+        let mut policy = tri!(admin_of(l));
+        let admin_signed = tx.signed_by(&policy.admin);
+        match self {
+            ComplianceCall::SetRules { rules } => {
+                if !admin_signed {
+                    return Ok(Err(codes::NOT_AUTHORITY));
+                }
+                policy.rules = rules.clone();
+                if policy.validate().is_err() {
+                    return Ok(Err(codes::BAD_RULES));
+                }
+                store_policy(l, &mut policy, tx.height)?;
+            }
+            ComplianceCall::AddProvider { key, name } => {
+                if !admin_signed {
+                    return Ok(Err(codes::NOT_AUTHORITY));
+                }
+                match policy.providers.iter_mut().find(|p| &p.key == key) {
+                    // Re-adding a revoked provider reinstates it.
+                    Some(p) => {
+                        p.revoked_from = None;
+                        p.name = name.clone();
+                    }
+                    None => {
+                        if policy.providers.len() >= plume_compliance::model::PROVIDERS_MAX {
+                            return Ok(Err(codes::TOO_MANY));
+                        }
+                        policy.providers.push(plume_compliance::Provider {
+                            key: *key,
+                            name: name.clone(),
+                            revoked_from: None,
+                        });
+                    }
+                }
+                store_policy(l, &mut policy, tx.height)?;
+            }
+            ComplianceCall::RevokeProvider { key, from_height } => {
+                if !admin_signed {
+                    return Ok(Err(codes::NOT_AUTHORITY));
+                }
+                let Some(p) = policy.providers.iter_mut().find(|p| &p.key == key) else {
+                    return Ok(Err(codes::UNKNOWN_PROVIDER));
+                };
+                // Never retroactive: at the earliest the next block.
+                p.revoked_from = Some((*from_height).max(tx.height.saturating_add(1)));
+                store_policy(l, &mut policy, tx.height)?;
+            }
+            ComplianceCall::SetRoles { admin, list_keeper } => {
+                if !admin_signed {
+                    return Ok(Err(codes::NOT_AUTHORITY));
+                }
+                policy.admin = *admin;
+                policy.list_keeper = *list_keeper;
+                store_policy(l, &mut policy, tx.height)?;
+            }
+            ComplianceCall::UpdateList { list, add, remove } => {
+                if !tx.signed_by(&policy.list_keeper) {
+                    return Ok(Err(codes::NOT_AUTHORITY));
+                }
+                for a in remove {
+                    let k = list_key(*list, a);
+                    l.record(&k)?;
+                    l.set_record(&k, None);
+                }
+                for a in add {
+                    let k = list_key(*list, a);
+                    l.record(&k)?;
+                    l.set_record(&k, Some(vec![1]));
+                }
+            }
+            ComplianceCall::Attest { claim, signature } => {
+                if claim.chain_id != tx.chain_id {
+                    return Ok(Err(codes::CLAIM_WRONG_CHAIN));
+                }
+                if !policy
+                    .provider(&claim.provider)
+                    .is_some_and(|p| p.active_at(tx.height))
+                {
+                    return Ok(Err(codes::UNKNOWN_PROVIDER));
+                }
+                if !plume_crypto::zip215::verify(
+                    &claim.provider,
+                    &claim.signing_hash().0,
+                    signature,
+                ) {
+                    return Ok(Err(codes::CLAIM_BAD_SIGNATURE));
+                }
+                let ik = identity_key(&claim.identity);
+                let mut rec = match l.record(&ik)? {
+                    Some(b) => decode::<Identity>(&b).map_err(corrupt("identity"))?,
+                    None => Identity::default(),
+                };
+                if rec
+                    .revoked
+                    .iter()
+                    .any(|(p, h)| p == &claim.provider && claim.issued_height <= *h)
+                    || rec.attestations.iter().any(|a| {
+                        a.provider == claim.provider && a.issued_height > claim.issued_height
+                    })
+                {
+                    return Ok(Err(codes::CLAIM_STALE));
+                }
+                for a in &claim.addresses {
+                    let k = link_key(a);
+                    match l.record(&k)? {
+                        Some(v) if v.as_slice() != claim.identity.as_slice() => {
+                            return Ok(Err(codes::ADDRESS_LINKED));
+                        }
+                        Some(_) => {}
+                        None => l.set_record(&k, Some(claim.identity.to_vec())),
+                    }
+                }
+                rec.attestations.retain(|a| a.provider != claim.provider);
+                if rec.attestations.len() >= plume_compliance::model::ATTESTATIONS_MAX {
+                    return Ok(Err(codes::TOO_MANY));
+                }
+                rec.attestations.push(claim.attestation());
+                rec.attestations.sort_by_key(|a| a.provider);
+                l.set_record(&ik, Some(encode(&rec)));
+            }
+            ComplianceCall::RevokeAttestation { identity, provider } => {
+                // The provider signed (authorize); it need not be active.
+                let ik = identity_key(identity);
+                let Some(b) = l.record(&ik)? else {
+                    return Ok(Err(codes::KYC_MISSING));
+                };
+                let mut rec = decode::<Identity>(&b).map_err(corrupt("identity"))?;
+                let Some(pos) = rec
+                    .attestations
+                    .iter()
+                    .position(|a| &a.provider == provider)
+                else {
+                    return Ok(Err(codes::KYC_MISSING));
+                };
+                let gone = rec.attestations.remove(pos);
+                rec.revoked.retain(|(p, _)| p != provider);
+                rec.revoked.push((*provider, gone.issued_height));
+                rec.revoked.sort();
+                l.set_record(&ik, Some(encode(&rec)));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The executor's view for [`plume_compliance::check`]: registry reads
+/// from the block-start state, counters through the transaction's
+/// overlay.
+pub(crate) struct Interceptor<'a, 'l, B: ?Sized> {
+    pub(crate) base: &'a B,
+    pub(crate) ledger: &'a mut (dyn Ledger + 'l),
+}
+
+impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
+    type Error = ExecError;
+    fn identity(&self, account: &[u8; 32]) -> Result<Option<Identity>, ExecError> {
+        Ok(read_identity_of(self.base, account)?.map(|x| x.1))
+    }
+    fn listed(&self, list: ListKind, account: &[u8; 32]) -> Result<bool, ExecError> {
+        Ok(self.base.get(&list_key(list, account))?.is_some())
+    }
+    fn counter(&mut self, account: &[u8; 32], rule_id: u16) -> Result<Counter, ExecError> {
+        match self.ledger.record(&counter_key(account, rule_id))? {
+            Some(b) => decode::<Counter>(&b).map_err(corrupt("compliance counter")),
+            None => Ok(Counter::default()),
+        }
+    }
+    fn set_counter(&mut self, account: &[u8; 32], rule_id: u16, c: Counter) {
+        self.ledger
+            .set_record(&counter_key(account, rule_id), Some(encode(&c)));
+    }
+}
