@@ -313,6 +313,13 @@ struct DevnetArgs {
     /// binary endpoint) or json (JSON-RPC, signed as it goes).
     #[arg(long, default_value = "bin")]
     submit: plume_node::devnet::Submit,
+    /// Every n-th transaction goes to the devnet's sanctioned address and
+    /// is stopped by the compliance rules (0 = none).
+    #[arg(long, default_value_t = 1000)]
+    sanctioned_every: u64,
+    /// Run without the default compliance rule set.
+    #[arg(long)]
+    no_compliance: bool,
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -339,6 +346,10 @@ struct GenesisNewArgs {
     /// Base view timeout in milliseconds (protocol parameter).
     #[arg(long)]
     view_timeout_ms: Option<u64>,
+    /// The compliance section (JSON: admin, list_keeper, providers, rules,
+    /// deny, exempt, identities; see docs/compliance.md).
+    #[arg(long)]
+    compliance: Option<PathBuf>,
     /// Overwrite an existing output file.
     #[arg(long)]
     force: bool,
@@ -409,6 +420,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         } => {
             let g = load_genesis(&file)?;
             let set = g.validator_set()?;
+            let compliance =
+                plume_node::setup::compliance_of(&g).with_context(|| file.display().to_string())?;
             println!(
                 "{}: valid (chain {}, {} validators, quorum power {} of {}, supply {})",
                 file.display(),
@@ -418,6 +431,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 set.total_power(),
                 g.total_supply()
             );
+            if let Some(c) = compliance {
+                println!(
+                    "  compliance: {} rules, {} providers, {} denied, {} exempt, {} identities",
+                    c.rules.len(),
+                    c.providers.len(),
+                    c.deny.len(),
+                    c.exempt.len(),
+                    c.identities.len()
+                );
+            }
         }
         Cmd::Bench { args } => return commands::run_sibling("plume-bench", &args),
         Cmd::Sim { args } => return commands::run_sibling("plume-sim", &args),
@@ -478,6 +501,7 @@ fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
         out,
         genesis_time_ms,
         view_timeout_ms,
+        compliance,
         force,
     } = args;
     if out.exists() && !force {
@@ -505,15 +529,27 @@ fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
     if let Some(t) = view_timeout_ms {
         params.view_timeout_ms = t;
     }
+    let compliance = match compliance {
+        Some(p) => {
+            let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                serde_json::from_slice::<serde_json::Value>(&text)
+                    .with_context(|| format!("{}: not JSON", p.display()))?,
+            )
+        }
+        None => None,
+    };
     let g = Genesis {
         chain_id,
         genesis_time_ms,
         validators,
         alloc,
         params,
+        compliance,
     };
     g.validate()
         .context("the genesis that would be written is invalid")?;
+    plume_node::setup::compliance_of(&g).context("the genesis that would be written is invalid")?;
     write_atomic(&out, &serde_json::to_vec_pretty(&g)?, 0o644)
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
@@ -537,6 +573,8 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         settle_every,
         transport,
         submit,
+        sanctioned_every,
+        no_compliance,
         json,
     } = args;
     if rate == 0 {
@@ -556,6 +594,8 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         tx_size: 0,
         transport,
         submit,
+        sanctioned_every: if no_compliance { 0 } else { sanctioned_every },
+        compliance: !no_compliance,
     };
     let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
     plume_node::devnet::print_summary(&s);

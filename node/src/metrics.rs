@@ -317,6 +317,12 @@ pub struct NodeMetrics {
     pub catchup_refused: Count,
     /// Catch-up segments served to peers.
     pub catchup_served: Count,
+    /// Value-moving transactions checked by the compliance engine.
+    pub compliance_checked: Count,
+    /// Transactions the compliance engine stopped (Failed, 200s code).
+    pub compliance_stopped: Count,
+    /// Transactions the compliance engine flagged (alert, not stopped).
+    pub compliance_flagged: Count,
     /// Own batches: cut to certificate.
     pub certified_latency: Histogram,
     /// Transactions of own batches: admission to certificate.
@@ -385,6 +391,9 @@ impl NodeMetrics {
             catchup_blocks: Count::default(),
             catchup_refused: Count::default(),
             catchup_served: Count::default(),
+            compliance_checked: Count::default(),
+            compliance_stopped: Count::default(),
+            compliance_flagged: Count::default(),
             certified_latency: Histogram::new(STAGE_BUCKETS_S),
             tx_certified_latency: Histogram::new(STAGE_BUCKETS_S),
             busy: Family::default(),
@@ -513,6 +522,21 @@ impl NodeMetrics {
                 "plume_catchup_served",
                 "Catch-up segments this validator served from its block store.",
                 &m.catchup_served,
+            ),
+            (
+                "plume_compliance_checked",
+                "Value-moving transactions checked against the compliance rules.",
+                &m.compliance_checked,
+            ),
+            (
+                "plume_compliance_stopped",
+                "Transactions the compliance rules stopped (Failed with a 200s code).",
+                &m.compliance_stopped,
+            ),
+            (
+                "plume_compliance_flagged",
+                "Transactions the compliance rules flagged without stopping them.",
+                &m.compliance_flagged,
             ),
             (
                 "plume_batch_log_syncs",

@@ -34,6 +34,8 @@ pub struct NodeSetup {
     pub params: plume_execution::Params,
     /// Consensus chain id (from the chain id string).
     pub chain_u64: u64,
+    /// The genesis compliance section, parsed.
+    pub compliance: Option<plume_compliance::GenesisCompliance>,
 }
 
 impl std::fmt::Debug for NodeSetup {
@@ -64,6 +66,19 @@ pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
         .validate()
         .map_err(|e| anyhow!("genesis params: {e}"))?;
     Ok(params)
+}
+
+/// The genesis document's `compliance` section, parsed and validated
+/// (errors name the field at fault).
+pub fn compliance_of(g: &Genesis) -> Result<Option<plume_compliance::GenesisCompliance>> {
+    let Some(v) = &g.compliance else {
+        return Ok(None);
+    };
+    let c: plume_compliance::GenesisCompliance = serde_json::from_value(v.clone())
+        .map_err(|e| anyhow!("genesis compliance section: {e}"))?;
+    c.validate(&g.chain_id)
+        .map_err(|e| anyhow!("genesis compliance section: {e}"))?;
+    Ok(Some(c))
 }
 
 /// The consensus chain id: the first 8 bytes of the chain id's hash.
@@ -108,7 +123,9 @@ impl NodeSetup {
             );
         }
         let chain = chain_u64(&genesis.chain_id);
+        let compliance = compliance_of(&genesis).with_context(|| gpath.display().to_string())?;
         Ok(NodeSetup {
+            compliance,
             home: home.to_path_buf(),
             config,
             genesis,
@@ -161,8 +178,9 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
             .iter()
             .map(|a| Ok((Address::from_hex(&a.address)?, a.amount.parse::<u128>()?)))
             .collect::<Result<Vec<_>>>()?;
-        let writes = plume_execution::genesis_writes(&setup.params, &allocs)
-            .map_err(|e| anyhow!("genesis state: {e}"))?;
+        let writes =
+            plume_execution::genesis_writes_with(&setup.params, &allocs, setup.compliance.as_ref())
+                .map_err(|e| anyhow!("genesis state: {e}"))?;
         let genesis_root = {
             use plume_storage::AuthenticatedState;
             plume_storage::MemoryState::new()

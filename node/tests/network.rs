@@ -39,6 +39,8 @@ fn finalize_10000(submit: plume_node::devnet::Submit) {
         tx_size: 0,
         transport: "tcp".into(),
         submit,
+        sanctioned_every: 0,
+        compliance: false,
     };
     let s = plume_node::devnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
     assert!(s.submit_errors.is_empty(), "{s:?}");

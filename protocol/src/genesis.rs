@@ -83,6 +83,12 @@ pub struct Genesis {
     pub alloc: Vec<Alloc>,
     /// Protocol parameters.
     pub params: Params,
+    /// The compliance engine's genesis registry and rules (the
+    /// `plume_compliance::GenesisCompliance` form; the node parses and
+    /// validates it: this crate does not depend on the engine). Absent: no
+    /// rules, nobody governs compliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<serde_json::Value>,
 }
 
 /// One initial balance.

@@ -178,6 +178,8 @@ fn run_phase(exe: &std::path::Path, c: &ClusterOptions, kind: &str, attack: bool
         tx_size: c.tx_size,
         transport: c.transport.clone(),
         submit: c.submit,
+        sanctioned_every: 0,
+        compliance: false,
     };
     let summary = devnet::drive_load(&net, &dopts, &AtomicBool::new(false));
     stop.store(true, Ordering::Relaxed);

@@ -270,6 +270,8 @@ pub fn run_once(
         tx_size: opts.tx_size,
         transport: opts.transport.clone(),
         submit: opts.submit,
+        sanctioned_every: 0,
+        compliance: false,
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.

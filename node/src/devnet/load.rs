@@ -302,7 +302,11 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
     let l = live.lock().expect("not poisoned");
     let bytes: usize = plan.iter().map(|p| p.bytes.len()).sum();
     let ms = |q: f64| l.hist.value_at_quantile(q) as f64 / 1000.0;
+    let (checked, stopped, flagged) = super::compliance_counts(net);
     Ok(Summary {
+        compliance_checked: checked,
+        compliance_stopped: stopped,
+        compliance_flagged: flagged,
         submitted: sent as u64 - l.rejected,
         rejected: l.rejected,
         finalized: l.finalized,

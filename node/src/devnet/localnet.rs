@@ -131,6 +131,19 @@ impl LocalNet {
         base_port: u16,
         layout: Option<&NsLayout<'_>>,
     ) -> Result<LocalNet> {
+        Self::create_with(exe, dir, n, base_port, layout, None)
+    }
+
+    /// [`LocalNet::create_in`] with a genesis compliance section
+    /// (`plume genesis new --compliance`).
+    pub fn create_with(
+        exe: &Path,
+        dir: &Path,
+        n: usize,
+        base_port: u16,
+        layout: Option<&NsLayout<'_>>,
+        compliance: Option<&plume_compliance::GenesisCompliance>,
+    ) -> Result<LocalNet> {
         if layout.is_some_and(|l| l.hosts.len() != n || l.addrs.len() != n) {
             bail!("namespace layout does not match {n} validators");
         }
@@ -205,6 +218,12 @@ impl LocalNet {
                 "{}={DEVNET_BALANCE}",
                 k.public_key().address().to_hex()
             ));
+        }
+        if let Some(c) = compliance {
+            let path = dir.join("compliance.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(c)?)?;
+            gargs.push("--compliance".into());
+            gargs.push(path.display().to_string());
         }
         let genesis_path = dir.join("genesis.json");
         gargs.push("--out".into());

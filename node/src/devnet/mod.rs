@@ -3,6 +3,7 @@
 //! transaction's *intended* send time, so a stalled system cannot hide its
 //! delays.
 
+pub mod compliance;
 pub mod load;
 pub mod localnet;
 pub mod rogue;
@@ -56,6 +57,12 @@ pub struct DevnetOptions {
     pub transport: String,
     /// How the load reaches the validators.
     pub submit: Submit,
+    /// Every n-th transaction is a transfer to the devnet's sanctioned
+    /// address, which the compliance rules stop (0: none; needs the
+    /// default rule set, see `compliance`).
+    pub sanctioned_every: u64,
+    /// Run with the default compliance rule set ([`compliance`]).
+    pub compliance: bool,
 }
 
 /// How the load generator submits.
@@ -123,12 +130,41 @@ pub struct Summary {
     /// The load generator's own CPU (user + system) per transaction sent,
     /// over the timed window, in microseconds.
     pub harness_cpu_us_per_tx: f64,
+    /// Compliance on validator 0: value-moving transactions checked.
+    pub compliance_checked: u64,
+    /// Stopped by a rule (Failed with a 200s code).
+    pub compliance_stopped: u64,
+    /// Flagged by a rule without being stopped.
+    pub compliance_flagged: u64,
+}
+
+/// Validator 0's compliance counts (checked, stopped, flagged) since it
+/// started.
+pub(crate) fn compliance_counts(net: &LocalNet) -> (u64, u64, u64) {
+    match net.status(0) {
+        Ok(s) => {
+            let c = &s["compliance"];
+            let g = |k: &str| c[k].as_u64().unwrap_or(0);
+            (g("checked"), g("stopped"), g("flagged"))
+        }
+        Err(_) => (0, 0, 0),
+    }
 }
 
 /// Run `plume devnet`.
 pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let exe = std::env::current_exe()?;
-    let mut net = LocalNet::create(&exe, &opts.dir, opts.validators, opts.base_port)?;
+    let section = opts
+        .compliance
+        .then(|| compliance::default_section(&account_key(0).public_key().address()));
+    let mut net = LocalNet::create_with(
+        &exe,
+        &opts.dir,
+        opts.validators,
+        opts.base_port,
+        None,
+        section.as_ref(),
+    )?;
     set_transport(&net, &opts.transport)?;
     println!(
         "devnet: {} validators in {} (peer transport {})",
@@ -280,8 +316,12 @@ fn drive_json(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result
     };
     report_missing(net, &missing);
     let (h, roots, roots_equal) = final_roots(net)?;
+    let (checked, stopped, flagged) = compliance_counts(net);
     let p = pending.lock().expect("not poisoned");
     Ok(Summary {
+        compliance_checked: checked,
+        compliance_stopped: stopped,
+        compliance_flagged: flagged,
         submitted: sent_total - rejected,
         rejected,
         finalized: p.finalized,
@@ -402,6 +442,12 @@ impl Workload<'_> {
         let (chain, fees, opts) = (self.chain, self.fees, self.opts);
         let issuer = &self.accounts[0];
         let payer = &self.accounts[a];
+        let every = opts.sanctioned_every;
+        if every > 0 && k % every == every - 1 {
+            // Stopped by the sanctions rule: Failed (code 200), fee charged.
+            let to = compliance::sanctioned_address();
+            return txbuild::transfer(chain, payer, seq, &to, 1, None, fees, u64::MAX);
+        }
         if opts.settle_every > 0 && k % opts.settle_every == 0 {
             // DvP: the issuer delivers 1 BOND, the buyer pays 100 PLUME.
             let legs = vec![
@@ -536,6 +582,10 @@ pub fn print_summary(s: &Summary) {
     println!(
         "  load generator       {} submissions, {:.1} us CPU per transaction",
         s.submit_path, s.harness_cpu_us_per_tx
+    );
+    println!(
+        "  compliance           {} checked, {} stopped by a rule, {} flagged",
+        s.compliance_checked, s.compliance_stopped, s.compliance_flagged
     );
     println!(
         "  state roots          {} at height {} ({})",

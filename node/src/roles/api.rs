@@ -213,6 +213,11 @@ impl ApiNode {
             "txs_finalized": m.txs_finalized.get(),
             "blocks_finalized": m.blocks_finalized.get(),
             "view_changes": m.view_changes.get(),
+            "compliance": {
+                "checked": m.compliance_checked.get(),
+                "stopped": m.compliance_stopped.get(),
+                "flagged": m.compliance_flagged.get(),
+            },
             "uptime_s": self.shared.started.elapsed().as_secs(),
         })
     }

@@ -64,6 +64,7 @@ struct Executed {
     block_bytes: Vec<u8>,
     proof_bytes: Vec<u8>,
     digests: Vec<Digest>,
+    compliance: plume_execution::ComplianceTotals,
 }
 
 /// Batch digests already executed (a re-proposed batch is skipped).
@@ -398,6 +399,9 @@ fn announce(
     let height = e.block.height;
     m.blocks_finalized.inc();
     m.txs_finalized.inc_by(e.txs.len() as u64);
+    m.compliance_checked.inc_by(e.compliance.checked.into());
+    m.compliance_stopped.inc_by(e.compliance.stopped.into());
+    m.compliance_flagged.inc_by(e.compliance.flagged.into());
     m.height.set(height);
     *shared.state_root.lock().expect("not poisoned") = (height, e.root);
     {
@@ -602,5 +606,6 @@ fn run_block(
         raws,
         receipts: out.receipts,
         receipt_bytes,
+        compliance: out.compliance,
     })
 }
