@@ -5,7 +5,8 @@
 set -euo pipefail
 
 # libdpdk-dev: the DPDK transport (feature `dpdk`, on by default in the `plume` binary).
-need_pkgs=(build-essential pkg-config iproute2 iptables procps libdpdk-dev)
+# poppler-utils: pdftotext, which the audit-report test reads the PDF with.
+need_pkgs=(build-essential pkg-config iproute2 iptables procps libdpdk-dev poppler-utils)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

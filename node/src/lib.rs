@@ -18,7 +18,9 @@
 //! `plume_consensus`'s, batching `plume_mempool`'s, the ledger
 //! `plume_execution`'s. This crate moves bytes and time between them.
 
+pub mod audit;
 pub mod budget;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod devnet;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use plume_client::fsutil::write_atomic;
 use plume_client::txbuild::{self, Fees};
 use plume_client::verify::load_genesis;
+use plume_node::cli::compliance::{ComplianceCmd, Format};
+use plume_node::cli::tx::{submit_or_dry_run, tx_prelude, TxCommon};
 use plume_node::commands;
 use plume_node::config::Config;
 use plume_node::keys::{read_validator_info, NodeKeys};
@@ -115,6 +117,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: QueryCmd,
     },
+    /// The compliance engine: rules, identities, explanations, and the
+    /// governed changes (rules, providers, lists, attestations).
+    Compliance {
+        #[command(subcommand)]
+        cmd: ComplianceCmd,
+    },
+    /// Audit reports.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Inspect this host and propose a core placement plan (changes nothing by itself).
     Tune(plume_tuning::cli::TuneArgs),
     /// Safety-state commands (recovery after a lost disk).
@@ -142,26 +155,28 @@ enum SafetyCmd {
     },
 }
 
-#[derive(clap::Args, Debug)]
-struct TxCommon {
-    /// Node API address.
-    #[arg(long, default_value = "127.0.0.1:26700")]
-    node: String,
-    /// Payer's account key file.
-    #[arg(long)]
-    key: PathBuf,
-    /// Chain id (default: asked from the node).
-    #[arg(long)]
-    chain_id: Option<String>,
-    /// Sequence (default: asked from the node).
-    #[arg(long)]
-    sequence: Option<u64>,
-    /// Max fee per gas.
-    #[arg(long, default_value_t = 1000)]
-    max_fee: u64,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Every transaction the compliance rules checked in a height range,
+    /// with rule id and version, verdict, code and input hash, anchored to
+    /// the state root after the last height. Same range, same bytes.
+    Report {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+        /// First height.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last height.
+        #[arg(long)]
+        to: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -449,6 +464,17 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Devnet(args) => return cmd_devnet(args),
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
+        Cmd::Compliance { cmd } => plume_node::cli::compliance::run(cmd)?,
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Report {
+                    node,
+                    from,
+                    to,
+                    format,
+                    out,
+                },
+        } => plume_node::cli::compliance::report(&node, from, to, format, out.as_deref())?,
         Cmd::Safety {
             cmd:
                 SafetyCmd::Reset {
@@ -611,30 +637,6 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tx_prelude(c: &TxCommon) -> Result<(plume_crypto::ed25519::SigningKey, String, u64)> {
-    let key = plume_client::keyfile::read_account_key(&c.key)?;
-    let mut node = plume_client::Node::new(&c.node);
-    let chain = match &c.chain_id {
-        Some(c) => c.clone(),
-        None => node.chain_id()?,
-    };
-    let seq = match c.sequence {
-        Some(s) => s,
-        None => node.next_sequence(&key.public_key().address())?,
-    };
-    Ok((key, chain, seq))
-}
-
-fn submit_and_print(c: &TxCommon, tx: plume_protocol::Transaction) -> Result<()> {
-    let h = plume_client::Node::new(&c.node).submit(&tx)?;
-    if c.json {
-        println!("{}", serde_json::json!({"hash": h.to_hex()}));
-    } else {
-        println!("submitted {h}");
-    }
-    Ok(())
-}
-
 fn cmd_tx(cmd: TxCmd) -> Result<()> {
     match cmd {
         TxCmd::Transfer {
@@ -659,7 +661,7 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
                 fees,
                 u64::MAX,
             );
-            submit_and_print(&common, tx)
+            submit_or_dry_run(&common, tx)
         }
         TxCmd::Settle {
             common,
@@ -682,7 +684,7 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
                 ..Fees::default()
             };
             let tx = txbuild::settle(&chain, &keys, seq, legs, fees, u64::MAX);
-            submit_and_print(&common, tx)
+            submit_or_dry_run(&common, tx)
         }
         TxCmd::CreateAsset {
             common,
@@ -711,7 +713,7 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
             if !common.json {
                 println!("asset id {}", hex::encode(id));
             }
-            submit_and_print(&common, tx)
+            submit_or_dry_run(&common, tx)
         }
     }
 }

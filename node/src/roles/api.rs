@@ -401,6 +401,82 @@ impl ApiNode {
     }
 }
 
+impl ApiNode {
+    /// Dry run: the receipt (and compliance verdict) the transaction would
+    /// get if it were the only one of the next block, against the latest
+    /// committed state. Nothing is queued or written.
+    fn check_compliance(&self, params: &Value) -> ApiResult<Value> {
+        let bytes = hex::decode(param_str(params, 0, "tx")?.trim_start_matches("0x"))
+            .map_err(|e| ApiError::new(codes::INVALID_PARAMS, format!("tx is not hex: {e}")))?;
+        let tx = Transaction::from_bytes(&bytes)
+            .map_err(|e| ApiError::new(codes::MALFORMED_TX, e.to_string()))?;
+        tx.verify_signatures()
+            .map_err(|e| ApiError::new(codes::MALFORMED_TX, e.to_string()))?;
+        let mut ptx = PreparedTx::new(tx);
+        self.shared.registry.prepare(&mut ptx);
+        let store = self.store()?;
+        let meta = plume_execution::read_ledger_meta(&store).map_err(internal)?;
+        let height = meta.height + 1;
+        let ctx = plume_execution::BlockContext {
+            height,
+            proposer: Address::default(),
+        };
+        let out = plume_execution::apply_block(
+            &store,
+            &self.shared.params,
+            &self.shared.registry,
+            &ctx,
+            std::slice::from_ref(&ptx),
+        )
+        .map_err(internal)?;
+        let receipt = &out.receipts[0];
+        let vk = plume_execution::modules::compliance::verdicts_key(height);
+        let verdict = out
+            .writes
+            .iter()
+            .find(|w| w.0 == vk)
+            .and_then(|w| w.1.as_deref())
+            .and_then(|b| plume_compliance::decode::<plume_compliance::BlockVerdicts>(b).ok())
+            .and_then(|v| v.entries.into_iter().next());
+        let c = out.compliance;
+        Ok(json!({
+            "height": height,
+            "checked": c.checked > 0,
+            "verdict": match (&verdict, c.checked > 0) {
+                (Some(v), _) if v.flagged => "flag",
+                (Some(_), _) => "fail",
+                (None, true) => "pass",
+                (None, false) => "not_checked",
+            },
+            "rule_id": verdict.as_ref().map(|v| v.rule_id),
+            "code": receipt.reason.0,
+            "code_name": self.shared.registry.reason_name(receipt.reason),
+            "receipt": receipt_json(&self.shared.registry, receipt),
+        }))
+    }
+
+    /// One page of the compliance audit report: [from, to] heights.
+    fn compliance_audit(&self, params: &Value) -> ApiResult<Value> {
+        let h = |i: usize, name: &str| {
+            params
+                .get(i)
+                .or_else(|| params.get(name))
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        codes::INVALID_PARAMS,
+                        format!("missing integer parameter {name:?}"),
+                    )
+                })
+        };
+        let (from, to) = (h(0, "from")?, h(1, "to")?);
+        let store = self.store()?;
+        let page = crate::audit::audit_page(&store, &self.shared.registry, from, to)
+            .map_err(|e| ApiError::new(codes::INVALID_PARAMS, format!("{e:#}")))?;
+        serde_json::to_value(page).map_err(internal)
+    }
+}
+
 impl NodeApi for ApiNode {
     fn call(&self, method: &str, params: &Value) -> ApiResult<Value> {
         match method {
@@ -420,6 +496,8 @@ impl NodeApi for ApiNode {
             "plume_getAccount" => self.get_account(params),
             "plume_getStateRoot" => self.get_state_root(params),
             "plume_query" => self.query(params),
+            "plume_checkCompliance" => self.check_compliance(params),
+            "plume_complianceAudit" => self.compliance_audit(params),
             other => Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
                 format!("unknown method {other:?}"),
