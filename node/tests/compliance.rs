@@ -258,3 +258,42 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
 }
+
+#[test]
+fn devnet_runs_the_default_rule_set_and_its_summary_shows_intercepted_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let base = free_base(4).to_string();
+    let out = plume_ok(&[
+        "devnet",
+        "--validators",
+        "4",
+        "--duration",
+        "3",
+        "--rate",
+        "200",
+        "--sanctioned-every",
+        "50",
+        "--dir",
+        dir.path().join("net").to_str().unwrap(),
+        "--base-port",
+        &base,
+        "--json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(out.contains("compliance "), "{out}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["roots_equal"], true, "{s}");
+    assert_eq!(s["finalized"], s["submitted"], "{s}");
+    let submitted = s["submitted"].as_u64().unwrap();
+    // Every 50th transaction goes to the sanctioned address and is stopped.
+    let stopped = s["compliance_stopped"].as_u64().unwrap();
+    assert!(
+        stopped >= submitted / 50 - 1 && stopped <= submitted / 50 + 1,
+        "{s}"
+    );
+    assert!(
+        s["compliance_checked"].as_u64().unwrap() >= submitted - stopped,
+        "{s}"
+    );
+}
