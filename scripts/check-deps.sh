@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Architecture checks on the dependency graph (run by CI):
-# - the client SDK and the protocol crate pull in no LMDB (heed), no
-#   glommio, no tokio and no netstack: a light client, relayer or
-#   regulator tool builds without the node;
+# - the client SDK, the protocol crate and the compliance engine pull in
+#   no LMDB (heed), no glommio, no tokio and no netstack: a light client,
+#   relayer or regulator tool builds without the node;
 # - nothing depends on the benchmarks, and the validator binary's crate
 #   does not depend on the simulator;
 # - no import circle between the files of the node, protocol, client,
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
-for crate in plume-client plume-protocol; do
+for crate in plume-client plume-protocol plume-compliance; do
   tree=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}')
   for banned in heed lmdb-master-sys glommio tokio plume-netstack plume-storage; do
     if grep -q "^$banned " <<<"$tree"; then
@@ -31,6 +31,6 @@ if cargo tree -p plume-node -e normal --prefix none --format '{p}' | grep -q '^p
   fail=1
 fi
 # No import circles between the files of the crates the architecture names.
-python3 scripts/check_imports.py node protocol client mempool execution consensus || fail=1
+python3 scripts/check_imports.py node protocol client mempool execution consensus compliance || fail=1
 if [ "$fail" -ne 0 ]; then exit 1; fi
-echo "check-deps: ok (plume-client and plume-protocol: no heed, glommio, tokio or netstack)"
+echo "check-deps: ok (plume-client, plume-protocol and plume-compliance: no heed, glommio, tokio or netstack)"

@@ -3,7 +3,9 @@
 //! at 0%, 10% and 50% of transactions paying one hot account; two-leg DvP
 //! settlements per second; block apply latency for 1,000 and 10,000
 //! transfers, execution only and with the state root computed
-//! (`plume_storage::MemoryState`, its sparse Merkle tree in memory).
+//! (`plume_storage::MemoryState`, its sparse Merkle tree in memory);
+//! transfers per CPU-second under 0, 10 and 100 compliance rules (and a
+//! rule set of one's own with `--compliance FILE`).
 
 use crate::report::{histogram, pin_to_core};
 use crate::{Options, Report};
@@ -137,6 +139,72 @@ fn funded(n: usize) -> anyhow::Result<(MemoryState, Vec<Account>)> {
     Ok((st, accts))
 }
 
+/// `n` rules that every benchmark transfer passes, cycling through the
+/// kinds that cost something for parties without an identity (sanctions,
+/// limits, velocity, travel rule, structuring, risk tier).
+fn passing_rules(n: usize) -> Vec<plume_compliance::RuleEntry> {
+    use plume_compliance::Rule;
+    let big = 1u128 << 100;
+    (0..n)
+        .map(|i| plume_compliance::RuleEntry {
+            id: i as u16 + 1,
+            rule: match i % 6 {
+                0 => Rule::Sanctions,
+                1 => Rule::SingleLimit {
+                    asset: NATIVE_ASSET,
+                    max: big,
+                    min_tier: 0,
+                },
+                2 => Rule::Velocity {
+                    asset: NATIVE_ASSET,
+                    window_blocks: 100,
+                    max_amount: big,
+                    max_count: 0,
+                    min_tier: 0,
+                },
+                3 => Rule::TravelRule {
+                    asset: NATIVE_ASSET,
+                    threshold: big,
+                },
+                4 => Rule::Structuring {
+                    asset: NATIVE_ASSET,
+                    threshold: big,
+                    margin_bps: 100,
+                    count: 3,
+                    window_blocks: 100,
+                    block: false,
+                },
+                _ => Rule::MaxRiskTier { max: 5 },
+            },
+        })
+        .collect()
+}
+
+/// [`funded`] with a compliance policy of `rules`.
+fn funded_with_rules(
+    n: usize,
+    rules: Vec<plume_compliance::RuleEntry>,
+) -> anyhow::Result<(MemoryState, Vec<Account>)> {
+    let accts: Vec<Account> = (0..n as u64).map(account).collect();
+    let allocs: Vec<(Address, u128)> = accts.iter().map(|a| (a.addr, BALANCE)).collect();
+    let section = plume_compliance::GenesisCompliance {
+        admin: [1; 32],
+        list_keeper: [1; 32],
+        providers: Vec::new(),
+        rules,
+        deny: vec![[2; 32]],
+        exempt: Vec::new(),
+        identities: Vec::new(),
+    };
+    let mut st = MemoryState::new();
+    st.apply(&plume_execution::genesis_writes_with(
+        &params(),
+        &allocs,
+        Some(&section),
+    )?)?;
+    Ok((st, accts))
+}
+
 fn ctx(height: u64) -> BlockContext {
     BlockContext {
         height,
@@ -216,6 +284,53 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         r.figure(&format!("transfers_1core_hot{hot}_per_cpu_s"), one_cpu);
         r.figure(&format!("transfers_2shards_hot{hot}_per_s"), two);
         r.figure(&format!("shard_speedup_2_hot{hot}"), two / one);
+    }
+
+    // Transfers under 0, 10 and 100 compliance rules (every rule passes:
+    // the cost of checking, not of failing), one core. Blocks of 2,000:
+    // with 100 rules a transfer needs ~120,000 gas, so 2,000 is about what
+    // the 300M block gas limit admits.
+    {
+        const RULE_BLOCK: usize = 2_000;
+        let custom = match &opts.compliance {
+            Some(p) => {
+                let text = std::fs::read(p)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+                Some(
+                    serde_json::from_slice::<Vec<plume_compliance::RuleEntry>>(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                )
+            }
+            None => None,
+        };
+        let mut sets: Vec<(String, Vec<plume_compliance::RuleEntry>)> = [0usize, 10, 100]
+            .iter()
+            .map(|&n| (format!("rules{n}"), passing_rules(n)))
+            .collect();
+        if let Some(c) = custom {
+            sets.push(("custom_rules".into(), c));
+        }
+        let mut base = 0.0;
+        for (label, rules) in sets {
+            let (st, accts) = funded_with_rules(2 * RULE_BLOCK + 1, rules)?;
+            let block: Vec<PreparedTx> = transfers(&accts, RULE_BLOCK, 0, 0, &mut rng)
+                .into_iter()
+                .map(|p| {
+                    let mut t = p.tx;
+                    t.body.gas_limit = 10_000_000;
+                    let mut p = PreparedTx::new(t);
+                    REGISTRY.with(|r| r.prepare(&mut p));
+                    p
+                })
+                .collect();
+            let (_, per_cpu) = throughput(&st, &block, 1, scaled(50, opts), core0)?;
+            r.figure(&format!("transfers_1core_{label}_per_cpu_s"), per_cpu);
+            if label == "rules0" {
+                base = per_cpu;
+            } else if base > 0.0 {
+                r.figure(&format!("compliance_{label}_vs_none"), per_cpu / base);
+            }
+        }
     }
 
     // Two-leg DvP settlements: a security against PLUME, both parties sign.

@@ -33,6 +33,8 @@ pub struct Options {
     /// `net`: transports to compare (`tcp`, `udp`, `af_xdp`, `dpdk`; items
     /// may be comma-separated). Empty: tcp, plus the others when root.
     pub transports: Vec<String>,
+    /// `exec`: a compliance rule set (JSON file) to measure transfers under.
+    pub compliance: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             scale: 1.0,
             cluster: Default::default(),
             transports: Vec::new(),
+            compliance: None,
         }
     }
 }

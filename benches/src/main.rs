@@ -52,6 +52,10 @@ struct Args {
     /// cluster/sweep: the validators' peer transport, tcp (default) or udp.
     #[arg(long = "transport", value_delimiter = ',')]
     transports: Vec<String>,
+    /// exec: also measure transfers under this compliance rule set (a
+    /// JSON list of rules, as `plume compliance set-rules` takes).
+    #[arg(long)]
+    compliance: Option<std::path::PathBuf>,
     /// cluster/sweep/attack: how the load is submitted: bin (pre-signed,
     /// pipelined over the binary endpoint; default) or json (JSON-RPC,
     /// signed as it goes).
@@ -107,6 +111,7 @@ fn run(a: Args) -> Result<()> {
             submit: a.submit,
         },
         transports: a.transports,
+        compliance: a.compliance,
     };
     let report = plume_benches::run_suite(&a.suite, &opts)?;
     print!("{}", report.to_table());

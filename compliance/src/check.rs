@@ -107,7 +107,7 @@ pub fn flows_of(events: &[Event]) -> Vec<Flow> {
 /// The hash of what the rules evaluated for one transaction: its id, the
 /// policy version and its flows. Recomputable from a successful receipt's
 /// events (the audit report does), stored in the verdict record for a
-/// stopped one.
+/// stopped or flagged one (the executor computes it only then).
 pub fn input_hash(tx: &[u8; 32], policy_version: u32, flows: &[Flow]) -> Digest {
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(flows.len());
     for f in flows {
@@ -140,10 +140,11 @@ pub trait Env {
     fn identity(&self, account: &[u8; 32]) -> Result<Option<Identity>, Self::Error>;
     /// Whether an account is on a list (block-start state).
     fn listed(&self, list: ListKind, account: &[u8; 32]) -> Result<bool, Self::Error>;
-    /// The sender's counter for a rule (the transaction's own overlay).
-    fn counter(&mut self, account: &[u8; 32], rule_id: u16) -> Result<Counter, Self::Error>;
-    /// Set the counter read before.
-    fn set_counter(&mut self, account: &[u8; 32], rule_id: u16, c: Counter);
+    /// The sender's window counters, one per rule id (the transaction's
+    /// own overlay: one record per sender, whatever the number of rules).
+    fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error>;
+    /// Set the counters read before.
+    fn set_counters(&mut self, account: &[u8; 32], counters: &[(u16, Counter)]);
 }
 
 /// What one transaction is checked with.
@@ -164,20 +165,16 @@ pub struct Outcome {
     pub failed: Option<(u16, Reason)>,
     /// Rules that flagged it (alerts) without stopping it.
     pub flagged: Vec<u16>,
-    /// [`input_hash`] of the check.
-    pub input_hash: Digest,
 }
 
-/// A party's standing at the height, derived once per check.
-#[derive(Clone, Debug)]
-struct Standing {
-    account: [u8; 32],
-    /// The valid attestations' worst tier and a jurisdiction, or why none
-    /// is valid.
-    kyc: Result<(u8, [u8; 2]), Reason>,
-}
+/// A party's standing at the height.
+type Kyc = Result<(u8, [u8; 2]), Reason>;
+/// A sender's counters as read, and whether a rule changed them.
+type SenderCounters = ([u8; 32], Vec<(u16, Counter)>, bool);
+/// Per sender: (sender, total, count) of one asset.
+type Sent = Vec<([u8; 32], u128, u32)>;
 
-fn standing(policy: &Policy, id: Option<&Identity>, height: u64) -> Result<(u8, [u8; 2]), Reason> {
+fn standing(policy: &Policy, id: Option<&Identity>, height: u64) -> Kyc {
     let Some(id) = id else {
         return Err(codes::KYC_MISSING);
     };
@@ -215,58 +212,83 @@ fn standing(policy: &Policy, id: Option<&Identity>, height: u64) -> Result<(u8, 
     }
 }
 
-/// Check one transaction's flows against `policy` at `ctx.height`.
-pub fn check<E: Env>(
-    policy: &Policy,
-    env: &mut E,
-    ctx: &TxContext<'_>,
-    flows: &[Flow],
-) -> Result<Outcome, E::Error> {
-    let input_hash = input_hash(ctx.tx, policy.version, flows);
-    let mut out = Outcome {
-        failed: None,
-        flagged: Vec::new(),
-        input_hash,
-    };
-    if !policy.active() || flows.is_empty() {
-        return Ok(out);
+/// Per-transaction memo of every state read: each party's standing and
+/// deny-list entry, each flow's exemption and each sender's counters are
+/// read at most once, however many rules ask.
+struct Memo<'p, 'e, E> {
+    policy: &'p Policy,
+    env: &'e mut E,
+    height: u64,
+    flows: &'p [Flow],
+    parties: Vec<[u8; 32]>,
+    kyc: Vec<Option<Kyc>>,
+    denied: Vec<Option<bool>>,
+    exempt: Option<Vec<bool>>,
+    /// (sender, counters, changed).
+    counters: Vec<SenderCounters>,
+}
+
+impl<E: Env> Memo<'_, '_, E> {
+    fn party(&self, a: &[u8; 32]) -> usize {
+        self.parties
+            .iter()
+            .position(|p| p == a)
+            .expect("every flow side is a party")
     }
-    // Parties, each looked up once.
-    let mut parties: Vec<Standing> = Vec::new();
-    for f in flows {
-        for a in [f.from, f.to].into_iter().flatten() {
-            if parties.iter().all(|p| p.account != a) {
-                let id = env.identity(&a)?;
-                parties.push(Standing {
-                    account: a,
-                    kyc: standing(policy, id.as_ref(), ctx.height),
+
+    fn kyc(&mut self, i: usize) -> Result<Kyc, E::Error> {
+        if let Some(k) = &self.kyc[i] {
+            return Ok(*k);
+        }
+        let id = self.env.identity(&self.parties[i])?;
+        let k = standing(self.policy, id.as_ref(), self.height);
+        self.kyc[i] = Some(k);
+        Ok(k)
+    }
+
+    fn tier(&mut self, a: &[u8; 32]) -> Result<u8, E::Error> {
+        let i = self.party(a);
+        Ok(self.kyc(i)?.map_or(255, |k| k.0))
+    }
+
+    fn denied(&mut self, i: usize) -> Result<bool, E::Error> {
+        if let Some(d) = self.denied[i] {
+            return Ok(d);
+        }
+        let d = self.env.listed(ListKind::Deny, &self.parties[i])?;
+        self.denied[i] = Some(d);
+        Ok(d)
+    }
+
+    fn exempt(&mut self) -> Result<&[bool], E::Error> {
+        if self.exempt.is_none() {
+            let mut v = Vec::with_capacity(self.flows.len());
+            for f in self.flows {
+                v.push(match f.to {
+                    Some(to) => self.env.listed(ListKind::Exempt, &to)?,
+                    None => false,
                 });
             }
+            self.exempt = Some(v);
         }
+        Ok(self.exempt.as_deref().expect("set above"))
     }
-    let party = |a: &[u8; 32]| {
-        parties
-            .iter()
-            .find(|p| &p.account == a)
-            .expect("every flow side is a party")
-    };
-    let tier_of = |a: &[u8; 32]| party(a).kyc.as_ref().map_or(255, |k| k.0);
-    // Flows to exempt counterparties skip the amount rules.
-    let mut exempt = Vec::with_capacity(flows.len());
-    for f in flows {
-        exempt.push(match f.to {
-            Some(to) => env.listed(ListKind::Exempt, &to)?,
-            None => false,
-        });
-    }
-    // Per sender: total of `asset` in non-exempt flows.
-    let sent = |asset: &[u8; 32]| -> Vec<([u8; 32], u128, u32)> {
-        let mut v: Vec<([u8; 32], u128, u32)> = Vec::new();
-        for (f, ex) in flows.iter().zip(&exempt) {
+
+    /// Per sender: (sender, total, count) of `asset` in non-exempt flows,
+    /// optionally only flows in `band` (inclusive low, exclusive high).
+    fn sent(
+        &mut self,
+        asset: &[u8; 32],
+        band: Option<(u128, u128)>,
+    ) -> Result<Sent, E::Error> {
+        let flows = self.flows;
+        let exempt = self.exempt()?;
+        let mut v: Sent = Vec::new();
+        for (f, ex) in flows.iter().zip(exempt) {
             let (Some(from), false) = (f.from, *ex) else {
                 continue;
             };
-            if &f.asset != asset {
+            if &f.asset != asset || band.is_some_and(|(lo, hi)| f.amount < lo || f.amount >= hi) {
                 continue;
             }
             match v.iter_mut().find(|s| s.0 == from) {
@@ -277,17 +299,105 @@ pub fn check<E: Env>(
                 None => v.push((from, f.amount, 1)),
             }
         }
-        v
+        Ok(v)
+    }
+
+    /// The counter of `rule` for `sender`, reset when the window moved.
+    fn counter(&mut self, sender: &[u8; 32], rule: u16, window: u64) -> Result<Counter, E::Error> {
+        let slot = match self.counters.iter().position(|c| &c.0 == sender) {
+            Some(i) => i,
+            None => {
+                let c = self.env.counters(sender)?;
+                self.counters.push((*sender, c, false));
+                self.counters.len() - 1
+            }
+        };
+        let c = self.counters[slot]
+            .1
+            .iter()
+            .find(|c| c.0 == rule)
+            .map(|c| c.1)
+            .unwrap_or_default();
+        Ok(if c.window == window {
+            c
+        } else {
+            Counter {
+                window,
+                count: 0,
+                amount: 0,
+            }
+        })
+    }
+
+    fn set_counter(&mut self, sender: &[u8; 32], rule: u16, c: Counter) {
+        let slot = self
+            .counters
+            .iter_mut()
+            .find(|s| &s.0 == sender)
+            .expect("read before written");
+        match slot.1.iter_mut().find(|e| e.0 == rule) {
+            Some(e) => e.1 = c,
+            None => slot.1.push((rule, c)),
+        }
+        slot.2 = true;
+    }
+
+    /// Write the changed counters back, keeping only rules in force
+    /// (bounded by RULES_MAX), sorted by rule id.
+    fn flush(&mut self) {
+        for (sender, cs, changed) in &mut self.counters {
+            if !*changed {
+                continue;
+            }
+            cs.retain(|c| self.policy.rules.iter().any(|r| r.id == c.0));
+            cs.sort_by_key(|c| c.0);
+            self.env.set_counters(sender, cs);
+        }
+    }
+}
+
+/// Check one transaction's flows against `policy` at `ctx.height`.
+pub fn check<E: Env>(
+    policy: &Policy,
+    env: &mut E,
+    ctx: &TxContext<'_>,
+    flows: &[Flow],
+) -> Result<Outcome, E::Error> {
+    let mut out = Outcome {
+        failed: None,
+        flagged: Vec::new(),
+    };
+    if !policy.active() || flows.is_empty() {
+        return Ok(out);
+    }
+    let mut parties: Vec<[u8; 32]> = Vec::with_capacity(2 * flows.len());
+    for f in flows {
+        for a in [f.from, f.to].into_iter().flatten() {
+            if !parties.contains(&a) {
+                parties.push(a);
+            }
+        }
+    }
+    let n = parties.len();
+    let mut m = Memo {
+        policy,
+        env,
+        height: ctx.height,
+        flows,
+        parties,
+        kyc: vec![None; n],
+        denied: vec![None; n],
+        exempt: None,
+        counters: Vec::new(),
     };
     for entry in &policy.rules {
         let id = entry.id;
-        let fail = |r: Reason| Some((id, r));
-        let verdict: Option<(u16, Reason)> = match &entry.rule {
+        let hit: Option<Reason> = match &entry.rule {
             Rule::Sanctions => {
                 let mut hit = None;
-                for p in &parties {
-                    if env.listed(ListKind::Deny, &p.account)? {
-                        hit = fail(codes::SANCTIONED);
+                for i in 0..n {
+                    if m.denied(i)? {
+                        hit = Some(codes::SANCTIONED);
                         break;
                     }
                 }
@@ -295,46 +405,62 @@ pub fn check<E: Env>(
             }
             Rule::Kyc { receivers } => {
                 let mut hit = None;
-                for f in flows {
+                'flows: for f in flows {
                     let sides = [f.from, if *receivers { f.to } else { None }];
                     for a in sides.into_iter().flatten() {
-                        if let Err(r) = &party(&a).kyc {
-                            hit = fail(*r);
-                            break;
+                        let i = m.party(&a);
+                        if let Err(r) = m.kyc(i)? {
+                            hit = Some(r);
+                            break 'flows;
                         }
                     }
-                    if hit.is_some() {
+                }
+                hit
+            }
+            Rule::MaxRiskTier { max } => {
+                let mut hit = None;
+                for i in 0..n {
+                    if matches!(m.kyc(i)?, Ok((t, _)) if t > *max) {
+                        hit = Some(codes::RISK_TIER);
                         break;
                     }
                 }
                 hit
             }
-            Rule::MaxRiskTier { max } => parties
-                .iter()
-                .find(|p| matches!(p.kyc, Ok((t, _)) if t > *max))
-                .and_then(|_| fail(codes::RISK_TIER)),
             Rule::JurisdictionBlock { pairs } => {
-                let blocked = flows.iter().any(|f| {
+                let mut hit = None;
+                for f in flows {
                     let (Some(a), Some(b)) = (f.from, f.to) else {
-                        return false;
+                        continue;
                     };
-                    let (Ok((_, ja)), Ok((_, jb))) = (&party(&a).kyc, &party(&b).kyc) else {
-                        return false;
+                    let (ia, ib) = (m.party(&a), m.party(&b));
+                    let (Ok((_, ja)), Ok((_, jb))) = (m.kyc(ia)?, m.kyc(ib)?) else {
+                        continue;
                     };
-                    pairs
+                    if pairs
                         .iter()
-                        .any(|p| (p[0] == *ja && p[1] == *jb) || (p[0] == *jb && p[1] == *ja))
-                });
-                blocked.then_some((id, codes::JURISDICTION_BLOCKED))
+                        .any(|p| (p[0] == ja && p[1] == jb) || (p[0] == jb && p[1] == ja))
+                    {
+                        hit = Some(codes::JURISDICTION_BLOCKED);
+                        break;
+                    }
+                }
+                hit
             }
             Rule::SingleLimit {
                 asset,
                 max,
                 min_tier,
-            } => sent(asset)
-                .iter()
-                .any(|(s, total, _)| tier_of(s) >= *min_tier && total > max)
-                .then_some((id, codes::SINGLE_LIMIT)),
+            } => {
+                let mut hit = None;
+                for (s, total, _) in m.sent(asset, None)? {
+                    if total > *max && (*min_tier == 0 || m.tier(&s)? >= *min_tier) {
+                        hit = Some(codes::SINGLE_LIMIT);
+                        break;
+                    }
+                }
+                hit
+            }
             Rule::Velocity {
                 asset,
                 window_blocks,
@@ -344,29 +470,22 @@ pub fn check<E: Env>(
             } => {
                 let window = ctx.height / window_blocks;
                 let mut hit = None;
-                for (s, total, n) in sent(asset) {
-                    if tier_of(&s) < *min_tier {
+                for (s, total, k) in m.sent(asset, None)? {
+                    if *min_tier > 0 && m.tier(&s)? < *min_tier {
                         continue;
                     }
-                    let mut c = env.counter(&s, id)?;
-                    if c.window != window {
-                        c = Counter {
-                            window,
-                            count: 0,
-                            amount: 0,
-                        };
-                    }
+                    let c = m.counter(&s, id, window)?;
                     let amount = c.amount.saturating_add(total);
-                    let count = c.count.saturating_add(n);
+                    let count = c.count.saturating_add(k);
                     if amount > *max_amount {
-                        hit = fail(codes::VELOCITY_AMOUNT);
+                        hit = Some(codes::VELOCITY_AMOUNT);
                         break;
                     }
                     if *max_count > 0 && count > *max_count {
-                        hit = fail(codes::VELOCITY_COUNT);
+                        hit = Some(codes::VELOCITY_COUNT);
                         break;
                     }
-                    env.set_counter(
+                    m.set_counter(
                         &s,
                         id,
                         Counter {
@@ -379,11 +498,12 @@ pub fn check<E: Env>(
                 hit
             }
             Rule::TravelRule { asset, threshold } => {
+                let exempt = m.exempt()?;
                 let needs = flows
                     .iter()
-                    .zip(&exempt)
+                    .zip(exempt)
                     .any(|(f, ex)| !ex && &f.asset == asset && f.amount >= *threshold);
-                (needs && !travel_commitment_ok(ctx.memo)).then_some((id, codes::TRAVEL_RULE))
+                (needs && !travel_commitment_ok(ctx.memo)).then_some(codes::TRAVEL_RULE)
             }
             Rule::Structuring {
                 asset,
@@ -396,48 +516,31 @@ pub fn check<E: Env>(
                 let floor = threshold - threshold * u128::from(*margin_bps) / 10_000;
                 let window = ctx.height / window_blocks;
                 let mut hit = None;
-                let mut senders: Vec<([u8; 32], u32)> = Vec::new();
-                for (f, ex) in flows.iter().zip(&exempt) {
-                    let (Some(from), false) = (f.from, *ex) else {
-                        continue;
-                    };
-                    if &f.asset == asset && f.amount >= floor && f.amount < *threshold {
-                        match senders.iter_mut().find(|s| s.0 == from) {
-                            Some(s) => s.1 += 1,
-                            None => senders.push((from, 1)),
-                        }
-                    }
-                }
-                for (s, n) in senders {
-                    let mut c = env.counter(&s, id)?;
-                    if c.window != window {
-                        c = Counter {
-                            window,
-                            count: 0,
-                            amount: 0,
-                        };
-                    }
-                    c.count = c.count.saturating_add(n);
+                for (s, _, k) in m.sent(asset, Some((floor, *threshold)))? {
+                    let mut c = m.counter(&s, id, window)?;
+                    c.count = c.count.saturating_add(k);
                     if c.count >= *count {
                         if *block {
-                            hit = fail(codes::STRUCTURING);
+                            hit = Some(codes::STRUCTURING);
                             break;
                         }
                         if !out.flagged.contains(&id) {
                             out.flagged.push(id);
                         }
                     }
-                    env.set_counter(&s, id, c);
+                    m.set_counter(&s, id, c);
                 }
                 hit
             }
         };
-        if verdict.is_some() {
-            out.failed = verdict;
+        if let Some(code) = hit {
+            // Nothing written: the executor undoes the call anyway.
+            out.failed = Some((id, code));
             out.flagged.clear();
             return Ok(out);
         }
     }
+    m.flush();
     Ok(out)
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Module id of the compliance ledger module.
 pub const MODULE_COMPLIANCE: u16 = 5;
 /// Most rules in force at once.
-pub const RULES_MAX: usize = 64;
+pub const RULES_MAX: usize = 128;
 /// Most registered providers.
 pub const PROVIDERS_MAX: usize = 64;
 /// Most blocked jurisdiction pairs of one rule.

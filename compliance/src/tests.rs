@@ -27,11 +27,19 @@ impl Env for Mem {
             ListKind::Exempt => self.exempt.contains(a),
         })
     }
-    fn counter(&mut self, a: &[u8; 32], r: u16) -> Result<Counter, Self::Error> {
-        Ok(self.counters.get(&(*a, r)).copied().unwrap_or_default())
+    fn counters(&mut self, a: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error> {
+        Ok(self
+            .counters
+            .iter()
+            .filter(|((acct, _), _)| acct == a)
+            .map(|((_, r), c)| (*r, *c))
+            .collect())
     }
-    fn set_counter(&mut self, a: &[u8; 32], r: u16, c: Counter) {
-        self.counters.insert((*a, r), c);
+    fn set_counters(&mut self, a: &[u8; 32], cs: &[(u16, Counter)]) {
+        self.counters.retain(|(acct, _), _| acct != a);
+        for (r, c) in cs {
+            self.counters.insert((*a, *r), *c);
+        }
     }
 }
 
@@ -419,7 +427,7 @@ fn genesis_json_parses_and_names_errors() {
 
 #[test]
 fn worst_case_policy_gas_is_bounded() {
-    // 64 of the costliest rule over the most parties a call can declare
+    // 128 of the costliest rule over the most parties a call can declare
     // (a batch payment: payer + 256 payees) stays far below the default
     // block gas limit (300M): a block always has room for many checks.
     let rules: Vec<Rule> = (0..model::RULES_MAX)

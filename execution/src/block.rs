@@ -627,7 +627,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
                 rule_id,
                 code: code.0,
                 flagged,
-                input_hash: o.input_hash.0,
+                input_hash: plume_compliance::input_hash(&ptx.hash.0, policy.version, &flows).0,
             };
             if let Some((rule_id, code)) = o.failed {
                 seen.verdict = Some(entry(rule_id, code, false));

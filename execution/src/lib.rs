@@ -42,7 +42,8 @@ pub use block::{
 pub use mempool::{precheck, Checked, PrecheckError, SEQUENCE_WINDOW};
 pub use modules::{standard, Call, Ledger, Module, Registry};
 pub use plume_protocol::{Cause, Event, PreparedTx, Reason, Receipt, Status};
-pub use state::{genesis_writes, genesis_writes_with, read_ledger_meta, LedgerMeta};
+pub use modules::compliance::genesis_writes_with;
+pub use state::{genesis_writes, read_ledger_meta, LedgerMeta};
 
 use plume_crypto::ed25519::Address;
 

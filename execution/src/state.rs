@@ -270,16 +270,6 @@ pub fn genesis_writes(
     params: &Params,
     allocs: &[(Address, u128)],
 ) -> Result<Vec<StateWrite>, ExecError> {
-    genesis_writes_with(params, allocs, None)
-}
-
-/// [`genesis_writes`] plus the compliance registry and rules of the
-/// genesis document's `compliance` section.
-pub fn genesis_writes_with(
-    params: &Params,
-    allocs: &[(Address, u128)],
-    compliance: Option<&plume_compliance::GenesisCompliance>,
-) -> Result<Vec<StateWrite>, ExecError> {
     params.validate()?;
     if allocs.len() > GENESIS_ALLOCS_MAX {
         return Err(ExecError::BadGenesis("too many allocations"));
@@ -307,11 +297,6 @@ pub fn genesis_writes_with(
         burned: 0,
     };
     writes.push((meta_key(), Some(meta.encode())));
-    if let Some(c) = compliance {
-        c.validate(&params.chain_id)
-            .map_err(|_| ExecError::BadGenesis("compliance section"))?;
-        writes.extend(crate::modules::compliance::genesis_writes(c)?);
-    }
     writes.sort_by_key(|w| w.0);
     if writes.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(ExecError::BadGenesis(

@@ -11,7 +11,8 @@
 //! - `list/<kind>/<account>`: deny and exempt entries;
 //! - `link/<account>`: the identity an address belongs to;
 //!   `identity/<id>`: its [`Identity`] (attestations per provider);
-//! - `counter/<account>/<rule>`: velocity and structuring windows;
+//! - `counter/<account>`: the sender's velocity and structuring windows,
+//!   one entry per rule;
 //! - `verdicts/<height>`: the block's stopped and flagged transactions.
 //!
 //! Changes to the policy, lists and identities made in block H apply from
@@ -67,13 +68,11 @@ pub fn identity_key(identity: &[u8; 32]) -> StateKey {
     module_key(MODULE_COMPLIANCE, &[b"identity", identity])
 }
 
-/// Key of a sender's window counter for one rule. Derived 1:1 from the
-/// sender's account key, which is in the transaction's access set.
-pub fn counter_key(account: &[u8; 32], rule_id: u16) -> StateKey {
-    module_key(
-        MODULE_COMPLIANCE,
-        &[b"counter", &account_key(account), &rule_id.to_le_bytes()],
-    )
+/// Key of a sender's window counters (one record for every rule).
+/// Derived 1:1 from the sender's account key, which is in the
+/// transaction's access set.
+pub fn counter_key(account: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"counter", &account_key(account)])
 }
 
 /// Key of a block's verdict record.
@@ -219,6 +218,26 @@ pub fn parties(call: &dyn Call, tx: &TxInfo<'_>) -> usize {
     let mut v = Vec::new();
     call.touched(tx, &mut v);
     v.len() + 1
+}
+
+/// The whole genesis state: [`crate::genesis_writes`] plus, with a
+/// `compliance` section, its registry and rules. Sorted by key.
+pub fn genesis_writes_with(
+    params: &crate::Params,
+    allocs: &[(plume_crypto::ed25519::Address, u128)],
+    compliance: Option<&GenesisCompliance>,
+) -> Result<Vec<StateWrite>, ExecError> {
+    let mut writes = crate::state::genesis_writes(params, allocs)?;
+    if let Some(c) = compliance {
+        c.validate(&params.chain_id)
+            .map_err(|_| ExecError::BadGenesis("compliance section"))?;
+        writes.extend(genesis_writes(c)?);
+        writes.sort_by_key(|w| w.0);
+        if writes.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(ExecError::BadGenesis("compliance section repeats an entry"));
+        }
+    }
+    Ok(writes)
 }
 
 /// The compliance module (id [`MODULE_COMPLIANCE`]).
@@ -540,14 +559,14 @@ impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
     fn listed(&self, list: ListKind, account: &[u8; 32]) -> Result<bool, ExecError> {
         Ok(self.base.get(&list_key(list, account))?.is_some())
     }
-    fn counter(&mut self, account: &[u8; 32], rule_id: u16) -> Result<Counter, ExecError> {
-        match self.ledger.record(&counter_key(account, rule_id))? {
-            Some(b) => decode::<Counter>(&b).map_err(corrupt("compliance counter")),
-            None => Ok(Counter::default()),
+    fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, ExecError> {
+        match self.ledger.record(&counter_key(account))? {
+            Some(b) => decode::<Vec<(u16, Counter)>>(&b).map_err(corrupt("compliance counters")),
+            None => Ok(Vec::new()),
         }
     }
-    fn set_counter(&mut self, account: &[u8; 32], rule_id: u16, c: Counter) {
+    fn set_counters(&mut self, account: &[u8; 32], counters: &[(u16, Counter)]) {
         self.ledger
-            .set_record(&counter_key(account, rule_id), Some(encode(&c)));
+            .set_record(&counter_key(account), Some(encode(&counters.to_vec())));
     }
 }
