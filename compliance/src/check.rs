@@ -276,11 +276,7 @@ impl<E: Env> Memo<'_, '_, E> {
 
     /// Per sender: (sender, total, count) of `asset` in non-exempt flows,
     /// optionally only flows in `band` (inclusive low, exclusive high).
-    fn sent(
-        &mut self,
-        asset: &[u8; 32],
-        band: Option<(u128, u128)>,
-    ) -> Result<Sent, E::Error> {
+    fn sent(&mut self, asset: &[u8; 32], band: Option<(u128, u128)>) -> Result<Sent, E::Error> {
         let flows = self.flows;
         let exempt = self.exempt()?;
         let mut v: Sent = Vec::new();

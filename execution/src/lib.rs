@@ -40,9 +40,9 @@ pub use block::{
     apply_block, apply_block_sharded, apply_block_sharded_with, commit, BlockContext, BlockOutput,
 };
 pub use mempool::{precheck, Checked, PrecheckError, SEQUENCE_WINDOW};
+pub use modules::compliance::genesis_writes_with;
 pub use modules::{standard, Call, Ledger, Module, Registry};
 pub use plume_protocol::{Cause, Event, PreparedTx, Reason, Receipt, Status};
-pub use modules::compliance::genesis_writes_with;
 pub use state::{genesis_writes, read_ledger_meta, LedgerMeta};
 
 use plume_crypto::ed25519::Address;

@@ -252,6 +252,126 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
             eprintln!("pdftotext not installed ({e}); PDF text not checked (run scripts/setup.sh)");
         }
     }
+    // KYC through the CLI: the provider signs a claim offline, any account
+    // records it, the identity is on chain; the admin then requires KYC of
+    // senders, and an unattested sender is stopped while the attested one
+    // passes.
+    let provider_file = dir.path().join("provider.key");
+    plume_client::keyfile::write_account_key(
+        &provider_file,
+        &plume_node::devnet::compliance::provider_key(),
+        false,
+    )
+    .unwrap();
+    let h_now = support::height(&net, 0);
+    let claim = json!({
+        "chain_id": net.chain_id, "identity": hex::encode([7u8; 32]),
+        "addresses": [net.accounts[5].public_key().address().to_hex()],
+        "provider": plume_node::devnet::compliance::provider_key().public_key().to_hex(),
+        "status": "verified", "risk_tier": 1, "jurisdiction": "CH",
+        "issued_height": h_now, "expiry_height": h_now + 100_000,
+    });
+    let claim_file = dir.path().join("claim.json");
+    std::fs::write(&claim_file, claim.to_string()).unwrap();
+    let signed_file = dir.path().join("signed.json");
+    plume_ok(&[
+        "compliance",
+        "sign-claim",
+        "--provider-key",
+        provider_file.to_str().unwrap(),
+        "--claim",
+        claim_file.to_str().unwrap(),
+        "--out",
+        signed_file.to_str().unwrap(),
+    ]);
+    let out = plume_ok(&[
+        "compliance",
+        "attest",
+        "--node",
+        &api,
+        "--key",
+        &keyfile(5),
+        "--signed-claim",
+        signed_file.to_str().unwrap(),
+        "--json",
+    ]);
+    let at = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let att = final_on(&api, &at, Duration::from_secs(30)).expect("attest final");
+    assert_eq!(att["receipt"]["status"], "Success", "{att}");
+    let id = plume_ok(&[
+        "compliance",
+        "identity",
+        &net.accounts[5].public_key().address().to_hex(),
+        "--node",
+        &api,
+    ]);
+    assert!(
+        id.contains(&hex::encode([7u8; 32])) && id.contains("\"CH\""),
+        "{id}"
+    );
+    let mut rules: Vec<serde_json::Value> = serde_json::from_value(
+        rpc(&api, "plume_query", json!(["compliance", "policy"])).unwrap()["rules"].clone(),
+    )
+    .unwrap();
+    rules.push(json!({"id": 9, "kind": "kyc"}));
+    let rules_file = dir.path().join("rules.json");
+    std::fs::write(&rules_file, serde_json::to_vec(&rules).unwrap()).unwrap();
+    let out = plume_ok(&[
+        "compliance",
+        "set-rules",
+        "--node",
+        &api,
+        "--key",
+        &keyfile(0),
+        "--rules",
+        rules_file.to_str().unwrap(),
+        "--json",
+    ]);
+    let sr = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let srt = final_on(&api, &sr, Duration::from_secs(30)).expect("set-rules final");
+    assert_eq!(srt["receipt"]["status"], "Success", "{srt}");
+    support::wait_height(
+        &net,
+        0,
+        srt["height"].as_u64().unwrap() + 1,
+        Duration::from_secs(30),
+    );
+    let rules_out = plume_ok(&["compliance", "rules", "--node", &api]);
+    assert!(
+        rules_out.contains("policy version 2") && rules_out.contains("kyc"),
+        "{rules_out}"
+    );
+    let to6 = net.accounts[6].public_key().address().to_hex();
+    let dry = |k: usize| {
+        let out = plume_ok(&[
+            "tx",
+            "transfer",
+            "--node",
+            &api,
+            "--key",
+            &keyfile(k),
+            "--to",
+            &to6,
+            "--amount",
+            "1",
+            "--dry-run",
+            "--json",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let attested = dry(5);
+    assert_eq!(attested["verdict"], "pass", "{attested}");
+    let unattested = dry(7);
+    assert_eq!(unattested["verdict"], "fail", "{unattested}");
+    assert_eq!(unattested["code_name"], "KYC_MISSING", "{unattested}");
+    assert_eq!(unattested["rule_id"], 9, "{unattested}");
+
     // Equal roots everywhere.
     let roots: Vec<_> = (0..4)
         .map(|i| rpc(&net.apis[i], "plume_getStateRoot", json!([to])).unwrap()["root"].clone())
