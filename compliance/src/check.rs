@@ -14,7 +14,9 @@
 //! update one counter always run in one shard, in block order.
 
 use crate::codes;
-use crate::model::{Attestation, Counter, Identity, KycStatus, ListKind, Policy, Rule, TRAVEL_TAG};
+use crate::model::{
+    AddressEntry, Attestation, Counter, Identity, KycStatus, Policy, Rule, TRAVEL_TAG,
+};
 use plume_crypto::{hash_parts, Digest, Domain};
 use plume_protocol::{Cause, Event, Reason};
 
@@ -135,11 +137,11 @@ pub fn input_hash(tx: &[u8; 32], policy_version: u32, flows: &[Flow]) -> Digest 
 pub trait Env {
     /// The state's error.
     type Error;
-    /// The identity an account belongs to, with its record (block-start
-    /// state).
-    fn identity(&self, account: &[u8; 32]) -> Result<Option<Identity>, Self::Error>;
-    /// Whether an account is on a list (block-start state).
-    fn listed(&self, list: ListKind, account: &[u8; 32]) -> Result<bool, Self::Error>;
+    /// An address's registry entry: identity link and list flags
+    /// (block-start state).
+    fn entry(&self, account: &[u8; 32]) -> Result<AddressEntry, Self::Error>;
+    /// An identity's record (block-start state).
+    fn identity(&self, identity: &[u8; 32]) -> Result<Option<Identity>, Self::Error>;
     /// The sender's window counters, one per rule id (the transaction's
     /// own overlay: one record per sender, whatever the number of rules).
     fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error>;
@@ -222,7 +224,7 @@ struct Memo<'p, 'e, E> {
     flows: &'p [Flow],
     parties: Vec<[u8; 32]>,
     kyc: Vec<Option<Kyc>>,
-    denied: Vec<Option<bool>>,
+    entries: Vec<Option<AddressEntry>>,
     exempt: Option<Vec<bool>>,
     /// (sender, counters, changed).
     counters: Vec<SenderCounters>,
@@ -236,11 +238,23 @@ impl<E: Env> Memo<'_, '_, E> {
             .expect("every flow side is a party")
     }
 
+    fn entry(&mut self, i: usize) -> Result<AddressEntry, E::Error> {
+        if let Some(e) = self.entries[i] {
+            return Ok(e);
+        }
+        let e = self.env.entry(&self.parties[i])?;
+        self.entries[i] = Some(e);
+        Ok(e)
+    }
+
     fn kyc(&mut self, i: usize) -> Result<Kyc, E::Error> {
         if let Some(k) = &self.kyc[i] {
             return Ok(*k);
         }
-        let id = self.env.identity(&self.parties[i])?;
+        let id = match self.entry(i)?.identity {
+            Some(id) => self.env.identity(&id)?,
+            None => None,
+        };
         let k = standing(self.policy, id.as_ref(), self.height);
         self.kyc[i] = Some(k);
         Ok(k)
@@ -252,12 +266,7 @@ impl<E: Env> Memo<'_, '_, E> {
     }
 
     fn denied(&mut self, i: usize) -> Result<bool, E::Error> {
-        if let Some(d) = self.denied[i] {
-            return Ok(d);
-        }
-        let d = self.env.listed(ListKind::Deny, &self.parties[i])?;
-        self.denied[i] = Some(d);
-        Ok(d)
+        Ok(self.entry(i)?.deny)
     }
 
     fn exempt(&mut self) -> Result<&[bool], E::Error> {
@@ -265,7 +274,10 @@ impl<E: Env> Memo<'_, '_, E> {
             let mut v = Vec::with_capacity(self.flows.len());
             for f in self.flows {
                 v.push(match f.to {
-                    Some(to) => self.env.listed(ListKind::Exempt, &to)?,
+                    Some(to) => {
+                        let i = self.party(&to);
+                        self.entry(i)?.exempt
+                    }
                     None => false,
                 });
             }
@@ -382,7 +394,7 @@ pub fn check<E: Env>(
         flows,
         parties,
         kyc: vec![None; n],
-        denied: vec![None; n],
+        entries: vec![None; n],
         exempt: None,
         counters: Vec::new(),
     };

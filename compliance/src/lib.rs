@@ -28,8 +28,9 @@ pub use check::{
     Outcome, TxContext,
 };
 pub use model::{
-    decode, encode, Attestation, BlockVerdicts, Claim, ComplianceCall, Counter, Identity,
-    KycStatus, ListKind, Policy, Provider, Rule, RuleEntry, VerdictEntry, MODULE_COMPLIANCE,
+    decode, encode, AddressEntry, Attestation, BlockVerdicts, Claim, ComplianceCall, Counter,
+    Identity, KycStatus, ListKind, Policy, Provider, Rule, RuleEntry, VerdictEntry,
+    MODULE_COMPLIANCE,
 };
 
 use serde::{Deserialize, Serialize};

@@ -668,6 +668,62 @@ impl ListKind {
     }
 }
 
+/// What the registry holds about one address, in one record (so a check
+/// reads one key per party): its identity link and list entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressEntry {
+    /// The identity it belongs to.
+    pub identity: Option<[u8; 32]>,
+    /// On the deny (sanctions) list.
+    pub deny: bool,
+    /// On the exempt (whitelisted counterparty) list.
+    pub exempt: bool,
+}
+
+impl AddressEntry {
+    /// Whether it holds nothing (the record is then deleted).
+    pub fn is_empty(&self) -> bool {
+        *self == AddressEntry::default()
+    }
+
+    /// Set or clear a list flag.
+    pub fn set(&mut self, list: ListKind, on: bool) {
+        match list {
+            ListKind::Deny => self.deny = on,
+            ListKind::Exempt => self.exempt = on,
+        }
+    }
+
+    /// Fixed encoding: a flags byte (1 deny, 2 exempt, 4 identity), then
+    /// the 32-byte identity when flagged.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![u8::from(self.deny) | u8::from(self.exempt) << 1];
+        if let Some(id) = &self.identity {
+            v[0] |= 4;
+            v.extend_from_slice(id);
+        }
+        v
+    }
+
+    /// Decode; `None` for bytes that are not an entry.
+    pub fn decode(b: &[u8]) -> Option<AddressEntry> {
+        let (&flags, rest) = b.split_first()?;
+        if flags & !7 != 0 {
+            return None;
+        }
+        let identity = match (flags & 4 != 0, rest.len()) {
+            (true, 32) => Some(rest.try_into().expect("32 bytes")),
+            (false, 0) => None,
+            _ => return None,
+        };
+        Some(AddressEntry {
+            identity,
+            deny: flags & 1 != 0,
+            exempt: flags & 2 != 0,
+        })
+    }
+}
+
 /// A per-sender, per-rule window counter.
 #[derive(
     rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,

@@ -18,14 +18,16 @@ struct Mem {
 
 impl Env for Mem {
     type Error = std::convert::Infallible;
-    fn identity(&self, a: &[u8; 32]) -> Result<Option<Identity>, Self::Error> {
-        Ok(self.ids.get(a).cloned())
-    }
-    fn listed(&self, l: ListKind, a: &[u8; 32]) -> Result<bool, Self::Error> {
-        Ok(match l {
-            ListKind::Deny => self.deny.contains(a),
-            ListKind::Exempt => self.exempt.contains(a),
+    // Identities are keyed by their address here (identity id = address).
+    fn entry(&self, a: &[u8; 32]) -> Result<AddressEntry, Self::Error> {
+        Ok(AddressEntry {
+            identity: self.ids.contains_key(a).then_some(*a),
+            deny: self.deny.contains(a),
+            exempt: self.exempt.contains(a),
         })
+    }
+    fn identity(&self, id: &[u8; 32]) -> Result<Option<Identity>, Self::Error> {
+        Ok(self.ids.get(id).cloned())
     }
     fn counters(&mut self, a: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error> {
         Ok(self
@@ -351,6 +353,29 @@ fn structuring_flags_the_nth_just_below_threshold_transfer() {
     // A new window starts over.
     let o = check(&p, &mut env, &ctx(50), &[flow(A, B, 9_000)]).unwrap();
     assert!(o.flagged.is_empty());
+}
+
+#[test]
+fn address_entries_round_trip_and_reject_garbage() {
+    for e in [
+        AddressEntry::default(),
+        AddressEntry {
+            identity: Some([3; 32]),
+            deny: true,
+            exempt: false,
+        },
+        AddressEntry {
+            identity: None,
+            deny: false,
+            exempt: true,
+        },
+    ] {
+        assert_eq!(AddressEntry::decode(&e.encode()), Some(e));
+    }
+    assert_eq!(AddressEntry::decode(&[]), None);
+    assert_eq!(AddressEntry::decode(&[8]), None);
+    assert_eq!(AddressEntry::decode(&[4, 1, 2]), None);
+    assert_eq!(AddressEntry::decode(&[1, 0]), None);
 }
 
 #[test]

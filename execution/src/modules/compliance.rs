@@ -8,9 +8,9 @@
 //!   and `explain` name the rule by id and version);
 //! - `gas`: the policy's gas line (base, per party), read by the mempool's
 //!   precheck without decoding the policy;
-//! - `list/<kind>/<account>`: deny and exempt entries;
-//! - `link/<account>`: the identity an address belongs to;
-//!   `identity/<id>`: its [`Identity`] (attestations per provider);
+//! - `addr/<account>`: an address's [`AddressEntry`] (its identity link
+//!   and deny/exempt flags, one record so a check reads one key per party);
+//!   `identity/<id>`: an [`Identity`] (attestations per provider);
 //! - `counter/<account>`: the sender's velocity and structuring windows,
 //!   one entry per rule;
 //! - `verdicts/<height>`: the block's stopped and flagged transactions.
@@ -22,8 +22,8 @@ use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead,
 use crate::state::account_key;
 use crate::ExecError;
 use plume_compliance::{
-    codes, decode, encode, BlockVerdicts, ComplianceCall, Counter, Env, GenesisCompliance,
-    Identity, ListKind, Policy, MODULE_COMPLIANCE,
+    codes, decode, encode, AddressEntry, BlockVerdicts, ComplianceCall, Counter, Env, GenesisCompliance,
+    Identity, Policy, MODULE_COMPLIANCE,
 };
 use plume_protocol::{Event, Reason};
 use plume_storage::{StateKey, StateWrite};
@@ -50,17 +50,31 @@ pub fn gas_key() -> StateKey {
     module_key(MODULE_COMPLIANCE, &[b"gas"])
 }
 
-/// Key of a list entry.
-pub fn list_key(list: ListKind, account: &[u8; 32]) -> StateKey {
-    module_key(
-        MODULE_COMPLIANCE,
-        &[b"list", &[list.tag()], &account_key(account)],
-    )
+/// Key of an address's registry entry (identity link, list flags).
+pub fn entry_key(account: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"addr", &account_key(account)])
 }
 
-/// Key of an address's identity link.
-pub fn link_key(account: &[u8; 32]) -> StateKey {
-    module_key(MODULE_COMPLIANCE, &[b"link", &account_key(account)])
+/// An address's registry entry.
+pub fn read_entry<B: StateRead + ?Sized>(
+    state: &B,
+    account: &[u8; 32],
+) -> Result<AddressEntry, ExecError> {
+    match state.get(&entry_key(account))? {
+        Some(b) => AddressEntry::decode(&b).ok_or(ExecError::CorruptState("address entry")),
+        None => Ok(AddressEntry::default()),
+    }
+}
+
+fn ledger_entry(l: &mut dyn Ledger, account: &[u8; 32]) -> Result<AddressEntry, ExecError> {
+    match l.record(&entry_key(account))? {
+        Some(b) => AddressEntry::decode(&b).ok_or(ExecError::CorruptState("address entry")),
+        None => Ok(AddressEntry::default()),
+    }
+}
+
+fn set_ledger_entry(l: &mut dyn Ledger, account: &[u8; 32], e: AddressEntry) {
+    l.set_record(&entry_key(account), (!e.is_empty()).then(|| e.encode()));
 }
 
 /// Key of an identity record.
@@ -131,13 +145,9 @@ pub fn read_identity_of<B: StateRead + ?Sized>(
     state: &B,
     account: &[u8; 32],
 ) -> Result<Option<([u8; 32], Identity)>, ExecError> {
-    let Some(link) = state.get(&link_key(account))? else {
+    let Some(id) = read_entry(state, account)?.identity else {
         return Ok(None);
     };
-    let id: [u8; 32] = link
-        .as_slice()
-        .try_into()
-        .map_err(|_| ExecError::CorruptState("identity link"))?;
     Ok(read_identity(state, &id)?.map(|r| (id, r)))
 }
 
@@ -175,11 +185,12 @@ pub fn genesis_writes(g: &GenesisCompliance) -> Result<Vec<StateWrite>, ExecErro
         (policy_version_key(policy.version), Some(encode(&policy))),
         (gas_key(), Some(gas_line(&policy))),
     ];
+    let mut entries: std::collections::BTreeMap<StateKey, AddressEntry> = Default::default();
     for a in &g.deny {
-        w.push((list_key(ListKind::Deny, a), Some(vec![1])));
+        entries.entry(entry_key(a)).or_default().deny = true;
     }
     for a in &g.exempt {
-        w.push((list_key(ListKind::Exempt, a), Some(vec![1])));
+        entries.entry(entry_key(a)).or_default().exempt = true;
     }
     let mut ids: std::collections::BTreeMap<[u8; 32], Identity> = Default::default();
     for gi in &g.identities {
@@ -200,9 +211,10 @@ pub fn genesis_writes(g: &GenesisCompliance) -> Result<Vec<StateWrite>, ExecErro
         });
         rec.attestations.sort_by_key(|a| a.provider);
         for a in &gi.addresses {
-            w.push((link_key(a), Some(gi.identity.to_vec())));
+            entries.entry(entry_key(a)).or_default().identity = Some(gi.identity);
         }
     }
+    w.extend(entries.into_iter().map(|(k, e)| (k, Some(e.encode()))));
     for (id, rec) in ids {
         if rec.attestations.len() > plume_compliance::model::ATTESTATIONS_MAX {
             return Err(ExecError::BadGenesis("too many attestations of one identity"));
@@ -300,10 +312,11 @@ impl Module for Compliance {
             // listed ADDRESS: on the deny and exempt lists?
             "listed" => {
                 let a = super::hex32_arg(args, 0, "address")?;
-                let on = |l| -> Result<bool, ExecError> { Ok(state.get(&list_key(l, &a))?.is_some()) };
+                let e = read_entry(state, &a)?;
                 Ok(serde_json::json!({
-                    "deny": on(ListKind::Deny)?,
-                    "exempt": on(ListKind::Exempt)?,
+                    "deny": e.deny,
+                    "exempt": e.exempt,
+                    "identity": e.identity.map(hex::encode),
                 }))
             }
             // verdicts HEIGHT: the block's stopped and flagged transactions.
@@ -374,12 +387,12 @@ impl Call for ComplianceCall {
             | ComplianceCall::SetRoles { .. } => {
                 out.push(gas_key());
             }
-            ComplianceCall::UpdateList { list, add, remove } => {
-                out.extend(add.iter().chain(remove).map(|a| list_key(*list, a)));
+            ComplianceCall::UpdateList { add, remove, .. } => {
+                out.extend(add.iter().chain(remove).map(entry_key));
             }
             ComplianceCall::Attest { claim, .. } => {
                 out.push(identity_key(&claim.identity));
-                out.extend(claim.addresses.iter().map(link_key));
+                out.extend(claim.addresses.iter().map(entry_key));
             }
             ComplianceCall::RevokeAttestation { identity, .. } => {
                 out.push(identity_key(identity));
@@ -457,15 +470,14 @@ impl Call for ComplianceCall {
                 if !tx.signed_by(&policy.list_keeper) {
                     return Ok(Err(codes::NOT_AUTHORITY));
                 }
-                for a in remove {
-                    let k = list_key(*list, a);
-                    l.record(&k)?;
-                    l.set_record(&k, None);
-                }
-                for a in add {
-                    let k = list_key(*list, a);
-                    l.record(&k)?;
-                    l.set_record(&k, Some(vec![1]));
+                for (a, on) in remove
+                    .iter()
+                    .map(|a| (a, false))
+                    .chain(add.iter().map(|a| (a, true)))
+                {
+                    let mut e = ledger_entry(l, a)?;
+                    e.set(*list, on);
+                    set_ledger_entry(l, a, e);
                 }
             }
             ComplianceCall::Attest { claim, signature } => {
@@ -501,13 +513,16 @@ impl Call for ComplianceCall {
                     return Ok(Err(codes::CLAIM_STALE));
                 }
                 for a in &claim.addresses {
-                    let k = link_key(a);
-                    match l.record(&k)? {
-                        Some(v) if v.as_slice() != claim.identity.as_slice() => {
+                    let mut e = ledger_entry(l, a)?;
+                    match e.identity {
+                        Some(id) if id != claim.identity => {
                             return Ok(Err(codes::ADDRESS_LINKED));
                         }
                         Some(_) => {}
-                        None => l.set_record(&k, Some(claim.identity.to_vec())),
+                        None => {
+                            e.identity = Some(claim.identity);
+                            set_ledger_entry(l, a, e);
+                        }
                     }
                 }
                 rec.attestations.retain(|a| a.provider != claim.provider);
@@ -553,11 +568,11 @@ pub(crate) struct Interceptor<'a, 'l, B: ?Sized> {
 
 impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
     type Error = ExecError;
-    fn identity(&self, account: &[u8; 32]) -> Result<Option<Identity>, ExecError> {
-        Ok(read_identity_of(self.base, account)?.map(|x| x.1))
+    fn entry(&self, account: &[u8; 32]) -> Result<AddressEntry, ExecError> {
+        read_entry(self.base, account)
     }
-    fn listed(&self, list: ListKind, account: &[u8; 32]) -> Result<bool, ExecError> {
-        Ok(self.base.get(&list_key(list, account))?.is_some())
+    fn identity(&self, identity: &[u8; 32]) -> Result<Option<Identity>, ExecError> {
+        read_identity(self.base, identity)
     }
     fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, ExecError> {
         match self.ledger.record(&counter_key(account))? {
