@@ -22,6 +22,7 @@
 pub mod check;
 pub mod codes;
 pub mod model;
+pub mod travel;
 
 pub use check::{
     check, envelope_commitment, flows_of, input_hash, travel_commitment_ok, travel_memo, Env, Flow,

@@ -332,7 +332,28 @@ fn travel_rule_needs_an_envelope_commitment_and_the_envelope_is_carried() {
         0,
     );
     let (a, b) = (w.users[0], w.users[1]);
-    let envelope = b"sealed IVMS101 envelope for the beneficiary's institution";
+    // The originator's institution seals the IVMS101 data to the
+    // beneficiary institution's X25519 key.
+    let bank_b_secret = [0x5b; 32];
+    let person = |n: &str| plume_compliance::travel::Person {
+        name: n.into(),
+        account_number: n.to_lowercase(),
+        country: "DE".into(),
+        national_id: String::new(),
+        address: String::new(),
+    };
+    let info = plume_compliance::travel::TravelInfo {
+        originator: person("Alice"),
+        beneficiary: person("Bob"),
+        originating_vasp: "Bank A".into(),
+        beneficiary_vasp: "Bank B".into(),
+    };
+    let sealed = plume_compliance::travel::seal(
+        &info,
+        &plume_compliance::travel::public_key(&bank_b_secret),
+        &[0x11; 32],
+    );
+    let envelope = sealed.as_slice();
     let mut with = body(
         &[a],
         1,
@@ -351,10 +372,15 @@ fn travel_rule_needs_an_envelope_commitment_and_the_envelope_is_carried() {
     assert_eq!(status(&out, 0), (Status::Failed, codes::TRAVEL_RULE));
     assert_eq!(status(&out, 1), (Status::Success, Reason::Ok));
     assert_eq!(status(&out, 2), (Status::Success, Reason::Ok));
-    // The beneficiary side recovers the envelope from the transaction.
-    let memo = &with.memo;
-    let carried = &memo[plume_compliance::model::TRAVEL_TAG.len() + 32..];
+    // The beneficiary institution recovers the data from the final
+    // transaction's memo; another key does not open it.
+    let carried = plume_compliance::travel::envelope_of(&with.memo).unwrap();
     assert_eq!(carried, envelope);
+    assert_eq!(
+        plume_compliance::travel::open(carried, &bank_b_secret).unwrap(),
+        info
+    );
+    assert!(plume_compliance::travel::open(carried, &[0x5c; 32]).is_err());
 }
 
 #[test]

@@ -194,6 +194,15 @@ enum TxCmd {
         /// Asset id (`plume` or 64 hex).
         #[arg(long, default_value = "plume")]
         asset: String,
+        /// Travel-rule information (JSON: originator, beneficiary,
+        /// originating_vasp, beneficiary_vasp), sealed to
+        /// --beneficiary-key and carried in the memo with its commitment.
+        #[arg(long, requires = "beneficiary_key")]
+        travel_info: Option<PathBuf>,
+        /// The beneficiary institution's X25519 public key (64 hex; see
+        /// `plume compliance envelope-key`).
+        #[arg(long, requires = "travel_info")]
+        beneficiary_key: Option<String>,
     },
     /// Atomic multi-leg settlement (DvP / PvP).
     Settle {
@@ -644,6 +653,8 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
             to,
             amount,
             asset,
+            travel_info,
+            beneficiary_key,
         } => {
             let (key, chain, seq) = tx_prelude(&common)?;
             let to = plume_crypto::ed25519::Address::from_hex(&to).context("--to")?;
@@ -661,6 +672,15 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
                 fees,
                 u64::MAX,
             );
+            let tx = match (travel_info, beneficiary_key) {
+                (Some(info), Some(bk)) => {
+                    let memo = plume_node::cli::compliance::travel_memo_from(&info, &bk)?;
+                    let mut body = tx.body;
+                    body.memo = memo;
+                    plume_protocol::Transaction::sign(body, &[&key])
+                }
+                _ => tx,
+            };
             submit_or_dry_run(&common, tx)
         }
         TxCmd::Settle {

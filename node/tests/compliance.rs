@@ -372,6 +372,87 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     assert_eq!(unattested["code_name"], "KYC_MISSING", "{unattested}");
     assert_eq!(unattested["rule_id"], 9, "{unattested}");
 
+    // Travel rule through the CLI: at the threshold without an envelope the
+    // dry run fails; sealed to the beneficiary institution's key it passes,
+    // and that institution (only) opens it from the final transaction.
+    let bank_key = dir.path().join("bank-b.x25519");
+    let out = plume_ok(&[
+        "compliance",
+        "envelope-key",
+        "--out",
+        bank_key.to_str().unwrap(),
+    ]);
+    let bank_pub = out.trim().rsplit(' ').next().unwrap().to_string();
+    let info = json!({
+        "originator": {"name": "Alice Example", "account_number": "DE-1"},
+        "beneficiary": {"name": "Bob Example", "account_number": "CH-2"},
+        "originating_vasp": "Bank A", "beneficiary_vasp": "Bank B",
+    });
+    let info_file = dir.path().join("travel.json");
+    std::fs::write(&info_file, info.to_string()).unwrap();
+    let big = "100000000000000";
+    let to8 = net.accounts[8].public_key().address().to_hex();
+    let key5 = keyfile(5);
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "tx",
+            "transfer",
+            "--node",
+            &api,
+            "--key",
+            &key5,
+            "--to",
+            &to8,
+            "--amount",
+            big,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let out = plume_ok(&a);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let bare = base(&["--dry-run"]);
+    assert_eq!(bare["code_name"], "TRAVEL_RULE", "{bare}");
+    let info_path = info_file.to_str().unwrap().to_string();
+    let sealed = base(&["--travel-info", &info_path, "--beneficiary-key", &bank_pub]);
+    let st = final_on(
+        &api,
+        sealed["hash"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(st["receipt"]["status"], "Success", "{st}");
+    let opened = plume_ok(&[
+        "compliance",
+        "open-envelope",
+        sealed["hash"].as_str().unwrap(),
+        "--key",
+        bank_key.to_str().unwrap(),
+        "--node",
+        &api,
+    ]);
+    assert!(
+        opened.contains("Bob Example") && opened.contains("Bank A"),
+        "{opened}"
+    );
+    let other_key = dir.path().join("other.x25519");
+    plume_ok(&[
+        "compliance",
+        "envelope-key",
+        "--out",
+        other_key.to_str().unwrap(),
+    ]);
+    let (ok, _, err) = plume(&[
+        "compliance",
+        "open-envelope",
+        sealed["hash"].as_str().unwrap(),
+        "--key",
+        other_key.to_str().unwrap(),
+        "--node",
+        &api,
+    ]);
+    assert!(!ok && err.contains("does not open"), "{err}");
+
     // Equal roots everywhere.
     let roots: Vec<_> = (0..4)
         .map(|i| rpc(&net.apis[i], "plume_getStateRoot", json!([to])).unwrap()["root"].clone())

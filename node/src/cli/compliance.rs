@@ -64,6 +64,25 @@ pub enum ComplianceCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Create an institution's X25519 key for travel-rule envelopes: the
+    /// secret goes to a file (mode 0600), the public key is printed.
+    EnvelopeKey {
+        /// Secret key file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Open the travel-rule envelope of a finalized transaction with the
+    /// beneficiary institution's secret key file.
+    OpenEnvelope {
+        /// Transaction id (64 hex).
+        tx: String,
+        /// The institution's secret key file (from `envelope-key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
     /// Record a provider-signed claim (any account may submit it).
     Attest {
         #[command(flatten)]
@@ -223,6 +242,30 @@ pub fn run(cmd: ComplianceCmd) -> Result<()> {
             );
         }
         ComplianceCmd::Explain { tx, node } => explain(&node, &tx)?,
+        ComplianceCmd::EnvelopeKey { out } => {
+            use rand::RngCore;
+            let mut secret = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            if out.exists() {
+                bail!("{} already exists", out.display());
+            }
+            plume_client::fsutil::write_atomic(&out, hex::encode(secret).as_bytes(), 0o600)?;
+            println!(
+                "wrote {}; public key {}",
+                out.display(),
+                hex::encode(plume_compliance::travel::public_key(&secret))
+            );
+        }
+        ComplianceCmd::OpenEnvelope { tx, key, node } => {
+            let secret = read_envelope_secret(&key)?;
+            let t = plume_client::rpc(&node, "plume_getTransaction", json!([tx]))?;
+            let bytes = hex::decode(t["tx"].as_str().unwrap_or_default())?;
+            let tx = plume_protocol::Transaction::from_bytes(&bytes)?;
+            let env = plume_compliance::travel::envelope_of(&tx.body.memo)
+                .context("the transaction's memo carries no travel-rule envelope")?;
+            let info = plume_compliance::travel::open(env, &secret)?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
         ComplianceCmd::Codes => {
             for (r, n, d) in plume_compliance::codes::ALL {
                 println!("{:>4}  {n:<24} {d}", r.0);
@@ -349,6 +392,34 @@ pub fn run(cmd: ComplianceCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn read_envelope_secret(p: &std::path::Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    h32(text.trim(), &p.display().to_string())
+}
+
+/// The memo of a transfer carrying `info` (a JSON file) sealed to the
+/// beneficiary institution's X25519 key (hex), with its commitment.
+pub fn travel_memo_from(info: &std::path::Path, beneficiary_key: &str) -> Result<Vec<u8>> {
+    use rand::RngCore;
+    let text = std::fs::read(info).with_context(|| format!("reading {}", info.display()))?;
+    let ti: plume_compliance::travel::TravelInfo = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not travel-rule information", info.display()))?;
+    let mut eph = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut eph);
+    let sealed =
+        plume_compliance::travel::seal(&ti, &h32(beneficiary_key, "--beneficiary-key")?, &eph);
+    let memo = plume_compliance::travel_memo(&sealed);
+    if memo.len() > plume_protocol::tx::MEMO_BYTES_MAX {
+        bail!(
+            "{}: the sealed envelope is {} bytes, the memo holds {}; shorten the fields",
+            info.display(),
+            memo.len(),
+            plume_protocol::tx::MEMO_BYTES_MAX
+        );
+    }
+    Ok(memo)
 }
 
 fn print_policy(p: &Value) {
