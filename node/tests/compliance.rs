@@ -395,16 +395,7 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     let key5 = keyfile(5);
     let base = |extra: &[&str]| {
         let mut a = vec![
-            "tx",
-            "transfer",
-            "--node",
-            &api,
-            "--key",
-            &key5,
-            "--to",
-            &to8,
-            "--amount",
-            big,
+            "tx", "transfer", "--node", &api, "--key", &key5, "--to", &to8, "--amount", big,
             "--json",
         ];
         a.extend_from_slice(extra);
