@@ -149,7 +149,7 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
         errors: Vec::new(),
     }));
     // Finality: validator 0's block stream, on a connection of its own.
-    let (fin_w, mut fin_r) = bin::connect(&net.apis[0], true)
+    let (mut fin_w, mut fin_r) = bin::connect(&net.apis[0], true)
         .with_context(|| format!("devnet: binary finality stream from {}", net.apis[0]))?;
     let watcher = {
         let live = live.clone();
@@ -278,10 +278,21 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
     let load_secs = start.elapsed().as_secs_f64();
     let harness_cpu = cpu_time().saturating_sub(cpu0);
     // Let the tail finalize.
+    // Ping every connection now and then while waiting: a node closes a
+    // connection it hears nothing from for `ws_idle` (60 s), and a slow
+    // tail (a starved host) can take longer than that to finalize.
     let drain_deadline = Instant::now() + opts.drain;
+    let mut next_ping = Instant::now() + Duration::from_secs(10);
     while Instant::now() < drain_deadline && !stop.load(Ordering::Relaxed) {
         if live.lock().expect("not poisoned").sent.is_empty() {
             break;
+        }
+        if Instant::now() >= next_ping {
+            next_ping += Duration::from_secs(10);
+            for w in writers.iter_mut().chain(std::iter::once(&mut fin_w)) {
+                // A failure shows on the connection's reader.
+                let _ = w.ping().and_then(|()| w.flush());
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
