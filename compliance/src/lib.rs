@@ -114,8 +114,7 @@ impl GenesisCompliance {
     }
 
     /// Check every bound; the message names what is wrong.
-    pub fn validate(&self, chain_id: &str) -> Result<(), String> {
-        let _ = chain_id;
+    pub fn validate(&self) -> Result<(), String> {
         let p = self.policy();
         p.validate()?;
         if self.providers.iter().any(|p| p.revoked_from.is_some()) {

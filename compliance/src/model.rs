@@ -265,7 +265,7 @@ pub mod pairs {
 }
 
 impl Rule {
-    /// The reason code family this rule fails with (its first code).
+    /// The rule's kind, as `kind` names it in JSON.
     pub fn kind(&self) -> &'static str {
         match self {
             Rule::Sanctions => "sanctions",
@@ -656,16 +656,6 @@ pub enum ListKind {
     /// Whitelisted counterparties: flows *to* them skip the amount rules
     /// (limits, velocity, travel rule, structuring).
     Exempt,
-}
-
-impl ListKind {
-    /// Byte in the record key.
-    pub fn tag(self) -> u8 {
-        match self {
-            ListKind::Deny => 1,
-            ListKind::Exempt => 2,
-        }
-    }
 }
 
 /// What the registry holds about one address, in one record (so a check

@@ -428,7 +428,7 @@ fn genesis_json_parses_and_names_errors() {
         }]
     });
     let g: GenesisCompliance = serde_json::from_value(j.clone()).unwrap();
-    g.validate("c").unwrap();
+    g.validate().unwrap();
     assert_eq!(g.rules.len(), 3);
     assert_eq!(
         g.rules[1].rule,
@@ -447,7 +447,7 @@ fn genesis_json_parses_and_names_errors() {
     let mut bad = j;
     bad["identities"][0]["provider"] = serde_json::json!(hex::encode([8u8; 32]));
     let g: GenesisCompliance = serde_json::from_value(bad).unwrap();
-    assert!(g.validate("c").unwrap_err().contains("not in providers"));
+    assert!(g.validate().unwrap_err().contains("not in providers"));
 }
 
 #[test]

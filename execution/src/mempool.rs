@@ -79,10 +79,9 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
         chain_id: &body.chain_id,
     };
     call.authorize(&info)?;
-    let compliance_gas = crate::modules::compliance::read_gas(
-        state,
-        crate::modules::compliance::parties(&*call, &info),
-    )?;
+    let compliance_gas = crate::modules::compliance::read_gas(state, || {
+        crate::modules::compliance::parties(&*call, &info)
+    })?;
     if next_height > body.expiry_height {
         return Err(Reason::Expired.into());
     }

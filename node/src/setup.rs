@@ -76,7 +76,7 @@ pub fn compliance_of(g: &Genesis) -> Result<Option<plume_compliance::GenesisComp
     };
     let c: plume_compliance::GenesisCompliance = serde_json::from_value(v.clone())
         .map_err(|e| anyhow!("genesis compliance section: {e}"))?;
-    c.validate(&g.chain_id)
+    c.validate()
         .map_err(|e| anyhow!("genesis compliance section: {e}"))?;
     Ok(Some(c))
 }

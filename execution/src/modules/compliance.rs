@@ -117,9 +117,13 @@ pub fn read_policy_version<B: StateRead + ?Sized>(
     }
 }
 
-/// The compliance gas of a transaction declaring `parties` accounts, from
-/// the stored gas line (0 without a policy).
-pub fn read_gas<B: StateRead + ?Sized>(state: &B, parties: usize) -> Result<u64, ExecError> {
+/// The compliance gas of a transaction declaring `parties()` accounts,
+/// from the stored gas line (0 without a policy; `parties` is only called
+/// when there is one).
+pub fn read_gas<B: StateRead + ?Sized>(
+    state: &B,
+    parties: impl FnOnce() -> usize,
+) -> Result<u64, ExecError> {
     let Some(b) = state.get(&gas_key())? else {
         return Ok(0);
     };
@@ -129,7 +133,7 @@ pub fn read_gas<B: StateRead + ?Sized>(state: &B, parties: usize) -> Result<u64,
         .map_err(|_| ExecError::CorruptState("compliance gas"))?;
     let base = u64::from_le_bytes(b[..8].try_into().expect("8"));
     let per = u64::from_le_bytes(b[8..].try_into().expect("8"));
-    Ok(base.saturating_add(per.saturating_mul(parties as u64)))
+    Ok(base.saturating_add(per.saturating_mul(parties() as u64)))
 }
 
 fn gas_line(p: &Policy) -> Vec<u8> {
@@ -241,7 +245,7 @@ pub fn genesis_writes_with(
 ) -> Result<Vec<StateWrite>, ExecError> {
     let mut writes = crate::state::genesis_writes(params, allocs)?;
     if let Some(c) = compliance {
-        c.validate(&params.chain_id)
+        c.validate()
             .map_err(|_| ExecError::BadGenesis("compliance section"))?;
         writes.extend(genesis_writes(c)?);
         writes.sort_by_key(|w| w.0);
