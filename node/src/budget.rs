@@ -50,6 +50,13 @@ pub const SERVE_BYTES_PER_S: f64 = 32.0 * 1024.0 * 1024.0;
 /// Burst of [`SERVE_BYTES_PER_S`].
 pub const SERVE_BYTES_BURST: f64 = 64.0 * 1024.0 * 1024.0;
 
+/// Bytes of catch-up segments we serve one observer per second, and at
+/// once: half a validator's serving budget (an observer is served after
+/// every validator, from a queue of its own).
+pub const OBSERVER_SERVE_BYTES_PER_S: f64 = 16.0 * 1024.0 * 1024.0;
+/// Burst of [`OBSERVER_SERVE_BYTES_PER_S`] (one full segment and then some).
+pub const OBSERVER_SERVE_BYTES_BURST: f64 = 32.0 * 1024.0 * 1024.0;
+
 /// Consensus-check units a peer may make us spend per second (BLS work on
 /// the core: one pairing-based verification is about [`BLS_UNITS`]).
 pub const CONSENSUS_UNITS_PER_S: f64 = 10_000.0;

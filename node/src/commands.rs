@@ -7,7 +7,7 @@ use crate::keys::{validator_file, NodeKeys};
 use anyhow::{bail, Context, Result};
 use plume_client::fsutil::write_atomic;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Where `name` (a sibling binary such as `plume-bench`) is: beside the
@@ -63,6 +63,9 @@ pub fn init(home: PathBuf, cfg: Config, force: bool) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+    if cfg.node.role == crate::config::Role::Observer {
+        return init_observer(&home, &cfg, &cfg_path, force);
+    }
     let keys = NodeKeys::generate();
     keys.save(&home, force)?;
     write_atomic(&cfg_path, cfg.to_commented_toml().as_bytes(), 0o644)
@@ -79,6 +82,30 @@ pub fn init(home: PathBuf, cfg: Config, force: bool) -> Result<()> {
     );
     println!("  network key:   {}", info.network_key);
     println!("  consensus key: {}", info.consensus_key);
+    Ok(())
+}
+
+/// `plume init --role observer`: config, the network key alone (an
+/// observer holds no voting key) and `observer.json` for genesis.
+fn init_observer(home: &Path, cfg: &Config, cfg_path: &Path, force: bool) -> Result<()> {
+    let network = plume_crypto::ed25519::SigningKey::generate(&mut rand::rngs::OsRng);
+    crate::keys::save_network_key(home, &network, force)?;
+    write_atomic(cfg_path, cfg.to_commented_toml().as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", cfg_path.display()))?;
+    let info = crate::keys::ObserverInfo {
+        moniker: cfg.node.moniker.clone(),
+        network_key: network.public_key().to_hex(),
+    };
+    let opath = home.join(crate::keys::OBSERVER_FILE);
+    write_atomic(&opath, &serde_json::to_vec_pretty(&info)?, 0o644)
+        .with_context(|| format!("writing {}", opath.display()))?;
+    println!("initialised observer {}", home.display());
+    println!("  config:      {}", cfg_path.display());
+    println!(
+        "  observer:    {} (send this to the genesis coordinator: genesis new --observer)",
+        opath.display()
+    );
+    println!("  network key: {}", info.network_key);
     Ok(())
 }
 

@@ -234,6 +234,36 @@ pub struct NodeSection {
     pub moniker: String,
     /// Address to listen on for peers.
     pub listen_addr: String,
+    /// What this node is: a voting validator (the default) or a
+    /// non-voting observer that follows the validators' certified blocks.
+    #[serde(default, skip_serializing_if = "Role::is_validator")]
+    pub role: Role,
+}
+
+/// `node.role`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Votes, proposes, accepts transactions.
+    #[default]
+    Validator,
+    /// Holds no voting key; fetches and verifies certified blocks,
+    /// executes them, serves reads; accepts no transaction.
+    Observer,
+}
+
+impl Role {
+    fn is_validator(&self) -> bool {
+        *self == Role::Validator
+    }
+
+    /// The name in config and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Validator => "validator",
+            Role::Observer => "observer",
+        }
+    }
 }
 
 /// `[api]`
@@ -346,6 +376,7 @@ impl Config {
             node: NodeSection {
                 moniker: moniker.into(),
                 listen_addr: listen_addr.into(),
+                role: Role::Validator,
             },
             api: ApiSection {
                 listen_addr: api_addr.into(),
@@ -451,6 +482,9 @@ impl Config {
 moniker = "{moniker}"
 # Address this node listens on for peer links (validators connect here).
 listen_addr = "{listen}"
+# "validator" (votes) or "observer" (follows certified blocks, never votes,
+# accepts no transaction; its network key must be in genesis `observers`).
+role = "{role}"
 
 [api]
 # JSON-RPC over HTTP/WebSocket, /metrics and /health.
@@ -512,6 +546,7 @@ busy_poll = {busy}
 "#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
+            role = self.node.role.name(),
             api = self.api.listen_addr,
             map = self.storage.map_size_gib,
             cc = list(&self.placement.consensus_cores),

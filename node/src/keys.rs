@@ -16,8 +16,10 @@ pub const NETWORK_KEY_FILE: &str = "keys/network.key";
 pub const CONSENSUS_KEY_FILE: &str = "keys/consensus.key";
 /// Public validator description, relative to the home.
 pub const VALIDATOR_FILE: &str = "validator.json";
+/// Public observer description, relative to an observer's home.
+pub const OBSERVER_FILE: &str = "observer.json";
 
-pub use plume_protocol::genesis::ValidatorInfo;
+pub use plume_protocol::genesis::{ObserverInfo, ValidatorInfo};
 
 /// A node's secret keys.
 pub struct NodeKeys {
@@ -102,4 +104,32 @@ pub fn read_validator_info(path: &Path) -> Result<ValidatorInfo> {
 /// `HOME/validator.json`.
 pub fn validator_file(home: &Path) -> PathBuf {
     home.join(VALIDATOR_FILE)
+}
+
+/// An observer's only secret: its network identity (it holds no voting
+/// key). Written mode 0600; refuses to overwrite unless `force`.
+pub fn save_network_key(home: &Path, key: &ed25519::SigningKey, force: bool) -> Result<()> {
+    let dir = home.join("keys");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode(&dir, 0o700)?;
+    write_secret(
+        &home.join(NETWORK_KEY_FILE),
+        KIND_ED25519,
+        &key.to_bytes(),
+        force,
+    )?;
+    Ok(())
+}
+
+/// Load the network key alone (what an observer holds).
+pub fn load_network_key(home: &Path) -> Result<ed25519::SigningKey> {
+    let net = read_secret(&home.join(NETWORK_KEY_FILE), KIND_ED25519)?;
+    Ok(ed25519::SigningKey::from_bytes(&net))
+}
+
+/// Read an `observer.json`, with errors naming the file.
+pub fn read_observer_info(path: &Path) -> Result<ObserverInfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not an observer description", path.display()))
 }

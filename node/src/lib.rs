@@ -30,5 +30,6 @@ pub mod metrics;
 pub mod roles;
 pub mod safety;
 pub mod setup;
+pub mod transport;
 pub mod views;
 pub mod wire;

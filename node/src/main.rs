@@ -37,6 +37,21 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoleArg {
+    Validator,
+    Observer,
+}
+
+impl From<RoleArg> for plume_node::config::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Validator => plume_node::config::Role::Validator,
+            RoleArg::Observer => plume_node::config::Role::Observer,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Human,
     Json,
@@ -67,6 +82,10 @@ enum Cmd {
         /// Overwrite existing keys and config (the old keys are lost).
         #[arg(long)]
         force: bool,
+        /// validator (network and consensus keys, validator.json) or
+        /// observer (a network key alone, observer.json).
+        #[arg(long, value_enum, default_value = "validator")]
+        role: RoleArg,
     },
     /// Key commands.
     Keys {
@@ -104,6 +123,9 @@ enum Cmd {
         /// Genesis file (default HOME/genesis.json).
         #[arg(long)]
         genesis: Option<PathBuf>,
+        /// Run as this role (default: `node.role` in HOME/config.toml).
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
     },
     /// Start a local multi-validator network with a workload and report.
     Devnet(DevnetArgs),
@@ -344,6 +366,11 @@ struct DevnetArgs {
     /// Run without the default compliance rule set.
     #[arg(long)]
     no_compliance: bool,
+    /// Also run an observer (a non-voting follower that verifies every
+    /// certificate and root and serves a read-only API) and compare its
+    /// state with the validators' at the end.
+    #[arg(long)]
+    observer: bool,
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -358,6 +385,10 @@ struct GenesisNewArgs {
     /// A validator.json written by `plume init` (repeat per validator).
     #[arg(long = "validator", required = true)]
     validators: Vec<PathBuf>,
+    /// An observer.json written by `plume init --role observer` (repeat per
+    /// observer): a non-voting follower the validators serve blocks to.
+    #[arg(long = "observer")]
+    observers: Vec<PathBuf>,
     /// Initial balance ADDRESS=AMOUNT (repeatable).
     #[arg(long = "alloc")]
     allocs: Vec<String>,
@@ -413,8 +444,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             map_size_gib,
             placement,
             force,
+            role,
         } => {
             let mut cfg = Config::new(&moniker, &listen_addr, &api_addr);
+            cfg.node.role = role.into();
             cfg.storage.map_size_gib = map_size_gib;
             if let Some(p) = placement {
                 let cores: Vec<u32> = p
@@ -469,7 +502,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench { args } => return commands::run_sibling("plume-bench", &args),
         Cmd::Sim { args } => return commands::run_sibling("plume-sim", &args),
         Cmd::Tune(args) => plume_tuning::cli::run_with_probes(&args, commands::transport_probes())?,
-        Cmd::Start { home, genesis } => plume_node::roles::run(&home, genesis.as_deref())?,
+        Cmd::Start {
+            home,
+            genesis,
+            role,
+        } => plume_node::roles::start(&home, genesis.as_deref(), role.map(Into::into))?,
         Cmd::Devnet(args) => return cmd_devnet(args),
         Cmd::Tx { cmd } => cmd_tx(cmd)?,
         Cmd::Query { cmd } => cmd_query(cmd)?,
@@ -532,6 +569,7 @@ fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
     let GenesisNewArgs {
         chain_id,
         validators,
+        observers,
         allocs,
         out,
         genesis_time_ms,
@@ -548,6 +586,10 @@ fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
     let validators = validators
         .iter()
         .map(|p| read_validator_info(p))
+        .collect::<Result<Vec<_>>>()?;
+    let observers = observers
+        .iter()
+        .map(|p| plume_node::keys::read_observer_info(p))
         .collect::<Result<Vec<_>>>()?;
     let alloc = allocs
         .iter()
@@ -581,6 +623,7 @@ fn cmd_genesis_new(args: GenesisNewArgs) -> Result<()> {
         alloc,
         params,
         compliance,
+        observers,
     };
     g.validate()
         .context("the genesis that would be written is invalid")?;
@@ -610,6 +653,7 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         submit,
         sanctioned_every,
         no_compliance,
+        observer,
         json,
     } = args;
     if rate == 0 {
@@ -631,13 +675,14 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         submit,
         sanctioned_every: if no_compliance { 0 } else { sanctioned_every },
         compliance: !no_compliance,
+        observer,
     };
     let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
     plume_node::devnet::print_summary(&s);
     if let Some(p) = json {
         write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
     }
-    if !s.roots_equal || s.finalized == 0 {
+    if !s.roots_equal || s.finalized == 0 || s.observer.as_ref().is_some_and(|o| !o.equal()) {
         return Ok(ExitCode::from(3));
     }
     if s.finalized < s.submitted {

@@ -317,6 +317,12 @@ pub struct NodeMetrics {
     pub catchup_refused: Count,
     /// Catch-up segments served to peers.
     pub catchup_served: Count,
+    /// Catch-up requests received from observers.
+    pub observer_requests: Count,
+    /// Observers' messages dropped (anything but a catch-up request).
+    pub observer_refused: Count,
+    /// Observer: blocks verified and executed from the validators' stores.
+    pub observed_blocks: Count,
     /// Value-moving transactions checked by the compliance engine.
     pub compliance_checked: Count,
     /// Transactions the compliance engine stopped (Failed, 200s code).
@@ -391,6 +397,9 @@ impl NodeMetrics {
             catchup_blocks: Count::default(),
             catchup_refused: Count::default(),
             catchup_served: Count::default(),
+            observer_requests: Count::default(),
+            observer_refused: Count::default(),
+            observed_blocks: Count::default(),
             compliance_checked: Count::default(),
             compliance_stopped: Count::default(),
             compliance_flagged: Count::default(),
@@ -522,6 +531,21 @@ impl NodeMetrics {
                 "plume_catchup_served",
                 "Catch-up segments this validator served from its block store.",
                 &m.catchup_served,
+            ),
+            (
+                "plume_observer_requests",
+                "Catch-up requests received from genesis observers (served after every validator's).",
+                &m.observer_requests,
+            ),
+            (
+                "plume_observer_refused",
+                "Observers' messages dropped: an observer may only ask for certified blocks (a vote, proposal, batch or transaction from one is refused).",
+                &m.observer_refused,
+            ),
+            (
+                "plume_observed_blocks",
+                "Observer: finalized blocks whose certificates and certified root it verified and whose execution it reproduced.",
+                &m.observed_blocks,
             ),
             (
                 "plume_compliance_checked",

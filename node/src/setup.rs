@@ -159,28 +159,124 @@ pub struct Opened {
     pub recent_roots: Vec<(u64, plume_crypto::Digest, plume_crypto::Digest)>,
 }
 
+/// What a node's store is built from: every role has these.
+pub struct Chain<'a> {
+    /// Home.
+    pub home: &'a Path,
+    /// Config.
+    pub config: &'a Config,
+    /// Genesis.
+    pub genesis: &'a Genesis,
+    /// Execution parameters.
+    pub params: &'a plume_execution::Params,
+    /// The genesis compliance section, parsed.
+    pub compliance: Option<&'a plume_compliance::GenesisCompliance>,
+    /// Consensus chain id.
+    pub chain_u64: u64,
+}
+
+impl NodeSetup {
+    /// What the store is built from.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain {
+            home: &self.home,
+            config: &self.config,
+            genesis: &self.genesis,
+            params: &self.params,
+            compliance: self.compliance.as_ref(),
+            chain_u64: self.chain_u64,
+        }
+    }
+}
+
+/// An observer's setup (`plume start --role observer`): like a
+/// validator's, without a consensus key or a committee index.
+pub struct ObserverSetup {
+    /// Home.
+    pub home: PathBuf,
+    /// Config.
+    pub config: Config,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Its network identity (listed in genesis `observers`).
+    pub network: plume_crypto::ed25519::SigningKey,
+    /// The committee whose certificates it checks.
+    pub committee: ValidatorSet,
+    /// Execution parameters.
+    pub params: plume_execution::Params,
+    /// Consensus chain id.
+    pub chain_u64: u64,
+    /// The genesis compliance section, parsed.
+    pub compliance: Option<plume_compliance::GenesisCompliance>,
+}
+
+impl ObserverSetup {
+    /// Load config, genesis and the network key; the key must be one of
+    /// genesis `observers` (validators refuse any other).
+    pub fn load(home: &Path, genesis: Option<&Path>) -> Result<ObserverSetup> {
+        let config = Config::load(home)?;
+        let gpath = genesis
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| home.join("genesis.json"));
+        let genesis = plume_client::verify::load_genesis(&gpath)?;
+        let network = crate::keys::load_network_key(home)?;
+        let key = network.public_key().to_hex();
+        if !genesis.observers.iter().any(|o| o.network_key == key) {
+            bail!(
+                "this node's network key {key} is not among the observers of {} (add its observer.json with `plume genesis new --observer`)",
+                gpath.display()
+            );
+        }
+        let committee = genesis.validator_set()?;
+        let params = exec_params(&genesis)?;
+        let chain_u64 = chain_u64(&genesis.chain_id);
+        let compliance = compliance_of(&genesis).with_context(|| gpath.display().to_string())?;
+        Ok(ObserverSetup {
+            home: home.to_path_buf(),
+            config,
+            genesis,
+            network,
+            committee,
+            params,
+            chain_u64,
+            compliance,
+        })
+    }
+
+    /// What the store is built from.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain {
+            home: &self.home,
+            config: &self.config,
+            genesis: &self.genesis,
+            params: &self.params,
+            compliance: self.compliance.as_ref(),
+            chain_u64: self.chain_u64,
+        }
+    }
+}
+
 /// Open the store in `HOME/data`, committing the genesis state on the
-/// first start, and read back what consensus needs to resume.
-pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
-    let data_dir = setup.home.join("data");
+/// first start.
+pub fn open_store(c: &Chain<'_>) -> Result<(LmdbKv, Store<LmdbKv>)> {
+    let data_dir = c.home.join("data");
     std::fs::create_dir_all(&data_dir)?;
     let kv = LmdbKv::open(
         &data_dir.join("store"),
-        &LmdbOptions::with_map_size_gib(setup.config.storage.map_size_gib as u64),
+        &LmdbOptions::with_map_size_gib(c.config.storage.map_size_gib as u64),
     )
     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let mut store = Store::open(kv.clone()).context("opening the store")?;
-    let genesis_block = Block::<BlsScheme>::genesis(setup.chain_u64);
+    let genesis_block = Block::<BlsScheme>::genesis(c.chain_u64);
     if store.head().is_none() {
-        let allocs = setup
+        let allocs = c
             .genesis
             .alloc
             .iter()
             .map(|a| Ok((Address::from_hex(&a.address)?, a.amount.parse::<u128>()?)))
             .collect::<Result<Vec<_>>>()?;
-        let writes =
-            plume_execution::genesis_writes_with(&setup.params, &allocs, setup.compliance.as_ref())
-                .map_err(|e| anyhow!("genesis state: {e}"))?;
+        let writes = plume_execution::genesis_writes_with(c.params, &allocs, c.compliance)
+            .map_err(|e| anyhow!("genesis state: {e}"))?;
         let genesis_root = {
             use plume_storage::AuthenticatedState;
             plume_storage::MemoryState::new()
@@ -206,6 +302,14 @@ pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
         }
         tracing::info!(root = %store.committed_root(), "genesis state committed");
     }
+    Ok((kv, store))
+}
+
+/// Open the store (see [`open_store`]) and read back what consensus needs
+/// to resume.
+pub fn open_state(setup: &NodeSetup) -> Result<Opened> {
+    let (kv, store) = open_store(&setup.chain())?;
+    let data_dir = setup.home.join("data");
     let (safety_file, safety) = SafetyFile::open(&data_dir)?;
     let head = store.head().expect("genesis committed");
     let committed_block = match store.block(head.finalized_height)? {

@@ -16,10 +16,13 @@
 //!    [`COMMIT_POINT_SPACING`] blocks apart, so every block gets a commit
 //!    proof whose chain stays short enough for finality proofs; blocks
 //!    below a checked commit point are final by the hash links;
-//! 3. **state**: only blocks whose certified root is in the run are
-//!    returned, each with the root block `h + STATE_LAG` carries (the
-//!    validators voted for it only if their own root matched): the
-//!    executor must arrive at exactly that root before committing;
+//! 3. **state**: only blocks whose certified root is in the run (in a
+//!    block proven final) are returned, each with the root block
+//!    `h + STATE_LAG` carries (the validators voted for it only if their
+//!    own root matched): the executor must arrive at exactly that root
+//!    before committing; and only up to a checked commit point among them,
+//!    so each returned block's commit proof lies within the returned
+//!    blocks (a finality proof never names a block the store lacks);
 //! 4. **transactions**: each batch record hashes to the batch digest the
 //!    block names, and each executed transaction's bytes hash to its id
 //!    and to a leaf of one of the block's batches. Which of them ran is not
@@ -182,14 +185,9 @@ pub fn verify_segment(
             && recs[i + 2].block.justify.block == recs[i + 1].block.id
     };
     let mut proofs: Vec<CommitProof<BlsScheme>> = Vec::new();
-    let mut start = 0;
-    while start < recs.len() {
-        let window_end = (start + COMMIT_POINT_SPACING).min(recs.len());
-        let c = (start..window_end)
-            .rev()
-            .find(|&i| is_point(i))
-            .or_else(|| (window_end..recs.len()).find(|&i| is_point(i)));
-        let Some(c) = c else { break };
+    // The commit point each block's proof names (index in `recs`).
+    let mut points: Vec<usize> = Vec::new();
+    let check = |c: usize| -> Result<CommitProof<BlsScheme>, ProofError> {
         let proof = CommitProof {
             child: recs[c + 1].block.clone(),
             child_qc: recs[c + 2].block.justify.clone(),
@@ -203,11 +201,45 @@ pub fn verify_segment(
         if committed != recs[c].block.id {
             return Err(invalid("commit proof names another block"));
         }
+        Ok(proof)
+    };
+    let mut start = 0;
+    while start < recs.len() {
+        let window_end = (start + COMMIT_POINT_SPACING).min(recs.len());
+        let c = (start..window_end)
+            .rev()
+            .find(|&i| is_point(i))
+            .or_else(|| (window_end..recs.len()).find(|&i| is_point(i)));
+        let Some(c) = c else { break };
+        let proof = check(c)?;
         proofs.extend(std::iter::repeat_n(proof, c + 1 - start));
+        points.extend(std::iter::repeat_n(c, c + 1 - start));
         start = c + 1;
     }
     let lag = STATE_LAG as usize;
-    let exec_len = proofs.len().saturating_sub(lag);
+    let mut exec_len = proofs.len().saturating_sub(lag);
+    // The executable blocks' roots are certified by final blocks (those
+    // proofs reach up to `lag` blocks above them). Their own proofs must
+    // stay within the executed blocks (the store then holds every block a
+    // finality proof names): where the last window's commit point is above
+    // them, check one more commit point among them and stop there.
+    if exec_len > 0 && points[exec_len - 1] >= exec_len {
+        let window_start = points
+            .iter()
+            .take(exec_len)
+            .rposition(|&c| c < exec_len)
+            .map_or(0, |k| points[k] + 1);
+        match (window_start..exec_len).rev().find(|&i| is_point(i)) {
+            Some(c) => {
+                let proof = check(c)?;
+                for p in &mut proofs[window_start..=c] {
+                    *p = proof.clone();
+                }
+                exec_len = c + 1;
+            }
+            None => exec_len = window_start,
+        }
+    }
     let roots: Vec<Digest> = recs.iter().map(|r| r.block.state_root).collect();
     let mut out = Vec::with_capacity(exec_len);
     for (i, (r, proof)) in recs.into_iter().zip(proofs).take(exec_len).enumerate() {

@@ -89,7 +89,26 @@ pub struct Genesis {
     /// rules, nobody governs compliance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compliance: Option<serde_json::Value>,
+    /// Non-voting followers allowed to hold a read-only link to the
+    /// validators (regulator nodes, API full nodes): they fetch certified
+    /// blocks and never vote, propose or submit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<ObserverInfo>,
 }
+
+/// A non-voting follower's public description (`observer.json` of its
+/// home, one entry of genesis `observers`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverInfo {
+    /// Human name.
+    pub moniker: String,
+    /// Ed25519 network identity (hex, 32 bytes): the only key it holds.
+    pub network_key: String,
+}
+
+/// Most observers a genesis may list.
+pub const OBSERVERS_MAX: usize = 64;
 
 /// One initial balance.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -239,6 +258,28 @@ impl Genesis {
             }
             if !addresses.insert(v.address.clone()) {
                 bail!("{}: duplicate address {:?}", f("address"), v.address);
+            }
+        }
+        if self.observers.len() > OBSERVERS_MAX {
+            bail!(
+                "observers: {} listed, at most {OBSERVERS_MAX}",
+                self.observers.len()
+            );
+        }
+        for (i, o) in self.observers.iter().enumerate() {
+            let f = |name: &str| format!("observers[{i}].{name}");
+            let nk = ed25519::PublicKey::from_hex(&o.network_key).ctx(|| f("network_key"))?;
+            if !network_keys.insert(nk.to_bytes()) {
+                bail!(
+                    "{}: already used by a validator or an earlier observer",
+                    f("network_key")
+                );
+            }
+            if o.moniker.is_empty() || o.moniker.len() > 64 {
+                bail!("{}: must be 1 to 64 characters", f("moniker"));
+            }
+            if !monikers.insert(o.moniker.clone()) {
+                bail!("{}: duplicate moniker {:?}", f("moniker"), o.moniker);
             }
         }
         let total_power: u128 = self.validators.iter().map(|v| v.power as u128).sum();

@@ -174,6 +174,11 @@ fn an_honest_segment_yields_final_blocks_with_their_certified_roots_and_proofs()
             "proof of {ch} for {h}"
         );
         assert!(((ch - h) as usize) < COMMIT_POINT_SPACING);
+        assert!(
+            ch <= out.len() as u64,
+            "the proof of {h} names block {ch}, above the executed {}",
+            out.len()
+        );
         let _ = committed;
     }
     // The server's light read of a record names the same transactions.

@@ -180,6 +180,7 @@ fn run_phase(exe: &std::path::Path, c: &ClusterOptions, kind: &str, attack: bool
         submit: c.submit,
         sanctioned_every: 0,
         compliance: false,
+        observer: false,
     };
     let summary = devnet::drive_load(&net, &dopts, &AtomicBool::new(false));
     stop.store(true, Ordering::Relaxed);

@@ -272,6 +272,7 @@ pub fn run_once(
         submit: opts.submit,
         sanctioned_every: 0,
         compliance: false,
+        observer: false,
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.

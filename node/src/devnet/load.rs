@@ -337,5 +337,6 @@ pub fn drive_bin(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Res
         submit_path: "bin".into(),
         presign_secs,
         harness_cpu_us_per_tx: harness_cpu.as_secs_f64() * 1e6 / sent.max(1) as f64,
+        observer: None,
     })
 }

@@ -58,7 +58,20 @@ pub struct LocalNet {
     pub accounts: Vec<SigningKey>,
     /// Network namespace of each validator (None: all in ours).
     pub netns: Option<Vec<String>>,
+    /// Observers (non-voting followers listed in genesis `observers`).
+    pub observers: Vec<Observer>,
     exe: PathBuf,
+}
+
+/// One observer of a [`LocalNet`] (in our network namespace).
+#[derive(Debug)]
+pub struct Observer {
+    /// Its process.
+    pub child: Option<Child>,
+    /// Home.
+    pub home: PathBuf,
+    /// API address.
+    pub api: String,
 }
 
 /// Validators placed in network namespaces (one each), e.g. the hosts of a
@@ -83,14 +96,16 @@ impl std::fmt::Debug for LocalNet {
 
 impl Drop for LocalNet {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
+        let observers = self.observers.iter_mut().filter_map(|o| o.child.as_mut());
+        for c in self.children.iter_mut().flatten().chain(observers) {
             // SAFETY: kill(2) on our own child's pid has no memory effects.
             unsafe {
                 libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        for c in self.children.iter_mut().flatten() {
+        let observers = self.observers.iter_mut().filter_map(|o| o.child.as_mut());
+        for c in self.children.iter_mut().flatten().chain(observers) {
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
                     break;
@@ -144,8 +159,30 @@ impl LocalNet {
         layout: Option<&NsLayout<'_>>,
         compliance: Option<&plume_compliance::GenesisCompliance>,
     ) -> Result<LocalNet> {
+        Self::create_full(exe, dir, n, base_port, layout, compliance, 0)
+    }
+
+    // Long by design: see create_in.
+    /// [`LocalNet::create_with`] and `observers` observers (homes `o0`,
+    /// ...; `plume init --role observer`, `genesis new --observer`), peer
+    /// port `base_port + 50 + k`, API `base_port + 150 + k`.
+    pub fn create_full(
+        exe: &Path,
+        dir: &Path,
+        n: usize,
+        base_port: u16,
+        layout: Option<&NsLayout<'_>>,
+        compliance: Option<&plume_compliance::GenesisCompliance>,
+        observers: usize,
+    ) -> Result<LocalNet> {
         if layout.is_some_and(|l| l.hosts.len() != n || l.addrs.len() != n) {
             bail!("namespace layout does not match {n} validators");
+        }
+        if layout.is_some() && observers > 0 {
+            bail!("observers run in this network namespace only");
+        }
+        if observers > 16 {
+            bail!("--observers: at most 16");
         }
         if n == 0 || n > 64 {
             bail!("--validators must be 1 to 64");
@@ -210,6 +247,33 @@ impl LocalNet {
             homes.push(home);
             apis.push(api);
         }
+        let mut obs = Vec::new();
+        for k in 0..observers {
+            let home = dir.join(format!("o{k}"));
+            let api = format!("127.0.0.1:{}", base_port as usize + 150 + k);
+            run(&[
+                "init".into(),
+                "--role".into(),
+                "observer".into(),
+                "--home".into(),
+                home.display().to_string(),
+                "--moniker".into(),
+                format!("o{k}"),
+                "--listen-addr".into(),
+                format!("127.0.0.1:{}", base_port as usize + 50 + k),
+                "--api-addr".into(),
+                api.clone(),
+                "--map-size-gib".into(),
+                "8".into(),
+            ])?;
+            gargs.push("--observer".into());
+            gargs.push(home.join("observer.json").display().to_string());
+            obs.push(Observer {
+                child: None,
+                home,
+                api,
+            });
+        }
         let accounts: Vec<SigningKey> = (0..DEVNET_ACCOUNTS).map(account_key).collect();
         for (i, k) in accounts.iter().enumerate() {
             keyfile::write_account_key(&dir.join("accounts").join(format!("{i}.key")), k, false)?;
@@ -229,6 +293,9 @@ impl LocalNet {
         gargs.push("--out".into());
         gargs.push(genesis_path.display().to_string());
         run(&gargs)?;
+        for o in &obs {
+            std::fs::copy(&genesis_path, o.home.join("genesis.json"))?;
+        }
         for (i, h) in homes.iter().enumerate() {
             std::fs::copy(&genesis_path, h.join("genesis.json"))?;
             if let Some(l) = layout {
@@ -245,8 +312,65 @@ impl LocalNet {
             genesis_path,
             accounts,
             netns: layout.map(|l| l.hosts.clone()),
+            observers: obs,
             exe: exe.to_path_buf(),
         })
+    }
+
+    /// Start observer `k` (its log goes to HOME/node.log) and wait until
+    /// its API answers.
+    pub fn start_observer(&mut self, k: usize, timeout: Duration) -> Result<()> {
+        let o = &mut self.observers[k];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(o.home.join("node.log"))?;
+        let child = Command::new(&self.exe)
+            .args(["--log-format", "json", "start", "--home"])
+            .arg(&o.home)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting observer {k}"))?;
+        o.child = Some(child);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if plume_client::http_get(&o.api, "/health").is_ok_and(|(s, _)| s == 200) {
+                return Ok(());
+            }
+            if let Some(Ok(Some(st))) = o.child.as_mut().map(|c| c.try_wait()) {
+                let path = o.home.join("node.log");
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                bail!(
+                    "observer {k} exited ({st}); see {}; it ended with:\n{}",
+                    path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("observer {k} API {} did not come up", o.api);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL observer `k`.
+    pub fn kill9_observer(&mut self, k: usize) {
+        if let Some(mut c) = self.observers[k].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `plume_status` of observer `k`.
+    pub fn observer_status(&self, k: usize) -> Result<Value> {
+        Ok(plume_client::rpc(
+            &self.observers[k].api,
+            "plume_status",
+            json!([]),
+        )?)
     }
 
     /// Run `f` in validator `i`'s network namespace (on a short-lived

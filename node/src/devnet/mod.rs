@@ -63,6 +63,9 @@ pub struct DevnetOptions {
     pub sanctioned_every: u64,
     /// Run with the default compliance rule set ([`compliance`]).
     pub compliance: bool,
+    /// Run one observer beside the validators (genesis `observers`) and
+    /// check its certified state against theirs at the end.
+    pub observer: bool,
 }
 
 /// How the load generator submits.
@@ -136,6 +139,66 @@ pub struct Summary {
     pub compliance_stopped: u64,
     /// Flagged by a rule without being stopped.
     pub compliance_flagged: u64,
+    /// The observer's state against the validators' (with `observer`).
+    pub observer: Option<ObserverCheck>,
+}
+
+/// An observer's state compared with the validators' certified state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ObserverCheck {
+    /// The observer's height.
+    pub height: u64,
+    /// Its state root there.
+    pub root: String,
+    /// The root validator 0 proves certified at that height.
+    pub certified_root: String,
+    /// Blocks it verified and executed.
+    pub observed_blocks: u64,
+}
+
+impl ObserverCheck {
+    /// The observer holds exactly the certified state.
+    pub fn equal(&self) -> bool {
+        self.root == self.certified_root
+    }
+}
+
+/// Wait until observer `k` reached at least `min_height` (or `timeout`
+/// passed), then compare its root with the one validator 0 proves
+/// certified at the observer's height.
+pub fn observer_check(
+    net: &LocalNet,
+    k: usize,
+    min_height: u64,
+    timeout: Duration,
+) -> Result<ObserverCheck> {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        let s = net.observer_status(k)?;
+        if s["height"].as_u64().unwrap_or(0) >= min_height || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let height = status["height"].as_u64().unwrap_or(0);
+    let proof = plume_client::rpc(&net.apis[0], "plume_getStateRoot", json!([height]))?;
+    let metrics = plume_client::http_get(&net.observers[k].api, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    Ok(ObserverCheck {
+        height,
+        root: status["state_root"].as_str().unwrap_or("").to_string(),
+        certified_root: proof["root"].as_str().unwrap_or("").to_string(),
+        observed_blocks: metric_value(&metrics, "plume_observed_blocks_total"),
+    })
+}
+
+/// The value of counter `name` in an OpenMetrics text (0 when absent).
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 /// Validator 0's compliance counts (checked, stopped, flagged) since it
@@ -157,13 +220,14 @@ pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     let section = opts
         .compliance
         .then(|| compliance::default_section(&account_key(0).public_key().address()));
-    let mut net = LocalNet::create_with(
+    let mut net = LocalNet::create_full(
         &exe,
         &opts.dir,
         opts.validators,
         opts.base_port,
         None,
         section.as_ref(),
+        usize::from(opts.observer),
     )?;
     set_transport(&net, &opts.transport)?;
     println!(
@@ -174,7 +238,25 @@ pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
     );
     net.start_all(Duration::from_secs(30))?;
     println!("devnet: validators up (APIs {})", net.apis.join(", "));
-    let s = drive_load(&net, opts, stop)?;
+    if opts.observer {
+        net.start_observer(0, Duration::from_secs(30))?;
+        println!(
+            "devnet: observer up (read-only API http://{}, home {})",
+            net.observers[0].api,
+            net.observers[0].home.display()
+        );
+    }
+    let mut s = drive_load(&net, opts, stop)?;
+    if opts.observer {
+        // The certified root of the last block arrives STATE_LAG blocks
+        // later (idle heartbeats: about one a second).
+        s.observer = Some(observer_check(
+            &net,
+            0,
+            s.compared_height,
+            Duration::from_secs(30),
+        )?);
+    }
     Ok(s)
 }
 
@@ -345,6 +427,7 @@ fn drive_json(net: &LocalNet, opts: &DevnetOptions, stop: &AtomicBool) -> Result
         submit_path: "json".into(),
         presign_secs: 0.0,
         harness_cpu_us_per_tx: harness_cpu.as_secs_f64() * 1e6 / sent_total.max(1) as f64,
+        observer: None,
     })
 }
 
@@ -593,6 +676,19 @@ pub fn print_summary(s: &Summary) {
         s.compared_height,
         s.roots.first().map(|r| r.1.as_str()).unwrap_or("-")
     );
+    if let Some(o) = &s.observer {
+        println!(
+            "  observer             height {}, {} blocks verified, root {} the certified one ({})",
+            o.height,
+            o.observed_blocks,
+            if o.equal() {
+                "EQUAL to"
+            } else {
+                "DIFFERENT from"
+            },
+            o.root
+        );
+    }
     if s.finalized < s.submitted {
         println!(
             "  NOT FINAL            {} accepted transactions were not final when the run ended (a known bug: see README)",

@@ -153,6 +153,8 @@ pub mod codes {
     /// The sender already has the most transactions the mempool holds per
     /// account waiting (wait for some to be final).
     pub const ACCOUNT_LIMIT: i64 = 1015;
+    /// The node is an observer: it accepts no transaction.
+    pub const READ_ONLY: i64 = 1016;
 }
 
 /// An error returned to a client.

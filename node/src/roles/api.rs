@@ -99,6 +99,12 @@ impl ApiNode {
         store: &Store<LmdbKv>,
         bytes: Vec<u8>,
     ) -> ApiResult<Pending> {
+        if self.shared.observer {
+            return Err(ApiError::new(
+                codes::READ_ONLY,
+                "this node is an observer: it accepts no transaction (submit to a validator)",
+            ));
+        }
         let max = plume_protocol::tx::TX_BYTES_MAX;
         if bytes.len() > max {
             return Err(ApiError::new(
@@ -198,6 +204,7 @@ impl ApiNode {
         let m = &self.shared.metrics;
         json!({
             "chain_id": self.shared.chain_id,
+            "role": if self.shared.observer { "observer" } else { "validator" },
             "height": height,
             "state_root": root.to_hex(),
             "state": if diverged.is_some() { "diverged" } else { "ok" },

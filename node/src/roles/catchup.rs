@@ -24,17 +24,24 @@ use std::time::Duration;
 
 /// Serve until the stop flag is set or the core is gone. Catch-up
 /// segments (`seg_rx`) go before block sync (`sync_rx`): a lagging peer's
-/// many sync requests never starve its one catch-up request.
+/// many sync requests never starve its one catch-up request. Observers'
+/// requests (`observer_rx`) come last: a validator that must catch up is
+/// never kept waiting by a follower.
 pub fn run(
     kv: LmdbKv,
     seg_rx: flume::Receiver<ServeIn>,
     sync_rx: flume::Receiver<ServeIn>,
+    observer_rx: flume::Receiver<ServeIn>,
     core_tx: flume::Sender<CoreIn>,
     metrics: &NodeMetrics,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let req = match seg_rx.try_recv().or_else(|_| sync_rx.try_recv()) {
+        let req = match seg_rx
+            .try_recv()
+            .or_else(|_| sync_rx.try_recv())
+            .or_else(|_| observer_rx.try_recv())
+        {
             Ok(r) => r,
             Err(_) => match seg_rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(r) => r,
@@ -50,8 +57,12 @@ pub fn run(
             }
         };
         let (to, answer) = match req {
-            ServeIn::Segment { from, height } => match segment(&store, height) {
-                Ok(seg) if !seg.is_empty() => {
+            ServeIn::Segment {
+                from,
+                height,
+                answer_empty,
+            } => match segment(&store, height) {
+                Ok(seg) if !seg.is_empty() || answer_empty => {
                     metrics.catchup_served.inc();
                     (from, NetMsg::CatchUp(seg))
                 }

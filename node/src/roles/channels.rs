@@ -7,7 +7,7 @@
 //! | [`CoreIn`] | sigverify, catch-up server -> core | [`CORE_QUEUE_MAX`] | blocking `send`: back-pressure on sigverify (whose full queue turns into "mempool full" for clients) and on the catch-up server; the core never waits on either, so this cannot close a cycle |
 //! | [`CoreIn`] (done) | exec, batch log -> core | none in count: bounded by the work the core handed them (at most [`EXEC_QUEUE_MAX`] blocks + [`LOG_QUEUE_MAX`] items in flight, one report each) | never waits |
 //! | [`ExecIn`] | core -> exec | [`EXEC_QUEUE_MAX`] | blocks: `try_send`, what does not fit waits in the core's ordered backlog (`feed::EXEC_BACKLOG_MAX`), retried on every tick and report; past it the oldest waiting block is dropped (`plume_shed_total{reason="exec_backlog_full"}`) and nothing is sent until catch-up has executed past the highest dropped height (no gap ever reaches execution); catch-up segments: `try_send`, dropped (asked again later) |
-//! | [`ServeIn`] | core -> catch-up server, two queues (catch-up segments first, then store-backed block sync) | [`SERVE_QUEUE_MAX`] each | `try_send`, the request is dropped (the peer asks again) |
+//! | [`ServeIn`] | core -> catch-up server, three queues (validators' catch-up segments first, then store-backed block sync, then observers' segments) | [`SERVE_QUEUE_MAX`] each | `try_send`, the request is dropped (the peer asks again) |
 //! | [`LogIn`] | core -> batch log | [`LOG_QUEUE_MAX`] | `try_send`, then the core's ordered backlog (`feed::LOG_BACKLOG_MAX`); past it an append is dropped (that batch is not voted for) and a retire is dropped (its record stays), `log_backlog_full` |
 //!
 //! The core thread never blocks on a queue (it also drives the network);
@@ -78,12 +78,40 @@ pub enum SigIn {
     },
 }
 
-/// What a catch-up segment gave: the highest block committed and the batch
-/// digests of each committed block by height; or why it was refused.
-/// The last blocks committed (lowest first, at most
-/// `REPUTATION_WINDOW`) and the batch digests of every committed block by
-/// height; or why the segment was refused.
-pub type CatchUpOutcome = Result<(Vec<Block<BlsScheme>>, Vec<(u64, Vec<Digest>)>), String>;
+/// What a catch-up segment gave: the last blocks committed (lowest first,
+/// at most `REPUTATION_WINDOW`) and the batch digests of every committed
+/// block by height; or why the segment was refused.
+pub type CatchUpOutcome = Result<(Vec<Block<BlsScheme>>, Vec<(u64, Vec<Digest>)>), Refusal>;
+
+/// Why a catch-up segment was not used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// For the log.
+    pub why: String,
+    /// Set when our execution of a block of it missed the root the
+    /// validators certified: (height, our root, the certified root).
+    /// Either the server listed other transactions than the validators
+    /// executed, or our state differs from theirs.
+    pub mismatch: Option<(u64, Digest, Digest)>,
+    /// The segment held nothing to execute yet (we are at the top).
+    pub nothing_yet: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Refusal {
+        Refusal {
+            why,
+            mismatch: None,
+            nothing_yet: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
 
 /// Items queued for the core.
 pub const CORE_QUEUE_MAX: usize = 65_536;
@@ -188,10 +216,14 @@ pub const SERVE_QUEUE_MAX: usize = 16;
 pub enum ServeIn {
     /// Finalized blocks from `height` on, with their transactions.
     Segment {
-        /// Committee index.
+        /// Committee index (observers: committee size + their position in
+        /// genesis `observers`).
         from: u32,
         /// First height.
         height: u64,
+        /// Answer even with no block (an observer polls: an empty answer
+        /// tells it it is at the top, so it waits instead of timing out).
+        answer_empty: bool,
     },
     /// A consensus sync request the engine could not answer from memory:
     /// the block and its ancestors, from the store.

@@ -21,7 +21,6 @@
 
 use super::channels::{CoreIn, ExecIn, LogIn, ServeIn, SigIn};
 use super::shared::Shared;
-use crate::config::NetworkSection;
 use crate::http::{codes, ApiError};
 use crate::safety::SafetyFile;
 use crate::setup::NodeSetup;
@@ -29,7 +28,7 @@ use crate::wire::{self, NetMsg};
 use anyhow::{anyhow, bail, Result};
 use plume_consensus::{BlsScheme, Effect, Engine, Input, Message, Recovered, Timer};
 use plume_mempool::{Action, Batcher, BatcherConfig, LogItem, Mempool, MempoolError};
-use plume_netstack::{AnyTransport, Channel, Endpoint, GlommioTcp, NetConfig, PeerAddr, PeerId};
+use plume_netstack::{AnyTransport, Channel, Endpoint, NetConfig, PeerAddr, PeerId};
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchVote};
 use plume_protocol::consensus::STATE_LAG;
 use std::cell::RefCell;
@@ -74,6 +73,12 @@ struct Core {
     store_sync: Vec<crate::budget::Bucket>,
     /// When to catch up from peers' stores, and from whom.
     catchup: CatchUp,
+    /// Genesis observers' network ids (index `peers.len() + k`).
+    observers: Vec<PeerId>,
+    /// Each observer's serving budget, in bytes.
+    observer_budgets: Vec<crate::budget::Bucket>,
+    /// Observers' catch-up requests, to the server's lowest-priority queue.
+    observer_tx: flume::Sender<ServeIn>,
 }
 
 /// Catch up from peers' block stores when this many blocks behind what
@@ -181,10 +186,11 @@ pub async fn run(
     log_tx: flume::Sender<LogIn>,
     serve_tx: flume::Sender<ServeIn>,
     sync_tx: flume::Sender<ServeIn>,
+    observer_tx: flume::Sender<ServeIn>,
     shared: Arc<Shared>,
     core_core: usize,
 ) -> Result<()> {
-    let (ep, peers) = start_network(&setup, &shared, core_core)?;
+    let (ep, peers, observers) = start_network(&setup, &shared, core_core)?;
     let engine = Engine::new(
         engine_config(&setup),
         plume_crypto::bls::SecretKey::from_bytes(&setup.keys.consensus.to_bytes())?,
@@ -238,6 +244,16 @@ pub async fn run(
             setup.committee.len()
         ],
         catchup: CatchUp::new(setup.committee.len(), start.height),
+        observer_budgets: vec![
+            crate::budget::Bucket::new(
+                crate::budget::OBSERVER_SERVE_BYTES_PER_S,
+                crate::budget::OBSERVER_SERVE_BYTES_BURST,
+                Instant::now()
+            );
+            observers.len()
+        ],
+        observers,
+        observer_tx,
     }));
     {
         let mut c = core.borrow_mut();
@@ -322,16 +338,17 @@ fn channel_task(
 }
 
 /// Open the transport and start the endpoint with every genesis
-/// validator allow-listed; returns it and the validators' peer ids (in
-/// committee order).
+/// validator and observer allow-listed (observers dial us; we never dial
+/// them); returns it, the validators' peer ids (in committee order) and
+/// the observers' (in genesis order).
 fn start_network(
     setup: &NodeSetup,
     shared: &Shared,
     core_core: usize,
-) -> Result<(Endpoint<AnyTransport>, Vec<PeerId>)> {
+) -> Result<(Endpoint<AnyTransport>, Vec<PeerId>, Vec<PeerId>)> {
     let g = &setup.genesis;
     let listen: std::net::SocketAddr = setup.config.node.listen_addr.parse()?;
-    let transport = open_transport(&setup.config.network, listen, core_core)?;
+    let transport = crate::transport::open(&setup.config.network, listen, core_core)?;
     if let AnyTransport::Dgram(t) = &transport {
         let _ = shared.metrics.dgram.set(t.metrics());
     }
@@ -346,6 +363,12 @@ fn start_network(
             addr: v.address.parse()?,
         });
     }
+    let mut observers = Vec::new();
+    for o in &g.observers {
+        let id = PeerId(plume_crypto::ed25519::PublicKey::from_hex(&o.network_key)?.to_bytes());
+        observers.push(id);
+        net.allow.push(id);
+    }
     net.frame_payload_max = wire::FRAME_BYTES_MAX;
     let ep = Endpoint::start(
         transport,
@@ -354,7 +377,7 @@ fn start_network(
     )
     .map_err(|e| anyhow!("network: {e}"))?;
     let _ = shared.metrics.net.set(ep.metrics());
-    Ok((ep, peers))
+    Ok((ep, peers, observers))
 }
 
 fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
@@ -384,59 +407,6 @@ fn engine_config(setup: &NodeSetup) -> plume_consensus::Config<BlsScheme> {
         state_roots: true,
         mutation: plume_consensus::Mutation::None,
     }
-}
-
-/// The transport `[network]` asks for, opened on the calling (core) thread.
-fn open_transport(
-    n: &NetworkSection,
-    listen: std::net::SocketAddr,
-    core: usize,
-) -> Result<AnyTransport> {
-    use crate::config::TransportKind;
-    use plume_netstack::dgram::open::{open, Device, OpenSpec};
-    use plume_netstack::dgram::{DgramConfig, DgramTransport};
-    let device = match n.transport {
-        TransportKind::Tcp => return Ok(AnyTransport::Tcp(GlommioTcp)),
-        TransportKind::Udp => Device::KernelUdp,
-        TransportKind::AfXdp => Device::AfXdp {
-            interface: n.interface.clone(),
-            queue: n.queue,
-            force_skb: n.xdp_mode == "generic",
-            force_copy: n.xdp_bind == "copy",
-        },
-        TransportKind::Dpdk => Device::Dpdk {
-            device: n.dpdk_device.clone(),
-            lcore: core,
-            mem_mb: n.dpdk_mem_mb as usize,
-            no_huge: n.dpdk_no_huge,
-            vdevs: n.dpdk_vdevs.clone(),
-            pci_allow: n.dpdk_pci.clone(),
-        },
-    };
-    let std::net::SocketAddr::V4(local) = listen else {
-        bail!("network.transport = \"{}\" carries IPv4 only", n.transport);
-    };
-    let gateway = if n.gateway.is_empty() {
-        None
-    } else {
-        Some(n.gateway.parse()?)
-    };
-    let io = open(&OpenSpec {
-        local,
-        prefix_len: n.prefix_len,
-        gateway,
-        device,
-    })
-    .map_err(|e| anyhow!("network.transport = \"{}\": {e}", n.transport))?;
-    let t = DgramTransport::start(
-        io,
-        DgramConfig {
-            busy_poll: n.busy_poll,
-            ..DgramConfig::default()
-        },
-    );
-    tracing::info!(transport = %n.transport, mode = t.mode(), %local, "datagram transport up");
-    Ok(AnyTransport::Dgram(t))
 }
 
 impl Core {
@@ -809,8 +779,47 @@ impl Core {
         tracing::debug!("refusing a proposal: {why}");
     }
 
+    /// An observer's message: only catch-up requests are served (from the
+    /// server's last queue, under the observer's own byte budget); any
+    /// other message is dropped and counted (an observer has nothing to
+    /// say to consensus, the batcher or the mempool).
+    fn on_observer(&mut self, peer: &PeerId, bytes: &[u8]) {
+        let Some(k) = self.observers.iter().position(|p| p == peer) else {
+            return;
+        };
+        let m = &self.shared.metrics;
+        match wire::decode(bytes) {
+            Ok(NetMsg::CatchUpRequest { from: height }) => {
+                m.observer_requests.inc();
+                let ok = self.observer_budgets[k].take(CATCHUP_REQUEST_COST, Instant::now());
+                let from = (self.peers.len() + k) as u32;
+                if !ok
+                    || self
+                        .observer_tx
+                        .try_send(ServeIn::Segment {
+                            from,
+                            height,
+                            answer_empty: true,
+                        })
+                        .is_err()
+                {
+                    m.shed("observer_budget");
+                }
+            }
+            Ok(_) => {
+                m.observer_refused.inc();
+                tracing::debug!(%peer, "dropping an observer's message other than a catch-up request");
+            }
+            Err(e) => {
+                m.malformed_msgs.inc();
+                tracing::debug!(%peer, "dropping an observer's malformed message: {e}");
+            }
+        }
+    }
+
     fn on_inbound(&mut self, peer: &PeerId, bytes: &[u8]) -> Result<()> {
         let Some(from) = self.index_of(peer) else {
+            self.on_observer(peer, bytes);
             return Ok(());
         };
         let msg = match wire::decode(bytes) {
@@ -843,7 +852,11 @@ impl Core {
                 if !ok
                     || self
                         .serve_tx
-                        .try_send(ServeIn::Segment { from, height })
+                        .try_send(ServeIn::Segment {
+                            from,
+                            height,
+                            answer_empty: false,
+                        })
                         .is_err()
                 {
                     self.shared.metrics.peer_budget_shed.inc();
@@ -1083,6 +1096,19 @@ impl Core {
                 let mut actions = Vec::new();
                 self.batcher.on_durable(&ds, &mut actions);
                 self.carry_out(actions)?;
+            }
+            CoreIn::Serve { to, bytes } if to as usize >= self.peers.len() => {
+                let k = to as usize - self.peers.len();
+                let ok = self
+                    .observer_budgets
+                    .get_mut(k)
+                    .is_some_and(|b| b.take(bytes.len() as f64, Instant::now()));
+                match self.observers.get(k) {
+                    Some(p) if ok => {
+                        let _ = self.ep.try_send(p, Channel::Bulk, &bytes);
+                    }
+                    _ => self.shared.metrics.shed("observer_budget"),
+                }
             }
             CoreIn::Serve { to, bytes } => {
                 let now = Instant::now();

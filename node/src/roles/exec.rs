@@ -12,7 +12,7 @@
 //! LMDB commits are blocking syscalls: they run here and never stall the
 //! network loop.
 
-use super::channels::{CatchUpOutcome, CoreIn, ExecIn};
+use super::channels::{CatchUpOutcome, CoreIn, ExecIn, Refusal};
 use super::shared::Shared;
 use crate::metrics::table_bytes;
 use anyhow::{anyhow, bail, Result};
@@ -196,14 +196,18 @@ fn catch_up(
         cx.chain,
     ) {
         Ok(v) => v,
-        Err(e) => return Ok(Err(format!("refused: {e}"))),
+        Err(e) => return Ok(Err(format!("refused: {e}").into())),
     };
     if verified.is_empty() {
-        return Ok(Err(format!(
-            "nothing to execute yet in {} blocks from height {}",
-            segment.len(),
-            head.finalized_height + 1
-        )));
+        return Ok(Err(Refusal {
+            why: format!(
+                "nothing to execute yet in {} blocks from height {}",
+                segment.len(),
+                head.finalized_height + 1
+            ),
+            mismatch: None,
+            nothing_yet: true,
+        }));
     }
     let checked_us = t0.elapsed().as_micros() as u64;
     let (mut exec_us, mut commit_us) = (0u64, 0u64);
@@ -262,7 +266,7 @@ fn catch_up(
         "catch-up segment executed"
     );
     if last.is_empty() {
-        return Ok(Err("no block executed".into()));
+        return Ok(Err("no block executed".to_string().into()));
     }
     Ok(Ok((last.into(), payloads)))
 }
@@ -274,7 +278,7 @@ fn execute_verified(
     vb: plume_protocol::catchup::VerifiedBlock,
     cx: &ExecContext<'_>,
     seen: &mut HashSet<Digest>,
-) -> Result<std::result::Result<Executed, String>> {
+) -> Result<std::result::Result<Executed, Refusal>> {
     let height = vb.block.height;
     let mut txs = Vec::with_capacity(vb.txs.len());
     let mut raws = Vec::with_capacity(vb.txs.len());
@@ -285,7 +289,8 @@ fn execute_verified(
         if known || !seen.insert(id) {
             return Ok(Err(format!(
                 "block {height} replays transaction {id}, already final"
-            )));
+            )
+            .into()));
         }
         let mut ptx = PreparedTx::new(tx);
         cx.registry.prepare(&mut ptx);
@@ -311,10 +316,14 @@ fn execute_verified(
         digests,
     )?;
     if e.root != vb.certified_root {
-        return Ok(Err(format!(
-            "state root after block {height} is {}, the validators certified {}",
-            e.root, vb.certified_root
-        )));
+        return Ok(Err(Refusal {
+            why: format!(
+                "state root after block {height} is {}, the validators certified {}",
+                e.root, vb.certified_root
+            ),
+            mismatch: Some((height, e.root, vb.certified_root)),
+            nothing_yet: false,
+        }));
     }
     Ok(Ok(e))
 }

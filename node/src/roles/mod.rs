@@ -32,12 +32,14 @@ pub mod core;
 pub mod exec;
 pub mod feed;
 pub mod notify;
+pub mod observer;
 pub mod shared;
 pub mod sigverify;
 
+use crate::config::Role;
 use crate::http::ApiServer;
 use crate::metrics::NodeMetrics;
-use crate::setup::{open_state, NodeSetup};
+use crate::setup::{open_state, open_store, NodeSetup, ObserverSetup};
 use anyhow::{anyhow, Result};
 use channels::{
     CoreIn, ExecIn, LogIn, ServeIn, SigIn, CORE_QUEUE_MAX, EXEC_QUEUE_MAX, LOG_QUEUE_MAX,
@@ -117,6 +119,135 @@ fn pin(core: usize) {
     }
 }
 
+/// `plume start`: run the home's node in `role` (default: its config's
+/// `node.role`) until SIGINT/SIGTERM.
+pub fn start(home: &Path, genesis: Option<&Path>, role: Option<Role>) -> Result<()> {
+    let role = match role {
+        Some(r) => r,
+        None => crate::config::Config::load(home)?.node.role,
+    };
+    match role {
+        Role::Validator => run(home, genesis),
+        Role::Observer => run_observer(home, genesis),
+    }
+}
+
+/// Run an observer until SIGINT/SIGTERM: the follower (network) on one
+/// pinned executor, execution, the notifier and a read-only API; no
+/// consensus, batcher, mempool, signature role or batch log.
+pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
+    install_signal_handlers();
+    let setup = ObserverSetup::load(home, genesis)?;
+    let (kv, store) = open_store(&setup.chain())?;
+    let height = store.finalized_height().unwrap_or(0);
+    tracing::info!(
+        height,
+        root = %store.committed_root(),
+        validators = setup.committee.len(),
+        "starting observer"
+    );
+    let metrics = Arc::new(NodeMetrics::new());
+    metrics.height.set(height);
+    metrics.consensus_height.set(height);
+    let (done_tx, done_rx) = flume::unbounded::<CoreIn>();
+    let (exec_tx, exec_rx) = flume::bounded::<ExecIn>(EXEC_QUEUE_MAX);
+    let (notify_tx, notify_rx) = flume::bounded::<notify::Note>(notify::NOTIFY_QUEUE_MAX);
+    // Nothing reads it: an observer's API refuses submissions before
+    // they reach a queue (`Shared::observer`).
+    let (sig_tx, _) = flume::bounded::<SigIn>(1);
+    let shared = Arc::new(Shared {
+        chain_id: setup.genesis.chain_id.clone(),
+        kv: kv.clone(),
+        metrics: metrics.clone(),
+        sig_tx,
+        subscribers: Mutex::new(Vec::new()),
+        subscriber_count: AtomicUsize::new(0),
+        notify_tx,
+        notes_lost: AtomicBool::new(false),
+        submitted: Mutex::new(HashMap::new()),
+        state_root: Mutex::new((height, store.committed_root())),
+        peers: Mutex::new(Vec::new()),
+        params: setup.params.clone(),
+        registry: plume_execution::standard(),
+        committee_len: setup.committee.len(),
+        started: Instant::now(),
+        stop: stop_flag(),
+        fatal: Mutex::new(None),
+        diverged: Mutex::new(None),
+        observer: true,
+    });
+    let place = placement(&setup.config);
+    let notify_thread = {
+        let (shared, registry) = (shared.clone(), shared.registry.clone());
+        std::thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || notify::run(notify_rx, shared, registry))?
+    };
+    let exec_thread = spawn_exec(
+        ExecSetup {
+            params: setup.params.clone(),
+            validators: setup.genesis.validators.clone(),
+            committee: setup.committee.clone(),
+            chain: setup.chain_u64,
+        },
+        store,
+        exec_rx,
+        done_tx.clone(),
+        shared.clone(),
+        place.exec.clone(),
+    )?;
+    let api = ApiServer::start_with(
+        &setup.config.api.listen_addr,
+        Arc::new(api::ApiNode {
+            shared: shared.clone(),
+        }),
+        setup.config.api.limits(),
+    )?;
+    tracing::info!(addr = %api.addr, "API listening (read-only: an observer accepts no transaction)");
+    let follow_thread = {
+        let shared = shared.clone();
+        let core = place.consensus;
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
+            .name("follow")
+            .spawn(move || async move {
+                let r = observer::run(setup, height, exec_tx, done_rx, shared.clone(), core).await;
+                if let Err(e) = r {
+                    tracing::error!("follower stopped: {e:#}");
+                    *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{e:#}"));
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })
+            .map_err(|e| anyhow!("starting the follower executor: {e}"))?
+    };
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            tracing::error!("clean stop took longer than {STOP_GRACE:?}; exiting now");
+            std::process::exit(1);
+        })?;
+    api.stop();
+    let _ = follow_thread.join();
+    drop(done_tx);
+    let _ = exec_thread.join();
+    let _ = notify_thread.join();
+    tracing::info!("stopped cleanly");
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match fatal {
+        Some(e) => Err(anyhow!("{e}")),
+        None => Ok(()),
+    }
+}
+
 /// Run a validator until SIGINT/SIGTERM.
 pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     install_signal_handlers();
@@ -144,6 +275,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let (log_tx, log_rx) = flume::bounded::<LogIn>(LOG_QUEUE_MAX);
     let (serve_tx, serve_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
     let (sync_tx, sync_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
+    let (observer_tx, observer_rx) = flume::bounded::<ServeIn>(SERVE_QUEUE_MAX);
     let (notify_tx, notify_rx) = flume::bounded::<notify::Note>(notify::NOTIFY_QUEUE_MAX);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
@@ -164,6 +296,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         stop: stop_flag(),
         fatal: Mutex::new(None),
         diverged: Mutex::new(None),
+        observer: false,
     });
     let place = placement(&setup.config);
     let sig_thread = spawn_sigverify(
@@ -179,7 +312,17 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         let (kv, core_tx, metrics) = (opened.kv.clone(), core_tx.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("catchup".into())
-            .spawn(move || catchup::run(kv, serve_rx, sync_rx, core_tx, &metrics, stop_flag()))?
+            .spawn(move || {
+                catchup::run(
+                    kv,
+                    serve_rx,
+                    sync_rx,
+                    observer_rx,
+                    core_tx,
+                    &metrics,
+                    stop_flag(),
+                )
+            })?
     };
     let notify_thread = {
         let (shared, registry) = (shared.clone(), shared.registry.clone());
@@ -188,7 +331,12 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             .spawn(move || notify::run(notify_rx, shared, registry))?
     };
     let exec_thread = spawn_exec(
-        &setup,
+        ExecSetup {
+            params: setup.params.clone(),
+            validators: setup.genesis.validators.clone(),
+            committee: setup.committee.clone(),
+            chain: setup.chain_u64,
+        },
         opened.store,
         exec_rx,
         done_tx.clone(),
@@ -223,6 +371,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
             log_tx,
             serve_tx,
             sync_tx,
+            observer_tx,
         },
         shared.clone(),
         place.consensus,
@@ -317,20 +466,31 @@ struct Queues {
     log_tx: flume::Sender<LogIn>,
     serve_tx: flume::Sender<ServeIn>,
     sync_tx: flume::Sender<ServeIn>,
+    observer_tx: flume::Sender<ServeIn>,
+}
+
+/// What the execution role needs from the setup (validator or observer).
+struct ExecSetup {
+    params: plume_execution::Params,
+    validators: Vec<plume_protocol::genesis::ValidatorInfo>,
+    committee: plume_crypto::qc::ValidatorSet,
+    chain: u64,
 }
 
 fn spawn_exec(
-    setup: &NodeSetup,
+    setup: ExecSetup,
     store: plume_storage::Store<plume_storage::LmdbKv>,
     rx: flume::Receiver<ExecIn>,
     core_tx: flume::Sender<CoreIn>,
     shared: Arc<Shared>,
     cores: Vec<usize>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    let params = setup.params.clone();
-    let validators = setup.genesis.validators.clone();
-    let committee = setup.committee.clone();
-    let chain = setup.chain_u64;
+    let ExecSetup {
+        params,
+        validators,
+        committee,
+        chain,
+    } = setup;
     Ok(std::thread::Builder::new()
         .name("exec".into())
         .spawn(move || {
@@ -373,6 +533,7 @@ fn spawn_core(
                 q.log_tx,
                 q.serve_tx,
                 q.sync_tx,
+                q.observer_tx,
                 shared.clone(),
                 core,
             )

@@ -52,4 +52,6 @@ pub struct Shared {
     pub fatal: Mutex<Option<String>>,
     /// (height, our root, the certified root) once our state diverged.
     pub diverged: Mutex<Option<(u64, Digest, Digest)>>,
+    /// This node is an observer: it refuses every submission.
+    pub observer: bool,
 }

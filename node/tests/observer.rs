@@ -1,0 +1,134 @@
+//! Observers (`plume start --role observer`) beside four real validators:
+//! the observer follows the chain under load through the validators'
+//! block stores, verifies every certificate and certified root, holds
+//! exactly the validators' certified state, survives kill -9, never speaks
+//! to consensus (the validators' counters show only its catch-up
+//! requests), and refuses every submission; an observer whose own
+//! execution differs from the validators' raises the divergence alarm.
+
+mod support;
+
+use plume_client::rpc;
+use plume_node::devnet::{observer_check, LocalNet};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::{exe, final_on, free_base, hash_of, metric, submit, transfers, wait_height};
+
+fn observer_net(dir: &std::path::Path) -> LocalNet {
+    LocalNet::create_full(exe(), &dir.join("net"), 4, free_base(4), None, None, 1).unwrap()
+}
+
+#[test]
+fn an_observer_follows_under_load_verifies_everything_survives_kill_9_and_refuses_submissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = observer_net(dir.path());
+    net.start_all(Duration::from_secs(30)).unwrap();
+    net.start_observer(0, Duration::from_secs(30)).unwrap();
+    let obs = net.observers[0].api.clone();
+
+    let status = net.observer_status(0).unwrap();
+    assert_eq!(status["role"], "observer", "{status}");
+
+    // Load from 300 accounts in three waves, the observer killed -9 after
+    // the first and started again after the second.
+    let txs = transfers(&net, 0, 300);
+    let mut hashes = Vec::new();
+    for (wave, chunk) in txs.chunks(100).enumerate() {
+        for (i, t) in chunk.iter().enumerate() {
+            submit(&net.apis[i % 4], t).expect("a validator accepts it");
+            hashes.push(hash_of(t));
+        }
+        match wave {
+            0 => {
+                wait_height(&net, 0, 20, Duration::from_secs(60));
+                net.kill9_observer(0);
+            }
+            1 => net.start_observer(0, Duration::from_secs(30)).unwrap(),
+            _ => {}
+        }
+    }
+    for h in &hashes {
+        assert!(
+            final_on(&net.apis[0], h, Duration::from_secs(60)).is_some(),
+            "{h} not final on validator 0"
+        );
+    }
+    let top = rpc(&net.apis[0], "plume_status", json!([])).unwrap()["height"]
+        .as_u64()
+        .unwrap();
+
+    // It reaches the validators' height (STATE_LAG blocks later, on idle
+    // heartbeats) with exactly the root they certified there.
+    let check = observer_check(&net, 0, top, Duration::from_secs(60)).unwrap();
+    assert!(
+        check.height >= top,
+        "observer stuck at {check:?}, chain at {top}"
+    );
+    assert!(check.equal(), "{check:?}");
+    assert!(check.observed_blocks > 0, "{check:?}");
+    assert_eq!(metric(&obs, "plume_catchup_refused_total"), 0);
+    assert_eq!(metric(&obs, "plume_state_diverged"), 0);
+
+    // Every transaction is there, at the height the validators give, with
+    // a finality proof (after the restart too: nothing lost, nothing twice).
+    for h in &hashes {
+        let on_v = rpc(&net.apis[0], "plume_getTransaction", json!([h])).unwrap();
+        let on_o = rpc(&obs, "plume_getTransaction", json!([h]))
+            .unwrap_or_else(|e| panic!("{h} not on the observer: {e:#}"));
+        assert_eq!(on_o["height"], on_v["height"], "{h}");
+        assert_eq!(on_o["receipt"], on_v["receipt"], "{h}");
+    }
+
+    // It never spoke to consensus: each validator saw only its catch-up
+    // requests, and it sent some to every validator.
+    for api in &net.apis {
+        assert!(metric(api, "plume_observer_requests_total") > 0, "{api}");
+        assert_eq!(metric(api, "plume_observer_refused_total"), 0, "{api}");
+    }
+
+    // It refuses a submission, with the read-only code, on JSON-RPC.
+    let late = transfers(&net, 300, 1).remove(0);
+    let err = submit(&obs, &late).expect_err("an observer accepts no transaction");
+    assert_eq!(err.code, 1016, "{err:?}");
+    assert!(err.message.contains("observer"), "{err:?}");
+}
+
+#[test]
+fn an_observer_whose_execution_differs_raises_the_divergence_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = observer_net(dir.path());
+    // The observer's genesis gives account 0 one unit more: its state
+    // differs from the first block on, whatever the validators serve.
+    let path = net.observers[0].home.join("genesis.json");
+    let mut g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let amount: u128 = g["alloc"][0]["amount"].as_str().unwrap().parse().unwrap();
+    g["alloc"][0]["amount"] = json!((amount + 1).to_string());
+    std::fs::write(&path, serde_json::to_vec_pretty(&g).unwrap()).unwrap();
+
+    net.start_all(Duration::from_secs(30)).unwrap();
+    net.start_observer(0, Duration::from_secs(30)).unwrap();
+    let txs = transfers(&net, 0, 20);
+    for (i, t) in txs.iter().enumerate() {
+        submit(&net.apis[i % 4], t).unwrap();
+    }
+    wait_height(&net, 0, 20, Duration::from_secs(60));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = net.observer_status(0).unwrap();
+        if s["state"] == "diverged" || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["state"], "diverged", "{status}");
+    let d = &status["diverged"];
+    assert_ne!(d["ours"], d["certified"], "{status}");
+    assert_eq!(metric(&net.observers[0].api, "plume_state_diverged"), 1);
+    // It serves no state the validators did not certify: nothing past
+    // its genesis was committed.
+    assert_eq!(status["height"], 0, "{status}");
+    let log = std::fs::read_to_string(net.observers[0].home.join("node.log")).unwrap();
+    assert!(log.contains("DIVERGED"), "no alarm in the log");
+}
