@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Architecture checks on the dependency graph (run by CI):
-# - the client SDK, the protocol crate and the compliance engine pull in
+# - the client SDK, the protocol crate, the compliance engine and the
+#   fund-flow index pull in
 #   no LMDB (heed), no glommio, no tokio and no netstack: a light client,
 #   relayer or regulator tool builds without the node;
 # - nothing depends on the benchmarks, and the validator binary's crate
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
-for crate in plume-client plume-protocol plume-compliance; do
+for crate in plume-client plume-protocol plume-compliance plume-index; do
   tree=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}')
   for banned in heed lmdb-master-sys glommio tokio plume-netstack plume-storage; do
     if grep -q "^$banned " <<<"$tree"; then
@@ -31,6 +32,6 @@ if cargo tree -p plume-node -e normal --prefix none --format '{p}' | grep -q '^p
   fail=1
 fi
 # No import circles between the files of the crates the architecture names.
-python3 scripts/check_imports.py node protocol client mempool execution consensus compliance || fail=1
+python3 scripts/check_imports.py node protocol client mempool execution consensus compliance index || fail=1
 if [ "$fail" -ne 0 ]; then exit 1; fi
-echo "check-deps: ok (plume-client, plume-protocol and plume-compliance: no heed, glommio, tokio or netstack)"
+echo "check-deps: ok (plume-client, plume-protocol, plume-compliance and plume-index: no heed, glommio, tokio or netstack)"

@@ -351,6 +351,8 @@ pub struct NodeMetrics {
     pub height: Level,
     /// Highest block consensus finalized (execution may lag behind it).
     pub consensus_height: Level,
+    /// Highest block in the fund-flow index (observers).
+    pub index_height: Level,
     /// Finality latency (submission on this node to commit).
     pub finality: Histogram,
     /// Sizes of the long-lived collections (`plume_mem_*`).
@@ -414,6 +416,7 @@ impl NodeMetrics {
             state_diverged_height: Level::default(),
             height: Level::default(),
             consensus_height: Level::default(),
+            index_height: Level::default(),
             finality: Histogram::new(FINALITY_BUCKETS_S),
             mem: MemGauges::default(),
             net: Arc::new(OnceLock::new()),
@@ -607,6 +610,11 @@ impl NodeMetrics {
                 "plume_consensus_height",
                 "Highest block consensus finalized; execution may lag behind it (plume_finalized_height).",
                 &m.consensus_height,
+            ),
+            (
+                "plume_index_height",
+                "Observer: highest block whose flows are in the fund-flow index.",
+                &m.index_height,
             ),
         ] {
             r.register(name, help, g.clone());

@@ -79,6 +79,39 @@ fn an_observer_follows_under_load_verifies_everything_survives_kill_9_and_refuse
         assert_eq!(on_o["receipt"], on_v["receipt"], "{h}");
     }
 
+    // Its fund-flow index holds every flow exactly once, kill -9 and
+    // restart notwithstanding: 300 transfers of 1 into account 1.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&obs, "plume_index_height") < check.height && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let one = net.accounts[1].public_key().address().to_hex();
+    let into = rpc(&obs, "plume_flows", json!([one, {"direction": "in"}])).unwrap();
+    let flows = into["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 300, "{into}");
+    assert!(flows.iter().all(|f| f["to"] == one && f["amount"] == "1"));
+    let mut seen: Vec<&str> = flows.iter().map(|f| f["tx"].as_str().unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 300, "a transaction indexed twice");
+    let vol = rpc(&obs, "plume_volume", json!([])).unwrap();
+    assert_eq!(vol["assets"][0]["transferred"], "300", "{vol}");
+    // A walk: out of account 2 to account 1 (hop 1), then account 1's own
+    // transfer back to itself reaches nobody new.
+    let two = net.accounts[2].public_key().address().to_hex();
+    let walk = rpc(&obs, "plume_flows", json!([two, {"depth": 3}])).unwrap();
+    assert_eq!(walk["accounts"][&one], 1, "{walk}");
+    let trace = rpc(&obs, "plume_trace", json!([hashes[7]])).unwrap();
+    assert_eq!(
+        trace["index"]["flows"].as_array().unwrap().len(),
+        1,
+        "{trace}"
+    );
+    assert_eq!(trace["transaction"]["hash"], hashes[7].as_str());
+    // Validators keep no index.
+    let e = rpc(&net.apis[0], "plume_flows", json!([one])).unwrap_err();
+    assert_eq!(e.rpc().map(|e| e.code), Some(-32601), "{e:#}");
+
     // It never spoke to consensus: each validator saw only its catch-up
     // requests, and it sent some to every validator.
     for api in &net.apis {

@@ -55,6 +55,13 @@ fn param_str<'a>(params: &'a Value, i: usize, name: &str) -> ApiResult<&'a str> 
         })
 }
 
+fn param_account(params: &Value, i: usize) -> ApiResult<[u8; 32]> {
+    let s = param_str(params, i, "account")?;
+    Address::from_hex(s)
+        .map(|a| a.0)
+        .map_err(|e| ApiError::new(codes::INVALID_PARAMS, format!("account: {e}")))
+}
+
 fn precheck_error(e: &plume_execution::PrecheckError, seq: u64, state_seq: u64) -> ApiError {
     use plume_execution::Reason as R;
     let code = match e {
@@ -205,6 +212,7 @@ impl ApiNode {
         json!({
             "chain_id": self.shared.chain_id,
             "role": if self.shared.observer { "observer" } else { "validator" },
+            "index_height": self.shared.index.as_ref().map(|_| m.index_height.get()),
             "height": height,
             "state_root": root.to_hex(),
             "state": if diverged.is_some() { "diverged" } else { "ok" },
@@ -462,6 +470,104 @@ impl ApiNode {
         }))
     }
 
+    /// The fund-flow index (observers only), opened read-only for one call.
+    fn index(&self) -> ApiResult<plume_index::Index> {
+        let Some(path) = &self.shared.index else {
+            return Err(ApiError::new(
+                codes::METHOD_NOT_FOUND,
+                "this node keeps no fund-flow index (an observer does: plume start --role observer)",
+            ));
+        };
+        plume_index::Index::open_read(path).map_err(|e| internal(format!("index: {e}")))
+    }
+
+    /// `plume_flows [account, {direction, from, to, depth, limit}]`: the
+    /// flows out of (or into) an account over a height range, followed to
+    /// a bounded depth.
+    fn flows(&self, params: &Value) -> ApiResult<Value> {
+        let a = param_account(params, 0)?;
+        let o = params.get(1).cloned().unwrap_or(json!({}));
+        let dir = match o.get("direction").and_then(Value::as_str).unwrap_or("out") {
+            "out" => plume_index::Direction::Out,
+            "in" => plume_index::Direction::In,
+            other => {
+                return Err(ApiError::new(
+                    codes::INVALID_PARAMS,
+                    format!("direction {other:?}: \"out\" or \"in\""),
+                ))
+            }
+        };
+        let ix = self.index()?;
+        let top = ix.height().map_err(internal)?;
+        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let depth = num("depth", 1);
+        if depth == 0 || depth > u64::from(plume_index::DEPTH_MAX) {
+            return Err(ApiError::new(
+                codes::INVALID_PARAMS,
+                format!("depth: 1 to {}", plume_index::DEPTH_MAX),
+            ));
+        }
+        let b = plume_index::WalkBounds {
+            from_height: num("from", 1),
+            to_height: num("to", top),
+            depth: depth as u32,
+            flows_max: num("limit", 10_000).min(plume_index::WALK_FLOWS_MAX as u64) as usize,
+        };
+        let w = ix.walk(&a, dir, b).map_err(internal)?;
+        Ok(json!({
+            "indexed_height": top,
+            "flows": w.flows,
+            "accounts": w.accounts,
+            "truncated": w.truncated,
+        }))
+    }
+
+    /// `plume_counterparties [account, {from, to, limit}]`.
+    fn counterparties(&self, params: &Value) -> ApiResult<Value> {
+        let a = param_account(params, 0)?;
+        let o = params.get(1).cloned().unwrap_or(json!({}));
+        let ix = self.index()?;
+        let top = ix.height().map_err(internal)?;
+        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let v = ix
+            .top_counterparties(
+                &a,
+                num("from", 1),
+                num("to", top),
+                num("limit", 20).min(1_000) as usize,
+            )
+            .map_err(internal)?;
+        Ok(json!({"indexed_height": top, "counterparties": v}))
+    }
+
+    /// `plume_volume [{from, to}]`: per asset.
+    fn volume(&self, params: &Value) -> ApiResult<Value> {
+        let o = params.get(0).cloned().unwrap_or(json!({}));
+        let ix = self.index()?;
+        let top = ix.height().map_err(internal)?;
+        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let v = ix
+            .volume(num("from", 1), num("to", top))
+            .map_err(internal)?;
+        Ok(json!({"indexed_height": top, "assets": v}))
+    }
+
+    /// `plume_trace [tx]`: a transaction's flows from the index, its
+    /// receipt and finality proof from the store.
+    fn trace(&self, params: &Value) -> ApiResult<Value> {
+        let h = Digest::from_hex(param_str(params, 0, "hash")?)
+            .map_err(|e| ApiError::new(codes::INVALID_PARAMS, e.to_string()))?;
+        let ix = self.index()?;
+        let t = ix.trace(&h.0).map_err(internal)?.ok_or_else(|| {
+            ApiError::new(
+                codes::NOT_FOUND,
+                format!("transaction {h} is not in the index (not final, or not indexed yet)"),
+            )
+        })?;
+        let tx = self.get_transaction(&json!([h.to_hex()]))?;
+        Ok(json!({"index": t, "transaction": tx}))
+    }
+
     /// One page of the compliance audit report: [from, to] heights.
     fn compliance_audit(&self, params: &Value) -> ApiResult<Value> {
         let h = |i: usize, name: &str| {
@@ -505,6 +611,10 @@ impl NodeApi for ApiNode {
             "plume_query" => self.query(params),
             "plume_checkCompliance" => self.check_compliance(params),
             "plume_complianceAudit" => self.compliance_audit(params),
+            "plume_flows" => self.flows(params),
+            "plume_counterparties" => self.counterparties(params),
+            "plume_volume" => self.volume(params),
+            "plume_trace" => self.trace(params),
             other => Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
                 format!("unknown method {other:?}"),

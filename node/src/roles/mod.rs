@@ -31,6 +31,7 @@ pub mod channels;
 pub mod core;
 pub mod exec;
 pub mod feed;
+pub mod indexer;
 pub mod notify;
 pub mod observer;
 pub mod shared;
@@ -51,6 +52,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// An observer's fund-flow index, in `HOME/data`.
+pub const INDEX_FILE: &str = "index.sqlite";
 
 /// Stop flag set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -155,6 +159,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
     // Nothing reads it: an observer's API refuses submissions before
     // they reach a queue (`Shared::observer`).
     let (sig_tx, _) = flume::bounded::<SigIn>(1);
+    let index_path = setup.home.join("data").join(INDEX_FILE);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: kv.clone(),
@@ -175,6 +180,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
         fatal: Mutex::new(None),
         diverged: Mutex::new(None),
         observer: true,
+        index: Some(index_path.clone()),
     });
     let place = placement(&setup.config);
     let notify_thread = {
@@ -196,6 +202,17 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
         shared.clone(),
         place.exec.clone(),
     )?;
+    let index_thread = {
+        let (kv, metrics, path) = (kv.clone(), metrics.clone(), index_path.clone());
+        std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || {
+                if let Err(e) = indexer::run(kv, &path, &metrics, stop_flag()) {
+                    tracing::error!("indexer stopped: {e:#}");
+                    STOP.store(true, Ordering::SeqCst);
+                }
+            })?
+    };
     let api = ApiServer::start_with(
         &setup.config.api.listen_addr,
         Arc::new(api::ApiNode {
@@ -236,6 +253,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
     drop(done_tx);
     let _ = exec_thread.join();
     let _ = notify_thread.join();
+    let _ = index_thread.join();
     tracing::info!("stopped cleanly");
     let fatal = shared
         .fatal
@@ -297,6 +315,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         fatal: Mutex::new(None),
         diverged: Mutex::new(None),
         observer: false,
+        index: None,
     });
     let place = placement(&setup.config);
     let sig_thread = spawn_sigverify(

@@ -54,4 +54,6 @@ pub struct Shared {
     pub diverged: Mutex<Option<(u64, Digest, Digest)>>,
     /// This node is an observer: it refuses every submission.
     pub observer: bool,
+    /// The fund-flow index (observers), for the API's queries.
+    pub index: Option<std::path::PathBuf>,
 }

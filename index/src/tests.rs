@@ -1,0 +1,325 @@
+use super::*;
+use plume_protocol::receipt::{Event, Reason};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+
+const NATIVE: [u8; 32] = [0; 32];
+const BOND: [u8; 32] = [7; 32];
+
+fn acct(i: u32) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    a[..4].copy_from_slice(&i.to_be_bytes());
+    a[31] = 1;
+    a
+}
+
+fn ev(account: [u8; 32], asset: [u8; 32], credit: bool, amount: u128, cause: Cause) -> Event {
+    Event {
+        account,
+        asset,
+        credit,
+        amount,
+        cause,
+    }
+}
+
+/// A seeded workload: transfers, two-leg settlements, batch payments,
+/// issuance, failed transactions (fee only), every one with fee and tip
+/// events that are not flows.
+fn workload(seed: u64, txs: usize, accounts: u32, per_block: usize) -> Vec<Vec<IndexedTx>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut blocks = Vec::new();
+    let mut n = 0u64;
+    while (n as usize) < txs {
+        let mut block = Vec::new();
+        for _ in 0..per_block.min(txs - n as usize) {
+            n += 1;
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&n.to_be_bytes());
+            let a = acct(rng.gen_range(0..accounts));
+            let b = acct(rng.gen_range(0..accounts));
+            let amt = rng.gen_range(1..1_000_000u128);
+            let mut events = vec![
+                ev(a, NATIVE, false, 21, Cause::Fee),
+                ev(acct(9999), NATIVE, true, 3, Cause::Tip),
+            ];
+            let kind = rng.gen_range(0..20);
+            let mut status = Status::Success;
+            match kind {
+                0 => status = Status::Failed,
+                1 => {
+                    // DvP: bond from b to a, cash from a to b.
+                    events.push(ev(b, BOND, false, amt, Cause::Transfer));
+                    events.push(ev(a, BOND, true, amt, Cause::Transfer));
+                    events.push(ev(a, NATIVE, false, amt * 3, Cause::Transfer));
+                    events.push(ev(b, NATIVE, true, amt * 3, Cause::Transfer));
+                }
+                2 => {
+                    // Batch payment to three payees.
+                    let payees: Vec<_> = (0..3).map(|_| acct(rng.gen_range(0..accounts))).collect();
+                    events.push(ev(a, NATIVE, false, amt * 3, Cause::Transfer));
+                    for p in payees {
+                        events.push(ev(p, NATIVE, true, amt, Cause::Transfer));
+                    }
+                }
+                3 => events.push(ev(a, BOND, true, amt, Cause::Mint)),
+                _ => {
+                    events.push(ev(a, NATIVE, false, amt, Cause::Transfer));
+                    events.push(ev(b, NATIVE, true, amt, Cause::Transfer));
+                }
+            }
+            block.push(IndexedTx {
+                receipt: Receipt {
+                    tx_hash: hash,
+                    status,
+                    reason: if status == Status::Success {
+                        Reason::Ok
+                    } else {
+                        Reason::InsufficientBalance
+                    },
+                    gas_used: 21,
+                    fee_paid: 21,
+                    fee_burned: 10,
+                    tip: 3,
+                    events,
+                },
+            });
+        }
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn index_all(ix: &mut Index, blocks: &[Vec<IndexedTx>]) {
+    for (i, b) in blocks.iter().enumerate() {
+        let h = i as u64 + 1;
+        assert!(ix.index_block(h, &[h as u8; 32], &[1; 32], b).unwrap());
+    }
+}
+
+/// Every flow of the workload, straight from the receipts.
+fn all_flows(blocks: &[Vec<IndexedTx>]) -> Vec<FlowRow> {
+    let mut out = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        for (k, t) in b.iter().enumerate() {
+            for (s, f) in receipt_flows(&t.receipt).into_iter().enumerate() {
+                out.push(FlowRow {
+                    height: i as u64 + 1,
+                    index: k as u32,
+                    seq: s as u32,
+                    from: f.from,
+                    to: f.to,
+                    asset: f.asset,
+                    amount: f.amount,
+                    tx: t.receipt.tx_hash,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The brute-force answer, by another route: breadth-first distances from
+/// the account over the range's flows; the walk's flows are those whose
+/// near end is at distance < depth, its accounts those at distance <= depth.
+fn brute_walk(all: &[FlowRow], a: [u8; 32], dir: Direction, b: WalkBounds) -> Walk {
+    let in_range: Vec<&FlowRow> = all
+        .iter()
+        .filter(|f| f.height >= b.from_height && f.height <= b.to_height)
+        .collect();
+    let ends = |f: &FlowRow| match dir {
+        Direction::Out => (f.from, f.to),
+        Direction::In => (f.to, f.from),
+    };
+    let mut adj: BTreeMap<[u8; 32], Vec<[u8; 32]>> = BTreeMap::new();
+    for f in &in_range {
+        if let (Some(x), Some(y)) = ends(f) {
+            adj.entry(x).or_default().push(y);
+        }
+    }
+    let mut dist: BTreeMap<[u8; 32], u32> = BTreeMap::new();
+    dist.insert(a, 0);
+    let mut q = VecDeque::from([a]);
+    while let Some(x) = q.pop_front() {
+        let d = dist[&x];
+        for y in adj.get(&x).into_iter().flatten() {
+            if !dist.contains_key(y) {
+                dist.insert(*y, d + 1);
+                q.push_back(*y);
+            }
+        }
+    }
+    let mut flows: Vec<FlowRow> = in_range
+        .iter()
+        .filter(|f| {
+            ends(f)
+                .0
+                .is_some_and(|x| dist.get(&x).is_some_and(|d| *d < b.depth))
+        })
+        .map(|f| (*f).clone())
+        .collect();
+    flows.sort();
+    Walk {
+        flows,
+        accounts: dist
+            .into_iter()
+            .filter(|(_, d)| *d <= b.depth)
+            .map(|(x, d)| (hex::encode(x), d))
+            .collect(),
+        truncated: false,
+    }
+}
+
+#[test]
+fn walks_over_100_000_transactions_equal_a_brute_force_pass_over_the_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ix = Index::open(&dir.path().join("index.sqlite")).unwrap();
+    let blocks = workload(7, 100_000, 5_000, 500);
+    index_all(&mut ix, &blocks);
+    let all = all_flows(&blocks);
+    assert_eq!(ix.flow_count().unwrap(), all.len() as u64);
+    assert_eq!(ix.tx_count().unwrap(), 100_000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for case in 0..24 {
+        let a = acct(rng.gen_range(0..5_000));
+        let h1 = rng.gen_range(1..150);
+        let b = WalkBounds {
+            from_height: h1,
+            to_height: h1 + rng.gen_range(0..60),
+            depth: 1 + case % 3,
+            flows_max: WALK_FLOWS_MAX,
+        };
+        for dir in [Direction::Out, Direction::In] {
+            let got = ix.walk(&a, dir, b).unwrap();
+            let want = brute_walk(&all, a, dir, b);
+            assert!(!got.truncated);
+            assert_eq!(
+                got.flows.len(),
+                want.flows.len(),
+                "case {case} {dir:?} {b:?}"
+            );
+            assert_eq!(got, want, "case {case} {dir:?} {b:?}");
+            if b.depth == 3 && dir == Direction::Out {
+                assert!(
+                    got.accounts.len() > 1,
+                    "a walk that reaches nobody tests little"
+                );
+            }
+        }
+    }
+    // Depth 3 over the whole range reaches far; a bound stops it, and says so.
+    let bounded = ix
+        .walk(
+            &acct(1),
+            Direction::Out,
+            WalkBounds {
+                from_height: 1,
+                to_height: 200,
+                depth: 3,
+                flows_max: 1_000,
+            },
+        )
+        .unwrap();
+    assert!(bounded.truncated);
+    assert_eq!(bounded.flows.len(), 1_000);
+}
+
+#[test]
+fn counterparties_volume_and_trace_match_the_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ix = Index::open(&dir.path().join("index.sqlite")).unwrap();
+    let blocks = workload(3, 5_000, 50, 100);
+    index_all(&mut ix, &blocks);
+    let all = all_flows(&blocks);
+    // Volume of the native asset over blocks 10..=30.
+    let (h1, h2) = (10, 30);
+    let want: u128 = all
+        .iter()
+        .filter(|f| f.height >= h1 && f.height <= h2 && f.asset == NATIVE)
+        .filter(|f| f.from.is_some() && f.to.is_some())
+        .map(|f| f.amount)
+        .sum();
+    let vol = ix.volume(h1, h2).unwrap();
+    let native = vol.iter().find(|v| v.asset == hex::encode(NATIVE)).unwrap();
+    assert_eq!(native.transferred, want);
+    let issued: u128 = all
+        .iter()
+        .filter(|f| f.height >= h1 && f.height <= h2 && f.from.is_none())
+        .map(|f| f.amount)
+        .sum();
+    let bond = vol.iter().find(|v| v.asset == hex::encode(BOND)).unwrap();
+    assert_eq!(bond.issued, issued);
+    assert!(issued > 0);
+    // Counterparties of account 3: totals per (counterparty, asset).
+    let a = acct(3);
+    let top = ix.top_counterparties(&a, 1, 50, 1_000).unwrap();
+    for c in &top {
+        let sent: u128 = all
+            .iter()
+            .filter(|f| f.height <= 50 && f.from == Some(a))
+            .filter(|f| f.to.map(hex::encode).as_deref() == Some(c.account.as_str()))
+            .filter(|f| hex::encode(f.asset) == c.asset)
+            .map(|f| f.amount)
+            .sum();
+        assert_eq!(c.sent, sent, "{c:?}");
+    }
+    assert!(top
+        .windows(2)
+        .all(|w| w[0].sent + w[0].received >= w[1].sent + w[1].received));
+    // A failed transaction has a record and no flow; a settlement two.
+    let failed = blocks
+        .iter()
+        .flatten()
+        .find(|t| t.receipt.status == Status::Failed)
+        .unwrap();
+    let tr = ix.trace(&failed.receipt.tx_hash).unwrap().unwrap();
+    assert_eq!(tr.status, "failed");
+    assert_eq!(tr.reason, Reason::InsufficientBalance.0);
+    assert!(tr.flows.is_empty());
+    let dvp = blocks
+        .iter()
+        .flatten()
+        .find(|t| {
+            t.receipt
+                .events
+                .iter()
+                .any(|e| e.asset == BOND && e.cause == Cause::Transfer)
+        })
+        .unwrap();
+    let tr = ix.trace(&dvp.receipt.tx_hash).unwrap().unwrap();
+    assert_eq!(tr.flows.len(), 2, "{tr:?}");
+    assert!(ix.trace(&[0xee; 32]).unwrap().is_none());
+}
+
+#[test]
+fn blocks_are_indexed_once_in_order_and_a_reopened_index_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let blocks = workload(5, 300, 20, 100);
+    {
+        let mut ix = Index::open(&path).unwrap();
+        assert_eq!(ix.height().unwrap(), 0);
+        assert!(ix.index_block(1, &[1; 32], &[1; 32], &blocks[0]).unwrap());
+        // Again: skipped, no duplicate row.
+        let n = ix.flow_count().unwrap();
+        assert!(!ix.index_block(1, &[1; 32], &[1; 32], &blocks[0]).unwrap());
+        assert_eq!(ix.flow_count().unwrap(), n);
+        // A gap is refused.
+        assert!(matches!(
+            ix.index_block(3, &[3; 32], &[1; 32], &blocks[2]),
+            Err(IndexError::Gap { have: 1, got: 3 })
+        ));
+    }
+    let mut ix = Index::open(&path).unwrap();
+    assert_eq!(
+        ix.height().unwrap(),
+        1,
+        "resumes after the last whole block"
+    );
+    ix.index_block(2, &[2; 32], &[1; 32], &blocks[1]).unwrap();
+    ix.index_block(3, &[3; 32], &[1; 32], &blocks[2]).unwrap();
+    assert_eq!(ix.flow_count().unwrap(), all_flows(&blocks).len() as u64);
+    // A reader sees what the writer committed.
+    let r = Index::open_read(&path).unwrap();
+    assert_eq!(r.height().unwrap(), 3);
+}
