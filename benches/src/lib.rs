@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod crypto;
 pub mod exec;
+pub mod index;
 pub mod net;
 pub mod net_bypass;
 pub mod report;
@@ -17,7 +18,7 @@ pub use report::Report;
 
 /// Names of the suites `plume bench` knows.
 pub const SUITES: &[&str] = &[
-    "crypto", "storage", "exec", "net", "cluster", "sweep", "attack",
+    "crypto", "storage", "exec", "index", "net", "cluster", "sweep", "attack",
 ];
 
 /// Options common to every suite.
@@ -59,6 +60,7 @@ pub fn run_suite(name: &str, opts: &Options) -> anyhow::Result<Report> {
         "crypto" => crypto::run(opts),
         "storage" => storage::run(opts),
         "exec" => exec::run(opts),
+        "index" => index::run(opts),
         "net" => net::run(opts),
         "cluster" => cluster::bench::run_cluster(opts),
         "sweep" => cluster::bench::run_sweep(opts),

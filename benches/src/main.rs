@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Run a benchmark suite: crypto, storage, exec, net, cluster, sweep, attack.
+/// Run a benchmark suite: crypto, storage, exec, index, net, cluster, sweep, attack.
 #[derive(Parser, Debug)]
 #[command(name = "plume bench", version)]
 struct Args {

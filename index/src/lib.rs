@@ -18,8 +18,15 @@
 //! Amounts are u128: stored as 16-byte big-endian blobs and summed here,
 //! never in SQL (SQLite integers are 64-bit).
 //!
+//! - Alerts ([`AlertRules`]): evaluated on each block as it is indexed, in
+//!   the same SQLite transaction (so an alert is stored exactly once, with
+//!   its block): large transfers, a first flow to a new counterparty above
+//!   an amount, rapid in-out (most of what an account received within a
+//!   few blocks sent on), and transactions the compliance rules stopped.
+//!
 //! Not built: PostgreSQL, identities and jurisdictions from the compliance
-//! registry, alert rules.
+//! registry, the compliance engine's non-blocking flags (they are not in
+//! receipts).
 
 use plume_protocol::receipt::{Cause, Receipt, Status};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -205,6 +212,72 @@ pub fn receipt_flows(r: &Receipt) -> Vec<plume_compliance::Flow> {
     plume_compliance::flows_of(&moving)
 }
 
+/// Alert rules an observer evaluates on every block it indexes (its
+/// config's `[alerts]`; amounts in the asset's smallest unit, any asset).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRules {
+    /// A flow between two accounts of at least this amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_transfer: Option<u64>,
+    /// A first flow from an account to another, of at least this amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_counterparty: Option<u64>,
+    /// An account sends on at least 90 % of what it received within the
+    /// last `rapid_in_out_blocks` blocks, both at least this amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rapid_in_out: Option<u64>,
+    /// The window of `rapid_in_out`, in blocks.
+    #[serde(default = "default_rapid_blocks")]
+    pub rapid_in_out_blocks: u64,
+    /// A transaction the compliance rules stopped (Failed, code 200-299).
+    #[serde(default = "yes")]
+    pub compliance_stops: bool,
+}
+
+fn default_rapid_blocks() -> u64 {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        AlertRules {
+            large_transfer: None,
+            new_counterparty: None,
+            rapid_in_out: None,
+            rapid_in_out_blocks: default_rapid_blocks(),
+            compliance_stops: true,
+        }
+    }
+}
+
+/// One alert.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Alert {
+    /// Block height.
+    pub height: u64,
+    /// Transaction's index in the block.
+    pub index: u32,
+    /// Flow's position in the transaction (0 for a transaction alert).
+    pub seq: u32,
+    /// `large_transfer`, `new_counterparty`, `rapid_in_out` or
+    /// `compliance_stop`.
+    pub kind: String,
+    /// The account it is about (hex).
+    pub account: String,
+    /// Transaction id (hex).
+    pub tx: String,
+    /// Amount (decimal; 0 for a compliance stop).
+    #[serde(serialize_with = "as_string")]
+    pub amount: u128,
+    /// For people.
+    pub detail: String,
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
@@ -219,11 +292,16 @@ CREATE TABLE IF NOT EXISTS flows (
     PRIMARY KEY (height, idx, seq));
 CREATE INDEX IF NOT EXISTS flows_src ON flows (src, height);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows (dst, height);
+CREATE TABLE IF NOT EXISTS alerts (
+    height INTEGER NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+    account TEXT NOT NULL, tx TEXT NOT NULL, amount BLOB NOT NULL, detail TEXT NOT NULL,
+    PRIMARY KEY (height, idx, seq, kind));
 ";
 
 /// The index database.
 pub struct Index {
     db: Connection,
+    rules: AlertRules,
 }
 
 fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
@@ -286,7 +364,15 @@ impl Index {
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            rules: AlertRules::default(),
+        })
+    }
+
+    /// Evaluate these alert rules on the blocks indexed from now on.
+    pub fn set_rules(&mut self, rules: AlertRules) {
+        self.rules = rules;
     }
 
     /// Open an existing index for queries only.
@@ -296,7 +382,10 @@ impl Index {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            rules: AlertRules::default(),
+        })
     }
 
     /// Highest block indexed (0: none yet; genesis has no transactions).
@@ -367,6 +456,7 @@ impl Index {
                 }
             }
         }
+        evaluate_alerts(&t, &self.rules, height, txs)?;
         t.execute(
             "INSERT INTO meta (k, v) VALUES ('height', ?1) ON CONFLICT (k) DO UPDATE SET v = ?1",
             params![height as i64],
@@ -570,6 +660,47 @@ impl Index {
         }))
     }
 
+    /// Alerts raised in blocks [h1, h2], oldest first, at most `limit`.
+    pub fn alerts(&self, h1: u64, h2: u64, limit: usize) -> Result<Vec<Alert>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT height, idx, seq, kind, account, tx, amount, detail FROM alerts
+             WHERE height BETWEEN ?1 AND ?2 ORDER BY height, idx, seq, kind LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                h1.min(i64::MAX as u64) as i64,
+                h2.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as usize) as i64
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            },
+        )?;
+        rows.map(|r| {
+            let (height, idx, seq, kind, account, tx, amt, detail) = r?;
+            Ok(Alert {
+                height: height as u64,
+                index: idx as u32,
+                seq: seq as u32,
+                kind,
+                account,
+                tx,
+                amount: amount(amt)?,
+                detail,
+            })
+        })
+        .collect()
+    }
+
     /// Rows in the flows table (tests, metrics).
     pub fn flow_count(&self) -> Result<u64> {
         let n: i64 = self
@@ -585,6 +716,133 @@ impl Index {
             .query_row("SELECT COUNT(*) FROM txs", [], |r| r.get(0))?;
         Ok(n as u64)
     }
+}
+
+/// Evaluate `rules` on block `height` (its flows already inserted in `t`)
+/// and store the alerts in the same transaction.
+fn evaluate_alerts(
+    t: &rusqlite::Transaction<'_>,
+    rules: &AlertRules,
+    height: u64,
+    txs: &[IndexedTx],
+) -> Result<()> {
+    let mut out: Vec<Alert> = Vec::new();
+    let h = height as i64;
+    for (i, itx) in txs.iter().enumerate() {
+        let r = &itx.receipt;
+        let tx = hex::encode(r.tx_hash);
+        if rules.compliance_stops && r.status == Status::Failed && (200..300).contains(&r.reason.0)
+        {
+            let payer = r
+                .events
+                .iter()
+                .find(|e| e.cause == Cause::Fee && !e.credit)
+                .map(|e| hex::encode(e.account))
+                .unwrap_or_default();
+            out.push(Alert {
+                height,
+                index: i as u32,
+                seq: 0,
+                kind: "compliance_stop".into(),
+                account: payer,
+                tx: tx.clone(),
+                amount: 0,
+                detail: format!("stopped by the compliance rules with code {}", r.reason.0),
+            });
+        }
+        for (k, f) in receipt_flows(r).iter().enumerate() {
+            let (Some(from), Some(to)) = (f.from, f.to) else {
+                continue;
+            };
+            let alert = |kind: &str, account: [u8; 32], detail: String| Alert {
+                height,
+                index: i as u32,
+                seq: k as u32,
+                kind: kind.into(),
+                account: hex::encode(account),
+                tx: tx.clone(),
+                amount: f.amount,
+                detail,
+            };
+            if rules
+                .large_transfer
+                .is_some_and(|m| f.amount >= u128::from(m))
+            {
+                out.push(alert(
+                    "large_transfer",
+                    from,
+                    format!("{} sent to {}", f.amount, hex::encode(to)),
+                ));
+            }
+            if rules
+                .new_counterparty
+                .is_some_and(|m| f.amount >= u128::from(m))
+                && from != to
+            {
+                let earlier: Option<i64> = t
+                    .query_row(
+                        "SELECT 1 FROM flows WHERE src = ?1 AND dst = ?2
+                         AND (height < ?3 OR (height = ?3 AND (idx < ?4 OR (idx = ?4 AND seq < ?5))))
+                         LIMIT 1",
+                        params![&from[..], &to[..], h, i as i64, k as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if earlier.is_none() {
+                    out.push(alert(
+                        "new_counterparty",
+                        from,
+                        format!("first flow to {}: {}", hex::encode(to), f.amount),
+                    ));
+                }
+            }
+            if let Some(m) = rules.rapid_in_out.filter(|m| f.amount >= u128::from(*m)) {
+                let low = height.saturating_sub(rules.rapid_in_out_blocks) as i64;
+                let mut stmt = t.prepare_cached(
+                    "SELECT amount FROM flows WHERE dst = ?1 AND asset = ?2 AND height BETWEEN ?3 AND ?4
+                     AND (height < ?4 OR idx < ?5 OR (idx = ?5 AND seq < ?6))",
+                )?;
+                let mut inflow = 0u128;
+                for a in stmt.query_map(
+                    params![&from[..], &f.asset[..], low, h, i as i64, k as i64],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )? {
+                    inflow = inflow.saturating_add(amount(a?)?);
+                }
+                if inflow >= u128::from(m)
+                    && f.amount.saturating_mul(10) >= inflow.saturating_mul(9)
+                {
+                    out.push(alert(
+                        "rapid_in_out",
+                        from,
+                        format!(
+                            "received {inflow} within {} blocks and sent {} on to {}",
+                            rules.rapid_in_out_blocks,
+                            f.amount,
+                            hex::encode(to)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let mut stmt = t.prepare_cached(
+        "INSERT INTO alerts (height, idx, seq, kind, account, tx, amount, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for a in &out {
+        stmt.execute(params![
+            h,
+            a.index as i64,
+            a.seq as i64,
+            a.kind,
+            a.account,
+            a.tx,
+            &a.amount.to_be_bytes()[..],
+            a.detail
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

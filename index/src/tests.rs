@@ -323,3 +323,128 @@ fn blocks_are_indexed_once_in_order_and_a_reopened_index_resumes() {
     let r = Index::open_read(&path).unwrap();
     assert_eq!(r.height().unwrap(), 3);
 }
+
+fn one_tx(hash: u8, events: Vec<Event>, status: Status, reason: u16) -> IndexedTx {
+    IndexedTx {
+        receipt: Receipt {
+            tx_hash: [hash; 32],
+            status,
+            reason: Reason(reason),
+            gas_used: 1,
+            fee_paid: 1,
+            fee_burned: 0,
+            tip: 0,
+            events,
+        },
+    }
+}
+
+fn pay(hash: u8, a: [u8; 32], b: [u8; 32], amount: u128) -> IndexedTx {
+    one_tx(
+        hash,
+        vec![
+            ev(a, NATIVE, false, 1, Cause::Fee),
+            ev(a, NATIVE, false, amount, Cause::Transfer),
+            ev(b, NATIVE, true, amount, Cause::Transfer),
+        ],
+        Status::Success,
+        0,
+    )
+}
+
+#[test]
+fn alert_rules_fire_once_with_their_block_and_only_when_they_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let mut ix = Index::open(&path).unwrap();
+    ix.set_rules(AlertRules {
+        large_transfer: Some(1_000),
+        new_counterparty: Some(100),
+        rapid_in_out: Some(500),
+        rapid_in_out_blocks: 5,
+        compliance_stops: true,
+    });
+    let (a, b, c, d) = (acct(1), acct(2), acct(3), acct(4));
+    // Block 1: a->b 150 (new counterparty), a->b 150 again (known now),
+    // a->c 50 (new, but below its amount).
+    ix.index_block(
+        1,
+        &[1; 32],
+        &[0; 32],
+        &[pay(1, a, b, 150), pay(2, a, b, 150), pay(3, a, c, 50)],
+    )
+    .unwrap();
+    let kinds = |ix: &Index, h: u64| -> Vec<(String, u8)> {
+        ix.alerts(h, h, 100)
+            .unwrap()
+            .into_iter()
+            .map(|al| (al.kind, hex::decode(&al.tx).unwrap()[0]))
+            .collect()
+    };
+    assert_eq!(kinds(&ix, 1), vec![("new_counterparty".to_string(), 1)]);
+    // Block 2: b receives 2,000 from c (large, new); block 4: b sends
+    // 2,200 on to d (rapid in-out: at least 90 % of the 2,300 it got;
+    // large; new); a transfer the compliance rules stopped.
+    ix.index_block(2, &[2; 32], &[0; 32], &[pay(4, c, b, 2_000)])
+        .unwrap();
+    let mut k2 = kinds(&ix, 2);
+    k2.sort();
+    assert_eq!(
+        k2,
+        vec![
+            ("large_transfer".to_string(), 4),
+            ("new_counterparty".to_string(), 4)
+        ]
+    );
+    ix.index_block(3, &[3; 32], &[0; 32], &[]).unwrap();
+    let stopped = one_tx(
+        9,
+        vec![ev(c, NATIVE, false, 1, Cause::Fee)],
+        Status::Failed,
+        200,
+    );
+    let failed_other = one_tx(
+        10,
+        vec![ev(c, NATIVE, false, 1, Cause::Fee)],
+        Status::Failed,
+        17,
+    );
+    ix.index_block(
+        4,
+        &[4; 32],
+        &[0; 32],
+        &[pay(5, b, d, 2_200), stopped, failed_other],
+    )
+    .unwrap();
+    let al = ix.alerts(4, 4, 100).unwrap();
+    let mut k4: Vec<&str> = al.iter().map(|a| a.kind.as_str()).collect();
+    k4.sort();
+    assert_eq!(
+        k4,
+        vec![
+            "compliance_stop",
+            "large_transfer",
+            "new_counterparty",
+            "rapid_in_out"
+        ]
+    );
+    let stop = al.iter().find(|a| a.kind == "compliance_stop").unwrap();
+    assert_eq!(stop.account, hex::encode(c));
+    assert!(stop.detail.contains("200"));
+    // What d received is outside the window by block 11: no rapid in-out.
+    for h in 5..=10 {
+        ix.index_block(h, &[h as u8; 32], &[0; 32], &[]).unwrap();
+    }
+    ix.index_block(11, &[11; 32], &[0; 32], &[pay(6, d, a, 1_800)])
+        .unwrap();
+    assert!(
+        !kinds(&ix, 11).iter().any(|k| k.0 == "rapid_in_out"),
+        "{:?}",
+        kinds(&ix, 11)
+    );
+    // Reindexing a block (after a restart) stores nothing twice.
+    assert!(!ix
+        .index_block(4, &[4; 32], &[0; 32], &[pay(5, b, d, 2_200)])
+        .unwrap());
+    assert_eq!(ix.alerts(1, 20, 100).unwrap().len(), 1 + 2 + 4 + 2);
+}

@@ -34,6 +34,9 @@ pub struct Config {
     /// Which transport carries peer links.
     #[serde(default)]
     pub network: NetworkSection,
+    /// Alert rules an observer evaluates on each block it indexes.
+    #[serde(default)]
+    pub alerts: plume_index::AlertRules,
 }
 
 /// `network.transport`
@@ -369,6 +372,22 @@ pub struct PlacementSection {
 /// Largest map size accepted (TiB-scale typos are caught).
 pub const MAP_SIZE_GIB_MAX: u32 = 4096;
 
+/// The `[alerts]` settings, commented out where unset.
+fn alerts_toml(a: &plume_index::AlertRules) -> String {
+    let line = |name: &str, v: Option<u64>, example: u64, doc: &str| match v {
+        Some(v) => format!("# {doc}\n{name} = {v}\n"),
+        None => format!("# {doc}\n# {name} = {example}\n"),
+    };
+    format!(
+        "{}{}{}# The window of rapid_in_out, in blocks.\nrapid_in_out_blocks = {}\n# A transaction the compliance rules stopped (Failed, code 200-299).\ncompliance_stops = {}\n",
+        line("large_transfer", a.large_transfer, 1_000_000_000, "A flow between two accounts of at least this amount."),
+        line("new_counterparty", a.new_counterparty, 100_000_000, "A first flow from an account to another, of at least this amount."),
+        line("rapid_in_out", a.rapid_in_out, 100_000_000, "An account sends on at least 90 % of what it received within rapid_in_out_blocks (both at least this)."),
+        a.rapid_in_out_blocks,
+        a.compliance_stops
+    )
+}
+
 impl Config {
     /// The defaults `plume init` writes.
     pub fn new(moniker: &str, listen_addr: &str, api_addr: &str) -> Self {
@@ -387,6 +406,7 @@ impl Config {
             mempool: MempoolSection::default(),
             batching: BatchingSection::default(),
             network: NetworkSection::default(),
+            alerts: plume_index::AlertRules::default(),
         }
     }
 
@@ -543,10 +563,16 @@ dpdk_mem_mb = {dmem}
 prefix_len = {prefix}
 gateway = "{gw}"
 busy_poll = {busy}
-"#,
+
+[alerts]
+# Observers only: rules evaluated on every block as it is indexed; alerts
+# are stored in the index (plume_alerts) and pushed to WebSocket
+# subscribers of ["alerts"]. Amounts in the asset's smallest unit.
+{alerts}"#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
             role = self.node.role.name(),
+            alerts = alerts_toml(&self.alerts),
             api = self.api.listen_addr,
             map = self.storage.map_size_gib,
             cc = list(&self.placement.consensus_cores),

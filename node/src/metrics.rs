@@ -323,6 +323,8 @@ pub struct NodeMetrics {
     pub observer_refused: Count,
     /// Observer: blocks verified and executed from the validators' stores.
     pub observed_blocks: Count,
+    /// Observer: alerts raised while indexing.
+    pub alerts: Count,
     /// Value-moving transactions checked by the compliance engine.
     pub compliance_checked: Count,
     /// Transactions the compliance engine stopped (Failed, 200s code).
@@ -402,6 +404,7 @@ impl NodeMetrics {
             observer_requests: Count::default(),
             observer_refused: Count::default(),
             observed_blocks: Count::default(),
+            alerts: Count::default(),
             compliance_checked: Count::default(),
             compliance_stopped: Count::default(),
             compliance_flagged: Count::default(),
@@ -549,6 +552,11 @@ impl NodeMetrics {
                 "plume_observed_blocks",
                 "Observer: finalized blocks whose certificates and certified root it verified and whose execution it reproduced.",
                 &m.observed_blocks,
+            ),
+            (
+                "plume_alerts",
+                "Observer: alerts raised by the [alerts] rules while indexing (plume_alerts, WebSocket [\"alerts\"]).",
+                &m.alerts,
             ),
             (
                 "plume_compliance_checked",

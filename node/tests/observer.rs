@@ -165,3 +165,85 @@ fn an_observer_whose_execution_differs_raises_the_divergence_alarm() {
     let log = std::fs::read_to_string(net.observers[0].home.join("node.log")).unwrap();
     assert!(log.contains("DIVERGED"), "no alarm in the log");
 }
+
+#[test]
+fn a_large_transfer_alert_reaches_a_websocket_subscriber_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = observer_net(dir.path());
+    let cfg = net.observers[0].home.join("config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("# large_transfer = "), "{text}");
+    let text = text.replace("# large_transfer = 1000000000", "large_transfer = 1000");
+    std::fs::write(&cfg, text).unwrap();
+    net.start_all(Duration::from_secs(30)).unwrap();
+    net.start_observer(0, Duration::from_secs(30)).unwrap();
+    let obs = net.observers[0].api.clone();
+
+    let (mut ws, _) = tungstenite::connect(format!("ws://{obs}/ws")).unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"plume_subscribe","params":["alerts"]}"#,
+    ))
+    .unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+    }
+    use plume_client::txbuild::{self, Fees};
+    let to = net.accounts[4].public_key().address();
+    let small = txbuild::transfer(
+        &net.chain_id,
+        &net.accounts[3],
+        0,
+        &to,
+        1,
+        None,
+        Fees::default(),
+        u64::MAX,
+    );
+    let large = txbuild::transfer(
+        &net.chain_id,
+        &net.accounts[3],
+        1,
+        &to,
+        5_000,
+        None,
+        Fees::default(),
+        u64::MAX,
+    );
+    submit(&net.apis[0], &small).unwrap();
+    submit(&net.apis[0], &large).unwrap();
+    let large_hash = hash_of(&large);
+    let fin = final_on(&net.apis[0], &large_hash, Duration::from_secs(60)).expect("final");
+    let height = fin["height"].as_u64().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut alert = None;
+    while alert.is_none() && Instant::now() < deadline {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["method"] == "plume_subscription" {
+                    alert = Some(v["params"]["result"].clone());
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+    let alert = alert.expect("no alert over the WebSocket within 60 s");
+    assert_eq!(alert["kind"], "large_transfer", "{alert}");
+    assert_eq!(alert["tx"], large_hash.as_str(), "{alert}");
+    assert_eq!(alert["height"], height, "{alert}");
+    assert_eq!(alert["amount"], "5000", "{alert}");
+    // Stored too, and only for the large one.
+    let stored = rpc(&obs, "plume_alerts", json!([])).unwrap();
+    let list = stored["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{stored}");
+    assert_eq!(list[0]["tx"], large_hash.as_str());
+    assert_eq!(metric(&obs, "plume_alerts_total"), 1);
+}

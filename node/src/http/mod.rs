@@ -189,6 +189,8 @@ pub enum Topic {
     /// Every committed block as a binary `/bin` frame (its transaction
     /// hashes; [`bin::block_frame`]).
     BlocksBinary,
+    /// Alerts an observer raises as it indexes each block.
+    Alerts,
 }
 
 /// A submission's admission outcome, once it is known.
@@ -488,6 +490,7 @@ pub(crate) fn parse_topic(params: &Value) -> Result<Topic, ApiError> {
     let arr = params.as_array().cloned().unwrap_or_default();
     match arr.first().and_then(Value::as_str) {
         Some("blocks") => Ok(Topic::Blocks),
+        Some("alerts") => Ok(Topic::Alerts),
         Some("receipts") => {
             let addr = arr.get(1).and_then(Value::as_str).ok_or_else(|| {
                 ApiError::new(codes::INVALID_PARAMS, "receipts needs an account address")
@@ -500,7 +503,7 @@ pub(crate) fn parse_topic(params: &Value) -> Result<Topic, ApiError> {
         }
         _ => Err(ApiError::new(
             codes::INVALID_PARAMS,
-            "params must be [\"blocks\"] or [\"receipts\", ADDRESS]",
+            "params must be [\"blocks\"], [\"alerts\"] or [\"receipts\", ADDRESS]",
         )),
     }
 }

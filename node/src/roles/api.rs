@@ -552,6 +552,22 @@ impl ApiNode {
         Ok(json!({"indexed_height": top, "assets": v}))
     }
 
+    /// `plume_alerts [{from, to, limit}]`: stored alerts, oldest first.
+    fn alerts(&self, params: &Value) -> ApiResult<Value> {
+        let o = params.get(0).cloned().unwrap_or(json!({}));
+        let ix = self.index()?;
+        let top = ix.height().map_err(internal)?;
+        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let v = ix
+            .alerts(
+                num("from", 1),
+                num("to", top),
+                num("limit", 1_000).min(10_000) as usize,
+            )
+            .map_err(internal)?;
+        Ok(json!({"indexed_height": top, "alerts": v}))
+    }
+
     /// `plume_trace [tx]`: a transaction's flows from the index, its
     /// receipt and finality proof from the store.
     fn trace(&self, params: &Value) -> ApiResult<Value> {
@@ -615,6 +631,7 @@ impl NodeApi for ApiNode {
             "plume_counterparties" => self.counterparties(params),
             "plume_volume" => self.volume(params),
             "plume_trace" => self.trace(params),
+            "plume_alerts" => self.alerts(params),
             other => Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
                 format!("unknown method {other:?}"),

@@ -5,7 +5,8 @@
 //! certified state), never re-executes, and after a kill -9 resumes at
 //! the block after the last whole one: no gap, no duplicate row.
 
-use crate::metrics::NodeMetrics;
+use super::shared::Shared;
+use crate::http::{ws::notification, Topic};
 use anyhow::{anyhow, Context, Result};
 use plume_index::{Index, IndexedTx};
 use plume_protocol::Receipt;
@@ -19,9 +20,18 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Most blocks indexed between two looks at the stop flag.
 const RUN_MAX: u64 = 256;
 
-/// Index committed blocks until the stop flag is set.
-pub fn run(kv: LmdbKv, path: &Path, metrics: &NodeMetrics, stop: &AtomicBool) -> Result<()> {
+/// Index committed blocks until the stop flag is set, evaluating `rules`
+/// on each and pushing its alerts to the `["alerts"]` subscribers.
+pub fn run(
+    kv: LmdbKv,
+    path: &Path,
+    rules: plume_index::AlertRules,
+    shared: &Shared,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let metrics = &shared.metrics;
     let mut ix = Index::open(path).with_context(|| format!("opening {}", path.display()))?;
+    ix.set_rules(rules);
     metrics.index_height.set(ix.height()?);
     while !stop.load(Ordering::Relaxed) {
         let store = Store::open(kv.clone()).map_err(|e| anyhow!("store: {e}"))?;
@@ -36,6 +46,11 @@ pub fn run(kv: LmdbKv, path: &Path, metrics: &NodeMetrics, stop: &AtomicBool) ->
         while h <= last {
             index_one(&store, &mut ix, h)?;
             metrics.index_height.set(h);
+            let alerts = ix.alerts(h, h, usize::MAX)?;
+            if !alerts.is_empty() {
+                metrics.alerts.inc_by(alerts.len() as u64);
+                publish(shared, &alerts);
+            }
             h += 1;
         }
     }
@@ -62,4 +77,29 @@ fn index_one(store: &Store<LmdbKv>, ix: &mut Index, h: u64) -> Result<()> {
     }
     ix.index_block(h, &sb.block.id.0, &sb.state_root.0, &txs)?;
     Ok(())
+}
+
+/// Offer each alert to every `["alerts"]` subscriber (a slow one is cut
+/// by its own bounded queue, never waited for).
+fn publish(shared: &Shared, alerts: &[plume_index::Alert]) {
+    let sinks: Vec<crate::http::Sink> = shared
+        .subscribers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(t, _)| *t == Topic::Alerts)
+        .map(|(_, s)| s.clone())
+        .collect();
+    for a in alerts {
+        tracing::info!(height = a.height, kind = %a.kind, account = %a.account, tx = %a.tx, "alert: {}", a.detail);
+        if sinks.is_empty() {
+            continue;
+        }
+        let body = serde_json::to_string(a).unwrap_or_default();
+        for s in &sinks {
+            if s.offer(notification(s.id, &body)) == crate::http::ws::Offer::Cut {
+                shared.metrics.notifications_dropped.inc();
+            }
+        }
+    }
 }

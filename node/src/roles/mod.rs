@@ -203,11 +203,12 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
         place.exec.clone(),
     )?;
     let index_thread = {
-        let (kv, metrics, path) = (kv.clone(), metrics.clone(), index_path.clone());
+        let (kv, shared, path) = (kv.clone(), shared.clone(), index_path.clone());
+        let rules = setup.config.alerts.clone();
         std::thread::Builder::new()
             .name("indexer".into())
             .spawn(move || {
-                if let Err(e) = indexer::run(kv, &path, &metrics, stop_flag()) {
+                if let Err(e) = indexer::run(kv, &path, rules, &shared, stop_flag()) {
                     tracing::error!("indexer stopped: {e:#}");
                     STOP.store(true, Ordering::SeqCst);
                 }

@@ -91,6 +91,8 @@ fn deliver(shared: &Shared, registry: &Registry, note: &Note) {
             Topic::Blocks => block_sinks.push(sink),
             Topic::BlocksBinary => bin_sinks.push(sink),
             Topic::Receipts(a) => by_account.entry(a.clone()).or_default().push(sink),
+            // The indexer delivers alerts (roles/indexer.rs).
+            Topic::Alerts => {}
         }
     }
     if !block_sinks.is_empty() {
