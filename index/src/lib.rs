@@ -233,6 +233,9 @@ pub struct AlertRules {
     /// A transaction the compliance rules stopped (Failed, code 200-299).
     #[serde(default = "yes")]
     pub compliance_stops: bool,
+    /// Also POST each alert (JSON) to this `http://host:port/path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 fn default_rapid_blocks() -> u64 {
@@ -251,6 +254,7 @@ impl Default for AlertRules {
             rapid_in_out: None,
             rapid_in_out_blocks: default_rapid_blocks(),
             compliance_stops: true,
+            webhook: None,
         }
     }
 }

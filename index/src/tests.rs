@@ -363,6 +363,7 @@ fn alert_rules_fire_once_with_their_block_and_only_when_they_should() {
         rapid_in_out: Some(500),
         rapid_in_out_blocks: 5,
         compliance_stops: true,
+        webhook: None,
     });
     let (a, b, c, d) = (acct(1), acct(2), acct(3), acct(4));
     // Block 1: a->b 150 (new counterparty), a->b 150 again (known now),

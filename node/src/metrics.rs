@@ -325,6 +325,11 @@ pub struct NodeMetrics {
     pub observed_blocks: Count,
     /// Observer: alerts raised while indexing.
     pub alerts: Count,
+    /// Observer: alerts delivered to the webhook.
+    pub alert_webhook_sent: Count,
+    /// Observer: alerts the webhook did not take (after retries, or a
+    /// full queue).
+    pub alert_webhook_failed: Count,
     /// Value-moving transactions checked by the compliance engine.
     pub compliance_checked: Count,
     /// Transactions the compliance engine stopped (Failed, 200s code).
@@ -405,6 +410,8 @@ impl NodeMetrics {
             observer_refused: Count::default(),
             observed_blocks: Count::default(),
             alerts: Count::default(),
+            alert_webhook_sent: Count::default(),
+            alert_webhook_failed: Count::default(),
             compliance_checked: Count::default(),
             compliance_stopped: Count::default(),
             compliance_flagged: Count::default(),
@@ -557,6 +564,16 @@ impl NodeMetrics {
                 "plume_alerts",
                 "Observer: alerts raised by the [alerts] rules while indexing (plume_alerts, WebSocket [\"alerts\"]).",
                 &m.alerts,
+            ),
+            (
+                "plume_alert_webhook_sent",
+                "Observer: alerts delivered to the [alerts] webhook (HTTP 2xx).",
+                &m.alert_webhook_sent,
+            ),
+            (
+                "plume_alert_webhook_failed",
+                "Observer: alerts the webhook did not take after three attempts, or dropped on a full queue (they stay in plume_alerts).",
+                &m.alert_webhook_failed,
             ),
             (
                 "plume_compliance_checked",

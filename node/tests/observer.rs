@@ -167,13 +167,36 @@ fn an_observer_whose_execution_differs_raises_the_divergence_alarm() {
 }
 
 #[test]
-fn a_large_transfer_alert_reaches_a_websocket_subscriber_and_the_index() {
+fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut net = observer_net(dir.path());
     let cfg = net.observers[0].home.join("config.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("# large_transfer = "), "{text}");
-    let text = text.replace("# large_transfer = 1000000000", "large_transfer = 1000");
+    // A webhook receiver: takes one POST, answers 204.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let received = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = hook.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n = 0;
+        while !buf[..n].ends_with(b"}") {
+            let k = s.read(&mut buf[n..]).unwrap();
+            assert!(k > 0, "webhook request cut short");
+            n += k;
+        }
+        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let text = text
+        .replace("# large_transfer = 1000000000", "large_transfer = 1000")
+        .replace(
+            "# webhook = \"http://127.0.0.1:9000/alerts\"",
+            &format!("webhook = \"http://{hook_addr}/alerts\""),
+        );
+    assert!(text.contains("webhook = \"http://127.0.0.1:"), "{text}");
     std::fs::write(&cfg, text).unwrap();
     net.start_all(Duration::from_secs(30)).unwrap();
     net.start_observer(0, Duration::from_secs(30)).unwrap();
@@ -246,4 +269,16 @@ fn a_large_transfer_alert_reaches_a_websocket_subscriber_and_the_index() {
     assert_eq!(list.len(), 1, "{stored}");
     assert_eq!(list[0]["tx"], large_hash.as_str());
     assert_eq!(metric(&obs, "plume_alerts_total"), 1);
+    // And POSTed to the webhook.
+    let req = received.join().unwrap();
+    assert!(req.starts_with("POST /alerts HTTP/1.1"), "{req}");
+    let body: serde_json::Value =
+        serde_json::from_str(&req[req.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["tx"], large_hash.as_str(), "{body}");
+    assert_eq!(body["kind"], "large_transfer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&obs, "plume_alert_webhook_sent_total") < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&obs, "plume_alert_webhook_sent_total"), 1);
 }

@@ -26,6 +26,7 @@ pub fn run(
     kv: LmdbKv,
     path: &Path,
     rules: plume_index::AlertRules,
+    webhook: Option<flume::Sender<String>>,
     shared: &Shared,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -49,7 +50,7 @@ pub fn run(
             let alerts = ix.alerts(h, h, usize::MAX)?;
             if !alerts.is_empty() {
                 metrics.alerts.inc_by(alerts.len() as u64);
-                publish(shared, &alerts);
+                publish(shared, &alerts, webhook.as_ref());
             }
             h += 1;
         }
@@ -80,8 +81,13 @@ fn index_one(store: &Store<LmdbKv>, ix: &mut Index, h: u64) -> Result<()> {
 }
 
 /// Offer each alert to every `["alerts"]` subscriber (a slow one is cut
-/// by its own bounded queue, never waited for).
-fn publish(shared: &Shared, alerts: &[plume_index::Alert]) {
+/// by its own bounded queue, never waited for) and to the webhook's queue
+/// (full: counted, never waited for).
+fn publish(
+    shared: &Shared,
+    alerts: &[plume_index::Alert],
+    webhook: Option<&flume::Sender<String>>,
+) {
     let sinks: Vec<crate::http::Sink> = shared
         .subscribers
         .lock()
@@ -92,10 +98,12 @@ fn publish(shared: &Shared, alerts: &[plume_index::Alert]) {
         .collect();
     for a in alerts {
         tracing::info!(height = a.height, kind = %a.kind, account = %a.account, tx = %a.tx, "alert: {}", a.detail);
-        if sinks.is_empty() {
-            continue;
-        }
         let body = serde_json::to_string(a).unwrap_or_default();
+        if let Some(w) = webhook {
+            if w.try_send(body.clone()).is_err() {
+                shared.metrics.alert_webhook_failed.inc();
+            }
+        }
         for s in &sinks {
             if s.offer(notification(s.id, &body)) == crate::http::ws::Offer::Cut {
                 shared.metrics.notifications_dropped.inc();

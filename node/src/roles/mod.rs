@@ -36,6 +36,7 @@ pub mod notify;
 pub mod observer;
 pub mod shared;
 pub mod sigverify;
+pub mod webhook;
 
 use crate::config::Role;
 use crate::http::ApiServer;
@@ -205,10 +206,22 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
     let index_thread = {
         let (kv, shared, path) = (kv.clone(), shared.clone(), index_path.clone());
         let rules = setup.config.alerts.clone();
+        let hook = match &rules.webhook {
+            Some(url) => {
+                let target = webhook::parse(url)?;
+                let (tx, rx) = flume::bounded::<String>(webhook::WEBHOOK_QUEUE_MAX);
+                let metrics = metrics.clone();
+                std::thread::Builder::new()
+                    .name("webhook".into())
+                    .spawn(move || webhook::run(target, rx, &metrics, stop_flag()))?;
+                Some(tx)
+            }
+            None => None,
+        };
         std::thread::Builder::new()
             .name("indexer".into())
             .spawn(move || {
-                if let Err(e) = indexer::run(kv, &path, rules, &shared, stop_flag()) {
+                if let Err(e) = indexer::run(kv, &path, rules, hook, &shared, stop_flag()) {
                     tracing::error!("indexer stopped: {e:#}");
                     STOP.store(true, Ordering::SeqCst);
                 }
