@@ -6,7 +6,10 @@ set -euo pipefail
 
 # libdpdk-dev: the DPDK transport (feature `dpdk`, on by default in the `plume` binary).
 # poppler-utils: pdftotext, which the audit-report test reads the PDF with.
-need_pkgs=(build-essential pkg-config iproute2 iptables procps libdpdk-dev poppler-utils)
+# chromium: the headless browser the observer dashboard test loads pages with.
+# postgresql: the server binaries (initdb, pg_ctl) the index's PostgreSQL
+#   tests start a private, throwaway server with (none is left running).
+need_pkgs=(build-essential pkg-config iproute2 iptables procps libdpdk-dev poppler-utils chromium postgresql)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

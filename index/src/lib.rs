@@ -24,14 +24,21 @@
 //!   an amount, rapid in-out (most of what an account received within a
 //!   few blocks sent on), and transactions the compliance rules stopped.
 //!
-//! Not built: PostgreSQL, identities and jurisdictions from the compliance
-//! registry, the compliance engine's non-blocking flags (they are not in
-//! receipts).
+//! - Databases ([`Location`]): SQLite (embedded, the default) or
+//!   PostgreSQL (a server; feature `postgres`), the same SQL on both
+//!   (`db`).
+//!
+//! Not built: identities and jurisdictions from the compliance registry,
+//! the compliance engine's non-blocking flags (they are not in receipts).
 
+mod db;
+pub mod pg_server;
+
+use db::{Db, Row, Val};
 use plume_protocol::receipt::{Cause, Receipt, Status};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// An index error.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +46,16 @@ pub enum IndexError {
     /// SQLite failed.
     #[error("index database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL failed (connecting, or a statement).
+    #[cfg(feature = "postgres")]
+    #[error("index database (PostgreSQL): {0}")]
+    Pg(#[from] postgres::Error),
+    /// This build has no PostgreSQL client.
+    #[error("index: this build has no PostgreSQL support (plume-index feature \"postgres\")")]
+    NoPostgres,
+    /// An index written by another version of this code.
+    #[error("index: schema version {0} in the database, this binary writes {SCHEMA_VERSION}: move the old index away and restart (it is rebuilt from the node's block store)")]
+    Schema(i64),
     /// A block out of order.
     #[error("index: block {got} does not follow the indexed height {have}")]
     Gap {
@@ -282,10 +299,14 @@ pub struct Alert {
     pub detail: String,
 }
 
+/// The schema this code writes (in `meta` as `schema`).
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
-    height INTEGER PRIMARY KEY, id BLOB NOT NULL, root BLOB NOT NULL, txs INTEGER NOT NULL);
+    height INTEGER PRIMARY KEY, id BLOB NOT NULL, root BLOB NOT NULL, txs INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS txs (
     height INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL UNIQUE,
     status INTEGER NOT NULL, reason INTEGER NOT NULL, fee BLOB NOT NULL,
@@ -302,61 +323,139 @@ CREATE TABLE IF NOT EXISTS alerts (
     PRIMARY KEY (height, idx, seq, kind));
 ";
 
+/// Where an index lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file (the embedded default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: a libpq connection string
+    /// (`host=127.0.0.1 port=5432 user=plume dbname=plume`) or URL
+    /// (`postgresql://plume@127.0.0.1/plume`).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// Never prints a PostgreSQL password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "SQLite {}", p.display()),
+            Location::Postgres(url) => {
+                let shown: Vec<&str> = url
+                    .split_whitespace()
+                    .filter(|kv| !kv.starts_with("password"))
+                    .collect();
+                if url.contains("://") {
+                    // user:password@host: keep only what follows the '@'.
+                    let rest = url.rsplit('@').next().unwrap_or(url);
+                    write!(f, "PostgreSQL {rest}")
+                } else {
+                    write!(f, "PostgreSQL {}", shown.join(" "))
+                }
+            }
+        }
+    }
+}
+
 /// The index database.
 pub struct Index {
-    db: Connection,
+    db: Db,
     rules: AlertRules,
 }
 
-fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
-    v.try_into()
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("postgres", &self.db.is_postgres())
+            .finish()
+    }
+}
+
+fn blob32(v: Val) -> Result<[u8; 32]> {
+    v.blob()?
+        .try_into()
         .map_err(|_| IndexError::Corrupt("a 32-byte column of another length".into()))
 }
 
-fn amount(v: Vec<u8>) -> Result<u128> {
+fn opt_blob32(v: Val) -> Result<Option<[u8; 32]>> {
+    match v {
+        Val::Null => Ok(None),
+        v => blob32(v).map(Some),
+    }
+}
+
+fn amount(v: Val) -> Result<u128> {
     let b: [u8; 16] = v
+        .blob()?
         .try_into()
         .map_err(|_| IndexError::Corrupt("an amount that is not 16 bytes".into()))?;
     Ok(u128::from_be_bytes(b))
 }
 
-type RawFlow = (
-    i64,
-    i64,
-    i64,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-);
+/// Columns read by [`flow_row`].
+const FLOW_COLS: &str = "height, idx, seq, src, dst, asset, amount, tx";
 
-fn flow_row(r: RawFlow) -> Result<FlowRow> {
+fn flow_row(r: Row) -> Result<FlowRow> {
+    let mut it = r.into_iter();
+    let mut next = || {
+        it.next()
+            .ok_or_else(|| IndexError::Corrupt("a short flow row".into()))
+    };
     Ok(FlowRow {
-        height: r.0 as u64,
-        index: r.1 as u32,
-        seq: r.2 as u32,
-        from: r.3.map(blob32).transpose()?,
-        to: r.4.map(blob32).transpose()?,
-        asset: blob32(r.5)?,
-        amount: amount(r.6)?,
-        tx: blob32(r.7)?,
+        height: next()?.int()? as u64,
+        index: next()?.int()? as u32,
+        seq: next()?.int()? as u32,
+        from: opt_blob32(next()?)?,
+        to: opt_blob32(next()?)?,
+        asset: blob32(next()?)?,
+        amount: amount(next()?)?,
+        tx: blob32(next()?)?,
     })
 }
 
-const FLOW_COLS: &str = "height, idx, seq, src, dst, asset, amount, tx";
+/// Take the columns of a row in order.
+struct Cols(std::vec::IntoIter<Val>);
 
-fn read_flow(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawFlow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+impl Cols {
+    fn new(r: Row) -> Cols {
+        Cols(r.into_iter())
+    }
+
+    fn next(&mut self) -> Result<Val> {
+        self.0
+            .next()
+            .ok_or_else(|| IndexError::Corrupt("a row with too few columns".into()))
+    }
+}
+
+/// A key that orders flows and alerts: (height, index, seq).
+pub type Cursor = (u64, u32, u32);
+
+/// A block as indexed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlockRow {
+    /// Height.
+    pub height: u64,
+    /// Block id (hex).
+    pub id: String,
+    /// State root after it (hex).
+    pub root: String,
+    /// Transactions.
+    pub txs: u64,
+    /// When this node indexed it (ms since the Unix epoch, this node's
+    /// clock: for throughput figures, never for the ledger).
+    pub seen_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Index {
@@ -367,11 +466,57 @@ impl Index {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
+        Index::init(Db::sqlite(db))
+    }
+
+    /// Open (creating the tables in) the index at `at`.
+    pub fn open_at(at: &Location) -> Result<Index> {
+        match at {
+            Location::Sqlite(p) => Index::open(p),
+            Location::Postgres(url) => Index::init(postgres_db(url)?),
+        }
+    }
+
+    /// Open an existing index at `at` for queries only.
+    pub fn open_read_at(at: &Location) -> Result<Index> {
+        match at {
+            Location::Sqlite(p) => Index::open_read(p),
+            Location::Postgres(url) => {
+                let db = postgres_db(url)?;
+                db.batch("SET default_transaction_read_only = on")?;
+                Ok(Index {
+                    db,
+                    rules: AlertRules::default(),
+                })
+            }
+        }
+    }
+
+    fn init(db: Db) -> Result<Index> {
+        db.batch(SCHEMA)?;
+        let have = db
+            .row("SELECT v FROM meta WHERE k = 'schema'", &[])?
+            .map(|r| Cols::new(r).next()?.int())
+            .transpose()?;
+        match have {
+            None => {
+                db.exec(
+                    "INSERT INTO meta (k, v) VALUES ('schema', ?1)",
+                    &[Val::I(SCHEMA_VERSION)],
+                )?;
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => return Err(IndexError::Schema(v)),
+        }
         Ok(Index {
             db,
             rules: AlertRules::default(),
         })
+    }
+
+    /// Which database this is.
+    pub fn is_postgres(&self) -> bool {
+        self.db.is_postgres()
     }
 
     /// Evaluate these alert rules on the blocks indexed from now on.
@@ -387,18 +532,18 @@ impl Index {
         )?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Index {
-            db,
+            db: Db::sqlite(db),
             rules: AlertRules::default(),
         })
     }
 
     /// Highest block indexed (0: none yet; genesis has no transactions).
     pub fn height(&self) -> Result<u64> {
-        let v: Option<i64> = self
-            .db
-            .query_row("SELECT v FROM meta WHERE k = 'height'", [], |r| r.get(0))
-            .optional()?;
-        Ok(v.unwrap_or(0) as u64)
+        let r = self.db.row("SELECT v FROM meta WHERE k = 'height'", &[])?;
+        match r {
+            Some(r) => Ok(Cols::new(r).next()?.int()? as u64),
+            None => Ok(0),
+        }
     }
 
     /// Index block `height` (id, state root after it, its transactions in
@@ -412,6 +557,26 @@ impl Index {
         root: &[u8; 32],
         txs: &[IndexedTx],
     ) -> Result<bool> {
+        self.db.batch("BEGIN")?;
+        match self.write_block(height, id, root, txs) {
+            Ok(true) => {
+                self.db.batch("COMMIT")?;
+                Ok(true)
+            }
+            other => {
+                let _ = self.db.batch("ROLLBACK");
+                other
+            }
+        }
+    }
+
+    fn write_block(
+        &self,
+        height: u64,
+        id: &[u8; 32],
+        root: &[u8; 32],
+        txs: &[IndexedTx],
+    ) -> Result<bool> {
         let have = self.height()?;
         if height <= have {
             return Ok(false);
@@ -419,53 +584,56 @@ impl Index {
         if height != have + 1 {
             return Err(IndexError::Gap { have, got: height });
         }
-        let t = self.db.transaction()?;
-        t.execute(
-            "INSERT INTO blocks (height, id, root, txs) VALUES (?1, ?2, ?3, ?4)",
-            params![height as i64, &id[..], &root[..], txs.len() as i64],
+        let db = &self.db;
+        db.exec(
+            "INSERT INTO blocks (height, id, root, txs, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                height.into(),
+                id[..].into(),
+                root[..].into(),
+                (txs.len() as u64).into(),
+                now_ms().into(),
+            ],
         )?;
-        {
-            let mut tx_stmt = t.prepare_cached(
+        for (i, itx) in txs.iter().enumerate() {
+            let r = &itx.receipt;
+            let status = match r.status {
+                Status::Success => 0,
+                Status::Failed => 1,
+                Status::Rejected => 2,
+            };
+            db.exec(
                 "INSERT INTO txs (height, idx, hash, status, reason, fee) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                &[
+                    height.into(),
+                    (i as u64).into(),
+                    r.tx_hash[..].into(),
+                    Val::I(status),
+                    Val::I(r.reason.0.into()),
+                    r.fee_paid.to_be_bytes()[..].into(),
+                ],
             )?;
-            let mut flow_stmt = t.prepare_cached(
-                "INSERT INTO flows (height, idx, seq, src, dst, asset, amount, tx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (i, itx) in txs.iter().enumerate() {
-                let r = &itx.receipt;
-                let status = match r.status {
-                    Status::Success => 0,
-                    Status::Failed => 1,
-                    Status::Rejected => 2,
-                };
-                tx_stmt.execute(params![
-                    height as i64,
-                    i as i64,
-                    &r.tx_hash[..],
-                    status,
-                    r.reason.0,
-                    &r.fee_paid.to_be_bytes()[..],
-                ])?;
-                for (k, f) in receipt_flows(r).iter().enumerate() {
-                    flow_stmt.execute(params![
-                        height as i64,
-                        i as i64,
-                        k as i64,
-                        f.from.as_ref().map(|a| &a[..]),
-                        f.to.as_ref().map(|a| &a[..]),
-                        &f.asset[..],
-                        &f.amount.to_be_bytes()[..],
-                        &r.tx_hash[..],
-                    ])?;
-                }
+            for (k, f) in receipt_flows(r).iter().enumerate() {
+                db.exec(
+                    "INSERT INTO flows (height, idx, seq, src, dst, asset, amount, tx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    &[
+                        height.into(),
+                        (i as u64).into(),
+                        (k as u64).into(),
+                        f.from.as_ref().into(),
+                        f.to.as_ref().into(),
+                        f.asset[..].into(),
+                        f.amount.to_be_bytes()[..].into(),
+                        r.tx_hash[..].into(),
+                    ],
+                )?;
             }
         }
-        evaluate_alerts(&t, &self.rules, height, txs)?;
-        t.execute(
-            "INSERT INTO meta (k, v) VALUES ('height', ?1) ON CONFLICT (k) DO UPDATE SET v = ?1",
-            params![height as i64],
+        evaluate_alerts(db, &self.rules, height, txs)?;
+        db.exec(
+            "INSERT INTO meta (k, v) VALUES ('height', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            &[height.into()],
         )?;
-        t.commit()?;
         Ok(true)
     }
 
@@ -482,18 +650,53 @@ impl Index {
             Direction::Out => "src",
             Direction::In => "dst",
         };
-        let mut stmt = self.db.prepare_cached(&format!(
-            "SELECT {FLOW_COLS} FROM flows WHERE {col} = ?1 AND height BETWEEN ?2 AND ?3 ORDER BY height, idx, seq"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                &account[..],
-                h1.min(i64::MAX as u64) as i64,
-                h2.min(i64::MAX as u64) as i64
-            ],
-            read_flow,
-        )?;
-        rows.map(|r| flow_row(r?)).collect()
+        self.db
+            .rows(
+                &format!(
+                    "SELECT {FLOW_COLS} FROM flows WHERE {col} = ?1 AND height BETWEEN ?2 AND ?3 ORDER BY height, idx, seq"
+                ),
+                &[account[..].into(), h1.into(), h2.into()],
+            )?
+            .into_iter()
+            .map(flow_row)
+            .collect()
+    }
+
+    /// An account's flows (both directions), newest first, strictly
+    /// before `before` (None: from the newest), at most `limit`: one page
+    /// of its history, however long (two index range scans).
+    pub fn account_flows(
+        &self,
+        account: &[u8; 32],
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<FlowRow>> {
+        let (h, i, s) = before.unwrap_or((u64::MAX, u32::MAX, u32::MAX));
+        let limit = limit.min(10_000) as u64;
+        let mut all = Vec::new();
+        for col in ["src", "dst"] {
+            let rows = self.db.rows(
+                &format!(
+                    "SELECT {FLOW_COLS} FROM flows WHERE {col} = ?1 AND height <= ?2
+                     AND (height < ?2 OR idx < ?3 OR (idx = ?3 AND seq < ?4))
+                     ORDER BY height DESC, idx DESC, seq DESC LIMIT ?5"
+                ),
+                &[
+                    account[..].into(),
+                    h.into(),
+                    u64::from(i).into(),
+                    u64::from(s).into(),
+                    limit.into(),
+                ],
+            )?;
+            for r in rows {
+                all.push(flow_row(r)?);
+            }
+        }
+        all.sort_by(|a, b| b.cmp(a));
+        all.dedup_by_key(|f| (f.height, f.index, f.seq));
+        all.truncate(limit as usize);
+        Ok(all)
     }
 
     /// Flows out of (or into) `account` in the height range, followed
@@ -597,19 +800,13 @@ impl Index {
 
     /// Volume per asset in the height range.
     pub fn volume(&self, h1: u64, h2: u64) -> Result<Vec<Volume>> {
-        let mut stmt = self.db.prepare_cached(&format!(
-            "SELECT {FLOW_COLS} FROM flows WHERE height BETWEEN ?1 AND ?2"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                h1.min(i64::MAX as u64) as i64,
-                h2.min(i64::MAX as u64) as i64
-            ],
-            read_flow,
+        let rows = self.db.rows(
+            &format!("SELECT {FLOW_COLS} FROM flows WHERE height BETWEEN ?1 AND ?2"),
+            &[h1.into(), h2.into()],
         )?;
         let mut acc: BTreeMap<[u8; 32], Volume> = BTreeMap::new();
         for r in rows {
-            let f = flow_row(r?)?;
+            let f = flow_row(r)?;
             let v = acc.entry(f.asset).or_insert_with(|| Volume {
                 asset: hex::encode(f.asset),
                 transferred: 0,
@@ -631,23 +828,31 @@ impl Index {
 
     /// A transaction's record and flows.
     pub fn trace(&self, tx: &[u8; 32]) -> Result<Option<Trace>> {
-        let row: Option<(i64, i64, i64, i64, Vec<u8>)> = self
-            .db
-            .query_row(
-                "SELECT height, idx, status, reason, fee FROM txs WHERE hash = ?1",
-                params![&tx[..]],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let Some((height, idx, status, reason, fee)) = row else {
+        let Some(row) = self.db.row(
+            "SELECT height, idx, status, reason, fee FROM txs WHERE hash = ?1",
+            &[tx[..].into()],
+        )?
+        else {
             return Ok(None);
         };
-        let mut stmt = self.db.prepare_cached(&format!(
-            "SELECT {FLOW_COLS} FROM flows WHERE height = ?1 AND idx = ?2 ORDER BY seq"
-        ))?;
-        let flows = stmt
-            .query_map(params![height, idx], read_flow)?
-            .map(|r| flow_row(r?))
+        let mut c = Cols::new(row);
+        let (height, idx, status, reason, fee) = (
+            c.next()?.int()?,
+            c.next()?.int()?,
+            c.next()?.int()?,
+            c.next()?.int()?,
+            amount(c.next()?)?,
+        );
+        let flows = self
+            .db
+            .rows(
+                &format!(
+                    "SELECT {FLOW_COLS} FROM flows WHERE height = ?1 AND idx = ?2 ORDER BY seq"
+                ),
+                &[Val::I(height), Val::I(idx)],
+            )?
+            .into_iter()
+            .map(flow_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Trace {
             height: height as u64,
@@ -659,79 +864,148 @@ impl Index {
             }
             .into(),
             reason: reason as u16,
-            fee_paid: amount(fee)?,
+            fee_paid: fee,
             flows,
         }))
     }
 
+    fn alert_rows(&self, sql: &str, params: &[Val]) -> Result<Vec<Alert>> {
+        self.db
+            .rows(sql, params)?
+            .into_iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok(Alert {
+                    height: c.next()?.int()? as u64,
+                    index: c.next()?.int()? as u32,
+                    seq: c.next()?.int()? as u32,
+                    kind: c.next()?.text()?,
+                    account: c.next()?.text()?,
+                    tx: c.next()?.text()?,
+                    amount: amount(c.next()?)?,
+                    detail: c.next()?.text()?,
+                })
+            })
+            .collect()
+    }
+
     /// Alerts raised in blocks [h1, h2], oldest first, at most `limit`.
     pub fn alerts(&self, h1: u64, h2: u64, limit: usize) -> Result<Vec<Alert>> {
-        let mut stmt = self.db.prepare_cached(
+        self.alert_rows(
             "SELECT height, idx, seq, kind, account, tx, amount, detail FROM alerts
              WHERE height BETWEEN ?1 AND ?2 ORDER BY height, idx, seq, kind LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                h1.min(i64::MAX as u64) as i64,
-                h2.min(i64::MAX as u64) as i64,
-                limit.min(i64::MAX as usize) as i64
+            &[h1.into(), h2.into(), (limit as u64).into()],
+        )
+    }
+
+    /// Alerts newest first, strictly before `before` (None: from the
+    /// newest), at most `limit`: one page of the alert feed.
+    pub fn recent_alerts(
+        &self,
+        before: Option<(Cursor, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Alert>> {
+        let ((h, i, s), kind) = before.unwrap_or(((u64::MAX, u32::MAX, u32::MAX), "~"));
+        self.alert_rows(
+            "SELECT height, idx, seq, kind, account, tx, amount, detail FROM alerts
+             WHERE height <= ?1 AND (height < ?1 OR idx < ?2
+                 OR (idx = ?2 AND (seq < ?3 OR (seq = ?3 AND kind < ?4))))
+             ORDER BY height DESC, idx DESC, seq DESC, kind DESC LIMIT ?5",
+            &[
+                h.into(),
+                u64::from(i).into(),
+                u64::from(s).into(),
+                kind.into(),
+                (limit.min(10_000) as u64).into(),
             ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                    r.get::<_, String>(7)?,
-                ))
-            },
-        )?;
-        rows.map(|r| {
-            let (height, idx, seq, kind, account, tx, amt, detail) = r?;
-            Ok(Alert {
-                height: height as u64,
-                index: idx as u32,
-                seq: seq as u32,
-                kind,
-                account,
-                tx,
-                amount: amount(amt)?,
-                detail,
+        )
+    }
+
+    /// Blocks newest first, below height `before` (None: from the
+    /// newest), at most `limit`.
+    pub fn recent_blocks(&self, before: Option<u64>, limit: usize) -> Result<Vec<BlockRow>> {
+        self.db
+            .rows(
+                "SELECT height, id, root, txs, seen_ms FROM blocks WHERE height < ?1
+                 ORDER BY height DESC LIMIT ?2",
+                &[
+                    before.unwrap_or(u64::MAX).into(),
+                    (limit.min(10_000) as u64).into(),
+                ],
+            )?
+            .into_iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok(BlockRow {
+                    height: c.next()?.int()? as u64,
+                    id: hex::encode(c.next()?.blob()?),
+                    root: hex::encode(c.next()?.blob()?),
+                    txs: c.next()?.int()? as u64,
+                    seen_ms: c.next()?.int()? as u64,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
+
+    /// A block's transactions as indexed: (index, hash hex, status).
+    pub fn block_txs(&self, height: u64, limit: usize) -> Result<Vec<(u32, String, String)>> {
+        self.db
+            .rows(
+                "SELECT idx, hash, status FROM txs WHERE height = ?1 ORDER BY idx LIMIT ?2",
+                &[height.into(), (limit.min(100_000) as u64).into()],
+            )?
+            .into_iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                let idx = c.next()?.int()? as u32;
+                let hash = hex::encode(c.next()?.blob()?);
+                let status = match c.next()?.int()? {
+                    0 => "success",
+                    1 => "failed",
+                    _ => "rejected",
+                };
+                Ok((idx, hash, status.to_string()))
+            })
+            .collect()
+    }
+
+    fn count(&self, sql: &str) -> Result<u64> {
+        match self.db.row(sql, &[])? {
+            Some(r) => Ok(Cols::new(r).next()?.int()? as u64),
+            None => Ok(0),
+        }
     }
 
     /// Rows in the flows table (tests, metrics).
     pub fn flow_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .db
-            .query_row("SELECT COUNT(*) FROM flows", [], |r| r.get(0))?;
-        Ok(n as u64)
+        self.count("SELECT COUNT(*) FROM flows")
     }
 
     /// Rows in the transactions table.
     pub fn tx_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .db
-            .query_row("SELECT COUNT(*) FROM txs", [], |r| r.get(0))?;
-        Ok(n as u64)
+        self.count("SELECT COUNT(*) FROM txs")
+    }
+
+    /// Rows in the alerts table.
+    pub fn alert_count(&self) -> Result<u64> {
+        self.count("SELECT COUNT(*) FROM alerts")
     }
 }
 
-/// Evaluate `rules` on block `height` (its flows already inserted in `t`)
-/// and store the alerts in the same transaction.
-fn evaluate_alerts(
-    t: &rusqlite::Transaction<'_>,
-    rules: &AlertRules,
-    height: u64,
-    txs: &[IndexedTx],
-) -> Result<()> {
+#[cfg(feature = "postgres")]
+fn postgres_db(url: &str) -> Result<Db> {
+    Db::postgres(url)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_db(_url: &str) -> Result<Db> {
+    Err(IndexError::NoPostgres)
+}
+
+/// Evaluate `rules` on block `height` (its flows already inserted, in the
+/// block's open transaction) and store the alerts in it.
+fn evaluate_alerts(db: &Db, rules: &AlertRules, height: u64, txs: &[IndexedTx]) -> Result<()> {
     let mut out: Vec<Alert> = Vec::new();
-    let h = height as i64;
     for (i, itx) in txs.iter().enumerate() {
         let r = &itx.receipt;
         let tx = hex::encode(r.tx_hash);
@@ -778,20 +1052,24 @@ fn evaluate_alerts(
                     format!("{} sent to {}", f.amount, hex::encode(to)),
                 ));
             }
+            let here = |v: u64| -> Val { v.into() };
             if rules
                 .new_counterparty
                 .is_some_and(|m| f.amount >= u128::from(m))
                 && from != to
             {
-                let earlier: Option<i64> = t
-                    .query_row(
-                        "SELECT 1 FROM flows WHERE src = ?1 AND dst = ?2
-                         AND (height < ?3 OR (height = ?3 AND (idx < ?4 OR (idx = ?4 AND seq < ?5))))
-                         LIMIT 1",
-                        params![&from[..], &to[..], h, i as i64, k as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let earlier = db.row(
+                    "SELECT height FROM flows WHERE src = ?1 AND dst = ?2
+                     AND (height < ?3 OR (height = ?3 AND (idx < ?4 OR (idx = ?4 AND seq < ?5))))
+                     LIMIT 1",
+                    &[
+                        from[..].into(),
+                        to[..].into(),
+                        here(height),
+                        here(i as u64),
+                        here(k as u64),
+                    ],
+                )?;
                 if earlier.is_none() {
                     out.push(alert(
                         "new_counterparty",
@@ -801,17 +1079,21 @@ fn evaluate_alerts(
                 }
             }
             if let Some(m) = rules.rapid_in_out.filter(|m| f.amount >= u128::from(*m)) {
-                let low = height.saturating_sub(rules.rapid_in_out_blocks) as i64;
-                let mut stmt = t.prepare_cached(
+                let low = height.saturating_sub(rules.rapid_in_out_blocks);
+                let mut inflow = 0u128;
+                for a in db.rows(
                     "SELECT amount FROM flows WHERE dst = ?1 AND asset = ?2 AND height BETWEEN ?3 AND ?4
                      AND (height < ?4 OR idx < ?5 OR (idx = ?5 AND seq < ?6))",
-                )?;
-                let mut inflow = 0u128;
-                for a in stmt.query_map(
-                    params![&from[..], &f.asset[..], low, h, i as i64, k as i64],
-                    |r| r.get::<_, Vec<u8>>(0),
+                    &[
+                        from[..].into(),
+                        f.asset[..].into(),
+                        here(low),
+                        here(height),
+                        here(i as u64),
+                        here(k as u64),
+                    ],
                 )? {
-                    inflow = inflow.saturating_add(amount(a?)?);
+                    inflow = inflow.saturating_add(amount(Cols::new(a).next()?)?);
                 }
                 if inflow >= u128::from(m)
                     && f.amount.saturating_mul(10) >= inflow.saturating_mul(9)
@@ -830,21 +1112,21 @@ fn evaluate_alerts(
             }
         }
     }
-    let mut stmt = t.prepare_cached(
-        "INSERT INTO alerts (height, idx, seq, kind, account, tx, amount, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
     for a in &out {
-        stmt.execute(params![
-            h,
-            a.index as i64,
-            a.seq as i64,
-            a.kind,
-            a.account,
-            a.tx,
-            &a.amount.to_be_bytes()[..],
-            a.detail
-        ])?;
+        db.exec(
+            "INSERT INTO alerts (height, idx, seq, kind, account, tx, amount, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            &[
+                height.into(),
+                u64::from(a.index).into(),
+                u64::from(a.seq).into(),
+                a.kind.as_str().into(),
+                a.account.as_str().into(),
+                a.tx.as_str().into(),
+                a.amount.to_be_bytes()[..].into(),
+                a.detail.as_str().into(),
+            ],
+        )?;
     }
     Ok(())
 }

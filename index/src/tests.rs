@@ -3,6 +3,79 @@ use plume_protocol::receipt::{Event, Reason};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
 
+/// A fresh, empty index database of either kind (kept alive by the guard).
+struct Fresh {
+    #[allow(dead_code)]
+    server: Option<pg_server::PgServer>,
+    dir: tempfile::TempDir,
+    at: Location,
+}
+
+fn sqlite() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let at = Location::Sqlite(dir.path().join("index.sqlite"));
+    Fresh {
+        server: None,
+        dir,
+        at,
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pg_server::PgServer::start(&dir.path().join("pg")).unwrap();
+    let at = Location::Postgres(server.url.clone());
+    Fresh {
+        server: Some(server),
+        dir,
+        at,
+    }
+}
+
+/// `$name` runs `$body(&Location)` on SQLite and on a PostgreSQL server.
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn on_sqlite() {
+                let f = super::sqlite();
+                super::$body(&f.at);
+                drop(f.dir);
+            }
+            // Built when the `postgres` feature is on, as in every workspace
+            // build (the node enables it).
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn on_postgres() {
+                let f = super::postgres();
+                super::$body(&f.at);
+            }
+        }
+    };
+}
+
+on_both!(
+    walks_over_100_000_transactions_equal_a_brute_force_pass_over_the_receipts,
+    walks_equal_brute_force
+);
+on_both!(
+    counterparties_volume_and_trace_match_the_receipts,
+    counterparties_volume_trace
+);
+on_both!(
+    blocks_are_indexed_once_in_order_and_a_reopened_index_resumes,
+    indexed_once_and_resumes
+);
+on_both!(
+    alert_rules_fire_once_with_their_block_and_only_when_they_should,
+    alert_rules
+);
+on_both!(
+    pages_of_flows_alerts_and_blocks_cover_everything_once_newest_first,
+    pages
+);
+
 const NATIVE: [u8; 32] = [0; 32];
 const BOND: [u8; 32] = [7; 32];
 
@@ -170,10 +243,8 @@ fn brute_walk(all: &[FlowRow], a: [u8; 32], dir: Direction, b: WalkBounds) -> Wa
     }
 }
 
-#[test]
-fn walks_over_100_000_transactions_equal_a_brute_force_pass_over_the_receipts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ix = Index::open(&dir.path().join("index.sqlite")).unwrap();
+fn walks_equal_brute_force(at: &Location) {
+    let mut ix = Index::open_at(at).unwrap();
     let blocks = workload(7, 100_000, 5_000, 500);
     index_all(&mut ix, &blocks);
     let all = all_flows(&blocks);
@@ -224,10 +295,8 @@ fn walks_over_100_000_transactions_equal_a_brute_force_pass_over_the_receipts() 
     assert_eq!(bounded.flows.len(), 1_000);
 }
 
-#[test]
-fn counterparties_volume_and_trace_match_the_receipts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ix = Index::open(&dir.path().join("index.sqlite")).unwrap();
+fn counterparties_volume_trace(at: &Location) {
+    let mut ix = Index::open_at(at).unwrap();
     let blocks = workload(3, 5_000, 50, 100);
     index_all(&mut ix, &blocks);
     let all = all_flows(&blocks);
@@ -291,13 +360,10 @@ fn counterparties_volume_and_trace_match_the_receipts() {
     assert!(ix.trace(&[0xee; 32]).unwrap().is_none());
 }
 
-#[test]
-fn blocks_are_indexed_once_in_order_and_a_reopened_index_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("index.sqlite");
+fn indexed_once_and_resumes(at: &Location) {
     let blocks = workload(5, 300, 20, 100);
     {
-        let mut ix = Index::open(&path).unwrap();
+        let mut ix = Index::open_at(at).unwrap();
         assert_eq!(ix.height().unwrap(), 0);
         assert!(ix.index_block(1, &[1; 32], &[1; 32], &blocks[0]).unwrap());
         // Again: skipped, no duplicate row.
@@ -310,7 +376,7 @@ fn blocks_are_indexed_once_in_order_and_a_reopened_index_resumes() {
             Err(IndexError::Gap { have: 1, got: 3 })
         ));
     }
-    let mut ix = Index::open(&path).unwrap();
+    let mut ix = Index::open_at(at).unwrap();
     assert_eq!(
         ix.height().unwrap(),
         1,
@@ -320,7 +386,7 @@ fn blocks_are_indexed_once_in_order_and_a_reopened_index_resumes() {
     ix.index_block(3, &[3; 32], &[1; 32], &blocks[2]).unwrap();
     assert_eq!(ix.flow_count().unwrap(), all_flows(&blocks).len() as u64);
     // A reader sees what the writer committed.
-    let r = Index::open_read(&path).unwrap();
+    let r = Index::open_read_at(at).unwrap();
     assert_eq!(r.height().unwrap(), 3);
 }
 
@@ -352,11 +418,8 @@ fn pay(hash: u8, a: [u8; 32], b: [u8; 32], amount: u128) -> IndexedTx {
     )
 }
 
-#[test]
-fn alert_rules_fire_once_with_their_block_and_only_when_they_should() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("index.sqlite");
-    let mut ix = Index::open(&path).unwrap();
+fn alert_rules(at: &Location) {
+    let mut ix = Index::open_at(at).unwrap();
     ix.set_rules(AlertRules {
         large_transfer: Some(1_000),
         new_counterparty: Some(100),
@@ -448,4 +511,88 @@ fn alert_rules_fire_once_with_their_block_and_only_when_they_should() {
         .index_block(4, &[4; 32], &[0; 32], &[pay(5, b, d, 2_200)])
         .unwrap());
     assert_eq!(ix.alerts(1, 20, 100).unwrap().len(), 1 + 2 + 4 + 2);
+}
+
+fn pages(at: &Location) {
+    let mut ix = Index::open_at(at).unwrap();
+    ix.set_rules(AlertRules {
+        large_transfer: Some(900_000),
+        ..AlertRules::default()
+    });
+    let blocks = workload(13, 3_000, 20, 100);
+    index_all(&mut ix, &blocks);
+    let all = all_flows(&blocks);
+    // Every flow of an account, page by page, newest first, exactly once.
+    let a = acct(4);
+    let mut want: Vec<FlowRow> = all
+        .iter()
+        .filter(|f| f.from == Some(a) || f.to == Some(a))
+        .cloned()
+        .collect();
+    want.sort_by(|x, y| y.cmp(x));
+    assert!(want.len() > 120, "{}", want.len());
+    let mut got = Vec::new();
+    let mut before = None;
+    loop {
+        let page = ix.account_flows(&a, before, 37).unwrap();
+        assert!(page.len() <= 37);
+        let Some(last) = page.last() else { break };
+        before = Some((last.height, last.index, last.seq));
+        got.extend(page);
+    }
+    assert_eq!(got, want);
+    // The alert feed, with a page size that splits blocks.
+    let mut feed = Vec::new();
+    let mut cur: Option<(Cursor, String)> = None;
+    loop {
+        let page = ix
+            .recent_alerts(cur.as_ref().map(|(c, k)| (*c, k.as_str())), 7)
+            .unwrap();
+        let Some(l) = page.last() else { break };
+        cur = Some(((l.height, l.index, l.seq), l.kind.clone()));
+        feed.extend(page);
+    }
+    let mut oldest_first = ix.alerts(1, u64::MAX, usize::MAX).unwrap();
+    assert!(oldest_first.len() > 10, "{}", oldest_first.len());
+    assert_eq!(ix.alert_count().unwrap(), oldest_first.len() as u64);
+    oldest_first.reverse();
+    assert_eq!(feed, oldest_first);
+    // Blocks, newest first, with their transaction counts.
+    let top = ix.recent_blocks(None, 5).unwrap();
+    assert_eq!(
+        top.iter().map(|b| b.height).collect::<Vec<_>>(),
+        vec![30, 29, 28, 27, 26]
+    );
+    assert!(top.iter().all(|b| b.txs == 100 && b.seen_ms > 0));
+    let older = ix.recent_blocks(Some(26), 100).unwrap();
+    assert_eq!(older.len(), 25);
+    assert_eq!(older[0].height, 25);
+    let txs = ix.block_txs(30, 1_000).unwrap();
+    assert_eq!(txs.len(), 100);
+    assert_eq!(txs[0].1, hex::encode(blocks[29][0].receipt.tx_hash));
+}
+
+#[test]
+fn an_index_of_another_schema_version_is_refused_with_the_way_out() {
+    let f = sqlite();
+    drop(Index::open_at(&f.at).unwrap());
+    let Location::Sqlite(p) = &f.at else {
+        unreachable!()
+    };
+    let c = Connection::open(p).unwrap();
+    c.execute("UPDATE meta SET v = 1 WHERE k = 'schema'", [])
+        .unwrap();
+    drop(c);
+    let e = Index::open_at(&f.at).unwrap_err();
+    assert!(matches!(e, IndexError::Schema(1)), "{e}");
+    assert!(e.to_string().contains("rebuilt"), "{e}");
+}
+
+#[test]
+fn a_postgres_location_never_prints_its_password() {
+    let l = Location::Postgres("host=db port=5432 user=plume password=hunter2 dbname=x".into());
+    assert!(!format!("{l} {l:?}").contains("hunter2"));
+    let l = Location::Postgres("postgresql://plume:hunter2@db:5432/x".into());
+    assert!(!format!("{l}").contains("hunter2"), "{l}");
+    assert!(format!("{l}").contains("db:5432/x"));
 }

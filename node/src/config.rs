@@ -37,6 +37,29 @@ pub struct Config {
     /// Alert rules an observer evaluates on each block it indexes.
     #[serde(default)]
     pub alerts: plume_index::AlertRules,
+    /// Where an observer keeps its fund-flow index.
+    #[serde(default)]
+    pub index: IndexSection,
+}
+
+/// `[index]`
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSection {
+    /// A PostgreSQL database instead of the embedded SQLite file
+    /// (`HOME/data/index.sqlite`): a libpq connection string or URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+}
+
+impl IndexSection {
+    /// Where the index of the node at `home` lives.
+    pub fn location(&self, home: &Path) -> plume_index::Location {
+        match &self.postgres {
+            Some(url) => plume_index::Location::Postgres(url.clone()),
+            None => plume_index::Location::Sqlite(home.join("data").join(INDEX_FILE)),
+        }
+    }
 }
 
 /// `network.transport`
@@ -288,6 +311,12 @@ pub struct ApiSection {
     /// Most calls in one JSON-RPC batch (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_calls_max: Option<u32>,
+    /// A file (absolute, or relative to the node's home) holding the
+    /// access token: every request but `/health` must then carry
+    /// `Authorization: Bearer <token>` (or, from a browser, the cookie the
+    /// dashboard's `/dashboard/login?token=` sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 impl ApiSection {
@@ -310,7 +339,32 @@ impl ApiSection {
         l
     }
 
+    /// The access token (`token_file`, read now), if one is required.
+    pub fn token(&self, home: &Path) -> Result<Option<String>> {
+        let Some(f) = &self.token_file else {
+            return Ok(None);
+        };
+        let path = home.join(f);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("api.token_file: reading {}", path.display()))?;
+        let t = text.trim();
+        if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!(
+                "api.token_file {}: the token must be 16 to 256 printable ASCII characters without spaces",
+                path.display()
+            );
+        }
+        Ok(Some(t.to_string()))
+    }
+
     fn check(&self) -> Result<()> {
+        if self
+            .token_file
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            bail!("api.token_file is empty: remove it or name the token's file");
+        }
         let bad = |name: &str, v: Option<u32>, max: u32| match v {
             Some(n) if n == 0 || n > max => Err(anyhow::anyhow!("api.{name} must be 1 to {max}")),
             _ => Ok(()),
@@ -335,6 +389,7 @@ impl Default for ApiSection {
             connections_per_client: None,
             calls_per_s: None,
             batch_calls_max: None,
+            token_file: None,
         }
     }
 }
@@ -411,6 +466,7 @@ impl Config {
             batching: BatchingSection::default(),
             network: NetworkSection::default(),
             alerts: plume_index::AlertRules::default(),
+            index: IndexSection::default(),
         }
     }
 
@@ -479,10 +535,18 @@ impl Config {
             bail!("batching.batch_delay_ms must be 1 to 1000");
         }
         if let Some(url) = &self.alerts.webhook {
-            crate::roles::webhook::parse(url)?;
+            parse_webhook(url)?;
         }
         if self.alerts.rapid_in_out_blocks == 0 || self.alerts.rapid_in_out_blocks > 100_000 {
             bail!("alerts.rapid_in_out_blocks must be 1 to 100000");
+        }
+        if self
+            .index
+            .postgres
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            bail!("index.postgres is empty: remove it (SQLite) or give a connection string");
         }
         Ok(())
     }
@@ -524,6 +588,9 @@ listen_addr = "{api}"
 # connections_per_client = 256
 # calls_per_s = 50000
 # batch_calls_max = 1000
+# Require a bearer token (the file's one line, at least 16 characters) on
+# every request but /health, the dashboard included.
+{token}
 
 [storage]
 # LMDB map size in GiB: address space reserved for the store, not disk used.
@@ -578,12 +645,24 @@ busy_poll = {busy}
 # Observers only: rules evaluated on every block as it is indexed; alerts
 # are stored in the index (plume_alerts) and pushed to WebSocket
 # subscribers of ["alerts"]. Amounts in the asset's smallest unit.
-{alerts}"#,
+{alerts}
+[index]
+# Observers only: the fund-flow index is an SQLite file in data/ unless a
+# PostgreSQL database is named here (libpq string or postgresql:// URL).
+{index}"#,
             moniker = self.node.moniker,
             listen = self.node.listen_addr,
             role = self.node.role.name(),
             alerts = alerts_toml(&self.alerts),
+            index = match &self.index.postgres {
+                Some(u) => format!("postgres = {u:?}"),
+                None => "# postgres = \"host=127.0.0.1 port=5432 user=plume dbname=plume\"".into(),
+            },
             api = self.api.listen_addr,
+            token = match &self.api.token_file {
+                Some(f) => format!("token_file = {f:?}"),
+                None => "# token_file = \"api.token\"".into(),
+            },
             map = self.storage.map_size_gib,
             cc = list(&self.placement.consensus_cores),
             sc = list(&self.placement.sigverify_cores),
@@ -608,6 +687,39 @@ busy_poll = {busy}
             busy = self.network.busy_poll,
         )
     }
+}
+
+/// The SQLite index's file, under `<home>/data`.
+pub const INDEX_FILE: &str = "index.sqlite";
+
+/// A parsed `[alerts] webhook` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookTarget {
+    /// `host:port` as written (the Host header).
+    pub host: String,
+    /// Path (with the query).
+    pub path: String,
+}
+
+/// Parse `http://host:port/path` (no TLS, no credentials).
+pub fn parse_webhook(url: &str) -> Result<WebhookTarget> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("alerts.webhook {url:?}: only http://host:port/path is supported");
+    };
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if host.is_empty() || host.contains('@') || !host.contains(':') {
+        bail!("alerts.webhook {url:?}: needs host:port");
+    }
+    if path.len() > 2048 || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        bail!("alerts.webhook {url:?}: bad path");
+    }
+    Ok(WebhookTarget {
+        host: host.to_string(),
+        path: path.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -282,3 +282,236 @@ fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_the_ind
     }
     assert_eq!(metric(&obs, "plume_alert_webhook_sent_total"), 1);
 }
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status line's
+/// code, the header block and the body.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method != "GET" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_string(), body.to_string())
+}
+
+/// A JSON-RPC call with the bearer token.
+fn rpc_with(addr: &str, token: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(v["error"].is_null(), "{method}: {v}");
+    v["result"].clone()
+}
+
+/// Headless Chromium (Debian's package, installed by scripts/setup.sh):
+/// `--dump-dom` of `url` after its scripts ran, and a screenshot.
+fn chromium(profile: &std::path::Path, url: &str, shot: Option<&std::path::Path>) -> String {
+    let mut cmd = std::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1100",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .stdin(std::process::Stdio::null());
+    match shot {
+        Some(p) => cmd.arg(format!("--screenshot={}", p.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = observer_net(dir.path());
+    let home = net.observers[0].home.clone();
+    let token = "dashboard-test-token-0123456789";
+    std::fs::write(home.join("api.token"), format!("{token}\n")).unwrap();
+    let cfg = home.join("config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("# token_file = \"api.token\""), "{text}");
+    let text = text
+        .replace("# large_transfer = 1000000000", "large_transfer = 1000")
+        .replace("# token_file = \"api.token\"", "token_file = \"api.token\"");
+    std::fs::write(&cfg, text).unwrap();
+    net.start_all(Duration::from_secs(30)).unwrap();
+    net.start_observer(0, Duration::from_secs(30)).unwrap();
+    let obs = net.observers[0].api.clone();
+
+    use plume_client::txbuild::{self, Fees};
+    let from = net.accounts[3].public_key().address().to_hex();
+    let to = net.accounts[4].public_key().address().to_hex();
+    let mut hashes = Vec::new();
+    for (nonce, amount) in [(0, 7), (1, 5_000)] {
+        let t = txbuild::transfer(
+            &net.chain_id,
+            &net.accounts[3],
+            nonce,
+            &net.accounts[4].public_key().address(),
+            amount,
+            None,
+            Fees::default(),
+            u64::MAX,
+        );
+        submit(&net.apis[0], &t).unwrap();
+        hashes.push(hash_of(&t));
+    }
+    let large = hashes[1].clone();
+    final_on(&net.apis[0], &large, Duration::from_secs(60)).expect("final");
+
+    // Without the token: refused, as JSON for the API and as a page for
+    // the dashboard; /health stays open for probes.
+    let (code, _, body) = http(&obs, "GET", "/metrics", &[]);
+    assert_eq!(code, 401, "{body}");
+    let (code, _, body) = http(&obs, "GET", "/dashboard/alerts", &[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("<html"), "{body}");
+    assert_eq!(http(&obs, "GET", "/health", &[]).0, 200);
+    let wrong = "Bearer dashboard-test-token-0123456780";
+    assert_eq!(
+        http(&obs, "GET", "/dashboard", &[("Authorization", wrong)]).0,
+        401
+    );
+    let (code, _, _) = http(
+        &obs,
+        "GET",
+        &format!("/dashboard/login?token={}x", token),
+        &[],
+    );
+    assert_eq!(code, 401, "a wrong token logs in");
+
+    // The observer indexes the alert (it commits at certified roots).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = rpc_with(&obs, token, "plume_recentAlerts", json!([]));
+        if a["alerts"].as_array().is_some_and(|l| !l.is_empty()) {
+            assert_eq!(a["alerts"][0]["tx"], large.as_str(), "{a}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no alert indexed in 60 s: {a}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The browser logs in once (the cookie), then the pages render.
+    let profile = dir.path().join("chromium");
+    let login = |next: &str| format!("http://{obs}/dashboard/login?token={token}&next={next}");
+    let dom = chromium(&profile, &login("/dashboard/alerts"), None);
+    assert!(
+        dom.contains(&format!("data-tx=\"{large}\"")),
+        "alert feed lacks the alert:\n{dom}"
+    );
+    assert!(dom.contains("data-kind=\"large_transfer\""), "{dom}");
+    assert!(
+        !dom.contains(&format!("data-tx=\"{}\"", hashes[0])),
+        "the small transfer alerted"
+    );
+    let dom = chromium(&profile, &login("/dashboard"), None);
+    assert!(dom.contains("id=\"alerts\""), "{dom}");
+    assert!(
+        dom.contains(&format!("data-tx=\"{large}\"")),
+        "overview lacks the alert:\n{dom}"
+    );
+    assert!(dom.contains("id=\"blocks\""), "{dom}");
+    let account = format!("/dashboard/account/{from}");
+    let dom = chromium(&profile, &login(&account), None);
+    assert!(dom.contains("id=\"flow-graph\""), "no flow graph:\n{dom}");
+    assert!(
+        dom.contains(&format!("class=\"counterparty\" data-account=\"{to}\"")),
+        "the graph lacks the counterparty {to}:\n{dom}"
+    );
+    assert!(
+        dom.contains(&large),
+        "the account's flows lack the transfer:\n{dom}"
+    );
+    let dom = chromium(&profile, &login(&format!("/dashboard/tx/{large}")), None);
+    assert!(
+        dom.contains("id=\"finality-proof\""),
+        "no proof on the tx page:\n{dom}"
+    );
+    // The screenshot is kept as a CI artefact.
+    let artefacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let shot = artefacts.join("dashboard-account.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&profile, &login(&account), Some(&shot));
+    let png = std::fs::read(&shot).expect("no screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
+    chromium(
+        &profile,
+        &login("/dashboard"),
+        Some(&artefacts.join("dashboard-overview.png")),
+    );
+
+    // No mutating route: every dashboard route answers POST, PUT and
+    // DELETE with 405 and names GET as allowed.
+    let auth = format!("Bearer {token}");
+    let routes = [
+        "/dashboard".to_string(),
+        "/dashboard/blocks".into(),
+        "/dashboard/block/1".into(),
+        "/dashboard/alerts".into(),
+        account.clone(),
+        format!("/dashboard/tx/{large}"),
+        "/dashboard/volume".into(),
+        format!("/dashboard/search?q={to}"),
+        format!("/dashboard/login?token={token}"),
+    ];
+    for r in &routes {
+        let (code, _, body) = http(&obs, "GET", r, &[("Authorization", &auth)]);
+        assert!(code == 200 || code == 303, "GET {r}: {code} {body}");
+        for m in ["POST", "PUT", "DELETE"] {
+            let (code, head, body) = http(&obs, m, r, &[("Authorization", &auth)]);
+            assert_eq!(code, 405, "{m} {r}: {body}");
+            assert!(
+                head.to_ascii_lowercase().contains("allow: get"),
+                "{m} {r}: {head}"
+            );
+        }
+    }
+}

@@ -19,8 +19,10 @@
 //! Error codes (JSON-RPC `error.code`) are listed in [`codes`] and in the
 //! README's API section.
 
+mod auth;
 pub mod bin;
 mod conn;
+mod dashboard;
 mod deadline;
 pub mod server;
 pub mod ws;
@@ -81,6 +83,9 @@ pub struct Limits {
     /// A WebSocket without subscriptions that sends nothing for this long
     /// is closed.
     pub ws_idle: Duration,
+    /// The access token every request but `/health` must carry (None:
+    /// open, the default on loopback).
+    pub token: Option<String>,
 }
 
 impl Default for Limits {
@@ -106,6 +111,7 @@ impl Default for Limits {
             ws_queue_bytes_max: 4 * 1024 * 1024,
             ws_write_timeout: Duration::from_secs(10),
             ws_idle: Duration::from_secs(60),
+            token: None,
         }
     }
 }
@@ -155,6 +161,9 @@ pub mod codes {
     pub const ACCOUNT_LIMIT: i64 = 1015;
     /// The node is an observer: it accepts no transaction.
     pub const READ_ONLY: i64 = 1016;
+    /// The node requires an access token and the request carried none, or
+    /// another (HTTP 401).
+    pub const UNAUTHORIZED: i64 = 1017;
 }
 
 /// An error returned to a client.

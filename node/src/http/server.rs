@@ -200,7 +200,37 @@ fn json_error(status: u16, code: i64, msg: String) -> Response<Full<Bytes>> {
 
 async fn handle(req: Request<Incoming>, cx: Arc<Ctx>, client: Arc<Guard>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let dashboard = path == "/dashboard" || path.starts_with("/dashboard/");
+    if let Some(want) = &cx.limits.token {
+        if path != "/health" && path != "/dashboard/login" && !super::auth::authorized(&req, want) {
+            cx.node.shed("api_unauthorized");
+            return if dashboard {
+                super::dashboard::unauthorized()
+            } else {
+                json_error(
+                    401,
+                    codes::UNAUTHORIZED,
+                    "this node requires an access token: Authorization: Bearer <token>".into(),
+                )
+            };
+        }
+    }
+    if dashboard {
+        if !cx.allow(client.ip, 1) {
+            cx.node.shed("api_rate_limited");
+            return reply(429, "text/plain", "too many requests from this client\n");
+        }
+        return super::dashboard::serve(req, cx).await;
+    }
     match (req.method().as_str(), path.as_str()) {
+        ("GET", "/") => {
+            let mut r = reply(303, "text/plain", "the dashboard: /dashboard\n");
+            r.headers_mut().insert(
+                "location",
+                hyper::header::HeaderValue::from_static("/dashboard"),
+            );
+            r
+        }
         ("GET", "/health") => {
             let (ok, detail) = cx.node.health();
             reply(

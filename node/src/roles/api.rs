@@ -478,7 +478,103 @@ impl ApiNode {
                 "this node keeps no fund-flow index (an observer does: plume start --role observer)",
             ));
         };
-        plume_index::Index::open_read(path).map_err(|e| internal(format!("index: {e}")))
+        plume_index::Index::open_read_at(path).map_err(|e| internal(format!("index: {e}")))
+    }
+
+    /// `plume_accountFlows [account, {before, limit}]`: one page of an
+    /// account's flows (both directions), newest first; `before` is the
+    /// previous page's `next` ("height.index.seq").
+    fn account_flows(&self, params: &Value) -> ApiResult<Value> {
+        let a = param_account(params, 0)?;
+        let o = params.get(1).cloned().unwrap_or(json!({}));
+        let before = cursor(&o)?;
+        let limit = o
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(1, 1_000) as usize;
+        let ix = self.index()?;
+        let flows = ix
+            .account_flows(&a, before.as_ref().map(|c| c.0), limit)
+            .map_err(internal)?;
+        let next = (flows.len() == limit)
+            .then(|| {
+                flows
+                    .last()
+                    .map(|f| format!("{}.{}.{}", f.height, f.index, f.seq))
+            })
+            .flatten();
+        Ok(json!({"indexed_height": ix.height().map_err(internal)?, "flows": flows, "next": next}))
+    }
+
+    /// `plume_recentAlerts [{before, limit}]`: one page of alerts, newest
+    /// first; `before` is the previous page's `next`.
+    fn recent_alerts(&self, params: &Value) -> ApiResult<Value> {
+        let o = params.get(0).cloned().unwrap_or(json!({}));
+        let before = cursor(&o)?;
+        let limit = o
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(1, 1_000) as usize;
+        let ix = self.index()?;
+        let alerts = ix
+            .recent_alerts(before.as_ref().map(|(c, k)| (*c, k.as_str())), limit)
+            .map_err(internal)?;
+        let next = (alerts.len() == limit)
+            .then(|| {
+                alerts
+                    .last()
+                    .map(|a| format!("{}.{}.{}.{}", a.height, a.index, a.seq, a.kind))
+            })
+            .flatten();
+        Ok(json!({
+            "indexed_height": ix.height().map_err(internal)?,
+            "total": ix.alert_count().map_err(internal)?,
+            "alerts": alerts,
+            "next": next,
+        }))
+    }
+
+    /// `plume_indexedBlocks [{before, limit}]`: blocks as indexed, newest
+    /// first, below height `before`.
+    fn indexed_blocks(&self, params: &Value) -> ApiResult<Value> {
+        let o = params.get(0).cloned().unwrap_or(json!({}));
+        let before = o.get("before").and_then(Value::as_u64);
+        let limit = o
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(1, 1_000) as usize;
+        let ix = self.index()?;
+        let blocks = ix.recent_blocks(before, limit).map_err(internal)?;
+        Ok(json!({
+            "indexed_height": ix.height().map_err(internal)?,
+            "blocks": blocks,
+        }))
+    }
+
+    /// `plume_blockTransactions [height]`: a block's transactions as
+    /// indexed (index, hash, status).
+    fn block_transactions(&self, params: &Value) -> ApiResult<Value> {
+        let h = params
+            .get(0)
+            .or_else(|| params.get("height"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                ApiError::new(
+                    codes::INVALID_PARAMS,
+                    "missing integer parameter \"height\"",
+                )
+            })?;
+        let ix = self.index()?;
+        let txs: Vec<Value> = ix
+            .block_txs(h, 100_000)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(i, hash, status)| json!({"index": i, "hash": hash, "status": status}))
+            .collect();
+        Ok(json!({"height": h, "transactions": txs}))
     }
 
     /// `plume_flows [account, {direction, from, to, depth, limit}]`: the
@@ -606,6 +702,29 @@ impl ApiNode {
     }
 }
 
+/// A page cursor, `before`: "height.index.seq" (flows) or
+/// "height.index.seq.kind" (alerts).
+fn cursor(o: &Value) -> ApiResult<Option<(plume_index::Cursor, String)>> {
+    let Some(c) = o.get("before").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            codes::INVALID_PARAMS,
+            format!("before: {c:?} is not a page cursor (the \"next\" of the previous page)"),
+        )
+    };
+    let mut it = c.splitn(4, '.');
+    let h = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let i = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let s = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let kind = it.next().unwrap_or("~").to_string();
+    if kind.len() > 64 {
+        return Err(bad());
+    }
+    Ok(Some(((h, i, s), kind)))
+}
+
 impl NodeApi for ApiNode {
     fn call(&self, method: &str, params: &Value) -> ApiResult<Value> {
         match method {
@@ -632,6 +751,10 @@ impl NodeApi for ApiNode {
             "plume_volume" => self.volume(params),
             "plume_trace" => self.trace(params),
             "plume_alerts" => self.alerts(params),
+            "plume_recentAlerts" => self.recent_alerts(params),
+            "plume_accountFlows" => self.account_flows(params),
+            "plume_indexedBlocks" => self.indexed_blocks(params),
+            "plume_blockTransactions" => self.block_transactions(params),
             other => Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
                 format!("unknown method {other:?}"),

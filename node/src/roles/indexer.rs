@@ -11,7 +11,6 @@ use anyhow::{anyhow, Context, Result};
 use plume_index::{Index, IndexedTx};
 use plume_protocol::Receipt;
 use plume_storage::{LmdbKv, Store};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -24,14 +23,14 @@ const RUN_MAX: u64 = 256;
 /// on each and pushing its alerts to the `["alerts"]` subscribers.
 pub fn run(
     kv: LmdbKv,
-    path: &Path,
+    path: &plume_index::Location,
     rules: plume_index::AlertRules,
     webhook: Option<flume::Sender<String>>,
     shared: &Shared,
     stop: &AtomicBool,
 ) -> Result<()> {
     let metrics = &shared.metrics;
-    let mut ix = Index::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ix = Index::open_at(path).with_context(|| format!("opening the index ({path})"))?;
     ix.set_rules(rules);
     metrics.index_height.set(ix.height()?);
     while !stop.load(Ordering::Relaxed) {

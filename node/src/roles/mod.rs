@@ -54,8 +54,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// An observer's fund-flow index, in `HOME/data`.
-pub const INDEX_FILE: &str = "index.sqlite";
+pub use crate::config::INDEX_FILE;
+
+/// The API server's limits, with the access token read from its file.
+fn api_limits(config: &crate::config::Config, home: &Path) -> Result<crate::http::Limits> {
+    let mut l = config.api.limits();
+    l.token = config.api.token(home)?;
+    if l.token.is_some() {
+        tracing::info!("API: an access token is required on every request but /health");
+    }
+    Ok(l)
+}
 
 /// Stop flag set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -160,7 +169,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
     // Nothing reads it: an observer's API refuses submissions before
     // they reach a queue (`Shared::observer`).
     let (sig_tx, _) = flume::bounded::<SigIn>(1);
-    let index_path = setup.home.join("data").join(INDEX_FILE);
+    let index_path = setup.config.index.location(&setup.home);
     let shared = Arc::new(Shared {
         chain_id: setup.genesis.chain_id.clone(),
         kv: kv.clone(),
@@ -232,7 +241,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
         Arc::new(api::ApiNode {
             shared: shared.clone(),
         }),
-        setup.config.api.limits(),
+        api_limits(&setup.config, &setup.home)?,
     )?;
     tracing::info!(addr = %api.addr, "API listening (read-only: an observer accepts no transaction)");
     let follow_thread = {
@@ -381,7 +390,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         Arc::new(api::ApiNode {
             shared: shared.clone(),
         }),
-        setup.config.api.limits(),
+        api_limits(&setup.config, &setup.home)?,
     )?;
     tracing::info!(addr = %api.addr, "API listening");
     let start = core::CoreStart {

@@ -55,5 +55,5 @@ pub struct Shared {
     /// This node is an observer: it refuses every submission.
     pub observer: bool,
     /// The fund-flow index (observers), for the API's queries.
-    pub index: Option<std::path::PathBuf>,
+    pub index: Option<plume_index::Location>,
 }

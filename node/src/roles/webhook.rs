@@ -7,7 +7,7 @@
 //! stays in the index (`plume_alerts`).
 
 use crate::metrics::NodeMetrics;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,35 +18,7 @@ pub const WEBHOOK_QUEUE_MAX: usize = 1024;
 /// Deadline of one attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A parsed webhook URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// `host:port` as written (the Host header).
-    pub host: String,
-    /// Path (with the query).
-    pub path: String,
-}
-
-/// Parse `http://host:port/path` (no TLS, no credentials).
-pub fn parse(url: &str) -> Result<Target> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("alerts.webhook {url:?}: only http://host:port/path is supported");
-    };
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if host.is_empty() || host.contains('@') || !host.contains(':') {
-        bail!("alerts.webhook {url:?}: needs host:port");
-    }
-    if path.len() > 2048 || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        bail!("alerts.webhook {url:?}: bad path");
-    }
-    Ok(Target {
-        host: host.to_string(),
-        path: path.to_string(),
-    })
-}
+pub use crate::config::{parse_webhook as parse, WebhookTarget as Target};
 
 fn post(t: &Target, body: &str) -> Result<u16> {
     let addr: SocketAddr = t
