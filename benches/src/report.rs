@@ -83,6 +83,9 @@ pub struct Report {
     pub latencies: BTreeMap<String, Percentiles>,
     /// Targets and whether they were met.
     pub targets: Vec<Target>,
+    /// What the run could not measure, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// An SVG plot written beside the JSON (same name, `.svg`).
     #[serde(skip)]
     pub plot_svg: Option<String>,
@@ -112,8 +115,14 @@ impl Report {
             figures: BTreeMap::new(),
             latencies: BTreeMap::new(),
             targets: Vec::new(),
+            notes: Vec::new(),
             plot_svg: None,
         }
+    }
+
+    /// Record something the run could not measure.
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
     }
 
     /// Record a headline figure.
@@ -184,6 +193,9 @@ impl Report {
                     if t.met { "MET" } else { "NOT MET" }
                 ));
             }
+        }
+        for n in &self.notes {
+            s.push_str(&format!("\nnote: {n}\n"));
         }
         s
     }

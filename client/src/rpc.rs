@@ -53,16 +53,40 @@ pub struct RpcClient {
     addr: String,
     stream: Option<TcpStream>,
     next_id: u64,
+    token: Option<String>,
+}
+
+/// The environment variable a node's API access token is read from
+/// (`[api] token_file` on the node): sent as `Authorization: Bearer`.
+pub const TOKEN_ENV: &str = "PLUME_API_TOKEN";
+
+fn env_token() -> Option<String> {
+    std::env::var(TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+fn auth_header(token: Option<&str>) -> String {
+    token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"))
 }
 
 impl RpcClient {
-    /// A client for `host:port` (connects lazily).
+    /// A client for `host:port` (connects lazily); sends the access token
+    /// from `PLUME_API_TOKEN` when it is set.
     pub fn new(addr: &str) -> Self {
         RpcClient {
             addr: addr.to_string(),
             stream: None,
             next_id: 1,
+            token: env_token(),
         }
+    }
+
+    /// Send this access token (a node with `[api] token_file`).
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
     }
 
     fn io(&self, err: std::io::Error) -> ClientError {
@@ -92,10 +116,11 @@ impl RpcClient {
         // One retry on a fresh connection if a kept-alive one was closed.
         for attempt in 0..2 {
             let addr = self.addr.clone();
+            let auth = auth_header(self.token.as_deref());
             let r = (|| -> Result<Value> {
                 let s = self.connect()?;
                 let head = format!(
-                    "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    "POST / HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
                 let io = |err| ClientError::Io {
@@ -105,6 +130,12 @@ impl RpcClient {
                 s.write_all(head.as_bytes()).map_err(io)?;
                 s.write_all(body).map_err(io)?;
                 let (status, resp) = read_response(s, &addr)?;
+                if status == 401 {
+                    return Err(bad(format!(
+                        "HTTP 401: the node requires its API token (set {TOKEN_ENV}): {}",
+                        String::from_utf8_lossy(&resp)
+                    )));
+                }
                 if status != 200 {
                     return Err(bad(format!(
                         "HTTP {status}: {}",
@@ -242,7 +273,8 @@ pub fn rpc(addr: &str, method: &str, params: Value) -> Result<Value> {
     RpcClient::new(addr).call(method, params)
 }
 
-/// One-shot GET; returns status and body text.
+/// One-shot GET; returns status and body text (with the token from
+/// `PLUME_API_TOKEN` when it is set).
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     let io = |err| ClientError::Io {
         addr: addr.to_string(),
@@ -250,7 +282,8 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     };
     let mut s = TcpStream::connect(addr).map_err(io)?;
     s.set_read_timeout(Some(CALL_TIMEOUT)).map_err(io)?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+    let auth = auth_header(env_token().as_deref());
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
         .map_err(io)?;
     let (status, body) = read_response(&mut s, addr)?;
     Ok((status, String::from_utf8_lossy(&body).to_string()))

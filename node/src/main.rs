@@ -368,9 +368,14 @@ struct DevnetArgs {
     no_compliance: bool,
     /// Also run an observer (a non-voting follower that verifies every
     /// certificate and root and serves a read-only API) and compare its
-    /// state with the validators' at the end.
+    /// state with the validators' at the end; prints (and, on a desktop,
+    /// opens) the observer's dashboard URL.
     #[arg(long)]
     observer: bool,
+    /// Keep the network up after the load and its summary, until Ctrl-C
+    /// (to browse the dashboard or the APIs).
+    #[arg(long)]
+    hold: bool,
     /// Also write the summary as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -654,6 +659,7 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         sanctioned_every,
         no_compliance,
         observer,
+        hold,
         json,
     } = args;
     if rate == 0 {
@@ -676,9 +682,12 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
         sanctioned_every: if no_compliance { 0 } else { sanctioned_every },
         compliance: !no_compliance,
         observer,
+        hold,
     };
     let s = plume_node::devnet::run(&opts, plume_node::roles::stop_flag())?;
-    plume_node::devnet::print_summary(&s);
+    if !hold {
+        plume_node::devnet::print_summary(&s);
+    }
     if let Some(p) = json {
         write_atomic(&p, &serde_json::to_vec_pretty(&s)?, 0o644)?;
     }

@@ -42,6 +42,7 @@ fn finalize_10000(submit: plume_node::devnet::Submit) {
         sanctioned_every: 0,
         compliance: false,
         observer: false,
+        hold: false,
     };
     let s = plume_node::devnet::drive_load(&net, &opts, &AtomicBool::new(false)).unwrap();
     if s.finalized != s.submitted || !s.submit_errors.is_empty() {

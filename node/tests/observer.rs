@@ -167,9 +167,12 @@ fn an_observer_whose_execution_differs_raises_the_divergence_alarm() {
 }
 
 #[test]
-fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_the_index() {
+fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_a_postgresql_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut net = observer_net(dir.path());
+    // The observer's index on a private PostgreSQL server (Debian's
+    // package, installed by scripts/setup.sh).
+    let pg = plume_index::pg_server::PgServer::start(&dir.path().join("pg")).unwrap();
     let cfg = net.observers[0].home.join("config.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("# large_transfer = "), "{text}");
@@ -196,7 +199,12 @@ fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_the_ind
             "# webhook = \"http://127.0.0.1:9000/alerts\"",
             &format!("webhook = \"http://{hook_addr}/alerts\""),
         );
+    let text = text.replace(
+        "# postgres = \"host=127.0.0.1 port=5432 user=plume dbname=plume\"",
+        &format!("postgres = {:?}", pg.url),
+    );
     assert!(text.contains("webhook = \"http://127.0.0.1:"), "{text}");
+    assert!(text.contains("\npostgres = \"host=127.0.0.1"), "{text}");
     std::fs::write(&cfg, text).unwrap();
     net.start_all(Duration::from_secs(30)).unwrap();
     net.start_observer(0, Duration::from_secs(30)).unwrap();
@@ -281,6 +289,30 @@ fn a_large_transfer_alert_reaches_a_websocket_subscriber_the_webhook_and_the_ind
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(metric(&obs, "plume_alert_webhook_sent_total"), 1);
+    // The rows are in PostgreSQL, not in an SQLite file.
+    let index =
+        plume_index::Index::open_read_at(&plume_index::Location::Postgres(pg.url.clone())).unwrap();
+    assert_eq!(index.alert_count().unwrap(), 1);
+    assert!(index.height().unwrap() >= height);
+    // And the API reads them from there: both transfers out of account 3.
+    let from = net.accounts[3].public_key().address().to_hex();
+    let flows = rpc(&obs, "plume_flows", json!([from, {"direction": "out"}])).unwrap();
+    let txs: Vec<&str> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["tx"].as_str())
+        .collect();
+    assert!(txs.contains(&large_hash.as_str()), "{flows}");
+    assert!(txs.contains(&hash_of(&small).as_str()), "{flows}");
+    assert!(
+        !net.observers[0]
+            .home
+            .join("data")
+            .join(plume_node::roles::INDEX_FILE)
+            .exists(),
+        "an SQLite index beside the PostgreSQL one"
+    );
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status line's
@@ -421,6 +453,39 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
         &[],
     );
     assert_eq!(code, 401, "a wrong token logs in");
+
+    // The SDK and the CLI send the token from PLUME_API_TOKEN (or given).
+    let st = plume_client::RpcClient::new(&obs)
+        .with_token(token)
+        .call("plume_status", json!([]))
+        .unwrap();
+    assert_eq!(st["role"], "observer", "{st}");
+    let cli = |env: Option<&str>| {
+        let mut c = std::process::Command::new(exe());
+        c.args(["query", "status", "--node", &obs])
+            .env_remove("PLUME_API_TOKEN");
+        if let Some(t) = env {
+            c.env("PLUME_API_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let out = cli(Some(token));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("observer"),
+        "{out:?}"
+    );
+    let out = cli(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("PLUME_API_TOKEN"),
+        "{err}"
+    );
 
     // The observer indexes the alert (it commits at certified roots).
     let deadline = Instant::now() + Duration::from_secs(60);

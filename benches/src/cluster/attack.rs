@@ -181,6 +181,7 @@ fn run_phase(exe: &std::path::Path, c: &ClusterOptions, kind: &str, attack: bool
         sanctioned_every: 0,
         compliance: false,
         observer: false,
+        hold: false,
     };
     let summary = devnet::drive_load(&net, &dopts, &AtomicBool::new(false));
     stop.store(true, Ordering::Relaxed);

@@ -273,6 +273,7 @@ pub fn run_once(
         sanctioned_every: 0,
         compliance: false,
         observer: false,
+        hold: false,
     };
     // Resident memory over the run: sampled every RSS_SAMPLE_EVERY, so a
     // long run shows whether it stays flat.

@@ -66,6 +66,9 @@ pub struct DevnetOptions {
     /// Run one observer beside the validators (genesis `observers`) and
     /// check its certified state against theirs at the end.
     pub observer: bool,
+    /// After the load and the checks, print the summary and keep the
+    /// network (and the observer's dashboard) up until `stop` is set.
+    pub hold: bool,
 }
 
 /// How the load generator submits.
@@ -245,6 +248,9 @@ pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
             net.observers[0].api,
             net.observers[0].home.display()
         );
+        let url = format!("http://{}/dashboard", net.observers[0].api);
+        println!("devnet: dashboard {url}");
+        open_in_browser(&url);
     }
     let mut s = drive_load(&net, opts, stop)?;
     if opts.observer {
@@ -257,7 +263,32 @@ pub fn run(opts: &DevnetOptions, stop: &AtomicBool) -> Result<Summary> {
             Duration::from_secs(30),
         )?);
     }
+    if opts.hold {
+        print_summary(&s);
+        println!("devnet: load done; the network stays up until Ctrl-C");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     Ok(s)
+}
+
+/// Open `url` in the desktop's browser when there is a desktop
+/// (`xdg-open` with DISPLAY or WAYLAND_DISPLAY set); otherwise the printed
+/// URL is all. Never waits for the browser.
+fn open_in_browser(url: &str) {
+    let desktop = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if !desktop || std::env::var_os("CI").is_some() {
+        return;
+    }
+    let _ = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 struct Pending {
