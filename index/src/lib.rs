@@ -105,6 +105,54 @@ pub struct FlowRow {
     pub tx: [u8; 32],
 }
 
+/// An account's identity in the compliance registry, as the indexer found
+/// it when it indexed a block the account took part in.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Party {
+    /// The account.
+    #[serde(with = "hex32")]
+    pub account: [u8; 32],
+    /// Its registered identity.
+    #[serde(with = "hex32")]
+    pub identity: [u8; 32],
+    /// ISO 3166-1 alpha-2 jurisdiction of its current attestation.
+    pub jurisdiction: String,
+    /// The block at which this was recorded.
+    pub height: u64,
+}
+
+/// `(account, identity, jurisdiction)`: an account's registered identity.
+pub type PartyOf = ([u8; 32], [u8; 32], [u8; 2]);
+
+/// What the indexer knows about a block besides its receipts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockExtras {
+    /// `(account, identity, jurisdiction)` of the accounts the block's
+    /// flows touch, from the compliance registry; each replaces what was
+    /// recorded for the account before.
+    pub parties: Vec<PartyOf>,
+    /// Transactions a compliance rule flagged without stopping them, from
+    /// the block's verdict record: (index in the block, rule id).
+    pub flags: Vec<(u32, u16)>,
+}
+
+/// Transferred volume of one asset from one jurisdiction to another
+/// ("" when an account has no registered identity).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct JurisdictionVolume {
+    /// Asset (hex).
+    pub asset: String,
+    /// Debited accounts' jurisdiction.
+    pub from: String,
+    /// Credited accounts' jurisdiction.
+    pub to: String,
+    /// Sum of the flows' amounts.
+    #[serde(serialize_with = "as_string")]
+    pub transferred: u128,
+    /// Flows.
+    pub flows: u64,
+}
+
 /// Direction of a walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -250,6 +298,10 @@ pub struct AlertRules {
     /// A transaction the compliance rules stopped (Failed, code 200-299).
     #[serde(default = "yes")]
     pub compliance_stops: bool,
+    /// A transaction a compliance rule flagged without stopping it (a
+    /// structuring pattern, say), from the block's verdict record.
+    #[serde(default = "yes")]
+    pub compliance_flags: bool,
     /// Also POST each alert (JSON) to this `http://host:port/path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -271,6 +323,7 @@ impl Default for AlertRules {
             rapid_in_out: None,
             rapid_in_out_blocks: default_rapid_blocks(),
             compliance_stops: true,
+            compliance_flags: true,
             webhook: None,
         }
     }
@@ -285,8 +338,8 @@ pub struct Alert {
     pub index: u32,
     /// Flow's position in the transaction (0 for a transaction alert).
     pub seq: u32,
-    /// `large_transfer`, `new_counterparty`, `rapid_in_out` or
-    /// `compliance_stop`.
+    /// `large_transfer`, `new_counterparty`, `rapid_in_out`,
+    /// `compliance_stop` or `compliance_flag`.
     pub kind: String,
     /// The account it is about (hex).
     pub account: String,
@@ -300,7 +353,7 @@ pub struct Alert {
 }
 
 /// The schema this code writes (in `meta` as `schema`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -321,6 +374,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     height INTEGER NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
     account TEXT NOT NULL, tx TEXT NOT NULL, amount BLOB NOT NULL, detail TEXT NOT NULL,
     PRIMARY KEY (height, idx, seq, kind));
+CREATE TABLE IF NOT EXISTS parties (
+    account BLOB PRIMARY KEY, identity BLOB NOT NULL, jurisdiction TEXT NOT NULL,
+    height INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS parties_identity ON parties (identity);
 ";
 
 /// Where an index lives.
@@ -399,6 +456,29 @@ fn amount(v: Val) -> Result<u128> {
 
 /// Columns read by [`flow_row`].
 const FLOW_COLS: &str = "height, idx, seq, src, dst, asset, amount, tx";
+
+/// Most accounts of one identity a walk starts from.
+pub const IDENTITY_ACCOUNTS_MAX: usize = 1_000;
+
+fn jurisdiction_text(j: &[u8; 2]) -> Result<String> {
+    if j.iter().all(u8::is_ascii_uppercase) {
+        Ok(String::from_utf8_lossy(j).into_owned())
+    } else {
+        Err(IndexError::Corrupt(format!(
+            "jurisdiction {j:?} is not two upper-case letters"
+        )))
+    }
+}
+
+fn party_row(r: Row) -> Result<Party> {
+    let mut c = Cols::new(r);
+    Ok(Party {
+        account: blob32(c.next()?)?,
+        identity: blob32(c.next()?)?,
+        jurisdiction: c.next()?.text()?,
+        height: c.next()?.int()? as u64,
+    })
+}
 
 fn flow_row(r: Row) -> Result<FlowRow> {
     let mut it = r.into_iter();
@@ -519,7 +599,12 @@ impl Index {
         self.db.is_postgres()
     }
 
-    /// Evaluate these alert rules on the blocks indexed from now on.
+    /// The alert rules in force.
+    pub fn rules(&self) -> &AlertRules {
+        &self.rules
+    }
+
+    /// Replace the alert rules evaluated on the blocks indexed from now on.
     pub fn set_rules(&mut self, rules: AlertRules) {
         self.rules = rules;
     }
@@ -557,8 +642,22 @@ impl Index {
         root: &[u8; 32],
         txs: &[IndexedTx],
     ) -> Result<bool> {
+        self.index_block_with(height, id, root, txs, &BlockExtras::default())
+    }
+
+    /// [`Index::index_block`], recording in the same transaction the
+    /// identities of the accounts the block's flows touch and evaluating
+    /// the compliance-flag rule on its flagged transactions.
+    pub fn index_block_with(
+        &mut self,
+        height: u64,
+        id: &[u8; 32],
+        root: &[u8; 32],
+        txs: &[IndexedTx],
+        extras: &BlockExtras,
+    ) -> Result<bool> {
         self.db.batch("BEGIN")?;
-        match self.write_block(height, id, root, txs) {
+        match self.write_block(height, id, root, txs, extras) {
             Ok(true) => {
                 self.db.batch("COMMIT")?;
                 Ok(true)
@@ -576,6 +675,7 @@ impl Index {
         id: &[u8; 32],
         root: &[u8; 32],
         txs: &[IndexedTx],
+        extras: &BlockExtras,
     ) -> Result<bool> {
         let have = self.height()?;
         if height <= have {
@@ -629,7 +729,21 @@ impl Index {
                 )?;
             }
         }
-        evaluate_alerts(db, &self.rules, height, txs)?;
+        for (account, identity, jurisdiction) in &extras.parties {
+            let j = jurisdiction_text(jurisdiction)?;
+            db.exec(
+                "INSERT INTO parties (account, identity, jurisdiction, height) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account) DO UPDATE SET identity = excluded.identity,
+                 jurisdiction = excluded.jurisdiction, height = excluded.height",
+                &[
+                    account[..].into(),
+                    identity[..].into(),
+                    Val::T(j),
+                    height.into(),
+                ],
+            )?;
+        }
+        evaluate_alerts(db, &self.rules, height, txs, &extras.flags)?;
         db.exec(
             "INSERT INTO meta (k, v) VALUES ('height', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             &[height.into()],
@@ -704,13 +818,107 @@ impl Index {
     /// flows of the accounts first reached at hop k-1. Every flow appears
     /// once; the walk stops at `flows_max` flows and says so.
     pub fn walk(&self, account: &[u8; 32], dir: Direction, b: WalkBounds) -> Result<Walk> {
+        self.walk_from(std::slice::from_ref(account), dir, b)
+    }
+
+    /// [`Index::walk`] out of (into) every account of a registered
+    /// identity at once (hop 0: its accounts, at most
+    /// [`IDENTITY_ACCOUNTS_MAX`]).
+    pub fn walk_identity(
+        &self,
+        identity: &[u8; 32],
+        dir: Direction,
+        b: WalkBounds,
+    ) -> Result<Walk> {
+        let accounts: Vec<[u8; 32]> = self
+            .identity_accounts(identity, IDENTITY_ACCOUNTS_MAX)?
+            .into_iter()
+            .map(|p| p.account)
+            .collect();
+        self.walk_from(&accounts, dir, b)
+    }
+
+    /// The accounts recorded under `identity`, at most `limit`, in account
+    /// order.
+    pub fn identity_accounts(&self, identity: &[u8; 32], limit: usize) -> Result<Vec<Party>> {
+        self.db
+            .rows(
+                "SELECT account, identity, jurisdiction, height FROM parties WHERE identity = ?1
+                 ORDER BY account LIMIT ?2",
+                &[identity[..].into(), (limit as u64).into()],
+            )?
+            .into_iter()
+            .map(party_row)
+            .collect()
+    }
+
+    /// The identity recorded for `account`, if any.
+    pub fn party(&self, account: &[u8; 32]) -> Result<Option<Party>> {
+        self.db
+            .row(
+                "SELECT account, identity, jurisdiction, height FROM parties WHERE account = ?1",
+                &[account[..].into()],
+            )?
+            .map(party_row)
+            .transpose()
+    }
+
+    /// Transferred volume per (asset, debited jurisdiction, credited
+    /// jurisdiction) over the height range, by the accounts' recorded
+    /// identities (issuance and burns are not transfers).
+    pub fn jurisdiction_volume(&self, h1: u64, h2: u64) -> Result<Vec<JurisdictionVolume>> {
+        let rows = self.db.rows(
+            "SELECT f.height, f.idx, f.seq, f.src, f.dst, f.asset, f.amount, f.tx,
+                    ps.jurisdiction, pd.jurisdiction
+             FROM flows f
+             LEFT JOIN parties ps ON ps.account = f.src
+             LEFT JOIN parties pd ON pd.account = f.dst
+             WHERE f.height BETWEEN ?1 AND ?2 AND f.src IS NOT NULL AND f.dst IS NOT NULL",
+            &[h1.into(), h2.into()],
+        )?;
+        type Key = ([u8; 32], String, String);
+        let mut acc: BTreeMap<Key, (u128, u64)> = BTreeMap::new();
+        for mut r in rows {
+            if r.len() != 10 {
+                return Err(IndexError::Corrupt("a short flow row".into()));
+            }
+            let jd = r.pop().expect("length checked");
+            let js = r.pop().expect("length checked");
+            let f = flow_row(r)?;
+            let j = |v: Val| match v {
+                Val::Null => Ok(String::new()),
+                v => v.text(),
+            };
+            let e = acc.entry((f.asset, j(js)?, j(jd)?)).or_default();
+            e.0 = e.0.saturating_add(f.amount);
+            e.1 += 1;
+        }
+        Ok(acc
+            .into_iter()
+            .map(
+                |((asset, from, to), (transferred, flows))| JurisdictionVolume {
+                    asset: hex::encode(asset),
+                    from,
+                    to,
+                    transferred,
+                    flows,
+                },
+            )
+            .collect())
+    }
+
+    /// A bounded breadth-first walk from several accounts at once (each
+    /// at hop 0).
+    fn walk_from(&self, starts: &[[u8; 32]], dir: Direction, b: WalkBounds) -> Result<Walk> {
         let depth = b.depth.min(DEPTH_MAX);
         let max = b.flows_max.min(WALK_FLOWS_MAX);
         let mut seen_flows: BTreeSet<(u64, u32, u32)> = BTreeSet::new();
         let mut flows = Vec::new();
         let mut reached: BTreeMap<[u8; 32], u32> = BTreeMap::new();
-        reached.insert(*account, 0);
-        let mut frontier = vec![*account];
+        for a in starts {
+            reached.insert(*a, 0);
+        }
+        let mut frontier: Vec<[u8; 32]> = reached.keys().copied().collect();
         let mut truncated = false;
         'hops: for hop in 1..=depth {
             let mut next = Vec::new();
@@ -1004,11 +1212,38 @@ fn postgres_db(_url: &str) -> Result<Db> {
 
 /// Evaluate `rules` on block `height` (its flows already inserted, in the
 /// block's open transaction) and store the alerts in it.
-fn evaluate_alerts(db: &Db, rules: &AlertRules, height: u64, txs: &[IndexedTx]) -> Result<()> {
+fn evaluate_alerts(
+    db: &Db,
+    rules: &AlertRules,
+    height: u64,
+    txs: &[IndexedTx],
+    flags: &[(u32, u16)],
+) -> Result<()> {
     let mut out: Vec<Alert> = Vec::new();
     for (i, itx) in txs.iter().enumerate() {
         let r = &itx.receipt;
         let tx = hex::encode(r.tx_hash);
+        if rules.compliance_flags {
+            for (_, rule) in flags.iter().filter(|(k, _)| *k as usize == i) {
+                let payer = r
+                    .events
+                    .iter()
+                    .find(|e| e.cause == Cause::Fee && !e.credit)
+                    .map(|e| hex::encode(e.account))
+                    .unwrap_or_default();
+                let amount = receipt_flows(r).iter().map(|f| f.amount).max().unwrap_or(0);
+                out.push(Alert {
+                    height,
+                    index: i as u32,
+                    seq: u32::from(*rule),
+                    kind: "compliance_flag".into(),
+                    account: payer,
+                    tx: tx.clone(),
+                    amount,
+                    detail: format!("flagged by compliance rule {rule}"),
+                });
+            }
+        }
         if rules.compliance_stops && r.status == Status::Failed && (200..300).contains(&r.reason.0)
         {
             let payer = r

@@ -75,6 +75,10 @@ on_both!(
     pages_of_flows_alerts_and_blocks_cover_everything_once_newest_first,
     pages
 );
+on_both!(
+    identities_walks_and_volume_by_jurisdiction_match_the_receipts,
+    identities
+);
 
 const NATIVE: [u8; 32] = [0; 32];
 const BOND: [u8; 32] = [7; 32];
@@ -196,6 +200,10 @@ fn all_flows(blocks: &[Vec<IndexedTx>]) -> Vec<FlowRow> {
 /// the account over the range's flows; the walk's flows are those whose
 /// near end is at distance < depth, its accounts those at distance <= depth.
 fn brute_walk(all: &[FlowRow], a: [u8; 32], dir: Direction, b: WalkBounds) -> Walk {
+    brute_walk_from(all, &[a], dir, b)
+}
+
+fn brute_walk_from(all: &[FlowRow], starts: &[[u8; 32]], dir: Direction, b: WalkBounds) -> Walk {
     let in_range: Vec<&FlowRow> = all
         .iter()
         .filter(|f| f.height >= b.from_height && f.height <= b.to_height)
@@ -211,8 +219,11 @@ fn brute_walk(all: &[FlowRow], a: [u8; 32], dir: Direction, b: WalkBounds) -> Wa
         }
     }
     let mut dist: BTreeMap<[u8; 32], u32> = BTreeMap::new();
-    dist.insert(a, 0);
-    let mut q = VecDeque::from([a]);
+    let mut q = VecDeque::new();
+    for a in starts {
+        dist.insert(*a, 0);
+        q.push_back(*a);
+    }
     while let Some(x) = q.pop_front() {
         let d = dist[&x];
         for y in adj.get(&x).into_iter().flatten() {
@@ -426,6 +437,7 @@ fn alert_rules(at: &Location) {
         rapid_in_out: Some(500),
         rapid_in_out_blocks: 5,
         compliance_stops: true,
+        compliance_flags: true,
         webhook: None,
     });
     let (a, b, c, d) = (acct(1), acct(2), acct(3), acct(4));
@@ -511,6 +523,52 @@ fn alert_rules(at: &Location) {
         .index_block(4, &[4; 32], &[0; 32], &[pay(5, b, d, 2_200)])
         .unwrap());
     assert_eq!(ix.alerts(1, 20, 100).unwrap().len(), 1 + 2 + 4 + 2);
+    // A transaction the compliance engine flagged (from the verdict
+    // record) raises compliance_flag with the rule id; an unflagged one
+    // beside it does not.
+    let extras = BlockExtras {
+        parties: Vec::new(),
+        flags: vec![(1, 7)],
+    };
+    ix.index_block_with(
+        12,
+        &[12; 32],
+        &[0; 32],
+        &[pay(70, a, b, 5), pay(71, b, a, 900)],
+        &extras,
+    )
+    .unwrap();
+    let flagged: Vec<Alert> = ix
+        .alerts(12, 12, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.kind == "compliance_flag")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(flagged[0].index, 1);
+    assert_eq!(flagged[0].account, hex::encode(b));
+    assert_eq!(flagged[0].amount, 900);
+    assert!(
+        flagged[0].detail.contains("rule 7"),
+        "{}",
+        flagged[0].detail
+    );
+    // Switched off, nothing.
+    let mut off = ix.rules().clone();
+    off.compliance_flags = false;
+    ix.set_rules(off);
+    ix.index_block_with(
+        13,
+        &[13; 32],
+        &[0; 32],
+        &[pay(72, b, a, 1)],
+        &BlockExtras {
+            parties: Vec::new(),
+            flags: vec![(0, 7)],
+        },
+    )
+    .unwrap();
+    assert!(ix.alerts(13, 13, 100).unwrap().is_empty());
 }
 
 fn pages(at: &Location) {
@@ -595,4 +653,100 @@ fn a_postgres_location_never_prints_its_password() {
     let l = Location::Postgres("postgresql://plume:hunter2@db:5432/x".into());
     assert!(!format!("{l}").contains("hunter2"), "{l}");
     assert!(format!("{l}").contains("db:5432/x"));
+}
+
+/// Accounts 0-9 belong to identity A (DE), 10-19 to B (US), 20-29 to B
+/// until block 20 and then to C (CH), the rest to none.
+fn identities(at: &Location) {
+    let mut ix = Index::open_at(at).unwrap();
+    let blocks = workload(11, 6_000, 50, 100);
+    let (id_a, id_b, id_c) = ([0xa; 32], [0xb; 32], [0xc; 32]);
+    let whose = |i: u32, h: u64| match i {
+        0..=9 => Some((id_a, *b"DE")),
+        10..=19 => Some((id_b, *b"US")),
+        20..=29 if h < 20 => Some((id_b, *b"US")),
+        20..=29 => Some((id_c, *b"CH")),
+        _ => None,
+    };
+    for (k, b) in blocks.iter().enumerate() {
+        let h = k as u64 + 1;
+        // The parties of this block's flows, as the indexer looks them up.
+        let mut parties = Vec::new();
+        for i in 0..50u32 {
+            let a = acct(i);
+            let touched = b
+                .iter()
+                .any(|t| t.receipt.events.iter().any(|e| e.account == a));
+            if let (true, Some((id, j))) = (touched, whose(i, h)) {
+                parties.push((a, id, j));
+            }
+        }
+        let extras = BlockExtras {
+            parties,
+            flags: Vec::new(),
+        };
+        assert!(ix
+            .index_block_with(h, &[h as u8; 32], &[1; 32], b, &extras)
+            .unwrap());
+    }
+    let top = blocks.len() as u64;
+    // Each account's party is the last one recorded.
+    let p = ix.party(&acct(3)).unwrap().unwrap();
+    assert_eq!((p.identity, p.jurisdiction.as_str()), (id_a, "DE"));
+    assert_eq!(ix.party(&acct(25)).unwrap().unwrap().jurisdiction, "CH");
+    assert_eq!(ix.party(&acct(40)).unwrap(), None);
+    let of_a: Vec<[u8; 32]> = ix
+        .identity_accounts(&id_a, 100)
+        .unwrap()
+        .iter()
+        .map(|p| p.account)
+        .collect();
+    assert_eq!(of_a, (0..10).map(acct).collect::<Vec<_>>());
+    assert_eq!(ix.identity_accounts(&id_b, 100).unwrap().len(), 10);
+    assert_eq!(ix.identity_accounts(&id_c, 100).unwrap().len(), 10);
+    // A walk out of (into) an identity is the walk from all its accounts.
+    let all = all_flows(&blocks);
+    for dir in [Direction::Out, Direction::In] {
+        for depth in 1..=2 {
+            let b = WalkBounds {
+                from_height: 5,
+                to_height: 40,
+                depth,
+                flows_max: 100_000,
+            };
+            let got = ix.walk_identity(&id_a, dir, b).unwrap();
+            let want = brute_walk_from(&all, &of_a, dir, b);
+            assert_eq!(got.flows, want.flows, "{dir:?} depth {depth}");
+            assert_eq!(got.accounts, want.accounts, "{dir:?} depth {depth}");
+            assert!(!got.flows.is_empty());
+        }
+    }
+    // Volume by jurisdiction: the flows' amounts by their accounts'
+    // current (last recorded) jurisdictions.
+    let now = |a: Option<[u8; 32]>| {
+        let i = (0..50u32).find(|i| Some(acct(*i)) == a).unwrap();
+        whose(i, top).map_or(String::new(), |(_, j)| {
+            String::from_utf8(j.to_vec()).unwrap()
+        })
+    };
+    let mut want: BTreeMap<(String, String, String), (u128, u64)> = BTreeMap::new();
+    for f in all.iter().filter(|f| f.height >= 10 && f.height <= 50) {
+        if f.from.is_none() || f.to.is_none() {
+            continue;
+        }
+        let e = want
+            .entry((hex::encode(f.asset), now(f.from), now(f.to)))
+            .or_default();
+        e.0 += f.amount;
+        e.1 += 1;
+    }
+    let got: BTreeMap<(String, String, String), (u128, u64)> = ix
+        .jurisdiction_volume(10, 50)
+        .unwrap()
+        .into_iter()
+        .map(|v| ((v.asset, v.from, v.to), (v.transferred, v.flows)))
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.keys().any(|(_, f, t)| f == "DE" && t == "CH"));
+    assert!(got.keys().any(|(_, f, _)| f.is_empty()));
 }

@@ -434,12 +434,13 @@ fn alerts_toml(a: &plume_index::AlertRules) -> String {
         None => format!("# {doc}\n# {name} = {example}\n"),
     };
     format!(
-        "{}{}{}# The window of rapid_in_out, in blocks.\nrapid_in_out_blocks = {}\n# A transaction the compliance rules stopped (Failed, code 200-299).\ncompliance_stops = {}\n# Also POST each alert as JSON here (plain http://host:port/path).\n{}\n",
+        "{}{}{}# The window of rapid_in_out, in blocks.\nrapid_in_out_blocks = {}\n# A transaction the compliance rules stopped (Failed, code 200-299).\ncompliance_stops = {}\n# A transaction a compliance rule flagged without stopping it (e.g. structuring).\ncompliance_flags = {}\n# Also POST each alert as JSON here (plain http://host:port/path).\n{}\n",
         line("large_transfer", a.large_transfer, 1_000_000_000, "A flow between two accounts of at least this amount."),
         line("new_counterparty", a.new_counterparty, 100_000_000, "A first flow from an account to another, of at least this amount."),
         line("rapid_in_out", a.rapid_in_out, 100_000_000, "An account sends on at least 90 % of what it received within rapid_in_out_blocks (both at least this)."),
         a.rapid_in_out_blocks,
         a.compliance_stops,
+        a.compliance_flags,
         match &a.webhook {
             Some(u) => format!("webhook = {u:?}"),
             None => "# webhook = \"http://127.0.0.1:9000/alerts\"".to_string(),

@@ -396,8 +396,47 @@ fn chromium(profile: &std::path::Path, url: &str, shot: Option<&std::path::Path>
 
 #[test]
 fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_a_token() {
+    use plume_node::devnet::{account_key, compliance};
     let dir = tempfile::tempdir().unwrap();
-    let mut net = observer_net(dir.path());
+    // Accounts 3 and 4 are registered identities (DE and CH); a structuring
+    // rule flags (does not stop) the third transfer just below 10,000.
+    let addr = |i: usize| account_key(i).public_key().address();
+    let mut section = compliance::default_section(&addr(0));
+    let provider = compliance::provider_key().public_key().to_bytes();
+    let (id_de, id_ch) = ([0xd3u8; 32], [0xc4u8; 32]);
+    for (id, a, j) in [(id_de, 3, *b"DE"), (id_ch, 4, *b"CH")] {
+        section.identities.push(plume_compliance::GenesisIdentity {
+            identity: id,
+            addresses: vec![addr(a).0],
+            provider,
+            status: plume_compliance::KycStatus::Verified,
+            risk_tier: 1,
+            jurisdiction: j,
+            accreditation: 0,
+            expiry_height: 1_000_000,
+        });
+    }
+    section.rules.push(plume_compliance::RuleEntry {
+        id: 42,
+        rule: plume_compliance::Rule::Structuring {
+            asset: [0; 32],
+            threshold: 10_000,
+            margin_bps: 1_000,
+            count: 3,
+            window_blocks: 1_000,
+            block: false,
+        },
+    });
+    let mut net = LocalNet::create_full(
+        exe(),
+        &dir.path().join("net"),
+        4,
+        free_base(4),
+        None,
+        Some(&section),
+        1,
+    )
+    .unwrap();
     let home = net.observers[0].home.clone();
     let token = "dashboard-test-token-0123456789";
     std::fs::write(home.join("api.token"), format!("{token}\n")).unwrap();
@@ -416,7 +455,7 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
     let from = net.accounts[3].public_key().address().to_hex();
     let to = net.accounts[4].public_key().address().to_hex();
     let mut hashes = Vec::new();
-    for (nonce, amount) in [(0, 7), (1, 5_000)] {
+    for (nonce, amount) in [(0, 7), (1, 5_000), (2, 9_500), (3, 9_500), (4, 9_500)] {
         let t = txbuild::transfer(
             &net.chain_id,
             &net.accounts[3],
@@ -431,7 +470,12 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
         hashes.push(hash_of(&t));
     }
     let large = hashes[1].clone();
-    final_on(&net.apis[0], &large, Duration::from_secs(60)).expect("final");
+    let flagged = hashes[4].clone();
+    let fin = final_on(&net.apis[0], &flagged, Duration::from_secs(60)).expect("final");
+    assert_eq!(
+        fin["receipt"]["status"], "Success",
+        "a flag does not stop: {fin}"
+    );
 
     // Without the token: refused, as JSON for the API and as a page for
     // the dashboard; /health stays open for probes.
@@ -487,17 +531,64 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
         "{err}"
     );
 
-    // The observer indexes the alert (it commits at certified roots).
+    // The observer indexes the alerts (it commits at certified roots):
+    // a large transfer for each of the four at or above 1,000, and the
+    // structuring flag on the third just below 10,000.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let alerts = loop {
         let a = rpc_with(&obs, token, "plume_recentAlerts", json!([]));
-        if a["alerts"].as_array().is_some_and(|l| !l.is_empty()) {
-            assert_eq!(a["alerts"][0]["tx"], large.as_str(), "{a}");
-            break;
+        let list = a["alerts"].as_array().cloned().unwrap_or_default();
+        if list.iter().any(|x| x["kind"] == "compliance_flag") {
+            break list;
         }
-        assert!(Instant::now() < deadline, "no alert indexed in 60 s: {a}");
+        assert!(
+            Instant::now() < deadline,
+            "no compliance flag indexed in 60 s: {a}"
+        );
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    let of = |kind: &str| -> Vec<&str> {
+        alerts
+            .iter()
+            .filter(|x| x["kind"] == kind)
+            .filter_map(|x| x["tx"].as_str())
+            .collect()
+    };
+    assert_eq!(of("compliance_flag"), vec![flagged.as_str()], "{alerts:?}");
+    let mut large_txs = of("large_transfer");
+    large_txs.sort_unstable();
+    let mut want: Vec<&str> = hashes[1..].iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(large_txs, want, "{alerts:?}");
+    // Identities and jurisdictions from the compliance registry.
+    let p = rpc_with(&obs, token, "plume_party", json!([from]));
+    assert_eq!(p["identity"], hex::encode(id_de), "{p}");
+    assert_eq!(p["party"]["jurisdiction"], "DE", "{p}");
+    let v = rpc_with(&obs, token, "plume_jurisdictionVolume", json!([]));
+    let de_ch: Vec<&serde_json::Value> = v["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["from"] == "DE" && x["to"] == "CH")
+        .collect();
+    assert_eq!(de_ch.len(), 1, "{v}");
+    assert_eq!(
+        de_ch[0]["transferred"],
+        (7 + 5_000 + 3 * 9_500).to_string(),
+        "{v}"
+    );
+    assert_eq!(de_ch[0]["flows"], 5, "{v}");
+    let w = rpc_with(
+        &obs,
+        token,
+        "plume_identityFlows",
+        json!([hex::encode(id_de)]),
+    );
+    assert_eq!(w["flows"].as_array().unwrap().len(), 5, "{w}");
+    let t = rpc_with(&obs, token, "plume_trace", json!([flagged]));
+    assert_eq!(t["compliance"][0]["rule_id"], 42, "{t}");
+    assert_eq!(t["compliance"][0]["flagged"], true, "{t}");
+    assert_eq!(t["parties"][&to]["jurisdiction"], "CH", "{t}");
 
     // The browser logs in once (the cookie), then the pages render.
     let profile = dir.path().join("chromium");
@@ -508,6 +599,12 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
         "alert feed lacks the alert:\n{dom}"
     );
     assert!(dom.contains("data-kind=\"large_transfer\""), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            "data-kind=\"compliance_flag\" data-tx=\"{flagged}\""
+        )),
+        "{dom}"
+    );
     assert!(
         !dom.contains(&format!("data-tx=\"{}\"", hashes[0])),
         "the small transfer alerted"
@@ -529,6 +626,20 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
     assert!(
         dom.contains(&large),
         "the account's flows lack the transfer:\n{dom}"
+    );
+    assert!(
+        dom.contains("id=\"jurisdiction\">DE<"),
+        "no jurisdiction on the account page:\n{dom}"
+    );
+    let dom = chromium(&profile, &login("/dashboard/volume"), None);
+    assert!(
+        dom.contains("data-from=\"DE\" data-to=\"CH\""),
+        "no DE to CH volume:\n{dom}"
+    );
+    let dom = chromium(&profile, &login(&format!("/dashboard/tx/{flagged}")), None);
+    assert!(
+        dom.contains("<td>flagged</td>"),
+        "the tx page lacks the flag:\n{dom}"
     );
     let dom = chromium(&profile, &login(&format!("/dashboard/tx/{large}")), None);
     assert!(

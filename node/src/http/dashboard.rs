@@ -538,12 +538,13 @@ async fn account(State(cx): State<Cx>, Path(address): Path<String>, Query(q): Q)
                 json!([a, {"limit": GRAPH_NODES}]),
             ),
             call(n, "plume_accountFlows", json!([a, o])),
+            call(n, "plume_party", json!([a])).ok(),
         )
     })
     .await;
-    let (acct, cps, flows) = match r {
-        Ok((Ok(a), c, f)) => (a, c, f),
-        Ok((Err(e), _, _)) => return api_error(&e),
+    let (acct, cps, flows, party) = match r {
+        Ok((Ok(a), c, f, p)) => (a, c, f, p),
+        Ok((Err(e), _, _, _)) => return api_error(&e),
         Err(r) => return r,
     };
     let me = s(&acct["address"]);
@@ -552,6 +553,13 @@ async fn account(State(cx): State<Cx>, Path(address): Path<String>, Query(q): Q)
             div.card { "balance" b #balance { (s(&acct["balance"])) } }
             div.card { "sequence" b { (s(&acct["sequence"])) } }
             div.card { "at height" b { (s(&acct["height"])) } }
+            @if let Some(p) = &party {
+                div.card { "jurisdiction" b #jurisdiction { (s(&p["party"]["jurisdiction"])) } }
+                div.card { "identity" b #identity title=(s(&p["identity"])) { (short(&s(&p["identity"]))) } }
+                div.card { "accounts of the identity" b { (p["accounts"].as_array().map_or(0, Vec::len)) } }
+            } @else {
+                div.card { "identity" b #identity { "none registered" } }
+            }
         }
         p.mono { (me) }
         details #state-proof {
@@ -605,10 +613,36 @@ async fn tx(State(cx): State<Cx>, Path(hash): Path<String>) -> AxResponse {
         }
         h2 { "Flows" }
         (flows_table(ix["flows"].as_array().map_or(&[][..], |v| v), None))
+        h2 { "Compliance" }
+        @let verdicts = v["compliance"].as_array().map_or(&[][..], |v| v);
+        @if verdicts.is_empty() {
+            p #compliance { "No rule stopped or flagged this transaction." }
+        } @else {
+            table #compliance {
+                tr { th { "rule" } th { "verdict" } th { "code" } th { "input hash" } }
+                @for e in verdicts {
+                    tr.verdict {
+                        td { (s(&e["rule_id"])) }
+                        td { @if e["flagged"].as_bool() == Some(true) { "flagged" } @else { "stopped" } }
+                        td { (s(&e["code"])) }
+                        td.mono { (short(&s(&e["input_hash"]))) }
+                    }
+                }
+            }
+        }
+        @if let Some(ps) = v["parties"].as_object().filter(|m| !m.is_empty()) {
+            h2 { "Parties" }
+            table #parties {
+                tr { th { "account" } th { "identity" } th { "jurisdiction" } }
+                @for (a, p) in ps {
+                    tr { td { (account_link(&json!(a))) } td.mono { (short(&s(&p["identity"]))) } td { (s(&p["jurisdiction"])) } }
+                }
+            }
+        }
         h2 { "Receipt" }
         pre #receipt { (pretty(&t["receipt"])) }
         h2 { "Finality proof" }
-        p { "Checkable offline against the validator set: " code { "plume verify-proof" } "." }
+        p { "Checkable offline against the genesis validator set: " code { "plume query tx " (s(&t["hash"])) " --verify-with genesis.json" } "." }
         pre #finality-proof { (pretty(&t["finality_proof"])) }
     };
     html_response(StatusCode::OK, layout("Transaction", body, false))
@@ -625,13 +659,26 @@ async fn volume(State(cx): State<Cx>) -> AxResponse {
             from,
             top,
             call(n, "plume_volume", json!([{"from": from, "to": top}])),
+            call(
+                n,
+                "plume_jurisdictionVolume",
+                json!([{"from": from, "to": top}]),
+            ),
         )
     })
     .await;
-    let (from, to, v) = match r {
-        Ok((f, t, Ok(v))) => (f, t, v),
-        Ok((_, _, Err(e))) => return api_error(&e),
+    let (from, to, v, jv) = match r {
+        Ok((f, t, Ok(v), Ok(jv))) => (f, t, v, jv),
+        Ok((_, _, Err(e), _)) | Ok((_, _, _, Err(e))) => return api_error(&e),
         Err(r) => return r,
+    };
+    let jur = |v: &Value| {
+        let j = s(v);
+        if j.is_empty() {
+            "unregistered".to_string()
+        } else {
+            j
+        }
     };
     let body = html! {
         p { "Blocks " (from) " to " (to) "." }
@@ -641,8 +688,18 @@ async fn volume(State(cx): State<Cx>) -> AxResponse {
                 tr { td.mono { (s(&a["asset"])) } td { (s(&a["transferred"])) } td { (s(&a["flows"])) } td { (s(&a["issued"])) } td { (s(&a["burned"])) } }
             }
         }
+        h2 { "By jurisdiction" }
+        p { "By the registered identities of the debited and credited accounts (the compliance registry, as indexed)." }
+        table #jurisdiction-volume {
+            tr { th { "asset" } th { "from" } th { "to" } th { "transferred" } th { "flows" } }
+            @for a in jv["volumes"].as_array().map_or(&[][..], |v| v) {
+                tr.jurisdiction data-from=(s(&a["from"])) data-to=(s(&a["to"])) {
+                    td.mono { (short(&s(&a["asset"]))) } td { (jur(&a["from"])) } td { (jur(&a["to"])) } td { (s(&a["transferred"])) } td { (s(&a["flows"])) }
+                }
+            }
+        }
     };
-    html_response(StatusCode::OK, layout("Volume by asset", body, false))
+    html_response(StatusCode::OK, layout("Volume", body, false))
 }
 
 fn redirect(to: &str) -> AxResponse {

@@ -581,6 +581,17 @@ impl ApiNode {
     /// flows out of (or into) an account over a height range, followed to
     /// a bounded depth.
     fn flows(&self, params: &Value) -> ApiResult<Value> {
+        self.walk(params, false)
+    }
+
+    /// `plume_identityFlows [identity, {direction, from, to, depth,
+    /// limit}]`: [`Self::flows`] from every account registered under the
+    /// identity at once.
+    fn identity_flows(&self, params: &Value) -> ApiResult<Value> {
+        self.walk(params, true)
+    }
+
+    fn walk(&self, params: &Value, identity: bool) -> ApiResult<Value> {
         let a = param_account(params, 0)?;
         let o = params.get(1).cloned().unwrap_or(json!({}));
         let dir = match o.get("direction").and_then(Value::as_str).unwrap_or("out") {
@@ -609,7 +620,12 @@ impl ApiNode {
             depth: depth as u32,
             flows_max: num("limit", 10_000).min(plume_index::WALK_FLOWS_MAX as u64) as usize,
         };
-        let w = ix.walk(&a, dir, b).map_err(internal)?;
+        let w = if identity {
+            ix.walk_identity(&a, dir, b)
+        } else {
+            ix.walk(&a, dir, b)
+        }
+        .map_err(internal)?;
         Ok(json!({
             "indexed_height": top,
             "flows": w.flows,
@@ -648,6 +664,47 @@ impl ApiNode {
         Ok(json!({"indexed_height": top, "assets": v}))
     }
 
+    /// `plume_jurisdictionVolume [{from, to}]`: transferred volume per
+    /// (asset, debited jurisdiction, credited jurisdiction), "" for an
+    /// account without a registered identity.
+    fn jurisdiction_volume(&self, params: &Value) -> ApiResult<Value> {
+        let o = params.get(0).cloned().unwrap_or(json!({}));
+        let ix = self.index()?;
+        let top = ix.height().map_err(internal)?;
+        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let v = ix
+            .jurisdiction_volume(num("from", 1), num("to", top))
+            .map_err(internal)?;
+        Ok(json!({"indexed_height": top, "volumes": v}))
+    }
+
+    /// `plume_party [account or identity]`: the identity and jurisdiction
+    /// recorded for an account and every account of that identity (at
+    /// most 1,000), or, given an identity, its accounts.
+    fn party(&self, params: &Value) -> ApiResult<Value> {
+        let a = param_account(params, 0)?;
+        let ix = self.index()?;
+        let p = ix.party(&a).map_err(internal)?;
+        let identity = p.as_ref().map_or(a, |p| p.identity);
+        let accounts = ix
+            .identity_accounts(&identity, plume_index::IDENTITY_ACCOUNTS_MAX)
+            .map_err(internal)?;
+        if p.is_none() && accounts.is_empty() {
+            return Err(ApiError::new(
+                codes::NOT_FOUND,
+                format!(
+                    "{} is neither an account with a registered identity nor an identity in the index",
+                    hex::encode(a)
+                ),
+            ));
+        }
+        Ok(json!({
+            "identity": hex::encode(identity),
+            "party": p,
+            "accounts": accounts,
+        }))
+    }
+
     /// `plume_alerts [{from, to, limit}]`: stored alerts, oldest first.
     fn alerts(&self, params: &Value) -> ApiResult<Value> {
         let o = params.get(0).cloned().unwrap_or(json!({}));
@@ -677,7 +734,32 @@ impl ApiNode {
             )
         })?;
         let tx = self.get_transaction(&json!([h.to_hex()]))?;
-        Ok(json!({"index": t, "transaction": tx}))
+        // The compliance engine's verdicts on it (stopped or flagged), from
+        // the block's verdict record, and the flows' parties.
+        let store = self.store()?;
+        let verdicts: Vec<Value> =
+            plume_execution::modules::compliance::read_verdicts(&store, t.height)
+                .map_err(internal)?
+                .map(|v| {
+                    v.entries
+                        .iter()
+                        .filter(|e| e.tx == h.0)
+                        .map(plume_compliance::to_json)
+                        .collect()
+                })
+                .unwrap_or_default();
+        let mut parties = serde_json::Map::new();
+        for f in &t.flows {
+            for a in [f.from, f.to].into_iter().flatten() {
+                let k = hex::encode(a);
+                if !parties.contains_key(&k) {
+                    if let Some(p) = ix.party(&a).map_err(internal)? {
+                        parties.insert(k, json!({"identity": hex::encode(p.identity), "jurisdiction": p.jurisdiction}));
+                    }
+                }
+            }
+        }
+        Ok(json!({"index": t, "transaction": tx, "compliance": verdicts, "parties": parties}))
     }
 
     /// One page of the compliance audit report: [from, to] heights.
@@ -747,6 +829,9 @@ impl NodeApi for ApiNode {
             "plume_checkCompliance" => self.check_compliance(params),
             "plume_complianceAudit" => self.compliance_audit(params),
             "plume_flows" => self.flows(params),
+            "plume_identityFlows" => self.identity_flows(params),
+            "plume_jurisdictionVolume" => self.jurisdiction_volume(params),
+            "plume_party" => self.party(params),
             "plume_counterparties" => self.counterparties(params),
             "plume_volume" => self.volume(params),
             "plume_trace" => self.trace(params),

@@ -1,7 +1,8 @@
 //! The observer's indexer: feeds the fund-flow index (`plume_index`,
-//! SQLite in `HOME/data/index.sqlite`) from the store's receipts, block by
-//! block in height order, each block in one SQLite transaction with the
-//! indexed height. It reads only what execution committed (so only
+//! SQLite in `HOME/data/index.sqlite` or a PostgreSQL database) from the
+//! store's receipts, block by block in height order, each block in one
+//! database transaction with the indexed height and the identities of the
+//! accounts it touched (from the compliance registry). It reads only what execution committed (so only
 //! certified state), never re-executes, and after a kill -9 resumes at
 //! the block after the last whole one: no gap, no duplicate row.
 
@@ -75,8 +76,50 @@ fn index_one(store: &Store<LmdbKv>, ix: &mut Index, h: u64) -> Result<()> {
             Receipt::from_bytes(&e.receipt).map_err(|e| anyhow!("receipt of {id}: {e}"))?;
         txs.push(IndexedTx { receipt });
     }
-    ix.index_block(h, &sb.block.id.0, &sb.state_root.0, &txs)?;
+    let flags = plume_execution::modules::compliance::read_verdicts(store, h)
+        .map_err(|e| anyhow!("the compliance verdicts of block {h}: {e}"))?
+        .map(|v| {
+            v.entries
+                .iter()
+                .filter(|e| e.flagged)
+                .map(|e| (e.index, e.rule_id))
+                .collect()
+        })
+        .unwrap_or_default();
+    let extras = plume_index::BlockExtras {
+        parties: parties(store, h, &txs)?,
+        flags,
+    };
+    ix.index_block_with(h, &sb.block.id.0, &sb.state_root.0, &txs, &extras)?;
     Ok(())
+}
+
+/// The registered identity and jurisdiction of every account the block's
+/// balance events touch, from the compliance registry in the store's
+/// (certified) state: the jurisdiction of the attestation issued last
+/// among those still valid at `h` (an account without one is left out).
+/// The state is the latest the observer committed, at or above `h`.
+fn parties(store: &Store<LmdbKv>, h: u64, txs: &[IndexedTx]) -> Result<Vec<plume_index::PartyOf>> {
+    let accounts: std::collections::BTreeSet<[u8; 32]> = txs
+        .iter()
+        .flat_map(|t| t.receipt.events.iter().map(|e| e.account))
+        .collect();
+    let mut out = Vec::new();
+    for a in accounts {
+        let found = plume_execution::modules::compliance::read_identity_of(store, &a)
+            .map_err(|e| anyhow!("the identity of {}: {e}", hex::encode(a)))?;
+        let Some((id, rec)) = found else { continue };
+        let current = rec
+            .attestations
+            .iter()
+            .filter(|x| x.issued_height <= h && h < x.expiry_height)
+            .max_by_key(|x| x.issued_height)
+            .or_else(|| rec.attestations.iter().max_by_key(|x| x.issued_height));
+        if let Some(x) = current {
+            out.push((a, id, x.jurisdiction));
+        }
+    }
+    Ok(out)
 }
 
 /// Offer each alert to every `["alerts"]` subscriber (a slow one is cut
