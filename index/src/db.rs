@@ -154,6 +154,16 @@ impl Db {
         }
     }
 
+    /// The connection still works (a PostgreSQL session can be closed by
+    /// the server; an SQLite file handle cannot).
+    pub(crate) fn usable(&self) -> bool {
+        match self {
+            Db::Lite(_) => true,
+            #[cfg(feature = "postgres")]
+            Db::Pg(p) => !p.client.borrow().is_closed(),
+        }
+    }
+
     /// One statement; the rows it changed.
     pub(crate) fn exec(&self, sql: &str, params: &[Val]) -> Result<u64> {
         match self {

@@ -594,6 +594,11 @@ impl Index {
         })
     }
 
+    /// The connection still works (worth keeping for another query).
+    pub fn usable(&self) -> bool {
+        self.db.usable()
+    }
+
     /// Which database this is.
     pub fn is_postgres(&self) -> bool {
         self.db.is_postgres()

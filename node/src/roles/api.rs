@@ -470,15 +470,24 @@ impl ApiNode {
         }))
     }
 
-    /// The fund-flow index (observers only), opened read-only for one call.
-    fn index(&self) -> ApiResult<plume_index::Index> {
+    /// A read-only handle on the fund-flow index (observers only) for one
+    /// call, from the shared pool and given back when dropped.
+    fn index(&self) -> ApiResult<PooledIndex<'_>> {
         let Some(path) = &self.shared.index else {
             return Err(ApiError::new(
                 codes::METHOD_NOT_FOUND,
                 "this node keeps no fund-flow index (an observer does: plume start --role observer)",
             ));
         };
-        plume_index::Index::open_read_at(path).map_err(|e| internal(format!("index: {e}")))
+        let ix = self
+            .shared
+            .index_pool
+            .take(path)
+            .map_err(|e| internal(format!("index: {e}")))?;
+        Ok(PooledIndex {
+            ix: Some(ix),
+            pool: &self.shared.index_pool,
+        })
     }
 
     /// `plume_accountFlows [account, {before, limit}]`: one page of an
@@ -657,10 +666,8 @@ impl ApiNode {
         let o = params.get(0).cloned().unwrap_or(json!({}));
         let ix = self.index()?;
         let top = ix.height().map_err(internal)?;
-        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
-        let v = ix
-            .volume(num("from", 1), num("to", top))
-            .map_err(internal)?;
+        let (from, to) = height_range(&o, top);
+        let v = ix.volume(from, to).map_err(internal)?;
         Ok(json!({"indexed_height": top, "assets": v}))
     }
 
@@ -671,10 +678,8 @@ impl ApiNode {
         let o = params.get(0).cloned().unwrap_or(json!({}));
         let ix = self.index()?;
         let top = ix.height().map_err(internal)?;
-        let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
-        let v = ix
-            .jurisdiction_volume(num("from", 1), num("to", top))
-            .map_err(internal)?;
+        let (from, to) = height_range(&o, top);
+        let v = ix.jurisdiction_volume(from, to).map_err(internal)?;
         Ok(json!({"indexed_height": top, "volumes": v}))
     }
 
@@ -782,6 +787,33 @@ impl ApiNode {
             .map_err(|e| ApiError::new(codes::INVALID_PARAMS, format!("{e:#}")))?;
         serde_json::to_value(page).map_err(internal)
     }
+}
+
+/// An index handle taken from the pool for one call.
+struct PooledIndex<'a> {
+    ix: Option<plume_index::Index>,
+    pool: &'a super::shared::IndexPool,
+}
+
+impl std::ops::Deref for PooledIndex<'_> {
+    type Target = plume_index::Index;
+    fn deref(&self) -> &plume_index::Index {
+        self.ix.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for PooledIndex<'_> {
+    fn drop(&mut self) {
+        if let Some(ix) = self.ix.take() {
+            self.pool.put(ix);
+        }
+    }
+}
+
+/// The `{from, to}` heights of `o`, by default everything indexed.
+fn height_range(o: &Value, top: u64) -> (u64, u64) {
+    let num = |k: &str, d: u64| o.get(k).and_then(Value::as_u64).unwrap_or(d);
+    (num("from", 1), num("to", top))
 }
 
 /// A page cursor, `before`: "height.index.seq" (flows) or

@@ -191,6 +191,7 @@ pub fn run_observer(home: &Path, genesis: Option<&Path>) -> Result<()> {
         diverged: Mutex::new(None),
         observer: true,
         index: Some(index_path.clone()),
+        index_pool: Default::default(),
     });
     let place = placement(&setup.config);
     let notify_thread = {
@@ -339,6 +340,7 @@ pub fn run(home: &Path, genesis: Option<&Path>) -> Result<()> {
         diverged: Mutex::new(None),
         observer: false,
         index: None,
+        index_pool: Default::default(),
     });
     let place = placement(&setup.config);
     let sig_thread = spawn_sigverify(
