@@ -1254,9 +1254,19 @@ impl<S: Scheme> Engine<S> {
 
     fn on_payload_ready(&mut self, ds: Vec<(Digest, u32)>) {
         for (d, w) in ds {
-            let known = self.weights.contains_key(&d);
-            if known {
-                continue; // queued, or in a block we know of
+            if let Some(old) = self.weights.get_mut(&d) {
+                // Queued, or in a block we know of. A digest first seen in
+                // a peer's proposal has no weight yet (0); the offer brings
+                // the real one, which a block we build must count (with a
+                // guessed weight every honest validator refused the block
+                // for its size: found by the simulator, seed 10112 at n=7).
+                if *old != w {
+                    *old = w;
+                    for e in self.payload.iter_mut().filter(|e| e.0 == d) {
+                        e.1 = w;
+                    }
+                }
+                continue;
             }
             if self.payload.len() >= PAYLOAD_QUEUE_MAX {
                 self.metrics.payload_dropped += 1;
@@ -1288,11 +1298,12 @@ impl<S: Scheme> Engine<S> {
         }
         let carried: BTreeSet<Digest> = b.payload.iter().copied().collect();
         self.payload.retain(|(d, _)| !carried.contains(d));
+        // Weight 0: seen in a peer's block, never offered to us.
         let with_weights: Vec<(Digest, u32)> = b
             .payload
             .iter()
             .map(|d| {
-                let w = *self.weights.entry(*d).or_insert(1);
+                let w = *self.weights.entry(*d).or_insert(0);
                 (*d, w)
             })
             .collect();
@@ -1314,9 +1325,19 @@ impl<S: Scheme> Engine<S> {
         }
         for v in dead.into_iter().rev() {
             if let Some((_, ds)) = self.in_flight.remove(&v) {
-                self.metrics.payload_returned += ds.len() as u64;
-                for p in ds.into_iter().rev() {
-                    self.payload.push_front(p);
+                // Only digests offered to us come back (with their weight
+                // now): one we never got (its certificate never reached
+                // our batcher) would make our own proposal unacceptable to
+                // every validator that lacks it too (found by the
+                // simulator, seed 20015 at n=10).
+                for (d, _) in ds.into_iter().rev() {
+                    match self.weights.get(&d).copied() {
+                        Some(w) if w > 0 => {
+                            self.metrics.payload_returned += 1;
+                            self.payload.push_front((d, w));
+                        }
+                        _ => {}
+                    }
                 }
             }
         }

@@ -652,11 +652,13 @@ fn payload_seen_in_another_leaders_proposal_is_not_proposed_again() {
 #[test]
 fn payload_of_an_abandoned_view_returns_to_the_queue_at_once() {
     let (_, _, mut es) = engines();
-    // Validator 1 proposes d7 in view 1; validator 2 sees the proposal, but
-    // the view times out (no QC forms).
-    es[1].step(Input::PayloadReady(vec![(d(7), 1)]));
+    // Validator 1 proposes d7 and d8 in view 1; validator 2 (offered d7
+    // by its batcher, never d8) sees the proposal, but the view times out
+    // (no QC forms).
+    es[1].step(Input::PayloadReady(vec![(d(7), 1), (d(8), 1)]));
     let p1 = proposal_of(&es[1].step(Input::Start)).unwrap();
-    assert_eq!(p1.block.payload, vec![d(7)]);
+    assert_eq!(p1.block.payload, vec![d(7), d(8)]);
+    es[2].step(Input::PayloadReady(vec![(d(7), 1)]));
     es[2].step(Input::Start);
     es[2].step(Input::Message {
         from: 1,
@@ -675,7 +677,8 @@ fn payload_of_an_abandoned_view_returns_to_the_queue_at_once() {
         }
     }
     // The TC forms at validator 2, which leads view 2: d7 is back in its
-    // queue at once and in its proposal, with no re-offer from outside.
+    // queue at once and in its proposal, with no re-offer from outside;
+    // d8, never offered to it (it may not hold its certificate), is not.
     let mut proposed = None;
     for t in touts.into_iter().filter(|t| t.voter != 2) {
         let out = es[2].step(Input::Message {

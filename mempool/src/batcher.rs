@@ -48,6 +48,7 @@
 //! ([`PEER_UNCERTIFIED_MAX`], a 1/n share of the bytes).
 
 use crate::cache::{Batch, BatchCache, FinalizedIndex};
+use crate::checks::DigestRule;
 use crate::pool::Mempool;
 use plume_crypto::Digest;
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchId, BatchVote, Verdict};
@@ -122,6 +123,10 @@ pub struct BatcherConfig {
     pub batches_held_max: usize,
     /// See [`BATCHES_HELD_BYTES_MAX`].
     pub batches_held_bytes_max: usize,
+    /// How own batches' digests are computed: always
+    /// [`DigestRule::Bound`] in a node (the other rule exists for the
+    /// simulator's mutation test of review C1).
+    pub digest_rule: DigestRule,
 }
 
 impl BatcherConfig {
@@ -146,6 +151,7 @@ impl BatcherConfig {
             block_txs_max: u64::from(u32::MAX),
             batches_held_max: BATCHES_HELD_MAX,
             batches_held_bytes_max: BATCHES_HELD_BYTES_MAX,
+            digest_rule: DigestRule::Bound,
         }
     }
 }
@@ -440,7 +446,18 @@ pub struct Batcher<S: Scheme> {
     /// Held batches whose signature check the driver could not queue
     /// (its verifier queue was full): asked again on the next tick.
     reverify: BTreeSet<Digest>,
+    /// Executed batches whose log records are kept until the finalized
+    /// height passes the stamp ([`KEEP_EXECUTED_BLOCKS`] later).
+    retiring: VecDeque<(u64, Digest)>,
 }
+
+/// Blocks an executed batch's log records (batch and certificate) are
+/// kept, so that after a restart of every validator a peer whose
+/// execution trails by less than catch-up's reach can still fetch it: its
+/// only other source is the block stores, whose segments need state roots
+/// certified STATE_LAG blocks later, which such a peer may be needed to
+/// vote for. Found by the simulator (seed 111 at n=4).
+pub const KEEP_EXECUTED_BLOCKS: u64 = 32;
 
 /// Most cut-to-certificate times kept for the driver between takes.
 pub const CERT_LATENCIES_MAX: usize = 4096;
@@ -470,6 +487,7 @@ impl<S: Scheme> Batcher<S> {
             fetching: BTreeMap::new(),
             old_certs: HashMap::new(),
             old_order: VecDeque::new(),
+            retiring: VecDeque::new(),
             evidence: VecDeque::new(),
             counters: Counters::default(),
             cert_latencies: Vec::new(),
@@ -534,7 +552,15 @@ impl<S: Scheme> Batcher<S> {
                     if self.held.contains_key(&d) {
                         continue;
                     }
-                    if b.expires < self.height || self.finalized.height_of(&d).is_some() {
+                    if self.finalized.height_of(&d).is_some() {
+                        // Executed before the restart: served to peers
+                        // that still need it, retired in its time.
+                        self.cache.insert(b);
+                        self.retiring
+                            .push_back((self.height + KEEP_EXECUTED_BLOCKS, d));
+                        continue;
+                    }
+                    if b.expires < self.height {
                         gone.push(d);
                         continue;
                     }
@@ -551,6 +577,10 @@ impl<S: Scheme> Batcher<S> {
                 }
                 LogItem::Cert(c) => {
                     let d = c.digest();
+                    if self.finalized.height_of(&d).is_some() {
+                        self.keep_old_cert(d, c);
+                        continue;
+                    }
                     if c.id.expires >= self.height
                         && self.finalized.height_of(&d).is_none()
                         && !self.certs.contains_key(&d)
@@ -561,7 +591,10 @@ impl<S: Scheme> Batcher<S> {
                 }
             }
         }
-        let digests: Vec<Digest> = self.held.keys().copied().collect();
+        // In digest order: what the driver is asked to do must not depend
+        // on a hash map's order (the simulator replays runs bit for bit).
+        let mut digests: Vec<Digest> = self.held.keys().copied().collect();
+        digests.sort_unstable();
         for d in digests {
             if self.certs.contains_key(&d) {
                 self.own.remove(&d);
@@ -1155,19 +1188,40 @@ impl<S: Scheme> Batcher<S> {
 
     /// Execution committed these batches: they may leave memory and log.
     pub fn on_executed(&mut self, digests: &[Digest], out: &mut Vec<Action<S>>) {
-        let mut retire = Vec::new();
         for d in digests {
             if self.unhold(d) {
-                retire.push(*d);
+                self.retiring
+                    .push_back((self.height + KEEP_EXECUTED_BLOCKS, *d));
             }
             if let Some(c) = self.certs.remove(d) {
-                self.old_certs.insert(*d, c);
-                self.old_order.push_back(*d);
-                while self.old_order.len() > OLD_CERTS_MAX {
-                    if let Some(o) = self.old_order.pop_front() {
-                        self.old_certs.remove(&o);
-                    }
-                }
+                self.keep_old_cert(*d, c);
+            }
+        }
+        self.retire_executed(out);
+    }
+
+    fn keep_old_cert(&mut self, d: Digest, c: Arc<BatchCertificate>) {
+        if self.old_certs.insert(d, c).is_none() {
+            self.old_order.push_back(d);
+        }
+        while self.old_order.len() > OLD_CERTS_MAX {
+            if let Some(o) = self.old_order.pop_front() {
+                self.old_certs.remove(&o);
+            }
+        }
+    }
+
+    /// Retire the log records of batches executed
+    /// [`KEEP_EXECUTED_BLOCKS`] ago.
+    fn retire_executed(&mut self, out: &mut Vec<Action<S>>) {
+        let mut retire = Vec::new();
+        while let Some((at, d)) = self.retiring.front().copied() {
+            if at > self.height && self.retiring.len() <= BATCHES_HELD_MAX {
+                break;
+            }
+            self.retiring.pop_front();
+            if !self.held.contains_key(&d) {
+                retire.push(d);
             }
         }
         if !retire.is_empty() {
@@ -1280,7 +1334,7 @@ impl<S: Scheme> Batcher<S> {
             admitted.push(at);
         }
         let expires = self.height.saturating_add(self.cfg.expiry_blocks);
-        let digest = plume_protocol::batch::batch_digest(self.cfg.me, expires, &raw);
+        let digest = self.cfg.digest_rule.digest(self.cfg.me, expires, &raw);
         let b = Arc::new(Batch {
             author: self.cfg.me,
             expires,

@@ -12,6 +12,7 @@
 
 pub mod batcher;
 pub mod cache;
+pub mod checks;
 pub mod pool;
 
 pub use batcher::{
@@ -19,4 +20,5 @@ pub use batcher::{
     Sizes,
 };
 pub use cache::{batch_bytes, Batch, BatchCache, FinalizedIndex};
+pub use checks::{open_peer_batch, verdict_of, vote_is_valid, BatchRefusal, DigestRule, Sent};
 pub use pool::{Mempool, MempoolError, StateView};

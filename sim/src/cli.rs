@@ -35,7 +35,8 @@ pub struct SimArgs {
     /// one from the seed). One of: equivocate, double-vote, twins,
     /// unknown-votes, bad-signatures, withhold, forged-cert,
     /// forged-signers, cross-chain, far-future-view, sync-flood,
-    /// epoch-proof-replay, wrong-root.
+    /// epoch-proof-replay, wrong-root, two-batches, withhold-batches,
+    /// uncertified-digest, lying-verdict.
     #[arg(long)]
     pub strategy: Option<String>,
     /// Run this one seed and print its outcome and trace hash (the same
@@ -48,7 +49,8 @@ pub struct SimArgs {
     pub unsafe_one_chain: bool,
     /// Self-test of the checkers: a deliberately broken rule
     /// (skip-cert-check, skip-root-check, persist-nothing,
-    /// committed-only-restart); violations are expected.
+    /// committed-only-restart, skip-vote-rule, body-only-digest);
+    /// violations are expected.
     #[arg(long, hide = true)]
     pub mutation: Option<String>,
 }
@@ -64,6 +66,8 @@ pub fn apply_mutation(name: &str, c: &mut crate::SimConfig) -> anyhow::Result<()
         "skip-root-check" => c.mutation = plume_consensus::Mutation::SkipRootCheck,
         "persist-nothing" => c.persist = crate::Persist::Nothing,
         "committed-only-restart" => c.persist = crate::Persist::CommittedOnly,
+        "skip-vote-rule" => c.batch_mutation = crate::world::BatchMutation::SkipVoteRule,
+        "body-only-digest" => c.batch_mutation = crate::world::BatchMutation::BodyOnlyDigest,
         other => anyhow::bail!("unknown mutation {other:?}"),
     }
     Ok(())
@@ -144,6 +148,16 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             "seed {seed}: {} blocks finalized, {} events, end {} us, {} rejected messages, trace {:016x}",
             o.blocks_finalized, o.events, o.end_us, o.rejected_messages, o.trace_hash
         );
+        println!(
+            "seed {seed}: {} transactions executed, {} submissions refused, {} proposals refused by the vote rule, {} peer batch items refused, {} evidence, {} catch-ups ({} segments refused)",
+            o.txs_executed,
+            o.rejected_txs,
+            o.proposals_refused,
+            o.refused_bulk,
+            o.evidence,
+            o.catch_ups,
+            o.refused_segments
+        );
         for v in &o.violations {
             println!("VIOLATION {:?} at {} us: {}", v.kind, v.at_us, v.detail);
         }
@@ -153,10 +167,12 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     let mut last = Instant::now();
     let mut done = 0u64;
     let mut blocks = 0u64;
+    let mut txs = 0u64;
     let seeds = args.seeds;
     let mut progress = |o: &crate::Outcome| {
         done += 1;
         blocks += o.blocks_finalized;
+        txs += o.txs_executed;
         for v in &o.violations {
             println!(
                 "VIOLATION seed {}: {:?} at {} us: {}",
@@ -217,7 +233,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         s.seeds as f64 / secs.max(1e-9)
     );
     println!(
-        "seeds: {}, blocks finalized: {}, violations: {}",
+        "seeds: {}, blocks finalized: {}, transactions executed: {txs}, violations: {}",
         s.seeds,
         s.blocks_finalized,
         s.failures.len()

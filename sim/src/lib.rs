@@ -10,12 +10,14 @@
 //! latency; [`cli`] is `plume sim`.
 //!
 //! Epoch changes are simulated (each epoch: same validators, fresh keys).
-//! Restarts recover through the node's rule (`Recovered::after_restart`)
-//! from a simulated disk that loses what execution had not committed.
-//! Not simulated yet: batches and their certification, real transactions
-//! and execution (state roots are a stand-in hash of the chain), the
-//! node's own effect applier, disk faults beyond a lost safety state,
-//! validators joining or leaving the set.
+//! Every validator runs the node's batcher with a workload of signed
+//! transfers (`world/batches.rs`), a ledger, and catch-up from peers'
+//! stores (`world/catchup.rs`). Restarts recover through the node's rule
+//! (`Recovered::after_restart`) from a simulated disk that loses what
+//! execution had not committed and what the batch log had not synced.
+//! Not simulated yet: the ledger modules' own execution, the node's core
+//! as the effect applier, disk faults beyond a lost safety state and an
+//! unsynced batch log, validators joining or leaving the set.
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -12,7 +12,21 @@ use plume_consensus::{
     Recovered, SafetyState, Timer, Vote,
 };
 use plume_crypto::{hash_parts, Digest, Domain};
-use std::collections::BTreeMap;
+use plume_mempool::{Batcher, ExecJob};
+use plume_protocol::batch::{BatchCertificate, BatchCommittee};
+use std::collections::{BTreeMap, BTreeSet};
+
+mod batches;
+mod catchup;
+
+/// A block in the simulated block store, with what catch-up serves: its
+/// commit proof and its batches (`None`: final in an earlier block).
+#[derive(Debug)]
+struct StoredBlock<S: SimScheme> {
+    block: Block<S>,
+    proof: CommitProof<S>,
+    batches: Vec<Option<plume_mempool::CertifiedBatch>>,
+}
 
 /// Virtual time between payload ticks (each tick hands every validator a few
 /// batch digests).
@@ -60,10 +74,21 @@ pub enum Behavior {
     EpochProofReplay,
     /// As leader, puts a made-up state root in its headers.
     WrongRoot,
+    /// As author, sends half its peers one version of each batch and the
+    /// other half a version with one signature flipped (the same bodies).
+    TwoBatches,
+    /// As author, sends each batch to just enough peers to certify it and
+    /// serves no fetch.
+    WithholdBatches,
+    /// As leader, names a batch digest nobody certified.
+    UncertifiedDigest,
+    /// As author, batches transactions whose signatures do not verify and
+    /// claims they are valid.
+    LyingVerdict,
 }
 
 /// Every Byzantine strategy, in the order `--strategy` names them.
-pub const BYZANTINE_BEHAVIORS: [Behavior; 13] = [
+pub const BYZANTINE_BEHAVIORS: [Behavior; 17] = [
     Behavior::Equivocate,
     Behavior::DoubleVote,
     Behavior::Twin,
@@ -77,6 +102,10 @@ pub const BYZANTINE_BEHAVIORS: [Behavior; 13] = [
     Behavior::SyncFlood,
     Behavior::EpochProofReplay,
     Behavior::WrongRoot,
+    Behavior::TwoBatches,
+    Behavior::WithholdBatches,
+    Behavior::UncertifiedDigest,
+    Behavior::LyingVerdict,
 ];
 
 impl Behavior {
@@ -97,6 +126,10 @@ impl Behavior {
             Behavior::SyncFlood => "sync-flood",
             Behavior::EpochProofReplay => "epoch-proof-replay",
             Behavior::WrongRoot => "wrong-root",
+            Behavior::TwoBatches => "two-batches",
+            Behavior::WithholdBatches => "withhold-batches",
+            Behavior::UncertifiedDigest => "uncertified-digest",
+            Behavior::LyingVerdict => "lying-verdict",
         }
     }
 
@@ -120,6 +153,21 @@ pub enum Persist {
     /// DELIBERATELY UNSAFE: the fsync lies, no safety state survives a
     /// crash (mutation test: persist nothing before voting).
     Nothing,
+}
+
+/// A deliberately broken rule of batch certification (mutation tests of
+/// the review's C1 and C2: the code before their fixes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchMutation {
+    /// Every rule holds.
+    #[default]
+    None,
+    /// DELIBERATELY UNSAFE (review C2): proposals reach the engine without
+    /// the vote rule of certified batches (votes without availability).
+    SkipVoteRule,
+    /// DELIBERATELY UNSAFE (review C1): batch digests over the bodies
+    /// only, signatures outside them.
+    BodyOnlyDigest,
 }
 
 /// A network partition: validators in different groups cannot talk.
@@ -198,6 +246,8 @@ pub struct SimConfig {
     pub state_roots: bool,
     /// Events before the run stops as a livelock ([`EVENTS_MAX`]).
     pub events_max: u64,
+    /// A deliberately broken batch rule (mutation tests).
+    pub batch_mutation: BatchMutation,
 }
 
 impl SimConfig {
@@ -354,6 +404,7 @@ impl SimConfig {
             attack_after_faults: true,
             state_roots: true,
             events_max: EVENTS_MAX,
+            batch_mutation: BatchMutation::None,
         };
         // Worst case after faults stop: timeouts at their cap and up to about
         // 2n views before two correct leaders follow each other (leader
@@ -387,6 +438,7 @@ impl SimConfig {
             attack_after_faults: false,
             state_roots: true,
             events_max: EVENTS_MAX,
+            batch_mutation: BatchMutation::None,
         };
         cfg.liveness_bound_us = (blocks + 10) * 20 * cfg.base_timeout_us();
         cfg
@@ -457,6 +509,20 @@ pub struct Outcome {
     /// Proposal-to-finality latency samples (µs), one per block per correct
     /// validator, for blocks proposed after the faults stopped.
     pub finality_latency_us: Vec<u64>,
+    /// Transactions executed (most of any correct validator).
+    pub txs_executed: u64,
+    /// Submissions refused (broken signatures, a full pool).
+    pub rejected_txs: u64,
+    /// Proposals refused by the vote rule of certified batches.
+    pub proposals_refused: u64,
+    /// Peers' batches, votes and certificates refused by the node's checks.
+    pub refused_bulk: u64,
+    /// Evidence of lying batch authors recorded.
+    pub evidence: u64,
+    /// Catch-ups from a peer's store that executed blocks.
+    pub catch_ups: u64,
+    /// Catch-up segments refused.
+    pub refused_segments: u64,
 }
 
 /// The simulated disk of one instance: what survives a crash.
@@ -473,6 +539,12 @@ struct Disk<S: SimScheme> {
     /// (height, block, root) of the last committed blocks (the node reads
     /// them back from its block store at start).
     recent_roots: BTreeMap<u64, (Digest, Digest)>,
+    /// The batch log.
+    log: batches::Log,
+    /// The block store (every committed block).
+    store: BTreeMap<u64, std::sync::Arc<StoredBlock<S>>>,
+    /// The ledger's state, committed with each block.
+    ledger: batches::Ledger,
 }
 
 #[derive(Debug)]
@@ -480,6 +552,14 @@ struct Instance<S: SimScheme> {
     index: u32,
     behavior: Behavior,
     engine: Option<Engine<S>>,
+    /// The node's batcher (pool, batches, certificates), while running.
+    batcher: Option<Batcher<S>>,
+    /// Batches executed since the last start (memory only, as the node's).
+    executed_batches: BTreeSet<Digest>,
+    /// Committed height when the faults stopped.
+    exec_at_fault_end: u64,
+    /// Catch-up from peers' stores (memory only).
+    catchup: catchup::CatchUp,
     disk: Disk<S>,
     /// Incremented at each crash (and view timer): stale events are void.
     timer_gen: u64,
@@ -498,6 +578,17 @@ enum Ev<S: SimScheme> {
         to: usize,
         from: u32,
         msg: Message<S>,
+        /// The batch certificates a proposal carries.
+        certs: Vec<BatchCertificate>,
+    },
+    Bulk {
+        to: usize,
+        from: u32,
+        msg: batches::Bulk<S>,
+    },
+    Durable {
+        inst: usize,
+        life: u64,
     },
     Timer {
         inst: usize,
@@ -512,8 +603,7 @@ enum Ev<S: SimScheme> {
     Executed {
         inst: usize,
         life: u64,
-        block: Block<S>,
-        proof: CommitProof<S>,
+        job: ExecJob<S>,
     },
     Crash {
         inst: usize,
@@ -546,6 +636,21 @@ struct World<S: SimScheme> {
     violations: Vec<Violation>,
     faults_on: bool,
     latency: Vec<u64>,
+    /// The committee as batch certificates see it, and its network keys.
+    batch_committee: BatchCommittee,
+    net_keys: Vec<plume_crypto::ed25519::SigningKey>,
+    /// The workload's client accounts.
+    accounts: Vec<batches::Account>,
+    /// The workload's randomness.
+    work: Rng,
+    rejected_txs: u64,
+    refused_bulk: u64,
+    proposals_refused: u64,
+    evidence: u64,
+    catchups: u64,
+    refused_segments: u64,
+    /// Signature checks of executed items (by leaf), done once each.
+    sig_checked: BTreeMap<Digest, bool>,
 }
 
 fn mix(h: u64, x: u64) -> u64 {
@@ -557,17 +662,6 @@ fn mix(h: u64, x: u64) -> u64 {
 
 fn d64(d: &Digest) -> u64 {
     u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
-}
-
-/// The simulator's stand-in for execution: the state root after a block
-/// commits to the root before it and the block (every correct validator
-/// that executed the same chain holds the same root; any other chain, or
-/// a skipped block, gives another).
-fn next_root(prev: &Digest, block: &Digest) -> Digest {
-    hash_parts(
-        Domain::Handshake,
-        &[b"sim-state", prev.as_bytes(), block.as_bytes()],
-    )
 }
 
 fn genesis_root(seed: u64) -> Digest {
@@ -615,7 +709,14 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
                 proof: None,
                 root: g_root,
                 recent_roots: [(0, (genesis.id, g_root))].into_iter().collect(),
+                log: Vec::new(),
+                store: BTreeMap::new(),
+                ledger: batches::Ledger::default(),
             },
+            batcher: None,
+            executed_batches: BTreeSet::new(),
+            exec_at_fault_end: 0,
+            catchup: catchup::CatchUp::new(n, 0),
             timer_gen: 0,
             life: 0,
             exec_busy_until: 0,
@@ -642,6 +743,19 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         violations: Vec::new(),
         faults_on: cfg.fault_end_us > 0,
         latency: Vec::new(),
+        batch_committee: batches::batch_committee(cfg.seed, n),
+        net_keys: (0..n as u32)
+            .map(|i| batches::net_key(cfg.seed, i))
+            .collect(),
+        accounts: batches::accounts(cfg.seed, n),
+        work: Rng::new(cfg.seed, 4),
+        rejected_txs: 0,
+        refused_bulk: 0,
+        proposals_refused: 0,
+        evidence: 0,
+        catchups: 0,
+        refused_segments: 0,
+        sig_checked: BTreeMap::new(),
     };
     w.main_loop();
     let blocks_finalized = w.finalized_at.keys().next_back().copied().unwrap_or(0);
@@ -662,7 +776,19 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         .map(|e| e.epoch())
         .min()
         .unwrap_or(0);
+    let txs_executed = (0..w.insts.len())
+        .filter(|&i| w.correct(i))
+        .map(|i| w.insts[i].disk.ledger.txs.len() as u64)
+        .max()
+        .unwrap_or(0);
     Outcome {
+        txs_executed,
+        rejected_txs: w.rejected_txs,
+        proposals_refused: w.proposals_refused,
+        refused_bulk: w.refused_bulk,
+        evidence: w.evidence,
+        catch_ups: w.catchups,
+        refused_segments: w.refused_segments,
         min_epoch,
         seed: cfg.seed,
         blocks_finalized,
@@ -733,7 +859,7 @@ impl<S: SimScheme> World<S> {
             commit_rule: self.cfg.commit_rule,
             leader_reputation: self.cfg.leader_reputation,
             epoch_length: self.cfg.epoch_length,
-            payload_weight_max: 10_000,
+            payload_weight_max: batches::BLOCK_TXS_MAX,
             idle_interval_us: 0,
             state_roots: self.cfg.state_roots,
             mutation: self.cfg.mutation,
@@ -743,19 +869,24 @@ impl<S: SimScheme> World<S> {
             .iter()
             .map(|(h, (b, r))| (*h, *b, *r))
             .collect();
-        let mut e = Engine::new(cfg, key, recovered);
-        let mut effects = Vec::new();
-        for (height, block, state_root) in roots {
-            effects.extend(e.step(Input::Executed {
-                height,
-                block,
-                state_root,
-            }));
-        }
-        effects.extend(e.step(Input::Start));
-        self.insts[inst].engine = Some(e);
+        self.insts[inst].engine = Some(Engine::new(cfg, key, recovered));
         self.insts[inst].exec_busy_until = self.now;
-        self.apply(inst, effects);
+        self.insts[inst].catchup = catchup::CatchUp::new(self.cfg.validators, self.now);
+        // As the node: the batch log is recovered first (its certified
+        // digests are offered to the engine), then the recent roots, then
+        // `Start`.
+        self.boot_batcher(inst);
+        for (height, block, state_root) in roots {
+            self.step(
+                inst,
+                Input::Executed {
+                    height,
+                    block,
+                    state_root,
+                },
+            );
+        }
+        self.step(inst, Input::Start);
     }
 
     fn main_loop(&mut self) {
@@ -814,7 +945,14 @@ impl<S: SimScheme> World<S> {
                             e.metrics().rejected
                         )
                     });
-                    format!("v{}: {} -> {}{st}", x.index, x.height_at_fault_end, x.tip.0)
+                    format!(
+                        "v{}: {} -> {} (executed {} -> {}){st}",
+                        x.index,
+                        x.height_at_fault_end,
+                        x.tip.0,
+                        x.exec_at_fault_end,
+                        x.disk.committed.height
+                    )
                 })
                 .collect();
             self.violation(
@@ -837,7 +975,9 @@ impl<S: SimScheme> World<S> {
     fn live(&self) -> bool {
         !self.faults_on
             && (0..self.insts.len()).filter(|&i| self.correct(i)).all(|i| {
-                self.insts[i].tip.0 >= self.insts[i].height_at_fault_end + self.cfg.liveness_blocks
+                let x = &self.insts[i];
+                x.tip.0 >= x.height_at_fault_end + self.cfg.liveness_blocks
+                    && x.disk.committed.height >= x.exec_at_fault_end + self.cfg.liveness_blocks
             })
     }
 
@@ -852,14 +992,35 @@ impl<S: SimScheme> World<S> {
     fn event(&mut self, ev: Ev<S>) {
         self.trace = mix(self.trace, self.now);
         match ev {
-            Ev::Deliver { to, from, msg } => {
+            Ev::Deliver {
+                to,
+                from,
+                msg,
+                certs,
+            } => {
                 self.trace = mix(mix(mix(self.trace, 1), to as u64), fingerprint(&msg));
                 self.trace = mix(self.trace, u64::from(from));
-                let Some(e) = self.insts[to].engine.as_mut() else {
+                if self.insts[to].engine.is_none() {
                     return;
-                };
-                let effects = e.step(Input::Message { from, msg });
-                self.apply(to, effects);
+                }
+                self.note_claim(to, from, &msg);
+                if matches!(msg, Message::Proposal(_)) {
+                    self.on_proposal(to, from, msg, certs);
+                } else {
+                    let e = self.insts[to].engine.as_mut().expect("checked");
+                    let effects = e.step(Input::Message { from, msg });
+                    self.apply(to, effects);
+                }
+            }
+            Ev::Bulk { to, from, msg } => {
+                self.trace = mix(mix(mix(self.trace, 7), to as u64), msg.fingerprint());
+                self.trace = mix(self.trace, u64::from(from));
+                self.on_bulk(to, from, msg);
+            }
+            Ev::Durable { inst, life } => {
+                if self.insts[inst].life == life {
+                    self.durable(inst);
+                }
             }
             Ev::Timer { inst, view, gen } => {
                 if self.insts[inst].timer_gen != gen {
@@ -881,21 +1042,20 @@ impl<S: SimScheme> World<S> {
                 let effects = e.step(Input::TimerFired(Timer::Idle(view)));
                 self.apply(inst, effects);
             }
-            Ev::Executed {
-                inst,
-                life,
-                block,
-                proof,
-            } => {
+            Ev::Executed { inst, life, job } => {
                 if self.insts[inst].life != life {
                     return; // lost in a crash: never committed
                 }
-                self.executed(inst, block, proof);
+                self.executed(inst, job);
             }
             Ev::Crash { inst } => {
                 self.trace = mix(mix(self.trace, 3), inst as u64);
                 let x = &mut self.insts[inst];
                 x.engine = None;
+                x.batcher = None;
+                x.executed_batches.clear();
+                // The batch log keeps what its last sync covered.
+                x.disk.log.retain(|(_, durable)| *durable);
                 x.timer_gen += 1;
                 x.life += 1;
                 match self.cfg.persist {
@@ -918,14 +1078,10 @@ impl<S: SimScheme> World<S> {
                 }
             }
             Ev::Tick => {
+                self.submit_workload();
                 for inst in 0..self.insts.len() {
-                    let k = 1 + self.net.below(3);
-                    let ds: Vec<(Digest, u32)> =
-                        (0..k).map(|_| (Digest(self.net.bytes32()), 1)).collect();
-                    if let Some(e) = self.insts[inst].engine.as_mut() {
-                        let effects = e.step(Input::PayloadReady(ds));
-                        self.apply(inst, effects);
-                    }
+                    self.batcher_tick(inst);
+                    self.maybe_catch_up(inst);
                 }
                 self.schedule(self.now + TICK_US, Ev::Tick);
             }
@@ -938,6 +1094,7 @@ impl<S: SimScheme> World<S> {
                             self.boot(inst);
                         }
                         self.insts[inst].height_at_fault_end = self.insts[inst].tip.0;
+                        self.insts[inst].exec_at_fault_end = self.insts[inst].disk.committed.height;
                     } else if !self.cfg.attack_after_faults {
                         self.insts[inst].engine = None;
                     } else if self.insts[inst].engine.is_none() {
@@ -950,8 +1107,9 @@ impl<S: SimScheme> World<S> {
 
     /// Execution committed `block`: it is on disk with its proof and root,
     /// and the engine hears `Executed` (as the node's exec role reports).
-    fn executed(&mut self, inst: usize, block: Block<S>, proof: CommitProof<S>) {
-        let x = &mut self.insts[inst];
+    fn executed(&mut self, inst: usize, job: ExecJob<S>) {
+        let x = &self.insts[inst];
+        let block = job.block.clone();
         if block.height != x.disk.committed.height + 1 {
             // Not the next block: the engine finalized out of order.
             let detail = format!(
@@ -961,41 +1119,8 @@ impl<S: SimScheme> World<S> {
             self.violation(ViolationKind::Validity, detail);
             return;
         }
-        let root = next_root(&x.disk.root, &block.id);
-        x.disk.root = root;
-        x.disk.recent_roots.insert(block.height, (block.id, root));
-        let floor = block.height.saturating_sub(2 * plume_consensus::STATE_LAG);
-        x.disk.recent_roots = x.disk.recent_roots.split_off(&floor);
-        let (height, id) = (block.height, block.id);
-        if x.disk.chain.len() == plume_consensus::engine::REPUTATION_WINDOW {
-            x.disk.chain.pop_front();
-        }
-        x.disk.chain.push_back(block.clone());
-        x.disk.committed = block;
-        x.disk.proof = Some(proof);
-        if self.correct(inst) {
-            match self.roots_at.get(&height) {
-                Some(r) if *r != root => {
-                    let detail = format!(
-                        "validator {}: state root {root} after height {height}, others {r}",
-                        self.insts[inst].index
-                    );
-                    self.violation(ViolationKind::StateRoot, detail);
-                }
-                Some(_) => {}
-                None => {
-                    self.roots_at.insert(height, root);
-                }
-            }
-        }
-        if let Some(e) = self.insts[inst].engine.as_mut() {
-            let effects = e.step(Input::Executed {
-                height,
-                block: id,
-                state_root: root,
-            });
-            self.apply(inst, effects);
-        }
+        let root = self.execute(inst, &job);
+        self.commit(inst, job, root);
     }
 
     /// Hand the engine its next epoch's committee when it asks.
@@ -1021,6 +1146,7 @@ impl<S: SimScheme> World<S> {
     }
 
     fn apply(&mut self, inst: usize, effects: Vec<Effect<S>>) {
+        let mut actions = Vec::new();
         let mut batch_last: Option<Digest> = None;
         let mut proven: Option<Result<Digest, &'static str>> = None;
         for e in effects {
@@ -1072,46 +1198,31 @@ impl<S: SimScheme> World<S> {
                     let tip = self.insts[inst].tip;
                     self.insts[inst].tip = (block.height, block.id);
                     self.trace = mix(mix(mix(self.trace, 6), inst as u64), d64(&block.id));
-                    // Execution takes 0.1-2 ms per block, in order; a crash
-                    // before it is done loses the block from the disk.
-                    let cost = self.net.range(100, 2_000);
-                    let at = self.insts[inst].exec_busy_until.max(self.now) + cost;
-                    self.insts[inst].exec_busy_until = at;
-                    let life = self.insts[inst].life;
                     if !self.correct(inst) {
                         if self.insts[inst].seen_proofs.len() < 8 {
                             self.insts[inst].seen_proofs.push(proof.clone());
                         }
-                        self.schedule(
-                            at,
-                            Ev::Executed {
-                                inst,
-                                life,
-                                block,
-                                proof,
-                            },
-                        );
-                        continue;
+                    } else {
+                        self.check_finalized(inst, tip, &block);
+                        if self.cfg.check_commit_proofs {
+                            batch_last = Some(block.id);
+                            let committee = self.epoch_keys(proof.child.epoch).0.clone();
+                            proven = Some(proof.verify_direct(&committee, self.cfg.seed));
+                        }
                     }
-                    self.check_finalized(inst, tip, &block);
-                    if self.cfg.check_commit_proofs {
-                        batch_last = Some(block.id);
-                        let committee = self.epoch_keys(proof.child.epoch).0.clone();
-                        proven = Some(proof.verify_direct(&committee, self.cfg.seed));
+                    // As the node: the batcher hands the block to execution
+                    // once it holds every batch it names.
+                    // (Its actions are carried out after every effect of
+                    // this step, as the node's core does.)
+                    let now = self.now;
+                    if let Some(b) = self.insts[inst].batcher.as_mut() {
+                        b.on_finalized(block, proof, now, &mut actions);
                     }
-                    self.schedule(
-                        at,
-                        Ev::Executed {
-                            inst,
-                            life,
-                            block,
-                            proof,
-                        },
-                    );
                 }
             }
         }
         self.feed_epoch(inst);
+        self.carry_out(inst, actions);
         if let (Some(last), Some(p)) = (batch_last, proven) {
             match p {
                 Ok(id) if self.descends(id, last) => {}
@@ -1399,6 +1510,10 @@ impl<S: SimScheme> World<S> {
             let targets: Vec<usize> = (0..self.insts.len())
                 .filter(|&j| j != inst && self.insts[j].index == to && self.link_ok(inst, j))
                 .collect();
+            let certs = match &m {
+                Message::Proposal(p) => self.certs_for(inst, &p.block.payload),
+                _ => Vec::new(),
+            };
             for j in targets {
                 let copies = if self.faults_on && self.net.chance_ppm(self.cfg.dup_ppm) {
                     2
@@ -1416,6 +1531,7 @@ impl<S: SimScheme> World<S> {
                             to: j,
                             from,
                             msg: m.clone(),
+                            certs: certs.clone(),
                         },
                     );
                 }

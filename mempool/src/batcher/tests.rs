@@ -651,6 +651,56 @@ fn recovery_resumes_own_uncertified_batches() {
     );
 }
 
+#[test]
+fn executed_batches_stay_in_the_log_and_are_served_after_a_restart() {
+    let mut net = Net::new(4);
+    net.submit(0, 1, 0);
+    net.tick(0);
+    net.tick_all();
+    let d = net.seen[1].offered[0];
+    net.finalize(1, vec![d]);
+    let job = net.seen[1].executed.pop().expect("executed");
+    let cb = job.batches[0].clone().expect("fresh");
+    let cert = net.b[1].cert(&d).cloned().expect("certified");
+    let retired = |acts: &[Action<BlsScheme>]| {
+        acts.iter()
+            .any(|a| matches!(a, Action::Retire(ds) if ds.contains(&d)))
+    };
+    // Executed: its log records are kept for KEEP_EXECUTED_BLOCKS blocks.
+    let mut out = Vec::new();
+    net.b[1].on_executed(&[d], &mut out);
+    assert!(!retired(&out), "retired at once");
+    // A restart of validator 1 with the block executed: the batch is
+    // recovered (not held, not offered) and still served with its
+    // certificate.
+    let c = committee(4);
+    net.b[1] = Batcher::new(BatcherConfig::new(1, c, 16, 1 << 20), Mempool::default());
+    net.b[1].resume(1, vec![(1, vec![d])]);
+    let mut out = Vec::new();
+    net.b[1].recover(
+        vec![LogItem::Batch(cb.batch.clone()), LogItem::Cert(cert)],
+        net.now,
+        &mut out,
+    );
+    assert!(!retired(&out));
+    assert!(net.b[1].held_digests().is_empty());
+    assert!(!out.iter().any(|a| matches!(a, Action::Offer(_))));
+    let served = net.b[1].serve(&[d]);
+    assert_eq!(
+        served.len(),
+        1,
+        "an executed batch is served after a restart"
+    );
+    // KEEP_EXECUTED_BLOCKS later its records are retired.
+    let mut out = Vec::new();
+    for h in 2..2 + KEEP_EXECUTED_BLOCKS {
+        let (block, proof) = finalized(Vec::new(), h);
+        net.b[1].on_finalized(block, proof, net.now, &mut out);
+    }
+    net.b[1].on_executed(&[], &mut out);
+    assert!(retired(&out), "retired {KEEP_EXECUTED_BLOCKS} blocks later");
+}
+
 /// (sender key byte, sequence) of every transaction of own batch `d`.
 fn contents(b: &Batcher<BlsScheme>, d: &Digest) -> Vec<u64> {
     b.held[d]

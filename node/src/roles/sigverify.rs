@@ -18,9 +18,8 @@
 use super::channels::{CoreIn, Reply, SigIn};
 use crate::http::{codes, ApiError};
 use crate::metrics::NodeMetrics;
-use plume_crypto::zip215;
 use plume_execution::Registry;
-use plume_mempool::Batch;
+use plume_mempool::{Batch, Sent};
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, Verdict};
 use plume_protocol::tx::TxError;
 use plume_protocol::{PreparedTx, Transaction};
@@ -125,11 +124,7 @@ pub fn run(
                     })
                 }
                 SigIn::Vote(v) => {
-                    let ok = cx
-                        .committee
-                        .key(v.voter as usize)
-                        .is_some_and(|k| zip215::verify(k, v.message(cx.chain).as_bytes(), &v.sig));
-                    if ok {
+                    if plume_mempool::vote_is_valid(&v, cx.chain, cx.committee) {
                         Some(CoreIn::Vote(v))
                     } else {
                         cx.metrics.malformed_msgs.inc();
@@ -201,18 +196,10 @@ fn verify_submissions(
     }
 }
 
-/// Who sent a batch, and what it claims to be.
-struct Sent {
-    from: u32,
-    author: u32,
-    expires: u64,
-}
-
 /// Decode a peer's batch (calls included) and check a certificate that came
-/// with it against the batch's bytes. `None` when the certificate does not
-/// verify or is for another batch, or when a batch without a certificate
-/// does not come from its author or names us as author (the peer lied;
-/// nothing is kept).
+/// with it against the batch's bytes (`plume_mempool::open_peer_batch`, the
+/// rule the simulator runs too). `None` when the peer lied: nothing is
+/// kept.
 fn decode_batch(
     sent: Sent,
     verdict: Verdict,
@@ -220,56 +207,35 @@ fn decode_batch(
     cert: Option<BatchCertificate>,
     cx: &SigContext<'_>,
 ) -> Option<CoreIn> {
-    let author = sent.author;
-    let authentic = cert.is_some() || (author == sent.from && author != cx.me);
-    if author as usize >= cx.committee.len() || !authentic {
-        cx.metrics.malformed_msgs.inc();
-        return None;
-    }
-    let mut batch = Batch::from_raw(author, sent.expires, txs);
-    for t in batch.txs.iter_mut().flatten() {
-        cx.registry.prepare(t);
-    }
-    let cert = match cert {
-        None => None,
-        Some(c) => {
-            let matches = c.digest() == batch.digest
-                && c.id.author == author
-                && c.id.expires == batch.expires
-                && c.id.items as usize == batch.len();
-            if !matches || c.verify(cx.chain, cx.committee).is_err() {
-                cx.metrics.malformed_msgs.inc();
-                return None;
-            }
-            Some(Arc::new(c))
-        }
-    };
-    Some(CoreIn::Batch {
-        batch: Arc::new(batch),
-        verdict,
+    match plume_mempool::open_peer_batch(
+        sent,
+        txs,
         cert,
-    })
+        cx.me,
+        cx.chain,
+        cx.committee,
+        plume_mempool::DigestRule::Bound,
+        &|t| cx.registry.prepare(t),
+    ) {
+        Ok((batch, cert)) => Some(CoreIn::Batch {
+            batch,
+            verdict,
+            cert,
+        }),
+        Err(e) => {
+            cx.metrics.malformed_msgs.inc();
+            tracing::debug!(from = sent.from, "dropping a batch: {e}");
+            None
+        }
+    }
 }
 
-/// Our verdict on a batch: items that do not decode, or whose signatures do
-/// not verify under the chain's rule, are invalid.
+/// Our verdict on a batch (`plume_mempool::verdict_of`): items that do not
+/// decode, or whose signatures do not verify under the chain's rule, are
+/// invalid.
 pub fn verify_batch(b: &Batch, m: &NodeMetrics) -> Verdict {
-    let mut invalid: Vec<u32> = Vec::new();
-    let mut decoded: Vec<Transaction> = Vec::with_capacity(b.len());
-    let mut positions: Vec<u32> = Vec::with_capacity(b.len());
-    for (i, t) in b.txs.iter().enumerate() {
-        match t {
-            Some(p) => {
-                decoded.push(p.tx.clone());
-                positions.push(i as u32);
-            }
-            None => invalid.push(i as u32),
-        }
-    }
-    for k in plume_protocol::tx::verify_batch(&decoded) {
-        invalid.push(positions[k]);
-    }
+    let (verdict, checked) = plume_mempool::verdict_of(b);
     m.sig_batches.inc();
-    m.sig_verified.inc_by(decoded.len() as u64);
-    Verdict::new(invalid)
+    m.sig_verified.inc_by(checked as u64);
+    verdict
 }

@@ -1,0 +1,741 @@
+//! Batches, their certification and their execution in the simulator,
+//! through the node's own code: every validator runs the node's
+//! [`Batcher`] (cut, store, vote, certify, offer, fetch, dispatch), peers'
+//! batches, votes and certificates pass the node's checks
+//! (`plume_mempool::checks`, the functions the node's signature role
+//! calls), a proposal reaches the engine only through the node's vote rule
+//! of certified batches ([`Batcher::check_proposal`]), and the batch log
+//! survives a crash only up to its last sync.
+//!
+//! The workload is real signed transfers (`plume_client::txbuild`), one in
+//! sixteen with a broken signature (refused at submission, as the node's
+//! API does). Execution is the simulator's ledger: per-account sequences,
+//! the items a certificate's verdict lets run, batches and transactions
+//! already final skipped, as the node's exec role picks them; the state
+//! root commits to every executed encoding and its outcome.
+
+use super::{Ev, ViolationKind, World};
+use crate::keys::SimScheme;
+use crate::world::{BatchMutation, Behavior};
+use plume_consensus::{Input, Message};
+use plume_crypto::ed25519::{Address, SigningKey};
+use plume_crypto::{hash_parts, Digest, Domain};
+use plume_mempool::{
+    Action, Batch, Batcher, BatcherConfig, DigestRule, ExecJob, LogItem, Mempool, MempoolError,
+    Sent,
+};
+use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchVote, Verdict};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Most transactions in one batch.
+pub const BATCH_TXS: usize = 8;
+/// Most transactions in one block (the vote rule checks it).
+pub const BLOCK_TXS_MAX: u64 = 64;
+/// Accounts each validator's clients send from.
+pub const ACCOUNTS_PER_VALIDATOR: usize = 2;
+/// Virtual time a batch-log append takes to be synced.
+pub const LOG_SYNC_US: u64 = 300;
+/// A client whose account made no progress for this long while it has
+/// transactions out sends again from the account's executed sequence.
+pub const CLIENT_RESYNC_US: u64 = 400_000;
+
+/// Batch traffic between validators (the node's bulk channel).
+#[derive(Debug, Clone)]
+pub(super) enum Bulk<S: SimScheme> {
+    Batch {
+        author: u32,
+        expires: u64,
+        verdict: Verdict,
+        txs: Vec<Vec<u8>>,
+        cert: Option<BatchCertificate>,
+    },
+    Vote(BatchVote),
+    Cert(BatchCertificate),
+    VerifyRequest(Digest),
+    BatchRequest(Vec<Digest>),
+    /// Blocks of the peer's store from this height, please.
+    CatchUpRequest {
+        from: u64,
+    },
+    /// A segment of the store.
+    CatchUp(Vec<Arc<super::StoredBlock<S>>>),
+}
+
+impl<S: SimScheme> Bulk<S> {
+    pub(super) fn fingerprint(&self) -> u64 {
+        let d = match self {
+            Bulk::Batch { author, txs, .. } => super::mix(u64::from(*author), txs.len() as u64),
+            Bulk::Vote(v) => super::mix(super::d64(&v.id.digest), u64::from(v.voter)),
+            Bulk::Cert(c) => super::d64(&c.digest()),
+            Bulk::VerifyRequest(d) => super::d64(d),
+            Bulk::BatchRequest(ds) => ds.len() as u64,
+            Bulk::CatchUpRequest { from } => super::mix(13, *from),
+            Bulk::CatchUp(seg) => super::mix(14, seg.len() as u64),
+        };
+        super::mix(11, d)
+    }
+}
+
+/// A client account of the workload.
+#[derive(Debug)]
+pub(super) struct Account {
+    key: SigningKey,
+    addr: Address,
+    /// The validator its client submits to.
+    home: u32,
+    /// Next sequence the client uses.
+    next: u64,
+    /// When its executed sequence (at its home) last moved.
+    moved_at: u64,
+    /// Its executed sequence at its home when last looked at.
+    seen: u64,
+}
+
+/// The simulator's ledger, on the simulated disk (committed with each
+/// block).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Ledger {
+    /// Next sequence of every account that sent something.
+    pub(super) sequences: BTreeMap<Address, u64>,
+    /// Every executed transaction id (the node's store index).
+    pub(super) txs: BTreeSet<Digest>,
+}
+
+/// The batch log on the simulated disk: records, each durable once a sync
+/// covered it.
+pub(super) type Log = Vec<(LogItem, bool)>;
+
+fn log_key(it: &LogItem) -> Digest {
+    match it {
+        LogItem::Batch(b) => b.digest,
+        LogItem::Cert(c) => c.digest(),
+    }
+}
+
+/// Validator `i`'s network key (it signs batch votes).
+pub(super) fn net_key(seed: u64, i: u32) -> SigningKey {
+    let d = hash_parts(
+        Domain::Handshake,
+        &[b"sim-net-key", &seed.to_le_bytes(), &i.to_le_bytes()],
+    );
+    SigningKey::from_bytes(&d.0)
+}
+
+/// The committee as batch certificates see it.
+pub(super) fn batch_committee(seed: u64, n: usize) -> BatchCommittee {
+    let members = (0..n as u32)
+        .map(|i| (net_key(seed, i).public_key().to_bytes(), 1))
+        .collect();
+    BatchCommittee::new(members).expect("a valid committee")
+}
+
+/// The workload's accounts.
+pub(super) fn accounts(seed: u64, n: usize) -> Vec<Account> {
+    (0..n * ACCOUNTS_PER_VALIDATOR)
+        .map(|k| {
+            let d = hash_parts(
+                Domain::Handshake,
+                &[
+                    b"sim-account",
+                    &seed.to_le_bytes(),
+                    &(k as u64).to_le_bytes(),
+                ],
+            );
+            let key = SigningKey::from_bytes(&d.0);
+            Account {
+                addr: key.public_key().address(),
+                key,
+                home: (k / ACCOUNTS_PER_VALIDATOR) as u32,
+                next: 0,
+                moved_at: 0,
+                seen: 0,
+            }
+        })
+        .collect()
+}
+
+/// The chain id transactions carry.
+pub(super) fn chain_name(seed: u64) -> String {
+    format!("sim-{seed}")
+}
+
+impl<S: SimScheme> World<S> {
+    /// A batcher for instance `inst`, from its disk: the committed height
+    /// and recent payloads (the node reads them from its block store),
+    /// then the durable records of its batch log.
+    pub(super) fn boot_batcher(&mut self, inst: usize) {
+        let index = self.insts[inst].index;
+        let mut cfg = BatcherConfig::new(index, self.batch_committee.clone(), BATCH_TXS, 64 * 1024);
+        cfg.block_txs_max = BLOCK_TXS_MAX;
+        if self.cfg.batch_mutation == BatchMutation::BodyOnlyDigest {
+            cfg.digest_rule = DigestRule::BodyOnly;
+        }
+        let mut b = Batcher::new(cfg, Mempool::new());
+        let d = &self.insts[inst].disk;
+        // The payload of the last FINALIZED_WINDOW heights, from the block
+        // store (as the node reads it at start).
+        let floor = d
+            .committed
+            .height
+            .saturating_sub(plume_mempool::batcher::FINALIZED_WINDOW);
+        let history = d
+            .store
+            .range(floor..)
+            .map(|(h, sb)| (*h, sb.block.payload.clone()))
+            .collect();
+        b.resume(d.committed.height, history);
+        let items: Vec<LogItem> = d
+            .log
+            .iter()
+            .filter(|(_, durable)| *durable)
+            .map(|(it, _)| it.clone())
+            .collect();
+        let mut out = Vec::new();
+        b.recover(items, self.now, &mut out);
+        self.insts[inst].batcher = Some(b);
+        self.carry_out(inst, out);
+    }
+
+    /// The certificates of `payload` that instance `inst` holds (a
+    /// proposal carries them, as the node's does).
+    pub(super) fn certs_for(&self, inst: usize, payload: &[Digest]) -> Vec<BatchCertificate> {
+        let Some(b) = self.insts[inst].batcher.as_ref() else {
+            return Vec::new();
+        };
+        payload
+            .iter()
+            .filter_map(|d| b.cert(d).map(|c| (**c).clone()))
+            .collect()
+    }
+
+    /// Clients submit: each validator's clients send one transfer per tick
+    /// half the time (one in sixteen with a broken signature).
+    pub(super) fn submit_workload(&mut self) {
+        let chain = chain_name(self.cfg.seed);
+        for k in 0..self.accounts.len() {
+            if self.work.below(2) == 0 {
+                continue;
+            }
+            let home = self.accounts[k].home;
+            let Some(inst) = (0..self.insts.len())
+                .find(|&i| self.insts[i].index == home && self.insts[i].batcher.is_some())
+            else {
+                continue;
+            };
+            let executed = self.insts[inst]
+                .disk
+                .ledger
+                .sequences
+                .get(&self.accounts[k].addr)
+                .copied()
+                .unwrap_or(0);
+            let a = &mut self.accounts[k];
+            if executed != a.seen {
+                a.seen = executed;
+                a.moved_at = self.now;
+            }
+            if a.next < executed
+                || (a.next > executed && self.now.saturating_sub(a.moved_at) > CLIENT_RESYNC_US)
+            {
+                a.next = executed;
+                a.moved_at = self.now;
+            }
+            let to = self.accounts[self.work.below(self.accounts.len() as u64) as usize].addr;
+            let amount = u128::from(1 + self.work.below(1_000));
+            let a = &self.accounts[k];
+            let mut tx = plume_client::txbuild::transfer(
+                &chain,
+                &a.key,
+                a.next,
+                &to,
+                amount,
+                None,
+                plume_client::txbuild::Fees::default(),
+                1_000_000,
+            );
+            let broken = self.work.below(16) == 0;
+            if broken {
+                tx.signatures[0][7] ^= 0x20;
+            }
+            let raw = tx.to_bytes();
+            let lying = self.insts[inst].behavior == Behavior::LyingVerdict && self.attacking();
+            // The API's submission check (the node verifies every client
+            // signature before its pool sees the transaction); a lying
+            // author skips it.
+            if broken && !lying {
+                self.rejected_txs += 1;
+                continue;
+            }
+            let ptx = plume_protocol::PreparedTx::new(tx);
+            let now = self.now;
+            let b = self.insts[inst].batcher.as_mut().expect("running");
+            let view = plume_mempool::StateView::unlimited(&ptx, executed);
+            match b.pool.insert_at(ptx, raw, view, now) {
+                Ok(()) => self.accounts[k].next += 1,
+                Err(MempoolError::SequenceUsed { next, .. }) => self.accounts[k].next = next,
+                Err(_) => self.rejected_txs += 1,
+            }
+        }
+    }
+
+    /// The batcher's periodic step of instance `inst`.
+    pub(super) fn batcher_tick(&mut self, inst: usize) {
+        let now = self.now;
+        let Some(b) = self.insts[inst].batcher.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        b.tick(now, &mut out);
+        self.carry_out(inst, out);
+        if self.insts[inst].behavior == Behavior::UncertifiedDigest && self.attacking() {
+            // Offer its engine a digest no one certified: it will name it
+            // in its proposals.
+            let d = Digest(self.byz.bytes32());
+            if let Some(e) = self.insts[inst].engine.as_mut() {
+                let effects = e.step(Input::PayloadReady(vec![(d, 1)]));
+                self.apply(inst, effects);
+            }
+        }
+    }
+
+    /// Send `msg` from instance `inst` to validator `to` over the bulk
+    /// channel (the network's faults apply).
+    pub(super) fn send_bulk(&mut self, inst: usize, to: u32, msg: Bulk<S>) {
+        let from = self.insts[inst].index;
+        if to == from {
+            return;
+        }
+        let targets: Vec<usize> = (0..self.insts.len())
+            .filter(|&j| j != inst && self.insts[j].index == to && self.link_ok(inst, j))
+            .collect();
+        for j in targets {
+            if self.faults_on && self.net.chance_ppm(self.cfg.drop_ppm) {
+                continue;
+            }
+            let delay = self.cfg.latency_us + self.net.below(self.cfg.jitter_us + 1);
+            self.schedule(
+                self.now + delay,
+                Ev::Bulk {
+                    to: j,
+                    from,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn send_bulk_all(&mut self, inst: usize, msg: Bulk<S>) {
+        for t in 0..self.cfg.validators as u32 {
+            self.send_bulk(inst, t, msg.clone());
+        }
+    }
+
+    /// Carry out the batcher's actions of instance `inst` (and what they
+    /// cause, in order), as the node's core role does.
+    pub(super) fn carry_out(&mut self, inst: usize, actions: Vec<Action<S>>) {
+        let mut queue: VecDeque<Action<S>> = actions.into();
+        let me = self.insts[inst].index;
+        let chain = self.cfg.seed;
+        while let Some(a) = queue.pop_front() {
+            let mut more = Vec::new();
+            if self.insts[inst].batcher.is_none() {
+                return; // crashed meanwhile
+            }
+            match a {
+                Action::Persist(item) => {
+                    let first = self.insts[inst].disk.log.iter().all(|(_, d)| *d);
+                    self.insts[inst].disk.log.push((item, false));
+                    if first {
+                        let life = self.insts[inst].life;
+                        self.schedule(self.now + LOG_SYNC_US, Ev::Durable { inst, life });
+                    }
+                }
+                Action::Retire(ds) => {
+                    let gone: BTreeSet<Digest> = ds.into_iter().collect();
+                    self.insts[inst]
+                        .disk
+                        .log
+                        .retain(|(it, _)| !gone.contains(&log_key(it)));
+                }
+                Action::SendBatch { batch, verdict, to } => {
+                    self.send_batch(inst, &batch, verdict, to);
+                }
+                Action::Verify(b) => {
+                    let (verdict, _) = plume_mempool::verdict_of(&b);
+                    let x = self.insts[inst].batcher.as_mut().expect("checked");
+                    x.on_verified(&b.digest, verdict, &mut more);
+                }
+                Action::Vote { id, verdict } => {
+                    let mut vote = BatchVote {
+                        id,
+                        voter: me,
+                        verdict,
+                        sig: [0; 64],
+                    };
+                    vote.sig = self.net_keys[me as usize]
+                        .sign(vote.message(chain).as_bytes())
+                        .to_bytes();
+                    if id.author == me {
+                        let now = self.now;
+                        let x = self.insts[inst].batcher.as_mut().expect("checked");
+                        x.on_vote(vote, now, &mut more);
+                    } else {
+                        self.send_bulk(inst, id.author, Bulk::Vote(vote));
+                    }
+                }
+                Action::SendCert(c) => self.send_bulk_all(inst, Bulk::Cert((*c).clone())),
+                Action::AskVerify { to, digest } => {
+                    self.send_bulk(inst, to, Bulk::VerifyRequest(digest))
+                }
+                Action::Offer(ds) => self.step(inst, Input::PayloadReady(ds)),
+                Action::Withdraw(ds) => self.step(inst, Input::PayloadWithdrawn(ds)),
+                Action::Fetch { from, digests } => {
+                    self.send_bulk(inst, from, Bulk::BatchRequest(digests))
+                }
+                Action::Evidence(ev) => {
+                    self.evidence += 1;
+                    let author = ev.batch.author as usize;
+                    if self.correct(inst) && self.cfg.behaviors[author] == Behavior::Honest {
+                        self.violation(
+                            ViolationKind::Validity,
+                            format!(
+                                "validator {me}: evidence against honest author {author} (batch {})",
+                                ev.batch.digest
+                            ),
+                        );
+                    }
+                }
+                Action::Execute(job) => {
+                    // Execution takes 0.1-2 ms per block, in order; a crash
+                    // before it is done loses the block from the disk.
+                    let cost = self.net.range(100, 2_000);
+                    let at = self.insts[inst].exec_busy_until.max(self.now) + cost;
+                    self.insts[inst].exec_busy_until = at;
+                    let life = self.insts[inst].life;
+                    self.schedule(at, Ev::Executed { inst, life, job });
+                }
+            }
+            queue.extend(more);
+        }
+    }
+
+    pub(super) fn step(&mut self, inst: usize, input: Input<S>) {
+        if let Some(e) = self.insts[inst].engine.as_mut() {
+            let effects = e.step(input);
+            self.apply(inst, effects);
+        }
+    }
+
+    /// An author sends its batch: honestly, or by its strategy.
+    fn send_batch(&mut self, inst: usize, batch: &Arc<Batch>, verdict: Verdict, to: Vec<u32>) {
+        let behavior = self.insts[inst].behavior;
+        let msg = |txs: Vec<Vec<u8>>| Bulk::Batch {
+            author: batch.author,
+            expires: batch.expires,
+            verdict: verdict.clone(),
+            txs,
+            cert: None,
+        };
+        let attacking = self.attacking() && behavior != Behavior::Honest;
+        match behavior {
+            Behavior::TwoBatches if attacking && !batch.raw.is_empty() => {
+                // Half the peers get the batch, the others a version with
+                // one signature flipped (the same bodies).
+                let mut other = batch.raw.clone();
+                let last = other.len() - 1;
+                let mut tx = plume_protocol::Transaction::from_bytes(&other[last])
+                    .expect("own batches decode");
+                tx.signatures[0][0] ^= 1;
+                other[last] = tx.to_bytes();
+                for t in to {
+                    let m = if t % 2 == 0 {
+                        msg(batch.raw.clone())
+                    } else {
+                        msg(other.clone())
+                    };
+                    self.send_bulk(inst, t, m);
+                }
+            }
+            Behavior::WithholdBatches if attacking => {
+                // Just enough peers to certify it (a quorum with itself);
+                // the others must fetch it, and it serves no fetch.
+                let q = self.batch_committee.quorum_power() as usize;
+                for t in to.into_iter().take(q.saturating_sub(1)) {
+                    self.send_bulk(inst, t, msg(batch.raw.clone()));
+                }
+            }
+            _ => {
+                for t in to {
+                    self.send_bulk(inst, t, msg(batch.raw.clone()));
+                }
+            }
+        }
+    }
+
+    /// Batch traffic arrives at instance `to`: the node's checks, then its
+    /// batcher.
+    pub(super) fn on_bulk(&mut self, to: usize, from: u32, msg: Bulk<S>) {
+        if self.insts[to].batcher.is_none() {
+            return;
+        }
+        let me = self.insts[to].index;
+        let chain = self.cfg.seed;
+        let now = self.now;
+        let rule = if self.cfg.batch_mutation == BatchMutation::BodyOnlyDigest {
+            DigestRule::BodyOnly
+        } else {
+            DigestRule::Bound
+        };
+        let mut out = Vec::new();
+        match msg {
+            Bulk::Batch {
+                author,
+                expires,
+                verdict,
+                txs,
+                cert,
+            } => {
+                let b = self.insts[to].batcher.as_ref().expect("checked");
+                if let Some(c) = &cert {
+                    if !b.wants_batch(&c.digest()) && !b.wants_cert(&c.digest()) {
+                        return;
+                    }
+                }
+                let opened = plume_mempool::open_peer_batch(
+                    Sent {
+                        from,
+                        author,
+                        expires,
+                    },
+                    txs,
+                    cert,
+                    me,
+                    chain,
+                    &self.batch_committee,
+                    rule,
+                    &|_| {},
+                );
+                match opened {
+                    Ok((batch, cert)) => {
+                        let b = self.insts[to].batcher.as_mut().expect("checked");
+                        b.on_batch(batch, verdict, cert, now, &mut out);
+                    }
+                    Err(_) => self.refused_bulk += 1,
+                }
+            }
+            Bulk::Vote(v) => {
+                let b = self.insts[to].batcher.as_ref().expect("checked");
+                if v.voter == from
+                    && b.wants_vote(&v.id.digest, v.voter, v.verdict.is_some())
+                    && plume_mempool::vote_is_valid(&v, chain, &self.batch_committee)
+                {
+                    let b = self.insts[to].batcher.as_mut().expect("checked");
+                    b.on_vote(v, now, &mut out);
+                } else {
+                    self.refused_bulk += 1;
+                }
+            }
+            Bulk::Cert(c) => {
+                let b = self.insts[to].batcher.as_ref().expect("checked");
+                if b.wants_cert(&c.digest()) {
+                    if c.verify(chain, &self.batch_committee).is_ok() {
+                        let b = self.insts[to].batcher.as_mut().expect("checked");
+                        b.on_cert(Arc::new(c), now, &mut out);
+                    } else {
+                        self.refused_bulk += 1;
+                    }
+                }
+            }
+            Bulk::CatchUpRequest { from: height } => self.serve_segment(to, from, height),
+            Bulk::CatchUp(seg) => self.on_segment(to, from, seg),
+            Bulk::VerifyRequest(d) => {
+                let b = self.insts[to].batcher.as_mut().expect("checked");
+                b.on_verify_request(&d, from, &mut out);
+            }
+            Bulk::BatchRequest(mut ds) => {
+                if self.insts[to].behavior == Behavior::WithholdBatches && self.attacking() {
+                    return;
+                }
+                ds.sort_unstable();
+                ds.dedup();
+                let b = self.insts[to].batcher.as_ref().expect("checked");
+                let served = b.serve(&ds);
+                for (batch, verdict, c) in served {
+                    let m = Bulk::Batch {
+                        author: batch.author,
+                        expires: batch.expires,
+                        verdict,
+                        txs: batch.raw.clone(),
+                        cert: Some((*c).clone()),
+                    };
+                    self.send_bulk(to, from, m);
+                }
+            }
+        }
+        self.carry_out(to, out);
+    }
+
+    /// A proposal reaches the engine of instance `to` only through the
+    /// node's vote rule of certified batches: every batch it names has a
+    /// certificate, known or attached (and checked).
+    pub(super) fn on_proposal(
+        &mut self,
+        to: usize,
+        from: u32,
+        msg: Message<S>,
+        certs: Vec<BatchCertificate>,
+    ) {
+        let Message::Proposal(p) = &msg else {
+            return self.step(to, Input::Message { from, msg });
+        };
+        let (Some(e), Some(b)) = (
+            self.insts[to].engine.as_ref(),
+            self.insts[to].batcher.as_ref(),
+        ) else {
+            return;
+        };
+        let blk = &p.block;
+        let view = e.view();
+        if blk.proposer != from
+            || blk.view + 1 < view
+            || blk.view > view + plume_consensus::engine::VIEW_AHEAD_MAX
+        {
+            return self.step(to, Input::Message { from, msg });
+        }
+        let skip = self.cfg.batch_mutation == BatchMutation::SkipVoteRule;
+        let mut missing: BTreeSet<Digest> = blk
+            .payload
+            .iter()
+            .filter(|d| b.cert(d).is_none())
+            .copied()
+            .collect();
+        let needed: Vec<BatchCertificate> = certs
+            .into_iter()
+            .filter(|c| missing.remove(&c.digest()))
+            .collect();
+        if !missing.is_empty() && !skip {
+            self.proposals_refused += 1;
+            return;
+        }
+        let chain = self.cfg.seed;
+        let now = self.now;
+        let mut out = Vec::new();
+        for c in needed {
+            if c.verify(chain, &self.batch_committee).is_ok() {
+                let b = self.insts[to].batcher.as_mut().expect("checked");
+                b.on_cert(Arc::new(c), now, &mut out);
+            }
+        }
+        self.carry_out(to, out);
+        let Some(b) = self.insts[to].batcher.as_ref() else {
+            return;
+        };
+        if !skip {
+            if let Message::Proposal(p) = &msg {
+                if b.check_proposal(&p.block.payload, p.block.height, BLOCK_TXS_MAX)
+                    .is_err()
+                {
+                    self.proposals_refused += 1;
+                    return;
+                }
+            }
+        }
+        self.step(to, Input::Message { from, msg });
+    }
+
+    /// The batch log's sync covered every record appended so far.
+    pub(super) fn durable(&mut self, inst: usize) {
+        let mut digests = Vec::new();
+        for (it, d) in self.insts[inst].disk.log.iter_mut() {
+            if !*d {
+                *d = true;
+                if let LogItem::Batch(b) = it {
+                    digests.push(b.digest);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(b) = self.insts[inst].batcher.as_mut() {
+            b.on_durable(&digests, &mut out);
+        }
+        self.carry_out(inst, out);
+    }
+
+    /// Execute `job` on instance `inst`'s ledger (staged into its disk by
+    /// the caller): the items the node's exec role would run, in block
+    /// order. Returns the new state root.
+    pub(super) fn execute(&mut self, inst: usize, job: &ExecJob<S>) -> Digest {
+        let mut buf: Vec<u8> = Vec::new();
+        buf.extend_from_slice(self.insts[inst].disk.root.as_bytes());
+        buf.extend_from_slice(job.block.id.as_bytes());
+        let correct = self.correct(inst);
+        let mut bad_sig: Option<Digest> = None;
+        for cb in job.batches.iter().flatten() {
+            let x = &mut self.insts[inst];
+            if !x.executed_batches.insert(cb.batch.digest) {
+                continue; // executed in an earlier block
+            }
+            for (i, raw) in cb.batch.raw.iter().enumerate() {
+                if !cb.runs(i) {
+                    continue;
+                }
+                let Some(tx) = cb.batch.txs[i].as_ref() else {
+                    continue;
+                };
+                if !x.disk.ledger.txs.insert(tx.hash) {
+                    continue; // already final (its first receipt stands)
+                }
+                let leaf = plume_protocol::batch::item_leaf(raw);
+                let ok = match tx.payer() {
+                    Some(sender) => {
+                        let next = x.disk.ledger.sequences.entry(*sender).or_insert(0);
+                        let ok = tx.tx.body.sequence == *next;
+                        if ok {
+                            *next += 1;
+                        }
+                        ok
+                    }
+                    None => false,
+                };
+                buf.extend_from_slice(leaf.as_bytes());
+                buf.push(u8::from(ok));
+                if correct && bad_sig.is_none() {
+                    let valid = *self.sig_checked.entry(leaf).or_insert_with(|| {
+                        plume_protocol::tx::verify_batch(std::slice::from_ref(&tx.tx)).is_empty()
+                    });
+                    if !valid {
+                        bad_sig = Some(tx.hash);
+                    }
+                }
+            }
+        }
+        if let Some(h) = bad_sig {
+            let who = self.insts[inst].index;
+            self.violation(
+                ViolationKind::Validity,
+                format!(
+                    "validator {who}: executed transaction {h}, whose signature does not verify"
+                ),
+            );
+        }
+        hash_parts(Domain::Handshake, &[b"sim-ledger", &buf])
+    }
+
+    /// After a block committed: the pool's sequence cursors and the
+    /// batcher learn it.
+    pub(super) fn after_commit(&mut self, inst: usize, payload: &[Digest]) {
+        let x = &mut self.insts[inst];
+        let Some(b) = x.batcher.as_mut() else {
+            return;
+        };
+        for (a, next) in &x.disk.ledger.sequences {
+            if b.pool.pending_of(a) > 0 {
+                b.pool.advance(a, *next);
+            }
+        }
+        let mut out = Vec::new();
+        b.on_executed(payload, &mut out);
+        self.carry_out(inst, out);
+    }
+}
