@@ -156,3 +156,51 @@ pub fn vote_is_valid(v: &BatchVote, chain: u64, committee: &BatchCommittee) -> b
         .key(v.voter as usize)
         .is_some_and(|k| zip215::verify(k, v.message(chain).as_bytes(), &v.sig))
 }
+
+/// The transactions a finalized block executes, in block order.
+#[derive(Debug, Default)]
+pub struct Picked {
+    /// Transactions to run.
+    pub txs: Vec<PreparedTx>,
+    /// Their encodings.
+    pub raws: Vec<Vec<u8>>,
+    /// Items that failed decoding or signature checks (by the verdict).
+    pub skipped: u64,
+    /// Batches executed for the first time here.
+    pub batches: Vec<plume_crypto::Digest>,
+}
+
+/// Pick what a finalized block executes (the node's exec role and the
+/// simulator call this): a batch already executed in an earlier block
+/// (`already`) or named twice is skipped, as are items its certificate's
+/// verdict calls invalid and transactions already final (`fresh` says a
+/// transaction id is new: not in this group, not in the store; its first
+/// receipt stands). Deterministic: every validator has the same store and
+/// the same verdicts.
+pub fn pick_transactions<E>(
+    batches: &[Option<crate::CertifiedBatch>],
+    already: &dyn Fn(&plume_crypto::Digest) -> bool,
+    fresh: &mut dyn FnMut(&plume_crypto::Digest) -> Result<bool, E>,
+) -> Result<Picked, E> {
+    let mut p = Picked::default();
+    let mut seen_here = std::collections::BTreeSet::new();
+    for cb in batches.iter().flatten() {
+        let b = &cb.batch;
+        if already(&b.digest) || !seen_here.insert(b.digest) {
+            continue;
+        }
+        p.batches.push(b.digest);
+        for (i, t) in b.txs.iter().enumerate() {
+            match t {
+                Some(tx) if cb.runs(i) => {
+                    if fresh(&tx.hash)? {
+                        p.txs.push(tx.clone());
+                        p.raws.push(b.raw[i].clone());
+                    }
+                }
+                _ => p.skipped += 1,
+            }
+        }
+    }
+    Ok(p)
+}

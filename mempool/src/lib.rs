@@ -20,5 +20,8 @@ pub use batcher::{
     Sizes,
 };
 pub use cache::{batch_bytes, Batch, BatchCache, FinalizedIndex};
-pub use checks::{open_peer_batch, verdict_of, vote_is_valid, BatchRefusal, DigestRule, Sent};
+pub use checks::{
+    open_peer_batch, pick_transactions, verdict_of, vote_is_valid, BatchRefusal, DigestRule,
+    Picked, Sent,
+};
 pub use pool::{Mempool, MempoolError, StateView};

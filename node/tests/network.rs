@@ -591,6 +591,14 @@ fn binary_submissions_are_acknowledged_and_streamed_final() {
             other => panic!("unexpected {other:?}"),
         }
     }
+    // Groups of one connection are checked concurrently: the replay of
+    // the first transaction (index 500) may reach the pool before it.
+    // Exactly one of the two is admitted, the other refused.
+    if acks[&0].is_err() {
+        let first = acks.remove(&0).unwrap();
+        let replay = acks.insert(500, first).unwrap();
+        acks.insert(0, replay);
+    }
     for (i, t) in txs.iter().enumerate() {
         let h = plume_protocol::Transaction::from_bytes(t)
             .unwrap()

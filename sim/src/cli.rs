@@ -149,8 +149,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
             o.blocks_finalized, o.events, o.end_us, o.rejected_messages, o.trace_hash
         );
         println!(
-            "seed {seed}: {} transactions executed, {} submissions refused, {} proposals refused by the vote rule, {} peer batch items refused, {} evidence, {} catch-ups ({} segments refused)",
+            "seed {seed}: {} transactions executed ({} successful receipts over all validators), {} submissions refused, {} proposals refused by the vote rule, {} peer batch items refused, {} evidence, {} catch-ups ({} segments refused)",
             o.txs_executed,
+            o.txs_succeeded,
             o.rejected_txs,
             o.proposals_refused,
             o.refused_bulk,

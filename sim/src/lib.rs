@@ -11,12 +11,12 @@
 //!
 //! Epoch changes are simulated (each epoch: same validators, fresh keys).
 //! Every validator runs the node's batcher with a workload of signed
-//! transfers (`world/batches.rs`), a ledger, and catch-up from peers'
-//! stores (`world/catchup.rs`). Restarts recover through the node's rule
+//! transfers (`world/batches.rs`), the ledger modules over the node's store
+//! on an in-memory KV, and catch-up from peers' stores
+//! (`world/catchup.rs`). Restarts recover through the node's rule
 //! (`Recovered::after_restart`) from a simulated disk that loses what
 //! execution had not committed and what the batch log had not synced.
-//! Not simulated yet: the ledger modules' own execution, the node's core
-//! as the effect applier, disk faults beyond a lost safety state and an
+//! Not simulated yet: the node's core as the effect applier, disk faults beyond a lost safety state and an
 //! unsynced batch log, validators joining or leaving the set.
 #![forbid(unsafe_code)]
 

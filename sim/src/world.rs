@@ -11,7 +11,7 @@ use plume_consensus::{
     Block, CommitProof, CommitRule, Config, Effect, Engine, Input, Message, Mutation, QuorumCert,
     Recovered, SafetyState, Timer, Vote,
 };
-use plume_crypto::{hash_parts, Digest, Domain};
+use plume_crypto::Digest;
 use plume_mempool::{Batcher, ExecJob};
 use plume_protocol::batch::{BatchCertificate, BatchCommittee};
 use std::collections::{BTreeMap, BTreeSet};
@@ -511,6 +511,8 @@ pub struct Outcome {
     pub finality_latency_us: Vec<u64>,
     /// Transactions executed (most of any correct validator).
     pub txs_executed: u64,
+    /// Receipts with status Success, summed over correct validators.
+    pub txs_succeeded: u64,
     /// Submissions refused (broken signatures, a full pool).
     pub rejected_txs: u64,
     /// Proposals refused by the vote rule of certified batches.
@@ -543,8 +545,10 @@ struct Disk<S: SimScheme> {
     log: batches::Log,
     /// The block store (every committed block).
     store: BTreeMap<u64, std::sync::Arc<StoredBlock<S>>>,
-    /// The ledger's state, committed with each block.
-    ledger: batches::Ledger,
+    /// The store's KV (the node's `Store` over it while running).
+    kv: plume_storage::MemoryKv,
+    /// Transactions committed.
+    txs_committed: u64,
 }
 
 #[derive(Debug)]
@@ -554,6 +558,9 @@ struct Instance<S: SimScheme> {
     engine: Option<Engine<S>>,
     /// The node's batcher (pool, batches, certificates), while running.
     batcher: Option<Batcher<S>>,
+    /// The node's store over the disk's KV, while running (staged writes
+    /// are lost in a crash).
+    store: Option<plume_storage::Store<plume_storage::MemoryKv>>,
     /// Batches executed since the last start (memory only, as the node's).
     executed_batches: BTreeSet<Digest>,
     /// Committed height when the faults stopped.
@@ -651,6 +658,14 @@ struct World<S: SimScheme> {
     refused_segments: u64,
     /// Signature checks of executed items (by leaf), done once each.
     sig_checked: BTreeMap<Digest, bool>,
+    /// The ledger modules and the chain parameters.
+    registry: plume_execution::Registry,
+    params: plume_execution::Params,
+    /// Hash of each height's transactions and receipts (the receipts
+    /// checker's record).
+    receipts_at: BTreeMap<u64, Digest>,
+    /// Receipts with status Success, over correct validators' executions.
+    txs_succeeded: u64,
 }
 
 fn mix(h: u64, x: u64) -> u64 {
@@ -662,13 +677,6 @@ fn mix(h: u64, x: u64) -> u64 {
 
 fn d64(d: &Digest) -> u64 {
     u64::from_le_bytes(d.0[..8].try_into().expect("8 bytes"))
-}
-
-fn genesis_root(seed: u64) -> Digest {
-    hash_parts(
-        Domain::Handshake,
-        &[b"sim-genesis-state", &seed.to_le_bytes()],
-    )
 }
 
 fn fingerprint<S: SimScheme>(m: &Message<S>) -> u64 {
@@ -694,7 +702,9 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
     );
     let epochs = vec![S::generate(n, cfg.seed)];
     let genesis = Block::<S>::genesis(cfg.seed);
-    let g_root = genesis_root(cfg.seed);
+    let params = batches::params(cfg.seed);
+    let accounts = batches::accounts(cfg.seed, n);
+    let (_, g_root) = batches::genesis_store(&params, &accounts, &genesis.id);
     let insts: Vec<Instance<S>> = cfg
         .instances()
         .into_iter()
@@ -711,9 +721,11 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
                 recent_roots: [(0, (genesis.id, g_root))].into_iter().collect(),
                 log: Vec::new(),
                 store: BTreeMap::new(),
-                ledger: batches::Ledger::default(),
+                kv: batches::genesis_store(&params, &accounts, &genesis.id).0,
+                txs_committed: 0,
             },
             batcher: None,
+            store: None,
             executed_batches: BTreeSet::new(),
             exec_at_fault_end: 0,
             catchup: catchup::CatchUp::new(n, 0),
@@ -747,7 +759,7 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         net_keys: (0..n as u32)
             .map(|i| batches::net_key(cfg.seed, i))
             .collect(),
-        accounts: batches::accounts(cfg.seed, n),
+        accounts,
         work: Rng::new(cfg.seed, 4),
         rejected_txs: 0,
         refused_bulk: 0,
@@ -756,6 +768,10 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         catchups: 0,
         refused_segments: 0,
         sig_checked: BTreeMap::new(),
+        registry: plume_execution::standard(),
+        params,
+        receipts_at: BTreeMap::new(),
+        txs_succeeded: 0,
     };
     w.main_loop();
     let blocks_finalized = w.finalized_at.keys().next_back().copied().unwrap_or(0);
@@ -778,11 +794,12 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         .unwrap_or(0);
     let txs_executed = (0..w.insts.len())
         .filter(|&i| w.correct(i))
-        .map(|i| w.insts[i].disk.ledger.txs.len() as u64)
+        .map(|i| w.insts[i].disk.txs_committed)
         .max()
         .unwrap_or(0);
     Outcome {
         txs_executed,
+        txs_succeeded: w.txs_succeeded,
         rejected_txs: w.rejected_txs,
         proposals_refused: w.proposals_refused,
         refused_bulk: w.refused_bulk,
@@ -872,6 +889,9 @@ impl<S: SimScheme> World<S> {
         self.insts[inst].engine = Some(Engine::new(cfg, key, recovered));
         self.insts[inst].exec_busy_until = self.now;
         self.insts[inst].catchup = catchup::CatchUp::new(self.cfg.validators, self.now);
+        let store = plume_storage::Store::open(self.insts[inst].disk.kv.clone())
+            .expect("the simulated disk's store opens");
+        self.insts[inst].store = Some(store);
         // As the node: the batch log is recovered first (its certified
         // digests are offered to the engine), then the recent roots, then
         // `Start`.
@@ -1053,6 +1073,7 @@ impl<S: SimScheme> World<S> {
                 let x = &mut self.insts[inst];
                 x.engine = None;
                 x.batcher = None;
+                x.store = None;
                 x.executed_batches.clear();
                 // The batch log keeps what its last sync covered.
                 x.disk.log.retain(|(_, durable)| *durable);
@@ -1119,8 +1140,9 @@ impl<S: SimScheme> World<S> {
             self.violation(ViolationKind::Validity, detail);
             return;
         }
-        let root = self.execute(inst, &job);
-        self.commit(inst, job, root);
+        if let Some((root, entries)) = self.execute(inst, &job) {
+            self.commit(inst, job, root, entries);
+        }
     }
 
     /// Hand the engine its next epoch's committee when it asks.
@@ -1208,6 +1230,11 @@ impl<S: SimScheme> World<S> {
                             batch_last = Some(block.id);
                             let committee = self.epoch_keys(proof.child.epoch).0.clone();
                             proven = Some(proof.verify_direct(&committee, self.cfg.seed));
+                            if std::env::var("SIMDBG").is_ok()
+                                && proven.as_ref().is_some_and(|p| p.is_err())
+                            {
+                                eprintln!("{} inst {inst} block h{} e{} v{} | child h{} e{} v{} justify e{} v{} h{} | child_qc e{} v{} h{}", self.now, block.height, block.epoch, block.view, proof.child.height, proof.child.epoch, proof.child.view, proof.child.justify.epoch, proof.child.justify.view, proof.child.justify.height, proof.child_qc.epoch, proof.child_qc.view, proof.child_qc.height);
+                            }
                         }
                     }
                     // As the node: the batcher hands the block to execution

@@ -124,6 +124,12 @@ struct MemoryInner {
     writer: Mutex<()>,
 }
 
+impl std::fmt::Debug for MemoryKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryKv")
+    }
+}
+
 impl Default for MemoryKv {
     fn default() -> Self {
         Self::new()

@@ -452,57 +452,22 @@ fn announce(
     Ok(())
 }
 
-/// The transactions a block executes, in block order.
-struct Picked {
-    txs: Vec<PreparedTx>,
-    raws: Vec<Vec<u8>>,
-    /// Transactions that failed decoding or signature checks.
-    skipped: u64,
-    /// Batches executed for the first time here.
-    batches: Vec<Digest>,
-}
-
-/// A batch already executed in an earlier block is skipped (re-proposed
-/// batches), as are transactions that failed decoding or signature checks
-/// and transactions already in a finalized block (a batch offered twice,
-/// even across a restart: their first receipt stands). Deterministic: every
-/// validator has the same store and the same verdicts.
+/// What `block` executes (`plume_mempool::pick_transactions`, the rule
+/// the simulator runs too): batches and transactions already final are
+/// skipped, as are items the verdict calls invalid.
 fn block_transactions(
     store: &Store<LmdbKv>,
     batches: &[Option<plume_mempool::CertifiedBatch>],
     already: &dyn Fn(&Digest) -> bool,
     group_txs: &mut HashSet<Digest>,
-) -> Result<Picked> {
-    let mut p = Picked {
-        txs: Vec::new(),
-        raws: Vec::new(),
-        skipped: 0,
-        batches: Vec::new(),
-    };
-    let mut seen_here: HashSet<Digest> = HashSet::new();
-    for cb in batches.iter().flatten() {
-        let b = &cb.batch;
-        if already(&b.digest) || !seen_here.insert(b.digest) {
-            continue;
-        }
-        p.batches.push(b.digest);
-        for (i, t) in b.txs.iter().enumerate() {
-            match t {
-                Some(tx) if cb.runs(i) => {
-                    let dup = !group_txs.insert(tx.hash)
-                        || store
-                            .has_tx(&tx.hash)
-                            .map_err(|e| anyhow!("reading tx index: {e}"))?;
-                    if !dup {
-                        p.txs.push(tx.clone());
-                        p.raws.push(b.raw[i].clone());
-                    }
-                }
-                _ => p.skipped += 1,
-            }
-        }
-    }
-    Ok(p)
+) -> Result<plume_mempool::Picked> {
+    plume_mempool::pick_transactions(batches, already, &mut |h| {
+        let dup = !group_txs.insert(*h)
+            || store
+                .has_tx(h)
+                .map_err(|e| anyhow!("reading tx index: {e}"))?;
+        Ok(!dup)
+    })
 }
 
 /// Execute one finalized block against the (staged) state; its writes are

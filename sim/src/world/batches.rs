@@ -9,10 +9,11 @@
 //!
 //! The workload is real signed transfers (`plume_client::txbuild`), one in
 //! sixteen with a broken signature (refused at submission, as the node's
-//! API does). Execution is the simulator's ledger: per-account sequences,
-//! the items a certificate's verdict lets run, batches and transactions
-//! already final skipped, as the node's exec role picks them; the state
-//! root commits to every executed encoding and its outcome.
+//! API does). Execution is the node's: what a block runs is picked by
+//! `plume_mempool::pick_transactions` (the exec role's rule), run by
+//! `plume_execution` (the standard ledger modules, fees included) over the
+//! node's `Store` on an in-memory KV, committed with its transactions and
+//! receipts; the state root is the store's.
 
 use super::{Ev, ViolationKind, World};
 use crate::keys::SimScheme;
@@ -25,7 +26,8 @@ use plume_mempool::{
     Sent,
 };
 use plume_protocol::batch::{BatchCertificate, BatchCommittee, BatchVote, Verdict};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use plume_storage::{MemoryKv, Store};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Most transactions in one batch.
@@ -92,14 +94,46 @@ pub(super) struct Account {
     seen: u64,
 }
 
-/// The simulator's ledger, on the simulated disk (committed with each
-/// block).
-#[derive(Debug, Default, Clone)]
-pub(super) struct Ledger {
-    /// Next sequence of every account that sent something.
-    pub(super) sequences: BTreeMap<Address, u64>,
-    /// Every executed transaction id (the node's store index).
-    pub(super) txs: BTreeSet<Digest>,
+/// Balance of every workload account at genesis.
+pub const GENESIS_BALANCE: u128 = 1_000_000_000_000;
+
+/// The chain parameters of a simulated network.
+pub(super) fn params(seed: u64) -> plume_execution::Params {
+    let mut p = plume_execution::Params::with_defaults(&chain_name(seed));
+    p.block_txs_max = BLOCK_TXS_MAX as u32;
+    p
+}
+
+/// A fresh disk's store: the genesis state committed at height 0 (as the
+/// node's setup does). Returns the KV and the genesis root.
+pub(super) fn genesis_store(
+    params: &plume_execution::Params,
+    accounts: &[Account],
+    genesis: &Digest,
+) -> (MemoryKv, Digest) {
+    let kv = MemoryKv::new();
+    let mut store = Store::open(kv.clone()).expect("an empty store opens");
+    let allocs: Vec<(Address, u128)> = accounts.iter().map(|a| (a.addr, GENESIS_BALANCE)).collect();
+    let writes = plume_execution::genesis_writes(params, &allocs).expect("a valid genesis");
+    store
+        .commit_block_with_writes(
+            &plume_storage::BlockCommit {
+                height: 0,
+                hash: *genesis,
+                block: genesis.as_bytes(),
+                qc: &[],
+                txs: &[],
+            },
+            &writes,
+        )
+        .expect("the genesis commit");
+    let root = store.committed_root();
+    (kv, root)
+}
+
+/// An account's next sequence in a store's committed state.
+pub(super) fn sequence_of(store: &Store<MemoryKv>, a: &Address) -> u64 {
+    plume_execution::state::read_account(store, a).map_or(0, |acct| acct.sequence)
 }
 
 /// The batch log on the simulated disk: records, each durable once a sync
@@ -223,13 +257,10 @@ impl<S: SimScheme> World<S> {
             else {
                 continue;
             };
-            let executed = self.insts[inst]
-                .disk
-                .ledger
-                .sequences
-                .get(&self.accounts[k].addr)
-                .copied()
-                .unwrap_or(0);
+            let executed = match self.insts[inst].store.as_ref() {
+                Some(st) => sequence_of(st, &self.accounts[k].addr),
+                None => continue,
+            };
             let a = &mut self.accounts[k];
             if executed != a.seen {
                 a.seen = executed;
@@ -267,7 +298,8 @@ impl<S: SimScheme> World<S> {
                 self.rejected_txs += 1;
                 continue;
             }
-            let ptx = plume_protocol::PreparedTx::new(tx);
+            let mut ptx = plume_protocol::PreparedTx::new(tx);
+            self.registry.prepare(&mut ptx);
             let now = self.now;
             let b = self.insts[inst].batcher.as_mut().expect("running");
             let view = plume_mempool::StateView::unlimited(&ptx, executed);
@@ -514,7 +546,7 @@ impl<S: SimScheme> World<S> {
                     chain,
                     &self.batch_committee,
                     rule,
-                    &|_| {},
+                    &|t| self.registry.prepare(t),
                 );
                 match opened {
                     Ok((batch, cert)) => {
@@ -662,56 +694,115 @@ impl<S: SimScheme> World<S> {
         self.carry_out(inst, out);
     }
 
-    /// Execute `job` on instance `inst`'s ledger (staged into its disk by
-    /// the caller): the items the node's exec role would run, in block
-    /// order. Returns the new state root.
-    pub(super) fn execute(&mut self, inst: usize, job: &ExecJob<S>) -> Digest {
-        let mut buf: Vec<u8> = Vec::new();
-        buf.extend_from_slice(self.insts[inst].disk.root.as_bytes());
-        buf.extend_from_slice(job.block.id.as_bytes());
+    /// Execute `job` on instance `inst` as the node's exec role does:
+    /// pick its transactions, run them through the ledger modules over the
+    /// store, stage the writes. Returns the new state root and the block's
+    /// transaction entries (id, encoding, receipt), or `None` when the
+    /// block cannot execute (a violation is recorded).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn execute(
+        &mut self,
+        inst: usize,
+        job: &ExecJob<S>,
+    ) -> Option<(Digest, Vec<(Digest, Vec<u8>, Vec<u8>)>)> {
         let correct = self.correct(inst);
+        let who = self.insts[inst].index;
+        let x = &mut self.insts[inst];
+        let store = x.store.as_ref()?;
+        let executed = &x.executed_batches;
+        let mut group = BTreeSet::new();
+        let picked = plume_mempool::pick_transactions(
+            &job.batches,
+            &|d| executed.contains(d),
+            &mut |h| -> Result<bool, plume_storage::StorageError> {
+                Ok(group.insert(*h) && !store.has_tx(h)?)
+            },
+        );
+        let picked = match picked {
+            Ok(p) => p,
+            Err(e) => {
+                self.violation(
+                    ViolationKind::Validity,
+                    format!("validator {who}: tx index: {e}"),
+                );
+                return None;
+            }
+        };
+        if picked.txs.len() as u64 > BLOCK_TXS_MAX {
+            self.violation(
+                ViolationKind::Validity,
+                format!(
+                    "validator {who}: finalized block {} carries {} transactions, over block_txs_max",
+                    job.block.height,
+                    picked.txs.len()
+                ),
+            );
+            return None;
+        }
+        let proposer = self
+            .net_keys
+            .get(job.block.proposer as usize)
+            .map(|k| k.public_key().address())
+            .unwrap_or_default();
+        let ctx = plume_execution::BlockContext {
+            height: job.block.height,
+            proposer,
+        };
+        let store = self.insts[inst].store.as_ref().expect("checked");
+        let out = plume_execution::apply_block_sharded_with(
+            store,
+            &self.params,
+            &self.registry,
+            &ctx,
+            &picked.txs,
+            1,
+            &|_| {},
+        );
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                self.violation(
+                    ViolationKind::Validity,
+                    format!("validator {who}: executing block {}: {e}", job.block.height),
+                );
+                return None;
+            }
+        };
+        let x = &mut self.insts[inst];
+        let store = x.store.as_mut().expect("checked");
+        let root = match plume_storage::AuthenticatedState::apply(store, &out.writes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.violation(
+                    ViolationKind::Validity,
+                    format!("validator {who}: staging: {e}"),
+                );
+                return None;
+            }
+        };
+        x.executed_batches.extend(picked.batches.iter().copied());
+        if correct {
+            self.txs_succeeded += out
+                .receipts
+                .iter()
+                .filter(|r| r.status == plume_protocol::Status::Success)
+                .count() as u64;
+        }
+        let mut entries = Vec::with_capacity(picked.txs.len());
         let mut bad_sig: Option<Digest> = None;
-        for cb in job.batches.iter().flatten() {
-            let x = &mut self.insts[inst];
-            if !x.executed_batches.insert(cb.batch.digest) {
-                continue; // executed in an earlier block
-            }
-            for (i, raw) in cb.batch.raw.iter().enumerate() {
-                if !cb.runs(i) {
-                    continue;
-                }
-                let Some(tx) = cb.batch.txs[i].as_ref() else {
-                    continue;
-                };
-                if !x.disk.ledger.txs.insert(tx.hash) {
-                    continue; // already final (its first receipt stands)
-                }
-                let leaf = plume_protocol::batch::item_leaf(raw);
-                let ok = match tx.payer() {
-                    Some(sender) => {
-                        let next = x.disk.ledger.sequences.entry(*sender).or_insert(0);
-                        let ok = tx.tx.body.sequence == *next;
-                        if ok {
-                            *next += 1;
-                        }
-                        ok
-                    }
-                    None => false,
-                };
-                buf.extend_from_slice(leaf.as_bytes());
-                buf.push(u8::from(ok));
-                if correct && bad_sig.is_none() {
-                    let valid = *self.sig_checked.entry(leaf).or_insert_with(|| {
-                        plume_protocol::tx::verify_batch(std::slice::from_ref(&tx.tx)).is_empty()
-                    });
-                    if !valid {
-                        bad_sig = Some(tx.hash);
-                    }
+        for ((tx, raw), receipt) in picked.txs.iter().zip(picked.raws).zip(&out.receipts) {
+            if correct && bad_sig.is_none() {
+                let leaf = plume_protocol::batch::item_leaf(&raw);
+                let valid = *self.sig_checked.entry(leaf).or_insert_with(|| {
+                    plume_protocol::tx::verify_batch(std::slice::from_ref(&tx.tx)).is_empty()
+                });
+                if !valid {
+                    bad_sig = Some(tx.hash);
                 }
             }
+            entries.push((tx.hash, raw, receipt.to_bytes()));
         }
         if let Some(h) = bad_sig {
-            let who = self.insts[inst].index;
             self.violation(
                 ViolationKind::Validity,
                 format!(
@@ -719,7 +810,7 @@ impl<S: SimScheme> World<S> {
                 ),
             );
         }
-        hash_parts(Domain::Handshake, &[b"sim-ledger", &buf])
+        Some((root, entries))
     }
 
     /// After a block committed: the pool's sequence cursors and the
@@ -729,9 +820,11 @@ impl<S: SimScheme> World<S> {
         let Some(b) = x.batcher.as_mut() else {
             return;
         };
-        for (a, next) in &x.disk.ledger.sequences {
-            if b.pool.pending_of(a) > 0 {
-                b.pool.advance(a, *next);
+        if let Some(st) = x.store.as_ref() {
+            for a in &self.accounts {
+                if b.pool.pending_of(&a.addr) > 0 {
+                    b.pool.advance(&a.addr, sequence_of(st, &a.addr));
+                }
             }
         }
         let mut out = Vec::new();

@@ -175,20 +175,23 @@ impl<S: SimScheme> World<S> {
                         proof: sb.proof.clone(),
                         batches: sb.batches.clone(),
                     };
-                    let ledger = self.insts[inst].disk.ledger.clone();
                     let executed = self.insts[inst].executed_batches.clone();
-                    let root = self.execute(inst, &job);
+                    let Some((root, entries)) = self.execute(inst, &job) else {
+                        return;
+                    };
                     if root != certified {
                         // Not the root the validators certified: undo, and
                         // keep what ran before it.
-                        self.insts[inst].disk.ledger = ledger;
+                        if let Some(st) = self.insts[inst].store.as_mut() {
+                            st.discard_staged();
+                        }
                         self.insts[inst].executed_batches = executed;
                         let c = &mut self.insts[inst].catchup;
                         c.penalty[from as usize] = self.now + CATCHUP_PENALTY_US;
                         break;
                     }
                     payloads.push((sb.block.height, sb.block.payload.clone()));
-                    self.commit(inst, job, root);
+                    self.commit(inst, job, root, entries);
                     done += 1;
                     if self.insts[inst].engine.is_none() {
                         return;
@@ -286,10 +289,59 @@ impl<S: SimScheme> World<S> {
     /// Execution committed `job` at `root` (from a finalized block or a
     /// segment): on the disk with its proof and root, the checkers, the
     /// batcher, and the engine hears `Executed` (as the exec role reports).
-    pub(super) fn commit(&mut self, inst: usize, job: ExecJob<S>, root: plume_crypto::Digest) {
+    #[allow(clippy::type_complexity)]
+    pub(super) fn commit(
+        &mut self,
+        inst: usize,
+        job: ExecJob<S>,
+        root: plume_crypto::Digest,
+        entries: Vec<(plume_crypto::Digest, Vec<u8>, Vec<u8>)>,
+    ) {
         let now = self.now;
         let block = job.block.clone();
+        // The node's commit: the staged state with the block's
+        // transactions and receipts, in one store transaction.
+        let txs: Vec<plume_storage::TxEntry<'_>> = entries
+            .iter()
+            .map(|(h, raw, rc)| plume_storage::TxEntry {
+                hash: *h,
+                tx: raw,
+                receipt: rc,
+            })
+            .collect();
+        let who = self.insts[inst].index;
+        let committed = self.insts[inst].store.as_mut().map(|st| {
+            st.commit_block(&plume_storage::BlockCommit {
+                height: block.height,
+                hash: block.id,
+                block: block.id.as_bytes(),
+                qc: &[],
+                txs: &txs,
+            })
+        });
+        match committed {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                self.violation(
+                    ViolationKind::Validity,
+                    format!("validator {who}: committing block {}: {e}", block.height),
+                );
+                return;
+            }
+            None => return,
+        }
+        let mut buf = Vec::new();
+        // What the node stores and proves: every transaction's full
+        // encoding (the block record's leaves) and its receipt.
+        for (h, raw, rc) in &entries {
+            buf.extend_from_slice(h.as_bytes());
+            buf.extend_from_slice(plume_protocol::batch::item_leaf(raw).as_bytes());
+            buf.extend_from_slice(rc);
+        }
+        let receipts =
+            plume_crypto::hash_parts(plume_crypto::Domain::Handshake, &[b"sim-receipts", &buf]);
         let x = &mut self.insts[inst];
+        x.disk.txs_committed += entries.len() as u64;
         x.catchup.progress_at = now;
         x.disk.root = root;
         x.disk.recent_roots.insert(block.height, (block.id, root));
@@ -314,18 +366,16 @@ impl<S: SimScheme> World<S> {
             }),
         );
         if self.correct(inst) {
-            match self.roots_at.get(&height) {
-                Some(r) if *r != root => {
-                    let detail = format!(
-                        "validator {}: state root {root} after height {height}, others {r}",
-                        self.insts[inst].index
-                    );
-                    self.violation(ViolationKind::StateRoot, detail);
-                }
-                Some(_) => {}
-                None => {
-                    self.roots_at.insert(height, root);
-                }
+            if let Some(r) = first_or_same(&mut self.roots_at, height, root) {
+                let detail =
+                    format!("validator {who}: state root {root} after height {height}, others {r}");
+                self.violation(ViolationKind::StateRoot, detail);
+            }
+            if first_or_same(&mut self.receipts_at, height, receipts).is_some() {
+                let detail = format!(
+                    "validator {who}: transactions or receipts of height {height} differ from the others'"
+                );
+                self.violation(ViolationKind::StateRoot, detail);
             }
         }
         let payload = self.insts[inst].disk.committed.payload.clone();
@@ -338,5 +388,22 @@ impl<S: SimScheme> World<S> {
                 state_root: root,
             },
         );
+    }
+}
+
+/// Record `value` as what height `height` must have, or return the value
+/// recorded first when `value` differs from it.
+fn first_or_same(
+    seen: &mut BTreeMap<u64, plume_crypto::Digest>,
+    height: u64,
+    value: plume_crypto::Digest,
+) -> Option<plume_crypto::Digest> {
+    match seen.get(&height) {
+        Some(r) if *r != value => Some(*r),
+        Some(_) => None,
+        None => {
+            seen.insert(height, value);
+            None
+        }
     }
 }
