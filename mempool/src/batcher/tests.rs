@@ -229,23 +229,9 @@ impl Net {
     }
 }
 
+/// A verifier's verdict (the driver's check, `checks::verdict_of`).
 fn verdict_of(b: &Batch) -> Verdict {
-    let mut invalid: Vec<u32> = Vec::new();
-    let mut decoded = Vec::new();
-    let mut pos = Vec::new();
-    for (i, t) in b.txs.iter().enumerate() {
-        match t {
-            Some(p) => {
-                decoded.push(p.tx.clone());
-                pos.push(i as u32);
-            }
-            None => invalid.push(i as u32),
-        }
-    }
-    for k in plume_protocol::tx::verify_batch(&decoded) {
-        invalid.push(pos[k]);
-    }
-    Verdict::new(invalid)
+    crate::checks::verdict_of(b).0
 }
 
 fn finalized(payload: Vec<Digest>, height: u64) -> (Block<BlsScheme>, CommitProof<BlsScheme>) {
