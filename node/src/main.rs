@@ -428,6 +428,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 fn main() -> ExitCode {
+    plume_node::roles::disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
     match run(cli.cmd) {

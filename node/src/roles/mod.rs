@@ -86,6 +86,20 @@ pub fn stop_flag() -> &'static AtomicBool {
     &STOP
 }
 
+/// Opt this process out of transparent huge pages. The allocator asks for
+/// them on its arenas, and the kernel then zeroes a whole 2 MiB page on
+/// the first touch of any of it and again after every purge: measured on
+/// `plume bench cluster` at 1,000 tx/s, a validator's anonymous RSS ended
+/// at ~140 MiB with them and ~48 MiB without, and page zeroing was 8 % of
+/// the host's CPU. LMDB's map is file-backed and never used them.
+pub fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches
+    // only this process's memory policy; failure (an old kernel) is benign.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// Route SIGINT and SIGTERM to [`stop_flag`].
 pub fn install_signal_handlers() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
