@@ -35,13 +35,15 @@ use support::{
 /// A network of `n` validators where the last one is not started (the
 /// test runs it as a rogue, or not at all).
 fn net_without_last(n: usize) -> (tempfile::TempDir, LocalNet) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = LocalNet::create(exe(), &dir.path().join("net"), n, free_base(n as u16)).unwrap();
-    for i in 0..n - 1 {
-        net.start(i).unwrap();
-    }
-    net.wait_ready(Duration::from_secs(60)).unwrap();
-    (dir, net)
+    support::with_fresh_ports(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = LocalNet::create(exe(), &dir.path().join("net"), n, free_base(n as u16))?;
+        for i in 0..n - 1 {
+            net.start(i)?;
+        }
+        net.wait_ready(Duration::from_secs(60))?;
+        Ok((dir, net))
+    })
 }
 
 fn batch_msg(author: u32, expires: u64, txs: &[Vec<u8>]) -> NetMsg {

@@ -66,10 +66,30 @@ pub fn free_base(n: u16) -> u16 {
 }
 
 pub fn net(n: usize) -> (tempfile::TempDir, LocalNet) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = LocalNet::create(exe(), &dir.path().join("net"), n, free_base(n as u16)).unwrap();
-    net.start_all(Duration::from_secs(30)).unwrap();
-    (dir, net)
+    with_fresh_ports(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = LocalNet::create(exe(), &dir.path().join("net"), n, free_base(n as u16))?;
+        net.start_all(Duration::from_secs(30))?;
+        Ok((dir, net))
+    })
+}
+
+/// Run `start` (which takes a fresh [`free_base`] range each call) again,
+/// at most three times in all, while a validator fails to bind because
+/// another process took one of its ports between the range's check and
+/// the validator's bind (the range is free when checked, not reserved
+/// against other programs). Any other failure panics at once.
+pub fn with_fresh_ports<T>(mut start: impl FnMut() -> anyhow::Result<T>) -> T {
+    for attempt in 1.. {
+        match start() {
+            Ok(t) => return t,
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                eprintln!("a port of the range was taken meanwhile, another range: {e:#}");
+            }
+            Err(e) => panic!("starting the network: {e:#}"),
+        }
+    }
+    unreachable!()
 }
 
 pub fn height(net: &LocalNet, i: usize) -> u64 {
