@@ -125,6 +125,7 @@ pub fn apply_block<S: AuthenticatedState + ?Sized>(
     ctx: &BlockContext,
     txs: &[PreparedTx],
 ) -> Result<BlockOutput, ExecError> {
+    let params = &crate::modules::governance::effective_params(state, params, ctx.height)?;
     let mut plan = prepare(state, params, registry, ctx, txs, 1)?;
     let lists = std::mem::take(&mut plan.lists);
     let results = lists
@@ -160,6 +161,7 @@ pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
     shards: usize,
     on_worker_start: &(dyn Fn(usize) + Sync),
 ) -> Result<BlockOutput, ExecError> {
+    let params = &crate::modules::governance::effective_params(state, params, ctx.height)?;
     let mut plan = prepare(state, params, registry, ctx, txs, shards)?;
     let lists = std::mem::take(&mut plan.lists);
     let results = if lists.len() <= 1 {
@@ -276,7 +278,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     // touches (fee recipients are credited after the shards, never here).
     let touched = |pos: usize, out: &mut Vec<[u8; 32]>| {
         let i = items[pos] as usize;
-        let info = tx_info(&txs[i], ctx);
+        let info = tx_info(&txs[i], ctx, params);
         out.push(state::account_key(info.payer));
         if let Some(a) = &admitted[i] {
             a.call.touched(&info, out);
@@ -394,9 +396,16 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
             cause,
         });
     }
+    // Governance decides the proposals whose period ends in this block,
+    // after every transaction of it.
+    let gov_burned = {
+        let ledger: &mut dyn crate::modules::Ledger = &mut overlay;
+        crate::modules::governance::end_block(ledger, params, ctx.height, &mut block_events)?
+    };
     overlay.clear_journal();
 
-    assert_conserved(&overlay, fees.burned);
+    let burned = fees.burned + gov_burned;
+    assert_conserved(&overlay, burned);
 
     let next_base_fee = fees::next_base_fee(params, base_fee, gas_used);
     let new_meta = state::LedgerMeta {
@@ -404,7 +413,7 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
         base_fee_per_gas: next_base_fee,
         genesis_supply: meta.genesis_supply,
         minted: meta.minted,
-        burned: meta.burned + fees.burned,
+        burned: meta.burned + burned,
     };
     assert!(new_meta.burned <= new_meta.genesis_supply + new_meta.minted);
     let mut writes = overlay.into_writes();
@@ -475,8 +484,9 @@ fn assert_conserved<S: AuthenticatedState + ?Sized>(overlay: &Overlay<'_, S>, bu
 }
 
 /// What a call sees of transaction `ptx` (admitted: it has a payer).
-fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext) -> TxInfo<'a> {
+fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext, params: &'a Params) -> TxInfo<'a> {
     TxInfo {
+        params,
         hash: &ptx.hash,
         payer: &ptx.signer_addresses[0].0,
         signers: &ptx.signer_addresses,
@@ -504,7 +514,7 @@ fn prepass<'a>(
         return Err(Reason::WrongChain);
     }
     let call = registry.call_of(ptx)?;
-    call.authorize(&tx_info(ptx, ctx))?;
+    call.authorize(&tx_info(ptx, ctx, params))?;
     if ctx.height > body.expiry_height {
         return Err(Reason::Expired);
     }
@@ -513,7 +523,9 @@ fn prepass<'a>(
             .ok_or(Reason::FeeCapBelowBaseFee)?;
     // Compliance gas by the number of accounts the call declares (known
     // without state; the policy is the block's).
-    let compliance_gas = policy.map_or(0, |p| p.gas(cmod::parties(&*call, &tx_info(ptx, ctx))));
+    let compliance_gas = policy.map_or(0, |p| {
+        p.gas(cmod::parties(&*call, &tx_info(ptx, ctx, params)))
+    });
     let intrinsic_gas = fees::intrinsic_gas(body, call.gas().saturating_add(compliance_gas));
     let gas_used = intrinsic_gas.min(body.gas_limit);
     let total = block_gas
@@ -603,7 +615,9 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     let fee_events = events.len();
     let base = ov.base();
     let ledger: &mut dyn crate::modules::Ledger = ov;
-    let mut result = a.call.apply(&tx_info(ptx, ctx), ledger, &mut events)?;
+    let mut result = a
+        .call
+        .apply(&tx_info(ptx, ctx, params), ledger, &mut events)?;
     // Interception: a call that moved value passes the rules before it
     // stands (the flows come from its balance events, whatever module).
     if let (Some(policy), Ok(())) = (policy, &result) {

@@ -72,6 +72,8 @@ pub struct Params {
     pub fee_treasury_percent: u8,
     /// Treasury account.
     pub treasury: Address,
+    /// Governance and stake parameters.
+    pub gov: plume_protocol::governance::GovParams,
 }
 
 impl Params {
@@ -96,6 +98,7 @@ impl Params {
         if self.fee_burn_percent > 100 || self.fee_treasury_percent > 100 {
             return bad("fee percent above 100");
         }
+        self.gov.validate().map_err(ExecError::BadParams)?;
         Ok(())
     }
 
@@ -114,6 +117,7 @@ impl Params {
             treasury: Address(
                 plume_crypto::hash(plume_crypto::Domain::Address, b"plume treasury").0,
             ),
+            gov: plume_protocol::governance::GovParams::default(),
         }
     }
 }

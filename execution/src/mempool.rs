@@ -77,6 +77,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
         sequence: body.sequence,
         height: next_height,
         chain_id: &body.chain_id,
+        params,
     };
     call.authorize(&info)?;
     let compliance_gas = crate::modules::compliance::read_gas(state, || {

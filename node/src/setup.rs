@@ -61,6 +61,7 @@ pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
         fee_burn_percent: p.fee_burn_percent,
         fee_treasury_percent: p.fee_treasury_percent,
         treasury: Address::from_hex(&p.treasury)?,
+        gov: p.governance,
     };
     params
         .validate()

@@ -152,6 +152,9 @@ pub struct Params {
     /// chain to about one block per interval.
     #[serde(default = "default_idle_block_interval_ms")]
     pub idle_block_interval_ms: u64,
+    /// Governance and stake parameters (governable themselves).
+    #[serde(default)]
+    pub governance: crate::governance::GovParams,
 }
 
 fn default_idle_block_interval_ms() -> u64 {
@@ -175,6 +178,7 @@ impl Default for Params {
             epoch_blocks: 10_000,
             view_timeout_ms: 1_000,
             idle_block_interval_ms: default_idle_block_interval_ms(),
+            governance: crate::governance::GovParams::default(),
         }
     }
 }
@@ -327,6 +331,9 @@ impl Genesis {
             bail!("params.fee_treasury_percent: at most 100");
         }
         Address::from_hex(&p.treasury).ctx(|| "params.treasury".into())?;
+        if let Err(e) = p.governance.validate() {
+            bail!("params.{e}");
+        }
         if p.epoch_blocks == 0 {
             bail!("params.epoch_blocks: must be at least 1");
         }

@@ -29,6 +29,7 @@ pub mod catchup;
 pub mod codec;
 pub mod consensus;
 pub mod genesis;
+pub mod governance;
 pub mod proof;
 pub mod receipt;
 pub mod scheme;

@@ -48,6 +48,8 @@ pub struct TxInfo<'a> {
     pub height: u64,
     /// The chain id (the transaction's, equal to the chain's).
     pub chain_id: &'a str,
+    /// The parameters in force for the block (governance may change them).
+    pub params: &'a crate::Params,
 }
 
 impl TxInfo<'_> {
@@ -425,6 +427,28 @@ pub fn module_key(module: ModuleId, parts: &[&[u8]]) -> StateKey {
     k
 }
 
+/// rkyv `encode` / `decode` for a module's state record type (decoding
+/// validates the archive; a bad one is corrupt state, never a panic).
+macro_rules! rkyv_record {
+    ($t:ty, $what:literal) => {
+        impl $t {
+            /// The stored bytes.
+            pub fn encode(&self) -> Vec<u8> {
+                rkyv::to_bytes::<rkyv::rancor::Error>(self)
+                    .expect("serialising an owned record into memory cannot fail")
+                    .into_vec()
+            }
+            /// Decode stored bytes.
+            pub fn decode(bytes: &[u8]) -> Result<Self, $crate::ExecError> {
+                let mut a = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+                a.extend_from_slice(bytes);
+                rkyv::from_bytes::<$t, rkyv::rancor::Error>(&a)
+                    .map_err(|_| $crate::ExecError::CorruptState($what))
+            }
+        }
+    };
+}
+
 /// Declares the built-in modules: each line is `file => type`, where
 /// `file.rs` in this directory defines the unit struct `type`
 /// implementing [`Module`].
@@ -444,6 +468,8 @@ standard_modules! {
     settlement => Settlements,
     batch_pay => BatchPayments,
     compliance => Compliance,
+    stake => Stake,
+    governance => Governance,
 }
 
 /// Parse a 32-byte hex argument of a query.

@@ -1,0 +1,793 @@
+//! The governance module (id 7): proposals, deposits, stake-weighted votes,
+//! their tally at the end of the voting period, and the parameters in state.
+//!
+//! Records (keys from [`module_key`] under this module's id):
+//! - `proposal/<id>`: a [`Proposal`] (kind, status, deposits, tally);
+//! - `vote/<id>/<account key>`: a voter's [`VoteRecord`];
+//! - `active`: [`Active`], the open proposals and the last block of their
+//!   current period (at most [`PROPOSALS_ACTIVE_MAX`]);
+//! - `params`: [`ParamsRecord`], the parameter changes passed so far: one
+//!   folded change in force and the scheduled ones with their heights.
+//!
+//! Rules:
+//! - A proposal is governed by the parameters in force when it was
+//!   submitted (minimum deposit, periods, quorum, threshold, veto).
+//! - Deposits go to the deposit escrow. The block in which the deposit
+//!   reaches the minimum is the first voting block `S`; the deposit period
+//!   is `deposit_period_blocks` blocks counting the submission block, the
+//!   voting period `voting_period_blocks` blocks counting `S`.
+//! - A vote weighs the voter's bonded stake at the start of block `S`
+//!   (checkpoints of the stake module); quorum is counted against the total
+//!   bonded at the start of `S`. Stake bonded later does not count, and
+//!   moving stake does not count it twice. A vote again replaces the
+//!   voter's earlier vote. Votes outside the voting period are refused.
+//! - At the end of a proposal's last deposit block without the minimum, or
+//!   of its last voting block, the executor decides it (in block order,
+//!   after every transaction of the block): expired (no voting), below
+//!   quorum or vetoed (veto above `veto_percent` of the votes): deposits
+//!   burned; otherwise deposits refunded, and it passes when yes is above
+//!   `threshold_percent` of yes + no + veto.
+//! - A passed parameter change applies from its activation height, which
+//!   must be after the latest block its voting could end in: every node
+//!   reads it from the block-start state of that height. A passed treasury
+//!   spend pays at once, or is recorded as not executed if the treasury
+//!   cannot pay.
+
+use super::stake::{ledger_stake, ledger_total, read_stake};
+use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead, TxInfo};
+use crate::state::account_key;
+use crate::{ExecError, Params};
+use plume_protocol::calls::ModuleCall;
+use plume_protocol::governance::{
+    codes, deposit_escrow, proposal_id, GovCall, ParamChange, ProposalKind, VoteOption,
+    MODULE_GOVERNANCE,
+};
+use plume_protocol::tx::NATIVE_ASSET;
+use plume_protocol::{Cause, Event, Reason};
+use plume_storage::StateKey;
+
+/// Gas of a proposal (besides the envelope's).
+pub const GAS_PROPOSE: u64 = 50_000;
+/// Gas of a deposit or a vote.
+pub const GAS_VOTE: u64 = 20_000;
+/// Most proposals open (in deposit or voting) at once.
+pub const PROPOSALS_ACTIVE_MAX: usize = 32;
+/// Most depositors of one proposal.
+pub const DEPOSITORS_MAX: usize = 64;
+/// Most parameter changes scheduled and not yet folded.
+pub const PENDING_CHANGES_MAX: usize = 32;
+
+/// Where a proposal is.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq,
+)]
+pub enum ProposalStatus {
+    /// Waiting for its minimum deposit.
+    DepositPeriod,
+    /// Taking votes.
+    Voting,
+    /// Passed and executed (a parameter change: scheduled).
+    Passed,
+    /// Passed, but could not be executed (treasury short, too many
+    /// scheduled changes).
+    PassedNotExecuted,
+    /// Quorum met, threshold not: deposits refunded.
+    Rejected,
+    /// Below quorum: deposits burned.
+    RejectedNoQuorum,
+    /// Vetoed: deposits burned.
+    Vetoed,
+    /// Never reached voting: deposits burned.
+    Expired,
+}
+
+impl ProposalStatus {
+    /// Lower-case name (API, CLI).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProposalStatus::DepositPeriod => "deposit_period",
+            ProposalStatus::Voting => "voting",
+            ProposalStatus::Passed => "passed",
+            ProposalStatus::PassedNotExecuted => "passed_not_executed",
+            ProposalStatus::Rejected => "rejected",
+            ProposalStatus::RejectedNoQuorum => "rejected_no_quorum",
+            ProposalStatus::Vetoed => "vetoed",
+            ProposalStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A proposal.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// Id.
+    pub id: [u8; 32],
+    /// Who submitted it.
+    pub proposer: [u8; 32],
+    /// Title.
+    pub title: String,
+    /// What it does.
+    pub kind: ProposalKind,
+    /// Where it is.
+    pub status: ProposalStatus,
+    /// Submission block.
+    pub submit_height: u64,
+    /// Last block to reach the minimum deposit.
+    pub deposit_end: u64,
+    /// First voting block (0: not yet).
+    pub voting_start: u64,
+    /// Last voting block (0: not yet).
+    pub voting_end: u64,
+    /// Block it was decided in (0: open).
+    pub decided_height: u64,
+    /// Minimum deposit (from the submission's parameters).
+    pub min_deposit: u128,
+    /// Voting period (from the submission's parameters).
+    pub voting_period_blocks: u64,
+    /// Quorum percent (from the submission's parameters).
+    pub quorum_percent: u8,
+    /// Threshold percent (from the submission's parameters).
+    pub threshold_percent: u8,
+    /// Veto percent (from the submission's parameters).
+    pub veto_percent: u8,
+    /// Depositors and amounts.
+    pub deposits: Vec<([u8; 32], u128)>,
+    /// Sum of deposits.
+    pub total_deposit: u128,
+    /// Total bonded at the start of the first voting block.
+    pub bonded_at_start: u128,
+    /// `[yes, no, abstain, veto]` stake.
+    pub tally: [u128; 4],
+}
+rkyv_record!(Proposal, "proposal");
+
+/// One voter's vote.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteRecord {
+    /// The option.
+    pub option: VoteOption,
+    /// Its weight.
+    pub weight: u128,
+}
+rkyv_record!(VoteRecord, "vote");
+
+/// Open proposals and the last block of their current period.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Active {
+    /// `(proposal, deadline)` in submission order.
+    pub entries: Vec<([u8; 32], u64)>,
+}
+rkyv_record!(Active, "active proposals");
+
+/// The parameter changes governance passed.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParamsRecord {
+    /// Every change in force before the scheduled ones, folded into one.
+    pub folded: ParamChange,
+    /// `(activation height, change)`, ascending heights (ties in the order
+    /// they passed).
+    pub scheduled: Vec<(u64, ParamChange)>,
+}
+rkyv_record!(ParamsRecord, "governance params");
+
+/// Key of a proposal.
+pub fn proposal_key(id: &[u8; 32]) -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"proposal", id])
+}
+
+/// Key of a voter's vote on a proposal.
+pub fn vote_key(id: &[u8; 32], voter: &[u8; 32]) -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"vote", id, &account_key(voter)])
+}
+
+/// Key of the open-proposal list.
+pub fn active_key() -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"active"])
+}
+
+/// Key of the parameter record.
+pub fn params_key() -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"params"])
+}
+
+/// `b`'s fields set over `a`.
+fn fold(a: &mut ParamChange, b: &ParamChange) {
+    macro_rules! over {
+        ($($f:ident),*) => { $(if b.$f.is_some() { a.$f = b.$f; })* };
+    }
+    over!(
+        fee_burn_percent,
+        fee_treasury_percent,
+        block_gas_target,
+        base_fee_min,
+        base_fee_change_denominator,
+        min_deposit,
+        deposit_period_blocks,
+        voting_period_blocks,
+        quorum_percent,
+        threshold_percent,
+        veto_percent,
+        unbonding_blocks
+    );
+}
+
+/// `p` with change `c` applied.
+fn apply_change(p: &mut Params, c: &ParamChange) {
+    if let Some(v) = c.fee_burn_percent {
+        p.fee_burn_percent = v;
+    }
+    if let Some(v) = c.fee_treasury_percent {
+        p.fee_treasury_percent = v;
+    }
+    if let Some(v) = c.block_gas_target {
+        // Checked against the limit at proposal time; the limit is not
+        // governable, so this only guards a hand-made state.
+        p.block_gas_target = v.min(p.block_gas_limit);
+    }
+    if let Some(v) = c.base_fee_min {
+        p.base_fee_min = v;
+    }
+    if let Some(v) = c.base_fee_change_denominator {
+        p.base_fee_change_denominator = v;
+    }
+    p.gov = c.apply_gov(&p.gov);
+}
+
+/// The parameters in force for block `height`: the genesis ones with every
+/// change governance passed whose activation height is at most `height`.
+/// One state read per block.
+pub fn effective_params<B: StateRead + ?Sized>(
+    state: &B,
+    genesis: &Params,
+    height: u64,
+) -> Result<Params, ExecError> {
+    let Some(b) = state.get(&params_key())? else {
+        return Ok(genesis.clone());
+    };
+    let rec = ParamsRecord::decode(&b)?;
+    let mut p = genesis.clone();
+    apply_change(&mut p, &rec.folded);
+    for (h, c) in &rec.scheduled {
+        if *h <= height {
+            apply_change(&mut p, c);
+        }
+    }
+    Ok(p)
+}
+
+fn ledger_proposal(l: &mut dyn Ledger, id: &[u8; 32]) -> Result<Option<Proposal>, ExecError> {
+    l.record(&proposal_key(id))?
+        .map(|b| Proposal::decode(&b))
+        .transpose()
+}
+
+fn ledger_active(l: &mut dyn Ledger) -> Result<Active, ExecError> {
+    l.record(&active_key())?
+        .map_or(Ok(Active::default()), |b| Active::decode(&b))
+}
+
+fn set_active(l: &mut dyn Ledger, a: &Active) {
+    l.set_record(&active_key(), (!a.entries.is_empty()).then(|| a.encode()));
+}
+
+/// `a * 100 >= b * p` (or `>` when `strict`) without overflow.
+fn percent_cmp(a: u128, b: u128, p: u8, strict: bool) -> bool {
+    // 192-bit products as (high, low 64 bits).
+    fn mul(v: u128, m: u128) -> (u128, u64) {
+        let lo = (v & u64::MAX as u128) * m;
+        ((v >> 64) * m + (lo >> 64), lo as u64)
+    }
+    let l = mul(a, 100);
+    let r = mul(b, p as u128);
+    if strict {
+        l > r
+    } else {
+        l >= r
+    }
+}
+
+/// Start voting in block `height`.
+fn start_voting(l: &mut dyn Ledger, p: &mut Proposal, height: u64) -> Result<(), ExecError> {
+    let total = ledger_total(l)?;
+    p.status = ProposalStatus::Voting;
+    p.voting_start = height;
+    p.voting_end = height.saturating_add(p.voting_period_blocks - 1);
+    p.bonded_at_start = total.at_start_of(height);
+    Ok(())
+}
+
+/// The governance module (id [`MODULE_GOVERNANCE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Governance;
+
+impl Module for Governance {
+    fn id(&self) -> u16 {
+        MODULE_GOVERNANCE
+    }
+    fn name(&self) -> &'static str {
+        "governance"
+    }
+    fn decode(&self, call: &[u8]) -> Result<Box<dyn Call>, Reason> {
+        Ok(Box::new(GovCall::decode(call)?))
+    }
+    fn reason_name(&self, r: Reason) -> Option<&'static str> {
+        (600..700)
+            .contains(&r.0)
+            .then(|| codes::reason_name(r))
+            .flatten()
+    }
+    fn cause_name(&self, c: Cause) -> Option<&'static str> {
+        (600..700)
+            .contains(&c.0)
+            .then(|| codes::cause_name(c))
+            .flatten()
+    }
+    fn queries(&self) -> &'static [&'static str] {
+        &["proposal", "proposals", "vote", "params"]
+    }
+    fn query(
+        &self,
+        state: &dyn StateRead,
+        method: &str,
+        args: &[String],
+    ) -> Result<serde_json::Value, QueryError> {
+        match method {
+            "proposal" => {
+                let id = super::hex32_arg(args, 0, "proposal")?;
+                Ok(match state.get(&proposal_key(&id))? {
+                    Some(b) => proposal_json(&Proposal::decode(&b)?),
+                    None => serde_json::Value::Null,
+                })
+            }
+            "proposals" => {
+                let active = state
+                    .get(&active_key())?
+                    .map_or(Ok(Active::default()), |b| Active::decode(&b))?;
+                let mut out = Vec::new();
+                for (id, _) in &active.entries {
+                    if let Some(b) = state.get(&proposal_key(id))? {
+                        out.push(proposal_json(&Proposal::decode(&b)?));
+                    }
+                }
+                Ok(serde_json::Value::Array(out))
+            }
+            "vote" => {
+                let id = super::hex32_arg(args, 0, "proposal")?;
+                let voter = super::hex32_arg(args, 1, "voter")?;
+                Ok(match state.get(&vote_key(&id, &voter))? {
+                    Some(b) => {
+                        let v = VoteRecord::decode(&b)?;
+                        serde_json::json!({
+                            "option": format!("{:?}", v.option).to_lowercase(),
+                            "weight": v.weight.to_string(),
+                        })
+                    }
+                    None => serde_json::Value::Null,
+                })
+            }
+            "params" => {
+                let rec = state
+                    .get(&params_key())?
+                    .map_or(Ok(ParamsRecord::default()), |b| ParamsRecord::decode(&b))?;
+                Ok(serde_json::json!({
+                    "changes_in_force": change_json(&rec.folded),
+                    "scheduled": rec.scheduled.iter().map(|(h, c)| serde_json::json!({
+                        "activation_height": h, "change": change_json(c)
+                    })).collect::<Vec<_>>(),
+                }))
+            }
+            _ => Err(QueryError::Unknown(format!("governance.{method}"))),
+        }
+    }
+}
+
+fn change_json(c: &ParamChange) -> serde_json::Value {
+    serde_json::to_value(c).unwrap_or(serde_json::Value::Null)
+}
+
+fn proposal_json(p: &Proposal) -> serde_json::Value {
+    let kind = match &p.kind {
+        ProposalKind::Text { text } => serde_json::json!({ "text": text }),
+        ProposalKind::ParamChange {
+            change,
+            activation_height,
+        } => serde_json::json!({
+            "param_change": change_json(change),
+            "activation_height": activation_height,
+        }),
+        ProposalKind::TreasurySpend { to, amount } => serde_json::json!({
+            "treasury_spend": { "to": hex::encode(to), "amount": amount.to_string() }
+        }),
+    };
+    serde_json::json!({
+        "id": hex::encode(p.id),
+        "proposer": hex::encode(p.proposer),
+        "title": p.title,
+        "kind": kind,
+        "status": p.status.name(),
+        "submit_height": p.submit_height,
+        "deposit_end": p.deposit_end,
+        "voting_start": p.voting_start,
+        "voting_end": p.voting_end,
+        "decided_height": p.decided_height,
+        "min_deposit": p.min_deposit.to_string(),
+        "total_deposit": p.total_deposit.to_string(),
+        "bonded_at_start": p.bonded_at_start.to_string(),
+        "quorum_percent": p.quorum_percent,
+        "threshold_percent": p.threshold_percent,
+        "veto_percent": p.veto_percent,
+        "tally": {
+            "yes": p.tally[0].to_string(),
+            "no": p.tally[1].to_string(),
+            "abstain": p.tally[2].to_string(),
+            "veto": p.tally[3].to_string(),
+        },
+    })
+}
+
+impl Call for GovCall {
+    fn gas(&self) -> u64 {
+        match self {
+            GovCall::Propose { .. } => GAS_PROPOSE,
+            _ => GAS_VOTE,
+        }
+    }
+    fn touched(&self, tx: &TxInfo<'_>, out: &mut Vec<[u8; 32]>) {
+        match self {
+            GovCall::Propose { .. } => {
+                out.push(proposal_key(&proposal_id(tx.payer, tx.sequence)));
+                out.push(active_key());
+                out.push(super::stake::total_key());
+                out.push(account_key(&deposit_escrow()));
+            }
+            GovCall::Deposit { proposal, .. } => {
+                out.push(proposal_key(proposal));
+                out.push(active_key());
+                out.push(super::stake::total_key());
+                out.push(account_key(&deposit_escrow()));
+            }
+            GovCall::Vote { proposal, .. } => {
+                out.push(proposal_key(proposal));
+                out.push(vote_key(proposal, tx.payer));
+                out.push(super::stake::stake_key(tx.payer));
+            }
+        }
+    }
+    fn apply(&self, tx: &TxInfo<'_>, l: &mut dyn Ledger, events: &mut Vec<Event>) -> CallResult {
+        match self {
+            GovCall::Propose {
+                title,
+                kind,
+                deposit,
+            } => {
+                let gov = &tx.params.gov;
+                let id = proposal_id(tx.payer, tx.sequence);
+                let deposit_end = tx.height.saturating_add(gov.deposit_period_blocks - 1);
+                match kind {
+                    ProposalKind::ParamChange {
+                        change,
+                        activation_height,
+                    } => {
+                        if change
+                            .block_gas_target
+                            .is_some_and(|t| t > tx.params.block_gas_limit)
+                        {
+                            return Ok(Err(codes::BAD_PARAMS));
+                        }
+                        let latest_end = deposit_end.saturating_add(gov.voting_period_blocks - 1);
+                        if *activation_height <= latest_end {
+                            return Ok(Err(codes::ACTIVATION_TOO_EARLY));
+                        }
+                    }
+                    ProposalKind::Text { .. } | ProposalKind::TreasurySpend { .. } => {}
+                }
+                let mut active = ledger_active(l)?;
+                if active.entries.len() >= PROPOSALS_ACTIVE_MAX {
+                    return Ok(Err(codes::TOO_MANY_PROPOSALS));
+                }
+                // The id is fresh: (payer, sequence) is used once.
+                let _ = ledger_proposal(l, &id)?;
+                let escrow = deposit_escrow();
+                tri!(l.debit(tx.payer, &NATIVE_ASSET, *deposit, codes::DEPOSIT, events));
+                tri!(l.credit(&escrow, &NATIVE_ASSET, *deposit, codes::DEPOSIT, events));
+                let mut p = Proposal {
+                    id,
+                    proposer: *tx.payer,
+                    title: title.clone(),
+                    kind: kind.clone(),
+                    status: ProposalStatus::DepositPeriod,
+                    submit_height: tx.height,
+                    deposit_end,
+                    voting_start: 0,
+                    voting_end: 0,
+                    decided_height: 0,
+                    min_deposit: gov.min_deposit,
+                    voting_period_blocks: gov.voting_period_blocks,
+                    quorum_percent: gov.quorum_percent,
+                    threshold_percent: gov.threshold_percent,
+                    veto_percent: gov.veto_percent,
+                    deposits: vec![(*tx.payer, *deposit)],
+                    total_deposit: *deposit,
+                    bonded_at_start: 0,
+                    tally: [0; 4],
+                };
+                let mut deadline = deposit_end;
+                if p.total_deposit >= p.min_deposit {
+                    start_voting(l, &mut p, tx.height)?;
+                    deadline = p.voting_end;
+                }
+                active.entries.push((id, deadline));
+                set_active(l, &active);
+                l.set_record(&proposal_key(&id), Some(p.encode()));
+            }
+            GovCall::Deposit { proposal, amount } => {
+                let Some(mut p) = ledger_proposal(l, proposal)? else {
+                    return Ok(Err(codes::UNKNOWN_PROPOSAL));
+                };
+                if !matches!(
+                    p.status,
+                    ProposalStatus::DepositPeriod | ProposalStatus::Voting
+                ) {
+                    return Ok(Err(codes::PROPOSAL_CLOSED));
+                }
+                let slot = p.deposits.iter().position(|d| d.0 == *tx.payer);
+                if slot.is_none() && p.deposits.len() >= DEPOSITORS_MAX {
+                    return Ok(Err(codes::TOO_MANY_DEPOSITORS));
+                }
+                let escrow = deposit_escrow();
+                tri!(l.debit(tx.payer, &NATIVE_ASSET, *amount, codes::DEPOSIT, events));
+                tri!(l.credit(&escrow, &NATIVE_ASSET, *amount, codes::DEPOSIT, events));
+                match slot {
+                    // Cannot overflow: deposits are part of the supply.
+                    Some(i) => p.deposits[i].1 = p.deposits[i].1.saturating_add(*amount),
+                    None => p.deposits.push((*tx.payer, *amount)),
+                }
+                p.total_deposit = p.total_deposit.saturating_add(*amount);
+                if p.status == ProposalStatus::DepositPeriod && p.total_deposit >= p.min_deposit {
+                    start_voting(l, &mut p, tx.height)?;
+                    let mut active = ledger_active(l)?;
+                    if let Some(e) = active.entries.iter_mut().find(|e| e.0 == *proposal) {
+                        e.1 = p.voting_end;
+                    }
+                    set_active(l, &active);
+                }
+                l.set_record(&proposal_key(proposal), Some(p.encode()));
+            }
+            GovCall::Vote { proposal, option } => {
+                let Some(mut p) = ledger_proposal(l, proposal)? else {
+                    return Ok(Err(codes::UNKNOWN_PROPOSAL));
+                };
+                if p.status != ProposalStatus::Voting
+                    || tx.height < p.voting_start
+                    || tx.height > p.voting_end
+                {
+                    return Ok(Err(codes::NOT_IN_VOTING));
+                }
+                let weight = ledger_stake(l, tx.payer)?.at_start_of(p.voting_start);
+                if weight == 0 {
+                    return Ok(Err(codes::NO_STAKE));
+                }
+                let vk = vote_key(proposal, tx.payer);
+                if let Some(b) = l.record(&vk)? {
+                    let old = VoteRecord::decode(&b)?;
+                    let t = &mut p.tally[old.option.index()];
+                    *t = t.saturating_sub(old.weight);
+                }
+                let t = &mut p.tally[option.index()];
+                *t = t.saturating_add(weight);
+                l.set_record(
+                    &vk,
+                    Some(
+                        VoteRecord {
+                            option: *option,
+                            weight,
+                        }
+                        .encode(),
+                    ),
+                );
+                l.set_record(&proposal_key(proposal), Some(p.encode()));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Return every deposit of `p` to its depositor.
+fn refund(l: &mut dyn Ledger, p: &Proposal, events: &mut Vec<Event>) -> Result<(), ExecError> {
+    let escrow = deposit_escrow();
+    for (who, amount) in &p.deposits {
+        expect_ok(l.debit(&escrow, &NATIVE_ASSET, *amount, codes::DEPOSIT_REFUND, events)?);
+        expect_ok(l.credit(who, &NATIVE_ASSET, *amount, codes::DEPOSIT_REFUND, events)?);
+    }
+    Ok(())
+}
+
+/// Burn every deposit of `p`; returns the amount burned.
+fn burn(l: &mut dyn Ledger, p: &Proposal, events: &mut Vec<Event>) -> Result<u128, ExecError> {
+    let escrow = deposit_escrow();
+    expect_ok(l.debit(
+        &escrow,
+        &NATIVE_ASSET,
+        p.total_deposit,
+        codes::DEPOSIT_BURN,
+        events,
+    )?);
+    Ok(p.total_deposit)
+}
+
+/// The escrow holds every deposit it records: anything else is a bug.
+fn expect_ok(r: Result<(), Reason>) {
+    assert_eq!(r, Ok(()), "governance escrow out of step with its proposals");
+}
+
+/// End of block `height`: decide every open proposal whose period ends in
+/// it. Balance changes go to `events`; returns the PLUME burned.
+/// One state read when nothing is due.
+pub fn end_block(
+    l: &mut dyn Ledger,
+    params: &Params,
+    height: u64,
+    events: &mut Vec<Event>,
+) -> Result<u128, ExecError> {
+    let mut active = ledger_active(l)?;
+    if active.entries.iter().all(|e| e.1 > height) {
+        return Ok(0);
+    }
+    let mut burned = 0u128;
+    let due: Vec<[u8; 32]> = active
+        .entries
+        .iter()
+        .filter(|e| e.1 <= height)
+        .map(|e| e.0)
+        .collect();
+    active.entries.retain(|e| e.1 > height);
+    set_active(l, &active);
+    for id in due {
+        let Some(mut p) = ledger_proposal(l, &id)? else {
+            return Err(ExecError::CorruptState("active proposal without a record"));
+        };
+        p.decided_height = height;
+        p.status = match p.status {
+            ProposalStatus::DepositPeriod => {
+                burned += burn(l, &p, events)?;
+                ProposalStatus::Expired
+            }
+            ProposalStatus::Voting => {
+                let [yes, no, abstain, veto] = p.tally;
+                let votes = yes.saturating_add(no).saturating_add(abstain).saturating_add(veto);
+                let against = yes.saturating_add(no).saturating_add(veto);
+                if p.bonded_at_start == 0
+                    || votes == 0
+                    || !percent_cmp(votes, p.bonded_at_start, p.quorum_percent, false)
+                {
+                    burned += burn(l, &p, events)?;
+                    ProposalStatus::RejectedNoQuorum
+                } else if percent_cmp(veto, votes, p.veto_percent, true) {
+                    burned += burn(l, &p, events)?;
+                    ProposalStatus::Vetoed
+                } else {
+                    refund(l, &p, events)?;
+                    if against > 0 && percent_cmp(yes, against, p.threshold_percent, true) {
+                        execute(l, params, &p, height, events)?
+                    } else {
+                        ProposalStatus::Rejected
+                    }
+                }
+            }
+            _ => return Err(ExecError::CorruptState("decided proposal still active")),
+        };
+        l.set_record(&proposal_key(&id), Some(p.encode()));
+    }
+    Ok(burned)
+}
+
+fn execute(
+    l: &mut dyn Ledger,
+    params: &Params,
+    p: &Proposal,
+    height: u64,
+    events: &mut Vec<Event>,
+) -> Result<ProposalStatus, ExecError> {
+    match &p.kind {
+        ProposalKind::Text { .. } => Ok(ProposalStatus::Passed),
+        ProposalKind::TreasurySpend { to, amount } => {
+            let treasury = params.treasury.0;
+            let mut mark = Vec::new();
+            if l
+                .debit(
+                    &treasury,
+                    &NATIVE_ASSET,
+                    *amount,
+                    codes::TREASURY_SPEND,
+                    &mut mark,
+                )?
+                .is_err()
+            {
+                return Ok(ProposalStatus::PassedNotExecuted);
+            }
+            if l
+                .credit(to, &NATIVE_ASSET, *amount, codes::TREASURY_SPEND, &mut mark)?
+                .is_err()
+            {
+                // Undo the debit: the recipient's balance would overflow.
+                expect_ok(l.credit(
+                    &treasury,
+                    &NATIVE_ASSET,
+                    *amount,
+                    codes::TREASURY_SPEND,
+                    &mut Vec::new(),
+                )?);
+                return Ok(ProposalStatus::PassedNotExecuted);
+            }
+            events.extend(mark);
+            Ok(ProposalStatus::Passed)
+        }
+        ProposalKind::ParamChange {
+            change,
+            activation_height,
+        } => {
+            let mut rec = l
+                .record(&params_key())?
+                .map_or(Ok(ParamsRecord::default()), |b| ParamsRecord::decode(&b))?;
+            // Fold what is in force already, so the record stays bounded.
+            let (now, later): (Vec<_>, Vec<_>) =
+                rec.scheduled.into_iter().partition(|(h, _)| *h <= height);
+            for (_, c) in &now {
+                fold(&mut rec.folded, c);
+            }
+            rec.scheduled = later;
+            let status = if rec.scheduled.len() >= PENDING_CHANGES_MAX {
+                ProposalStatus::PassedNotExecuted
+            } else {
+                let pos = rec
+                    .scheduled
+                    .partition_point(|(h, _)| *h <= *activation_height);
+                rec.scheduled.insert(pos, (*activation_height, change.clone()));
+                ProposalStatus::Passed
+            };
+            l.set_record(&params_key(), Some(rec.encode()));
+            Ok(status)
+        }
+    }
+}
+
+/// A voter's current stake (API).
+pub fn bonded_of<B: StateRead + ?Sized>(state: &B, account: &[u8; 32]) -> Result<u128, ExecError> {
+    Ok(read_stake(state, account)?.bonded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_comparison_is_exact_and_does_not_overflow() {
+        assert!(percent_cmp(33, 100, 33, false));
+        assert!(!percent_cmp(33, 100, 33, true));
+        assert!(percent_cmp(34, 100, 33, true));
+        assert!(percent_cmp(u128::MAX, u128::MAX, 100, false));
+        assert!(!percent_cmp(u128::MAX - 1, u128::MAX, 100, false));
+        assert!(!percent_cmp(u128::MAX / 2, u128::MAX, 50, false));
+        assert!(percent_cmp(u128::MAX / 2 + 1, u128::MAX, 50, true));
+        assert!(!percent_cmp(0, 1, 1, false));
+        assert!(percent_cmp(0, 0, 0, false));
+    }
+
+    #[test]
+    fn folding_keeps_the_later_value() {
+        let mut a = ParamChange {
+            fee_burn_percent: Some(40),
+            quorum_percent: Some(10),
+            ..Default::default()
+        };
+        fold(
+            &mut a,
+            &ParamChange {
+                fee_burn_percent: Some(30),
+                ..Default::default()
+            },
+        );
+        assert_eq!(a.fee_burn_percent, Some(30));
+        assert_eq!(a.quorum_percent, Some(10));
+    }
+}

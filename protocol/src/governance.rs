@@ -1,0 +1,507 @@
+//! The call formats, parameters and codes of the stake and governance
+//! modules (ids 6 and 7).
+//!
+//! - **Stake** ([`StakeCall`]): an account bonds PLUME (moved to the stake
+//!   escrow), unbonds it (queued for `unbonding_blocks`) and withdraws what
+//!   matured. Bonded stake is what governance counts. This is the first
+//!   part of the staking ledger (validators, delegation pools, rewards and
+//!   slashing build on the same bonded records).
+//! - **Governance** ([`GovCall`]): proposals (text, a parameter change at a
+//!   stated height, a treasury spend) with deposits, and votes
+//!   (yes/no/abstain/veto) weighted by the voter's bonded stake at the start
+//!   of the proposal's first voting block.
+//!
+//! The rules are written out in `execution/src/modules/governance.rs` and
+//! in the README's *Governance* section.
+
+use crate::calls::{ModuleCall, ModuleId};
+use crate::receipt::{Cause, Reason};
+use rkyv::rancor;
+use serde::{Deserialize, Serialize};
+
+/// Module id of [`StakeCall`].
+pub const MODULE_STAKE: ModuleId = 6;
+/// Module id of [`GovCall`].
+pub const MODULE_GOVERNANCE: ModuleId = 7;
+
+/// Longest proposal title, in bytes.
+pub const TITLE_LEN_MAX: usize = 128;
+/// Longest text proposal body, in bytes.
+pub const TEXT_LEN_MAX: usize = 2_048;
+
+/// Governance parameters (governable themselves; genesis `params.governance`).
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+#[serde(deny_unknown_fields)]
+pub struct GovParams {
+    /// Deposit (PLUME base units) a proposal needs to enter voting.
+    pub min_deposit: u128,
+    /// Blocks a proposal may wait for its deposit before it expires (and its
+    /// deposits are burned).
+    pub deposit_period_blocks: u64,
+    /// Blocks of voting, counting the first.
+    pub voting_period_blocks: u64,
+    /// Percent of the bonded stake (at voting start) that must vote.
+    pub quorum_percent: u8,
+    /// A proposal passes when yes is more than this percent of yes + no +
+    /// veto.
+    pub threshold_percent: u8,
+    /// Veto above this percent of all votes rejects it and burns deposits.
+    pub veto_percent: u8,
+    /// Blocks between an unbond and its withdrawal.
+    pub unbonding_blocks: u64,
+}
+
+impl Default for GovParams {
+    fn default() -> Self {
+        GovParams {
+            min_deposit: 10_000_000,
+            deposit_period_blocks: 100_000,
+            voting_period_blocks: 100_000,
+            quorum_percent: 33,
+            threshold_percent: 50,
+            veto_percent: 33,
+            unbonding_blocks: 100_000,
+        }
+    }
+}
+
+impl GovParams {
+    /// The rules every parameter set keeps.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.min_deposit == 0 {
+            return Err("governance.min_deposit is 0");
+        }
+        if self.deposit_period_blocks == 0 || self.voting_period_blocks == 0 {
+            return Err("governance periods must be at least one block");
+        }
+        if self.quorum_percent == 0 || self.quorum_percent > 100 {
+            return Err("governance.quorum_percent not in 1..=100");
+        }
+        if self.threshold_percent > 100 || self.veto_percent > 100 {
+            return Err("governance percent above 100");
+        }
+        if self.unbonding_blocks == 0 {
+            return Err("governance.unbonding_blocks is 0");
+        }
+        Ok(())
+    }
+}
+
+/// The parameters governance may change, each optional: what a
+/// [`ProposalKind::ParamChange`] sets.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Serialize,
+    Deserialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParamChange {
+    /// Percent of the base fee burned.
+    pub fee_burn_percent: Option<u8>,
+    /// Percent of the unburned base fee to the treasury.
+    pub fee_treasury_percent: Option<u8>,
+    /// EIP-1559 gas target (at most the block gas limit).
+    pub block_gas_target: Option<u64>,
+    /// Lowest base fee per gas.
+    pub base_fee_min: Option<u64>,
+    /// Base fee change denominator.
+    pub base_fee_change_denominator: Option<u64>,
+    /// Governance: minimum deposit.
+    pub min_deposit: Option<u128>,
+    /// Governance: deposit period.
+    pub deposit_period_blocks: Option<u64>,
+    /// Governance: voting period.
+    pub voting_period_blocks: Option<u64>,
+    /// Governance: quorum.
+    pub quorum_percent: Option<u8>,
+    /// Governance: threshold.
+    pub threshold_percent: Option<u8>,
+    /// Governance: veto.
+    pub veto_percent: Option<u8>,
+    /// Stake: unbonding period.
+    pub unbonding_blocks: Option<u64>,
+}
+
+impl ParamChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == ParamChange::default()
+    }
+
+    /// `gov` with this change's governance fields applied.
+    pub fn apply_gov(&self, gov: &GovParams) -> GovParams {
+        GovParams {
+            min_deposit: self.min_deposit.unwrap_or(gov.min_deposit),
+            deposit_period_blocks: self
+                .deposit_period_blocks
+                .unwrap_or(gov.deposit_period_blocks),
+            voting_period_blocks: self
+                .voting_period_blocks
+                .unwrap_or(gov.voting_period_blocks),
+            quorum_percent: self.quorum_percent.unwrap_or(gov.quorum_percent),
+            threshold_percent: self.threshold_percent.unwrap_or(gov.threshold_percent),
+            veto_percent: self.veto_percent.unwrap_or(gov.veto_percent),
+            unbonding_blocks: self.unbonding_blocks.unwrap_or(gov.unbonding_blocks),
+        }
+    }
+
+    /// Stateless rules: something changes, each field in its range (the
+    /// gas target against the block gas limit is checked at proposal time).
+    pub fn check_rules(&self) -> Result<(), Reason> {
+        if self.is_empty() {
+            return Err(codes::BAD_PROPOSAL);
+        }
+        let pct = |v: Option<u8>| v.is_some_and(|p| p > 100);
+        if pct(self.fee_burn_percent)
+            || pct(self.fee_treasury_percent)
+            || pct(self.threshold_percent)
+            || pct(self.veto_percent)
+            || self.quorum_percent.is_some_and(|p| p == 0 || p > 100)
+        {
+            return Err(codes::BAD_PARAMS);
+        }
+        let zero = |v: Option<u64>| v == Some(0);
+        if zero(self.block_gas_target)
+            || zero(self.base_fee_change_denominator)
+            || zero(self.deposit_period_blocks)
+            || zero(self.voting_period_blocks)
+            || zero(self.unbonding_blocks)
+            || self.min_deposit == Some(0)
+        {
+            return Err(codes::BAD_PARAMS);
+        }
+        Ok(())
+    }
+}
+
+/// Bond, unbond and withdraw PLUME (the payer's own).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StakeCall {
+    /// Move `amount` from the payer's balance to its bonded stake.
+    Bond {
+        /// Amount.
+        amount: u128,
+    },
+    /// Move `amount` of bonded stake to the unbonding queue; it can be
+    /// withdrawn `unbonding_blocks` later.
+    Unbond {
+        /// Amount.
+        amount: u128,
+    },
+    /// Pay out every matured unbonding entry to the payer.
+    Withdraw,
+}
+
+impl StakeCall {
+    fn check_rules(&self) -> Result<(), Reason> {
+        match self {
+            StakeCall::Bond { amount } | StakeCall::Unbond { amount } if *amount == 0 => {
+                Err(Reason::ZeroAmount)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a proposal does when it passes.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ProposalKind {
+    /// Nothing but the record of the vote.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Change parameters from `activation_height` on (later than the
+    /// latest block its voting could end in).
+    ParamChange {
+        /// The new values.
+        change: ParamChange,
+        /// First block the new values apply to.
+        activation_height: u64,
+    },
+    /// Pay `amount` PLUME from the treasury to `to` when it passes.
+    TreasurySpend {
+        /// Recipient.
+        to: [u8; 32],
+        /// Amount.
+        amount: u128,
+    },
+}
+
+/// A vote.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash,
+)]
+pub enum VoteOption {
+    /// For.
+    Yes,
+    /// Against.
+    No,
+    /// Counts toward quorum only.
+    Abstain,
+    /// Against, and burns the deposits when above the veto share.
+    Veto,
+}
+
+impl VoteOption {
+    /// Index into a tally (`[yes, no, abstain, veto]`).
+    pub fn index(self) -> usize {
+        match self {
+            VoteOption::Yes => 0,
+            VoteOption::No => 1,
+            VoteOption::Abstain => 2,
+            VoteOption::Veto => 3,
+        }
+    }
+
+    /// Parse `yes|no|abstain|veto`.
+    pub fn parse(s: &str) -> Option<VoteOption> {
+        Some(match s {
+            "yes" => VoteOption::Yes,
+            "no" => VoteOption::No,
+            "abstain" => VoteOption::Abstain,
+            "veto" | "no-with-veto" => VoteOption::Veto,
+            _ => return None,
+        })
+    }
+}
+
+/// Governance calls.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum GovCall {
+    /// Submit a proposal with an initial deposit from the payer; its id is
+    /// [`proposal_id`]`(payer, sequence)`.
+    Propose {
+        /// Title, 1..=TITLE_LEN_MAX bytes.
+        title: String,
+        /// What it does.
+        kind: ProposalKind,
+        /// Initial deposit (> 0).
+        deposit: u128,
+    },
+    /// Add to a proposal's deposit (during its deposit or voting period).
+    Deposit {
+        /// Proposal id.
+        proposal: [u8; 32],
+        /// Amount.
+        amount: u128,
+    },
+    /// Vote (again: the last vote counts) on a proposal in its voting period.
+    Vote {
+        /// Proposal id.
+        proposal: [u8; 32],
+        /// The vote.
+        option: VoteOption,
+    },
+}
+
+impl GovCall {
+    fn check_rules(&self) -> Result<(), Reason> {
+        match self {
+            GovCall::Propose {
+                title,
+                kind,
+                deposit,
+            } => {
+                if *deposit == 0 {
+                    return Err(Reason::ZeroAmount);
+                }
+                if title.is_empty() || title.len() > TITLE_LEN_MAX {
+                    return Err(codes::BAD_PROPOSAL);
+                }
+                match kind {
+                    ProposalKind::Text { text } if text.len() > TEXT_LEN_MAX => {
+                        Err(codes::BAD_PROPOSAL)
+                    }
+                    ProposalKind::Text { .. } => Ok(()),
+                    ProposalKind::ParamChange { change, .. } => change.check_rules(),
+                    ProposalKind::TreasurySpend { amount, .. } if *amount == 0 => {
+                        Err(Reason::ZeroAmount)
+                    }
+                    ProposalKind::TreasurySpend { .. } => Ok(()),
+                }
+            }
+            GovCall::Deposit { amount, .. } if *amount == 0 => Err(Reason::ZeroAmount),
+            GovCall::Deposit { .. } | GovCall::Vote { .. } => Ok(()),
+        }
+    }
+}
+
+macro_rules! rkyv_call {
+    ($t:ty, $module:expr) => {
+        impl ModuleCall for $t {
+            const MODULE: ModuleId = $module;
+            fn encode(&self) -> Vec<u8> {
+                rkyv::to_bytes::<rancor::Error>(self)
+                    .expect("serialising an owned call into memory cannot fail")
+                    .into_vec()
+            }
+            fn decode(bytes: &[u8]) -> Result<Self, Reason> {
+                let c = crate::archive::with_aligned(bytes, |b| {
+                    rkyv::from_bytes::<$t, rancor::Error>(b).map_err(|_| Reason::MalformedCall)
+                })?;
+                c.check()?;
+                Ok(c)
+            }
+            fn check(&self) -> Result<(), Reason> {
+                self.check_rules()
+            }
+        }
+    };
+}
+rkyv_call!(StakeCall, MODULE_STAKE);
+rkyv_call!(GovCall, MODULE_GOVERNANCE);
+
+/// A proposal's id: `hash(Address, "proposal" || payer || sequence)`.
+pub fn proposal_id(payer: &[u8; 32], sequence: u64) -> [u8; 32] {
+    plume_crypto::hash_parts(
+        plume_crypto::Domain::Address,
+        &[b"proposal", payer, &sequence.to_le_bytes()],
+    )
+    .0
+}
+
+/// The account holding bonded and unbonding PLUME.
+pub fn stake_escrow() -> [u8; 32] {
+    plume_crypto::hash(plume_crypto::Domain::Address, b"plume stake escrow").0
+}
+
+/// The account holding proposal deposits.
+pub fn deposit_escrow() -> [u8; 32] {
+    plume_crypto::hash(plume_crypto::Domain::Address, b"plume governance deposits").0
+}
+
+/// The reason and cause codes of both modules. Stable: never renumber.
+pub mod codes {
+    use super::{Cause, Reason};
+
+    macro_rules! table {
+        ($ty:ident, $fn:ident, $all:ident; $($name:ident = $code:expr, $doc:expr;)*) => {
+            $(#[doc = $doc] pub const $name: $ty = $ty($code);)*
+            /// The name of one of these codes.
+            pub fn $fn(c: $ty) -> Option<&'static str> {
+                match c.0 {
+                    $($code => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+            /// Every code with its name and meaning.
+            pub const $all: &[($ty, &str, &str)] = &[$(($name, stringify!($name), $doc),)*];
+        };
+    }
+
+    table! {
+        Reason, reason_name, REASONS;
+        BOND_TOO_SMALL = 100, "Unbond of more than the payer's bonded stake.";
+        NOTHING_TO_WITHDRAW = 101, "No unbonding entry of the payer has matured.";
+        TOO_MANY_UNBONDINGS = 102, "The payer has UNBONDINGS_MAX entries unbonding already.";
+        UNKNOWN_PROPOSAL = 600, "No proposal has this id.";
+        PROPOSAL_CLOSED = 601, "The proposal no longer takes deposits (decided or expired).";
+        NOT_IN_VOTING = 602, "The proposal is not in its voting period (not yet, or over: late votes are refused).";
+        NO_STAKE = 603, "The voter had no bonded stake at the start of the voting period.";
+        TOO_MANY_PROPOSALS = 604, "PROPOSALS_ACTIVE_MAX proposals are open already.";
+        BAD_PARAMS = 605, "A parameter change is out of range (percent above 100, zero period, gas target above the block gas limit).";
+        ACTIVATION_TOO_EARLY = 606, "The activation height is not after the latest block the voting could end in.";
+        BAD_PROPOSAL = 607, "An empty or too long title or text, or a change of nothing.";
+        TOO_MANY_DEPOSITORS = 608, "The proposal has DEPOSITORS_MAX depositors already.";
+    }
+
+    table! {
+        Cause, cause_name, CAUSES;
+        BOND = 100, "PLUME bonded (to the stake escrow).";
+        WITHDRAW = 101, "Unbonded PLUME paid back from the stake escrow.";
+        DEPOSIT = 600, "A proposal deposit (to the deposit escrow).";
+        DEPOSIT_REFUND = 601, "A deposit returned: the proposal reached a decision.";
+        DEPOSIT_BURN = 602, "A deposit burned: expired, below quorum or vetoed.";
+        TREASURY_SPEND = 603, "A treasury payment of a passed proposal.";
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn codes_are_in_their_ranges_and_distinct() {
+            let mut seen = std::collections::BTreeSet::new();
+            for (r, n, _) in REASONS {
+                assert!(
+                    (100..200).contains(&r.0) || (600..700).contains(&r.0),
+                    "{n}"
+                );
+                assert!(seen.insert(r.0), "{n} reuses {}", r.0);
+                assert!(r.core_name().is_none());
+                assert_eq!(reason_name(*r), Some(*n));
+            }
+            for (c, n, _) in CAUSES {
+                assert!(c.core_name().is_none(), "{n}");
+                assert_eq!(cause_name(*c), Some(*n));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_round_trip_and_stateless_rules_hold() {
+        let p = GovCall::Propose {
+            title: "burn 40".into(),
+            kind: ProposalKind::ParamChange {
+                change: ParamChange {
+                    fee_burn_percent: Some(40),
+                    ..Default::default()
+                },
+                activation_height: 100,
+            },
+            deposit: 5,
+        };
+        assert_eq!(GovCall::decode(&p.encode()), Ok(p));
+        let bad = GovCall::Propose {
+            title: "x".into(),
+            kind: ProposalKind::ParamChange {
+                change: ParamChange {
+                    fee_burn_percent: Some(101),
+                    ..Default::default()
+                },
+                activation_height: 100,
+            },
+            deposit: 5,
+        };
+        assert_eq!(GovCall::decode(&bad.encode()), Err(codes::BAD_PARAMS));
+        let empty = GovCall::Propose {
+            title: "x".into(),
+            kind: ProposalKind::ParamChange {
+                change: ParamChange::default(),
+                activation_height: 100,
+            },
+            deposit: 5,
+        };
+        assert_eq!(GovCall::decode(&empty.encode()), Err(codes::BAD_PROPOSAL));
+        assert_eq!(
+            StakeCall::decode(&StakeCall::Bond { amount: 0 }.encode()),
+            Err(Reason::ZeroAmount)
+        );
+        assert_eq!(StakeCall::decode(&[1, 2, 3]), Err(Reason::MalformedCall));
+        assert!(GovParams::default().validate().is_ok());
+    }
+}
