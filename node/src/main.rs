@@ -254,10 +254,14 @@ enum TxCmd {
         #[arg(long)]
         mintable: bool,
     },
+    #[command(flatten)]
+    Gov(plume_node::cli::governance::GovTxCmd),
 }
 
 #[derive(Subcommand, Debug)]
 enum QueryCmd {
+    #[command(flatten)]
+    Gov(plume_node::cli::governance::GovQueryCmd),
     /// An account's balance and sequence.
     Account {
         /// Address (64 hex).
@@ -703,6 +707,7 @@ fn cmd_devnet(args: DevnetArgs) -> Result<ExitCode> {
 
 fn cmd_tx(cmd: TxCmd) -> Result<()> {
     match cmd {
+        TxCmd::Gov(cmd) => plume_node::cli::governance::run_tx(cmd),
         TxCmd::Transfer {
             common,
             to,
@@ -797,6 +802,7 @@ fn cmd_query(cmd: QueryCmd) -> Result<()> {
     use plume_client::rpc;
     use serde_json::json;
     match cmd {
+        QueryCmd::Gov(cmd) => plume_node::cli::governance::run_query(cmd)?,
         QueryCmd::Account {
             address,
             node,

@@ -2,4 +2,5 @@
 //! binary's `main.rs` holds the top-level command table).
 
 pub mod compliance;
+pub mod governance;
 pub mod tx;

@@ -417,6 +417,44 @@ impl ApiNode {
 }
 
 impl ApiNode {
+    /// The protocol parameters in force for a height (default: the next
+    /// block's), genesis values with every change governance passed whose
+    /// activation height is at most that height; and the scheduled ones.
+    fn get_params(&self, params: &Value) -> ApiResult<Value> {
+        let store = self.store()?;
+        let meta = plume_execution::read_ledger_meta(&store).map_err(internal)?;
+        let height = params
+            .get(0)
+            .or_else(|| params.get("height"))
+            .and_then(Value::as_u64)
+            .unwrap_or(meta.height + 1);
+        let p = plume_execution::modules::governance::effective_params(
+            &store,
+            &self.shared.params,
+            height,
+        )
+        .map_err(internal)?;
+        let gov = serde_json::to_value(p.gov).map_err(internal)?;
+        let scheduled = self
+            .shared
+            .registry
+            .query(&store, "governance", "params", &[])
+            .map_err(internal)?;
+        Ok(json!({
+            "height": height,
+            "block_txs_max": p.block_txs_max,
+            "block_gas_limit": p.block_gas_limit,
+            "block_gas_target": p.block_gas_target,
+            "base_fee_min": p.base_fee_min,
+            "base_fee_change_denominator": p.base_fee_change_denominator,
+            "fee_burn_percent": p.fee_burn_percent,
+            "fee_treasury_percent": p.fee_treasury_percent,
+            "treasury": p.treasury.to_hex(),
+            "governance": gov,
+            "scheduled": scheduled["scheduled"],
+        }))
+    }
+
     /// Dry run: the receipt (and compliance verdict) the transaction would
     /// get if it were the only one of the next block, against the latest
     /// committed state. Nothing is queued or written.
@@ -858,6 +896,7 @@ impl NodeApi for ApiNode {
             "plume_getAccount" => self.get_account(params),
             "plume_getStateRoot" => self.get_state_root(params),
             "plume_query" => self.query(params),
+            "plume_getParams" => self.get_params(params),
             "plume_checkCompliance" => self.check_compliance(params),
             "plume_complianceAudit" => self.compliance_audit(params),
             "plume_flows" => self.flows(params),

@@ -1,0 +1,341 @@
+//! `plume tx stake|unstake|withdraw|propose|deposit|vote` and
+//! `plume query proposals|proposal|params|stake`: the stake and governance
+//! modules from the command line.
+
+use super::tx::{submit_or_dry_run, tx_prelude, TxCommon};
+use anyhow::{anyhow, bail, Context, Result};
+use plume_client::txbuild;
+use plume_protocol::calls::{EncodedCall, ModuleCall};
+use plume_protocol::governance::{
+    proposal_id, GovCall, ParamChange, ProposalKind, StakeCall, VoteOption, MODULE_GOVERNANCE,
+    MODULE_STAKE,
+};
+use serde_json::{json, Value};
+
+/// Stake and governance transactions.
+#[derive(clap::Subcommand, Debug)]
+pub enum GovTxCmd {
+    /// Bond PLUME (it then weighs in governance votes).
+    Stake {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Amount (base units).
+        #[arg(long)]
+        amount: u128,
+    },
+    /// Start unbonding PLUME (withdrawable after the unbonding period).
+    Unstake {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Amount (base units).
+        #[arg(long)]
+        amount: u128,
+    },
+    /// Pay out every matured unbonding entry.
+    Withdraw {
+        #[command(flatten)]
+        common: TxCommon,
+    },
+    /// Submit a proposal: `--text`, `--set NAME=VALUE... --activation-height
+    /// H`, or `--spend-to ADDR --spend-amount N`.
+    Propose {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Initial deposit (base units).
+        #[arg(long)]
+        deposit: u128,
+        /// A text proposal.
+        #[arg(long, conflicts_with_all = ["set", "spend_to"])]
+        text: Option<String>,
+        /// A parameter change, e.g. `fee_burn_percent=40` (repeat). Names:
+        /// fee_burn_percent, fee_treasury_percent, block_gas_target,
+        /// base_fee_min, base_fee_change_denominator, min_deposit,
+        /// deposit_period_blocks, voting_period_blocks, quorum_percent,
+        /// threshold_percent, veto_percent, unbonding_blocks.
+        #[arg(long, requires = "activation_height")]
+        set: Vec<String>,
+        /// First block the change applies to.
+        #[arg(long)]
+        activation_height: Option<u64>,
+        /// A treasury spend to this address.
+        #[arg(long, requires = "spend_amount")]
+        spend_to: Option<String>,
+        /// Amount of the treasury spend.
+        #[arg(long)]
+        spend_amount: Option<u128>,
+    },
+    /// Add to a proposal's deposit.
+    Deposit {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Proposal id (64 hex).
+        #[arg(long)]
+        proposal: String,
+        /// Amount (base units).
+        #[arg(long)]
+        amount: u128,
+    },
+    /// Vote yes, no, abstain or veto (again: the last vote counts).
+    Vote {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Proposal id (64 hex).
+        #[arg(long)]
+        proposal: String,
+        /// yes | no | abstain | veto
+        #[arg(long)]
+        option: String,
+    },
+}
+
+fn h32(s: &str, what: &str) -> Result<[u8; 32]> {
+    let v = hex::decode(s.trim_start_matches("0x")).with_context(|| format!("{what}: not hex"))?;
+    v.try_into()
+        .map_err(|_| anyhow!("{what}: must be 32 bytes (64 hex)"))
+}
+
+/// Parse `NAME=VALUE` pairs into a parameter change (unknown names and bad
+/// values are errors that name them).
+pub fn parse_change(set: &[String]) -> Result<ParamChange> {
+    let mut obj = serde_json::Map::new();
+    for s in set {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {s}: expected NAME=VALUE"))?;
+        let n: u128 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("--set {s}: value is not a non-negative integer"))?;
+        obj.insert(k.trim().to_string(), json!(n));
+    }
+    let c: ParamChange =
+        serde_json::from_value(Value::Object(obj)).map_err(|e| anyhow!("--set: {e}"))?;
+    c.check_rules()
+        .map_err(|r| anyhow!("--set: {}", plume_execution::standard().reason_name(r)))?;
+    Ok(c)
+}
+
+fn submit(common: &TxCommon, module: u16, bytes: Vec<u8>) -> Result<(String, u64)> {
+    let (key, chain, seq) = tx_prelude(common)?;
+    let body = txbuild::body(
+        &chain,
+        &[&key],
+        seq,
+        common.fees(),
+        u64::MAX,
+        EncodedCall { module, bytes },
+    );
+    let tx = plume_protocol::Transaction::sign(body, &[&key]);
+    submit_or_dry_run(common, tx)?;
+    Ok((key.public_key().address().to_hex(), seq))
+}
+
+/// Run a stake or governance transaction command.
+pub fn run_tx(cmd: GovTxCmd) -> Result<()> {
+    match cmd {
+        GovTxCmd::Stake { common, amount } => {
+            submit(&common, MODULE_STAKE, StakeCall::Bond { amount }.encode())?;
+        }
+        GovTxCmd::Unstake { common, amount } => {
+            submit(&common, MODULE_STAKE, StakeCall::Unbond { amount }.encode())?;
+        }
+        GovTxCmd::Withdraw { common } => {
+            submit(&common, MODULE_STAKE, StakeCall::Withdraw.encode())?;
+        }
+        GovTxCmd::Propose {
+            common,
+            title,
+            deposit,
+            text,
+            set,
+            activation_height,
+            spend_to,
+            spend_amount,
+        } => {
+            let kind = match (text, set.is_empty(), spend_to) {
+                (Some(text), true, None) => ProposalKind::Text { text },
+                (None, false, None) => ProposalKind::ParamChange {
+                    change: parse_change(&set)?,
+                    activation_height: activation_height
+                        .ok_or_else(|| anyhow!("--set needs --activation-height"))?,
+                },
+                (None, true, Some(to)) => ProposalKind::TreasurySpend {
+                    to: h32(&to, "--spend-to")?,
+                    amount: spend_amount
+                        .ok_or_else(|| anyhow!("--spend-to needs --spend-amount"))?,
+                },
+                _ => bail!("give one of --text, --set (with --activation-height) or --spend-to"),
+            };
+            let call = GovCall::Propose {
+                title,
+                kind,
+                deposit,
+            };
+            let json_out = common.json;
+            let (payer, seq) = submit(&common, MODULE_GOVERNANCE, call.encode())?;
+            let id = proposal_id(&h32(&payer, "payer")?, seq);
+            if json_out {
+                println!("{}", json!({ "proposal": hex::encode(id) }));
+            } else {
+                println!("proposal id {}", hex::encode(id));
+            }
+        }
+        GovTxCmd::Deposit {
+            common,
+            proposal,
+            amount,
+        } => {
+            let call = GovCall::Deposit {
+                proposal: h32(&proposal, "--proposal")?,
+                amount,
+            };
+            submit(&common, MODULE_GOVERNANCE, call.encode())?;
+        }
+        GovTxCmd::Vote {
+            common,
+            proposal,
+            option,
+        } => {
+            let option = VoteOption::parse(&option)
+                .ok_or_else(|| anyhow!("--option: one of yes, no, abstain, veto"))?;
+            let call = GovCall::Vote {
+                proposal: h32(&proposal, "--proposal")?,
+                option,
+            };
+            submit(&common, MODULE_GOVERNANCE, call.encode())?;
+        }
+    }
+    Ok(())
+}
+
+fn query(node: &str, module: &str, method: &str, args: &[&str]) -> Result<Value> {
+    let mut params = vec![json!(module), json!(method)];
+    params.extend(args.iter().map(|a| json!(a)));
+    Ok(plume_client::rpc(
+        node,
+        "plume_query",
+        Value::Array(params),
+    )?)
+}
+
+/// Stake and governance queries.
+#[derive(clap::Subcommand, Debug)]
+pub enum GovQueryCmd {
+    /// Open proposals (deposit or voting period).
+    Proposals {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One proposal, open or decided.
+    Proposal {
+        /// Proposal id (64 hex).
+        id: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
+    /// The parameters in force (and those scheduled).
+    Params {
+        /// Height (default: the next block).
+        #[arg(long)]
+        height: Option<u64>,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
+    /// An account's bonded and unbonding stake.
+    Stake {
+        /// Address (64 hex).
+        address: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
+}
+
+fn print_proposal(p: &Value) {
+    println!(
+        "{}  {:<20} {}  deposit {} / {}  yes {} no {} abstain {} veto {}  (voting {}..={}, decided at {})",
+        p["id"].as_str().unwrap_or(""),
+        p["status"].as_str().unwrap_or(""),
+        p["title"].as_str().unwrap_or(""),
+        p["total_deposit"].as_str().unwrap_or(""),
+        p["min_deposit"].as_str().unwrap_or(""),
+        p["tally"]["yes"].as_str().unwrap_or(""),
+        p["tally"]["no"].as_str().unwrap_or(""),
+        p["tally"]["abstain"].as_str().unwrap_or(""),
+        p["tally"]["veto"].as_str().unwrap_or(""),
+        p["voting_start"],
+        p["voting_end"],
+        p["decided_height"],
+    );
+}
+
+/// Run a stake or governance query.
+pub fn run_query(cmd: GovQueryCmd) -> Result<()> {
+    match cmd {
+        GovQueryCmd::Proposals { node, json } => {
+            let v = query(&node, "governance", "proposals", &[])?;
+            if json {
+                println!("{v}");
+            } else {
+                let list = v.as_array().cloned().unwrap_or_default();
+                if list.is_empty() {
+                    println!("no open proposals");
+                }
+                for p in &list {
+                    print_proposal(p);
+                }
+            }
+        }
+        GovQueryCmd::Proposal { id, node } => {
+            let v = query(&node, "governance", "proposal", &[&id])?;
+            if v.is_null() {
+                bail!("no proposal {id}");
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        GovQueryCmd::Params { height, node } => {
+            let params = match height {
+                Some(h) => json!([h]),
+                None => json!([]),
+            };
+            let v = plume_client::rpc(&node, "plume_getParams", params)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        GovQueryCmd::Stake { address, node } => {
+            let v = query(&node, "stake", "account", &[&address])?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_changes_parse_and_bad_ones_name_the_fault() {
+        let c = parse_change(&["fee_burn_percent=40".into(), "min_deposit=5".into()]).unwrap();
+        assert_eq!(c.fee_burn_percent, Some(40));
+        assert_eq!(c.min_deposit, Some(5));
+        let e = parse_change(&["burn=40".into()]).unwrap_err().to_string();
+        assert!(e.contains("burn"), "{e}");
+        let e = parse_change(&["fee_burn_percent=101".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BAD_PARAMS"), "{e}");
+        let e = parse_change(&["fee_burn_percent".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NAME=VALUE"), "{e}");
+    }
+}
