@@ -33,3 +33,17 @@ pub mod setup;
 pub mod transport;
 pub mod views;
 pub mod wire;
+
+/// The software version this node runs as (what a governance software
+/// upgrade is compared with): the crate version, or, for an upgrade drill
+/// on a devnet, the value of `PLUME_UPGRADE_DRILL_VERSION` (a real upgrade
+/// installs a new binary).
+pub fn software_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        std::env::var("PLUME_UPGRADE_DRILL_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    })
+}

@@ -262,3 +262,114 @@ fn a_burn_share_change_passes_and_takes_effect_exactly_at_its_height_on_every_va
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
 }
+
+#[test]
+fn a_software_upgrade_halts_every_validator_at_its_height_naming_the_version_and_the_new_version_continues(
+) {
+    let (dir, mut net) = governed_net();
+    let _keep = dir;
+    wait_height(&net, 0, 2, Duration::from_secs(30));
+    let api = net.apis[0].clone();
+    let k0 = net
+        .genesis_path
+        .parent()
+        .unwrap()
+        .join("accounts")
+        .join("0.key")
+        .display()
+        .to_string();
+    let out = plume_ok(&[
+        "tx", "stake", "--node", &api, "--key", &k0, "--amount", "5000000", "--json",
+    ]);
+    final_everywhere(&net, &hash_of(&out));
+    let up = height(&net, 0) + DEPOSIT_BLOCKS + VOTING_BLOCKS + 40;
+    let up_s = up.to_string();
+    let out = plume_ok(&[
+        "tx",
+        "propose",
+        "--node",
+        &api,
+        "--key",
+        &k0,
+        "--title",
+        "plume 9",
+        "--deposit",
+        "1000000",
+        "--upgrade-version",
+        "9.0.0",
+        "--upgrade-height",
+        &up_s,
+        "--json",
+    ]);
+    let v = json_lines(&out);
+    let proposal = v["proposal"].as_str().unwrap().to_string();
+    for t in final_everywhere(&net, v["hash"].as_str().unwrap()) {
+        assert_eq!(t["receipt"]["status"], "Success", "{t}");
+    }
+    let out = plume_ok(&[
+        "tx",
+        "vote",
+        "--node",
+        &api,
+        "--key",
+        &k0,
+        "--proposal",
+        &proposal,
+        "--option",
+        "yes",
+        "--json",
+    ]);
+    final_everywhere(&net, &hash_of(&out));
+
+    // Every validator stops by itself before executing `up`, and says why.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..4 {
+        let status = loop {
+            if let Some(st) = net.children[i].as_mut().unwrap().try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "validator {i} did not halt for the upgrade: {}",
+                support::why_not(&net, i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(!status.success(), "validator {i} exited with {status}");
+        let log = std::fs::read_to_string(net.homes[i].join("node.log")).unwrap();
+        assert!(
+            log.contains("UPGRADE NEEDED")
+                && log.contains("requires plume 9.0.0")
+                && log.contains(&format!("from height {up}")),
+            "validator {i}'s log does not name the upgrade"
+        );
+    }
+
+    // Started again as 9.0.0 they execute `up` and go on.
+    // SAFETY (set_var): this test process runs this test alone (nextest),
+    // and no other thread reads the environment meanwhile.
+    std::env::set_var("PLUME_UPGRADE_DRILL_VERSION", "9.0.0");
+    for i in 0..4 {
+        net.start(i).unwrap();
+    }
+    net.wait_ready(Duration::from_secs(60)).unwrap();
+    for i in 0..4 {
+        wait_height(&net, i, up + 2, Duration::from_secs(60));
+    }
+    let to = net.accounts[5].public_key().address().to_hex();
+    let k3 = net
+        .genesis_path
+        .parent()
+        .unwrap()
+        .join("accounts")
+        .join("3.key")
+        .display()
+        .to_string();
+    let out = plume_ok(&[
+        "tx", "transfer", "--node", &api, "--key", &k3, "--to", &to, "--amount", "7", "--json",
+    ]);
+    for t in final_everywhere(&net, &hash_of(&out)) {
+        assert_eq!(t["receipt"]["status"], "Success", "{t}");
+        assert!(t["height"].as_u64().unwrap() > up, "{t}");
+    }
+}

@@ -244,6 +244,40 @@ pub enum ProposalKind {
         /// Amount.
         amount: u128,
     },
+    /// From block `height` on, only software of at least `version` executes
+    /// blocks: older nodes halt cleanly before executing `height`, naming
+    /// the version (later than the latest block its voting could end in).
+    SoftwareUpgrade {
+        /// Required version, `MAJOR.MINOR.PATCH` (digits and dots).
+        version: String,
+        /// First block the new software executes.
+        height: u64,
+    },
+}
+
+/// Longest version string of a software upgrade.
+pub const VERSION_LEN_MAX: usize = 32;
+
+/// Parse `MAJOR.MINOR.PATCH` (a pre-release or build suffix after `-` or
+/// `+` is ignored).
+pub fn parse_version(v: &str) -> Option<[u64; 3]> {
+    let core = v.split(['-', '+']).next()?;
+    let mut it = core.split('.');
+    let mut out = [0u64; 3];
+    for slot in &mut out {
+        let part = it.next()?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *slot = part.parse().ok()?;
+    }
+    it.next().is_none().then_some(out)
+}
+
+/// Whether software `have` satisfies an upgrade to `need` (`have >= need`
+/// by `MAJOR.MINOR.PATCH`; unparsable versions satisfy nothing).
+pub fn version_satisfies(have: &str, need: &str) -> bool {
+    matches!((parse_version(have), parse_version(need)), (Some(h), Some(n)) if h >= n)
 }
 
 /// A vote.
@@ -337,6 +371,13 @@ impl GovCall {
                         Err(Reason::ZeroAmount)
                     }
                     ProposalKind::TreasurySpend { .. } => Ok(()),
+                    ProposalKind::SoftwareUpgrade { version, .. } => {
+                        if version.len() > VERSION_LEN_MAX || parse_version(version).is_none() {
+                            Err(codes::BAD_PROPOSAL)
+                        } else {
+                            Ok(())
+                        }
+                    }
                 }
             }
             GovCall::Deposit { amount, .. } if *amount == 0 => Err(Reason::ZeroAmount),
@@ -503,5 +544,34 @@ mod tests {
         );
         assert_eq!(StakeCall::decode(&[1, 2, 3]), Err(Reason::MalformedCall));
         assert!(GovParams::default().validate().is_ok());
+        let up = |v: &str| GovCall::Propose {
+            title: "upgrade".into(),
+            kind: ProposalKind::SoftwareUpgrade {
+                version: v.into(),
+                height: 100,
+            },
+            deposit: 5,
+        };
+        assert!(GovCall::decode(&up("0.2.0").encode()).is_ok());
+        assert_eq!(
+            GovCall::decode(&up("two").encode()),
+            Err(codes::BAD_PROPOSAL)
+        );
+        assert_eq!(
+            GovCall::decode(&up("1.2").encode()),
+            Err(codes::BAD_PROPOSAL)
+        );
+    }
+
+    #[test]
+    fn versions_compare_by_major_minor_patch() {
+        assert!(version_satisfies("0.2.0", "0.2.0"));
+        assert!(version_satisfies("0.10.0", "0.9.9"));
+        assert!(version_satisfies("1.0.0-rc1", "1.0.0"));
+        assert!(!version_satisfies("0.1.9", "0.2.0"));
+        assert!(!version_satisfies("x", "0.2.0"));
+        assert!(!version_satisfies("0.2.0", "0.2"));
+        assert_eq!(parse_version("1.2.3+build"), Some([1, 2, 3]));
+        assert_eq!(parse_version("1.2.3.4"), None);
     }
 }

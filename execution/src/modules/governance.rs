@@ -7,7 +7,8 @@
 //! - `active`: [`Active`], the open proposals and the last block of their
 //!   current period (at most [`PROPOSALS_ACTIVE_MAX`]);
 //! - `params`: [`ParamsRecord`], the parameter changes passed so far: one
-//!   folded change in force and the scheduled ones with their heights.
+//!   folded change in force and the scheduled ones with their heights;
+//! - `upgrade`: the last [`UpgradePlan`] passed (version, height).
 //!
 //! Rules:
 //! - A proposal is governed by the parameters in force when it was
@@ -31,7 +32,9 @@
 //!   must be after the latest block its voting could end in: every node
 //!   reads it from the block-start state of that height. A passed treasury
 //!   spend pays at once, or is recorded as not executed if the treasury
-//!   cannot pay.
+//!   cannot pay. A passed software upgrade replaces the upgrade plan: the
+//!   node halts before executing its height unless its software is at
+//!   least that version (the node's rule, `node/src/roles/exec.rs`).
 
 use super::stake::{ledger_stake, ledger_total, read_stake};
 use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead, TxInfo};
@@ -169,6 +172,31 @@ pub struct ParamsRecord {
     pub scheduled: Vec<(u64, ParamChange)>,
 }
 rkyv_record!(ParamsRecord, "governance params");
+
+/// The software upgrade governance passed last.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpgradePlan {
+    /// Required version from `height` on.
+    pub version: String,
+    /// First block only that version (or later) executes.
+    pub height: u64,
+    /// The proposal that passed it.
+    pub proposal: [u8; 32],
+}
+rkyv_record!(UpgradePlan, "upgrade plan");
+
+/// Key of the upgrade plan.
+pub fn upgrade_key() -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"upgrade"])
+}
+
+/// The software upgrade in force or scheduled, if governance passed one.
+pub fn upgrade_plan<B: StateRead + ?Sized>(state: &B) -> Result<Option<UpgradePlan>, ExecError> {
+    state
+        .get(&upgrade_key())?
+        .map(|b| UpgradePlan::decode(&b))
+        .transpose()
+}
 
 /// Key of a proposal.
 pub fn proposal_key(id: &[u8; 32]) -> StateKey {
@@ -323,7 +351,7 @@ impl Module for Governance {
             .flatten()
     }
     fn queries(&self) -> &'static [&'static str] {
-        &["proposal", "proposals", "vote", "params"]
+        &["proposal", "proposals", "vote", "params", "upgrade"]
     }
     fn query(
         &self,
@@ -376,6 +404,14 @@ impl Module for Governance {
                     })).collect::<Vec<_>>(),
                 }))
             }
+            "upgrade" => Ok(match upgrade_plan(state)? {
+                Some(u) => serde_json::json!({
+                    "version": u.version,
+                    "height": u.height,
+                    "proposal": hex::encode(u.proposal),
+                }),
+                None => serde_json::Value::Null,
+            }),
             _ => Err(QueryError::Unknown(format!("governance.{method}"))),
         }
     }
@@ -397,6 +433,9 @@ fn proposal_json(p: &Proposal) -> serde_json::Value {
         }),
         ProposalKind::TreasurySpend { to, amount } => serde_json::json!({
             "treasury_spend": { "to": hex::encode(to), "amount": amount.to_string() }
+        }),
+        ProposalKind::SoftwareUpgrade { version, height } => serde_json::json!({
+            "software_upgrade": { "version": version, "height": height }
         }),
     };
     serde_json::json!({
@@ -463,6 +502,7 @@ impl Call for GovCall {
                 let gov = &tx.params.gov;
                 let id = proposal_id(tx.payer, tx.sequence);
                 let deposit_end = tx.height.saturating_add(gov.deposit_period_blocks - 1);
+                let latest_end = deposit_end.saturating_add(gov.voting_period_blocks - 1);
                 match kind {
                     ProposalKind::ParamChange {
                         change,
@@ -474,8 +514,12 @@ impl Call for GovCall {
                         {
                             return Ok(Err(codes::BAD_PARAMS));
                         }
-                        let latest_end = deposit_end.saturating_add(gov.voting_period_blocks - 1);
                         if *activation_height <= latest_end {
+                            return Ok(Err(codes::ACTIVATION_TOO_EARLY));
+                        }
+                    }
+                    ProposalKind::SoftwareUpgrade { height, .. } => {
+                        if *height <= latest_end {
                             return Ok(Err(codes::ACTIVATION_TOO_EARLY));
                         }
                     }
@@ -690,6 +734,17 @@ fn execute(
 ) -> Result<ProposalStatus, ExecError> {
     match &p.kind {
         ProposalKind::Text { .. } => Ok(ProposalStatus::Passed),
+        ProposalKind::SoftwareUpgrade { version, height } => {
+            // The last one passed replaces an earlier plan.
+            let _ = l.record(&upgrade_key())?;
+            let plan = UpgradePlan {
+                version: version.clone(),
+                height: *height,
+                proposal: p.id,
+            };
+            l.set_record(&upgrade_key(), Some(plan.encode()));
+            Ok(ProposalStatus::Passed)
+        }
         ProposalKind::TreasurySpend { to, amount } => {
             let treasury = params.treasury.0;
             let mut mark = Vec::new();

@@ -37,7 +37,8 @@ pub enum GovTxCmd {
         common: TxCommon,
     },
     /// Submit a proposal: `--text`, `--set NAME=VALUE... --activation-height
-    /// H`, or `--spend-to ADDR --spend-amount N`.
+    /// H`, `--spend-to ADDR --spend-amount N`, or `--upgrade-version V
+    /// --upgrade-height H`.
     Propose {
         #[command(flatten)]
         common: TxCommon,
@@ -66,6 +67,12 @@ pub enum GovTxCmd {
         /// Amount of the treasury spend.
         #[arg(long)]
         spend_amount: Option<u128>,
+        /// A software upgrade: the version required from --upgrade-height.
+        #[arg(long, requires = "upgrade_height")]
+        upgrade_version: Option<String>,
+        /// First block the upgraded software executes.
+        #[arg(long)]
+        upgrade_height: Option<u64>,
     },
     /// Add to a proposal's deposit.
     Deposit {
@@ -154,20 +161,33 @@ pub fn run_tx(cmd: GovTxCmd) -> Result<()> {
             activation_height,
             spend_to,
             spend_amount,
+            upgrade_version,
+            upgrade_height,
         } => {
-            let kind = match (text, set.is_empty(), spend_to) {
-                (Some(text), true, None) => ProposalKind::Text { text },
-                (None, false, None) => ProposalKind::ParamChange {
+            let kind = match (text, set.is_empty(), spend_to, upgrade_version) {
+                (Some(text), true, None, None) => ProposalKind::Text { text },
+                (None, false, None, None) => ProposalKind::ParamChange {
                     change: parse_change(&set)?,
                     activation_height: activation_height
                         .ok_or_else(|| anyhow!("--set needs --activation-height"))?,
                 },
-                (None, true, Some(to)) => ProposalKind::TreasurySpend {
+                (None, true, Some(to), None) => ProposalKind::TreasurySpend {
                     to: h32(&to, "--spend-to")?,
-                    amount: spend_amount
-                        .ok_or_else(|| anyhow!("--spend-to needs --spend-amount"))?,
+                    amount: spend_amount.ok_or_else(|| anyhow!("--spend-to needs --spend-amount"))?,
                 },
-                _ => bail!("give one of --text, --set (with --activation-height) or --spend-to"),
+                (None, true, None, Some(version)) => {
+                    if plume_protocol::governance::parse_version(&version).is_none() {
+                        bail!("--upgrade-version {version}: expected MAJOR.MINOR.PATCH");
+                    }
+                    ProposalKind::SoftwareUpgrade {
+                        version,
+                        height: upgrade_height
+                            .ok_or_else(|| anyhow!("--upgrade-version needs --upgrade-height"))?,
+                    }
+                }
+                _ => bail!(
+                    "give one of --text, --set (with --activation-height), --spend-to or --upgrade-version"
+                ),
             };
             let call = GovCall::Propose {
                 title,

@@ -159,7 +159,7 @@ fn run_group(
     if jobs.is_empty() {
         return Ok(());
     }
-    let group = execute_group(store, jobs, cx, executed)?;
+    let (group, halt) = execute_group(store, jobs, cx, executed)?;
     if !group.is_empty() {
         commit_group(store, &group)?;
         // Durable: now tell consensus, subscribers and clients.
@@ -170,7 +170,10 @@ fn run_group(
             announce(store, e, cx, core_tx)?;
         }
     }
-    Ok(())
+    match halt {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Check a segment served from a peer's store, execute its blocks that
@@ -280,6 +283,7 @@ fn execute_verified(
     seen: &mut HashSet<Digest>,
 ) -> Result<std::result::Result<Executed, Refusal>> {
     let height = vb.block.height;
+    check_upgrade(store, height)?;
     let mut txs = Vec::with_capacity(vb.txs.len());
     let mut raws = Vec::with_capacity(vb.txs.len());
     for (id, raw, tx) in vb.txs {
@@ -328,13 +332,65 @@ fn execute_verified(
     Ok(Ok(e))
 }
 
-/// Execute the jobs at the store's next heights, staging each.
+/// Governance passed a software upgrade this node's version does not
+/// satisfy, due at the block about to execute: the node stops before it.
+#[derive(Debug)]
+pub struct UpgradeNeeded {
+    /// Required version.
+    pub version: String,
+    /// The upgrade's height (the block not executed).
+    pub height: u64,
+    /// The proposal that passed it.
+    pub proposal: [u8; 32],
+}
+
+impl std::fmt::Display for UpgradeNeeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "UPGRADE NEEDED: governance proposal {} requires plume {} from height {}; this is plume {}. \
+             Every block below {} is executed and committed; install plume {} (or later) and start again",
+            hex::encode(self.proposal),
+            self.version,
+            self.height,
+            crate::software_version(),
+            self.height,
+            self.version
+        )
+    }
+}
+
+impl std::error::Error for UpgradeNeeded {}
+
+/// `Err(UpgradeNeeded)` when block `height` must not execute on this
+/// software (one state read).
+fn check_upgrade(store: &Store<LmdbKv>, height: u64) -> Result<()> {
+    let plan = plume_execution::modules::governance::upgrade_plan(store)
+        .map_err(|e| anyhow!("reading the upgrade plan: {e}"))?;
+    if let Some(p) = plan {
+        if height >= p.height
+            && !plume_protocol::governance::version_satisfies(crate::software_version(), &p.version)
+        {
+            return Err(UpgradeNeeded {
+                version: p.version,
+                height: p.height,
+                proposal: p.proposal,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Execute the jobs at the store's next heights, staging each. Stops
+/// before a block a software upgrade forbids this node to execute: the
+/// blocks before it are returned (to be committed) with the reason.
 fn execute_group(
     store: &mut Store<LmdbKv>,
     jobs: Vec<ExecJob<BlsScheme>>,
     cx: &ExecContext<'_>,
     executed: &mut ExecutedBatches,
-) -> Result<Vec<Executed>> {
+) -> Result<(Vec<Executed>, Option<anyhow::Error>)> {
     let mut next_height = store.finalized_height().map_or(0, |h| h + 1);
     let mut group: Vec<Executed> = Vec::with_capacity(jobs.len());
     let mut group_txs: HashSet<Digest> = HashSet::new();
@@ -348,6 +404,9 @@ fn execute_group(
         if height != next_height {
             bail!("finalized block at height {height} but the store expects {next_height}");
         }
+        if let Err(e) = check_upgrade(store, height) {
+            return Ok((group, Some(e)));
+        }
         let e = execute_one(
             store,
             job,
@@ -359,7 +418,7 @@ fn execute_group(
         group.push(e);
         next_height += 1;
     }
-    Ok(group)
+    Ok((group, None))
 }
 
 /// Commit a group of executed blocks in one write transaction.

@@ -566,6 +566,10 @@ fn spawn_exec(
             };
             if let Err(e) = exec::run(store, rx, core_tx, &cx) {
                 tracing::error!("execution stopped: {e:#}");
+                // The process exits with it (an upgrade halt names the
+                // version to install).
+                *shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("execution stopped: {e:#}"));
                 STOP.store(true, Ordering::SeqCst);
             }
         })?)
