@@ -209,6 +209,7 @@ fn ctx(height: u64) -> BlockContext {
     BlockContext {
         height,
         proposer: Address([0xee; 32]),
+        time_ms: 0,
     }
 }
 

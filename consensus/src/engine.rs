@@ -380,6 +380,9 @@ type VotesOfView<S> = BTreeMap<u32, (Digest, u64, <S as Scheme>::Sig)>;
 #[derive(Debug)]
 pub struct Engine<S: Scheme> {
     cfg: Config<S>,
+    /// The driver's wall clock (ms since the Unix epoch), set before each
+    /// input ([`Engine::set_clock`]); 0 until set.
+    now_ms: u64,
     signer: S::Signer,
     n: usize,
     genesis: Block<S>,
@@ -473,6 +476,7 @@ impl<S: Scheme> Engine<S> {
             proposal_seen: BTreeMap::new(),
             view: 1,
             timeouts_in_row: 0,
+            now_ms: 0,
             timed_out_view: None,
             last_voted_view: 0,
             high_qc: genesis_qc,
@@ -555,6 +559,15 @@ impl<S: Scheme> Engine<S> {
             e.view = (e.high_qc.view + 1).max(e.last_voted_view).max(tc_view);
         }
         e
+    }
+
+    /// Tell the engine the driver's wall clock (ms since the Unix epoch):
+    /// a proposal's block time is `max(parent's time, now)`, and the
+    /// engine votes only for blocks at most `MAX_CLOCK_AHEAD_MS` ahead of
+    /// it. The node sets it before every input; the simulator its own
+    /// virtual clock. Time is an input like any other: replay stays exact.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
     }
 
     /// Apply one input; returns the effects in the order to apply them.
@@ -992,6 +1005,10 @@ impl<S: Scheme> Engine<S> {
             }
         }
         let payload: Vec<Digest> = self.payload.drain(..take).map(|(d, _)| d).collect();
+        let parent_time = self
+            .blocks
+            .get(&self.high_qc.block)
+            .map_or(0, |b| b.time_ms);
         let block = Block::new(
             self.cfg.epoch,
             v,
@@ -999,7 +1016,8 @@ impl<S: Scheme> Engine<S> {
             payload,
             self.high_qc.clone(),
         )
-        .with_state_root(state_root);
+        .with_state_root(state_root)
+        .with_time(parent_time.max(self.now_ms));
         self.metrics.proposals += 1;
         let p = Proposal { block, tc };
         self.out
@@ -1042,6 +1060,16 @@ impl<S: Scheme> Engine<S> {
 
     /// Take a verified QC into account: qc_high, commit rule, view.
     fn on_qc(&mut self, qc: &QuorumCert<S>, from: u32) {
+        // Honest votes sign their block's own (view, height): a certificate
+        // naming a known block under other ones is not a certificate of it
+        // (a commit proof built on it would not verify).
+        if self
+            .blocks
+            .get(&qc.block)
+            .is_some_and(|b| b.view != qc.view || b.height != qc.height)
+        {
+            return self.reject("certificate view/height differ from its block's");
+        }
         if qc.view > self.high_qc.view {
             self.high_qc = qc.clone();
         }
@@ -1097,6 +1125,12 @@ impl<S: Scheme> Engine<S> {
         let Some(b1) = self.blocks.get(&qc.block) else {
             return;
         };
+        if qc.view != b1.view || qc.height != b1.height {
+            // A certificate must be for its block's own view and height
+            // (on_qc refuses it when the block is known first; this is for
+            // a block that arrived after its certificate).
+            return self.reject("certificate view/height differ from its block's");
+        }
         let (target, proof) = match self.cfg.commit_rule {
             CommitRule::TwoChain => {
                 if b1.height == 0 || b1.view != b1.justify.view + 1 {
@@ -1474,6 +1508,13 @@ impl<S: Scheme> Engine<S> {
         if self.leader(b.view, &b.parent) != b.proposer {
             return self.reject("proposer is not the leader");
         }
+        if self
+            .blocks
+            .get(&b.parent)
+            .is_some_and(|parent| b.time_ms < parent.time_ms)
+        {
+            return self.reject("block time before its parent's");
+        }
         self.proposal_seen.insert(b.view, b.id);
         self.take_in_flight(&b);
         if let std::collections::btree_map::Entry::Vacant(e) = self.blocks.entry(b.id) {
@@ -1514,6 +1555,10 @@ impl<S: Scheme> Engine<S> {
                 .is_some_and(|tc| tc.view + 1 == b.view && b.justify.view >= tc.max_high_qc_view());
         if !(b.view == self.view && b.view > self.last_voted_view && extends) {
             return;
+        }
+        if b.time_ms > self.now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            // Its time runs ahead of our clock: not ours to certify.
+            return self.reject("block time ahead of our clock");
         }
         if self.cfg.state_roots {
             let sh = state_height(b.height);

@@ -1145,3 +1145,77 @@ fn a_restart_recovers_the_blocks_the_leader_schedule_is_drawn_from() {
     assert!(Recovered::after_restart(None, vec![genesis], None).is_none());
     assert!(Recovered::<TestScheme>::after_restart(None, Vec::new(), None).is_none());
 }
+
+#[test]
+fn block_times_follow_the_leaders_clock_never_go_back_and_are_not_voted_when_ahead_of_ours() {
+    let (_, _, mut es) = engines();
+    const T: u64 = 1_800_000_000_000;
+    for e in es.iter_mut() {
+        e.set_clock(T);
+    }
+    // The leader of view 1 stamps its clock (the parent, genesis, is 0).
+    let start = es[1].step(Input::Start);
+    let p = proposal_of(&start).expect("leader of view 1 proposes");
+    assert_eq!(p.block.time_ms, T);
+    let mut votes = votes_of(&start);
+    // A validator whose clock is more than MAX_CLOCK_AHEAD_MS behind does
+    // not vote for it; one within the bound does.
+    es[0].set_clock(T - MAX_CLOCK_AHEAD_MS - 1);
+    es[0].step(Input::Start);
+    let eff = es[0].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    });
+    assert!(votes_of(&eff).is_empty());
+    assert_eq!(
+        es[0]
+            .metrics()
+            .rejected
+            .get("block time ahead of our clock"),
+        Some(&1)
+    );
+    es[0].set_clock(T - MAX_CLOCK_AHEAD_MS);
+    votes.extend(votes_of(&es[0].step(Input::Message {
+        from: 1,
+        msg: Message::Proposal(p.clone()),
+    })));
+    for i in [2usize, 3] {
+        es[i].step(Input::Start);
+        votes.extend(votes_of(&es[i].step(Input::Message {
+            from: 1,
+            msg: Message::Proposal(p.clone()),
+        })));
+    }
+    // Validators 0, 1 and 3 sent theirs to the next leader (2 keeps its own).
+    assert_eq!(votes.len(), 3, "{votes:?}");
+    // The leader of view 2, its clock behind the parent's time, stamps the
+    // parent's time: block time never goes back.
+    es[2].set_clock(T - 500);
+    let mut p2 = None;
+    for (to, v) in votes {
+        if to == 2 {
+            let from = v.voter;
+            let eff = es[2].step(Input::Message {
+                from,
+                msg: Message::Vote(v),
+            });
+            p2 = p2.or(proposal_of(&eff));
+        }
+    }
+    let p2 = p2.expect("leader of view 2 proposes on the certificate");
+    assert_eq!(p2.block.time_ms, T);
+    // A block stamped before its parent is refused.
+    let mut early = p2.clone();
+    early.block = early.block.with_time(T - 1);
+    es[3].step(Input::Message {
+        from: 2,
+        msg: Message::Proposal(early),
+    });
+    assert_eq!(
+        es[3]
+            .metrics()
+            .rejected
+            .get("block time before its parent's"),
+        Some(&1)
+    );
+}

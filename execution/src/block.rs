@@ -39,6 +39,9 @@ pub struct BlockContext {
     pub height: u64,
     /// Proposer's account: receives the tips.
     pub proposer: Address,
+    /// Block time (ms since the Unix epoch) from the block header, agreed
+    /// by the validators (`plume_protocol::consensus::Block::time_ms`).
+    pub time_ms: u64,
 }
 
 /// Fee totals of a block.
@@ -492,6 +495,7 @@ fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext, params: &'a Params) -> T
         signers: &ptx.signer_addresses,
         sequence: ptx.tx.body.sequence,
         height: ctx.height,
+        time_ms: ctx.time_ms,
         chain_id: &ptx.tx.body.chain_id,
     }
 }

@@ -76,6 +76,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
         signers: &ptx.signer_addresses,
         sequence: body.sequence,
         height: next_height,
+        time_ms: 0,
         chain_id: &body.chain_id,
         params,
     };

@@ -261,6 +261,33 @@ fn a_burn_share_change_passes_and_takes_effect_exactly_at_its_height_on_every_va
         })
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
+
+    // Block times: the validators' clocks, never going back, equal on
+    // every validator.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut last = 0;
+    for height in (h - 20)..=h {
+        let b = rpc(&api, "plume_getBlock", json!([height])).unwrap();
+        let t = b["time_ms"].as_u64().unwrap();
+        assert!(
+            t >= last,
+            "block {height} at {t} before its parent at {last}"
+        );
+        assert!(
+            t <= now_ms + 2_000 && t + 600_000 > now_ms,
+            "block {height} at {t}, now {now_ms}"
+        );
+        for a in &net.apis[1..] {
+            assert_eq!(
+                rpc(a, "plume_getBlock", json!([height])).unwrap()["time_ms"],
+                t
+            );
+        }
+        last = t;
+    }
 }
 
 #[test]

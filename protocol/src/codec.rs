@@ -85,6 +85,7 @@ impl Writer {
             self.digest(d);
         }
         self.digest(&b.state_root);
+        self.u64(b.time_ms);
         self.qc(&b.justify);
     }
     /// Append (see the decoder of the same name).
@@ -276,6 +277,7 @@ impl<'a> Reader<'a> {
             payload.push(self.digest()?);
         }
         let state_root = self.digest()?;
+        let time_ms = self.u64()?;
         let justify = self.qc()?;
         Ok(Block {
             id,
@@ -286,6 +288,7 @@ impl<'a> Reader<'a> {
             proposer,
             payload,
             state_root,
+            time_ms,
             justify,
         })
     }

@@ -81,9 +81,18 @@ pub struct Block<S: Scheme> {
     /// a validator votes only if it computed the same. All zeros where
     /// state roots are not agreed on (`STATE_LAG` off).
     pub state_root: Digest,
+    /// Block time, milliseconds since the Unix epoch: the proposer's clock,
+    /// never below the parent's time; validators vote only for a block
+    /// whose time is at most [`MAX_CLOCK_AHEAD_MS`] ahead of their own
+    /// clock. Execution reads time from here, never from a node's clock.
+    pub time_ms: u64,
     /// Certificate of the parent.
     pub justify: QuorumCert<S>,
 }
+
+/// How far ahead of a validator's own clock a block's time may be for it
+/// to vote for the block.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 2_000;
 
 /// How many blocks behind its own height a block's `state_root` is:
 /// execution stays off the consensus critical path (a proposer needs the
@@ -115,10 +124,18 @@ impl<S: Scheme> Block<S> {
             proposer,
             payload,
             state_root: Digest::ZERO,
+            time_ms: 0,
             justify,
         };
         b.id = b.compute_id();
         b
+    }
+
+    /// The same block with time `time_ms` (id recomputed).
+    pub fn with_time(mut self, time_ms: u64) -> Self {
+        self.time_ms = time_ms;
+        self.id = self.compute_id();
+        self
     }
 
     /// The same block carrying `root` as its state root (id recomputed).
@@ -139,6 +156,7 @@ impl<S: Scheme> Block<S> {
             proposer: 0,
             payload: Vec::new(),
             state_root: Digest::ZERO,
+            time_ms: 0,
             justify: QuorumCert {
                 epoch: 0,
                 view: 0,
@@ -182,6 +200,7 @@ impl<S: Scheme> Block<S> {
             h.update(d.as_bytes());
         }
         h.update(self.state_root.as_bytes());
+        h.update_u64(self.time_ms);
         h.finalize()
     }
 }

@@ -30,6 +30,10 @@ struct StoredBlock<S: SimScheme> {
 
 /// Virtual time between payload ticks (each tick hands every validator a few
 /// batch digests).
+/// The virtual clock's wall time at simulated time 0 (2026-01-01), for
+/// block times.
+const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+
 pub const TICK_US: u64 = 20_000;
 /// A run stops after this many events (a guard against a livelock making a
 /// seed run forever; reaching it is reported as a liveness violation).
@@ -937,6 +941,13 @@ impl<S: SimScheme> World<S> {
                 break;
             }
             self.now = t;
+            // Every engine reads the one virtual clock (block times).
+            let now_ms = SIM_EPOCH_MS + t / 1_000;
+            for i in self.insts.iter_mut() {
+                if let Some(e) = i.engine.as_mut() {
+                    e.set_clock(now_ms);
+                }
+            }
             self.event(ev);
             if self
                 .violations

@@ -46,6 +46,9 @@ pub struct TxInfo<'a> {
     pub sequence: u64,
     /// Height of the block executing it.
     pub height: u64,
+    /// Time of the block executing it (ms since the Unix epoch, from the
+    /// header; 0 in a mempool precheck).
+    pub time_ms: u64,
     /// The chain id (the transaction's, equal to the chain's).
     pub chain_id: &'a str,
     /// The parameters in force for the block (governance may change them).

@@ -152,6 +152,8 @@ pub struct Ledger {
     pub registry: Registry,
     pub height: u64,
     pub accounts: BTreeSet<Address>,
+    /// Block time step: block h has time h x block_ms.
+    pub block_ms: u64,
 }
 
 impl Ledger {
@@ -184,6 +186,7 @@ impl Ledger {
             registry: registry(),
             height: 0,
             accounts,
+            block_ms: 1_000,
         }
     }
 
@@ -191,6 +194,7 @@ impl Ledger {
         BlockContext {
             height: self.height + 1,
             proposer: proposer(),
+            time_ms: (self.height + 1) * self.block_ms,
         }
     }
 

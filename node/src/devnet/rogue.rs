@@ -331,8 +331,16 @@ async fn run(
         Consensus::Silent => None,
     };
     let mut timers: Vec<(Timer, Instant)> = Vec::new();
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
     let mut effects: Vec<Effect<BlsScheme>> = match engine.as_mut() {
-        Some(e) => e.step(Input::Start),
+        Some(e) => {
+            e.set_clock(wall_ms());
+            e.step(Input::Start)
+        }
         None => Vec::new(),
     };
     while !stop.load(Ordering::Relaxed) {
@@ -343,6 +351,9 @@ async fn run(
             }
         }
         if let Some(e) = engine.as_mut() {
+            // Its block times and vote bound follow the wall clock, as an
+            // honest node's do.
+            e.set_clock(wall_ms());
             let msgs: Vec<_> = consensus_in.borrow_mut().drain(..).collect();
             for (from, msg) in msgs {
                 effects.extend(e.step(Input::Message { from, msg }));
@@ -372,7 +383,8 @@ async fn run(
                         .as_ref()
                         .map(|r| r.lock().unwrap().clone())
                         .unwrap_or_default();
-                    let block = Block::new(b.epoch, b.view, b.proposer, payload, b.justify.clone());
+                    let block = Block::new(b.epoch, b.view, b.proposer, payload, b.justify.clone())
+                        .with_time(b.time_ms);
                     let msg = NetMsg::Proposal {
                         msg: Message::Proposal(Proposal {
                             block,

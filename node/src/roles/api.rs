@@ -260,6 +260,7 @@ impl ApiNode {
         Ok(json!({
             "height": b.height, "hash": b.id.to_hex(), "view": b.view, "epoch": b.epoch,
             "parent": b.parent.to_hex(), "proposer": b.proposer,
+            "time_ms": b.time_ms,
             "state_root": b.state_root.to_hex(),
             "state_root_height": plume_protocol::consensus::state_height(b.height),
             "state_root_after": sb.state_root.to_hex(),
@@ -473,6 +474,10 @@ impl ApiNode {
         let ctx = plume_execution::BlockContext {
             height,
             proposer: Address::default(),
+            // The next block's time will be about now.
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
         let out = plume_execution::apply_block(
             &store,

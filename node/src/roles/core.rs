@@ -438,6 +438,12 @@ impl Core {
     }
 
     fn step(&mut self, input: Input<BlsScheme>) -> Result<()> {
+        // Block times come from this clock (bounded by the parent's time
+        // and, for votes, by ours: protocol::consensus::MAX_CLOCK_AHEAD_MS).
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.engine.set_clock(now_ms);
         let effects = self.engine.step(input);
         self.apply(effects)
     }

@@ -603,7 +603,11 @@ fn run_block(
         .and_then(|v| plume_crypto::ed25519::PublicKey::from_hex(&v.network_key).ok())
         .map(|k| k.address())
         .unwrap_or_default();
-    let ctx = plume_execution::BlockContext { height, proposer };
+    let ctx = plume_execution::BlockContext {
+        height,
+        proposer,
+        time_ms: block.time_ms,
+    };
     let max = cx.params.block_txs_max as usize;
     if txs.len() > max {
         // Unreachable with at most f faulty validators: no honest one

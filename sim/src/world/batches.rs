@@ -747,6 +747,7 @@ impl<S: SimScheme> World<S> {
         let ctx = plume_execution::BlockContext {
             height: job.block.height,
             proposer,
+            time_ms: job.block.time_ms,
         };
         let store = self.insts[inst].store.as_ref().expect("checked");
         let out = plume_execution::apply_block_sharded_with(
