@@ -510,7 +510,14 @@ pub fn check<E: Env>(
                 let needs = flows
                     .iter()
                     .zip(exempt)
-                    .any(|(f, ex)| !ex && &f.asset == asset && f.amount >= *threshold);
+                    // A transfer between two parties: issuance, burns and
+                    // the protocol's escrows carry no originator/beneficiary pair.
+                    .any(|(f, ex)| {
+                        !ex && f.from.is_some()
+                            && f.to.is_some()
+                            && &f.asset == asset
+                            && f.amount >= *threshold
+                    });
                 (needs && !travel_commitment_ok(ctx.memo)).then_some(codes::TRAVEL_RULE)
             }
             Rule::Structuring {

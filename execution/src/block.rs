@@ -211,6 +211,8 @@ struct Plan<'a> {
     meta: state::LedgerMeta,
     /// The compliance policy in force (block-start state), if it has rules.
     policy: Option<Policy>,
+    /// The revenue-sharing program in force (block-start state).
+    revenue: Option<crate::modules::revenue::Program>,
     receipts: Vec<Option<Receipt>>,
     admitted: Vec<Option<Admitted<'a>>>,
     lists: Vec<Vec<u32>>,
@@ -223,6 +225,8 @@ struct ShardResult<'s, S: ?Sized> {
     fees: FeeTotals,
     verdicts: Vec<VerdictEntry>,
     checked: u32,
+    /// Counted institution fees (revenue sharing).
+    counted: Vec<([u8; 32], u128)>,
 }
 
 fn prepare<'a, S: AuthenticatedState + ?Sized>(
@@ -253,6 +257,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     }
     let base_fee = meta.base_fee_per_gas;
     let policy = cmod::read_policy(state)?.filter(Policy::active);
+    let revenue = crate::modules::revenue::read_program(state)?;
     let mut receipts: Vec<Option<Receipt>> = vec![None; txs.len()];
     let mut admitted: Vec<Option<Admitted<'a>>> = Vec::with_capacity(txs.len());
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
@@ -291,6 +296,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     Ok(Plan {
         meta,
         policy,
+        revenue,
         receipts,
         admitted,
         lists,
@@ -312,6 +318,7 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
         fees: FeeTotals::default(),
         verdicts: Vec::new(),
         checked: 0,
+        counted: Vec::new(),
     };
     let base_fee = plan.meta.base_fee_per_gas;
     for &i in list {
@@ -322,6 +329,7 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
             index: i,
             checked: false,
             verdict: None,
+            counted: None,
         };
         let (r, split) = exec_tx(
             &mut sh.overlay,
@@ -331,9 +339,11 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
             a,
             base_fee,
             plan.policy.as_ref(),
+            plan.revenue.as_ref(),
             &mut seen,
         )?;
         sh.checked += u32::from(seen.checked);
+        sh.counted.extend(seen.counted);
         sh.verdicts.extend(seen.verdict);
         sh.gas_used += r.gas_used;
         sh.fees.add(&split);
@@ -353,6 +363,7 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
         meta,
         mut receipts,
         policy: plan_policy,
+        revenue,
         ..
     } = plan;
     let base_fee = meta.base_fee_per_gas;
@@ -368,7 +379,9 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     let mut fees = FeeTotals::default();
     let mut verdicts: Vec<VerdictEntry> = Vec::new();
     let mut compliance = ComplianceTotals::default();
+    let mut counted: Vec<([u8; 32], u128)> = Vec::new();
     for r in results {
+        counted.extend(r.counted.iter().copied());
         overlay.absorb(r.overlay);
         gas_used += r.gas_used;
         fees.merge(&r.fees);
@@ -403,8 +416,37 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     // after every transaction of it.
     let gov_burned = {
         let ledger: &mut dyn crate::modules::Ledger = &mut overlay;
-        crate::modules::governance::end_block(ledger, params, ctx.height, &mut block_events)?
+        crate::modules::governance::end_block(
+            ledger,
+            params,
+            ctx.height,
+            ctx.time_ms,
+            &mut block_events,
+        )?
     };
+    if let Some(program) = &revenue {
+        // Shard order is not block order: sum per identity first.
+        counted.sort_by_key(|c| c.0);
+        let mut per: Vec<([u8; 32], u128)> = Vec::new();
+        for (id, f) in counted {
+            match per.last_mut() {
+                Some(last) if last.0 == id => last.1 += f,
+                _ => per.push((id, f)),
+            }
+        }
+        let ledger: &mut dyn crate::modules::Ledger = &mut overlay;
+        crate::modules::revenue::end_block(
+            ledger,
+            program,
+            ctx.height,
+            &per,
+            fees.paid,
+            fees.pool,
+            &fee_pool_address().0,
+            &params.treasury.0,
+            &mut block_events,
+        )?;
+    }
     overlay.clear_journal();
 
     let burned = fees.burned + gov_burned;
@@ -486,6 +528,55 @@ fn assert_conserved<S: AuthenticatedState + ?Sized>(overlay: &Overlay<'_, S>, bu
     }
 }
 
+/// The institution a transaction's fee counts for: its payer's identity,
+/// if registered, unless every party of its balance movements belongs to
+/// that identity (reads the block-start registry).
+fn counted_for<S: AuthenticatedState + ?Sized>(
+    program: &crate::modules::revenue::Program,
+    base: &S,
+    payer: &[u8; 32],
+    events: &[Event],
+) -> Result<Option<[u8; 32]>, ExecError> {
+    let Some(id) = cmod::read_entry(base, payer)?.identity else {
+        return Ok(None);
+    };
+    if !program.has(&id) {
+        return Ok(None);
+    }
+    let flows = plume_compliance::flows_of(events);
+    if flows.is_empty() {
+        return Ok(Some(id));
+    }
+    for f in &flows {
+        for a in [f.from, f.to].into_iter().flatten() {
+            if cmod::read_entry(base, &a)?.identity != Some(id) {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None) // between its own accounts only
+}
+
+/// Flows with the protocol's own escrows (stake, governance deposits,
+/// vesting) have that side removed: bonding, a deposit or a vesting lock
+/// is checked as value leaving its sender, a withdrawal, refund or claim as
+/// value reaching its receiver; the escrow is never a party the rules
+/// judge (it has no identity, and its outflows are not one sender's).
+fn protocol_sides_removed(flows: Vec<plume_compliance::Flow>) -> Vec<plume_compliance::Flow> {
+    use plume_protocol::governance::{deposit_escrow, stake_escrow, vesting_escrow};
+    let protocol = [stake_escrow(), deposit_escrow(), vesting_escrow()];
+    let side = |a: Option<[u8; 32]>| a.filter(|a| !protocol.contains(a));
+    flows
+        .into_iter()
+        .map(|f| plume_compliance::Flow {
+            from: side(f.from),
+            to: side(f.to),
+            ..f
+        })
+        .filter(|f| f.from.is_some() || f.to.is_some())
+        .collect()
+}
+
 /// What a call sees of transaction `ptx` (admitted: it has a payer).
 fn tx_info<'a>(ptx: &'a PreparedTx, ctx: &BlockContext, params: &'a Params) -> TxInfo<'a> {
     TxInfo {
@@ -550,6 +641,8 @@ struct Seen {
     index: u32,
     checked: bool,
     verdict: Option<VerdictEntry>,
+    /// The institution this transaction's fee counts for, and the fee.
+    counted: Option<([u8; 32], u128)>,
 }
 
 /// Execute one admitted transaction.
@@ -561,6 +654,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     a: &Admitted<'_>,
     base_fee: u64,
     policy: Option<&Policy>,
+    revenue: Option<&crate::modules::revenue::Program>,
     seen: &mut Seen,
 ) -> Result<(Receipt, FeeSplit), ExecError> {
     ov.clear_journal();
@@ -625,7 +719,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
     // Interception: a call that moved value passes the rules before it
     // stands (the flows come from its balance events, whatever module).
     if let (Some(policy), Ok(())) = (policy, &result) {
-        let flows = plume_compliance::flows_of(&events[fee_events..]);
+        let flows = protocol_sides_removed(plume_compliance::flows_of(&events[fee_events..]));
         if !flows.is_empty() {
             seen.checked = true;
             let mut env = cmod::Interceptor { base, ledger };
@@ -663,6 +757,10 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
             receipt.status = Status::Failed;
             receipt.reason = reason;
         }
+    }
+    if let (Some(program), true) = (revenue, split.paid > 0) {
+        seen.counted =
+            counted_for(program, base, &payer, &events[fee_events..])?.map(|id| (id, split.paid));
     }
     receipt.events = events;
     Ok((receipt, split))

@@ -436,3 +436,129 @@ fn treasury_spends_pay_when_passed_vetoes_burn_and_unbonded_stake_withdraws_afte
     assert_eq!(out.receipts[0].status, Status::Rejected);
     assert_eq!(w.l.balance(poor.addr, &NATIVE_ASSET), 0);
 }
+
+/// Institutions A (two accounts) and B share 50 % of what the fee pool
+/// receives per 10-block epoch, by the fees their transactions paid: A
+/// pays 60 % of the epoch's fees and gets floor(60 % of the pool); its
+/// transfer between its own two accounts does not count.
+#[test]
+fn an_institution_with_60_percent_of_the_fees_gets_60_percent_of_the_pool_and_self_dealing_is_excluded(
+) {
+    use plume_compliance::{GenesisCompliance, GenesisIdentity, KycStatus, Provider};
+    let (a1, a2, b1, c, voter) = (who(1), who(2), who(3), who(4), who(5));
+    let (ia, ib) = ([0xa1; 32], [0xb1; 32]);
+    let (pay_a, pay_b) = (who(50).addr, who(51).addr);
+    let provider = [9u8; 32];
+    let ident = |identity: [u8; 32], addrs: Vec<[u8; 32]>| GenesisIdentity {
+        identity,
+        addresses: addrs,
+        provider,
+        status: KycStatus::Verified,
+        risk_tier: 1,
+        jurisdiction: *b"CH",
+        accreditation: 0,
+        expiry_height: u64::MAX,
+    };
+    let registry = GenesisCompliance {
+        admin: voter.addr.0,
+        list_keeper: voter.addr.0,
+        providers: vec![Provider {
+            key: provider,
+            name: "kyc".into(),
+            revoked_from: None,
+        }],
+        rules: Vec::new(),
+        deny: Vec::new(),
+        exempt: Vec::new(),
+        identities: vec![
+            ident(ia, vec![a1.addr.0, a2.addr.0]),
+            ident(ib, vec![b1.addr.0]),
+        ],
+    };
+    let allocs: Vec<_> = [a1, a2, b1, c, voter]
+        .iter()
+        .map(|w| (w.addr, RICH))
+        .collect();
+    let mut l = Ledger::with_compliance(gov_params(), &allocs, Some(&registry));
+    // Blocks 1-4: the program passes (voter bonds, proposes, votes).
+    l.block(&[stake(voter, 0, StakeCall::Bond { amount: 1_000 })]);
+    let id = proposal_id(&voter.addr.0, 1);
+    let kind = ProposalKind::RevenueProgram {
+        share_percent: 50,
+        epoch_blocks: 10,
+        institutions: vec![(ia, pay_a.0), (ib, pay_b.0)],
+    };
+    let out = l.block(&[gov(
+        voter,
+        1,
+        GovCall::Propose {
+            title: "revenue".into(),
+            kind,
+            deposit: 1_000,
+        },
+    )]);
+    assert_eq!(outcome(&out, 0), OK);
+    l.block(&[gov(
+        voter,
+        2,
+        GovCall::Vote {
+            proposal: id,
+            option: VoteOption::Yes,
+        },
+    )]);
+    l.block(&[]); // 4: decided
+    assert_eq!(status_of(&l, &id), "passed");
+    // Blocks 5-10 close the first epoch (nothing counted); block 11 holds
+    // the second epoch's only transactions, five equal-fee transfers.
+    while l.height < 10 {
+        l.block(&[]);
+    }
+    let txs = [
+        transfer(a1, 0, c, 10),
+        transfer(a1, 1, c, 10),
+        transfer(a2, 0, c, 10),
+        transfer(a1, 2, a2, 10), // self-dealing: not counted for A
+        transfer(b1, 0, c, 10),
+    ];
+    let out = l.block_sharded(&txs, 3);
+    let fees: Vec<u128> = out.receipts.iter().map(|r| r.fee_paid).collect();
+    assert!(fees.iter().all(|f| *f == fees[0] && *f > 0), "{fees:?}");
+    let pool = out.fees.pool;
+    assert!(pool > 1_000, "pool {pool}");
+    let v = l
+        .registry
+        .query(&l.state, "governance", "revenue", &[])
+        .unwrap();
+    assert_eq!(v["epoch"]["total_fees"], (5 * fees[0]).to_string(), "{v}");
+    while l.height < 19 {
+        l.block(&[]);
+    }
+    let out = l.block(&[]); // 20: the epoch ends
+    let share = pool / 2;
+    // A paid 3 of the 5 counted-or-not fees (its self-dealing one is in
+    // the total, not in its count), B 1.
+    assert!(share * 3 / 5 > 0);
+    assert_eq!(l.native(pay_a), share * 3 / 5);
+    assert_eq!(l.native(pay_b), share / 5);
+    let dust = share * 4 / 5 - share * 3 / 5 - share / 5;
+    assert!(out
+        .block_events
+        .iter()
+        .any(|e| e.cause == codes::REVENUE_SHARE && e.account == pay_a.0 && e.credit));
+    let dust_paid: u128 = out
+        .block_events
+        .iter()
+        .filter(|e| e.cause == codes::REVENUE_DUST && e.credit)
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(dust_paid, dust);
+    l.accounts.insert(pay_a);
+    l.accounts.insert(pay_b);
+    assert_eq!(l.meta().total_supply(), l.native_sum());
+    // A new epoch starts from zero.
+    let v = l
+        .registry
+        .query(&l.state, "governance", "revenue", &[])
+        .unwrap();
+    assert_eq!(v["epoch"]["total_fees"], "0", "{v}");
+}

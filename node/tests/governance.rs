@@ -399,4 +399,62 @@ fn a_software_upgrade_halts_every_validator_at_its_height_naming_the_version_and
         assert_eq!(t["receipt"]["status"], "Success", "{t}");
         assert!(t["height"].as_u64().unwrap() > up, "{t}");
     }
+
+    // Vesting by block time through the CLI: 1,000,000 over 2 s from now,
+    // claimed once the block times passed the end.
+    let ben = net.accounts[6].public_key().address().to_hex();
+    let k6 = net
+        .genesis_path
+        .parent()
+        .unwrap()
+        .join("accounts")
+        .join("6.key")
+        .display()
+        .to_string();
+    let out = plume_ok(&[
+        "tx",
+        "vest",
+        "--node",
+        &api,
+        "--key",
+        &k3,
+        "--beneficiary",
+        &ben,
+        "--total",
+        "1000000",
+        "--duration-ms",
+        "2000",
+        "--json",
+    ]);
+    let v = json_lines(&out);
+    let schedule = v["schedule"].as_str().unwrap().to_string();
+    final_everywhere(&net, v["hash"].as_str().unwrap());
+    std::thread::sleep(Duration::from_millis(2_500));
+    let before: u128 = rpc(&api, "plume_getAccount", json!([ben])).unwrap()["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = plume_ok(&[
+        "tx",
+        "claim-vested",
+        "--node",
+        &api,
+        "--key",
+        &k6,
+        "--schedule",
+        &schedule,
+        "--json",
+    ]);
+    let t = &final_everywhere(&net, &hash_of(&out))[0];
+    assert_eq!(t["receipt"]["status"], "Success", "{t}");
+    let fee: u128 = t["receipt"]["fee_paid"].as_str().unwrap().parse().unwrap();
+    let after: u128 = rpc(&api, "plume_getAccount", json!([ben])).unwrap()["balance"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(after, before + 1_000_000 - fee);
+    let q = plume_ok(&["query", "vesting", &schedule, "--node", &api]);
+    assert!(q.contains("\"released\": \"1000000\""), "{q}");
 }

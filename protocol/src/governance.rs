@@ -23,6 +23,11 @@ use serde::{Deserialize, Serialize};
 pub const MODULE_STAKE: ModuleId = 6;
 /// Module id of [`GovCall`].
 pub const MODULE_GOVERNANCE: ModuleId = 7;
+/// Module id of [`VestingCall`].
+pub const MODULE_VESTING: ModuleId = 8;
+
+/// Longest vesting schedule: five years (1,827 days), in ms.
+pub const VESTING_DURATION_MAX_MS: u64 = 1_827 * 24 * 3_600 * 1_000;
 
 /// Longest proposal title, in bytes.
 pub const TITLE_LEN_MAX: usize = 128;
@@ -244,6 +249,32 @@ pub enum ProposalKind {
         /// Amount.
         amount: u128,
     },
+    /// Lock `amount` from the treasury in a vesting schedule for `to`,
+    /// starting at the block time of the block that decides it
+    /// (irrevocable; the schedule's id is the proposal's).
+    VestedGrant {
+        /// Beneficiary.
+        to: [u8; 32],
+        /// Amount.
+        amount: u128,
+        /// Cliff after the start, ms.
+        cliff_ms: u64,
+        /// Duration, ms (at most five years).
+        duration_ms: u64,
+    },
+    /// Set (replace) the institutional revenue-sharing program: every
+    /// `epoch_blocks` blocks, `share_percent` of what the fee pool received
+    /// is shared among the listed institutions in proportion to the fees
+    /// their transactions paid (an empty list ends the program).
+    RevenueProgram {
+        /// Percent of the epoch's fee-pool receipts shared.
+        share_percent: u8,
+        /// Blocks per revenue epoch (epochs end at multiples of it).
+        epoch_blocks: u64,
+        /// `(compliance identity, payout address)`, at most
+        /// [`INSTITUTIONS_MAX`], each identity once.
+        institutions: Vec<([u8; 32], [u8; 32])>,
+    },
     /// From block `height` on, only software of at least `version` executes
     /// blocks: older nodes halt cleanly before executing `height`, naming
     /// the version (later than the latest block its voting could end in).
@@ -254,6 +285,9 @@ pub enum ProposalKind {
         height: u64,
     },
 }
+
+/// Most institutions in a revenue-sharing program.
+pub const INSTITUTIONS_MAX: usize = 64;
 
 /// Longest version string of a software upgrade.
 pub const VERSION_LEN_MAX: usize = 32;
@@ -278,6 +312,98 @@ pub fn parse_version(v: &str) -> Option<[u64; 3]> {
 /// by `MAJOR.MINOR.PATCH`; unparsable versions satisfy nothing).
 pub fn version_satisfies(have: &str, need: &str) -> bool {
     matches!((parse_version(have), parse_version(need)), (Some(h), Some(n)) if h >= n)
+}
+
+/// Vesting schedules: PLUME locked in the vesting escrow, released
+/// linearly by block time after a cliff.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum VestingCall {
+    /// Lock `total` of the payer's PLUME for `beneficiary`; its id is
+    /// [`schedule_id`]`(payer, sequence)`.
+    Create {
+        /// Who may claim what vested.
+        beneficiary: [u8; 32],
+        /// Amount locked.
+        total: u128,
+        /// Start (block time, ms since the Unix epoch).
+        start_ms: u64,
+        /// Nothing vests before `start_ms + cliff_ms`.
+        cliff_ms: u64,
+        /// Everything has vested at `start_ms + duration_ms` (at most
+        /// [`VESTING_DURATION_MAX_MS`]).
+        duration_ms: u64,
+        /// Who may take back the unvested part (none: irrevocable).
+        clawback: Option<[u8; 32]>,
+    },
+    /// Beneficiary: receive what vested and was not claimed yet.
+    Claim {
+        /// Schedule id.
+        schedule: [u8; 32],
+    },
+    /// Clawback authority: take the unvested part; what vested stays the
+    /// beneficiary's to claim, and nothing vests later.
+    Clawback {
+        /// Schedule id.
+        schedule: [u8; 32],
+    },
+}
+
+/// Whether a schedule's shape is allowed (duration in 1..=5 years, cliff
+/// within it).
+pub fn schedule_ok(cliff_ms: u64, duration_ms: u64) -> bool {
+    duration_ms > 0 && duration_ms <= VESTING_DURATION_MAX_MS && cliff_ms <= duration_ms
+}
+
+impl VestingCall {
+    fn check_rules(&self) -> Result<(), Reason> {
+        match self {
+            VestingCall::Create {
+                total,
+                cliff_ms,
+                duration_ms,
+                ..
+            } => {
+                if *total == 0 {
+                    return Err(Reason::ZeroAmount);
+                }
+                if !schedule_ok(*cliff_ms, *duration_ms) {
+                    return Err(codes::BAD_SCHEDULE);
+                }
+                Ok(())
+            }
+            VestingCall::Claim { .. } | VestingCall::Clawback { .. } => Ok(()),
+        }
+    }
+}
+
+/// What of `total` has vested at block time `now_ms`: 0 before the cliff,
+/// `floor(total x elapsed / duration)` after it, `total` from the end on.
+/// Never decreases as `now_ms` grows.
+pub fn vested(total: u128, start_ms: u64, cliff_ms: u64, duration_ms: u64, now_ms: u64) -> u128 {
+    let elapsed = now_ms.saturating_sub(start_ms);
+    if now_ms < start_ms || elapsed < cliff_ms {
+        return 0;
+    }
+    if duration_ms == 0 || elapsed >= duration_ms {
+        return total;
+    }
+    // floor(total * elapsed / duration) without overflow: elapsed < duration.
+    let (e, d) = (elapsed as u128, duration_ms as u128);
+    total / d * e + total % d * e / d
+}
+
+/// A vesting schedule's id: `hash(Address, "vesting" || payer || sequence)`.
+pub fn schedule_id(payer: &[u8; 32], sequence: u64) -> [u8; 32] {
+    plume_crypto::hash_parts(
+        plume_crypto::Domain::Address,
+        &[b"vesting", payer, &sequence.to_le_bytes()],
+    )
+    .0
+}
+
+/// The account holding unvested (and vested, unclaimed) PLUME.
+pub fn vesting_escrow() -> [u8; 32] {
+    plume_crypto::hash(plume_crypto::Domain::Address, b"plume vesting escrow").0
 }
 
 /// A vote.
@@ -371,6 +497,38 @@ impl GovCall {
                         Err(Reason::ZeroAmount)
                     }
                     ProposalKind::TreasurySpend { .. } => Ok(()),
+                    ProposalKind::VestedGrant { amount, .. } if *amount == 0 => {
+                        Err(Reason::ZeroAmount)
+                    }
+                    ProposalKind::VestedGrant {
+                        cliff_ms,
+                        duration_ms,
+                        ..
+                    } => {
+                        if schedule_ok(*cliff_ms, *duration_ms) {
+                            Ok(())
+                        } else {
+                            Err(codes::BAD_SCHEDULE)
+                        }
+                    }
+                    ProposalKind::RevenueProgram {
+                        share_percent,
+                        epoch_blocks,
+                        institutions,
+                    } => {
+                        let mut ids: Vec<_> = institutions.iter().map(|i| i.0).collect();
+                        ids.sort_unstable();
+                        ids.dedup();
+                        if *share_percent > 100
+                            || *epoch_blocks == 0
+                            || institutions.len() > INSTITUTIONS_MAX
+                            || ids.len() != institutions.len()
+                        {
+                            Err(codes::BAD_PROPOSAL)
+                        } else {
+                            Ok(())
+                        }
+                    }
                     ProposalKind::SoftwareUpgrade { version, .. } => {
                         if version.len() > VERSION_LEN_MAX || parse_version(version).is_none() {
                             Err(codes::BAD_PROPOSAL)
@@ -410,6 +568,7 @@ macro_rules! rkyv_call {
 }
 rkyv_call!(StakeCall, MODULE_STAKE);
 rkyv_call!(GovCall, MODULE_GOVERNANCE);
+rkyv_call!(VestingCall, MODULE_VESTING);
 
 /// A proposal's id: `hash(Address, "proposal" || payer || sequence)`.
 pub fn proposal_id(payer: &[u8; 32], sequence: u64) -> [u8; 32] {
@@ -463,6 +622,12 @@ pub mod codes {
         ACTIVATION_TOO_EARLY = 606, "The activation height is not after the latest block the voting could end in.";
         BAD_PROPOSAL = 607, "An empty or too long title or text, or a change of nothing.";
         TOO_MANY_DEPOSITORS = 608, "The proposal has DEPOSITORS_MAX depositors already.";
+        UNKNOWN_SCHEDULE = 620, "No vesting schedule has this id.";
+        NOT_BENEFICIARY = 621, "Only the schedule's beneficiary may claim.";
+        NOTHING_VESTED = 622, "Nothing vested that was not claimed already.";
+        NOT_CLAWBACK_AUTHORITY = 623, "Only the schedule's clawback authority may claw back (and it has none).";
+        BAD_SCHEDULE = 624, "A zero or longer than five years duration, or a cliff after the end.";
+        NOTHING_TO_CLAW_BACK = 625, "Nothing is unvested (vested in full, or clawed back already).";
     }
 
     table! {
@@ -473,6 +638,11 @@ pub mod codes {
         DEPOSIT_REFUND = 601, "A deposit returned: the proposal reached a decision.";
         DEPOSIT_BURN = 602, "A deposit burned: expired, below quorum or vetoed.";
         TREASURY_SPEND = 603, "A treasury payment of a passed proposal.";
+        VESTING_LOCK = 620, "PLUME locked in a vesting schedule (to the vesting escrow).";
+        VESTING_RELEASE = 621, "Vested PLUME claimed by the beneficiary.";
+        VESTING_CLAWBACK = 622, "Unvested PLUME taken back by the clawback authority.";
+        REVENUE_SHARE = 640, "An institution's revenue share, from the fee pool.";
+        REVENUE_DUST = 641, "Rounding dust of the revenue shares, from the fee pool to the treasury.";
     }
 
     #[cfg(test)]

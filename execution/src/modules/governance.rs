@@ -351,7 +351,7 @@ impl Module for Governance {
             .flatten()
     }
     fn queries(&self) -> &'static [&'static str] {
-        &["proposal", "proposals", "vote", "params", "upgrade"]
+        &["proposal", "proposals", "vote", "params", "upgrade", "revenue"]
     }
     fn query(
         &self,
@@ -404,6 +404,26 @@ impl Module for Governance {
                     })).collect::<Vec<_>>(),
                 }))
             }
+            "revenue" => {
+                let t = super::revenue::read_tally(state)?;
+                let p = super::revenue::read_program(state)?;
+                Ok(serde_json::json!({
+                    "program": p.map(|p| serde_json::json!({
+                        "share_percent": p.share_percent,
+                        "epoch_blocks": p.epoch_blocks,
+                        "institutions": p.institutions.iter().map(|(i, a)| serde_json::json!({
+                            "identity": hex::encode(i), "payout": hex::encode(a)
+                        })).collect::<Vec<_>>(),
+                    })),
+                    "epoch": {
+                        "total_fees": t.total_fees.to_string(),
+                        "pool_received": t.pool_received.to_string(),
+                        "per_institution": t.per_institution.iter().map(|(i, f)| serde_json::json!({
+                            "identity": hex::encode(i), "fees": f.to_string()
+                        })).collect::<Vec<_>>(),
+                    },
+                }))
+            }
             "upgrade" => Ok(match upgrade_plan(state)? {
                 Some(u) => serde_json::json!({
                     "version": u.version,
@@ -436,6 +456,30 @@ fn proposal_json(p: &Proposal) -> serde_json::Value {
         }),
         ProposalKind::SoftwareUpgrade { version, height } => serde_json::json!({
             "software_upgrade": { "version": version, "height": height }
+        }),
+        ProposalKind::RevenueProgram {
+            share_percent,
+            epoch_blocks,
+            institutions,
+        } => serde_json::json!({
+            "revenue_program": {
+                "share_percent": share_percent, "epoch_blocks": epoch_blocks,
+                "institutions": institutions.iter().map(|(i, p)| serde_json::json!({
+                    "identity": hex::encode(i), "payout": hex::encode(p)
+                })).collect::<Vec<_>>(),
+            }
+        }),
+        ProposalKind::VestedGrant {
+            to,
+            amount,
+            cliff_ms,
+            duration_ms,
+        } => serde_json::json!({
+            "vested_grant": {
+                "to": hex::encode(to), "amount": amount.to_string(),
+                "cliff_ms": cliff_ms, "duration_ms": duration_ms,
+                "schedule": hex::encode(p.id),
+            }
         }),
     };
     serde_json::json!({
@@ -523,7 +567,10 @@ impl Call for GovCall {
                             return Ok(Err(codes::ACTIVATION_TOO_EARLY));
                         }
                     }
-                    ProposalKind::Text { .. } | ProposalKind::TreasurySpend { .. } => {}
+                    ProposalKind::Text { .. }
+                    | ProposalKind::TreasurySpend { .. }
+                    | ProposalKind::VestedGrant { .. }
+                    | ProposalKind::RevenueProgram { .. } => {}
                 }
                 let mut active = ledger_active(l)?;
                 if active.entries.len() >= PROPOSALS_ACTIVE_MAX {
@@ -671,6 +718,7 @@ pub fn end_block(
     l: &mut dyn Ledger,
     params: &Params,
     height: u64,
+    time_ms: u64,
     events: &mut Vec<Event>,
 ) -> Result<u128, ExecError> {
     let mut active = ledger_active(l)?;
@@ -712,7 +760,7 @@ pub fn end_block(
                 } else {
                     refund(l, &p, events)?;
                     if against > 0 && percent_cmp(yes, against, p.threshold_percent, true) {
-                        execute(l, params, &p, height, events)?
+                        execute(l, params, &p, height, time_ms, events)?
                     } else {
                         ProposalStatus::Rejected
                     }
@@ -730,10 +778,49 @@ fn execute(
     params: &Params,
     p: &Proposal,
     height: u64,
+    time_ms: u64,
     events: &mut Vec<Event>,
 ) -> Result<ProposalStatus, ExecError> {
     match &p.kind {
+        ProposalKind::VestedGrant {
+            to,
+            amount,
+            cliff_ms,
+            duration_ms,
+        } => {
+            let made = super::vesting::create_from_treasury(
+                l,
+                &params.treasury.0,
+                p.id,
+                *to,
+                *amount,
+                time_ms,
+                *cliff_ms,
+                *duration_ms,
+                events,
+            )?;
+            Ok(if made {
+                ProposalStatus::Passed
+            } else {
+                ProposalStatus::PassedNotExecuted
+            })
+        }
         ProposalKind::Text { .. } => Ok(ProposalStatus::Passed),
+        ProposalKind::RevenueProgram {
+            share_percent,
+            epoch_blocks,
+            institutions,
+        } => {
+            super::revenue::set_program(
+                l,
+                &super::revenue::Program {
+                    share_percent: *share_percent,
+                    epoch_blocks: *epoch_blocks,
+                    institutions: institutions.clone(),
+                },
+            )?;
+            Ok(ProposalStatus::Passed)
+        }
         ProposalKind::SoftwareUpgrade { version, height } => {
             // The last one passed replaces an earlier plan.
             let _ = l.record(&upgrade_key())?;

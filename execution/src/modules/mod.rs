@@ -452,6 +452,8 @@ macro_rules! rkyv_record {
     };
 }
 
+pub mod revenue;
+
 /// Declares the built-in modules: each line is `file => type`, where
 /// `file.rs` in this directory defines the unit struct `type`
 /// implementing [`Module`].
@@ -473,6 +475,7 @@ standard_modules! {
     compliance => Compliance,
     stake => Stake,
     governance => Governance,
+    vesting => Vesting,
 }
 
 /// Parse a 32-byte hex argument of a query.

@@ -7,8 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use plume_client::txbuild;
 use plume_protocol::calls::{EncodedCall, ModuleCall};
 use plume_protocol::governance::{
-    proposal_id, GovCall, ParamChange, ProposalKind, StakeCall, VoteOption, MODULE_GOVERNANCE,
-    MODULE_STAKE,
+    proposal_id, schedule_id, GovCall, ParamChange, ProposalKind, StakeCall, VestingCall,
+    VoteOption, MODULE_GOVERNANCE, MODULE_STAKE, MODULE_VESTING,
 };
 use serde_json::{json, Value};
 
@@ -67,12 +67,75 @@ pub enum GovTxCmd {
         /// Amount of the treasury spend.
         #[arg(long)]
         spend_amount: Option<u128>,
+        /// A revenue-sharing program: percent of the fee pool's receipts
+        /// shared per epoch (with --revenue-epoch-blocks and --institution).
+        #[arg(long, requires = "revenue_epoch_blocks")]
+        revenue_share: Option<u8>,
+        /// Blocks per revenue epoch.
+        #[arg(long)]
+        revenue_epoch_blocks: Option<u64>,
+        /// A participating institution, `IDENTITY=PAYOUT` (64 hex each;
+        /// the compliance identity and the address paid; repeat).
+        #[arg(long = "institution")]
+        institutions: Vec<String>,
+        /// A vested treasury grant to this address (starts when it passes).
+        #[arg(long, requires_all = ["grant_amount", "grant_duration_ms"])]
+        grant_to: Option<String>,
+        /// Amount of the grant.
+        #[arg(long)]
+        grant_amount: Option<u128>,
+        /// Cliff of the grant, ms.
+        #[arg(long, default_value_t = 0)]
+        grant_cliff_ms: u64,
+        /// Duration of the grant, ms.
+        #[arg(long)]
+        grant_duration_ms: Option<u64>,
         /// A software upgrade: the version required from --upgrade-height.
         #[arg(long, requires = "upgrade_height")]
         upgrade_version: Option<String>,
         /// First block the upgraded software executes.
         #[arg(long)]
         upgrade_height: Option<u64>,
+    },
+    /// Lock PLUME in a vesting schedule for a beneficiary (times are
+    /// block times, ms since the Unix epoch; at most five years).
+    Vest {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Beneficiary address.
+        #[arg(long)]
+        beneficiary: String,
+        /// Amount locked (base units).
+        #[arg(long)]
+        total: u128,
+        /// Start, ms since the Unix epoch (default: now).
+        #[arg(long)]
+        start_ms: Option<u64>,
+        /// Nothing vests before start + cliff.
+        #[arg(long, default_value_t = 0)]
+        cliff_ms: u64,
+        /// Everything has vested at start + duration.
+        #[arg(long)]
+        duration_ms: u64,
+        /// Address that may take back the unvested part (default: none).
+        #[arg(long)]
+        clawback: Option<String>,
+    },
+    /// Beneficiary: claim what vested.
+    ClaimVested {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Schedule id (64 hex).
+        #[arg(long)]
+        schedule: String,
+    },
+    /// Clawback authority: take back what has not vested.
+    Clawback {
+        #[command(flatten)]
+        common: TxCommon,
+        /// Schedule id (64 hex).
+        #[arg(long)]
+        schedule: String,
     },
     /// Add to a proposal's deposit.
     Deposit {
@@ -163,8 +226,36 @@ pub fn run_tx(cmd: GovTxCmd) -> Result<()> {
             spend_amount,
             upgrade_version,
             upgrade_height,
+            grant_to,
+            grant_amount,
+            grant_cliff_ms,
+            grant_duration_ms,
+            revenue_share,
+            revenue_epoch_blocks,
+            institutions,
         } => {
             let kind = match (text, set.is_empty(), spend_to, upgrade_version) {
+                _ if revenue_share.is_some() => ProposalKind::RevenueProgram {
+                    share_percent: revenue_share.unwrap_or_default(),
+                    epoch_blocks: revenue_epoch_blocks
+                        .ok_or_else(|| anyhow!("--revenue-share needs --revenue-epoch-blocks"))?,
+                    institutions: institutions
+                        .iter()
+                        .map(|i| {
+                            let (id, payout) = i.split_once('=').ok_or_else(|| {
+                                anyhow!("--institution {i}: expected IDENTITY=PAYOUT")
+                            })?;
+                            Ok((h32(id, "--institution identity")?, h32(payout, "--institution payout")?))
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                },
+                _ if grant_to.is_some() => ProposalKind::VestedGrant {
+                    to: h32(grant_to.as_deref().unwrap_or_default(), "--grant-to")?,
+                    amount: grant_amount.ok_or_else(|| anyhow!("--grant-to needs --grant-amount"))?,
+                    cliff_ms: grant_cliff_ms,
+                    duration_ms: grant_duration_ms
+                        .ok_or_else(|| anyhow!("--grant-to needs --grant-duration-ms"))?,
+                },
                 (Some(text), true, None, None) => ProposalKind::Text { text },
                 (None, false, None, None) => ProposalKind::ParamChange {
                     change: parse_change(&set)?,
@@ -202,6 +293,49 @@ pub fn run_tx(cmd: GovTxCmd) -> Result<()> {
             } else {
                 println!("proposal id {}", hex::encode(id));
             }
+        }
+        GovTxCmd::Vest {
+            common,
+            beneficiary,
+            total,
+            start_ms,
+            cliff_ms,
+            duration_ms,
+            clawback,
+        } => {
+            let start_ms = start_ms.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            });
+            let call = VestingCall::Create {
+                beneficiary: h32(&beneficiary, "--beneficiary")?,
+                total,
+                start_ms,
+                cliff_ms,
+                duration_ms,
+                clawback: clawback.map(|c| h32(&c, "--clawback")).transpose()?,
+            };
+            let json_out = common.json;
+            let (payer, seq) = submit(&common, MODULE_VESTING, call.encode())?;
+            let id = schedule_id(&h32(&payer, "payer")?, seq);
+            if json_out {
+                println!("{}", json!({ "schedule": hex::encode(id) }));
+            } else {
+                println!("schedule id {}", hex::encode(id));
+            }
+        }
+        GovTxCmd::ClaimVested { common, schedule } => {
+            let call = VestingCall::Claim {
+                schedule: h32(&schedule, "--schedule")?,
+            };
+            submit(&common, MODULE_VESTING, call.encode())?;
+        }
+        GovTxCmd::Clawback { common, schedule } => {
+            let call = VestingCall::Clawback {
+                schedule: h32(&schedule, "--schedule")?,
+            };
+            submit(&common, MODULE_VESTING, call.encode())?;
         }
         GovTxCmd::Deposit {
             common,
@@ -270,6 +404,20 @@ pub enum GovQueryCmd {
         #[arg(long, default_value = "127.0.0.1:26700")]
         node: String,
     },
+    /// A vesting schedule, with what has vested at the latest block's time.
+    Vesting {
+        /// Schedule id (64 hex).
+        id: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
+    /// The revenue-sharing program and the current epoch's counts.
+    Revenue {
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
     /// An account's bonded and unbonding stake.
     Stake {
         /// Address (64 hex).
@@ -328,6 +476,23 @@ pub fn run_query(cmd: GovQueryCmd) -> Result<()> {
                 None => json!([]),
             };
             let v = plume_client::rpc(&node, "plume_getParams", params)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        GovQueryCmd::Vesting { id, node } => {
+            let status = plume_client::rpc(&node, "plume_status", json!([]))?;
+            let h = status["height"].as_u64().unwrap_or(0);
+            let t = plume_client::rpc(&node, "plume_getBlock", json!([h]))
+                .ok()
+                .and_then(|b| b["time_ms"].as_u64())
+                .unwrap_or(0);
+            let v = query(&node, "vesting", "schedule", &[&id, &t.to_string()])?;
+            if v.is_null() {
+                bail!("no vesting schedule {id}");
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        GovQueryCmd::Revenue { node } => {
+            let v = query(&node, "governance", "revenue", &[])?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         GovQueryCmd::Stake { address, node } => {
