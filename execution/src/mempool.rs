@@ -96,7 +96,10 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     if body.gas_limit < fees::intrinsic_gas(body, call.gas().saturating_add(compliance_gas)) {
         return Err(Reason::OutOfGas.into());
     }
-    if body.gas_limit > params.block_gas_limit {
+    // The block gas limit is governable: the one in force next block.
+    let block_gas_limit =
+        crate::modules::governance::effective_params(state, params, next_height)?.block_gas_limit;
+    if body.gas_limit > block_gas_limit {
         return Err(Reason::BlockGasLimit.into());
     }
     let acct = read_account(state, payer)?;

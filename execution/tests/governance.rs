@@ -562,3 +562,147 @@ fn an_institution_with_60_percent_of_the_fees_gets_60_percent_of_the_pool_and_se
         .unwrap();
     assert_eq!(v["epoch"]["total_fees"], "0", "{v}");
 }
+
+/// Milestone grants (reserve, tranches by their own votes, cancel), a
+/// governed block gas limit, and the supply invariant after every block
+/// with stake, deposits, grants and vesting all holding PLUME in escrows.
+#[test]
+fn milestone_grants_pay_tranche_by_tranche_the_gas_limit_is_governed_and_supply_holds_every_block()
+{
+    use plume_protocol::governance::grant_escrow;
+    let mut w = World::new(5);
+    for a in [stake_escrow(), deposit_escrow(), grant_escrow()] {
+        w.l.accounts.insert(plume_crypto::ed25519::Address(a));
+    }
+    let grantee = w.users[4].addr;
+    let treasury = w.l.params.treasury;
+    let supply_ok = |l: &Ledger| assert_eq!(l.meta().total_supply(), l.native_sum());
+    let yes = |w: &mut World, ids: &[[u8; 32]]| -> Vec<PreparedTx> {
+        let mut v = Vec::new();
+        for id in ids {
+            v.push(w.vote(0, *id, VoteOption::Yes));
+            v.push(w.vote(1, *id, VoteOption::Yes));
+        }
+        v
+    };
+    // Block 2: a grant of three tranches; the block gas limit down to
+    // 200,000 (target 100,000) from height 9.
+    let (a, grant) = w.propose(
+        0,
+        ProposalKind::MilestoneGrant {
+            to: grantee.0,
+            tranches: vec![1_000, 2_000, 3_000],
+        },
+        1_000,
+    );
+    let (b, limit) = w.propose(
+        1,
+        ProposalKind::ParamChange {
+            change: ParamChange {
+                block_gas_limit: Some(200_000),
+                block_gas_target: Some(100_000),
+                ..Default::default()
+            },
+            activation_height: 9,
+        },
+        1_000,
+    );
+    let out = w.l.block(&[a, b]);
+    assert_eq!((outcome(&out, 0), outcome(&out, 1)), (OK, OK));
+    supply_ok(&w.l);
+    let txs = yes(&mut w, &[grant, limit]);
+    w.l.block(&txs);
+    supply_ok(&w.l);
+    let before = w.l.native(treasury);
+    w.l.block(&[]); // 4: both pass; 6,000 reserved
+    assert_eq!(status_of(&w.l, &grant), "passed");
+    assert_eq!(status_of(&w.l, &limit), "passed");
+    assert_eq!(w.l.native(treasury), before - 6_000);
+    assert_eq!(
+        w.l.native(plume_crypto::ed25519::Address(grant_escrow())),
+        6_000
+    );
+    supply_ok(&w.l);
+    // Blocks 5-7: release the first tranche by its own vote.
+    let (r1, release1) = w.propose(2, ProposalKind::ReleaseTranche { grant }, 1_000);
+    w.l.block(&[r1]);
+    let txs = yes(&mut w, &[release1]);
+    w.l.block(&txs);
+    let g0 = w.l.native(grantee);
+    w.l.block(&[]); // 7
+    assert_eq!(status_of(&w.l, &release1), "passed");
+    assert_eq!(w.l.native(grantee), g0 + 1_000);
+    w.l.accounts.insert(grantee);
+    supply_ok(&w.l);
+    // Block 8: from height 9 the gas limit is 200,000: a transaction
+    // asking for more is refused by precheck and by the block.
+    let p9 = effective_params(&w.l.state, &w.l.params, 9).unwrap();
+    assert_eq!(
+        (p9.block_gas_limit, p9.block_gas_target),
+        (200_000, 100_000)
+    );
+    w.l.block(&[]); // 8
+    let big = w.transfer(3, 2, 5);
+    assert!(matches!(
+        plume_execution::precheck(&w.l.state, &w.l.params, &w.l.registry, &big),
+        Err(plume_execution::PrecheckError::Refused(
+            Reason::BlockGasLimit
+        ))
+    ));
+    w.seq[3] -= 1; // refused: its sequence is still free
+                   // Twelve 20,000-gas transfers: ten fit the block's 200,000, the last
+                   // two are rejected for the block gas limit.
+    let txs: Vec<_> = (0..12)
+        .map(|_| {
+            let s = w.next(3);
+            let mut b = body(
+                &[w.users[3]],
+                s,
+                EncodedCall::from(plume_protocol::calls::Transfer {
+                    asset: NATIVE_ASSET,
+                    to: w.users[2].addr.0,
+                    amount: 5,
+                }),
+            );
+            b.gas_limit = 100_000;
+            prep(b)
+        })
+        .collect();
+    let out = w.l.block(&txs); // 9
+    w.seq[3] -= 2;
+    assert!(out.gas_used <= 200_000, "{}", out.gas_used);
+    for (i, r) in out.receipts.iter().enumerate() {
+        if i < 10 {
+            assert_eq!((r.status, r.reason), OK, "tx {i}");
+        } else {
+            assert_eq!(
+                (r.status, r.reason),
+                (Status::Rejected, Reason::BlockGasLimit)
+            );
+        }
+    }
+    supply_ok(&w.l);
+    // Blocks 10-12: cancel: the two unpaid tranches go back; a release
+    // after that pays nothing.
+    let (c, cancel) = w.propose(2, ProposalKind::CancelGrant { grant }, 1_000);
+    w.l.block(&[c]);
+    let txs = yes(&mut w, &[cancel]);
+    w.l.block(&txs);
+    let t0 = w.l.native(treasury);
+    let out = w.l.block(&[]); // 12
+    assert_eq!(status_of(&w.l, &cancel), "passed");
+    assert_eq!(w.l.native(treasury), t0 + 5_000 + out.fees.treasury);
+    assert_eq!(
+        w.l.native(plume_crypto::ed25519::Address(grant_escrow())),
+        0
+    );
+    supply_ok(&w.l);
+    let g =
+        w.l.registry
+            .query(&w.l.state, "governance", "grant", &[hex::encode(grant)])
+            .unwrap();
+    assert_eq!(
+        (g["paid"].as_u64(), g["cancelled"].as_bool()),
+        (Some(1), Some(true))
+    );
+}

@@ -123,7 +123,9 @@ pub struct ParamChange {
     pub fee_burn_percent: Option<u8>,
     /// Percent of the unburned base fee to the treasury.
     pub fee_treasury_percent: Option<u8>,
-    /// EIP-1559 gas target (at most the block gas limit).
+    /// Gas limit of one block.
+    pub block_gas_limit: Option<u64>,
+    /// EIP-1559 gas target (at most the block gas limit; lowered with it).
     pub block_gas_target: Option<u64>,
     /// Lowest base fee per gas.
     pub base_fee_min: Option<u64>,
@@ -185,6 +187,7 @@ impl ParamChange {
         }
         let zero = |v: Option<u64>| v == Some(0);
         if zero(self.block_gas_target)
+            || zero(self.block_gas_limit)
             || zero(self.base_fee_change_denominator)
             || zero(self.deposit_period_blocks)
             || zero(self.voting_period_blocks)
@@ -262,6 +265,26 @@ pub enum ProposalKind {
         /// Duration, ms (at most five years).
         duration_ms: u64,
     },
+    /// A grant paid in tranches: on passing, the sum of `tranches` moves
+    /// from the treasury to the grant escrow (the grant's id is the
+    /// proposal's); each tranche is then paid by its own passed
+    /// [`ProposalKind::ReleaseTranche`], in order.
+    MilestoneGrant {
+        /// Recipient.
+        to: [u8; 32],
+        /// Amounts, 1..=TRANCHES_MAX, each > 0.
+        tranches: Vec<u128>,
+    },
+    /// Pay the next tranche of a milestone grant.
+    ReleaseTranche {
+        /// The grant (its proposal's id).
+        grant: [u8; 32],
+    },
+    /// End a milestone grant: its unpaid tranches go back to the treasury.
+    CancelGrant {
+        /// The grant (its proposal's id).
+        grant: [u8; 32],
+    },
     /// Set (replace) the institutional revenue-sharing program: every
     /// `epoch_blocks` blocks, `share_percent` of what the fee pool received
     /// is shared among the listed institutions in proportion to the fees
@@ -285,6 +308,9 @@ pub enum ProposalKind {
         height: u64,
     },
 }
+
+/// Most tranches of a milestone grant.
+pub const TRANCHES_MAX: usize = 16;
 
 /// Most institutions in a revenue-sharing program.
 pub const INSTITUTIONS_MAX: usize = 64;
@@ -511,6 +537,23 @@ impl GovCall {
                             Err(codes::BAD_SCHEDULE)
                         }
                     }
+                    ProposalKind::MilestoneGrant { tranches, .. } => {
+                        if tranches.is_empty()
+                            || tranches.len() > TRANCHES_MAX
+                            || tranches.contains(&0)
+                            || tranches
+                                .iter()
+                                .try_fold(0u128, |a, t| a.checked_add(*t))
+                                .is_none()
+                        {
+                            Err(codes::BAD_PROPOSAL)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    ProposalKind::ReleaseTranche { .. } | ProposalKind::CancelGrant { .. } => {
+                        Ok(())
+                    }
                     ProposalKind::RevenueProgram {
                         share_percent,
                         epoch_blocks,
@@ -584,6 +627,11 @@ pub fn stake_escrow() -> [u8; 32] {
     plume_crypto::hash(plume_crypto::Domain::Address, b"plume stake escrow").0
 }
 
+/// The account holding the unpaid tranches of milestone grants.
+pub fn grant_escrow() -> [u8; 32] {
+    plume_crypto::hash(plume_crypto::Domain::Address, b"plume grant escrow").0
+}
+
 /// The account holding proposal deposits.
 pub fn deposit_escrow() -> [u8; 32] {
     plume_crypto::hash(plume_crypto::Domain::Address, b"plume governance deposits").0
@@ -641,6 +689,7 @@ pub mod codes {
         VESTING_LOCK = 620, "PLUME locked in a vesting schedule (to the vesting escrow).";
         VESTING_RELEASE = 621, "Vested PLUME claimed by the beneficiary.";
         VESTING_CLAWBACK = 622, "Unvested PLUME taken back by the clawback authority.";
+        GRANT_TRANCHE = 642, "A milestone grant's tranche, reserved (treasury to grant escrow), paid or returned.";
         REVENUE_SHARE = 640, "An institution's revenue share, from the fee pool.";
         REVENUE_DUST = 641, "Rounding dust of the revenue shares, from the fee pool to the treasury.";
     }

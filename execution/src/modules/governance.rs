@@ -185,6 +185,53 @@ pub struct UpgradePlan {
 }
 rkyv_record!(UpgradePlan, "upgrade plan");
 
+/// A milestone grant.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Recipient.
+    pub to: [u8; 32],
+    /// The tranches.
+    pub tranches: Vec<u128>,
+    /// How many were paid.
+    pub paid: u32,
+    /// Cancelled (the rest went back to the treasury).
+    pub cancelled: bool,
+}
+rkyv_record!(Grant, "milestone grant");
+
+/// Key of a milestone grant.
+pub fn grant_key(id: &[u8; 32]) -> StateKey {
+    module_key(MODULE_GOVERNANCE, &[b"grant", id])
+}
+
+fn ledger_grant(l: &mut dyn Ledger, id: &[u8; 32]) -> Result<Option<Grant>, ExecError> {
+    l.record(&grant_key(id))?
+        .map(|b| Grant::decode(&b))
+        .transpose()
+}
+
+/// Move `amount` between two accounts as a block event; `false` (nothing
+/// changed) if `from` is short.
+fn move_plume(
+    l: &mut dyn Ledger,
+    from: &[u8; 32],
+    to: &[u8; 32],
+    amount: u128,
+    cause: Cause,
+    events: &mut Vec<Event>,
+) -> Result<bool, ExecError> {
+    let mut ev = Vec::new();
+    if l.debit(from, &NATIVE_ASSET, amount, cause, &mut ev)?.is_err() {
+        return Ok(false);
+    }
+    if l.credit(to, &NATIVE_ASSET, amount, cause, &mut ev)?.is_err() {
+        expect_ok(l.credit(from, &NATIVE_ASSET, amount, cause, &mut Vec::new())?);
+        return Ok(false);
+    }
+    events.extend(ev);
+    Ok(true)
+}
+
 /// Key of the upgrade plan.
 pub fn upgrade_key() -> StateKey {
     module_key(MODULE_GOVERNANCE, &[b"upgrade"])
@@ -226,6 +273,7 @@ fn fold(a: &mut ParamChange, b: &ParamChange) {
     over!(
         fee_burn_percent,
         fee_treasury_percent,
+        block_gas_limit,
         block_gas_target,
         base_fee_min,
         base_fee_change_denominator,
@@ -247,11 +295,15 @@ fn apply_change(p: &mut Params, c: &ParamChange) {
     if let Some(v) = c.fee_treasury_percent {
         p.fee_treasury_percent = v;
     }
-    if let Some(v) = c.block_gas_target {
-        // Checked against the limit at proposal time; the limit is not
-        // governable, so this only guards a hand-made state.
-        p.block_gas_target = v.min(p.block_gas_limit);
+    if let Some(v) = c.block_gas_limit {
+        p.block_gas_limit = v.max(1);
     }
+    if let Some(v) = c.block_gas_target {
+        p.block_gas_target = v;
+    }
+    // The target never exceeds the limit (checked at proposal time against
+    // the parameters then; a later change of the limit lowers it).
+    p.block_gas_target = p.block_gas_target.clamp(1, p.block_gas_limit);
     if let Some(v) = c.base_fee_min {
         p.base_fee_min = v;
     }
@@ -351,7 +403,7 @@ impl Module for Governance {
             .flatten()
     }
     fn queries(&self) -> &'static [&'static str] {
-        &["proposal", "proposals", "vote", "params", "upgrade", "revenue"]
+        &["proposal", "proposals", "vote", "params", "upgrade", "revenue", "grant"]
     }
     fn query(
         &self,
@@ -403,6 +455,21 @@ impl Module for Governance {
                         "activation_height": h, "change": change_json(c)
                     })).collect::<Vec<_>>(),
                 }))
+            }
+            "grant" => {
+                let id = super::hex32_arg(args, 0, "grant")?;
+                Ok(match state.get(&grant_key(&id))? {
+                    Some(b) => {
+                        let g = Grant::decode(&b)?;
+                        serde_json::json!({
+                            "to": hex::encode(g.to),
+                            "tranches": g.tranches.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                            "paid": g.paid,
+                            "cancelled": g.cancelled,
+                        })
+                    }
+                    None => serde_json::Value::Null,
+                })
             }
             "revenue" => {
                 let t = super::revenue::read_tally(state)?;
@@ -456,6 +523,19 @@ fn proposal_json(p: &Proposal) -> serde_json::Value {
         }),
         ProposalKind::SoftwareUpgrade { version, height } => serde_json::json!({
             "software_upgrade": { "version": version, "height": height }
+        }),
+        ProposalKind::MilestoneGrant { to, tranches } => serde_json::json!({
+            "milestone_grant": {
+                "to": hex::encode(to),
+                "tranches": tranches.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "grant": hex::encode(p.id),
+            }
+        }),
+        ProposalKind::ReleaseTranche { grant } => serde_json::json!({
+            "release_tranche": { "grant": hex::encode(grant) }
+        }),
+        ProposalKind::CancelGrant { grant } => serde_json::json!({
+            "cancel_grant": { "grant": hex::encode(grant) }
         }),
         ProposalKind::RevenueProgram {
             share_percent,
@@ -552,10 +632,9 @@ impl Call for GovCall {
                         change,
                         activation_height,
                     } => {
-                        if change
-                            .block_gas_target
-                            .is_some_and(|t| t > tx.params.block_gas_limit)
-                        {
+                        let limit = change.block_gas_limit.unwrap_or(tx.params.block_gas_limit);
+                        let target = change.block_gas_target.unwrap_or(tx.params.block_gas_target);
+                        if target > limit {
                             return Ok(Err(codes::BAD_PARAMS));
                         }
                         if *activation_height <= latest_end {
@@ -570,6 +649,9 @@ impl Call for GovCall {
                     ProposalKind::Text { .. }
                     | ProposalKind::TreasurySpend { .. }
                     | ProposalKind::VestedGrant { .. }
+                    | ProposalKind::MilestoneGrant { .. }
+                    | ProposalKind::ReleaseTranche { .. }
+                    | ProposalKind::CancelGrant { .. }
                     | ProposalKind::RevenueProgram { .. } => {}
                 }
                 let mut active = ledger_active(l)?;
@@ -806,6 +888,46 @@ fn execute(
             })
         }
         ProposalKind::Text { .. } => Ok(ProposalStatus::Passed),
+        ProposalKind::MilestoneGrant { to, tranches } => {
+            let total: u128 = tranches.iter().sum();
+            let treasury = params.treasury.0;
+            let escrow = plume_protocol::governance::grant_escrow();
+            if !move_plume(l, &treasury, &escrow, total, codes::GRANT_TRANCHE, events)? {
+                return Ok(ProposalStatus::PassedNotExecuted);
+            }
+            let _ = ledger_grant(l, &p.id)?;
+            let g = Grant {
+                to: *to,
+                tranches: tranches.clone(),
+                paid: 0,
+                cancelled: false,
+            };
+            l.set_record(&grant_key(&p.id), Some(g.encode()));
+            Ok(ProposalStatus::Passed)
+        }
+        ProposalKind::ReleaseTranche { grant } | ProposalKind::CancelGrant { grant } => {
+            let cancel = matches!(p.kind, ProposalKind::CancelGrant { .. });
+            let Some(mut g) = ledger_grant(l, grant)? else {
+                return Ok(ProposalStatus::PassedNotExecuted);
+            };
+            let next = g.paid as usize;
+            if g.cancelled || next >= g.tranches.len() {
+                return Ok(ProposalStatus::PassedNotExecuted);
+            }
+            let escrow = plume_protocol::governance::grant_escrow();
+            let (to, amount) = if cancel {
+                g.cancelled = true;
+                (params.treasury.0, g.tranches[next..].iter().sum::<u128>())
+            } else {
+                g.paid += 1;
+                (g.to, g.tranches[next])
+            };
+            // The escrow holds every unpaid tranche it recorded.
+            let moved = move_plume(l, &escrow, &to, amount, codes::GRANT_TRANCHE, events)?;
+            assert!(moved, "grant escrow out of step with its grants");
+            l.set_record(&grant_key(grant), Some(g.encode()));
+            Ok(ProposalStatus::Passed)
+        }
         ProposalKind::RevenueProgram {
             share_percent,
             epoch_blocks,
