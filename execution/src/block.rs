@@ -135,7 +135,7 @@ pub fn apply_block<S: AuthenticatedState + ?Sized>(
         .iter()
         .map(|l| run_shard(state, params, ctx, txs, &plan, l))
         .collect();
-    finish(state, params, ctx, plan, results)
+    finish(state, params, registry, ctx, plan, results)
 }
 
 /// Apply a block with its conflict-free shards run on up to `shards`
@@ -192,7 +192,7 @@ pub fn apply_block_sharded_with<S: AuthenticatedState + Sync + ?Sized>(
             results
         })
     };
-    finish(state, params, ctx, plan, results)
+    finish(state, params, registry, ctx, plan, results)
 }
 
 /// A transaction that passed the pre-pass.
@@ -355,6 +355,7 @@ fn run_shard<'s, S: AuthenticatedState + ?Sized>(
 fn finish<'s, S: AuthenticatedState + ?Sized>(
     state: &'s S,
     params: &Params,
+    registry: &Registry,
     ctx: &BlockContext,
     plan: Plan<'_>,
     results: Vec<Result<ShardResult<'s, S>, ExecError>>,
@@ -415,9 +416,9 @@ fn finish<'s, S: AuthenticatedState + ?Sized>(
     // Governance decides the proposals whose period ends in this block,
     // after every transaction of it.
     let gov_burned = {
-        let ledger: &mut dyn crate::modules::Ledger = &mut overlay;
         crate::modules::governance::end_block(
-            ledger,
+            &mut overlay,
+            registry,
             params,
             ctx.height,
             ctx.time_ms,

@@ -706,3 +706,85 @@ fn milestone_grants_pay_tranche_by_tranche_the_gas_limit_is_governed_and_supply_
         (Some(1), Some(true))
     );
 }
+
+/// Token holders govern the compliance engine when its admin is the
+/// governance account: a passed `Execute` proposal adds an address to the
+/// deny list, and from the next block a transfer to it fails SANCTIONED; a
+/// call the governance account may not make passes without effect.
+#[test]
+fn a_passed_execute_proposal_runs_a_compliance_call_as_the_governance_account() {
+    use plume_compliance::{ComplianceCall, GenesisCompliance, ListKind, Rule, RuleEntry};
+    use plume_protocol::governance::governance_account;
+    let governance = governance_account();
+    let registry = GenesisCompliance {
+        admin: governance,
+        list_keeper: governance,
+        providers: Vec::new(),
+        rules: vec![RuleEntry {
+            id: 1,
+            rule: Rule::Sanctions,
+        }],
+        deny: Vec::new(),
+        exempt: Vec::new(),
+        identities: Vec::new(),
+    };
+    let users: Vec<Who> = (1..=4).map(who).collect();
+    let victim = users[3];
+    let mut allocs: Vec<_> = users.iter().map(|u| (u.addr, RICH)).collect();
+    let p = gov_params();
+    allocs.push((p.treasury, 10_000));
+    let mut l = Ledger::with_compliance(p, &allocs, Some(&registry));
+    l.block(&[stake(users[0], 0, StakeCall::Bond { amount: 1_000 })]);
+    let list = ComplianceCall::UpdateList {
+        list: ListKind::Deny,
+        add: vec![victim.addr.0],
+        remove: Vec::new(),
+    };
+    let exec = |module: u16, call: Vec<u8>| ProposalKind::Execute { module, call };
+    let good = proposal_id(&users[0].addr.0, 1);
+    let bad = proposal_id(&users[0].addr.0, 2);
+    let out = l.block(&[
+        gov(
+            users[0],
+            1,
+            GovCall::Propose {
+                title: "deny".into(),
+                kind: exec(plume_compliance::MODULE_COMPLIANCE, list.encode()),
+                deposit: 1_000,
+            },
+        ),
+        gov(
+            users[0],
+            2,
+            GovCall::Propose {
+                title: "withdraw as governance".into(),
+                kind: exec(MODULE_STAKE, StakeCall::Withdraw.encode()),
+                deposit: 1_000,
+            },
+        ),
+    ]);
+    assert_eq!((outcome(&out, 0), outcome(&out, 1)), (OK, OK));
+    // Before: the victim can be paid.
+    let t = transfer(users[1], 0, victim, 5);
+    let vote = |id, seq| {
+        gov(
+            users[0],
+            seq,
+            GovCall::Vote {
+                proposal: id,
+                option: VoteOption::Yes,
+            },
+        )
+    };
+    let out = l.block(&[t, vote(good, 3), vote(bad, 4)]);
+    assert_eq!(outcome(&out, 0), OK);
+    l.block(&[]); // 4: decided
+    assert_eq!(status_of(&l, &good), "passed");
+    assert_eq!(status_of(&l, &bad), "passed_not_executed");
+    let out = l.block(&[transfer(users[1], 1, victim, 5)]);
+    assert_eq!(
+        outcome(&out, 0),
+        (Status::Failed, plume_compliance::codes::SANCTIONED)
+    );
+    assert_eq!(l.meta().total_supply(), l.native_sum());
+}

@@ -275,6 +275,18 @@ pub enum ProposalKind {
         /// Amounts, 1..=TRANCHES_MAX, each > 0.
         tranches: Vec<u128>,
     },
+    /// Run one call of a ledger module as the governance account
+    /// ([`governance_account`]), at the end of the deciding block. A module
+    /// whose admin is that account is governed by token holders: e.g. the
+    /// compliance engine's rules, providers and lists when genesis (or its
+    /// admin's `SetRoles`) names it. A call that fails leaves no trace but
+    /// the `passed_not_executed` status.
+    Execute {
+        /// Module id.
+        module: u16,
+        /// The call's bytes (at most EXECUTE_CALL_BYTES_MAX).
+        call: Vec<u8>,
+    },
     /// Pay the next tranche of a milestone grant.
     ReleaseTranche {
         /// The grant (its proposal's id).
@@ -307,6 +319,15 @@ pub enum ProposalKind {
         /// First block the new software executes.
         height: u64,
     },
+}
+
+/// Longest module call a governance `Execute` proposal carries.
+pub const EXECUTE_CALL_BYTES_MAX: usize = 64 * 1024;
+
+/// The keyless account governance acts as (`Execute` proposals): no key
+/// exists for it, only passed proposals sign as it.
+pub fn governance_account() -> [u8; 32] {
+    plume_crypto::hash(plume_crypto::Domain::Address, b"plume governance").0
 }
 
 /// Most tranches of a milestone grant.
@@ -554,6 +575,10 @@ impl GovCall {
                     ProposalKind::ReleaseTranche { .. } | ProposalKind::CancelGrant { .. } => {
                         Ok(())
                     }
+                    ProposalKind::Execute { call, .. } if call.len() > EXECUTE_CALL_BYTES_MAX => {
+                        Err(codes::BAD_PROPOSAL)
+                    }
+                    ProposalKind::Execute { .. } => Ok(()),
                     ProposalKind::RevenueProgram {
                         share_percent,
                         epoch_blocks,

@@ -531,6 +531,9 @@ fn proposal_json(p: &Proposal) -> serde_json::Value {
                 "grant": hex::encode(p.id),
             }
         }),
+        ProposalKind::Execute { module, call } => serde_json::json!({
+            "execute": { "module": module, "call": hex::encode(call) }
+        }),
         ProposalKind::ReleaseTranche { grant } => serde_json::json!({
             "release_tranche": { "grant": hex::encode(grant) }
         }),
@@ -652,6 +655,7 @@ impl Call for GovCall {
                     | ProposalKind::MilestoneGrant { .. }
                     | ProposalKind::ReleaseTranche { .. }
                     | ProposalKind::CancelGrant { .. }
+                    | ProposalKind::Execute { .. }
                     | ProposalKind::RevenueProgram { .. } => {}
                 }
                 let mut active = ledger_active(l)?;
@@ -796,13 +800,15 @@ fn expect_ok(r: Result<(), Reason>) {
 /// End of block `height`: decide every open proposal whose period ends in
 /// it. Balance changes go to `events`; returns the PLUME burned.
 /// One state read when nothing is due.
-pub fn end_block(
-    l: &mut dyn Ledger,
+pub(crate) fn end_block<S: plume_storage::AuthenticatedState + ?Sized>(
+    ov: &mut crate::state::Overlay<'_, S>,
+    registry: &super::Registry,
     params: &Params,
     height: u64,
     time_ms: u64,
     events: &mut Vec<Event>,
 ) -> Result<u128, ExecError> {
+    let l: &mut dyn Ledger = ov;
     let mut active = ledger_active(l)?;
     if active.entries.iter().all(|e| e.1 > height) {
         return Ok(0);
@@ -817,6 +823,7 @@ pub fn end_block(
     active.entries.retain(|e| e.1 > height);
     set_active(l, &active);
     for id in due {
+        let l: &mut dyn Ledger = ov;
         let Some(mut p) = ledger_proposal(l, &id)? else {
             return Err(ExecError::CorruptState("active proposal without a record"));
         };
@@ -842,7 +849,13 @@ pub fn end_block(
                 } else {
                     refund(l, &p, events)?;
                     if against > 0 && percent_cmp(yes, against, p.threshold_percent, true) {
-                        execute(l, params, &p, height, time_ms, events)?
+                        let ctx = Decided {
+                            registry,
+                            params,
+                            height,
+                            time_ms,
+                        };
+                        execute(ov, &ctx, &p, events)?
                     } else {
                         ProposalStatus::Rejected
                     }
@@ -850,20 +863,63 @@ pub fn end_block(
             }
             _ => return Err(ExecError::CorruptState("decided proposal still active")),
         };
+        let l: &mut dyn Ledger = ov;
         l.set_record(&proposal_key(&id), Some(p.encode()));
     }
     Ok(burned)
 }
 
-fn execute(
-    l: &mut dyn Ledger,
-    params: &Params,
-    p: &Proposal,
+/// What deciding a proposal needs besides the ledger.
+struct Decided<'a> {
+    registry: &'a super::Registry,
+    params: &'a Params,
     height: u64,
     time_ms: u64,
+}
+
+fn execute<S: plume_storage::AuthenticatedState + ?Sized>(
+    ov: &mut crate::state::Overlay<'_, S>,
+    cx: &Decided<'_>,
+    p: &Proposal,
     events: &mut Vec<Event>,
 ) -> Result<ProposalStatus, ExecError> {
+    let (params, height, time_ms) = (cx.params, cx.height, cx.time_ms);
+    if let ProposalKind::Execute { module, call } = &p.kind {
+        let Ok(call) = cx.registry.decode(*module, call) else {
+            return Ok(ProposalStatus::PassedNotExecuted);
+        };
+        let gov = plume_crypto::ed25519::Address(plume_protocol::governance::governance_account());
+        let signers = [gov];
+        let info = TxInfo {
+            hash: &plume_crypto::Digest(p.id),
+            payer: &gov.0,
+            signers: &signers,
+            sequence: 0,
+            height,
+            time_ms,
+            chain_id: &params.chain_id,
+            params,
+        };
+        if call.authorize(&info).is_err() {
+            return Ok(ProposalStatus::PassedNotExecuted);
+        }
+        let mark = ov.mark();
+        let mut ev = Vec::new();
+        let l: &mut dyn Ledger = ov;
+        return Ok(match call.apply(&info, l, &mut ev)? {
+            Ok(()) => {
+                events.extend(ev);
+                ProposalStatus::Passed
+            }
+            Err(_) => {
+                ov.rollback(mark);
+                ProposalStatus::PassedNotExecuted
+            }
+        });
+    }
+    let l: &mut dyn Ledger = ov;
     match &p.kind {
+        ProposalKind::Execute { .. } => unreachable!("handled above"),
         ProposalKind::VestedGrant {
             to,
             amount,

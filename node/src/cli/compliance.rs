@@ -195,19 +195,47 @@ fn query(node: &str, method: &str, args: &[&str]) -> Result<Value> {
 fn submit_call(common: &TxCommon, call: ComplianceCall) -> Result<()> {
     let (key, chain, seq) = tx_prelude(common)?;
     let fees = common.fees();
-    let body = txbuild::body(
-        &chain,
-        &[&key],
-        seq,
-        fees,
-        u64::MAX,
-        EncodedCall {
+    let encoded = match common.via_governance {
+        // Token holders decide; the call runs as the governance account.
+        Some(deposit) => {
+            let title = format!("compliance: {}", call_title(&call));
+            let p = plume_protocol::governance::GovCall::Propose {
+                title,
+                kind: plume_protocol::governance::ProposalKind::Execute {
+                    module: MODULE_COMPLIANCE,
+                    call: call.encode(),
+                },
+                deposit,
+            };
+            let id = plume_protocol::governance::proposal_id(&key.public_key().address().0, seq);
+            if !common.json {
+                println!("proposal id {}", hex::encode(id));
+            }
+            EncodedCall {
+                module: plume_protocol::governance::MODULE_GOVERNANCE,
+                bytes: plume_protocol::calls::ModuleCall::encode(&p),
+            }
+        }
+        None => EncodedCall {
             module: MODULE_COMPLIANCE,
             bytes: call.encode(),
         },
-    );
+    };
+    let body = txbuild::body(&chain, &[&key], seq, fees, u64::MAX, encoded);
     let tx = plume_protocol::Transaction::sign(body, &[&key]);
     submit_or_dry_run(common, tx)
+}
+
+/// A short description of a compliance call (a proposal's title).
+fn call_title(c: &ComplianceCall) -> &'static str {
+    match c {
+        ComplianceCall::SetRules { .. } => "replace the rule set",
+        ComplianceCall::AddProvider { .. } => "register a KYC provider",
+        ComplianceCall::RevokeProvider { .. } => "revoke a KYC provider",
+        ComplianceCall::SetRoles { .. } => "hand over the admin and list-keeper roles",
+        ComplianceCall::UpdateList { .. } => "update a list",
+        _ => "a compliance call",
+    }
 }
 
 /// Run `plume compliance ...`.

@@ -32,6 +32,12 @@ pub struct TxCommon {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// `plume compliance` changes only: instead of submitting the call,
+    /// propose it to governance with this deposit (for a compliance engine
+    /// whose admin is the governance account; it runs when the proposal
+    /// passes).
+    #[arg(long)]
+    pub via_governance: Option<u128>,
 }
 
 impl TxCommon {
