@@ -263,6 +263,11 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
     let mut block_gas: u64 = 0;
     for (i, ptx) in txs.iter().enumerate() {
+        if items.len() >= params.block_txs_limit as usize {
+            admitted.push(None);
+            receipts[i] = Some(Receipt::rejected(ptx.hash.0, Reason::BlockTxLimit));
+            continue;
+        }
         match prepass(
             ptx,
             params,

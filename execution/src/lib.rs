@@ -53,8 +53,12 @@ use plume_crypto::ed25519::Address;
 pub struct Params {
     /// Chain id every transaction must name.
     pub chain_id: String,
-    /// Most transactions in one block.
+    /// Most transactions in one block (what consensus carries; more is a
+    /// block error).
     pub block_txs_max: u32,
+    /// Most transactions one block admits, at most `block_txs_max`
+    /// (governable; the rest are rejected with `BlockTxLimit`).
+    pub block_txs_limit: u32,
     /// Gas limit of one block.
     pub block_gas_limit: u64,
     /// Gas per block the base fee steers toward.
@@ -86,6 +90,9 @@ impl Params {
         if self.block_txs_max == 0 {
             return bad("block_txs_max is 0");
         }
+        if self.block_txs_limit == 0 || self.block_txs_limit > self.block_txs_max {
+            return bad("block_txs_limit not in 1..=block_txs_max");
+        }
         if self.block_gas_target == 0 || self.block_gas_target > self.block_gas_limit {
             return bad("block_gas_target not in 1..=block_gas_limit");
         }
@@ -107,6 +114,7 @@ impl Params {
         Params {
             chain_id: chain_id.to_string(),
             block_txs_max: 10_000,
+            block_txs_limit: 10_000,
             block_gas_limit: 300_000_000,
             block_gas_target: 150_000_000,
             base_fee_initial: 10,

@@ -601,6 +601,7 @@ fn milestone_grants_pay_tranche_by_tranche_the_gas_limit_is_governed_and_supply_
             change: ParamChange {
                 block_gas_limit: Some(200_000),
                 block_gas_target: Some(100_000),
+                block_txs_limit: Some(11),
                 ..Default::default()
             },
             activation_height: 9,
@@ -641,6 +642,7 @@ fn milestone_grants_pay_tranche_by_tranche_the_gas_limit_is_governed_and_supply_
         (p9.block_gas_limit, p9.block_gas_target),
         (200_000, 100_000)
     );
+    assert_eq!(p9.block_txs_limit, 11);
     w.l.block(&[]); // 8
     let big = w.transfer(3, 2, 5);
     assert!(matches!(
@@ -787,4 +789,35 @@ fn a_passed_execute_proposal_runs_a_compliance_call_as_the_governance_account() 
         (Status::Failed, plume_compliance::codes::SANCTIONED)
     );
     assert_eq!(l.meta().total_supply(), l.native_sum());
+}
+
+/// A governed transaction limit below what consensus carries rejects the
+/// rest of a block with `BlockTxLimit` (no fee, no sequence used), the same
+/// on any shard count.
+#[test]
+fn the_governed_transaction_limit_rejects_the_tail_of_a_block() {
+    let mut p = params();
+    p.block_txs_limit = 3;
+    let users: Vec<Who> = (1..=5).map(who).collect();
+    let allocs: Vec<_> = users.iter().map(|u| (u.addr, RICH)).collect();
+    let mut seq = Ledger::with_params(p.clone(), &allocs);
+    let mut par = Ledger::with_params(p, &allocs);
+    let txs: Vec<_> = (0..5)
+        .map(|i| transfer(users[i], 0, users[(i + 1) % 5], 1))
+        .collect();
+    let a = seq.block(&txs);
+    let b = par.block_sharded(&txs, 3);
+    assert_eq!(a.receipts, b.receipts);
+    assert_eq!(seq.root(), par.root());
+    for (i, r) in a.receipts.iter().enumerate() {
+        if i < 3 {
+            assert_eq!((r.status, r.reason), OK, "tx {i}");
+        } else {
+            assert_eq!(
+                (r.status, r.reason),
+                (Status::Rejected, Reason::BlockTxLimit)
+            );
+            assert_eq!(seq.sequence(users[i].addr), 0);
+        }
+    }
 }

@@ -457,6 +457,7 @@ fn block_level_errors() {
     ));
     let mut p = l.params.clone();
     p.block_txs_max = 1;
+    p.block_txs_limit = 1;
     let txs = [transfer(a, 0, b, 1), transfer(a, 1, b, 1)];
     assert!(matches!(
         apply_block(&l.state, &p, &registry(), &l.ctx(), &txs),

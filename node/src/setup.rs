@@ -53,6 +53,7 @@ pub fn exec_params(g: &Genesis) -> Result<plume_execution::Params> {
     let params = plume_execution::Params {
         chain_id: g.chain_id.clone(),
         block_txs_max: p.block_txs_max,
+        block_txs_limit: p.block_txs_max,
         block_gas_limit: p.block_gas_limit,
         block_gas_target: p.block_gas_target,
         base_fee_initial: p.base_fee_initial,

@@ -123,6 +123,10 @@ pub struct ParamChange {
     pub fee_burn_percent: Option<u8>,
     /// Percent of the unburned base fee to the treasury.
     pub fee_treasury_percent: Option<u8>,
+    /// Most transactions one block admits (at most the genesis
+    /// `block_txs_max`, which bounds what consensus carries; the rest of a
+    /// block is rejected with `BlockTxLimit`).
+    pub block_txs_limit: Option<u32>,
     /// Gas limit of one block.
     pub block_gas_limit: Option<u64>,
     /// EIP-1559 gas target (at most the block gas limit; lowered with it).
@@ -186,7 +190,8 @@ impl ParamChange {
             return Err(codes::BAD_PARAMS);
         }
         let zero = |v: Option<u64>| v == Some(0);
-        if zero(self.block_gas_target)
+        if self.block_txs_limit == Some(0)
+            || zero(self.block_gas_target)
             || zero(self.block_gas_limit)
             || zero(self.base_fee_change_denominator)
             || zero(self.deposit_period_blocks)

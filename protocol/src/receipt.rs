@@ -104,6 +104,7 @@ codes! {
     UnknownModule = 24, "No ledger module has the transaction's module id.";
     MalformedCall = 25, "The module call does not decode or is too long.";
     MemoTooLong = 26, "The memo is longer than MEMO_BYTES_MAX.";
+    BlockTxLimit = 27, "The block's (governed) transaction limit is used up.";
 }
 
 /// Why a balance changed (a stable code).

@@ -273,6 +273,7 @@ fn fold(a: &mut ParamChange, b: &ParamChange) {
     over!(
         fee_burn_percent,
         fee_treasury_percent,
+        block_txs_limit,
         block_gas_limit,
         block_gas_target,
         base_fee_min,
@@ -294,6 +295,9 @@ fn apply_change(p: &mut Params, c: &ParamChange) {
     }
     if let Some(v) = c.fee_treasury_percent {
         p.fee_treasury_percent = v;
+    }
+    if let Some(v) = c.block_txs_limit {
+        p.block_txs_limit = v.clamp(1, p.block_txs_max);
     }
     if let Some(v) = c.block_gas_limit {
         p.block_gas_limit = v.max(1);

@@ -444,6 +444,7 @@ impl ApiNode {
         Ok(json!({
             "height": height,
             "block_txs_max": p.block_txs_max,
+            "block_txs_limit": p.block_txs_limit,
             "block_gas_limit": p.block_gas_limit,
             "block_gas_target": p.block_gas_target,
             "base_fee_min": p.base_fee_min,

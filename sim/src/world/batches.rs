@@ -101,6 +101,7 @@ pub const GENESIS_BALANCE: u128 = 1_000_000_000_000;
 pub(super) fn params(seed: u64) -> plume_execution::Params {
     let mut p = plume_execution::Params::with_defaults(&chain_name(seed));
     p.block_txs_max = BLOCK_TXS_MAX as u32;
+    p.block_txs_limit = BLOCK_TXS_MAX as u32;
     p
 }
 
