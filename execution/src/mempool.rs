@@ -98,7 +98,7 @@ pub fn precheck<S: AuthenticatedState + ?Sized>(
     }
     // The block gas limit is governable: the one in force next block.
     let block_gas_limit =
-        crate::modules::governance::effective_params(state, params, next_height)?.block_gas_limit;
+        crate::modules::governance::effective_gas_limit(state, params, next_height)?;
     if body.gas_limit > block_gas_limit {
         return Err(Reason::BlockGasLimit.into());
     }

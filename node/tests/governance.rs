@@ -69,6 +69,17 @@ fn governed_net() -> (tempfile::TempDir, LocalNet) {
     })
 }
 
+/// Account `i`'s key file of the devnet.
+fn key_file(net: &LocalNet, i: usize) -> String {
+    net.genesis_path
+        .parent()
+        .unwrap()
+        .join("accounts")
+        .join(format!("{i}.key"))
+        .display()
+        .to_string()
+}
+
 fn final_everywhere(net: &LocalNet, hash: &str) -> Vec<Value> {
     net.apis
         .iter()
@@ -97,15 +108,7 @@ fn a_burn_share_change_passes_and_takes_effect_exactly_at_its_height_on_every_va
     let _keep = dir;
     wait_height(&net, 0, 2, Duration::from_secs(30));
     let api = net.apis[0].clone();
-    let key = |i: usize| {
-        net.genesis_path
-            .parent()
-            .unwrap()
-            .join("accounts")
-            .join(format!("{i}.key"))
-            .display()
-            .to_string()
-    };
+    let key = |i: usize| key_file(&net, i);
     // Accounts 0, 1, 2 bond 6, 3 and 1 million.
     for (i, amount) in [(0usize, "6000000"), (1, "3000000"), (2, "1000000")] {
         let k = key(i);
@@ -297,14 +300,7 @@ fn a_software_upgrade_halts_every_validator_at_its_height_naming_the_version_and
     let _keep = dir;
     wait_height(&net, 0, 2, Duration::from_secs(30));
     let api = net.apis[0].clone();
-    let k0 = net
-        .genesis_path
-        .parent()
-        .unwrap()
-        .join("accounts")
-        .join("0.key")
-        .display()
-        .to_string();
+    let k0 = key_file(&net, 0);
     let out = plume_ok(&[
         "tx", "stake", "--node", &api, "--key", &k0, "--amount", "5000000", "--json",
     ]);
@@ -384,14 +380,7 @@ fn a_software_upgrade_halts_every_validator_at_its_height_naming_the_version_and
         wait_height(&net, i, up + 2, Duration::from_secs(60));
     }
     let to = net.accounts[5].public_key().address().to_hex();
-    let k3 = net
-        .genesis_path
-        .parent()
-        .unwrap()
-        .join("accounts")
-        .join("3.key")
-        .display()
-        .to_string();
+    let k3 = key_file(&net, 3);
     let out = plume_ok(&[
         "tx", "transfer", "--node", &api, "--key", &k3, "--to", &to, "--amount", "7", "--json",
     ]);
@@ -403,14 +392,7 @@ fn a_software_upgrade_halts_every_validator_at_its_height_naming_the_version_and
     // Vesting by block time through the CLI: 1,000,000 over 2 s from now,
     // claimed once the block times passed the end.
     let ben = net.accounts[6].public_key().address().to_hex();
-    let k6 = net
-        .genesis_path
-        .parent()
-        .unwrap()
-        .join("accounts")
-        .join("6.key")
-        .display()
-        .to_string();
+    let k6 = key_file(&net, 6);
     let out = plume_ok(&[
         "tx",
         "vest",

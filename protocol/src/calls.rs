@@ -16,7 +16,6 @@
 //! | 4 | batch payment | [`BatchPay`] |
 
 use crate::receipt::Reason;
-use rkyv::rancor;
 
 /// Identifies a ledger module in a transaction.
 pub type ModuleId = u16;
@@ -51,29 +50,31 @@ pub trait ModuleCall: Sized {
     fn check(&self) -> Result<(), Reason>;
 }
 
-/// rkyv encode/decode for a call type.
+/// rkyv encode/decode for a call type (also used by `governance`).
 macro_rules! rkyv_call {
     ($t:ty, $module:expr) => {
-        impl ModuleCall for $t {
-            const MODULE: ModuleId = $module;
+        impl $crate::calls::ModuleCall for $t {
+            const MODULE: $crate::calls::ModuleId = $module;
             fn encode(&self) -> Vec<u8> {
-                rkyv::to_bytes::<rancor::Error>(self)
+                rkyv::to_bytes::<rkyv::rancor::Error>(self)
                     .expect("serialising an owned call into memory cannot fail")
                     .into_vec()
             }
-            fn decode(bytes: &[u8]) -> Result<Self, Reason> {
-                let c = crate::archive::with_aligned(bytes, |b| {
-                    rkyv::from_bytes::<$t, rancor::Error>(b).map_err(|_| Reason::MalformedCall)
+            fn decode(bytes: &[u8]) -> Result<Self, $crate::receipt::Reason> {
+                let c = $crate::archive::with_aligned(bytes, |b| {
+                    rkyv::from_bytes::<$t, rkyv::rancor::Error>(b)
+                        .map_err(|_| $crate::receipt::Reason::MalformedCall)
                 })?;
-                c.check()?;
+                <$t as $crate::calls::ModuleCall>::check(&c)?;
                 Ok(c)
             }
-            fn check(&self) -> Result<(), Reason> {
+            fn check(&self) -> Result<(), $crate::receipt::Reason> {
                 self.check_rules()
             }
         }
     };
 }
+pub(crate) use rkyv_call;
 
 /// Move `amount` of `asset` (the native asset for PLUME) from the payer to `to`.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]

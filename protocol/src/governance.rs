@@ -14,9 +14,8 @@
 //! The rules are written out in `execution/src/modules/governance.rs` and
 //! in the README's *Governance* section.
 
-use crate::calls::{ModuleCall, ModuleId};
+use crate::calls::{rkyv_call, ModuleId};
 use crate::receipt::{Cause, Reason};
-use rkyv::rancor;
 use serde::{Deserialize, Serialize};
 
 /// Module id of [`StakeCall`].
@@ -617,28 +616,6 @@ impl GovCall {
     }
 }
 
-macro_rules! rkyv_call {
-    ($t:ty, $module:expr) => {
-        impl ModuleCall for $t {
-            const MODULE: ModuleId = $module;
-            fn encode(&self) -> Vec<u8> {
-                rkyv::to_bytes::<rancor::Error>(self)
-                    .expect("serialising an owned call into memory cannot fail")
-                    .into_vec()
-            }
-            fn decode(bytes: &[u8]) -> Result<Self, Reason> {
-                let c = crate::archive::with_aligned(bytes, |b| {
-                    rkyv::from_bytes::<$t, rancor::Error>(b).map_err(|_| Reason::MalformedCall)
-                })?;
-                c.check()?;
-                Ok(c)
-            }
-            fn check(&self) -> Result<(), Reason> {
-                self.check_rules()
-            }
-        }
-    };
-}
 rkyv_call!(StakeCall, MODULE_STAKE);
 rkyv_call!(GovCall, MODULE_GOVERNANCE);
 rkyv_call!(VestingCall, MODULE_VESTING);
@@ -751,6 +728,7 @@ pub mod codes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calls::ModuleCall;
 
     #[test]
     fn calls_round_trip_and_stateless_rules_hold() {

@@ -36,7 +36,7 @@
 //!   node halts before executing its height unless its software is at
 //!   least that version (the node's rule, `node/src/roles/exec.rs`).
 
-use super::stake::{ledger_stake, ledger_total, read_stake};
+use super::stake::{ledger_stake, ledger_total};
 use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead, TxInfo};
 use crate::state::account_key;
 use crate::{ExecError, Params};
@@ -339,6 +339,20 @@ pub fn effective_params<B: StateRead + ?Sized>(
     Ok(p)
 }
 
+/// The block gas limit in force for block `height` (the mempool's
+/// precheck, per transaction: no copy of the parameters when governance
+/// never changed any).
+pub fn effective_gas_limit<B: StateRead + ?Sized>(
+    state: &B,
+    genesis: &Params,
+    height: u64,
+) -> Result<u64, ExecError> {
+    if state.get(&params_key())?.is_none() {
+        return Ok(genesis.block_gas_limit);
+    }
+    Ok(effective_params(state, genesis, height)?.block_gas_limit)
+}
+
 fn ledger_proposal(l: &mut dyn Ledger, id: &[u8; 32]) -> Result<Option<Proposal>, ExecError> {
     l.record(&proposal_key(id))?
         .map(|b| Proposal::decode(&b))
@@ -395,16 +409,10 @@ impl Module for Governance {
         Ok(Box::new(GovCall::decode(call)?))
     }
     fn reason_name(&self, r: Reason) -> Option<&'static str> {
-        (600..700)
-            .contains(&r.0)
-            .then(|| codes::reason_name(r))
-            .flatten()
+        codes::reason_name(r)
     }
     fn cause_name(&self, c: Cause) -> Option<&'static str> {
-        (600..700)
-            .contains(&c.0)
-            .then(|| codes::cause_name(c))
-            .flatten()
+        codes::cause_name(c)
     }
     fn queries(&self) -> &'static [&'static str] {
         &["proposal", "proposals", "vote", "params", "upgrade", "revenue", "grant"]
@@ -1073,11 +1081,6 @@ fn execute<S: plume_storage::AuthenticatedState + ?Sized>(
             Ok(status)
         }
     }
-}
-
-/// A voter's current stake (API).
-pub fn bonded_of<B: StateRead + ?Sized>(state: &B, account: &[u8; 32]) -> Result<u128, ExecError> {
-    Ok(read_stake(state, account)?.bonded)
 }
 
 #[cfg(test)]

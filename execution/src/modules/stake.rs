@@ -155,16 +155,10 @@ impl Module for Stake {
         Ok(Box::new(StakeCall::decode(call)?))
     }
     fn reason_name(&self, r: Reason) -> Option<&'static str> {
-        (100..200)
-            .contains(&r.0)
-            .then(|| codes::reason_name(r))
-            .flatten()
+        codes::reason_name(r)
     }
     fn cause_name(&self, c: Cause) -> Option<&'static str> {
-        (100..200)
-            .contains(&c.0)
-            .then(|| codes::cause_name(c))
-            .flatten()
+        codes::cause_name(c)
     }
     fn queries(&self) -> &'static [&'static str] {
         &["account", "total"]
@@ -253,13 +247,7 @@ impl Call for StakeCall {
                 tri!(l.credit(tx.payer, &NATIVE_ASSET, matured, codes::WITHDRAW, events));
             }
         }
-        if rec.is_empty() {
-            rec = StakeRecord::default();
-        }
-        l.set_record(
-            &stake_key(tx.payer),
-            (rec != StakeRecord::default()).then(|| rec.encode()),
-        );
+        l.set_record(&stake_key(tx.payer), (!rec.is_empty()).then(|| rec.encode()));
         l.set_record(&total_key(), Some(total.encode()));
         Ok(Ok(()))
     }

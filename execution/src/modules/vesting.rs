@@ -175,16 +175,10 @@ impl Module for Vesting {
         Ok(Box::new(VestingCall::decode(call)?))
     }
     fn reason_name(&self, r: Reason) -> Option<&'static str> {
-        (620..640)
-            .contains(&r.0)
-            .then(|| codes::reason_name(r))
-            .flatten()
+        codes::reason_name(r)
     }
     fn cause_name(&self, c: Cause) -> Option<&'static str> {
-        (620..640)
-            .contains(&c.0)
-            .then(|| codes::cause_name(c))
-            .flatten()
+        codes::cause_name(c)
     }
     fn queries(&self) -> &'static [&'static str] {
         &["schedule"]
