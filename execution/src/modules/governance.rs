@@ -6,8 +6,8 @@
 //! - `vote/<id>/<account key>`: a voter's [`VoteRecord`];
 //! - `active`: [`Active`], the open proposals and the last block of their
 //!   current period (at most [`PROPOSALS_ACTIVE_MAX`]);
-//! - `params`: [`ParamsRecord`], the parameter changes passed so far: one
-//!   folded change in force and the scheduled ones with their heights;
+//! - `params`: [`ParamsRecord`], the parameter changes passed so far (kept
+//!   and read by `params.rs`);
 //! - `upgrade`: the last [`UpgradePlan`] passed (version, height).
 //!
 //! Rules:
@@ -36,6 +36,7 @@
 //!   node halts before executing its height unless its software is at
 //!   least that version (the node's rule, `node/src/roles/exec.rs`).
 
+pub use super::params::{effective_gas_limit, effective_params, params_key, ParamsRecord};
 use super::stake::{ledger_stake, ledger_total};
 use super::{module_key, Call, CallResult, Ledger, Module, QueryError, StateRead, TxInfo};
 use crate::state::account_key;
@@ -57,8 +58,6 @@ pub const GAS_VOTE: u64 = 20_000;
 pub const PROPOSALS_ACTIVE_MAX: usize = 32;
 /// Most depositors of one proposal.
 pub const DEPOSITORS_MAX: usize = 64;
-/// Most parameter changes scheduled and not yet folded.
-pub const PENDING_CHANGES_MAX: usize = 32;
 
 /// Where a proposal is.
 #[derive(
@@ -162,16 +161,6 @@ pub struct Active {
 }
 rkyv_record!(Active, "active proposals");
 
-/// The parameter changes governance passed.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParamsRecord {
-    /// Every change in force before the scheduled ones, folded into one.
-    pub folded: ParamChange,
-    /// `(activation height, change)`, ascending heights (ties in the order
-    /// they passed).
-    pub scheduled: Vec<(u64, ParamChange)>,
-}
-rkyv_record!(ParamsRecord, "governance params");
 
 /// The software upgrade governance passed last.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -258,99 +247,6 @@ pub fn vote_key(id: &[u8; 32], voter: &[u8; 32]) -> StateKey {
 /// Key of the open-proposal list.
 pub fn active_key() -> StateKey {
     module_key(MODULE_GOVERNANCE, &[b"active"])
-}
-
-/// Key of the parameter record.
-pub fn params_key() -> StateKey {
-    module_key(MODULE_GOVERNANCE, &[b"params"])
-}
-
-/// `b`'s fields set over `a`.
-fn fold(a: &mut ParamChange, b: &ParamChange) {
-    macro_rules! over {
-        ($($f:ident),*) => { $(if b.$f.is_some() { a.$f = b.$f; })* };
-    }
-    over!(
-        fee_burn_percent,
-        fee_treasury_percent,
-        block_txs_limit,
-        block_gas_limit,
-        block_gas_target,
-        base_fee_min,
-        base_fee_change_denominator,
-        min_deposit,
-        deposit_period_blocks,
-        voting_period_blocks,
-        quorum_percent,
-        threshold_percent,
-        veto_percent,
-        unbonding_blocks
-    );
-}
-
-/// `p` with change `c` applied.
-fn apply_change(p: &mut Params, c: &ParamChange) {
-    if let Some(v) = c.fee_burn_percent {
-        p.fee_burn_percent = v;
-    }
-    if let Some(v) = c.fee_treasury_percent {
-        p.fee_treasury_percent = v;
-    }
-    if let Some(v) = c.block_txs_limit {
-        p.block_txs_limit = v.clamp(1, p.block_txs_max);
-    }
-    if let Some(v) = c.block_gas_limit {
-        p.block_gas_limit = v.max(1);
-    }
-    if let Some(v) = c.block_gas_target {
-        p.block_gas_target = v;
-    }
-    // The target never exceeds the limit (checked at proposal time against
-    // the parameters then; a later change of the limit lowers it).
-    p.block_gas_target = p.block_gas_target.clamp(1, p.block_gas_limit);
-    if let Some(v) = c.base_fee_min {
-        p.base_fee_min = v;
-    }
-    if let Some(v) = c.base_fee_change_denominator {
-        p.base_fee_change_denominator = v;
-    }
-    p.gov = c.apply_gov(&p.gov);
-}
-
-/// The parameters in force for block `height`: the genesis ones with every
-/// change governance passed whose activation height is at most `height`.
-/// One state read per block.
-pub fn effective_params<B: StateRead + ?Sized>(
-    state: &B,
-    genesis: &Params,
-    height: u64,
-) -> Result<Params, ExecError> {
-    let Some(b) = state.get(&params_key())? else {
-        return Ok(genesis.clone());
-    };
-    let rec = ParamsRecord::decode(&b)?;
-    let mut p = genesis.clone();
-    apply_change(&mut p, &rec.folded);
-    for (h, c) in &rec.scheduled {
-        if *h <= height {
-            apply_change(&mut p, c);
-        }
-    }
-    Ok(p)
-}
-
-/// The block gas limit in force for block `height` (the mempool's
-/// precheck, per transaction: no copy of the parameters when governance
-/// never changed any).
-pub fn effective_gas_limit<B: StateRead + ?Sized>(
-    state: &B,
-    genesis: &Params,
-    height: u64,
-) -> Result<u64, ExecError> {
-    if state.get(&params_key())?.is_none() {
-        return Ok(genesis.block_gas_limit);
-    }
-    Ok(effective_params(state, genesis, height)?.block_gas_limit)
 }
 
 fn ledger_proposal(l: &mut dyn Ledger, id: &[u8; 32]) -> Result<Option<Proposal>, ExecError> {
@@ -1057,29 +953,13 @@ fn execute<S: plume_storage::AuthenticatedState + ?Sized>(
         ProposalKind::ParamChange {
             change,
             activation_height,
-        } => {
-            let mut rec = l
-                .record(&params_key())?
-                .map_or(Ok(ParamsRecord::default()), |b| ParamsRecord::decode(&b))?;
-            // Fold what is in force already, so the record stays bounded.
-            let (now, later): (Vec<_>, Vec<_>) =
-                rec.scheduled.into_iter().partition(|(h, _)| *h <= height);
-            for (_, c) in &now {
-                fold(&mut rec.folded, c);
-            }
-            rec.scheduled = later;
-            let status = if rec.scheduled.len() >= PENDING_CHANGES_MAX {
-                ProposalStatus::PassedNotExecuted
-            } else {
-                let pos = rec
-                    .scheduled
-                    .partition_point(|(h, _)| *h <= *activation_height);
-                rec.scheduled.insert(pos, (*activation_height, change.clone()));
+        } => Ok(
+            if super::params::schedule(l, height, *activation_height, change)? {
                 ProposalStatus::Passed
-            };
-            l.set_record(&params_key(), Some(rec.encode()));
-            Ok(status)
-        }
+            } else {
+                ProposalStatus::PassedNotExecuted
+            },
+        ),
     }
 }
 
@@ -1098,23 +978,5 @@ mod tests {
         assert!(percent_cmp(u128::MAX / 2 + 1, u128::MAX, 50, true));
         assert!(!percent_cmp(0, 1, 1, false));
         assert!(percent_cmp(0, 0, 0, false));
-    }
-
-    #[test]
-    fn folding_keeps_the_later_value() {
-        let mut a = ParamChange {
-            fee_burn_percent: Some(40),
-            quorum_percent: Some(10),
-            ..Default::default()
-        };
-        fold(
-            &mut a,
-            &ParamChange {
-                fee_burn_percent: Some(30),
-                ..Default::default()
-            },
-        );
-        assert_eq!(a.fee_burn_percent, Some(30));
-        assert_eq!(a.quorum_percent, Some(10));
     }
 }

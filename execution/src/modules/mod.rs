@@ -452,6 +452,7 @@ macro_rules! rkyv_record {
     };
 }
 
+pub mod params;
 pub mod revenue;
 
 /// Declares the built-in modules: each line is `file => type`, where
