@@ -158,6 +158,7 @@ fn passing_rules(n: usize) -> Vec<plume_compliance::RuleEntry> {
                 2 => Rule::Velocity {
                     asset: NATIVE_ASSET,
                     window_blocks: 100,
+                    window_ms: 0,
                     max_amount: big,
                     max_count: 0,
                     min_tier: 0,
@@ -172,6 +173,7 @@ fn passing_rules(n: usize) -> Vec<plume_compliance::RuleEntry> {
                     margin_bps: 100,
                     count: 3,
                     window_blocks: 100,
+                    window_ms: 0,
                     block: false,
                 },
                 _ => Rule::MaxRiskTier { max: 5 },

@@ -15,7 +15,7 @@
 
 use crate::codes;
 use crate::model::{
-    AddressEntry, Attestation, Counter, Identity, KycStatus, Policy, Rule, TRAVEL_TAG,
+    window_index, AddressEntry, Attestation, Counter, Identity, KycStatus, Policy, Rule, TRAVEL_TAG,
 };
 use plume_crypto::{hash_parts, Digest, Domain};
 use plume_protocol::{Cause, Event, Reason};
@@ -154,6 +154,9 @@ pub trait Env {
 pub struct TxContext<'a> {
     /// Height of the block.
     pub height: u64,
+    /// The block's time (Unix ms, agreed by the validators: the header's
+    /// `time_ms`), for expiry and windows by time.
+    pub time_ms: u64,
     /// Transaction id.
     pub tx: &'a [u8; 32],
     /// The transaction's memo (travel-rule commitment).
@@ -176,7 +179,7 @@ type SenderCounters = ([u8; 32], Vec<(u16, Counter)>, bool);
 /// Per sender: (sender, total, count) of one asset.
 type Sent = Vec<([u8; 32], u128, u32)>;
 
-fn standing(policy: &Policy, id: Option<&Identity>, height: u64) -> Kyc {
+fn standing(policy: &Policy, id: Option<&Identity>, height: u64, time_ms: u64) -> Kyc {
     let Some(id) = id else {
         return Err(codes::KYC_MISSING);
     };
@@ -194,7 +197,7 @@ fn standing(policy: &Policy, id: Option<&Identity>, height: u64) -> Kyc {
         if height < a.issued_height {
             continue;
         }
-        if height >= a.expiry_height {
+        if a.expired_at(height, time_ms) {
             why = codes::KYC_EXPIRED;
             continue;
         }
@@ -221,6 +224,7 @@ struct Memo<'p, 'e, E> {
     policy: &'p Policy,
     env: &'e mut E,
     height: u64,
+    time_ms: u64,
     flows: &'p [Flow],
     parties: Vec<[u8; 32]>,
     kyc: Vec<Option<Kyc>>,
@@ -255,7 +259,7 @@ impl<E: Env> Memo<'_, '_, E> {
             Some(id) => self.env.identity(&id)?,
             None => None,
         };
-        let k = standing(self.policy, id.as_ref(), self.height);
+        let k = standing(self.policy, id.as_ref(), self.height, self.time_ms);
         self.kyc[i] = Some(k);
         Ok(k)
     }
@@ -364,7 +368,8 @@ impl<E: Env> Memo<'_, '_, E> {
     }
 }
 
-/// Check one transaction's flows against `policy` at `ctx.height`.
+/// Check one transaction's flows against `policy` at `ctx.height` and
+/// block time `ctx.time_ms`.
 pub fn check<E: Env>(
     policy: &Policy,
     env: &mut E,
@@ -391,6 +396,7 @@ pub fn check<E: Env>(
         policy,
         env,
         height: ctx.height,
+        time_ms: ctx.time_ms,
         flows,
         parties,
         kyc: vec![None; n],
@@ -472,11 +478,12 @@ pub fn check<E: Env>(
             Rule::Velocity {
                 asset,
                 window_blocks,
+                window_ms,
                 max_amount,
                 max_count,
                 min_tier,
             } => {
-                let window = ctx.height / window_blocks;
+                let window = window_index(*window_blocks, *window_ms, ctx.height, ctx.time_ms);
                 let mut hit = None;
                 for (s, total, k) in m.sent(asset, None)? {
                     if *min_tier > 0 && m.tier(&s)? < *min_tier {
@@ -526,10 +533,11 @@ pub fn check<E: Env>(
                 margin_bps,
                 count,
                 window_blocks,
+                window_ms,
                 block,
             } => {
                 let floor = threshold - threshold * u128::from(*margin_bps) / 10_000;
-                let window = ctx.height / window_blocks;
+                let window = window_index(*window_blocks, *window_ms, ctx.height, ctx.time_ms);
                 let mut hit = None;
                 for (s, _, k) in m.sent(asset, Some((floor, *threshold)))? {
                     let mut c = m.counter(&s, id, window)?;

@@ -23,7 +23,7 @@ macro_rules! compliance_codes {
 compliance_codes! {
     SANCTIONED = 200, "A party is on the deny (sanctions) list.";
     KYC_MISSING = 201, "A party has no identity or no attestation from a registered provider.";
-    KYC_EXPIRED = 202, "A party's attestations have all expired at this height.";
+    KYC_EXPIRED = 202, "A party's attestations have all expired (by height or block time).";
     KYC_PROVIDER_REVOKED = 203, "A party's attestations all come from providers revoked at this height.";
     KYC_NOT_VERIFIED = 204, "A party's attestation is pending or suspended, not verified.";
     RISK_TIER = 205, "A party's risk tier is above the rule's maximum.";

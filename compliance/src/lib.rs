@@ -15,8 +15,10 @@
 //!
 //! The ledger module that stores these records and the executor's
 //! interception are in `plume-execution` (`modules::compliance`). No I/O,
-//! no clock: windows and expiry are block heights (a block time agreed by
-//! the validators is not built yet).
+//! no clock of its own: expiry and windows count block heights or the
+//! block time in the header (`Block::time_ms`, agreed by the validators:
+//! at least the parent's, at most 2 s ahead of each voter's clock), never
+//! a node's own clock.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -66,8 +68,12 @@ pub struct GenesisIdentity {
     /// Accreditation flags.
     #[serde(default)]
     pub accreditation: u32,
-    /// First height it no longer counts.
+    /// First height it no longer counts (absent: no height expiry).
+    #[serde(default = "model::no_expiry")]
     pub expiry_height: u64,
+    /// First block time (Unix ms) it no longer counts (absent: none).
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Most deny/exempt entries and identities at genesis.
@@ -147,9 +153,12 @@ impl GenesisCompliance {
                     model::CLAIM_ADDRESSES_MAX
                 ));
             }
-            if id.expiry_height <= 1 {
+            if id.expiry_height <= 1
+                || id.expires_at_ms == Some(0)
+                || (id.expiry_height == u64::MAX && id.expires_at_ms.is_none())
+            {
                 return Err(format!(
-                    "identity {}: expiry_height must be above 1",
+                    "identity {}: set expiry_height (above 1), expires_at_ms (above 0) or both",
                     hex::encode(id.identity)
                 ));
             }

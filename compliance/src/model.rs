@@ -184,14 +184,20 @@ pub enum Rule {
         min_tier: u8,
     },
     /// Most one sender moves of `asset`, and how many transfers, within a
-    /// window of `window_blocks` blocks (fixed windows: heights
-    /// `k*window_blocks .. (k+1)*window_blocks`).
+    /// fixed window: of `window_ms` milliseconds of block time (windows
+    /// `k*window_ms .. (k+1)*window_ms` from the Unix epoch, so a window
+    /// of 86,400,000 is a UTC day), or of `window_blocks` blocks (heights
+    /// `k*window_blocks .. (k+1)*window_blocks`). Exactly one is set.
     Velocity {
         /// Asset.
         #[serde(with = "asset_id")]
         asset: [u8; 32],
-        /// Window length in blocks.
+        /// Window length in blocks (0: the window is by time).
+        #[serde(default, skip_serializing_if = "is_zero")]
         window_blocks: u64,
+        /// Window length in milliseconds of block time (0: by blocks).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        window_ms: u64,
         /// Amount limit per window (inclusive).
         #[serde(with = "amount")]
         max_amount: u128,
@@ -227,12 +233,39 @@ pub enum Rule {
         margin_bps: u16,
         /// How many in one window trip the rule.
         count: u32,
-        /// Window length in blocks.
+        /// Window length in blocks (0: the window is by time); windows as
+        /// for [`Rule::Velocity`].
+        #[serde(default, skip_serializing_if = "is_zero")]
         window_blocks: u64,
+        /// Window length in milliseconds of block time (0: by blocks).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        window_ms: u64,
         /// Fail the transaction instead of flagging it.
         #[serde(default)]
         block: bool,
     },
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The fixed window a block falls in: by block time when `window_ms` is
+/// set, else by height. Time windows carry the top bit, so a counter kept
+/// under a rule whose window kind changed never matches the new kind.
+pub fn window_index(window_blocks: u64, window_ms: u64, height: u64, time_ms: u64) -> u64 {
+    match time_ms.checked_div(window_ms) {
+        Some(k) => TIME_WINDOW | k,
+        None => height / window_blocks.max(1),
+    }
+}
+
+/// The bit that marks a time window's index.
+pub const TIME_WINDOW: u64 = 1 << 63;
+
+/// Exactly one of a window's lengths is set.
+fn window_ok(window_blocks: u64, window_ms: u64) -> bool {
+    (window_blocks == 0) != (window_ms == 0)
 }
 
 /// Blocked pairs as `[["US","KP"], ...]` in JSON.
@@ -305,11 +338,12 @@ impl Rule {
             }
             Rule::Velocity {
                 window_blocks,
+                window_ms,
                 max_amount,
                 ..
             } => {
-                if *window_blocks == 0 {
-                    return Err("velocity: window_blocks is 0");
+                if !window_ok(*window_blocks, *window_ms) {
+                    return Err("velocity: set exactly one of window_blocks and window_ms");
                 }
                 if *max_amount == 0 {
                     return Err("velocity: max_amount is 0");
@@ -323,10 +357,14 @@ impl Rule {
                 margin_bps,
                 count,
                 window_blocks,
+                window_ms,
                 ..
             } => {
-                if *threshold == 0 || *count == 0 || *window_blocks == 0 {
-                    return Err("structuring: threshold, count and window_blocks must be > 0");
+                if *threshold == 0 || *count == 0 {
+                    return Err("structuring: threshold and count must be > 0");
+                }
+                if !window_ok(*window_blocks, *window_ms) {
+                    return Err("structuring: set exactly one of window_blocks and window_ms");
                 }
                 if *margin_bps == 0 || *margin_bps > 10_000 {
                     return Err("structuring: margin_bps must be 1..=10000");
@@ -543,8 +581,22 @@ pub struct Claim {
     pub accreditation: u32,
     /// First height the attestation counts.
     pub issued_height: u64,
-    /// First height it no longer counts.
+    /// First height it no longer counts (absent: no height expiry).
+    #[serde(default = "no_expiry", skip_serializing_if = "is_no_expiry")]
     pub expiry_height: u64,
+    /// First block time (Unix milliseconds) it no longer counts (absent:
+    /// no time expiry). A claim expires by height, by time or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// `expiry_height` when a claim expires by time only.
+pub fn no_expiry() -> u64 {
+    u64::MAX
+}
+
+fn is_no_expiry(v: &u64) -> bool {
+    *v == u64::MAX
 }
 
 impl Claim {
@@ -561,7 +613,11 @@ impl Claim {
         if self.chain_id.is_empty() || self.chain_id.len() > plume_protocol::tx::CHAIN_ID_LEN_MAX {
             return Err(codes::CLAIM_WRONG_CHAIN);
         }
-        if !valid_country(&self.jurisdiction) || self.expiry_height <= self.issued_height {
+        if !valid_country(&self.jurisdiction)
+            || self.expiry_height <= self.issued_height
+            || (self.expiry_height == u64::MAX && self.expires_at_ms.is_none())
+            || self.expires_at_ms == Some(0)
+        {
             return Err(Reason::MalformedCall);
         }
         Ok(())
@@ -577,6 +633,7 @@ impl Claim {
             accreditation: self.accreditation,
             issued_height: self.issued_height,
             expiry_height: self.expiry_height,
+            expires_at_ms: self.expires_at_ms,
         }
     }
 }
@@ -609,7 +666,18 @@ pub struct Attestation {
     /// First height it counts.
     pub issued_height: u64,
     /// First height it no longer counts.
+    #[serde(default = "no_expiry", skip_serializing_if = "is_no_expiry")]
     pub expiry_height: u64,
+    /// First block time (Unix ms) it no longer counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Attestation {
+    /// Whether it has expired at `height` and block time `time_ms`.
+    pub fn expired_at(&self, height: u64, time_ms: u64) -> bool {
+        height >= self.expiry_height || self.expires_at_ms.is_some_and(|t| time_ms >= t)
+    }
 }
 
 /// An identity's record: its attestations and, per provider, the issue
@@ -719,7 +787,7 @@ impl AddressEntry {
     rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
 )]
 pub struct Counter {
-    /// Window index (height / window_blocks) the counts are for.
+    /// Window index the counts are for ([`window_index`]).
     pub window: u64,
     /// Transfers counted.
     pub count: u32,
@@ -832,6 +900,16 @@ pub enum ComplianceCall {
         /// The provider's key.
         provider: [u8; 32],
     },
+    /// The provider (a signer of the transaction), an institution that
+    /// attests its own customers: publish the X25519 key travel-rule
+    /// envelopes for its customers are sealed to (`None` withdraws it).
+    /// Effective at once (clients read it; no rule does).
+    SetEnvelopeKey {
+        /// The provider's key.
+        provider: [u8; 32],
+        /// Its X25519 public key.
+        key: Option<[u8; 32]>,
+    },
 }
 
 impl ComplianceCall {
@@ -878,9 +956,13 @@ impl ComplianceCall {
                 }
             }
             ComplianceCall::Attest { claim, .. } => claim.check(),
+            ComplianceCall::SetEnvelopeKey { key: Some(k), .. } if k == &[0; 32] => {
+                Err(Reason::MalformedCall)
+            }
             ComplianceCall::RevokeProvider { .. }
             | ComplianceCall::SetRoles { .. }
-            | ComplianceCall::RevokeAttestation { .. } => Ok(()),
+            | ComplianceCall::RevokeAttestation { .. }
+            | ComplianceCall::SetEnvelopeKey { .. } => Ok(()),
         }
     }
 }

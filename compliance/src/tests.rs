@@ -77,6 +77,7 @@ fn kyc(tier: u8, j: &[u8; 2], expiry: u64) -> Identity {
             accreditation: 0,
             issued_height: 1,
             expiry_height: expiry,
+            expires_at_ms: None,
         }],
         revoked: Vec::new(),
     }
@@ -98,6 +99,7 @@ fn run(p: &Policy, env: &mut Mem, height: u64, memo: &[u8], flows: &[Flow]) -> O
         env,
         &TxContext {
             height,
+            time_ms: 0,
             tx: &tx,
             memo,
         },
@@ -197,6 +199,7 @@ fn velocity_fails_the_transfer_that_crosses_the_limit_and_resets_per_window() {
     let p = policy(vec![Rule::Velocity {
         asset: NATIVE,
         window_blocks: 100,
+        window_ms: 0,
         max_amount: 10_000,
         max_count: 0,
         min_tier: 0,
@@ -331,12 +334,14 @@ fn structuring_flags_the_nth_just_below_threshold_transfer() {
         margin_bps: 1_000,
         count: 3,
         window_blocks: 50,
+        window_ms: 0,
         block: false,
     }]);
     let mut env = Mem::default();
     let tx = [1; 32];
     let ctx = |h| TxContext {
         height: h,
+        time_ms: 0,
         tx: &tx,
         memo: b"",
     };
@@ -465,4 +470,173 @@ fn worst_case_policy_gas_is_bounded() {
     let g = p.gas(257);
     assert!(g < 30_000_000, "{g}");
     assert!(g > p.gas(2));
+}
+
+fn run_at(p: &Policy, env: &mut Mem, height: u64, time_ms: u64, flows: &[Flow]) -> Option<Reason> {
+    let tx = [0xab; 32];
+    check(
+        p,
+        env,
+        &TxContext {
+            height,
+            time_ms,
+            tx: &tx,
+            memo: b"",
+        },
+        flows,
+    )
+    .unwrap()
+    .failed
+    .map(|f| f.1)
+}
+
+const DAY_MS: u64 = 86_400_000;
+/// 2027-01-01T00:00:00Z.
+const T0: u64 = 1_798_761_600_000;
+
+#[test]
+fn kyc_valid_until_a_block_time_expires_exactly_then_whatever_the_height() {
+    let p = policy(vec![Rule::Kyc { receivers: false }]);
+    let mut env = Mem::default();
+    let mut id = kyc(1, b"DE", u64::MAX);
+    id.attestations[0].expires_at_ms = Some(T0);
+    env.ids.insert(A, id.clone());
+    // One millisecond before T passes (at any height); at T it fails.
+    assert_eq!(run_at(&p, &mut env, 5, T0 - 1, &[flow(A, B, 1)]), None);
+    assert_eq!(
+        run_at(&p, &mut env, 5, T0, &[flow(A, B, 1)]),
+        Some(codes::KYC_EXPIRED)
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 1_000_000, T0 + DAY_MS, &[flow(A, B, 1)]),
+        Some(codes::KYC_EXPIRED)
+    );
+    // Both bounds: whichever comes first.
+    id.attestations[0].expiry_height = 50;
+    env.ids.insert(A, id);
+    assert_eq!(
+        run_at(&p, &mut env, 50, T0 - 1, &[flow(A, B, 1)]),
+        Some(codes::KYC_EXPIRED)
+    );
+    assert_eq!(run_at(&p, &mut env, 49, T0 - 1, &[flow(A, B, 1)]), None);
+}
+
+#[test]
+fn a_daily_velocity_limit_by_block_time_resets_at_midnight_utc() {
+    let p = policy(vec![Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 0,
+        window_ms: DAY_MS,
+        max_amount: 10_000,
+        max_count: 0,
+        min_tier: 0,
+    }]);
+    let mut env = Mem::default();
+    // Heights far apart, one UTC day: the third 4,000 fails.
+    assert_eq!(run_at(&p, &mut env, 10, T0 + 1, &[flow(A, B, 4_000)]), None);
+    assert_eq!(
+        run_at(&p, &mut env, 90_000, T0 + DAY_MS / 2, &[flow(A, B, 4_000)]),
+        None
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 180_000, T0 + DAY_MS - 1, &[flow(A, B, 4_000)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    // Exactly at midnight, a new day.
+    assert_eq!(
+        run_at(&p, &mut env, 180_001, T0 + DAY_MS, &[flow(A, B, 4_000)]),
+        None
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 180_002, T0 + DAY_MS + 5, &[flow(A, B, 6_000)]),
+        None
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 180_003, T0 + DAY_MS + 6, &[flow(A, B, 1)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+}
+
+#[test]
+fn structuring_by_block_time_counts_within_one_window_only() {
+    let p = policy(vec![Rule::Structuring {
+        asset: NATIVE,
+        threshold: 10_000,
+        margin_bps: 1_000,
+        count: 3,
+        window_blocks: 0,
+        window_ms: 3_600_000,
+        block: true,
+    }]);
+    let mut env = Mem::default();
+    let hour = 3_600_000;
+    assert_eq!(run_at(&p, &mut env, 1, T0, &[flow(A, B, 9_500)]), None);
+    assert_eq!(run_at(&p, &mut env, 2, T0 + 10, &[flow(A, B, 9_600)]), None);
+    // The next hour starts over: two more pass.
+    assert_eq!(
+        run_at(&p, &mut env, 3, T0 + hour, &[flow(A, B, 9_700)]),
+        None
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 4, T0 + hour + 1, &[flow(A, B, 9_800)]),
+        None
+    );
+    assert_eq!(
+        run_at(&p, &mut env, 5, T0 + 2 * hour - 1, &[flow(A, B, 9_900)]),
+        Some(codes::STRUCTURING)
+    );
+}
+
+#[test]
+fn a_window_needs_exactly_one_length_and_a_claim_some_expiry() {
+    let bad = |window_blocks, window_ms| {
+        policy(vec![Rule::Velocity {
+            asset: NATIVE,
+            window_blocks,
+            window_ms,
+            max_amount: 1,
+            max_count: 0,
+            min_tier: 0,
+        }])
+        .validate()
+        .is_err()
+    };
+    assert!(bad(0, 0));
+    assert!(bad(10, 10));
+    assert!(!bad(10, 0));
+    assert!(!bad(0, 10));
+    // Time and block windows never share a counter index.
+    assert_ne!(
+        model::window_index(0, 1, 7, 7),
+        model::window_index(1, 0, 7, 7)
+    );
+    let mut c = Claim {
+        chain_id: "c".into(),
+        identity: [1; 32],
+        addresses: vec![A],
+        provider: P1,
+        status: KycStatus::Verified,
+        risk_tier: 0,
+        jurisdiction: *b"DE",
+        accreditation: 0,
+        issued_height: 1,
+        expiry_height: u64::MAX,
+        expires_at_ms: None,
+    };
+    assert_eq!(c.check(), Err(Reason::MalformedCall));
+    c.expires_at_ms = Some(T0);
+    assert_eq!(c.check(), Ok(()));
+    // In JSON, a time-only claim leaves out expiry_height.
+    let j: Claim = serde_json::from_value(serde_json::json!({
+        "chain_id": "c", "identity": hex::encode([1u8; 32]),
+        "addresses": [hex::encode(A)], "provider": hex::encode(P1),
+        "status": "verified", "risk_tier": 0, "jurisdiction": "DE",
+        "issued_height": 1, "expires_at_ms": T0
+    }))
+    .unwrap();
+    assert_eq!(j, c);
+    assert!(!to_json(&j)
+        .as_object()
+        .unwrap()
+        .contains_key("expiry_height"));
 }

@@ -734,6 +734,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
                 &mut env,
                 &plume_compliance::TxContext {
                     height: ctx.height,
+                    time_ms: ctx.time_ms,
                     tx: &ptx.hash.0,
                     memo: &body.memo,
                 },

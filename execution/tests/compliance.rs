@@ -71,6 +71,7 @@ fn genesis(admin: Who, users: &[Who], rules: Vec<Rule>, kyc_expiry: u64) -> Gene
                 jurisdiction: *b"DE",
                 accreditation: 0,
                 expiry_height: kyc_expiry,
+                expires_at_ms: None,
             })
             .collect(),
     }
@@ -102,6 +103,7 @@ fn claim(w: &World, chain: &str, identity: [u8; 32], addr: [u8; 32], expiry: u64
         accreditation: 0,
         issued_height: 1,
         expiry_height: expiry,
+        expires_at_ms: None,
     }
 }
 
@@ -287,6 +289,7 @@ fn velocity_third_transfer_of_4000_fails_at_the_boundary() {
         vec![Rule::Velocity {
             asset: NATIVE_ASSET,
             window_blocks: 10,
+            window_ms: 0,
             max_amount: 10_000,
             max_count: 0,
             min_tier: 0,
@@ -515,6 +518,7 @@ fn any_shard_count_gives_identical_receipts_and_roots() {
         Rule::Velocity {
             asset: NATIVE_ASSET,
             window_blocks: 3,
+            window_ms: 0,
             max_amount: 20_000,
             max_count: 6,
             min_tier: 0,
@@ -525,6 +529,7 @@ fn any_shard_count_gives_identical_receipts_and_roots() {
             margin_bps: 2_000,
             count: 2,
             window_blocks: 4,
+            window_ms: 0,
             block: false,
         },
     ];
@@ -602,4 +607,189 @@ fn any_shard_count_gives_identical_receipts_and_roots() {
         stopped > 50 && flagged > 5,
         "stopped {stopped} flagged {flagged}"
     );
+}
+
+#[test]
+fn kyc_valid_until_a_block_time_and_a_daily_window_follow_the_header_time() {
+    // One block an hour: block h has time h x 3,600,000 ms.
+    const HOUR: u64 = 3_600_000;
+    let mut w = world(
+        vec![
+            Rule::Kyc { receivers: false },
+            Rule::Velocity {
+                asset: NATIVE_ASSET,
+                window_blocks: 0,
+                window_ms: 24 * HOUR,
+                max_amount: 10_000,
+                max_count: 0,
+                min_tier: 0,
+            },
+        ],
+        u64::MAX, // no height expiry for the genesis identities
+        0,
+    );
+    w.l.block_ms = HOUR;
+    let (a, b) = (w.users[0], w.users[1]);
+    let pk = w.provider.public_key().to_bytes();
+    // a's claim is valid until block time T = 30 h (block 30), whatever
+    // the height.
+    let mut c = claim(&w, CHAIN, [7; 32], a.addr.0, u64::MAX);
+    c.expires_at_ms = Some(30 * HOUR);
+    let out = w.l.block(&[ctx_call(a, 0, signed(&w, c))]);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    let rec = read_identity_of(&w.l.state, &a.addr.0).unwrap().unwrap().1;
+    assert_eq!(rec.attestations[0].provider, pk);
+    assert_eq!(rec.attestations[0].expires_at_ms, Some(30 * HOUR));
+    // Day 0 (blocks 2..23): the third 4,000 fails, exactly at the limit
+    // passes.
+    let out = w.l.block(&[
+        transfer(a, 1, b, 4_000),
+        transfer(a, 2, b, 4_000),
+        transfer(a, 3, b, 4_000),
+        transfer(a, 4, b, 2_000),
+    ]);
+    let got: Vec<_> = (0..4).map(|i| status(&out, i).1).collect();
+    assert_eq!(
+        got,
+        vec![Reason::Ok, Reason::Ok, codes::VELOCITY_AMOUNT, Reason::Ok]
+    );
+    let out = w.l.block(&[transfer(a, 5, b, 1)]);
+    assert_eq!(status(&out, 0), (Status::Failed, codes::VELOCITY_AMOUNT));
+    // Block 24 is time 24 h: a new UTC day, a fresh window.
+    while w.l.height < 23 {
+        w.l.block(&[]);
+    }
+    let out = w.l.block(&[transfer(a, 6, b, 9_000)]);
+    assert_eq!(w.l.ctx().time_ms, 25 * HOUR);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    // Block 29 (29 h) still before T; block 30 (T) fails with the expiry
+    // code.
+    while w.l.height < 28 {
+        w.l.block(&[]);
+    }
+    let out = w.l.block(&[transfer(a, 7, b, 1)]);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok), "at T - 1 h");
+    let out = w.l.block(&[transfer(a, 8, b, 1)]);
+    assert_eq!(w.l.height, 30);
+    assert_eq!(
+        status(&out, 0),
+        (Status::Failed, codes::KYC_EXPIRED),
+        "at T"
+    );
+    // A claim with neither a height nor a time expiry is malformed.
+    let mut forever = claim(&w, CHAIN, [8; 32], b.addr.0, u64::MAX);
+    forever.expires_at_ms = None;
+    let out = w.l.block(&[ctx_call(b, 0, signed(&w, forever))]);
+    assert_eq!(status(&out, 0).1, Reason::MalformedCall);
+}
+
+#[test]
+fn institutions_publish_envelope_keys_and_a_sender_finds_the_beneficiarys() {
+    let mut w = world(
+        vec![Rule::TravelRule {
+            asset: NATIVE_ASSET,
+            threshold: 1_000,
+        }],
+        1_000,
+        2,
+    );
+    let (a, b, c) = (w.users[0], w.users[1], w.users[2]);
+    let pk = w.provider.public_key().to_bytes();
+    let provider_who = Who {
+        pk,
+        addr: plume_protocol::tx::address_of_key(&pk),
+    };
+    let bank_secret = [0x6b; 32];
+    let bank_pub = plume_compliance::travel::public_key(&bank_secret);
+    let set = |who: Who, seq, provider, key| {
+        ctx_call(who, seq, ComplianceCall::SetEnvelopeKey { provider, key })
+    };
+    // Fund the provider's account (above the threshold: a commitment
+    // without the envelope bytes).
+    let mut fund = body(
+        &[a],
+        0,
+        plume_protocol::calls::Transfer {
+            asset: NATIVE_ASSET,
+            to: provider_who.addr.0,
+            amount: 1_000_000_000,
+        },
+    );
+    fund.memo = [plume_compliance::model::TRAVEL_TAG, &[1; 32]].concat();
+    let out = w.l.block(&[prep(fund)]);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    let out = w.l.block(&[
+        // Only the provider itself publishes its key...
+        set(a, 1, pk, Some(bank_pub)),
+        // ...and only a registered provider.
+        set(c, 0, c.pk, Some(bank_pub)),
+        set(provider_who, 0, pk, Some(bank_pub)),
+    ]);
+    // (Authorization is checked before inclusion: rejected, no fee.)
+    assert_eq!(status(&out, 0), (Status::Rejected, codes::NOT_AUTHORITY));
+    assert_eq!(status(&out, 1), (Status::Failed, codes::UNKNOWN_PROVIDER));
+    assert_eq!(status(&out, 2), (Status::Success, Reason::Ok));
+    let q = |l: &Ledger, id: [u8; 32]| {
+        l.registry
+            .query(&l.state, "compliance", "envelope-keys", &[hex::encode(id)])
+            .unwrap()
+    };
+    // b's identity is attested by the provider: its key is where an
+    // envelope to b is sealed.
+    let keys = q(&w.l, b.addr.0);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["envelope_key"], hex::encode(bank_pub));
+    assert_eq!(keys[0]["name"], "kyc-co");
+    assert_eq!(keys[0]["attestation"]["status"], "verified");
+    assert_eq!(q(&w.l, pk)[0]["envelope_key"], hex::encode(bank_pub));
+    // c has no identity: nobody to seal to.
+    assert_eq!(q(&w.l, c.addr.0), serde_json::json!([]));
+    // The sender seals to the published key; the institution opens it.
+    let info = plume_compliance::travel::TravelInfo {
+        originator: plume_compliance::travel::Person {
+            name: "Alice".into(),
+            account_number: "a-1".into(),
+            country: "DE".into(),
+            national_id: String::new(),
+            address: String::new(),
+        },
+        beneficiary: plume_compliance::travel::Person {
+            name: "Bob".into(),
+            account_number: "b-1".into(),
+            country: "FR".into(),
+            national_id: String::new(),
+            address: String::new(),
+        },
+        originating_vasp: "Bank A".into(),
+        beneficiary_vasp: "Bank B".into(),
+    };
+    let published: [u8; 32] = hex::decode(keys[0]["envelope_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sealed = plume_compliance::travel::seal(&info, &published, &[0x21; 32]);
+    let mut with = body(
+        &[a],
+        1, // the rejected call above consumed no sequence
+        plume_protocol::calls::Transfer {
+            asset: NATIVE_ASSET,
+            to: b.addr.0,
+            amount: 5_000,
+        },
+    );
+    with.memo = plume_compliance::travel_memo(&sealed);
+    let out = w.l.block(&[prep(with.clone())]);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    let env = plume_compliance::travel::envelope_of(&with.memo).unwrap();
+    assert_eq!(
+        plume_compliance::travel::open(env, &bank_secret).unwrap(),
+        info
+    );
+    // Withdrawn: the registry no longer names it.
+    let out = w.l.block(&[set(provider_who, 1, pk, None)]);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    assert_eq!(q(&w.l, b.addr.0), serde_json::json!([]));
+    // An all-zero key is malformed.
+    let out = w.l.block(&[set(provider_who, 2, pk, Some([0; 32]))]);
+    assert_eq!(status(&out, 0).1, Reason::MalformedCall);
 }

@@ -457,7 +457,8 @@ fn an_institution_with_60_percent_of_the_fees_gets_60_percent_of_the_pool_and_se
         risk_tier: 1,
         jurisdiction: *b"CH",
         accreditation: 0,
-        expiry_height: u64::MAX,
+        expiry_height: 1_000_000,
+        expires_at_ms: None,
     };
     let registry = GenesisCompliance {
         admin: voter.addr.0,

@@ -217,12 +217,14 @@ enum TxCmd {
         #[arg(long, default_value = "plume")]
         asset: String,
         /// Travel-rule information (JSON: originator, beneficiary,
-        /// originating_vasp, beneficiary_vasp), sealed to
-        /// --beneficiary-key and carried in the memo with its commitment.
-        #[arg(long, requires = "beneficiary_key")]
+        /// originating_vasp, beneficiary_vasp), sealed to the beneficiary
+        /// institution's envelope key (the one it published in the
+        /// registry, or --beneficiary-key) and carried in the memo with
+        /// its commitment.
+        #[arg(long)]
         travel_info: Option<PathBuf>,
         /// The beneficiary institution's X25519 public key (64 hex; see
-        /// `plume compliance envelope-key`).
+        /// `plume compliance envelope-key`), instead of the registry's.
         #[arg(long, requires = "travel_info")]
         beneficiary_key: Option<String>,
     },
@@ -733,7 +735,14 @@ fn cmd_tx(cmd: TxCmd) -> Result<()> {
                 u64::MAX,
             );
             let tx = match (travel_info, beneficiary_key) {
-                (Some(info), Some(bk)) => {
+                (Some(info), bk) => {
+                    let bk = match bk {
+                        Some(k) => k,
+                        None => plume_node::cli::compliance::beneficiary_envelope_key(
+                            &common.node,
+                            &to.0,
+                        )?,
+                    };
                     let memo = plume_node::cli::compliance::travel_memo_from(&info, &bk)?;
                     let mut body = tx.body;
                     body.memo = memo;

@@ -264,12 +264,19 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     )
     .unwrap();
     let h_now = support::height(&net, 0);
+    // Valid for a day of block time (no height expiry); it links accounts
+    // 5 and 8 to the identity.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let claim = json!({
         "chain_id": net.chain_id, "identity": hex::encode([7u8; 32]),
-        "addresses": [net.accounts[5].public_key().address().to_hex()],
+        "addresses": [net.accounts[5].public_key().address().to_hex(),
+                      net.accounts[8].public_key().address().to_hex()],
         "provider": plume_node::devnet::compliance::provider_key().public_key().to_hex(),
         "status": "verified", "risk_tier": 1, "jurisdiction": "CH",
-        "issued_height": h_now, "expiry_height": h_now + 100_000,
+        "issued_height": h_now, "expires_at_ms": now_ms + 86_400_000,
     });
     let claim_file = dir.path().join("claim.json");
     std::fs::write(&claim_file, claim.to_string()).unwrap();
@@ -309,9 +316,36 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
         &api,
     ]);
     assert!(
-        id.contains(&hex::encode([7u8; 32])) && id.contains("\"CH\""),
+        id.contains(&hex::encode([7u8; 32]))
+            && id.contains("\"CH\"")
+            && id.contains(&format!("\"expires_at_ms\": {}", now_ms + 86_400_000)),
         "{id}"
     );
+    // The provider (a bank attesting its customers) gets PLUME for fees
+    // from its customer before the KYC rule is in force.
+    let provider_addr = plume_node::devnet::compliance::provider_key()
+        .public_key()
+        .address()
+        .to_hex();
+    let out = plume_ok(&[
+        "tx",
+        "transfer",
+        "--node",
+        &api,
+        "--key",
+        &keyfile(5),
+        "--to",
+        &provider_addr,
+        "--amount",
+        "1000000000",
+        "--json",
+    ]);
+    let fund = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = final_on(&api, &fund, Duration::from_secs(30)).expect("funding final");
+    assert_eq!(st["receipt"]["status"], "Success", "{st}");
     let mut rules: Vec<serde_json::Value> = serde_json::from_value(
         rpc(&api, "plume_query", json!(["compliance", "policy"])).unwrap()["rules"].clone(),
     )
@@ -383,6 +417,33 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
         bank_key.to_str().unwrap(),
     ]);
     let bank_pub = out.trim().rsplit(' ').next().unwrap().to_string();
+    // The institution publishes it in the registry, signed with its
+    // provider key.
+    let out = plume_ok(&[
+        "compliance",
+        "set-envelope-key",
+        "--node",
+        &api,
+        "--key",
+        provider_file.to_str().unwrap(),
+        "--envelope-key",
+        bank_key.to_str().unwrap(),
+        "--json",
+    ]);
+    let sek = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = final_on(&api, &sek, Duration::from_secs(30)).expect("set-envelope-key final");
+    assert_eq!(st["receipt"]["status"], "Success", "{st}");
+    let keys = plume_ok(&[
+        "compliance",
+        "envelope-keys",
+        &net.accounts[8].public_key().address().to_hex(),
+        "--node",
+        &api,
+    ]);
+    assert!(keys.contains(&bank_pub), "{keys}");
     let info = json!({
         "originator": {"name": "Alice Example", "account_number": "DE-1"},
         "beneficiary": {"name": "Bob Example", "account_number": "CH-2"},
@@ -405,7 +466,9 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     let bare = base(&["--dry-run"]);
     assert_eq!(bare["code_name"], "TRAVEL_RULE", "{bare}");
     let info_path = info_file.to_str().unwrap().to_string();
-    let sealed = base(&["--travel-info", &info_path, "--beneficiary-key", &bank_pub]);
+    // No --beneficiary-key: the CLI finds the key the beneficiary's
+    // institution published.
+    let sealed = base(&["--travel-info", &info_path]);
     let st = final_on(
         &api,
         sealed["hash"].as_str().unwrap(),

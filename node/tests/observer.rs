@@ -414,6 +414,7 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
             jurisdiction: j,
             accreditation: 0,
             expiry_height: 1_000_000,
+            expires_at_ms: None,
         });
     }
     section.rules.push(plume_compliance::RuleEntry {
@@ -424,6 +425,7 @@ fn the_dashboard_in_headless_chromium_shows_the_alert_and_the_flow_graph_behind_
             margin_bps: 1_000,
             count: 3,
             window_blocks: 1_000,
+            window_ms: 0,
             block: false,
         },
     });

@@ -13,7 +13,9 @@
 //!   `identity/<id>`: an [`Identity`] (attestations per provider);
 //! - `counter/<account>`: the sender's velocity and structuring windows,
 //!   one entry per rule;
-//! - `verdicts/<height>`: the block's stopped and flagged transactions.
+//! - `verdicts/<height>`: the block's stopped and flagged transactions;
+//! - `envelope/<provider>`: the X25519 key a provider (an institution
+//!   attesting its customers) receives travel-rule envelopes under.
 //!
 //! Changes to the policy, lists and identities made in block H apply from
 //! H+1: interception reads them from the block-start state.
@@ -87,6 +89,24 @@ pub fn identity_key(identity: &[u8; 32]) -> StateKey {
 /// transaction's access set.
 pub fn counter_key(account: &[u8; 32]) -> StateKey {
     module_key(MODULE_COMPLIANCE, &[b"counter", &account_key(account)])
+}
+
+/// Key of a provider's travel-rule envelope key.
+pub fn envelope_key_key(provider: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"envelope", provider])
+}
+
+/// A provider's travel-rule envelope key.
+pub fn read_envelope_key<B: StateRead + ?Sized>(
+    state: &B,
+    provider: &[u8; 32],
+) -> Result<Option<[u8; 32]>, ExecError> {
+    match state.get(&envelope_key_key(provider))? {
+        Some(b) => <[u8; 32]>::try_from(b.as_slice())
+            .map(Some)
+            .map_err(|_| ExecError::CorruptState("envelope key")),
+        None => Ok(None),
+    }
 }
 
 /// Key of a block's verdict record.
@@ -212,6 +232,7 @@ pub fn genesis_writes(g: &GenesisCompliance) -> Result<Vec<StateWrite>, ExecErro
             accreditation: gi.accreditation,
             issued_height: 0,
             expiry_height: gi.expiry_height,
+            expires_at_ms: gi.expires_at_ms,
         });
         rec.attestations.sort_by_key(|a| a.provider);
         for a in &gi.addresses {
@@ -274,7 +295,7 @@ impl Module for Compliance {
         codes::name(r)
     }
     fn queries(&self) -> &'static [&'static str] {
-        &["policy", "identity", "listed", "verdicts", "codes"]
+        &["policy", "identity", "listed", "verdicts", "codes", "envelope-keys"]
     }
     fn query(
         &self,
@@ -331,6 +352,41 @@ impl Module for Compliance {
                     .parse()
                     .map_err(|_| QueryError::BadArgs("height is not a number".into()))?;
                 Ok(read_verdicts(state, h)?.map_or(serde_json::Value::Null, |v| plume_compliance::to_json(&v)))
+            }
+            // envelope-keys ADDRESS|PROVIDER: the envelope keys of the
+            // institutions attesting the address's identity (where a
+            // travel-rule envelope to it is sealed), or one provider's.
+            "envelope-keys" => {
+                let a = super::hex32_arg(args, 0, "address or provider")?;
+                let policy = read_policy(state)?;
+                let name = |p: &[u8; 32]| {
+                    policy
+                        .as_ref()
+                        .and_then(|pol| pol.provider(p))
+                        .map(|p| p.name.clone())
+                };
+                let mut out = Vec::new();
+                let attested: Vec<([u8; 32], Option<plume_compliance::Attestation>)> =
+                    match read_identity_of(state, &a)? {
+                        Some((_, rec)) => rec
+                            .attestations
+                            .into_iter()
+                            .map(|x| (x.provider, Some(x)))
+                            .collect(),
+                        None => vec![(a, None)],
+                    };
+                for (p, att) in attested {
+                    let Some(key) = read_envelope_key(state, &p)? else {
+                        continue;
+                    };
+                    out.push(serde_json::json!({
+                        "provider": hex::encode(p),
+                        "name": name(&p),
+                        "envelope_key": hex::encode(key),
+                        "attestation": att.map(|x| plume_compliance::to_json(&x)),
+                    }));
+                }
+                Ok(serde_json::Value::Array(out))
             }
             "codes" => Ok(serde_json::Value::Array(
                 codes::ALL
@@ -401,11 +457,16 @@ impl Call for ComplianceCall {
             ComplianceCall::RevokeAttestation { identity, .. } => {
                 out.push(identity_key(identity));
             }
+            ComplianceCall::SetEnvelopeKey { provider, .. } => {
+                out.push(envelope_key_key(provider));
+            }
         }
     }
 
     fn authorize(&self, tx: &TxInfo<'_>) -> Result<(), Reason> {
-        if let ComplianceCall::RevokeAttestation { provider, .. } = self {
+        if let ComplianceCall::RevokeAttestation { provider, .. }
+        | ComplianceCall::SetEnvelopeKey { provider, .. } = self
+        {
             let addr = plume_protocol::tx::address_of_key(provider);
             if !tx.signed_by(&addr.0) {
                 return Err(codes::NOT_AUTHORITY);
@@ -556,6 +617,18 @@ impl Call for ComplianceCall {
                 rec.revoked.push((*provider, gone.issued_height));
                 rec.revoked.sort();
                 l.set_record(&ik, Some(encode(&rec)));
+            }
+            ComplianceCall::SetEnvelopeKey { provider, key } => {
+                // The provider signed (authorize); it must be one in force.
+                if !policy
+                    .provider(provider)
+                    .is_some_and(|p| p.active_at(tx.height))
+                {
+                    return Ok(Err(codes::UNKNOWN_PROVIDER));
+                }
+                let k = envelope_key_key(provider);
+                l.record(&k)?;
+                l.set_record(&k, key.map(|k| k.to_vec()));
             }
         }
         Ok(Ok(()))

@@ -71,6 +71,29 @@ pub enum ComplianceCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Provider (its key pays): publish the X25519 key travel-rule
+    /// envelopes for the identities it attests are sealed to, so
+    /// `plume tx transfer --travel-info` finds it (or withdraw it).
+    SetEnvelopeKey {
+        #[command(flatten)]
+        common: TxCommon,
+        /// The institution's secret key file (from `envelope-key`); its
+        /// public key is published.
+        #[arg(long, required_unless_present = "clear")]
+        envelope_key: Option<PathBuf>,
+        /// Withdraw the published key instead.
+        #[arg(long, conflicts_with = "envelope_key")]
+        clear: bool,
+    },
+    /// The envelope keys of the institutions attesting an address's
+    /// identity (or of one provider).
+    EnvelopeKeys {
+        /// Address or provider key (64 hex).
+        id: String,
+        /// Node API address.
+        #[arg(long, default_value = "127.0.0.1:26700")]
+        node: String,
+    },
     /// Open the travel-rule envelope of a finalized transaction with the
     /// beneficiary institution's secret key file.
     OpenEnvelope {
@@ -408,6 +431,35 @@ pub fn run(cmd: ComplianceCmd) -> Result<()> {
                 },
             )?;
         }
+        ComplianceCmd::SetEnvelopeKey {
+            common,
+            envelope_key,
+            clear,
+        } => {
+            let provider = plume_client::keyfile::read_account_key(&common.key)?;
+            let key = match (envelope_key, clear) {
+                (Some(f), false) => Some(plume_compliance::travel::public_key(
+                    &read_envelope_secret(&f)?,
+                )),
+                _ => None,
+            };
+            submit_call(
+                &common,
+                ComplianceCall::SetEnvelopeKey {
+                    provider: provider.public_key().to_bytes(),
+                    key,
+                },
+            )?;
+        }
+        ComplianceCmd::EnvelopeKeys { id, node } => {
+            h32(&id, "address or provider")?;
+            let v = plume_client::rpc(
+                &node,
+                "plume_query",
+                json!(["compliance", "envelope-keys", id]),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         ComplianceCmd::RevokeAttestation { common, identity } => {
             let key = plume_client::keyfile::read_account_key(&common.key)?;
             submit_call(
@@ -425,6 +477,49 @@ pub fn run(cmd: ComplianceCmd) -> Result<()> {
 fn read_envelope_secret(p: &std::path::Path) -> Result<[u8; 32]> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     h32(text.trim(), &p.display().to_string())
+}
+
+/// The X25519 key to seal a travel-rule envelope to `beneficiary` with:
+/// the one published (`set-envelope-key`) by the institution attesting
+/// its identity. Several such institutions: the one whose attestation is
+/// verified, if it is the only one; otherwise `--beneficiary-key` must
+/// choose.
+pub fn beneficiary_envelope_key(node: &str, beneficiary: &[u8; 32]) -> Result<String> {
+    let v = plume_client::rpc(
+        node,
+        "plume_query",
+        json!(["compliance", "envelope-keys", hex::encode(beneficiary)]),
+    )?;
+    let all = v.as_array().cloned().unwrap_or_default();
+    let verified: Vec<&Value> = all
+        .iter()
+        .filter(|k| k["attestation"]["status"] == "verified")
+        .collect();
+    let pick = match (all.len(), verified.len()) {
+        (0, _) => bail!(
+            "no institution attesting {} has published an envelope key \
+             (`plume compliance set-envelope-key`); pass --beneficiary-key",
+            hex::encode(beneficiary)
+        ),
+        (1, _) => &all[0],
+        (_, 1) => verified[0],
+        _ => bail!(
+            "several institutions attest {} ({}); choose one with --beneficiary-key",
+            hex::encode(beneficiary),
+            all.iter()
+                .map(|k| format!(
+                    "{} {}",
+                    k["name"].as_str().unwrap_or("?"),
+                    k["envelope_key"]
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    pick["envelope_key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the node's answer has no envelope_key")
 }
 
 /// The memo of a transfer carrying `info` (a JSON file) sealed to the

@@ -42,6 +42,7 @@ pub fn default_section(admin: &Address) -> GenesisCompliance {
             margin_bps: 1_000,
             count: 3,
             window_blocks: 1_000,
+            window_ms: 0,
             block: false,
         },
     ];

@@ -87,7 +87,7 @@ fn index_one(store: &Store<LmdbKv>, ix: &mut Index, h: u64) -> Result<()> {
         })
         .unwrap_or_default();
     let extras = plume_index::BlockExtras {
-        parties: parties(store, h, &txs)?,
+        parties: parties(store, h, sb.block.time_ms, &txs)?,
         flags,
     };
     ix.index_block_with(h, &sb.block.id.0, &sb.state_root.0, &txs, &extras)?;
@@ -97,9 +97,15 @@ fn index_one(store: &Store<LmdbKv>, ix: &mut Index, h: u64) -> Result<()> {
 /// The registered identity and jurisdiction of every account the block's
 /// balance events touch, from the compliance registry in the store's
 /// (certified) state: the jurisdiction of the attestation issued last
-/// among those still valid at `h` (an account without one is left out).
+/// among those still valid at `h` and block time `time_ms` (an account
+/// without one is left out).
 /// The state is the latest the observer committed, at or above `h`.
-fn parties(store: &Store<LmdbKv>, h: u64, txs: &[IndexedTx]) -> Result<Vec<plume_index::PartyOf>> {
+fn parties(
+    store: &Store<LmdbKv>,
+    h: u64,
+    time_ms: u64,
+    txs: &[IndexedTx],
+) -> Result<Vec<plume_index::PartyOf>> {
     let accounts: std::collections::BTreeSet<[u8; 32]> = txs
         .iter()
         .flat_map(|t| t.receipt.events.iter().map(|e| e.account))
@@ -112,7 +118,7 @@ fn parties(store: &Store<LmdbKv>, h: u64, txs: &[IndexedTx]) -> Result<Vec<plume
         let current = rec
             .attestations
             .iter()
-            .filter(|x| x.issued_height <= h && h < x.expiry_height)
+            .filter(|x| x.issued_height <= h && !x.expired_at(h, time_ms))
             .max_by_key(|x| x.issued_height)
             .or_else(|| rec.attestations.iter().max_by_key(|x| x.issued_height));
         if let Some(x) = current {
