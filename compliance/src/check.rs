@@ -19,6 +19,7 @@ use crate::model::{
 };
 use plume_crypto::{hash_parts, Digest, Domain};
 use plume_protocol::{Cause, Event, Reason};
+use smallvec::SmallVec;
 
 /// Value moving from one account to another (`None`: issued or destroyed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,25 @@ pub struct Flow {
 /// per payee. A credit with no debit left is issuance; a debit with no
 /// credit is a burn. Fee events are not flows.
 pub fn flows_of(events: &[Event]) -> Vec<Flow> {
+    // The common shape, a debit then an equal credit of one asset (a
+    // transfer): one flow, without the matching tables.
+    if let [d, c] = events {
+        if d.cause != Cause::Fee
+            && c.cause != Cause::Fee
+            && !d.credit
+            && c.credit
+            && d.asset == c.asset
+            && d.amount == c.amount
+            && d.amount > 0
+        {
+            return vec![Flow {
+                from: Some(d.account),
+                to: Some(c.account),
+                asset: d.asset,
+                amount: d.amount,
+            }];
+        }
+    }
     // Per asset: debits and credits not matched yet (account, amount left).
     type Open = Vec<([u8; 32], u128)>;
     let mut pending: Vec<([u8; 32], Open, Open)> = Vec::new();
@@ -176,8 +196,10 @@ pub struct Outcome {
 type Kyc = Result<(u8, [u8; 2]), Reason>;
 /// A sender's counters as read, and whether a rule changed them.
 type SenderCounters = ([u8; 32], Vec<(u16, Counter)>, bool);
-/// Per sender: (sender, total, count) of one asset.
-type Sent = Vec<([u8; 32], u128, u32)>;
+/// Per sender: (sender, total, count) of one asset. (The memo's lists
+/// live on the stack for the common shapes: a check allocates nothing of
+/// its own for a transfer.)
+type Sent = SmallVec<[([u8; 32], u128, u32); 2]>;
 
 fn standing(policy: &Policy, id: Option<&Identity>, height: u64, time_ms: u64) -> Kyc {
     let Some(id) = id else {
@@ -226,12 +248,14 @@ struct Memo<'p, 'e, E> {
     height: u64,
     time_ms: u64,
     flows: &'p [Flow],
-    parties: Vec<[u8; 32]>,
-    kyc: Vec<Option<Kyc>>,
-    entries: Vec<Option<AddressEntry>>,
-    exempt: Option<Vec<bool>>,
+    parties: SmallVec<[[u8; 32]; 4]>,
+    kyc: SmallVec<[Option<Kyc>; 4]>,
+    entries: SmallVec<[Option<AddressEntry>; 4]>,
+    exempt: Option<SmallVec<[bool; 4]>>,
+    /// Per asset, [`Memo::sent`] over all amounts (several rules ask).
+    sent_all: SmallVec<[([u8; 32], Sent); 1]>,
     /// (sender, counters, changed).
-    counters: Vec<SenderCounters>,
+    counters: SmallVec<[SenderCounters; 2]>,
 }
 
 impl<E: Env> Memo<'_, '_, E> {
@@ -275,7 +299,7 @@ impl<E: Env> Memo<'_, '_, E> {
 
     fn exempt(&mut self) -> Result<&[bool], E::Error> {
         if self.exempt.is_none() {
-            let mut v = Vec::with_capacity(self.flows.len());
+            let mut v = SmallVec::with_capacity(self.flows.len());
             for f in self.flows {
                 v.push(match f.to {
                     Some(to) => {
@@ -295,7 +319,7 @@ impl<E: Env> Memo<'_, '_, E> {
     fn sent(&mut self, asset: &[u8; 32], band: Option<(u128, u128)>) -> Result<Sent, E::Error> {
         let flows = self.flows;
         let exempt = self.exempt()?;
-        let mut v: Sent = Vec::new();
+        let mut v: Sent = SmallVec::new();
         for (f, ex) in flows.iter().zip(exempt) {
             let (Some(from), false) = (f.from, *ex) else {
                 continue;
@@ -312,6 +336,22 @@ impl<E: Env> Memo<'_, '_, E> {
             }
         }
         Ok(v)
+    }
+
+    /// Where [`Memo::sent`] over all amounts of `asset` is kept in
+    /// `sent_all` (computed once per asset, however many rules ask).
+    fn sent_index(&mut self, asset: &[u8; 32]) -> Result<usize, E::Error> {
+        if let Some(i) = self.sent_all.iter().position(|s| &s.0 == asset) {
+            return Ok(i);
+        }
+        let v = self.sent(asset, None)?;
+        self.sent_all.push((*asset, v));
+        Ok(self.sent_all.len() - 1)
+    }
+
+    /// The `j`-th sender's (sender, total, count) at `sent_all[i]`.
+    fn sent_at(&self, i: usize, j: usize) -> Option<([u8; 32], u128, u32)> {
+        self.sent_all[i].1.get(j).copied()
     }
 
     /// The counter of `rule` for `sender`, reset when the window moved.
@@ -383,7 +423,7 @@ pub fn check<E: Env>(
     if !policy.active() || flows.is_empty() {
         return Ok(out);
     }
-    let mut parties: Vec<[u8; 32]> = Vec::with_capacity(2 * flows.len());
+    let mut parties: SmallVec<[[u8; 32]; 4]> = SmallVec::with_capacity(2 * flows.len());
     for f in flows {
         for a in [f.from, f.to].into_iter().flatten() {
             if !parties.contains(&a) {
@@ -399,10 +439,11 @@ pub fn check<E: Env>(
         time_ms: ctx.time_ms,
         flows,
         parties,
-        kyc: vec![None; n],
-        entries: vec![None; n],
+        kyc: smallvec::smallvec![None; n],
+        entries: smallvec::smallvec![None; n],
         exempt: None,
-        counters: Vec::new(),
+        sent_all: SmallVec::new(),
+        counters: SmallVec::new(),
     };
     for entry in &policy.rules {
         let id = entry.id;
@@ -467,7 +508,10 @@ pub fn check<E: Env>(
                 min_tier,
             } => {
                 let mut hit = None;
-                for (s, total, _) in m.sent(asset, None)? {
+                let at = m.sent_index(asset)?;
+                let mut j = 0;
+                while let Some((s, total, _)) = m.sent_at(at, j) {
+                    j += 1;
                     if total > *max && (*min_tier == 0 || m.tier(&s)? >= *min_tier) {
                         hit = Some(codes::SINGLE_LIMIT);
                         break;
@@ -485,7 +529,10 @@ pub fn check<E: Env>(
             } => {
                 let window = window_index(*window_blocks, *window_ms, ctx.height, ctx.time_ms);
                 let mut hit = None;
-                for (s, total, k) in m.sent(asset, None)? {
+                let at = m.sent_index(asset)?;
+                let mut j = 0;
+                while let Some((s, total, k)) = m.sent_at(at, j) {
+                    j += 1;
                     if *min_tier > 0 && m.tier(&s)? < *min_tier {
                         continue;
                     }

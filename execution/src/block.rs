@@ -203,6 +203,8 @@ struct Admitted<'a> {
     /// Gas charged: the intrinsic gas, capped by the gas limit.
     gas_used: u64,
     tip_per_gas: u64,
+    /// Per-account record keys derived when the transaction was prepared.
+    party_keys: &'a [crate::modules::PartyKeys],
 }
 
 /// The pre-pass result: receipts of rejected transactions, the admitted
@@ -262,6 +264,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
     let mut admitted: Vec<Option<Admitted<'a>>> = Vec::with_capacity(txs.len());
     let mut items: Vec<u32> = Vec::with_capacity(txs.len());
     let mut block_gas: u64 = 0;
+    let mut scratch = Vec::new();
     for (i, ptx) in txs.iter().enumerate() {
         if items.len() >= params.block_txs_limit as usize {
             admitted.push(None);
@@ -276,6 +279,7 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
             base_fee,
             policy.as_ref(),
             &mut block_gas,
+            &mut scratch,
         ) {
             Ok(a) => {
                 admitted.push(Some(a));
@@ -570,7 +574,17 @@ fn counted_for<S: AuthenticatedState + ?Sized>(
 /// judge (it has no identity, and its outflows are not one sender's).
 fn protocol_sides_removed(flows: Vec<plume_compliance::Flow>) -> Vec<plume_compliance::Flow> {
     use plume_protocol::governance::{deposit_escrow, stake_escrow, vesting_escrow};
-    let protocol = [stake_escrow(), deposit_escrow(), vesting_escrow()];
+    // Derived (hashed) once per process, not per transaction.
+    static PROTOCOL: std::sync::LazyLock<[[u8; 32]; 3]> =
+        std::sync::LazyLock::new(|| [stake_escrow(), deposit_escrow(), vesting_escrow()]);
+    let protocol = &*PROTOCOL;
+    let is_protocol = |a: &Option<[u8; 32]>| a.as_ref().is_some_and(|a| protocol.contains(a));
+    if !flows
+        .iter()
+        .any(|f| is_protocol(&f.from) || is_protocol(&f.to))
+    {
+        return flows;
+    }
     let side = |a: Option<[u8; 32]>| a.filter(|a| !protocol.contains(a));
     flows
         .into_iter()
@@ -605,6 +619,7 @@ fn prepass<'a>(
     base_fee: u64,
     policy: Option<&Policy>,
     block_gas: &mut u64,
+    scratch: &mut Vec<[u8; 32]>,
 ) -> Result<Admitted<'a>, Reason> {
     let body = &ptx.tx.body;
     ptx.tx.check_limits()?;
@@ -625,7 +640,11 @@ fn prepass<'a>(
     // Compliance gas by the number of accounts the call declares (known
     // without state; the policy is the block's).
     let compliance_gas = policy.map_or(0, |p| {
-        p.gas(cmod::parties(&*call, &tx_info(ptx, ctx, params)))
+        p.gas(cmod::parties_with(
+            &*call,
+            &tx_info(ptx, ctx, params),
+            scratch,
+        ))
     });
     let intrinsic_gas = fees::intrinsic_gas(body, call.gas().saturating_add(compliance_gas));
     let gas_used = intrinsic_gas.min(body.gas_limit);
@@ -639,6 +658,7 @@ fn prepass<'a>(
         intrinsic_gas,
         gas_used,
         tip_per_gas,
+        party_keys: registry.party_keys(ptx),
     })
 }
 
@@ -728,7 +748,11 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
         let flows = protocol_sides_removed(plume_compliance::flows_of(&events[fee_events..]));
         if !flows.is_empty() {
             seen.checked = true;
-            let mut env = cmod::Interceptor { base, ledger };
+            let mut env = cmod::Interceptor {
+                base,
+                ledger,
+                keys: a.party_keys,
+            };
             let o = plume_compliance::check(
                 policy,
                 &mut env,

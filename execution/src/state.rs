@@ -383,7 +383,8 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
             accounts: KeyMap::with_capacity_and_hasher(capacity, Default::default()),
             balances: KeyMap::default(),
             assets: KeyMap::default(),
-            records: KeyMap::default(),
+            // Module records: compliance counters, one per checked sender.
+            records: KeyMap::with_capacity_and_hasher(capacity / 2, Default::default()),
             journal: Vec::new(),
         }
     }
@@ -513,14 +514,15 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
             return Ok(s.cur.clone());
         }
         let v = self.state.get(key).map_err(ExecError::storage)?;
+        let out = v.clone();
         self.records.insert(
             *key,
             Slot {
                 orig: v.clone(),
-                cur: v.clone(),
+                cur: v,
             },
         );
-        Ok(v)
+        Ok(out)
     }
 
     pub(crate) fn set_record(&mut self, key: &StateKey, value: Option<Vec<u8>>) {

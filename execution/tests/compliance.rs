@@ -793,3 +793,81 @@ fn institutions_publish_envelope_keys_and_a_sender_finds_the_beneficiarys() {
     let out = w.l.block(&[set(provider_who, 2, pk, Some([0; 32]))]);
     assert_eq!(status(&out, 0).1, Reason::MalformedCall);
 }
+
+#[test]
+fn counters_are_a_fixed_width_record_and_bad_lengths_are_corrupt() {
+    use plume_compliance::Counter;
+    use plume_execution::modules::compliance::{decode_counters, encode_counters};
+    let cs = vec![
+        (
+            3u16,
+            Counter {
+                window: plume_compliance::model::TIME_WINDOW | 20_000,
+                count: 7,
+                amount: u128::MAX - 1,
+            },
+        ),
+        (
+            9,
+            Counter {
+                window: 12,
+                count: 0,
+                amount: 5,
+            },
+        ),
+    ];
+    let b = encode_counters(&cs);
+    assert_eq!(b.len(), 60);
+    assert_eq!(decode_counters(&b), Some(cs));
+    assert_eq!(decode_counters(&b[..59]), None);
+    assert_eq!(decode_counters(&[]), Some(Vec::new()));
+    let too_many = vec![0u8; 30 * (plume_compliance::model::RULES_MAX + 1)];
+    assert_eq!(decode_counters(&too_many), None);
+}
+
+#[test]
+fn prepared_and_unprepared_transactions_get_identical_receipts_and_roots() {
+    // The admission stage derives the parties' compliance keys ahead
+    // (Registry::prepare); a transaction that was not prepared derives
+    // them during execution. Same receipts, same root.
+    let rules = vec![
+        Rule::Sanctions,
+        Rule::Velocity {
+            asset: NATIVE_ASSET,
+            window_blocks: 5,
+            window_ms: 0,
+            max_amount: 9_000,
+            max_count: 0,
+            min_tier: 0,
+        },
+    ];
+    let mut prepared = world(rules.clone(), 1_000, 0);
+    let mut plain = world(rules, 1_000, 0);
+    let (a, b, c) = (prepared.users[0], prepared.users[1], prepared.users[2]);
+    let txs = vec![
+        transfer(a, 0, b, 4_000),
+        transfer(a, 1, c, 4_000),
+        transfer(a, 2, b, 4_000),
+        transfer(b, 0, c, 100),
+    ];
+    // Prepared by the registry that executes them (another registry's
+    // cache is not trusted).
+    let reg = prepared.l.registry.clone();
+    let with_keys: Vec<PreparedTx> = txs
+        .iter()
+        .map(|p| {
+            let mut p = PreparedTx::new(p.tx.clone());
+            reg.prepare(&mut p);
+            assert!(!reg.party_keys(&p).is_empty());
+            p
+        })
+        .collect();
+    let without: Vec<PreparedTx> = txs.iter().map(|p| PreparedTx::new(p.tx.clone())).collect();
+    assert!(reg.party_keys(&without[0]).is_empty());
+    assert!(registry().party_keys(&with_keys[0]).is_empty());
+    let o1 = prepared.l.block(&with_keys);
+    let o2 = plain.l.block(&without);
+    assert_eq!(o1.receipts, o2.receipts);
+    assert_eq!(status(&o1, 2), (Status::Failed, codes::VELOCITY_AMOUNT));
+    assert_eq!(prepared.l.root(), plain.l.root());
+}

@@ -412,7 +412,7 @@ pub(crate) fn hex_key(k: &[u8]) -> String {
 /// roots and proofs as the LMDB-backed [`crate::Store`].
 #[derive(Default, Clone)]
 pub struct MemoryState {
-    values: HashMap<StateKey, Vec<u8>>,
+    values: HashMap<StateKey, Vec<u8>, std::hash::BuildHasherDefault<PosHasher>>,
     nodes: PosMap<TreeNode>,
     root: Digest,
 }

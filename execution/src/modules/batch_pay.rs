@@ -31,6 +31,9 @@ impl Call for BatchPay {
     fn touched(&self, _tx: &TxInfo<'_>, out: &mut Vec<[u8; 32]>) {
         out.extend(self.payments.iter().map(|p| account_key(&p.to)));
     }
+    fn named_accounts(&self, out: &mut Vec<[u8; 32]>) {
+        out.extend(self.payments.iter().map(|p| p.to));
+    }
     fn apply(&self, tx: &TxInfo<'_>, l: &mut dyn Ledger, events: &mut Vec<Event>) -> CallResult {
         let mut total: u128 = 0;
         for p in &self.payments {

@@ -109,6 +109,49 @@ pub fn read_envelope_key<B: StateRead + ?Sized>(
     }
 }
 
+/// Bytes of one counter entry: rule id u16, window u64, count u32,
+/// amount u128 (little-endian).
+const COUNTER_LEN: usize = 2 + 8 + 4 + 16;
+
+/// A sender's counters as a fixed-width record (read and written on every
+/// checked transfer: no archive, no validation pass): the entries in
+/// order, [`COUNTER_LEN`] bytes each.
+pub fn encode_counters(cs: &[(u16, Counter)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(cs.len() * COUNTER_LEN);
+    for (rule, c) in cs {
+        v.extend_from_slice(&rule.to_le_bytes());
+        v.extend_from_slice(&c.window.to_le_bytes());
+        v.extend_from_slice(&c.count.to_le_bytes());
+        v.extend_from_slice(&c.amount.to_le_bytes());
+    }
+    v
+}
+
+/// Decode [`encode_counters`]' bytes; `None` if they are not a whole
+/// number of entries or hold more than the rule bound.
+pub fn decode_counters(b: &[u8]) -> Option<Vec<(u16, Counter)>> {
+    if b.len() % COUNTER_LEN != 0 || b.len() / COUNTER_LEN > plume_compliance::model::RULES_MAX {
+        return None;
+    }
+    Some(
+        b.chunks_exact(COUNTER_LEN)
+            .map(|e| {
+                let (rule, rest) = e.split_at(2);
+                let (window, rest) = rest.split_at(8);
+                let (count, amount) = rest.split_at(4);
+                (
+                    u16::from_le_bytes(rule.try_into().expect("2 bytes")),
+                    Counter {
+                        window: u64::from_le_bytes(window.try_into().expect("8 bytes")),
+                        count: u32::from_le_bytes(count.try_into().expect("4 bytes")),
+                        amount: u128::from_le_bytes(amount.try_into().expect("16 bytes")),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
 /// Key of a block's verdict record.
 pub fn verdicts_key(height: u64) -> StateKey {
     module_key(MODULE_COMPLIANCE, &[b"verdicts", &height.to_le_bytes()])
@@ -252,9 +295,14 @@ pub fn genesis_writes(g: &GenesisCompliance) -> Result<Vec<StateWrite>, ExecErro
 /// How many accounts a call declares (its touched resources and the
 /// payer): the party count compliance gas is charged by.
 pub fn parties(call: &dyn Call, tx: &TxInfo<'_>) -> usize {
-    let mut v = Vec::new();
-    call.touched(tx, &mut v);
-    v.len() + 1
+    parties_with(call, tx, &mut Vec::new())
+}
+
+/// [`parties`] with a caller's scratch list (no allocation per call).
+pub(crate) fn parties_with(call: &dyn Call, tx: &TxInfo<'_>, scratch: &mut Vec<[u8; 32]>) -> usize {
+    scratch.clear();
+    call.touched(tx, scratch);
+    scratch.len() + 1
 }
 
 /// The whole genesis state: [`crate::genesis_writes`] plus, with a
@@ -641,24 +689,44 @@ impl Call for ComplianceCall {
 pub(crate) struct Interceptor<'a, 'l, B: ?Sized> {
     pub(crate) base: &'a B,
     pub(crate) ledger: &'a mut (dyn Ledger + 'l),
+    /// Keys derived when the transaction was prepared.
+    pub(crate) keys: &'a [super::PartyKeys],
+}
+
+impl<B: ?Sized> Interceptor<'_, '_, B> {
+    fn keys_of(&self, account: &[u8; 32]) -> Option<&super::PartyKeys> {
+        let k = account_key(account);
+        self.keys.iter().find(|p| p.account == k)
+    }
 }
 
 impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
     type Error = ExecError;
     fn entry(&self, account: &[u8; 32]) -> Result<AddressEntry, ExecError> {
-        read_entry(self.base, account)
+        let key = self
+            .keys_of(account)
+            .map_or_else(|| entry_key(account), |p| p.entry);
+        match self.base.get(&key)? {
+            Some(b) => AddressEntry::decode(&b).ok_or(ExecError::CorruptState("address entry")),
+            None => Ok(AddressEntry::default()),
+        }
     }
     fn identity(&self, identity: &[u8; 32]) -> Result<Option<Identity>, ExecError> {
         read_identity(self.base, identity)
     }
     fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, ExecError> {
-        match self.ledger.record(&counter_key(account))? {
-            Some(b) => decode::<Vec<(u16, Counter)>>(&b).map_err(corrupt("compliance counters")),
+        let key = self
+            .keys_of(account)
+            .map_or_else(|| counter_key(account), |p| p.counter);
+        match self.ledger.record(&key)? {
+            Some(b) => decode_counters(&b).ok_or(ExecError::CorruptState("compliance counters")),
             None => Ok(Vec::new()),
         }
     }
     fn set_counters(&mut self, account: &[u8; 32], counters: &[(u16, Counter)]) {
-        self.ledger
-            .set_record(&counter_key(account), Some(encode(&counters.to_vec())));
+        let key = self
+            .keys_of(account)
+            .map_or_else(|| counter_key(account), |p| p.counter);
+        self.ledger.set_record(&key, Some(encode_counters(counters)));
     }
 }

@@ -190,6 +190,11 @@ pub trait Call: Debug + Send + Sync {
     /// needless resource only costs parallelism; a missing one breaks the
     /// scheduler's guarantee (the merge asserts disjointness).
     fn touched(&self, tx: &TxInfo<'_>, out: &mut Vec<[u8; 32]>);
+    /// Accounts (addresses) the call names besides its signers, whose
+    /// per-account records (the compliance registry entry and window
+    /// counters) the admission stage derives the keys of ahead, off the
+    /// execution path. A hint: a missing one only costs a hash later.
+    fn named_accounts(&self, _out: &mut Vec<[u8; 32]>) {}
     /// Stateless checks of the signers (e.g. every debited account signed).
     fn authorize(&self, _tx: &TxInfo<'_>) -> Result<(), Reason> {
         Ok(())
@@ -301,8 +306,35 @@ fn next_registry_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// What a registry caches in `PreparedTx::decoded`.
-type Decoding = Result<Box<dyn Call>, Reason>;
+/// What a registry caches in `PreparedTx::decoded`: the decoded call and
+/// the derived keys of its parties' per-account records.
+struct Decoding {
+    call: Result<Box<dyn Call>, Reason>,
+    keys: Vec<PartyKeys>,
+}
+
+/// The state keys of one account's per-account records, derived (hashed)
+/// once when the transaction is prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartyKeys {
+    /// The account's key ([`crate::state::account_key`]).
+    pub account: StateKey,
+    /// Its compliance registry entry.
+    pub entry: StateKey,
+    /// Its compliance window counters.
+    pub counter: StateKey,
+}
+
+impl PartyKeys {
+    /// Derive them for `address`.
+    pub fn of(address: &[u8; 32]) -> PartyKeys {
+        PartyKeys {
+            account: crate::state::account_key(address),
+            entry: compliance::entry_key(address),
+            counter: compliance::counter_key(address),
+        }
+    }
+}
 
 impl Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -341,7 +373,19 @@ impl Registry {
     /// does not decode it again (the node does this on the signature core).
     /// Deterministic: a cached decoding equals a fresh one.
     pub fn prepare(&self, ptx: &mut plume_protocol::PreparedTx) {
-        let d: Decoding = self.decode(ptx.tx.body.module, &ptx.tx.body.call);
+        let call = self.decode(ptx.tx.body.module, &ptx.tx.body.call);
+        let mut named: Vec<[u8; 32]> = ptx.signer_addresses.iter().map(|a| a.0).collect();
+        if let Ok(c) = &call {
+            c.named_accounts(&mut named);
+        }
+        let mut keys: Vec<PartyKeys> = Vec::with_capacity(named.len());
+        for a in &named {
+            let k = crate::state::account_key(a);
+            if !keys.iter().any(|p| p.account == k) {
+                keys.push(PartyKeys::of(a));
+            }
+        }
+        let d = Decoding { call, keys };
         ptx.decoded = Some(plume_protocol::tx::DecodedCall {
             registry: self.id,
             value: Arc::new(d),
@@ -354,7 +398,7 @@ impl Registry {
         if let Some(d) = &ptx.decoded {
             if d.registry == self.id {
                 if let Some(r) = d.value.downcast_ref::<Decoding>() {
-                    return match r {
+                    return match &r.call {
                         Ok(c) => Ok(CallRef::Borrowed(&**c)),
                         Err(reason) => Err(*reason),
                     };
@@ -363,6 +407,19 @@ impl Registry {
         }
         self.decode(ptx.tx.body.module, &ptx.tx.body.call)
             .map(CallRef::Owned)
+    }
+
+    /// The per-account record keys [`Registry::prepare`] derived for
+    /// `ptx`'s signers and named accounts (empty if it was not prepared
+    /// by this registry).
+    pub fn party_keys<'a>(&self, ptx: &'a plume_protocol::PreparedTx) -> &'a [PartyKeys] {
+        match &ptx.decoded {
+            Some(d) if d.registry == self.id => d
+                .value
+                .downcast_ref::<Decoding>()
+                .map_or(&[], |r| r.keys.as_slice()),
+            _ => &[],
+        }
     }
 
     /// The module with this id.

@@ -36,6 +36,12 @@ impl Call for Settle {
             out.push(account_key(&l.to));
         }
     }
+    fn named_accounts(&self, out: &mut Vec<[u8; 32]>) {
+        for l in &self.legs {
+            out.push(l.from);
+            out.push(l.to);
+        }
+    }
     fn authorize(&self, tx: &TxInfo<'_>) -> Result<(), Reason> {
         if self.legs.iter().any(|l| !tx.signed_by(&l.from)) {
             return Err(Reason::Unauthorized);

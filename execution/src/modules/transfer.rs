@@ -31,6 +31,9 @@ impl Call for Transfer {
     fn touched(&self, _tx: &TxInfo<'_>, out: &mut Vec<[u8; 32]>) {
         out.push(account_key(&self.to));
     }
+    fn named_accounts(&self, out: &mut Vec<[u8; 32]>) {
+        out.push(self.to);
+    }
     fn apply(&self, tx: &TxInfo<'_>, l: &mut dyn Ledger, events: &mut Vec<Event>) -> CallResult {
         tri!(l.debit(tx.payer, &self.asset, self.amount, Cause::Transfer, events));
         tri!(l.credit(&self.to, &self.asset, self.amount, Cause::Transfer, events));
