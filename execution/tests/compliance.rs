@@ -844,7 +844,7 @@ fn prepared_and_unprepared_transactions_get_identical_receipts_and_roots() {
     let mut prepared = world(rules.clone(), 1_000, 0);
     let mut plain = world(rules, 1_000, 0);
     let (a, b, c) = (prepared.users[0], prepared.users[1], prepared.users[2]);
-    let txs = vec![
+    let txs = [
         transfer(a, 0, b, 4_000),
         transfer(a, 1, c, 4_000),
         transfer(a, 2, b, 4_000),
