@@ -154,6 +154,7 @@ fn passing_rules(n: usize) -> Vec<plume_compliance::RuleEntry> {
                     asset: NATIVE_ASSET,
                     max: big,
                     min_tier: 0,
+                    scope: plume_compliance::Scope::Account,
                 },
                 2 => Rule::Velocity {
                     asset: NATIVE_ASSET,
@@ -162,6 +163,8 @@ fn passing_rules(n: usize) -> Vec<plume_compliance::RuleEntry> {
                     max_amount: big,
                     max_count: 0,
                     min_tier: 0,
+                    buckets: 0,
+                    scope: plume_compliance::Scope::Account,
                 },
                 3 => Rule::TravelRule {
                     asset: NATIVE_ASSET,

@@ -15,8 +15,10 @@
 
 use crate::codes;
 use crate::model::{
-    window_index, AddressEntry, Attestation, Counter, Identity, KycStatus, Policy, Rule, TRAVEL_TAG,
+    window_index, AddressEntry, Attestation, Counter, Identity, KycStatus, Policy, Rule, Scope,
+    TRAVEL_TAG,
 };
+use plume_crypto::ed25519::Address;
 use plume_crypto::{hash_parts, Digest, Domain};
 use plume_protocol::{Cause, Event, Reason};
 use smallvec::SmallVec;
@@ -162,11 +164,23 @@ pub trait Env {
     fn entry(&self, account: &[u8; 32]) -> Result<AddressEntry, Self::Error>;
     /// An identity's record (block-start state).
     fn identity(&self, identity: &[u8; 32]) -> Result<Option<Identity>, Self::Error>;
-    /// The sender's window counters, one per rule id (the transaction's
-    /// own overlay: one record per sender, whatever the number of rules).
-    fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error>;
+    /// The window counters of a sending account or identity: per rule
+    /// id, one entry per window (a rolling window keeps one per live
+    /// bucket). Through the transaction's own overlay: one record per
+    /// owner, whatever the number of rules.
+    fn counters(&mut self, owner: &Owner) -> Result<Vec<(u16, Counter)>, Self::Error>;
     /// Set the counters read before.
-    fn set_counters(&mut self, account: &[u8; 32], counters: &[(u16, Counter)]);
+    fn set_counters(&mut self, owner: &Owner, counters: &[(u16, Counter)]);
+}
+
+/// Whose window counters: a sending account's, or (rules with
+/// [`Scope::Identity`]) its identity's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    /// An account.
+    Account([u8; 32]),
+    /// An identity.
+    Identity([u8; 32]),
 }
 
 /// What one transaction is checked with.
@@ -181,6 +195,11 @@ pub struct TxContext<'a> {
     pub tx: &'a [u8; 32],
     /// The transaction's memo (travel-rule commitment).
     pub memo: &'a [u8],
+    /// Its signers' addresses. A sender counts under its identity
+    /// ([`Scope::Identity`]) only if it signed: the executor puts the
+    /// signers' identity counters in the transaction's access set, so
+    /// parallel shards stay deterministic.
+    pub signers: &'a [Address],
 }
 
 /// The engine's answer for one transaction.
@@ -194,12 +213,23 @@ pub struct Outcome {
 
 /// A party's standing at the height.
 type Kyc = Result<(u8, [u8; 2]), Reason>;
-/// A sender's counters as read, and whether a rule changed them.
-type SenderCounters = ([u8; 32], Vec<(u16, Counter)>, bool);
+/// An owner's counters as read, and whether a rule changed them.
+type SenderCounters = (Owner, Vec<(u16, Counter)>, bool);
+/// Per counting unit: (owner, an account of it, total, count) of one asset.
+type Units = SmallVec<[(Owner, [u8; 32], u128, u32); 2]>;
+
+/// Where a rule's counting units are kept in the memo.
+#[derive(Clone, Copy)]
+enum UnitsAt {
+    /// `sent_all[i]`: one unit per sending account.
+    Sent(usize),
+    /// `units_all[i]`: grouped by identity.
+    Units(usize),
+}
 /// Per sender: (sender, total, count) of one asset. (The memo's lists
 /// live on the stack for the common shapes: a check allocates nothing of
 /// its own for a transfer.)
-type Sent = SmallVec<[([u8; 32], u128, u32); 2]>;
+type Sent = SmallVec<[([u8; 32], u128, u32); 1]>;
 
 fn standing(policy: &Policy, id: Option<&Identity>, height: u64, time_ms: u64) -> Kyc {
     let Some(id) = id else {
@@ -248,14 +278,19 @@ struct Memo<'p, 'e, E> {
     height: u64,
     time_ms: u64,
     flows: &'p [Flow],
-    parties: SmallVec<[[u8; 32]; 4]>,
-    kyc: SmallVec<[Option<Kyc>; 4]>,
-    entries: SmallVec<[Option<AddressEntry>; 4]>,
-    exempt: Option<SmallVec<[bool; 4]>>,
+    signers: &'p [Address],
+    parties: SmallVec<[[u8; 32]; 2]>,
+    kyc: SmallVec<[Option<Kyc>; 2]>,
+    entries: SmallVec<[Option<AddressEntry>; 2]>,
+    exempt: Option<SmallVec<[bool; 2]>>,
     /// Per asset, [`Memo::sent`] over all amounts (several rules ask).
     sent_all: SmallVec<[([u8; 32], Sent); 1]>,
+    /// Per asset and scope, [`Memo::units`].
+    /// (A plain list: empty, unallocated, unless a rule counts per
+    /// identity.)
+    units_all: Vec<([u8; 32], Scope, Units)>,
     /// (sender, counters, changed).
-    counters: SmallVec<[SenderCounters; 2]>,
+    counters: SmallVec<[SenderCounters; 1]>,
 }
 
 impl<E: Env> Memo<'_, '_, E> {
@@ -354,56 +389,154 @@ impl<E: Env> Memo<'_, '_, E> {
         self.sent_all[i].1.get(j).copied()
     }
 
-    /// The counter of `rule` for `sender`, reset when the window moved.
-    fn counter(&mut self, sender: &[u8; 32], rule: u16, window: u64) -> Result<Counter, E::Error> {
-        let slot = match self.counters.iter().position(|c| &c.0 == sender) {
+    fn counter_slot(&mut self, owner: &Owner) -> Result<usize, E::Error> {
+        Ok(match self.counters.iter().position(|c| &c.0 == owner) {
             Some(i) => i,
             None => {
-                let c = self.env.counters(sender)?;
-                self.counters.push((*sender, c, false));
+                let c = self.env.counters(owner)?;
+                self.counters.push((*owner, c, false));
                 self.counters.len() - 1
-            }
-        };
-        let c = self.counters[slot]
-            .1
-            .iter()
-            .find(|c| c.0 == rule)
-            .map(|c| c.1)
-            .unwrap_or_default();
-        Ok(if c.window == window {
-            c
-        } else {
-            Counter {
-                window,
-                count: 0,
-                amount: 0,
             }
         })
     }
 
-    fn set_counter(&mut self, sender: &[u8; 32], rule: u16, c: Counter) {
+    /// The counter of `rule` for `owner` in `window`, zero when the window
+    /// moved on.
+    fn counter(&mut self, owner: &Owner, rule: u16, window: u64) -> Result<Counter, E::Error> {
+        let slot = self.counter_slot(owner)?;
+        let c = self.counters[slot]
+            .1
+            .iter()
+            .find(|c| c.0 == rule && c.1.window == window)
+            .map(|c| c.1);
+        Ok(c.unwrap_or(Counter {
+            window,
+            count: 0,
+            amount: 0,
+        }))
+    }
+
+    /// (count, amount) of `rule` for `owner` in the windows
+    /// `from..window` (a rolling window's earlier live buckets).
+    fn earlier(
+        &mut self,
+        owner: &Owner,
+        rule: u16,
+        from: u64,
+        window: u64,
+    ) -> Result<(u32, u128), E::Error> {
+        let slot = self.counter_slot(owner)?;
+        Ok(self.counters[slot]
+            .1
+            .iter()
+            .filter(|c| c.0 == rule && (from..window).contains(&c.1.window))
+            .fold((0u32, 0u128), |(n, a), c| {
+                (n.saturating_add(c.1.count), a.saturating_add(c.1.amount))
+            }))
+    }
+
+    /// Set `rule`'s counter for `c.window`, dropping its entries for
+    /// windows before `keep_from` (and any not in `keep_from..=c.window`:
+    /// a window of another kind). Fixed windows keep only the current one.
+    fn set_counter(&mut self, owner: &Owner, rule: u16, c: Counter, keep_from: u64) {
         let slot = self
             .counters
             .iter_mut()
-            .find(|s| &s.0 == sender)
+            .find(|s| &s.0 == owner)
             .expect("read before written");
-        match slot.1.iter_mut().find(|e| e.0 == rule) {
-            Some(e) => e.1 = c,
-            None => slot.1.push((rule, c)),
-        }
         slot.2 = true;
+        // A fixed window with its one entry: replace it in place.
+        if keep_from == c.window {
+            let mut of_rule = slot.1.iter().enumerate().filter(|(_, e)| e.0 == rule);
+            if let (Some((i, _)), None) = (of_rule.next(), of_rule.next()) {
+                slot.1[i].1 = c;
+                return;
+            }
+        }
+        slot.1
+            .retain(|e| e.0 != rule || (keep_from..c.window).contains(&e.1.window));
+        slot.1.push((rule, c));
+    }
+
+    /// The unit a sender counts under for `scope`: its identity if the
+    /// scope asks for it, it signed and it has one (block-start
+    /// registry); else the account itself.
+    fn owner(&mut self, sender: &[u8; 32], scope: Scope) -> Result<Owner, E::Error> {
+        if scope == Scope::Identity && signed(self.signers, sender) {
+            let i = self.party(sender);
+            if let Some(id) = self.entry(i)?.identity {
+                return Ok(Owner::Identity(id));
+            }
+        }
+        Ok(Owner::Account(*sender))
+    }
+
+    /// Where [`Memo::sent`] of `asset` grouped by the unit each sender
+    /// counts under for `scope` is kept in `units_all` (computed once per
+    /// asset and scope).
+    fn units_index(&mut self, asset: &[u8; 32], scope: Scope) -> Result<usize, E::Error> {
+        if let Some(i) = self
+            .units_all
+            .iter()
+            .position(|u| u.1 == scope && &u.0 == asset)
+        {
+            return Ok(i);
+        }
+        let v = self.units(asset, scope)?;
+        self.units_all.push((*asset, scope, v));
+        Ok(self.units_all.len() - 1)
+    }
+
+    /// Where the units of `asset` for `scope` are: per account, the
+    /// senders' sums themselves; per identity, their grouping.
+    fn units_at(&mut self, asset: &[u8; 32], scope: Scope) -> Result<UnitsAt, E::Error> {
+        Ok(match scope {
+            Scope::Account => UnitsAt::Sent(self.sent_index(asset)?),
+            Scope::Identity => UnitsAt::Units(self.units_index(asset, scope)?),
+        })
+    }
+
+    /// The `j`-th unit: (owner, an account of it, total, count).
+    fn unit_at(&self, at: UnitsAt, j: usize) -> Option<(Owner, [u8; 32], u128, u32)> {
+        match at {
+            UnitsAt::Sent(i) => self
+                .sent_at(i, j)
+                .map(|(s, total, k)| (Owner::Account(s), s, total, k)),
+            UnitsAt::Units(i) => self.units_all[i].2.get(j).copied(),
+        }
+    }
+
+    /// [`Memo::sent`] of `asset` grouped by the unit each sender counts
+    /// under.
+    fn units(&mut self, asset: &[u8; 32], scope: Scope) -> Result<Units, E::Error> {
+        let at = self.sent_index(asset)?;
+        let mut out: Units = SmallVec::new();
+        let mut j = 0;
+        while let Some((s, total, k)) = self.sent_at(at, j) {
+            j += 1;
+            let o = self.owner(&s, scope)?;
+            match out.iter_mut().find(|u| u.0 == o) {
+                Some(u) => {
+                    u.2 = u.2.saturating_add(total);
+                    u.3 = u.3.saturating_add(k);
+                }
+                None => out.push((o, s, total, k)),
+            }
+        }
+        Ok(out)
     }
 
     /// Write the changed counters back, keeping only rules in force
-    /// (bounded by RULES_MAX), sorted by rule id.
+    /// (bounded by RULES_MAX, and BUCKETS_MAX entries a rule), sorted by
+    /// rule id and window.
     fn flush(&mut self) {
-        for (sender, cs, changed) in &mut self.counters {
+        for (owner, cs, changed) in &mut self.counters {
             if !*changed {
                 continue;
             }
             cs.retain(|c| self.policy.rules.iter().any(|r| r.id == c.0));
-            cs.sort_by_key(|c| c.0);
-            self.env.set_counters(sender, cs);
+            cs.sort_by_key(|c| (c.0, c.1.window));
+            self.env.set_counters(owner, cs);
         }
     }
 }
@@ -423,7 +556,7 @@ pub fn check<E: Env>(
     if !policy.active() || flows.is_empty() {
         return Ok(out);
     }
-    let mut parties: SmallVec<[[u8; 32]; 4]> = SmallVec::with_capacity(2 * flows.len());
+    let mut parties: SmallVec<[[u8; 32]; 2]> = SmallVec::with_capacity(2 * flows.len());
     for f in flows {
         for a in [f.from, f.to].into_iter().flatten() {
             if !parties.contains(&a) {
@@ -438,11 +571,13 @@ pub fn check<E: Env>(
         height: ctx.height,
         time_ms: ctx.time_ms,
         flows,
+        signers: ctx.signers,
         parties,
         kyc: smallvec::smallvec![None; n],
         entries: smallvec::smallvec![None; n],
         exempt: None,
         sent_all: SmallVec::new(),
+        units_all: Vec::new(),
         counters: SmallVec::new(),
     };
     for entry in &policy.rules {
@@ -506,11 +641,12 @@ pub fn check<E: Env>(
                 asset,
                 max,
                 min_tier,
+                scope,
             } => {
                 let mut hit = None;
-                let at = m.sent_index(asset)?;
+                let at = m.units_at(asset, *scope)?;
                 let mut j = 0;
-                while let Some((s, total, _)) = m.sent_at(at, j) {
+                while let Some((_, s, total, _)) = m.unit_at(at, j) {
                     j += 1;
                     if total > *max && (*min_tier == 0 || m.tier(&s)? >= *min_tier) {
                         hit = Some(codes::SINGLE_LIMIT);
@@ -523,38 +659,54 @@ pub fn check<E: Env>(
                 asset,
                 window_blocks,
                 window_ms,
+                buckets,
+                scope,
                 max_amount,
                 max_count,
                 min_tier,
             } => {
-                let window = window_index(*window_blocks, *window_ms, ctx.height, ctx.time_ms);
+                // A rolling window counts in buckets of window / buckets:
+                // the current one and the buckets - 1 before it.
+                let b = u64::from((*buckets).max(1));
+                let window =
+                    window_index(*window_blocks / b, *window_ms / b, ctx.height, ctx.time_ms);
+                // First live bucket (same kind: the time bit is kept).
+                let from = window
+                    .saturating_sub(b - 1)
+                    .max(window & crate::model::TIME_WINDOW);
                 let mut hit = None;
-                let at = m.sent_index(asset)?;
+                let at = m.units_at(asset, *scope)?;
                 let mut j = 0;
-                while let Some((s, total, k)) = m.sent_at(at, j) {
+                while let Some((o, s, total, k)) = m.unit_at(at, j) {
                     j += 1;
                     if *min_tier > 0 && m.tier(&s)? < *min_tier {
                         continue;
                     }
-                    let c = m.counter(&s, id, window)?;
+                    let c = m.counter(&o, id, window)?;
+                    let (n0, a0) = if b > 1 {
+                        m.earlier(&o, id, from, window)?
+                    } else {
+                        (0, 0)
+                    };
                     let amount = c.amount.saturating_add(total);
                     let count = c.count.saturating_add(k);
-                    if amount > *max_amount {
+                    if amount.saturating_add(a0) > *max_amount {
                         hit = Some(codes::VELOCITY_AMOUNT);
                         break;
                     }
-                    if *max_count > 0 && count > *max_count {
+                    if *max_count > 0 && count.saturating_add(n0) > *max_count {
                         hit = Some(codes::VELOCITY_COUNT);
                         break;
                     }
                     m.set_counter(
-                        &s,
+                        &o,
                         id,
                         Counter {
                             window,
                             count,
                             amount,
                         },
+                        from,
                     );
                 }
                 hit
@@ -587,7 +739,8 @@ pub fn check<E: Env>(
                 let window = window_index(*window_blocks, *window_ms, ctx.height, ctx.time_ms);
                 let mut hit = None;
                 for (s, _, k) in m.sent(asset, Some((floor, *threshold)))? {
-                    let mut c = m.counter(&s, id, window)?;
+                    let o = Owner::Account(s);
+                    let mut c = m.counter(&o, id, window)?;
                     c.count = c.count.saturating_add(k);
                     if c.count >= *count {
                         if *block {
@@ -598,7 +751,7 @@ pub fn check<E: Env>(
                             out.flagged.push(id);
                         }
                     }
-                    m.set_counter(&s, id, c);
+                    m.set_counter(&o, id, c, window);
                 }
                 hit
             }
@@ -612,6 +765,14 @@ pub fn check<E: Env>(
     }
     m.flush();
     Ok(out)
+}
+
+/// Whether `a` is one of the signers (compared as account keys: the top
+/// bit of the first byte cleared, as the ledger keys accounts).
+fn signed(signers: &[Address], a: &[u8; 32]) -> bool {
+    signers
+        .iter()
+        .any(|s| s.0[0] & 0x7f == a[0] & 0x7f && s.0[1..] == a[1..])
 }
 
 /// Whether a memo carries a well-formed travel-rule commitment: the tag,

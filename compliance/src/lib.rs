@@ -28,11 +28,11 @@ pub mod travel;
 
 pub use check::{
     check, envelope_commitment, flows_of, input_hash, travel_commitment_ok, travel_memo, Env, Flow,
-    Outcome, TxContext,
+    Outcome, Owner, TxContext,
 };
 pub use model::{
     decode, encode, AddressEntry, Attestation, BlockVerdicts, Claim, ComplianceCall, Counter,
-    Identity, KycStatus, ListKind, Policy, Provider, Rule, RuleEntry, VerdictEntry,
+    Identity, KycStatus, ListKind, Policy, Provider, Rule, RuleEntry, Scope, VerdictEntry,
     MODULE_COMPLIANCE,
 };
 

@@ -170,7 +170,9 @@ pub enum Rule {
         #[serde(with = "pairs")]
         pairs: Vec<[[u8; 2]; 2]>,
     },
-    /// Most one sender moves of `asset` in one transaction.
+    /// Most one sender (an account, or an identity with `scope`
+    /// `identity`: all its accounts together) moves of `asset` in one
+    /// transaction.
     SingleLimit {
         /// Asset (`"native"` or hex id).
         #[serde(with = "asset_id")]
@@ -182,6 +184,9 @@ pub enum Rule {
         /// without a valid attestation count as tier 255); 0: everyone.
         #[serde(default)]
         min_tier: u8,
+        /// Who the limit is per.
+        #[serde(default, skip_serializing_if = "Scope::is_account")]
+        scope: Scope,
     },
     /// Most one sender moves of `asset`, and how many transfers, within a
     /// fixed window: of `window_ms` milliseconds of block time (windows
@@ -198,6 +203,17 @@ pub enum Rule {
         /// Window length in milliseconds of block time (0: by blocks).
         #[serde(default, skip_serializing_if = "is_zero")]
         window_ms: u64,
+        /// 0 or 1: fixed windows. 2..=24: a rolling window, kept in this
+        /// many buckets of `window / buckets` each (which must divide the
+        /// window): the limits apply to the current bucket and the
+        /// `buckets - 1` before it.
+        #[serde(default, skip_serializing_if = "is_zero_u8")]
+        buckets: u8,
+        /// Who the counts are per: the sending account, or its identity
+        /// (all the accounts linked to it, block-start registry; an
+        /// account without one counts alone).
+        #[serde(default, skip_serializing_if = "Scope::is_account")]
+        scope: Scope,
         /// Amount limit per window (inclusive).
         #[serde(with = "amount")]
         max_amount: u128,
@@ -248,6 +264,49 @@ pub enum Rule {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn is_zero_u8(v: &u8) -> bool {
+    *v == 0
+}
+
+/// Most buckets of a rolling window.
+pub const BUCKETS_MAX: u8 = 24;
+
+/// Who a limit or a window's counts are per.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The sending account.
+    #[default]
+    Account,
+    /// The sending account's identity: every account linked to it.
+    Identity,
+}
+
+impl Scope {
+    fn is_account(&self) -> bool {
+        *self == Scope::Account
+    }
+}
+
+fn scope_gas(scope: &Scope) -> u64 {
+    match scope {
+        Scope::Account => 0,
+        Scope::Identity => 400,
+    }
 }
 
 /// The fixed window a block falls in: by block time when `window_ms` is
@@ -316,10 +375,15 @@ impl Rule {
     pub fn gas_per_party(&self) -> u64 {
         match self {
             Rule::Sanctions | Rule::Kyc { .. } => 400,
-            Rule::MaxRiskTier { .. } | Rule::SingleLimit { .. } | Rule::TravelRule { .. } => 100,
+            Rule::MaxRiskTier { .. } | Rule::TravelRule { .. } => 100,
+            // An identity scope reads the sender's registry entry.
+            Rule::SingleLimit { scope, .. } => 100 + scope_gas(scope),
             Rule::JurisdictionBlock { pairs } => 100 + 2 * pairs.len() as u64,
-            // A counter read and write per sender.
-            Rule::Velocity { .. } | Rule::Structuring { .. } => 800,
+            // A counter read and write per sender, a bucket each.
+            Rule::Velocity { scope, buckets, .. } => {
+                800 + scope_gas(scope) + 30 * u64::from((*buckets).max(1))
+            }
+            Rule::Structuring { .. } => 800,
         }
     }
 
@@ -339,11 +403,18 @@ impl Rule {
             Rule::Velocity {
                 window_blocks,
                 window_ms,
+                buckets,
                 max_amount,
                 ..
             } => {
                 if !window_ok(*window_blocks, *window_ms) {
                     return Err("velocity: set exactly one of window_blocks and window_ms");
+                }
+                if *buckets > BUCKETS_MAX {
+                    return Err("velocity: at most 24 buckets");
+                }
+                if *buckets > 1 && (*window_blocks + *window_ms) % u64::from(*buckets) != 0 {
+                    return Err("velocity: buckets must divide the window");
                 }
                 if *max_amount == 0 {
                     return Err("velocity: max_amount is 0");

@@ -7,13 +7,22 @@ const B: [u8; 32] = [2; 32];
 const C: [u8; 32] = [3; 32];
 const P1: [u8; 32] = [9; 32];
 const NATIVE: [u8; 32] = [0; 32];
+/// Every sender of these tests signs.
+const SIGNERS: [plume_crypto::ed25519::Address; 3] = [
+    plume_crypto::ed25519::Address(A),
+    plume_crypto::ed25519::Address(B),
+    plume_crypto::ed25519::Address(C),
+];
 
 #[derive(Default)]
 struct Mem {
     ids: BTreeMap<[u8; 32], Identity>,
     deny: Vec<[u8; 32]>,
     exempt: Vec<[u8; 32]>,
-    counters: BTreeMap<([u8; 32], u16), Counter>,
+    /// Addresses linked to another identity than their own.
+    links: BTreeMap<[u8; 32], [u8; 32]>,
+    /// Per owner, the counters record as stored.
+    counters: BTreeMap<Owner, Vec<(u16, Counter)>>,
 }
 
 impl Env for Mem {
@@ -21,7 +30,11 @@ impl Env for Mem {
     // Identities are keyed by their address here (identity id = address).
     fn entry(&self, a: &[u8; 32]) -> Result<AddressEntry, Self::Error> {
         Ok(AddressEntry {
-            identity: self.ids.contains_key(a).then_some(*a),
+            identity: self
+                .links
+                .get(a)
+                .copied()
+                .or_else(|| self.ids.contains_key(a).then_some(*a)),
             deny: self.deny.contains(a),
             exempt: self.exempt.contains(a),
         })
@@ -29,19 +42,11 @@ impl Env for Mem {
     fn identity(&self, id: &[u8; 32]) -> Result<Option<Identity>, Self::Error> {
         Ok(self.ids.get(id).cloned())
     }
-    fn counters(&mut self, a: &[u8; 32]) -> Result<Vec<(u16, Counter)>, Self::Error> {
-        Ok(self
-            .counters
-            .iter()
-            .filter(|((acct, _), _)| acct == a)
-            .map(|((_, r), c)| (*r, *c))
-            .collect())
+    fn counters(&mut self, o: &Owner) -> Result<Vec<(u16, Counter)>, Self::Error> {
+        Ok(self.counters.get(o).cloned().unwrap_or_default())
     }
-    fn set_counters(&mut self, a: &[u8; 32], cs: &[(u16, Counter)]) {
-        self.counters.retain(|(acct, _), _| acct != a);
-        for (r, c) in cs {
-            self.counters.insert((*a, *r), *c);
-        }
+    fn set_counters(&mut self, o: &Owner, cs: &[(u16, Counter)]) {
+        self.counters.insert(*o, cs.to_vec());
     }
 }
 
@@ -102,6 +107,7 @@ fn run(p: &Policy, env: &mut Mem, height: u64, memo: &[u8], flows: &[Flow]) -> O
             time_ms: 0,
             tx: &tx,
             memo,
+            signers: &SIGNERS,
         },
         flows,
     )
@@ -203,6 +209,8 @@ fn velocity_fails_the_transfer_that_crosses_the_limit_and_resets_per_window() {
         max_amount: 10_000,
         max_count: 0,
         min_tier: 0,
+        buckets: 0,
+        scope: Scope::Account,
     }]);
     let mut env = Mem::default();
     assert_eq!(run(&p, &mut env, 101, b"", &[flow(A, B, 4_000)]), None);
@@ -230,6 +238,7 @@ fn exempt_counterparties_skip_amount_rules_but_not_sanctions() {
             asset: NATIVE,
             max: 100,
             min_tier: 0,
+            scope: Scope::Account,
         },
     ]);
     let mut env = Mem {
@@ -254,6 +263,7 @@ fn tiered_limits_apply_only_from_their_tier() {
         asset: NATIVE,
         max: 100,
         min_tier: 3,
+        scope: Scope::Account,
     }]);
     let mut env = Mem::default();
     env.ids.insert(A, kyc(1, b"DE", 1_000));
@@ -344,6 +354,7 @@ fn structuring_flags_the_nth_just_below_threshold_transfer() {
         time_ms: 0,
         tx: &tx,
         memo: b"",
+        signers: &SIGNERS,
     };
     let o = check(&p, &mut env, &ctx(10), &[flow(A, B, 9_500)]).unwrap();
     assert!(o.flagged.is_empty() && o.failed.is_none());
@@ -440,7 +451,8 @@ fn genesis_json_parses_and_names_errors() {
         Rule::SingleLimit {
             asset: NATIVE,
             max: 1_000_000,
-            min_tier: 0
+            min_tier: 0,
+            scope: Scope::Account,
         }
     );
     let mut bad = j.clone();
@@ -460,16 +472,29 @@ fn worst_case_policy_gas_is_bounded() {
     // 128 of the costliest rule over the most parties a call can declare
     // (a batch payment: payer + 256 payees) stays far below the default
     // block gas limit (300M): a block always has room for many checks.
-    let rules: Vec<Rule> = (0..model::RULES_MAX)
-        .map(|_| Rule::JurisdictionBlock {
+    let costliest = [
+        Rule::JurisdictionBlock {
             pairs: vec![[*b"US", *b"KP"]; model::PAIRS_MAX],
-        })
-        .collect();
-    let p = policy(rules);
-    p.validate().unwrap();
-    let g = p.gas(257);
-    assert!(g < 30_000_000, "{g}");
-    assert!(g > p.gas(2));
+        },
+        Rule::Velocity {
+            asset: NATIVE,
+            window_blocks: 0,
+            window_ms: 24 * 3_600_000,
+            buckets: model::BUCKETS_MAX,
+            scope: Scope::Identity,
+            max_amount: 1,
+            max_count: 0,
+            min_tier: 0,
+        },
+    ];
+    for rule in costliest {
+        let p = policy(vec![rule; model::RULES_MAX]);
+        p.validate().unwrap();
+        let g = p.gas(257);
+        // At most a quarter of the default block gas limit.
+        assert!(g < 75_000_000, "{g}");
+        assert!(g > p.gas(2));
+    }
 }
 
 fn run_at(p: &Policy, env: &mut Mem, height: u64, time_ms: u64, flows: &[Flow]) -> Option<Reason> {
@@ -482,6 +507,7 @@ fn run_at(p: &Policy, env: &mut Mem, height: u64, time_ms: u64, flows: &[Flow]) 
             time_ms,
             tx: &tx,
             memo: b"",
+            signers: &SIGNERS,
         },
         flows,
     )
@@ -530,6 +556,8 @@ fn a_daily_velocity_limit_by_block_time_resets_at_midnight_utc() {
         max_amount: 10_000,
         max_count: 0,
         min_tier: 0,
+        buckets: 0,
+        scope: Scope::Account,
     }]);
     let mut env = Mem::default();
     // Heights far apart, one UTC day: the third 4,000 fails.
@@ -597,6 +625,8 @@ fn a_window_needs_exactly_one_length_and_a_claim_some_expiry() {
             max_amount: 1,
             max_count: 0,
             min_tier: 0,
+            buckets: 0,
+            scope: Scope::Account,
         }])
         .validate()
         .is_err()
@@ -639,4 +669,150 @@ fn a_window_needs_exactly_one_length_and_a_claim_some_expiry() {
         .as_object()
         .unwrap()
         .contains_key("expiry_height"));
+}
+
+#[test]
+fn a_rolling_24_hour_window_drops_each_hour_as_it_leaves_unlike_a_daily_one() {
+    const H: u64 = 3_600_000;
+    let rule = |buckets| Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 0,
+        window_ms: 24 * H,
+        buckets,
+        scope: Scope::Account,
+        max_amount: 10_000,
+        max_count: 0,
+        min_tier: 0,
+    };
+    let (rolling, daily) = (policy(vec![rule(24)]), policy(vec![rule(0)]));
+    let (mut er, mut ed) = (Mem::default(), Mem::default());
+    for (p, env) in [(&rolling, &mut er), (&daily, &mut ed)] {
+        assert_eq!(run_at(p, env, 1, T0 + H, &[flow(A, B, 4_000)]), None);
+        assert_eq!(run_at(p, env, 2, T0 + 10 * H, &[flow(A, B, 4_000)]), None);
+        assert_eq!(
+            run_at(p, env, 3, T0 + 23 * H, &[flow(A, B, 4_000)]),
+            Some(codes::VELOCITY_AMOUNT)
+        );
+    }
+    // 25 h: a new UTC day resets the daily window entirely ...
+    assert_eq!(
+        run_at(&daily, &mut ed, 4, T0 + 25 * H, &[flow(A, B, 10_000)]),
+        None
+    );
+    // ... while the rolling one still holds the 4,000 of 10 h (the 1 h
+    // one left at 25 h): 6,000 fit, 6,001 do not.
+    assert_eq!(
+        run_at(&rolling, &mut er, 4, T0 + 25 * H, &[flow(A, B, 6_001)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    assert_eq!(
+        run_at(&rolling, &mut er, 5, T0 + 25 * H, &[flow(A, B, 6_000)]),
+        None
+    );
+    // At 34 h the 10 h bucket has left as well.
+    assert_eq!(
+        run_at(&rolling, &mut er, 6, T0 + 34 * H - 1, &[flow(A, B, 1)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    assert_eq!(
+        run_at(&rolling, &mut er, 7, T0 + 34 * H, &[flow(A, B, 4_000)]),
+        None
+    );
+    // The record keeps only live buckets (at most 24 for the rule).
+    let kept = &er.counters[&Owner::Account(A)];
+    assert!(kept.len() <= 24 && kept.len() == 2, "{kept:?}");
+    // Buckets must divide the window; at most 24.
+    assert!(policy(vec![Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 10,
+        window_ms: 0,
+        buckets: 3,
+        scope: Scope::Account,
+        max_amount: 1,
+        max_count: 0,
+        min_tier: 0,
+    }])
+    .validate()
+    .is_err());
+    assert!(policy(vec![rule(25)]).validate().is_err());
+}
+
+#[test]
+fn identity_scope_sums_every_account_of_one_identity() {
+    let vel = |scope| Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 100,
+        window_ms: 0,
+        buckets: 0,
+        scope,
+        max_amount: 10_000,
+        max_count: 0,
+        min_tier: 0,
+    };
+    // A and B are two accounts of identity A.
+    let mem = || {
+        let mut m = Mem::default();
+        m.ids.insert(A, kyc(1, b"DE", u64::MAX));
+        m.links.insert(B, A);
+        m
+    };
+    let (per_id, per_acct) = (
+        policy(vec![vel(Scope::Identity)]),
+        policy(vec![vel(Scope::Account)]),
+    );
+    let (mut ei, mut ea) = (mem(), mem());
+    assert_eq!(run(&per_id, &mut ei, 5, b"", &[flow(A, C, 6_000)]), None);
+    assert_eq!(
+        run(&per_id, &mut ei, 6, b"", &[flow(B, C, 6_000)]),
+        Some(codes::VELOCITY_AMOUNT)
+    );
+    assert_eq!(run(&per_id, &mut ei, 7, b"", &[flow(B, C, 4_000)]), None);
+    assert!(ei.counters.contains_key(&Owner::Identity(A)));
+    assert!(!ei.counters.contains_key(&Owner::Account(B)));
+    // Per account, each has its own 10,000.
+    assert_eq!(run(&per_acct, &mut ea, 5, b"", &[flow(A, C, 6_000)]), None);
+    assert_eq!(run(&per_acct, &mut ea, 6, b"", &[flow(B, C, 6_000)]), None);
+    // A sender that did not sign counts alone (its identity's counters are
+    // not in the transaction's access set).
+    let mut e = mem();
+    let tx = [0xac; 32];
+    let only_a = [plume_crypto::ed25519::Address(A)];
+    let ctx = TxContext {
+        height: 5,
+        time_ms: 0,
+        tx: &tx,
+        memo: b"",
+        signers: &only_a,
+    };
+    check(&per_id, &mut e, &ctx, &[flow(B, C, 6_000)]).unwrap();
+    assert!(e.counters.contains_key(&Owner::Account(B)));
+    // A single limit per identity: one settlement with a leg from each
+    // account of the identity counts both.
+    let single = |scope| Rule::SingleLimit {
+        asset: NATIVE,
+        max: 1_000,
+        min_tier: 0,
+        scope,
+    };
+    let legs = [flow(A, C, 600), flow(B, C, 600)];
+    assert_eq!(
+        run(
+            &policy(vec![single(Scope::Identity)]),
+            &mut mem(),
+            5,
+            b"",
+            &legs
+        ),
+        Some(codes::SINGLE_LIMIT)
+    );
+    assert_eq!(
+        run(
+            &policy(vec![single(Scope::Account)]),
+            &mut mem(),
+            5,
+            b"",
+            &legs
+        ),
+        None
+    );
 }

@@ -291,6 +291,25 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
             }
         }
     }
+    // With a rule counting per identity, the window counters of each
+    // signer's identity (block-start registry) are a resource too: two
+    // accounts of one identity run in one shard, in block order.
+    let mut identity_counters: Vec<Vec<[u8; 32]>> = Vec::new();
+    if policy.as_ref().is_some_and(cmod::has_identity_scope) {
+        identity_counters.reserve(items.len());
+        for &i in &items {
+            let mut v = Vec::new();
+            for s in &txs[i as usize].signer_addresses {
+                if let Some(id) = cmod::read_entry(state, &s.0)?.identity {
+                    let k = cmod::identity_counter_key(&id);
+                    if !v.contains(&k) {
+                        v.push(k);
+                    }
+                }
+            }
+            identity_counters.push(v);
+        }
+    }
     // A transaction's resources: its payer's account and what its call
     // touches (fee recipients are credited after the shards, never here).
     let touched = |pos: usize, out: &mut Vec<[u8; 32]>| {
@@ -299,6 +318,9 @@ fn prepare<'a, S: AuthenticatedState + ?Sized>(
         out.push(state::account_key(info.payer));
         if let Some(a) = &admitted[i] {
             a.call.touched(&info, out);
+        }
+        if let Some(ks) = identity_counters.get(pos) {
+            out.extend_from_slice(ks);
         }
     };
     let lists = schedule::plan(&items, shards, &touched);
@@ -761,6 +783,7 @@ fn exec_tx<S: AuthenticatedState + ?Sized>(
                     time_ms: ctx.time_ms,
                     tx: &ptx.hash.0,
                     memo: &body.memo,
+                    signers: &ptx.signer_addresses,
                 },
                 &flows,
             )?;

@@ -579,7 +579,9 @@ impl<'s, S: AuthenticatedState + ?Sized> Overlay<'s, S> {
 
     /// The changed entries as state writes, sorted by key, each key once.
     pub(crate) fn into_writes(self) -> Vec<StateWrite> {
-        let mut w: Vec<StateWrite> = Vec::with_capacity(self.accounts.len() + self.balances.len());
+        let mut w: Vec<StateWrite> = Vec::with_capacity(
+            self.accounts.len() + self.balances.len() + self.assets.len() + self.records.len(),
+        );
         for (k, s) in self.accounts {
             if s.cur != s.orig {
                 w.push((k, s.cur.encode()));

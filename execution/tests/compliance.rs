@@ -293,6 +293,8 @@ fn velocity_third_transfer_of_4000_fails_at_the_boundary() {
             max_amount: 10_000,
             max_count: 0,
             min_tier: 0,
+            buckets: 0,
+            scope: plume_compliance::Scope::Account,
         }],
         1_000,
         0,
@@ -437,6 +439,7 @@ fn rules_set_in_block_h_apply_from_h_plus_1_and_are_versioned() {
                 asset: NATIVE_ASSET,
                 max: 500,
                 min_tier: 0,
+                scope: plume_compliance::Scope::Account,
             },
         }],
     };
@@ -468,6 +471,7 @@ fn compliance_gas_is_charged_and_precheck_knows_it() {
                 asset: NATIVE_ASSET,
                 max: 10,
                 min_tier: 0,
+                scope: plume_compliance::Scope::Account,
             },
         ],
         1_000,
@@ -522,6 +526,8 @@ fn any_shard_count_gives_identical_receipts_and_roots() {
             max_amount: 20_000,
             max_count: 6,
             min_tier: 0,
+            buckets: 0,
+            scope: plume_compliance::Scope::Account,
         },
         Rule::Structuring {
             asset: NATIVE_ASSET,
@@ -623,6 +629,8 @@ fn kyc_valid_until_a_block_time_and_a_daily_window_follow_the_header_time() {
                 max_amount: 10_000,
                 max_count: 0,
                 min_tier: 0,
+                buckets: 0,
+                scope: plume_compliance::Scope::Account,
             },
         ],
         u64::MAX, // no height expiry for the genesis identities
@@ -821,7 +829,11 @@ fn counters_are_a_fixed_width_record_and_bad_lengths_are_corrupt() {
     assert_eq!(decode_counters(&b), Some(cs));
     assert_eq!(decode_counters(&b[..59]), None);
     assert_eq!(decode_counters(&[]), Some(Vec::new()));
-    let too_many = vec![0u8; 30 * (plume_compliance::model::RULES_MAX + 1)];
+    // At most one entry per live bucket of every rule in force.
+    let most =
+        plume_compliance::model::RULES_MAX * usize::from(plume_compliance::model::BUCKETS_MAX);
+    assert!(decode_counters(&vec![0u8; 30 * most]).is_some());
+    let too_many = vec![0u8; 30 * (most + 1)];
     assert_eq!(decode_counters(&too_many), None);
 }
 
@@ -839,6 +851,8 @@ fn prepared_and_unprepared_transactions_get_identical_receipts_and_roots() {
             max_amount: 9_000,
             max_count: 0,
             min_tier: 0,
+            buckets: 0,
+            scope: plume_compliance::Scope::Account,
         },
     ];
     let mut prepared = world(rules.clone(), 1_000, 0);
@@ -870,4 +884,112 @@ fn prepared_and_unprepared_transactions_get_identical_receipts_and_roots() {
     assert_eq!(o1.receipts, o2.receipts);
     assert_eq!(status(&o1, 2), (Status::Failed, codes::VELOCITY_AMOUNT));
     assert_eq!(prepared.l.root(), plain.l.root());
+}
+
+#[test]
+fn identity_scoped_rolling_limits_give_identical_receipts_for_any_shard_count() {
+    use plume_compliance::Scope;
+    use rand::{Rng, SeedableRng};
+    let rules = vec![
+        Rule::Velocity {
+            asset: NATIVE_ASSET,
+            window_blocks: 8,
+            window_ms: 0,
+            buckets: 4,
+            scope: Scope::Identity,
+            max_amount: 30_000,
+            max_count: 0,
+            min_tier: 0,
+        },
+        Rule::SingleLimit {
+            asset: NATIVE_ASSET,
+            max: 12_000,
+            min_tier: 0,
+            scope: Scope::Identity,
+        },
+    ];
+    let admin = who(100);
+    let users: Vec<Who> = (0..6).map(who).collect();
+    let mut allocs = vec![(admin.addr, RICH)];
+    allocs.extend(users.iter().map(|u| (u.addr, RICH)));
+    let mut g = genesis(admin, &[], rules, 0);
+    // Identity 1 holds users 0-2, identity 2 users 3-4; user 5 has none.
+    for (id, members) in [(1u8, 0..3), (2, 3..5)] {
+        g.identities.push(GenesisIdentity {
+            identity: [id; 32],
+            addresses: users[members].iter().map(|u| u.addr.0).collect(),
+            provider: provider_key().public_key().to_bytes(),
+            status: KycStatus::Verified,
+            risk_tier: 1,
+            jurisdiction: *b"DE",
+            accreditation: 0,
+            expiry_height: 1_000_000,
+            expires_at_ms: None,
+        });
+    }
+    let mut stopped = 0;
+    for seed in 0..10u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut ledgers: Vec<Ledger> = (0..4)
+            .map(|_| Ledger::with_compliance(params(), &allocs, Some(&g)))
+            .collect();
+        let mut seqs = vec![0u64; users.len()];
+        for _block in 0..10 {
+            let mut txs = Vec::new();
+            for _ in 0..rng.gen_range(5..40) {
+                let i = rng.gen_range(0..users.len());
+                let j = rng.gen_range(0..users.len());
+                let amount = *[500u128, 3_000, 7_000].get(rng.gen_range(0..3)).unwrap();
+                if rng.gen_bool(0.2) && i != j && i / 3 == j / 3 {
+                    // Two accounts of one identity pay a third party in
+                    // one settlement: the single limit sums them.
+                    let legs = vec![
+                        Leg {
+                            asset: NATIVE_ASSET,
+                            from: users[i].addr.0,
+                            to: users[5].addr.0,
+                            amount,
+                        },
+                        Leg {
+                            asset: NATIVE_ASSET,
+                            from: users[j].addr.0,
+                            to: users[5].addr.0,
+                            amount,
+                        },
+                    ];
+                    txs.push(prep(body(
+                        &[users[i], users[j]],
+                        seqs[i],
+                        plume_protocol::calls::Settle { legs },
+                    )));
+                } else {
+                    txs.push(transfer(users[i], seqs[i], users[j], amount));
+                }
+                seqs[i] += 1;
+            }
+            let outs: Vec<_> = ledgers
+                .iter_mut()
+                .zip([1usize, 2, 3, 8])
+                .map(|(l, shards)| l.block_sharded(&txs, shards))
+                .collect();
+            for o in &outs[1..] {
+                assert_eq!(o.receipts, outs[0].receipts, "seed {seed}");
+                assert_eq!(o.writes, outs[0].writes, "seed {seed}");
+            }
+            stopped += outs[0].compliance.stopped;
+            // Sequences: a rejected transaction did not consume one.
+            for (t, r) in txs.iter().zip(&outs[0].receipts) {
+                if r.status == Status::Rejected {
+                    let i = users
+                        .iter()
+                        .position(|u| u.addr == t.signer_addresses[0])
+                        .unwrap();
+                    seqs[i] = seqs[i].min(t.tx.body.sequence);
+                }
+            }
+        }
+        let roots: Vec<_> = ledgers.iter().map(|l| l.root()).collect();
+        assert!(roots.windows(2).all(|r| r[0] == r[1]), "seed {seed}");
+    }
+    assert!(stopped > 20, "stopped {stopped}");
 }

@@ -25,7 +25,7 @@ use crate::state::account_key;
 use crate::ExecError;
 use plume_compliance::{
     codes, decode, encode, AddressEntry, BlockVerdicts, ComplianceCall, Counter, Env, GenesisCompliance,
-    Identity, Policy, MODULE_COMPLIANCE,
+    Identity, Owner, Policy, MODULE_COMPLIANCE,
 };
 use plume_protocol::{Event, Reason};
 use plume_storage::{StateKey, StateWrite};
@@ -130,7 +130,8 @@ pub fn encode_counters(cs: &[(u16, Counter)]) -> Vec<u8> {
 /// Decode [`encode_counters`]' bytes; `None` if they are not a whole
 /// number of entries or hold more than the rule bound.
 pub fn decode_counters(b: &[u8]) -> Option<Vec<(u16, Counter)>> {
-    if b.len() % COUNTER_LEN != 0 || b.len() / COUNTER_LEN > plume_compliance::model::RULES_MAX {
+    let most = plume_compliance::model::RULES_MAX * usize::from(plume_compliance::model::BUCKETS_MAX);
+    if b.len() % COUNTER_LEN != 0 || b.len() / COUNTER_LEN > most {
         return None;
     }
     Some(
@@ -150,6 +151,26 @@ pub fn decode_counters(b: &[u8]) -> Option<Vec<(u16, Counter)>> {
             })
             .collect(),
     )
+}
+
+/// Key of an identity's window counters (rules with an identity scope):
+/// in the access set of every transaction one of its accounts signs,
+/// when such a rule is in force (`block.rs`).
+pub fn identity_counter_key(identity: &[u8; 32]) -> StateKey {
+    module_key(MODULE_COMPLIANCE, &[b"icounter", identity])
+}
+
+/// Whether any rule of `policy` counts per identity.
+pub fn has_identity_scope(policy: &Policy) -> bool {
+    policy.rules.iter().any(|r| {
+        matches!(
+            r.rule,
+            plume_compliance::Rule::Velocity {
+                scope: plume_compliance::Scope::Identity,
+                ..
+            }
+        )
+    })
 }
 
 /// Key of a block's verdict record.
@@ -698,6 +719,13 @@ impl<B: ?Sized> Interceptor<'_, '_, B> {
         let k = account_key(account);
         self.keys.iter().find(|p| p.account == k)
     }
+
+    fn owner_key(&self, owner: &Owner) -> StateKey {
+        match owner {
+            Owner::Account(a) => self.keys_of(a).map_or_else(|| counter_key(a), |p| p.counter),
+            Owner::Identity(id) => identity_counter_key(id),
+        }
+    }
 }
 
 impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
@@ -714,19 +742,15 @@ impl<B: StateRead + ?Sized> Env for Interceptor<'_, '_, B> {
     fn identity(&self, identity: &[u8; 32]) -> Result<Option<Identity>, ExecError> {
         read_identity(self.base, identity)
     }
-    fn counters(&mut self, account: &[u8; 32]) -> Result<Vec<(u16, Counter)>, ExecError> {
-        let key = self
-            .keys_of(account)
-            .map_or_else(|| counter_key(account), |p| p.counter);
+    fn counters(&mut self, owner: &Owner) -> Result<Vec<(u16, Counter)>, ExecError> {
+        let key = self.owner_key(owner);
         match self.ledger.record(&key)? {
             Some(b) => decode_counters(&b).ok_or(ExecError::CorruptState("compliance counters")),
             None => Ok(Vec::new()),
         }
     }
-    fn set_counters(&mut self, account: &[u8; 32], counters: &[(u16, Counter)]) {
-        let key = self
-            .keys_of(account)
-            .map_or_else(|| counter_key(account), |p| p.counter);
+    fn set_counters(&mut self, owner: &Owner, counters: &[(u16, Counter)]) {
+        let key = self.owner_key(owner);
         self.ledger.set_record(&key, Some(encode_counters(counters)));
     }
 }

@@ -31,6 +31,7 @@ pub fn default_section(admin: &Address) -> GenesisCompliance {
             asset: native,
             max: 1_000_000_000_000_000,
             min_tier: 0,
+            scope: plume_compliance::Scope::Account,
         },
         Rule::TravelRule {
             asset: native,
