@@ -28,8 +28,12 @@
 //!   PostgreSQL (a server; feature `postgres`), the same SQL on both
 //!   (`db`).
 //!
-//! Not built: identities and jurisdictions from the compliance registry,
-//! the compliance engine's non-blocking flags (they are not in receipts).
+//! - Parties ([`BlockExtras`]): the identity and jurisdiction of every
+//!   account a block touches, from the compliance registry (the node's
+//!   indexer reads them), kept as the latest (`parties`) and as a history
+//!   of changes (`party_history`: volumes by jurisdiction and
+//!   [`Index::party_at`] read the one in force at a height); the
+//!   compliance engine's flags come with the block the same way.
 
 mod db;
 pub mod pg_server;
@@ -353,7 +357,7 @@ pub struct Alert {
 }
 
 /// The schema this code writes (in `meta` as `schema`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -378,6 +382,10 @@ CREATE TABLE IF NOT EXISTS parties (
     account BLOB PRIMARY KEY, identity BLOB NOT NULL, jurisdiction TEXT NOT NULL,
     height INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS parties_identity ON parties (identity);
+CREATE TABLE IF NOT EXISTS party_history (
+    account BLOB NOT NULL, from_height INTEGER NOT NULL, identity BLOB NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    PRIMARY KEY (account, from_height));
 ";
 
 /// Where an index lives.
@@ -736,6 +744,35 @@ impl Index {
         }
         for (account, identity, jurisdiction) in &extras.parties {
             let j = jurisdiction_text(jurisdiction)?;
+            // The history gets a row when what is recorded changes (from
+            // this block on): volumes and traces read the one in force at
+            // a flow's height.
+            let last = db.row(
+                "SELECT identity, jurisdiction FROM party_history WHERE account = ?1
+                 ORDER BY from_height DESC LIMIT 1",
+                &[account[..].into()],
+            )?;
+            let same = match last {
+                Some(r) => {
+                    let mut c = Cols::new(r);
+                    blob32(c.next()?)? == *identity && c.next()?.text()? == j
+                }
+                None => false,
+            };
+            if !same {
+                db.exec(
+                    "INSERT INTO party_history (account, from_height, identity, jurisdiction)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (account, from_height) DO UPDATE SET identity = excluded.identity,
+                     jurisdiction = excluded.jurisdiction",
+                    &[
+                        account[..].into(),
+                        height.into(),
+                        identity[..].into(),
+                        Val::T(j.clone()),
+                    ],
+                )?;
+            }
             db.exec(
                 "INSERT INTO parties (account, identity, jurisdiction, height) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (account) DO UPDATE SET identity = excluded.identity,
@@ -857,6 +894,20 @@ impl Index {
             .collect()
     }
 
+    /// The identity and jurisdiction recorded for `account` as of block
+    /// `height` (the last change at or before it; `height` of the result
+    /// is the block it was recorded from), if any.
+    pub fn party_at(&self, account: &[u8; 32], height: u64) -> Result<Option<Party>> {
+        self.db
+            .row(
+                "SELECT account, identity, jurisdiction, from_height FROM party_history
+                 WHERE account = ?1 AND from_height <= ?2 ORDER BY from_height DESC LIMIT 1",
+                &[account[..].into(), height.into()],
+            )?
+            .map(party_row)
+            .transpose()
+    }
+
     /// The identity recorded for `account`, if any.
     pub fn party(&self, account: &[u8; 32]) -> Result<Option<Party>> {
         self.db
@@ -869,15 +920,20 @@ impl Index {
     }
 
     /// Transferred volume per (asset, debited jurisdiction, credited
-    /// jurisdiction) over the height range, by the accounts' recorded
-    /// identities (issuance and burns are not transfers).
+    /// jurisdiction) over the height range, by the jurisdictions the
+    /// accounts had at each flow's height (issuance and burns are not
+    /// transfers).
     pub fn jurisdiction_volume(&self, h1: u64, h2: u64) -> Result<Vec<JurisdictionVolume>> {
         let rows = self.db.rows(
             "SELECT f.height, f.idx, f.seq, f.src, f.dst, f.asset, f.amount, f.tx,
                     ps.jurisdiction, pd.jurisdiction
              FROM flows f
-             LEFT JOIN parties ps ON ps.account = f.src
-             LEFT JOIN parties pd ON pd.account = f.dst
+             LEFT JOIN party_history ps ON ps.account = f.src AND ps.from_height =
+                 (SELECT MAX(from_height) FROM party_history
+                  WHERE account = f.src AND from_height <= f.height)
+             LEFT JOIN party_history pd ON pd.account = f.dst AND pd.from_height =
+                 (SELECT MAX(from_height) FROM party_history
+                  WHERE account = f.dst AND from_height <= f.height)
              WHERE f.height BETWEEN ?1 AND ?2 AND f.src IS NOT NULL AND f.dst IS NOT NULL",
             &[h1.into(), h2.into()],
         )?;

@@ -721,11 +721,26 @@ fn identities(at: &Location) {
             assert!(!got.flows.is_empty());
         }
     }
-    // Volume by jurisdiction: the flows' amounts by their accounts'
-    // current (last recorded) jurisdictions.
-    let now = |a: Option<[u8; 32]>| {
+    // An account's party as of a height: accounts 20-29 moved from B
+    // (US) to C (CH) at block 20 (recorded when first touched after it).
+    let moved = acct(25);
+    let first_ch = (20..=top)
+        .find(|&h| {
+            blocks[h as usize - 1]
+                .iter()
+                .any(|t| t.receipt.events.iter().any(|e| e.account == moved))
+        })
+        .unwrap();
+    assert_eq!(ix.party_at(&moved, 19).unwrap().unwrap().jurisdiction, "US");
+    let p = ix.party_at(&moved, first_ch).unwrap().unwrap();
+    assert_eq!((p.jurisdiction.as_str(), p.height), ("CH", first_ch));
+    assert_eq!(ix.party_at(&moved, 0).unwrap(), None);
+    assert_eq!(ix.party_at(&acct(40), top).unwrap(), None);
+    // Volume by jurisdiction: the flows' amounts by the jurisdictions
+    // their accounts had at each flow's height.
+    let at = |a: Option<[u8; 32]>, h: u64| {
         let i = (0..50u32).find(|i| Some(acct(*i)) == a).unwrap();
-        whose(i, top).map_or(String::new(), |(_, j)| {
+        whose(i, h).map_or(String::new(), |(_, j)| {
             String::from_utf8(j.to_vec()).unwrap()
         })
     };
@@ -735,7 +750,11 @@ fn identities(at: &Location) {
             continue;
         }
         let e = want
-            .entry((hex::encode(f.asset), now(f.from), now(f.to)))
+            .entry((
+                hex::encode(f.asset),
+                at(f.from, f.height),
+                at(f.to, f.height),
+            ))
             .or_default();
         e.0 += f.amount;
         e.1 += 1;
@@ -749,4 +768,6 @@ fn identities(at: &Location) {
     assert_eq!(got, want);
     assert!(got.keys().any(|(_, f, t)| f == "DE" && t == "CH"));
     assert!(got.keys().any(|(_, f, _)| f.is_empty()));
+    // Both of accounts 20-29's jurisdictions carry volume in the range.
+    assert!(got.keys().any(|(_, f, _)| f == "US") && got.keys().any(|(_, f, _)| f == "CH"));
 }

@@ -802,7 +802,8 @@ impl ApiNode {
             for a in [f.from, f.to].into_iter().flatten() {
                 let k = hex::encode(a);
                 if !parties.contains_key(&k) {
-                    if let Some(p) = ix.party(&a).map_err(internal)? {
+                    // As of the transaction's block.
+                    if let Some(p) = ix.party_at(&a, t.height).map_err(internal)? {
                         parties.insert(k, json!({"identity": hex::encode(p.identity), "jurisdiction": p.jurisdiction}));
                     }
                 }
