@@ -517,6 +517,10 @@ pub struct Outcome {
     pub txs_executed: u64,
     /// Receipts with status Success, summed over correct validators.
     pub txs_succeeded: u64,
+    /// Of those, settlements (both parties signed).
+    pub settlements_succeeded: u64,
+    /// Of those, transactions a mixed-order key signed.
+    pub mixed_succeeded: u64,
     /// Submissions refused (broken signatures, a full pool).
     pub rejected_txs: u64,
     /// Proposals refused by the vote rule of certified batches.
@@ -654,6 +658,9 @@ struct World<S: SimScheme> {
     accounts: Vec<batches::Account>,
     /// The workload's randomness.
     work: Rng,
+    /// The workload's choice of transaction kind (its own stream, so the
+    /// rest of a seed's schedule does not depend on it).
+    kinds: Rng,
     rejected_txs: u64,
     refused_bulk: u64,
     proposals_refused: u64,
@@ -670,6 +677,8 @@ struct World<S: SimScheme> {
     receipts_at: BTreeMap<u64, Digest>,
     /// Receipts with status Success, over correct validators' executions.
     txs_succeeded: u64,
+    settlements_succeeded: u64,
+    mixed_succeeded: u64,
 }
 
 fn mix(h: u64, x: u64) -> u64 {
@@ -765,6 +774,7 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
             .collect(),
         accounts,
         work: Rng::new(cfg.seed, 4),
+        kinds: Rng::new(cfg.seed, 5),
         rejected_txs: 0,
         refused_bulk: 0,
         proposals_refused: 0,
@@ -776,6 +786,8 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
         params,
         receipts_at: BTreeMap::new(),
         txs_succeeded: 0,
+        settlements_succeeded: 0,
+        mixed_succeeded: 0,
     };
     w.main_loop();
     let blocks_finalized = w.finalized_at.keys().next_back().copied().unwrap_or(0);
@@ -804,6 +816,8 @@ pub fn run<S: SimScheme>(cfg: &SimConfig) -> Outcome {
     Outcome {
         txs_executed,
         txs_succeeded: w.txs_succeeded,
+        settlements_succeeded: w.settlements_succeeded,
+        mixed_succeeded: w.mixed_succeeded,
         rejected_txs: w.rejected_txs,
         proposals_refused: w.proposals_refused,
         refused_bulk: w.refused_bulk,

@@ -61,7 +61,10 @@ fn clean_sweep<S: SimScheme>(start: u64, seeds: u64, n: usize, k: usize, window_
     let mut txs = 0u64;
     let mut succeeded = 0u64;
     let mut refused = 0u64;
+    let (mut settlements, mut mixed) = (0u64, 0u64);
     let mut s = sweep::<S>(start, seeds, n, k, window_us, &|_| {}, &mut |o| {
+        settlements += o.settlements_succeeded;
+        mixed += o.mixed_succeeded;
         rejected += o.rejected_messages;
         timeouts += o.timeouts;
         epoch_changes += o.min_epoch;
@@ -86,6 +89,12 @@ fn clean_sweep<S: SimScheme>(start: u64, seeds: u64, n: usize, k: usize, window_
     assert!(
         succeeded > 5 * seeds,
         "{succeeded} successful receipts in {seeds} seeds"
+    );
+    // Settlements signed by both parties and transactions signed with
+    // mixed-order keys executed on every correct validator alike.
+    assert!(
+        settlements > seeds / 4 && mixed > seeds,
+        "{settlements} settlements and {mixed} mixed-order-key transactions succeeded in {seeds} seeds"
     );
     for (seed, v) in &s.failures {
         eprintln!(

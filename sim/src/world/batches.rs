@@ -7,9 +7,12 @@
 //! of certified batches ([`Batcher::check_proposal`]), and the batch log
 //! survives a crash only up to its last sync.
 //!
-//! The workload is real signed transfers (`plume_client::txbuild`), one in
-//! sixteen with a broken signature (refused at submission, as the node's
-//! API does). Execution is the node's: what a block runs is picked by
+//! The workload is real signed transfers and two-party settlements
+//! (`plume_client::txbuild`; one in eight a settlement both parties sign),
+//! one in sixteen with a broken signature (refused at submission, as the
+//! node's API does); one account in four has a mixed-order key (`a·B + T`,
+//! `T` of small order), whose signatures only the cofactored rule
+//! (ZIP-215, single and batched alike) accepts. Execution is the node's: what a block runs is picked by
 //! `plume_mempool::pick_transactions` (the exec role's rule), run by
 //! `plume_execution` (the standard ledger modules, fees included) over the
 //! node's `Store` on an in-memory KV, committed with its transactions and
@@ -83,6 +86,8 @@ impl<S: SimScheme> Bulk<S> {
 #[derive(Debug)]
 pub(super) struct Account {
     key: SigningKey,
+    /// A mixed-order key signing instead of `key`.
+    mixed: Option<MixedKey>,
     addr: Address,
     /// The validator its client submits to.
     home: u32,
@@ -92,6 +97,78 @@ pub(super) struct Account {
     moved_at: u64,
     /// Its executed sequence at its home when last looked at.
     seen: u64,
+}
+
+/// A key `a·B + T` with `T` a nonzero point of small order: a valid
+/// signer under the cofactored verification rule, refused by the
+/// cofactorless one (the split the review's C-class finding was about).
+#[derive(Debug, Clone)]
+pub(super) struct MixedKey {
+    a: curve25519_dalek::scalar::Scalar,
+    key: [u8; 32],
+}
+
+impl MixedKey {
+    fn new(seed: &[u8; 32], torsion: usize) -> MixedKey {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+        let a = curve25519_dalek::scalar::Scalar::from_bytes_mod_order(*seed);
+        let key = (a * B + EIGHT_TORSION[1 + torsion % 7])
+            .compress()
+            .to_bytes();
+        MixedKey { a, key }
+    }
+
+    /// A deterministic signature of `msg` (nonce from the key and the
+    /// message, as Ed25519 derives it).
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest as _, Sha512};
+        let r = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(self.a.as_bytes())
+                .chain_update(msg),
+        );
+        let big_r = (r * B).compress().to_bytes();
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(big_r)
+                .chain_update(self.key)
+                .chain_update(msg),
+        );
+        let s = r + k * self.a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
+    }
+}
+
+impl Account {
+    /// The public key it signs with.
+    fn public(&self) -> [u8; 32] {
+        match &self.mixed {
+            Some(m) => m.key,
+            None => self.key.public_key().to_bytes(),
+        }
+    }
+
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        match &self.mixed {
+            Some(m) => m.sign(msg),
+            None => self.key.sign(msg).to_bytes(),
+        }
+    }
+}
+
+/// `body` signed by `signers` (their own keys, mixed-order ones included).
+fn signed(mut body: plume_protocol::TxBody, signers: &[&Account]) -> plume_protocol::Transaction {
+    body.signers = signers.iter().map(|a| a.public()).collect();
+    let h = body.signing_hash();
+    plume_protocol::Transaction {
+        signatures: signers.iter().map(|a| a.sign(&h.0)).collect(),
+        body,
+    }
 }
 
 /// Balance of every workload account at genesis.
@@ -178,8 +255,14 @@ pub(super) fn accounts(seed: u64, n: usize) -> Vec<Account> {
                 ],
             );
             let key = SigningKey::from_bytes(&d.0);
+            let mixed = (k % 4 == 3).then(|| MixedKey::new(&d.0, k));
+            let addr = match &mixed {
+                Some(m) => plume_protocol::tx::address_of_key(&m.key),
+                None => key.public_key().address(),
+            };
             Account {
-                addr: key.public_key().address(),
+                addr,
+                mixed,
                 key,
                 home: (k / ACCOUNTS_PER_VALIDATOR) as u32,
                 next: 0,
@@ -273,19 +356,50 @@ impl<S: SimScheme> World<S> {
                 a.next = executed;
                 a.moved_at = self.now;
             }
-            let to = self.accounts[self.work.below(self.accounts.len() as u64) as usize].addr;
+            let other = self.work.below(self.accounts.len() as u64) as usize;
+            let to = self.accounts[other].addr;
             let amount = u128::from(1 + self.work.below(1_000));
+            let settle = other != k && self.kinds.below(8) == 0;
             let a = &self.accounts[k];
-            let mut tx = plume_client::txbuild::transfer(
-                &chain,
-                &a.key,
-                a.next,
-                &to,
-                amount,
-                None,
-                plume_client::txbuild::Fees::default(),
-                1_000_000,
-            );
+            let mut tx = if settle {
+                // Both debited accounts sign; the payer's sequence is used.
+                let b = &self.accounts[other];
+                let legs = vec![
+                    plume_protocol::calls::Leg {
+                        asset: plume_protocol::tx::NATIVE_ASSET,
+                        from: a.addr.0,
+                        to: b.addr.0,
+                        amount,
+                    },
+                    plume_protocol::calls::Leg {
+                        asset: plume_protocol::tx::NATIVE_ASSET,
+                        from: b.addr.0,
+                        to: a.addr.0,
+                        amount: amount / 2 + 1,
+                    },
+                ];
+                let t = plume_client::txbuild::settle(
+                    &chain,
+                    &[&a.key, &b.key],
+                    a.next,
+                    legs,
+                    plume_client::txbuild::Fees::default(),
+                    1_000_000,
+                );
+                signed(t.body, &[a, b])
+            } else {
+                let t = plume_client::txbuild::transfer(
+                    &chain,
+                    &a.key,
+                    a.next,
+                    &to,
+                    amount,
+                    None,
+                    plume_client::txbuild::Fees::default(),
+                    1_000_000,
+                );
+                signed(t.body, &[a])
+            };
             let broken = self.work.below(16) == 0;
             if broken {
                 tx.signatures[0][7] ^= 0x20;
@@ -784,11 +898,22 @@ impl<S: SimScheme> World<S> {
         };
         x.executed_batches.extend(picked.batches.iter().copied());
         if correct {
-            self.txs_succeeded += out
-                .receipts
-                .iter()
-                .filter(|r| r.status == plume_protocol::Status::Success)
-                .count() as u64;
+            for (t, r) in picked.txs.iter().zip(&out.receipts) {
+                if r.status != plume_protocol::Status::Success {
+                    continue;
+                }
+                self.txs_succeeded += 1;
+                if t.tx.body.module == plume_protocol::calls::MODULE_SETTLEMENT {
+                    self.settlements_succeeded += 1;
+                }
+                if t.tx.body.signers.iter().any(|k| {
+                    self.accounts
+                        .iter()
+                        .any(|a| a.mixed.as_ref().is_some_and(|m| &m.key == k))
+                }) {
+                    self.mixed_succeeded += 1;
+                }
+            }
         }
         let mut entries = Vec::with_capacity(picked.txs.len());
         let mut bad_sig: Option<Digest> = None;
