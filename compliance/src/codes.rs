@@ -39,7 +39,7 @@ compliance_codes! {
     CLAIM_BAD_SIGNATURE = 215, "The claim's provider signature does not verify.";
     CLAIM_STALE = 216, "The claim is older than the identity's attestation or revocation from that provider.";
     ADDRESS_LINKED = 217, "An address of the claim belongs to another identity.";
-    BAD_RULES = 218, "The rule set breaks a limit (count, duplicate id, bad parameter).";
+    BAD_RULES = 218, "The rule set breaks a limit (count, duplicate id, bad parameter, counter entries, a window rule id reused with another window).";
     TOO_MANY = 219, "A registry record would exceed its bound (providers, attestations).";
 }
 

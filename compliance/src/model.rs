@@ -273,6 +273,10 @@ fn is_zero_u8(v: &u8) -> bool {
 /// Most buckets of a rolling window.
 pub const BUCKETS_MAX: u8 = 24;
 
+/// Most counter entries the window rules of one policy keep per owner
+/// (a fixed window one, a rolling one a bucket each).
+pub const COUNTER_ENTRIES_MAX: usize = 256;
+
 /// Who a limit or a window's counts are per.
 #[derive(
     rkyv::Archive,
@@ -368,6 +372,35 @@ impl Rule {
             Rule::Velocity { .. } => "velocity",
             Rule::TravelRule { .. } => "travel_rule",
             Rule::Structuring { .. } => "structuring",
+        }
+    }
+
+    /// Counter entries it keeps per owner: one per live window.
+    pub fn counter_entries(&self) -> usize {
+        match self {
+            Rule::Velocity { buckets, .. } => usize::from((*buckets).max(1)),
+            Rule::Structuring { .. } => 1,
+            _ => 0,
+        }
+    }
+
+    /// What its counters mean (kind, window, buckets), for a rule that
+    /// keeps counters: a rule id keeps this across rule-set versions, as
+    /// its stored counters would otherwise be read under another meaning.
+    pub fn counter_signature(&self) -> Option<(&'static str, u64, u64, u8)> {
+        match self {
+            Rule::Velocity {
+                window_blocks,
+                window_ms,
+                buckets,
+                ..
+            } => Some(("velocity", *window_blocks, *window_ms, (*buckets).max(1))),
+            Rule::Structuring {
+                window_blocks,
+                window_ms,
+                ..
+            } => Some(("structuring", *window_blocks, *window_ms, 1)),
+            _ => None,
         }
     }
 
@@ -545,6 +578,15 @@ impl Policy {
     pub fn validate(&self) -> Result<(), String> {
         if self.rules.len() > RULES_MAX {
             return Err(format!("{} rules, at most {RULES_MAX}", self.rules.len()));
+        }
+        // One owner's counter record holds an entry per live window of
+        // every window rule, and each such rule scans it: bounded here so
+        // the per-rule gas bounds the work.
+        let entries: usize = self.rules.iter().map(|r| r.rule.counter_entries()).sum();
+        if entries > COUNTER_ENTRIES_MAX {
+            return Err(format!(
+                "the window rules keep {entries} counter entries per sender, at most {COUNTER_ENTRIES_MAX} (fewer buckets or rules)"
+            ));
         }
         for (i, r) in self.rules.iter().enumerate() {
             if self.rules[..i].iter().any(|o| o.id == r.id) {

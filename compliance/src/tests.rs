@@ -476,17 +476,34 @@ fn worst_case_policy_gas_is_bounded() {
         Rule::JurisdictionBlock {
             pairs: vec![[*b"US", *b"KP"]; model::PAIRS_MAX],
         },
+        // 128 rolling rules of 2 buckets: the most counter entries a
+        // policy may keep (256).
         Rule::Velocity {
             asset: NATIVE,
             window_blocks: 0,
             window_ms: 24 * 3_600_000,
-            buckets: model::BUCKETS_MAX,
+            buckets: 2,
             scope: Scope::Identity,
             max_amount: 1,
             max_count: 0,
             min_tier: 0,
         },
     ];
+    // More counter entries per sender than the bound are refused: each
+    // window rule scans the sender's whole record.
+    let rolling = |buckets| Rule::Velocity {
+        asset: NATIVE,
+        window_blocks: 0,
+        window_ms: 24 * 3_600_000,
+        buckets,
+        scope: Scope::Account,
+        max_amount: 1,
+        max_count: 0,
+        min_tier: 0,
+    };
+    assert!(policy(vec![rolling(24); 10]).validate().is_ok());
+    let e = policy(vec![rolling(24); 11]).validate().unwrap_err();
+    assert!(e.contains("264 counter entries"), "{e}");
     for rule in costliest {
         let p = policy(vec![rule; model::RULES_MAX]);
         p.validate().unwrap();

@@ -993,3 +993,49 @@ fn identity_scoped_rolling_limits_give_identical_receipts_for_any_shard_count() 
     }
     assert!(stopped > 20, "stopped {stopped}");
 }
+
+#[test]
+fn a_window_rule_keeps_its_id_s_counter_meaning_across_rule_sets() {
+    let vel = |window_blocks| Rule::Velocity {
+        asset: NATIVE_ASSET,
+        window_blocks,
+        window_ms: 0,
+        buckets: 0,
+        scope: plume_compliance::Scope::Account,
+        max_amount: 10_000,
+        max_count: 0,
+        min_tier: 0,
+    };
+    let mut w = world(vec![vel(10)], 1_000, 0);
+    let set = |seq, rules: Vec<(u16, Rule)>| {
+        ctx_call(
+            w.admin,
+            seq,
+            ComplianceCall::SetRules {
+                rules: rules
+                    .into_iter()
+                    .map(|(id, rule)| RuleEntry { id, rule })
+                    .collect(),
+            },
+        )
+    };
+    // Rule 1 with another window under the same id: refused (its stored
+    // counters would count under the new window); a new id is fine, and so
+    // is a changed limit under the same window.
+    let mut more = vel(10);
+    if let Rule::Velocity { max_amount, .. } = &mut more {
+        *max_amount = 20_000;
+    }
+    let txs = [
+        set(0, vec![(1, more)]),
+        set(1, vec![(1, vel(100))]),
+        set(2, vec![(2, vel(100))]),
+    ];
+    let out = w.l.block(&txs);
+    assert_eq!(status(&out, 0), (Status::Success, Reason::Ok));
+    assert_eq!(status(&out, 1), (Status::Failed, codes::BAD_RULES));
+    assert_eq!(status(&out, 2), (Status::Success, Reason::Ok));
+    let p = read_policy(&w.l.state).unwrap().unwrap();
+    assert_eq!(p.rules.len(), 1);
+    assert_eq!(p.rules[0].id, 2);
+}

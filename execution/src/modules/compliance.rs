@@ -434,6 +434,12 @@ impl Module for Compliance {
                         .and_then(|pol| pol.provider(p))
                         .map(|p| p.name.clone())
                 };
+                let revoked_from = |p: &[u8; 32]| {
+                    policy
+                        .as_ref()
+                        .and_then(|pol| pol.provider(p))
+                        .and_then(|p| p.revoked_from)
+                };
                 let mut out = Vec::new();
                 let attested: Vec<([u8; 32], Option<plume_compliance::Attestation>)> =
                     match read_identity_of(state, &a)? {
@@ -451,6 +457,8 @@ impl Module for Compliance {
                     out.push(serde_json::json!({
                         "provider": hex::encode(p),
                         "name": name(&p),
+                        "registered": name(&p).is_some(),
+                        "revoked_from": revoked_from(&p),
                         "envelope_key": hex::encode(key),
                         "attestation": att.map(|x| plume_compliance::to_json(&x)),
                     }));
@@ -552,8 +560,19 @@ impl Call for ComplianceCall {
                 if !admin_signed {
                     return Ok(Err(codes::NOT_AUTHORITY));
                 }
+                // A window rule keeps its id's counter meaning (kind,
+                // window, buckets): a changed window needs a new id, or
+                // stale counters would count under the new one.
+                let changed_meaning = rules.iter().any(|r| {
+                    policy.rules.iter().any(|o| {
+                        o.id == r.id
+                            && o.rule.counter_signature().is_some()
+                            && r.rule.counter_signature().is_some()
+                            && o.rule.counter_signature() != r.rule.counter_signature()
+                    })
+                });
                 policy.rules = rules.clone();
-                if policy.validate().is_err() {
+                if changed_meaning || policy.validate().is_err() {
                     return Ok(Err(codes::BAD_RULES));
                 }
                 store_policy(l, &mut policy, tx.height)?;

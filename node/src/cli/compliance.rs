@@ -491,18 +491,34 @@ pub fn beneficiary_envelope_key(node: &str, beneficiary: &[u8; 32]) -> Result<St
         json!(["compliance", "envelope-keys", hex::encode(beneficiary)]),
     )?;
     let all = v.as_array().cloned().unwrap_or_default();
-    let verified: Vec<&Value> = all
+    // Only an institution whose attestation of the beneficiary still
+    // stands: a registered provider not revoked, verified, not expired by
+    // time (by this machine's clock; height expiry is the chain's to judge).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let standing: Vec<&Value> = all
         .iter()
-        .filter(|k| k["attestation"]["status"] == "verified")
+        .filter(|k| {
+            let a = &k["attestation"];
+            k["registered"] == true
+                && k["revoked_from"].is_null()
+                && a["status"] == "verified"
+                && a["expires_at_ms"].as_u64().is_none_or(|t| t > now_ms)
+        })
         .collect();
-    let pick = match (all.len(), verified.len()) {
+    let pick = match (all.len(), standing.len()) {
         (0, _) => bail!(
             "no institution attesting {} has published an envelope key \
              (`plume compliance set-envelope-key`); pass --beneficiary-key",
             hex::encode(beneficiary)
         ),
-        (1, _) => &all[0],
-        (_, 1) => verified[0],
+        (_, 0) => bail!(
+            "the institutions attesting {} that published envelope keys are revoked or their \
+             attestations no longer stand; pass --beneficiary-key",
+            hex::encode(beneficiary)
+        ),
+        (_, 1) => standing[0],
         _ => bail!(
             "several institutions attest {} ({}); choose one with --beneficiary-key",
             hex::encode(beneficiary),
