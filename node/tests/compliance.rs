@@ -32,6 +32,20 @@ fn plume_ok(args: &[&str]) -> String {
     out
 }
 
+/// Run a `plume` command that submits a transaction (`--json`), wait for
+/// it to be final on `api` and assert it succeeded; its id and status.
+fn final_ok(api: &str, args: &[&str], what: &str) -> (String, serde_json::Value) {
+    let out = plume_ok(args);
+    let hash = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let st = final_on(api, &hash, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{what}: not final within 30 s"));
+    assert_eq!(st["receipt"]["status"], "Success", "{what}: {st}");
+    (hash, st)
+}
+
 #[test]
 fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are_reproducible() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,25 +133,23 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     // The list keeper (account 0) lists account 3; from the next block a
     // transfer to it fails too.
     let victim = net.accounts[3].public_key().address().to_hex();
-    let out = plume_ok(&[
-        "compliance",
-        "list",
-        "--node",
+    let (list_tx, lt) = final_ok(
         &api,
-        "--key",
-        &keyfile(0),
-        "--list",
-        "deny",
-        "--add",
-        &victim,
-        "--json",
-    ]);
-    let list_tx = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let lt = final_on(&api, &list_tx, Duration::from_secs(30)).expect("list update final");
-    assert_eq!(lt["receipt"]["status"], "Success", "{lt}");
+        &[
+            "compliance",
+            "list",
+            "--node",
+            &api,
+            "--key",
+            &keyfile(0),
+            "--list",
+            "deny",
+            "--add",
+            &victim,
+            "--json",
+        ],
+        "list update final",
+    );
     let tx2 = txbuild::transfer(
         &net.chain_id,
         &net.accounts[2],
@@ -291,23 +303,21 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
         "--out",
         signed_file.to_str().unwrap(),
     ]);
-    let out = plume_ok(&[
-        "compliance",
-        "attest",
-        "--node",
+    final_ok(
         &api,
-        "--key",
-        &keyfile(5),
-        "--signed-claim",
-        signed_file.to_str().unwrap(),
-        "--json",
-    ]);
-    let at = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let att = final_on(&api, &at, Duration::from_secs(30)).expect("attest final");
-    assert_eq!(att["receipt"]["status"], "Success", "{att}");
+        &[
+            "compliance",
+            "attest",
+            "--node",
+            &api,
+            "--key",
+            &keyfile(5),
+            "--signed-claim",
+            signed_file.to_str().unwrap(),
+            "--json",
+        ],
+        "attest final",
+    );
     let id = plume_ok(&[
         "compliance",
         "identity",
@@ -327,25 +337,23 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
         .public_key()
         .address()
         .to_hex();
-    let out = plume_ok(&[
-        "tx",
-        "transfer",
-        "--node",
+    final_ok(
         &api,
-        "--key",
-        &keyfile(5),
-        "--to",
-        &provider_addr,
-        "--amount",
-        "1000000000",
-        "--json",
-    ]);
-    let fund = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let st = final_on(&api, &fund, Duration::from_secs(30)).expect("funding final");
-    assert_eq!(st["receipt"]["status"], "Success", "{st}");
+        &[
+            "tx",
+            "transfer",
+            "--node",
+            &api,
+            "--key",
+            &keyfile(5),
+            "--to",
+            &provider_addr,
+            "--amount",
+            "1000000000",
+            "--json",
+        ],
+        "funding final",
+    );
     let mut rules: Vec<serde_json::Value> = serde_json::from_value(
         rpc(&api, "plume_query", json!(["compliance", "policy"])).unwrap()["rules"].clone(),
     )
@@ -353,23 +361,21 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     rules.push(json!({"id": 9, "kind": "kyc"}));
     let rules_file = dir.path().join("rules.json");
     std::fs::write(&rules_file, serde_json::to_vec(&rules).unwrap()).unwrap();
-    let out = plume_ok(&[
-        "compliance",
-        "set-rules",
-        "--node",
+    let (_, srt) = final_ok(
         &api,
-        "--key",
-        &keyfile(0),
-        "--rules",
-        rules_file.to_str().unwrap(),
-        "--json",
-    ]);
-    let sr = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let srt = final_on(&api, &sr, Duration::from_secs(30)).expect("set-rules final");
-    assert_eq!(srt["receipt"]["status"], "Success", "{srt}");
+        &[
+            "compliance",
+            "set-rules",
+            "--node",
+            &api,
+            "--key",
+            &keyfile(0),
+            "--rules",
+            rules_file.to_str().unwrap(),
+            "--json",
+        ],
+        "set-rules final",
+    );
     support::wait_height(
         &net,
         0,
@@ -419,23 +425,21 @@ fn sanctioned_transfers_fail_everywhere_list_updates_apply_and_audit_reports_are
     let bank_pub = out.trim().rsplit(' ').next().unwrap().to_string();
     // The institution publishes it in the registry, signed with its
     // provider key.
-    let out = plume_ok(&[
-        "compliance",
-        "set-envelope-key",
-        "--node",
+    final_ok(
         &api,
-        "--key",
-        provider_file.to_str().unwrap(),
-        "--envelope-key",
-        bank_key.to_str().unwrap(),
-        "--json",
-    ]);
-    let sek = serde_json::from_str::<serde_json::Value>(&out).unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let st = final_on(&api, &sek, Duration::from_secs(30)).expect("set-envelope-key final");
-    assert_eq!(st["receipt"]["status"], "Success", "{st}");
+        &[
+            "compliance",
+            "set-envelope-key",
+            "--node",
+            &api,
+            "--key",
+            provider_file.to_str().unwrap(),
+            "--envelope-key",
+            bank_key.to_str().unwrap(),
+            "--json",
+        ],
+        "set-envelope-key final",
+    );
     let keys = plume_ok(&[
         "compliance",
         "envelope-keys",
