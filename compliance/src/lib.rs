@@ -23,6 +23,7 @@
 
 pub mod check;
 pub mod codes;
+mod json;
 pub mod model;
 pub mod travel;
 
